@@ -1,0 +1,338 @@
+//! The AES-EAX frame cipher: opening and sealing the relay's wire frames.
+//!
+//! A frame on the wire is `base64(nonce(16) ‖ tag(16) ‖ ciphertext)` followed
+//! by `\n`, exactly what PyCryptodome's `AES.new(key, AES.MODE_EAX)` +
+//! `encrypt_and_digest` produce (16-byte nonce, 16-byte tag, no associated
+//! data). This module owns the key schedule (built once), the nonce generator,
+//! and the two transformations `open` and `seal`. It knows nothing about
+//! sockets or lines: callers hand it one line without its terminator.
+//!
+//! It never reveals *why* a tag failed to verify, and never returns
+//! unauthenticated plaintext.
+
+use std::fmt;
+
+use aead::AeadInOut;
+use aes::{Aes128, Aes192, Aes256};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{BufMut, BytesMut};
+use eax::Eax;
+use rand_chacha::ChaCha20Rng;
+use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
+
+use crate::key::Key;
+
+/// Length of the EAX nonce carried at the front of every frame.
+pub const NONCE_LEN: usize = 16;
+/// Length of the EAX tag that follows the nonce.
+pub const TAG_LEN: usize = 16;
+/// Bytes a decoded frame carries besides the ciphertext.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// Why a line could not be opened. Every variant is the peer's fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpenError {
+    /// The line is not padded standard-alphabet base64.
+    Base64,
+    /// The decoded frame is shorter than nonce + tag (32 bytes).
+    TooShort,
+    /// The tag does not verify: wrong key, or the frame was tampered with.
+    BadTag,
+}
+
+impl OpenError {
+    /// A short, stable name for logs and counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenError::Base64 => "bad base64",
+            OpenError::TooShort => "frame too short",
+            OpenError::BadTag => "tag mismatch",
+        }
+    }
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// Length of the base64 line (without `\n`) that carries `plaintext_len` bytes.
+pub fn encoded_len(plaintext_len: usize) -> usize {
+    (OVERHEAD + plaintext_len).div_ceil(3) * 4
+}
+
+/// Largest plaintext whose sealed line (without `\n`) fits in `max_line` bytes.
+pub fn max_plaintext_len(max_line: usize) -> usize {
+    (max_line / 4 * 3).saturating_sub(OVERHEAD)
+}
+
+/// The AEAD itself, one variant per AES key size; the key schedule is
+/// expanded once, when the cipher is built.
+#[derive(Clone)]
+enum Aead {
+    Aes128(Box<Eax<Aes128>>),
+    Aes192(Box<Eax<Aes192>>),
+    Aes256(Box<Eax<Aes256>>),
+}
+
+impl Aead {
+    fn new(key: &Key) -> Aead {
+        use aead::KeyInit as _;
+        let bytes = key.as_bytes();
+        // `Key` guarantees one of the three lengths, so the fallible
+        // constructors below cannot fail; they are matched rather than
+        // unwrapped to keep the hot path free of panics.
+        match bytes.len() {
+            16 => Aead::Aes128(Box::new(
+                Eax::new_from_slice(bytes).expect("16-byte key is valid for AES-128"),
+            )),
+            24 => Aead::Aes192(Box::new(
+                Eax::new_from_slice(bytes).expect("24-byte key is valid for AES-192"),
+            )),
+            _ => Aead::Aes256(Box::new(
+                Eax::new_from_slice(bytes).expect("32-byte key is valid for AES-256"),
+            )),
+        }
+    }
+
+    fn encrypt(&self, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        let nonce = nonce.into();
+        let tag = match self {
+            Aead::Aes128(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
+            Aead::Aes192(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
+            Aead::Aes256(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
+        };
+        // EAX only refuses plaintexts over 2^36 bytes; frames are bounded by
+        // the line limit long before that.
+        tag.map(Into::into)
+            .expect("plaintext within EAX's length limit")
+    }
+
+    fn decrypt(&self, nonce: &[u8], tag: &[u8], buf: &mut [u8]) -> Result<(), OpenError> {
+        let nonce = nonce.try_into().map_err(|_| OpenError::TooShort)?;
+        let tag = tag.try_into().map_err(|_| OpenError::TooShort)?;
+        let result = match self {
+            Aead::Aes128(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
+            Aead::Aes192(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
+            Aead::Aes256(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
+        };
+        result.map_err(|_| OpenError::BadTag)
+    }
+}
+
+/// Opens and seals frames under one key.
+///
+/// Holds the expanded key, the nonce generator and one reusable frame
+/// buffer, so neither direction allocates once the buffer has grown to the
+/// largest frame seen.
+///
+/// Nonces come from ChaCha20 seeded once from the operating system: 128
+/// random bits per message, so the chance that two frames sealed under one
+/// key (the relay's, or a client's: PyCryptodome also draws them at random)
+/// ever share a nonce stays below 2^-64 for the first 2^32 messages. No
+/// syscall is made per message.
+#[derive(Clone)]
+pub struct Cipher {
+    aead: Aead,
+    nonces: ChaCha20Rng,
+    frame: Vec<u8>,
+}
+
+impl Cipher {
+    /// Builds a cipher for `key`, seeding its nonce generator from the OS.
+    pub fn new(key: &Key) -> std::io::Result<Cipher> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
+        Ok(Cipher::with_nonce_seed(key, seed))
+    }
+
+    /// Builds a cipher whose nonces follow `seed`: deterministic, for tests,
+    /// benches and fuzzing only. Never use a fixed seed with a real key.
+    pub fn with_nonce_seed(key: &Key, seed: [u8; 32]) -> Cipher {
+        Cipher {
+            aead: Aead::new(key),
+            nonces: ChaCha20Rng::from_seed(seed),
+            frame: Vec::new(),
+        }
+    }
+
+    /// Opens one line (base64 text without its `\n` or `\r\n`) and returns
+    /// the plaintext, which lives in this cipher's buffer until the next call.
+    pub fn open(&mut self, line: &[u8]) -> Result<&mut [u8], OpenError> {
+        let frame_len = self.decode_and_verify(line)?;
+        Ok(&mut self.frame[OVERHEAD..frame_len])
+    }
+
+    /// Seals `plaintext` and appends the base64 line and its `\n` to `out`.
+    pub fn seal_into(&mut self, plaintext: &[u8], out: &mut BytesMut) {
+        let frame_len = OVERHEAD + plaintext.len();
+        if self.frame.len() < frame_len {
+            self.frame.resize(frame_len, 0);
+        }
+        self.frame[OVERHEAD..frame_len].copy_from_slice(plaintext);
+        self.seal_frame(frame_len, out);
+    }
+
+    /// The relay step: opens `line` and seals its plaintext again under a
+    /// fresh nonce, appending the new line and `\n` to `out`.
+    ///
+    /// Decrypts and re-encrypts in place in one buffer: the plaintext is
+    /// never copied. On error nothing is appended.
+    pub fn reseal_into(&mut self, line: &[u8], out: &mut BytesMut) -> Result<(), OpenError> {
+        let frame_len = self.decode_and_verify(line)?;
+        self.seal_frame(frame_len, out);
+        Ok(())
+    }
+
+    /// Decodes `line` into the frame buffer, verifies and decrypts it in
+    /// place, and returns the frame's length.
+    fn decode_and_verify(&mut self, line: &[u8]) -> Result<usize, OpenError> {
+        let frame_len = decode_into(line, &mut self.frame)?;
+        if frame_len < OVERHEAD {
+            return Err(OpenError::TooShort);
+        }
+        let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
+        let (nonce, tag) = head.split_at(NONCE_LEN);
+        self.aead.decrypt(nonce, tag, body)?;
+        Ok(frame_len)
+    }
+
+    /// Encrypts the plaintext at `frame[OVERHEAD..frame_len]` in place under
+    /// a fresh nonce, fills in nonce and tag, and appends the encoded line.
+    fn seal_frame(&mut self, frame_len: usize, out: &mut BytesMut) {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.nonces.fill_bytes(&mut nonce);
+        let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
+        let tag = self.aead.encrypt(&nonce, body);
+        head[..NONCE_LEN].copy_from_slice(&nonce);
+        head[NONCE_LEN..].copy_from_slice(&tag);
+        encode_line(&self.frame[..frame_len], out);
+    }
+}
+
+/// Decodes base64 `line` into `out` (grown as needed, never shrunk) and
+/// returns the decoded length.
+fn decode_into(line: &[u8], out: &mut Vec<u8>) -> Result<usize, OpenError> {
+    // Padded base64 is always a multiple of four; checking first also keeps
+    // the estimate below exact.
+    if line.len() % 4 != 0 {
+        return Err(OpenError::Base64);
+    }
+    let estimate = line.len() / 4 * 3;
+    if out.len() < estimate {
+        out.resize(estimate, 0);
+    }
+    BASE64
+        .decode_slice(line, &mut out[..])
+        .map_err(|_| OpenError::Base64)
+}
+
+/// Appends `base64(frame)` and `\n` to `out`.
+fn encode_line(frame: &[u8], out: &mut BytesMut) {
+    let line_len = frame.len().div_ceil(3) * 4;
+    out.reserve(line_len + 1);
+    let start = out.len();
+    out.resize(start + line_len, 0);
+    let written = BASE64.encode_slice(frame, &mut out[start..]).unwrap_or(0);
+    debug_assert_eq!(written, line_len);
+    out.truncate(start + written);
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> Key {
+        Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()
+    }
+
+    #[test]
+    fn round_trips_every_size_and_key_length() {
+        for hex in [
+            "000102030405060708090a0b0c0d0e0f",
+            "000102030405060708090a0b0c0d0e0f1011121314151617",
+            "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+        ] {
+            let key = Key::from_hex(hex).unwrap();
+            let mut cipher = Cipher::new(&key).unwrap();
+            for len in [0usize, 1, 2, 3, 15, 16, 17, 64, 1000] {
+                let plaintext: Vec<u8> = (0..len).map(|i| i as u8).collect();
+                let mut out = BytesMut::new();
+                cipher.seal_into(&plaintext, &mut out);
+                assert_eq!(out.last(), Some(&b'\n'));
+                assert_eq!(out.len(), encoded_len(len) + 1);
+                let line = &out[..out.len() - 1];
+                assert_eq!(cipher.open(line).unwrap(), &plaintext[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn nonces_differ_between_seals() {
+        let mut cipher = Cipher::new(&key()).unwrap();
+        let (mut a, mut b) = (BytesMut::new(), BytesMut::new());
+        cipher.seal_into(b"same", &mut a);
+        cipher.seal_into(b"same", &mut b);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn rejects_each_kind_of_bad_line() {
+        let mut cipher = Cipher::new(&key()).unwrap();
+        let mut good = BytesMut::new();
+        cipher.seal_into(b"hello", &mut good);
+        let good = &good[..good.len() - 1];
+
+        let mut flipped = good.to_vec();
+        flipped[50] = if flipped[50] == b'A' { b'B' } else { b'A' };
+        let cases: &[(&[u8], OpenError)] = &[
+            (b"!!!!", OpenError::Base64),
+            (b"abc", OpenError::Base64),
+            (b"QUJD", OpenError::TooShort),
+            (b"", OpenError::TooShort),
+            (&good[..good.len() - 4], OpenError::BadTag),
+            (&flipped, OpenError::BadTag),
+        ];
+        for (line, want) in cases {
+            assert_eq!(cipher.open(line).unwrap_err(), *want, "{line:?}");
+        }
+        let other = Key::from_hex("ffffffffffffffffffffffffffffffff").unwrap();
+        assert_eq!(
+            Cipher::new(&other).unwrap().open(good).unwrap_err(),
+            OpenError::BadTag
+        );
+    }
+
+    #[test]
+    fn reseal_yields_a_fresh_frame_with_the_same_plaintext() {
+        let mut cipher = Cipher::new(&key()).unwrap();
+        let mut first = BytesMut::new();
+        cipher.seal_into(b"relay me", &mut first);
+        let mut second = BytesMut::new();
+        cipher
+            .reseal_into(&first[..first.len() - 1], &mut second)
+            .unwrap();
+        assert_ne!(first, second);
+        assert_eq!(cipher.open(&second[..second.len() - 1]).unwrap(), b"relay me");
+        let mut untouched = BytesMut::new();
+        assert_eq!(
+            cipher.reseal_into(b"QUJD", &mut untouched),
+            Err(OpenError::TooShort)
+        );
+        assert!(untouched.is_empty());
+    }
+
+    #[test]
+    fn max_plaintext_fits_the_line_limit() {
+        for max_line in [44usize, 45, 64, 65536, 65537] {
+            let n = max_plaintext_len(max_line);
+            assert!(encoded_len(n) <= max_line);
+            assert!(encoded_len(n + 1) > max_line || encoded_len(n + 1) == encoded_len(n));
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The shared key: parsing it from hex, and the key file the relay and
+//! clients read it from.
+//!
+//! A key is 16, 24 or 32 bytes (AES-128/192/256), written as 32, 48 or 64
+//! hex digits; whitespace around the digits is ignored. This module never
+//! logs or displays key material: `Key`'s `Debug` prints only its length.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+/// Environment variable that may carry the key in hex, for scripts.
+pub const KEY_ENV: &str = "EAXCHAT_KEY";
+
+/// Length of the key the relay generates when its key file is missing.
+pub const GENERATED_KEY_LEN: usize = 16;
+
+/// An AES key of 16, 24 or 32 bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key(Vec<u8>);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Key(AES-{}, redacted)", self.0.len() * 8)
+    }
+}
+
+/// Why a key could not be had.
+#[derive(Debug)]
+pub enum KeyError {
+    /// The text is not 32, 48 or 64 hex digits.
+    Malformed {
+        /// Where the text came from (a path, a flag or the variable's name).
+        source: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The key file could not be read or written.
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The underlying error.
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::Malformed { source, problem } => {
+                write!(f, "malformed key in {source}: {problem}")
+            }
+            KeyError::Io { path, error } => {
+                write!(f, "key file {}: {error}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+impl Key {
+    /// Takes raw key bytes; `None` unless there are 16, 24 or 32 of them.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Key> {
+        matches!(bytes.len(), 16 | 24 | 32).then(|| Key(bytes.to_vec()))
+    }
+
+    /// Parses 32, 48 or 64 hex digits, ignoring surrounding whitespace.
+    pub fn from_hex(text: &str) -> Result<Key, String> {
+        let digits = text.trim().as_bytes();
+        if !matches!(digits.len(), 32 | 48 | 64) {
+            return Err(format!(
+                "expected 32, 48 or 64 hex digits, found {} characters",
+                digits.len()
+            ));
+        }
+        let mut bytes = Vec::with_capacity(digits.len() / 2);
+        for (i, pair) in digits.chunks_exact(2).enumerate() {
+            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+                return Err(format!("not a hex digit at position {}", i * 2 + 1));
+            };
+            bytes.push(hi << 4 | lo);
+        }
+        Ok(Key(bytes))
+    }
+
+    /// A fresh random key of [`GENERATED_KEY_LEN`] bytes from the OS.
+    pub fn generate() -> io::Result<Key> {
+        let mut bytes = vec![0u8; GENERATED_KEY_LEN];
+        getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+        Ok(Key(bytes))
+    }
+
+    /// The key in lowercase hex, for writing a key file.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The raw key bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Reads a key file. `Ok(None)` if it does not exist.
+    pub fn read_file(path: &Path) -> Result<Option<Key>, KeyError> {
+        let text = match fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => {
+                return Err(KeyError::Io {
+                    path: path.to_owned(),
+                    error,
+                });
+            }
+        };
+        Key::from_hex(&text)
+            .map(Some)
+            .map_err(|problem| KeyError::Malformed {
+                source: path.display().to_string(),
+                problem,
+            })
+    }
+
+    /// Writes this key to a new file readable only by its owner (mode 0600).
+    /// Fails if the file already exists rather than replace a key.
+    pub fn write_new_file(&self, path: &Path) -> Result<(), KeyError> {
+        let io_error = |error| KeyError::Io {
+            path: path.to_owned(),
+            error,
+        };
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io_error)?;
+        writeln!(file, "{}", self.to_hex()).map_err(io_error)?;
+        file.sync_all().map_err(io_error)
+    }
+}
+
+/// Where a key came from, for the start-up log (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    /// The `--key-hex` flag.
+    Flag,
+    /// The `EAXCHAT_KEY` environment variable.
+    Env,
+    /// An existing key file.
+    File(PathBuf),
+    /// A key file that did not exist and was just generated.
+    Generated(PathBuf),
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Flag => f.write_str("--key-hex"),
+            KeyOrigin::Env => write!(f, "${KEY_ENV}"),
+            KeyOrigin::File(path) => write!(f, "key file {}", path.display()),
+            KeyOrigin::Generated(path) => write!(f, "new key file {}", path.display()),
+        }
+    }
+}
+
+/// How a program wants its key found.
+#[derive(Debug, Clone)]
+pub struct KeySource<'a> {
+    /// The `--key-hex` value, which wins over everything else.
+    pub hex: Option<&'a str>,
+    /// The `EAXCHAT_KEY` value, used when there is no flag.
+    pub env: Option<String>,
+    /// The key file, used when there is neither.
+    pub file: &'a Path,
+    /// Whether a missing key file is generated (the relay) or an error (clients).
+    pub generate_missing: bool,
+}
+
+impl KeySource<'_> {
+    /// Finds the key: `--key-hex`, then `EAXCHAT_KEY`, then the key file.
+    pub fn resolve(&self) -> Result<(Key, KeyOrigin), KeyError> {
+        if let Some(hex) = self.hex {
+            return parse_named(hex, "--key-hex").map(|key| (key, KeyOrigin::Flag));
+        }
+        if let Some(hex) = self.env.as_deref().filter(|v| !v.trim().is_empty()) {
+            return parse_named(hex, KEY_ENV).map(|key| (key, KeyOrigin::Env));
+        }
+        if let Some(key) = Key::read_file(self.file)? {
+            return Ok((key, KeyOrigin::File(self.file.to_owned())));
+        }
+        if !self.generate_missing {
+            return Err(KeyError::Io {
+                path: self.file.to_owned(),
+                error: io::Error::new(io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let key = Key::generate().map_err(|error| KeyError::Io {
+            path: self.file.to_owned(),
+            error,
+        })?;
+        key.write_new_file(self.file)?;
+        Ok((key, KeyOrigin::Generated(self.file.to_owned())))
+    }
+}
+
+/// True when `path` can be read by its group or by others.
+pub fn readable_by_others(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0)
+}
+
+fn parse_named(hex: &str, source: &str) -> Result<Key, KeyError> {
+    Key::from_hex(hex).map_err(|problem| KeyError::Malformed {
+        source: source.to_owned(),
+        problem,
+    })
+}
+
+fn hex_value(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_key_length_and_rejects_others() {
+        let ok = [
+            ("000102030405060708090a0b0c0d0e0f", 16),
+            ("  000102030405060708090A0B0C0D0E0F1011121314151617\n", 24),
+            (
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+                32,
+            ),
+        ];
+        for (hex, len) in ok {
+            assert_eq!(Key::from_hex(hex).unwrap().as_bytes().len(), len);
+        }
+        for bad in [
+            "",
+            "00",
+            "000102030405060708090a0b0c0d0e0",
+            "000102030405060708090a0b0c0d0e0g",
+            "000102030405060708090a0b0c0d0e0f00",
+            "0001020304050607 8090a0b0c0d0e0f",
+        ] {
+            assert!(Key::from_hex(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Key::from_hex("000102030405060708090a0b0c0d0e0f")
+                .unwrap()
+                .to_hex(),
+            "000102030405060708090a0b0c0d0e0f"
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let key = Key::from_hex("abababababababababababababababab").unwrap();
+        assert!(!format!("{key:?}").contains("ab"));
+    }
+
+    #[test]
+    fn generates_a_private_key_file_once_then_reads_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("relay.key");
+        let source = KeySource {
+            hex: None,
+            env: None,
+            file: &path,
+            generate_missing: true,
+        };
+        let (key, origin) = source.resolve().unwrap();
+        assert_eq!(origin, KeyOrigin::Generated(path.clone()));
+        assert_eq!(key.as_bytes().len(), GENERATED_KEY_LEN);
+        assert!(!readable_by_others(&path));
+        let (again, origin) = source.resolve().unwrap();
+        assert_eq!(origin, KeyOrigin::File(path.clone()));
+        assert_eq!(again, key);
+
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(readable_by_others(&path));
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file_and_errors_name_their_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.key");
+        let env = Some("11111111111111111111111111111111".to_owned());
+        let flag = "22222222222222222222222222222222";
+        let source = KeySource {
+            hex: Some(flag),
+            env: env.clone(),
+            file: &path,
+            generate_missing: false,
+        };
+        assert_eq!(source.resolve().unwrap().1, KeyOrigin::Flag);
+        let source = KeySource { hex: None, ..source };
+        assert_eq!(source.resolve().unwrap().1, KeyOrigin::Env);
+        let source = KeySource { env: None, ..source };
+        assert!(matches!(source.resolve(), Err(KeyError::Io { .. })));
+        assert!(!path.exists(), "clients never create a key file");
+
+        fs::write(&path, "not a key\n").unwrap();
+        let err = source.resolve().unwrap_err().to_string();
+        assert!(err.contains("missing.key"), "{err}");
+        let bad_env = KeySource {
+            env: Some("xyz".into()),
+            ..source
+        };
+        assert!(bad_env.resolve().unwrap_err().to_string().contains(KEY_ENV));
+    }
+}

@@ -1,0 +1,335 @@
+//! The relay's logic, without sockets: who is connected, what each sent,
+//! and what each is owed.
+//!
+//! [`Relay`] owns every connection's state in a slab: its line reader, its
+//! queue of outgoing frames, and why it is closing. The caller moves bytes:
+//! it hands what it read to [`Relay::receive`], and writes each queue out
+//! with [`Relay::flush`] into the connection's `io` (a `TcpStream` in the
+//! server, an in-memory writer in tests and fuzz targets).
+//!
+//! Each line received is opened and sealed once; the one sealed `Bytes` is
+//! queued for every other open connection. A connection that sends a line
+//! that does not open, or one too long, is marked closing and nothing more
+//! it sent is relayed. A consumer whose queue passes the limit is marked
+//! closing and its queue dropped. Closing connections are handed to the
+//! caller by [`Relay::take_closing`], and removed with [`Relay::remove`]:
+//! a connection leaves in that one place.
+
+use std::io::{self, Write};
+use std::ops::ControlFlow;
+
+use bytes::{Bytes, BytesMut};
+use log::debug;
+use slab::Slab;
+
+use crate::cipher::{Cipher, OpenError};
+use crate::frame::LineReader;
+use crate::outbox::Outbox;
+use crate::stats::{CloseReason, Stats};
+
+/// The limits a relay enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest line accepted, terminator excluded.
+    pub max_frame: usize,
+    /// Most connections open at once.
+    pub max_clients: usize,
+    /// Most bytes queued for one consumer before it is dropped.
+    pub max_queue: usize,
+}
+
+impl Limits {
+    /// `--max-frame`'s default: 64 KiB.
+    pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+    /// `--max-clients`' default.
+    pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+    /// `--max-queue`'s default: 4 MiB.
+    pub const DEFAULT_MAX_QUEUE: usize = 4 * 1024 * 1024;
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame: Limits::DEFAULT_MAX_FRAME,
+            max_clients: Limits::DEFAULT_MAX_CLIENTS,
+            max_queue: Limits::DEFAULT_MAX_QUEUE,
+        }
+    }
+}
+
+/// Identifies a connection while it is open. Ids are reused after removal.
+pub type ConnId = usize;
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Peer<T> {
+    /// The transport: what frames are written to.
+    pub io: T,
+    reader: LineReader,
+    outbox: Outbox,
+    closing: Option<CloseReason>,
+    dirty: bool,
+}
+
+impl<T> Peer<T> {
+    /// Bytes queued for this connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued_bytes()
+    }
+
+    /// Why this connection is closing, if it is.
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.closing
+    }
+
+    /// Bytes held for an unfinished line from this connection.
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+}
+
+/// What a flush left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Everything queued was written.
+    Drained,
+    /// The writer would block with frames still queued: write again when it
+    /// is writable.
+    Blocked,
+    /// The connection is closing (or gone); nothing was written.
+    Closed,
+}
+
+/// Every connection and the cipher they share.
+pub struct Relay<T> {
+    peers: Slab<Peer<T>>,
+    cipher: Cipher,
+    limits: Limits,
+    stats: Stats,
+    dirty: Vec<ConnId>,
+    closing: Vec<ConnId>,
+}
+
+impl<T: Write> Relay<T> {
+    /// A relay with no connections.
+    pub fn new(cipher: Cipher, limits: Limits) -> Relay<T> {
+        Relay {
+            peers: Slab::new(),
+            cipher,
+            limits,
+            stats: Stats::default(),
+            dirty: Vec::new(),
+            closing: Vec::new(),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Counts an `accept` that failed.
+    pub fn count_accept_error(&mut self) {
+        self.stats.accept_errors += 1;
+    }
+
+    /// Connections open (including those closing but not yet removed).
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// A connection, if `id` is open.
+    pub fn peer(&self, id: ConnId) -> Option<&Peer<T>> {
+        self.peers.get(id)
+    }
+
+    /// A connection's transport, if `id` is open.
+    pub fn io_mut(&mut self, id: ConnId) -> Option<&mut T> {
+        self.peers.get_mut(id).map(|peer| &mut peer.io)
+    }
+
+    /// Ids of every open connection.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.peers.iter().map(|(id, _)| id)
+    }
+
+    /// Adds a connection, or hands `io` back (and counts it refused) when
+    /// `max_clients` are already connected.
+    pub fn admit(&mut self, io: T) -> Result<ConnId, T> {
+        if self.peers.len() >= self.limits.max_clients {
+            self.stats.clients_refused += 1;
+            return Err(io);
+        }
+        self.stats.connections += 1;
+        self.stats.connections_total += 1;
+        Ok(self.peers.insert(Peer {
+            io,
+            reader: LineReader::new(self.limits.max_frame),
+            outbox: Outbox::default(),
+            closing: None,
+            dirty: false,
+        }))
+    }
+
+    /// Takes bytes read from connection `from`: relays every complete line
+    /// in them, or closes `from` on the first line that is too long or does
+    /// not open.
+    pub fn receive(&mut self, from: ConnId, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        if peer.closing.is_some() {
+            return;
+        }
+        self.stats.bytes_in += data.len() as u64;
+        // The reader is taken out for the call so that relaying a line can
+        // borrow every other connection.
+        let mut reader = std::mem::take(&mut peer.reader);
+        let fed = reader.feed(data, |line| match self.relay_line(from, line) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(error) => {
+                self.stats.rejected.count(error);
+                self.close(from, CloseReason::BadFrame(error));
+                ControlFlow::Break(())
+            }
+        });
+        if fed.is_err() {
+            self.stats.rejected.too_long += 1;
+            self.close(from, CloseReason::LineTooLong);
+        } else if let Some(unterminated) = reader.unterminated() {
+            // The newline-less client: a whole frame that authenticates is a
+            // message. A partial frame cannot authenticate, so a failure here
+            // only means "not yet" and is neither counted nor fatal.
+            if self.relay_line(from, unterminated).is_ok() {
+                reader.consume_unterminated();
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(from) {
+            peer.reader = reader;
+        }
+    }
+
+    /// Opens and reseals one line and queues it for everyone but `from`.
+    fn relay_line(&mut self, from: ConnId, line: &[u8]) -> Result<(), OpenError> {
+        // A resealed line is exactly as long as the line it came from.
+        let mut sealed = BytesMut::with_capacity(line.len() + 1);
+        self.cipher.reseal_into(line, &mut sealed)?;
+        self.stats.frames_in += 1;
+        self.queue_for_all_but(from, sealed.freeze());
+        Ok(())
+    }
+
+    /// Queues `frame` for every open connection except `from`.
+    fn queue_for_all_but(&mut self, from: ConnId, frame: Bytes) {
+        let max_queue = self.limits.max_queue;
+        for (id, peer) in self.peers.iter_mut() {
+            if id == from || peer.closing.is_some() {
+                continue;
+            }
+            peer.outbox.push(frame.clone());
+            if peer.outbox.queued_bytes() > max_queue {
+                peer.outbox.clear();
+                peer.closing = Some(CloseReason::SlowConsumer);
+                self.stats.slow_consumers += 1;
+                self.closing.push(id);
+            } else if !peer.dirty {
+                peer.dirty = true;
+                self.dirty.push(id);
+            }
+        }
+    }
+
+    /// Marks `id` closing for `reason`. Its queue is kept (for a final
+    /// flush) unless the reason is that it could not keep up.
+    pub fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        if peer.closing.is_some() {
+            return;
+        }
+        if let CloseReason::BadFrame(error) = reason {
+            debug!("conn {id}: {error}");
+        }
+        peer.closing = Some(reason);
+        self.closing.push(id);
+    }
+
+    /// Moves the ids with new output since the last call into `out`.
+    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
+        for &id in &self.dirty {
+            if let Some(peer) = self.peers.get_mut(id) {
+                peer.dirty = false;
+            }
+        }
+        out.append(&mut self.dirty);
+    }
+
+    /// Moves the ids marked closing since the last call into `out`.
+    pub fn take_closing(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.closing);
+    }
+
+    /// Writes `id`'s queue into its `io` until it drains or would block.
+    /// A write error closes the connection.
+    pub fn flush(&mut self, id: ConnId) -> Flush {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return Flush::Closed;
+        };
+        if peer.closing.is_some() {
+            return Flush::Closed;
+        }
+        match write_queue(peer, &mut self.stats) {
+            Ok(flush) => flush,
+            Err(error) => {
+                self.close(id, CloseReason::IoError(error.kind()));
+                Flush::Closed
+            }
+        }
+    }
+
+    /// Writes what is queued for a connection that is closing, best effort
+    /// and without blocking: used for a graceful shutdown.
+    pub fn flush_closing(&mut self, id: ConnId) -> Flush {
+        match self.peers.get_mut(id) {
+            Some(peer) => write_queue(peer, &mut self.stats).unwrap_or(Flush::Closed),
+            None => Flush::Closed,
+        }
+    }
+
+    /// Removes a connection and returns it with the reason it closed.
+    pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
+        let peer = self.peers.try_remove(id)?;
+        self.stats.connections -= 1;
+        let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
+        Some((peer, reason))
+    }
+}
+
+fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Flush> {
+    while !peer.outbox.is_empty() {
+        match peer.outbox.write_to(&mut peer.io) {
+            Ok(written) if written.bytes == 0 => {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            Ok(written) => {
+                stats.bytes_out += written.bytes as u64;
+                stats.frames_out += written.frames as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Flush::Drained)
+}

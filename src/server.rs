@@ -1,0 +1,431 @@
+//! The network side: one thread, one `mio` poll loop, moving bytes between
+//! sockets and the [`Relay`].
+//!
+//! Each loop turn reads every readable connection (a bounded amount each, so
+//! one flooding client cannot starve the rest), lets the relay queue what it
+//! opened, then writes each connection that got new frames once, with one
+//! vectored write of its queue. Write interest is registered only for a
+//! connection whose socket buffer filled up. Connections the relay marked
+//! closing are removed at the end of the turn, in one place.
+//!
+//! This module owns sockets, readiness, accept back-off, signals and the
+//! shutdown drain; it never looks inside a frame.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::time::{Duration, Instant};
+
+use log::{error, info, warn};
+use mio::net::{TcpListener, TcpStream, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+
+use crate::cipher::Cipher;
+use crate::relay::{ConnId, Flush, Limits, Relay};
+use crate::stats::{CloseReason, Stats};
+
+const LISTENER: Token = Token(usize::MAX);
+const STOP: Token = Token(usize::MAX - 1);
+
+/// Size of the one buffer every socket is read into.
+const READ_BUF_LEN: usize = 64 * 1024;
+/// Reads of one connection per loop turn before moving on to the others.
+const READS_PER_TURN: usize = 4;
+/// Connections accepted per loop turn, as Redis does, so a connection storm
+/// does not stall the clients already connected.
+const ACCEPTS_PER_TURN: usize = 256;
+/// How long accepting pauses after running out of file descriptors.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How the server runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Limits enforced on clients.
+    pub limits: Limits,
+    /// How often to log the stats line; `None` for only at exit.
+    pub stats_interval: Option<Duration>,
+    /// How long shutdown waits for queued frames to be written.
+    pub shutdown_grace: Duration,
+}
+
+/// A client connection as the server holds it.
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+    addr: SocketAddr,
+    write_interest: bool,
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.stream.write_vectored(bufs)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Asks a running server to shut down gracefully. Cheap to clone; usable
+/// from any thread.
+#[derive(Debug)]
+pub struct StopHandle(StdUnixStream);
+
+impl StopHandle {
+    /// Starts the graceful shutdown: stop accepting, flush, exit.
+    pub fn stop(&self) -> io::Result<()> {
+        (&self.0).write_all(&[1])
+    }
+
+    /// Another handle to the same server.
+    pub fn try_clone(&self) -> io::Result<StopHandle> {
+        self.0.try_clone().map(StopHandle)
+    }
+
+    /// Makes SIGINT and SIGTERM stop the server gracefully; a second SIGINT
+    /// while it drains exits at once.
+    pub fn stop_on_signals(&self) -> io::Result<()> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use std::sync::Arc;
+        use std::sync::atomic::AtomicBool;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register_conditional_shutdown(SIGINT, 1, Arc::clone(&interrupted))?;
+        signal_hook::flag::register(SIGINT, interrupted)?;
+        signal_hook::low_level::pipe::register(SIGINT, self.0.try_clone()?)?;
+        signal_hook::low_level::pipe::register(SIGTERM, self.0.try_clone()?)?;
+        Ok(())
+    }
+}
+
+/// The relay server: a listener, a poll, and the relay.
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    stop_rx: UnixStream,
+    stop_tx: StopHandle,
+    relay: Relay<Conn>,
+    config: Config,
+    read_buf: Box<[u8]>,
+    /// Connections whose read budget ran out with data possibly left.
+    read_again: Vec<ConnId>,
+    /// Scratch list reused every turn (dirty or closing ids).
+    ids: Vec<ConnId>,
+    accept_ready: bool,
+    accept_paused_until: Option<Instant>,
+}
+
+impl Server {
+    /// Binds the listener. Nothing is accepted until [`Server::run`].
+    pub fn bind(config: Config, cipher: Cipher) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let (rx, tx) = StdUnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        let mut stop_rx = UnixStream::from_std(rx);
+        poll.registry()
+            .register(&mut stop_rx, STOP, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            stop_rx,
+            stop_tx: StopHandle(tx),
+            relay: Relay::new(cipher, config.limits),
+            config,
+            read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
+            read_again: Vec::new(),
+            ids: Vec::new(),
+            accept_ready: true,
+            accept_paused_until: None,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        match &self.listener {
+            Some(listener) => listener.local_addr(),
+            None => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// A handle that stops this server.
+    pub fn stop_handle(&self) -> io::Result<StopHandle> {
+        self.stop_tx.try_clone()
+    }
+
+    /// Serves until stopped, then drains queued frames for at most the
+    /// shutdown grace and returns the final counters.
+    pub fn run(mut self) -> io::Result<Stats> {
+        let mut events = Events::with_capacity(1024);
+        let mut next_stats = self.config.stats_interval.map(|i| Instant::now() + i);
+        let mut retry = Vec::new();
+        loop {
+            let timeout = self.poll_timeout(next_stats);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+            let mut stopping = false;
+            std::mem::swap(&mut retry, &mut self.read_again);
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept_ready = true,
+                    STOP => stopping = true,
+                    Token(id) => {
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_from(id);
+                        }
+                        if event.is_writable() {
+                            self.flush(id);
+                        }
+                    }
+                }
+            }
+            for id in retry.drain(..) {
+                self.read_from(id);
+            }
+            self.accept_some();
+            self.flush_dirty();
+            self.remove_closed();
+            if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
+                info!("{}", self.relay.stats());
+                next_stats = self.config.stats_interval.map(|i| at + i);
+            }
+            if stopping {
+                return self.shut_down();
+            }
+        }
+    }
+
+    fn poll_timeout(&self, next_stats: Option<Instant>) -> Option<Duration> {
+        let accept_now = self.accept_ready && self.accept_paused_until.is_none();
+        if !self.read_again.is_empty() || accept_now {
+            return Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        [next_stats, self.accept_paused_until]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Reads connection `id` until it would block or its budget for this
+    /// turn is spent, handing each read to the relay.
+    fn read_from(&mut self, id: ConnId) {
+        for _ in 0..READS_PER_TURN {
+            let closing = self.relay.peer(id).map(|peer| peer.closing().is_some());
+            if closing != Some(false) {
+                return;
+            }
+            let Some(conn) = self.relay.io_mut(id) else {
+                return;
+            };
+            match conn.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    self.relay.close(id, CloseReason::PeerClosed);
+                    return;
+                }
+                Ok(n) => self.relay.receive(id, &self.read_buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let reason = match e.kind() {
+                        io::ErrorKind::ConnectionReset => CloseReason::PeerClosed,
+                        kind => CloseReason::IoError(kind),
+                    };
+                    self.relay.close(id, reason);
+                    return;
+                }
+            }
+        }
+        self.read_again.push(id);
+    }
+
+    /// Accepts up to a turn's worth of connections.
+    fn accept_some(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        if !self.accept_ready {
+            return;
+        }
+        for _ in 0..ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.accept_ready = false;
+                    return;
+                }
+                Err(e) if is_transient_accept_error(&e) => {}
+                Err(e) => {
+                    // Out of descriptors (EMFILE/ENFILE) or memory: the
+                    // connection stays in the backlog; retry shortly rather
+                    // than spin on an error that will not clear by itself.
+                    self.relay.count_accept_error();
+                    warn!("accept failed, pausing {ACCEPT_BACKOFF:?}: {e}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
+        // Frames are coalesced here already; Nagle would only add delay.
+        let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            stream,
+            addr,
+            write_interest: false,
+        };
+        let id = match self.relay.admit(conn) {
+            Ok(id) => id,
+            Err(conn) => {
+                warn!(
+                    "refused {}: --max-clients ({}) reached",
+                    conn.addr,
+                    self.relay.limits().max_clients
+                );
+                return;
+            }
+        };
+        let registry = self.poll.registry();
+        if let Some(conn) = self.relay.io_mut(id) {
+            if let Err(e) = registry.register(&mut conn.stream, Token(id), Interest::READABLE) {
+                error!("conn {id}: cannot register: {e}");
+                self.relay.close(id, CloseReason::IoError(e.kind()));
+                return;
+            }
+            info!("conn {id}: connected from {addr}");
+        }
+    }
+
+    fn flush_dirty(&mut self) {
+        let mut ids = std::mem::take(&mut self.ids);
+        self.relay.take_dirty(&mut ids);
+        for id in ids.drain(..) {
+            self.flush(id);
+        }
+        self.ids = ids;
+    }
+
+    /// Writes `id`'s queue and keeps write interest only while it is blocked.
+    fn flush(&mut self, id: ConnId) {
+        let flush = self.relay.flush(id);
+        self.set_write_interest(id, flush == Flush::Blocked);
+    }
+
+    fn set_write_interest(&mut self, id: ConnId, wanted: bool) {
+        let registry = self.poll.registry();
+        let Some(conn) = self.relay.io_mut(id) else {
+            return;
+        };
+        if conn.write_interest == wanted {
+            return;
+        }
+        let interest = if wanted {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        match registry.reregister(&mut conn.stream, Token(id), interest) {
+            Ok(()) => conn.write_interest = wanted,
+            Err(e) => self.relay.close(id, CloseReason::IoError(e.kind())),
+        }
+    }
+
+    /// Removes every connection the relay marked closing. The one place a
+    /// connection leaves.
+    fn remove_closed(&mut self) {
+        let mut ids = std::mem::take(&mut self.ids);
+        self.relay.take_closing(&mut ids);
+        for id in ids.drain(..) {
+            let Some((mut peer, reason)) = self.relay.remove(id) else {
+                continue;
+            };
+            let _ = self.poll.registry().deregister(&mut peer.io.stream);
+            let addr = peer.io.addr;
+            match reason {
+                CloseReason::PeerClosed | CloseReason::Shutdown => {
+                    info!("conn {id} ({addr}): closed: {reason}")
+                }
+                _ => warn!("conn {id} ({addr}): closed: {reason}"),
+            }
+        }
+        self.ids = ids;
+    }
+
+    /// Stops accepting and reading, writes what is queued for up to the
+    /// grace period, then closes everything.
+    fn shut_down(mut self) -> io::Result<Stats> {
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        info!(
+            "shutting down: writing queued frames to {} connections for up to {:?}",
+            self.relay.len(),
+            self.config.shutdown_grace
+        );
+        let mut blocked: Vec<ConnId> = self.relay.ids().collect();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            blocked.retain(|&id| self.relay.flush_closing(id) == Flush::Blocked);
+            for &id in &blocked {
+                self.set_write_interest(id, true);
+            }
+            let now = Instant::now();
+            if blocked.is_empty() || now >= deadline {
+                break;
+            }
+            match self.poll.poll(&mut events, Some(deadline - now)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !blocked.is_empty() {
+            warn!(
+                "{} connections still had frames queued at the deadline",
+                blocked.len()
+            );
+        }
+        let ids: Vec<ConnId> = self.relay.ids().collect();
+        for id in ids {
+            self.relay.close(id, CloseReason::Shutdown);
+        }
+        self.remove_closed();
+        let mut sink = [0u8; 64];
+        while matches!((&self.stop_rx).read(&mut sink), Ok(n) if n > 0) {}
+        let stats = self.relay.stats();
+        info!("{stats}");
+        Ok(stats)
+    }
+}
+
+/// Accept errors that concern one connection only; the next accept may work.
+fn is_transient_accept_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::PermissionDenied
+    ) || e.raw_os_error() == Some(libc::EPROTO)
+}

@@ -1,0 +1,118 @@
+//! The relay's counters, and the one-line summary it logs.
+//!
+//! Plain integers updated by the single relay thread; reading them needs no
+//! locking. Everything here is a count: no plaintext, no key, no address.
+
+use std::fmt;
+
+use crate::cipher::OpenError;
+
+/// Why the relay closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (or reset it).
+    PeerClosed,
+    /// A line did not open: bad base64, too short, or a tag that failed.
+    BadFrame(OpenError),
+    /// A line grew past `--max-frame`.
+    LineTooLong,
+    /// More than `--max-queue` bytes were waiting for this consumer.
+    SlowConsumer,
+    /// Reading or writing the socket failed.
+    IoError(std::io::ErrorKind),
+    /// The relay is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
+            CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Shutdown => f.write_str("relay shutting down"),
+        }
+    }
+}
+
+/// Frames rejected, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rejected {
+    /// Lines that were not valid padded base64.
+    pub bad_base64: u64,
+    /// Decoded frames shorter than nonce + tag.
+    pub too_short: u64,
+    /// Frames whose tag did not verify.
+    pub bad_tag: u64,
+    /// Lines longer than `--max-frame`.
+    pub too_long: u64,
+}
+
+impl Rejected {
+    /// Counts one rejected frame.
+    pub fn count(&mut self, error: OpenError) {
+        match error {
+            OpenError::Base64 => self.bad_base64 += 1,
+            OpenError::TooShort => self.too_short += 1,
+            OpenError::BadTag => self.bad_tag += 1,
+        }
+    }
+
+    /// All rejected frames.
+    pub fn total(&self) -> u64 {
+        self.bad_base64 + self.too_short + self.bad_tag + self.too_long
+    }
+}
+
+/// Everything the relay counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: u64,
+    /// Connections accepted since start.
+    pub connections_total: u64,
+    /// Frames received that opened.
+    pub frames_in: u64,
+    /// Frames written whole to recipients.
+    pub frames_out: u64,
+    /// Bytes read from clients.
+    pub bytes_in: u64,
+    /// Bytes written to clients.
+    pub bytes_out: u64,
+    /// Frames rejected, by reason.
+    pub rejected: Rejected,
+    /// Connections refused because `--max-clients` were connected.
+    pub clients_refused: u64,
+    /// Consumers dropped for passing `--max-queue`.
+    pub slow_consumers: u64,
+    /// `accept` calls that failed (for example out of file descriptors).
+    pub accept_errors: u64,
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.rejected;
+        write!(
+            f,
+            "stats: connections={} connections_total={} frames_in={} frames_out={} \
+             bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
+             rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
+             accept_errors={}",
+            self.connections,
+            self.connections_total,
+            self.frames_in,
+            self.frames_out,
+            self.bytes_in,
+            self.bytes_out,
+            r.bad_base64,
+            r.too_short,
+            r.bad_tag,
+            r.too_long,
+            self.clients_refused,
+            self.slow_consumers,
+            self.accept_errors,
+        )
+    }
+}

@@ -1,0 +1,262 @@
+//! Helpers shared by the integration tests: start the real `relay` binary on
+//! `127.0.0.1:0`, talk to it as clients do, and wait for things with bounds.
+//!
+//! Every wait here has a timeout; every process started is killed on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use eaxchat::cipher::Cipher;
+use eaxchat::key::Key;
+
+/// How long any single wait in a test may take before it fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A fresh random AES-128 key.
+pub fn random_key() -> Key {
+    Key::generate().expect("OS randomness")
+}
+
+/// A `relay` process listening on a free loopback port.
+pub struct RelayProcess {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The key it uses.
+    pub key: Key,
+    log: Arc<Mutex<String>>,
+}
+
+impl RelayProcess {
+    /// Starts `relay` with a random key and `extra` flags.
+    pub fn start(extra: &[&str]) -> RelayProcess {
+        RelayProcess::start_with_key(random_key(), extra)
+    }
+
+    /// Starts `relay` with `key` and `extra` flags; waits (bounded) until it
+    /// logs its address.
+    pub fn start_with_key(key: Key, extra: &[&str]) -> RelayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["--listen", "127.0.0.1:0", "--key-hex", &key.to_hex()])
+            .args(["--stats-interval", "0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("EAXCHAT_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn relay");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        // Drain stderr for the relay's whole life so it never blocks on a
+        // full pipe; keep it for assertions.
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().expect("log lock").push_str(&line);
+                line.clear();
+            }
+        });
+        let mut relay = RelayProcess {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            key,
+            log,
+        };
+        let line = relay.wait_for_log("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        relay.addr = addr;
+        relay
+    }
+
+    /// Everything the relay has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Waits (bounded) for a log line containing `needle`; returns it.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        self.wait_for_log_count(needle, 1)
+    }
+
+    /// Waits (bounded) until `count` log lines contain `needle`; returns the last.
+    pub fn wait_for_log_count(&mut self, needle: &str, count: usize) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self.log();
+            let found: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+            if found.len() >= count {
+                return found[count - 1].to_owned();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("relay exited ({status}) before logging {needle:?}:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay did not log {needle:?} {count} times within {WAIT:?}:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The pid, for /proc and signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Connects a new client.
+    pub fn connect(&self) -> TestClient {
+        TestClient::connect(self.addr, &self.key)
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit; returns the status and
+    /// the whole log.
+    pub fn terminate(mut self) -> (ExitStatus, String) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the stderr thread catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.log());
+            }
+            assert!(Instant::now() < deadline, "relay ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A blocking test client speaking the wire format.
+pub struct TestClient {
+    /// The socket (blocking, with a read timeout of [`WAIT`]).
+    pub stream: TcpStream,
+    cipher: Cipher,
+    inbox: Vec<u8>,
+}
+
+impl TestClient {
+    /// Connects to `addr` with `key`.
+    pub fn connect(addr: SocketAddr, key: &Key) -> TestClient {
+        let stream = TcpStream::connect(addr).expect("connect to relay");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.set_nodelay(true).expect("nodelay");
+        TestClient {
+            stream,
+            cipher: Cipher::new(key).expect("cipher"),
+            inbox: Vec::new(),
+        }
+    }
+
+    /// Seals `plaintext` into a frame line (with `\n`).
+    pub fn seal(&mut self, plaintext: &[u8]) -> BytesMut {
+        let mut line = BytesMut::new();
+        self.cipher.seal_into(plaintext, &mut line);
+        line
+    }
+
+    /// Sends `plaintext` as one frame.
+    pub fn send(&mut self, plaintext: &[u8]) {
+        let line = self.seal(plaintext);
+        self.stream.write_all(&line).expect("send frame");
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send raw");
+    }
+
+    /// Reads one line (without `\n`), waiting at most [`WAIT`].
+    pub fn recv_line(&mut self) -> Vec<u8> {
+        self.try_recv_line(WAIT)
+            .unwrap_or_else(|| panic!("no line within {WAIT:?}"))
+    }
+
+    /// Reads one line if one arrives within `wait`.
+    pub fn try_recv_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
+                let line = self.inbox[..end].to_vec();
+                self.inbox.drain(..=end);
+                return Some(line);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let mut buf = [0u8; 64 * 1024];
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads and opens one frame; panics if it does not authenticate.
+    pub fn recv(&mut self) -> Vec<u8> {
+        let line = self.recv_line();
+        self.cipher
+            .open(&line)
+            .unwrap_or_else(|e| panic!("relay sent a frame that does not open: {e}"))
+            .to_vec()
+    }
+
+    /// Asserts nothing arrives within `wait`.
+    pub fn expect_silence(&mut self, wait: Duration) {
+        if let Some(line) = self.try_recv_line(wait) {
+            panic!("expected nothing, got {:?}", String::from_utf8_lossy(&line));
+        }
+    }
+
+    /// Whether the relay closed this connection (EOF or reset) within `wait`,
+    /// discarding anything else that arrives.
+    pub fn closed_within(&mut self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        let mut buf = [0u8; 4096];
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                    return false;
+                }
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+}

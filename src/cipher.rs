@@ -99,12 +99,12 @@ impl Aead {
         }
     }
 
-    fn encrypt(&self, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
         let nonce = nonce.into();
         let tag = match self {
-            Aead::Aes128(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
-            Aead::Aes192(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
-            Aead::Aes256(c) => c.encrypt_inout_detached(nonce, &[], buf.into()),
+            Aead::Aes128(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
+            Aead::Aes192(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
+            Aead::Aes256(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
         };
         // EAX only refuses plaintexts over 2^36 bytes; frames are bounded by
         // the line limit long before that.
@@ -112,13 +112,19 @@ impl Aead {
             .expect("plaintext within EAX's length limit")
     }
 
-    fn decrypt(&self, nonce: &[u8], tag: &[u8], buf: &mut [u8]) -> Result<(), OpenError> {
+    fn decrypt(
+        &self,
+        nonce: &[u8],
+        aad: &[u8],
+        tag: &[u8],
+        buf: &mut [u8],
+    ) -> Result<(), OpenError> {
         let nonce = nonce.try_into().map_err(|_| OpenError::TooShort)?;
         let tag = tag.try_into().map_err(|_| OpenError::TooShort)?;
         let result = match self {
-            Aead::Aes128(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
-            Aead::Aes192(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
-            Aead::Aes256(c) => c.decrypt_inout_detached(nonce, &[], buf.into(), tag),
+            Aead::Aes128(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
+            Aead::Aes192(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
+            Aead::Aes256(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
         };
         result.map_err(|_| OpenError::BadTag)
     }
@@ -188,6 +194,30 @@ impl Cipher {
         Ok(())
     }
 
+    /// The raw AEAD beneath frames: encrypts `buf` in place under `nonce`
+    /// and `aad` and returns the tag. For known-answer tests and benches:
+    /// the caller must never reuse a nonce under one key.
+    pub fn encrypt_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        buf: &mut [u8],
+    ) -> [u8; TAG_LEN] {
+        self.aead.encrypt(nonce, aad, buf)
+    }
+
+    /// The raw AEAD beneath frames: verifies `tag` and decrypts `buf` in
+    /// place. On failure `buf` holds no plaintext worth reading.
+    pub fn decrypt_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        tag: &[u8; TAG_LEN],
+        buf: &mut [u8],
+    ) -> Result<(), OpenError> {
+        self.aead.decrypt(nonce, aad, tag, buf)
+    }
+
     /// Decodes `line` into the frame buffer, verifies and decrypts it in
     /// place, and returns the frame's length.
     fn decode_and_verify(&mut self, line: &[u8]) -> Result<usize, OpenError> {
@@ -197,7 +227,7 @@ impl Cipher {
         }
         let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
         let (nonce, tag) = head.split_at(NONCE_LEN);
-        self.aead.decrypt(nonce, tag, body)?;
+        self.aead.decrypt(nonce, &[], tag, body)?;
         Ok(frame_len)
     }
 
@@ -207,7 +237,7 @@ impl Cipher {
         let mut nonce = [0u8; NONCE_LEN];
         self.nonces.fill_bytes(&mut nonce);
         let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
-        let tag = self.aead.encrypt(&nonce, body);
+        let tag = self.aead.encrypt(&nonce, &[], body);
         head[..NONCE_LEN].copy_from_slice(&nonce);
         head[NONCE_LEN..].copy_from_slice(&tag);
         encode_line(&self.frame[..frame_len], out);
@@ -318,7 +348,10 @@ mod tests {
             .reseal_into(&first[..first.len() - 1], &mut second)
             .unwrap();
         assert_ne!(first, second);
-        assert_eq!(cipher.open(&second[..second.len() - 1]).unwrap(), b"relay me");
+        assert_eq!(
+            cipher.open(&second[..second.len() - 1]).unwrap(),
+            b"relay me"
+        );
         let mut untouched = BytesMut::new();
         assert_eq!(
             cipher.reseal_into(b"QUJD", &mut untouched),

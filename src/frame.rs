@@ -189,7 +189,10 @@ mod tests {
         assert_eq!(split(4, &[b"1234\n"]), (vec![b"1234".to_vec()], None));
         let too_long = Some(FrameError::TooLong { limit: 4 });
         assert_eq!(split(4, &[b"12345\n"]).1, too_long);
-        assert_eq!(split(4, &[b"ok\n12", b"345"]), (vec![b"ok".to_vec()], too_long));
+        assert_eq!(
+            split(4, &[b"ok\n12", b"345"]),
+            (vec![b"ok".to_vec()], too_long)
+        );
         assert_eq!(split(4, &[b"123", b"45\n"]).1, too_long);
         assert_eq!(split(4, &[b"12345"]).1, too_long);
     }

@@ -302,9 +302,15 @@ mod tests {
             generate_missing: false,
         };
         assert_eq!(source.resolve().unwrap().1, KeyOrigin::Flag);
-        let source = KeySource { hex: None, ..source };
+        let source = KeySource {
+            hex: None,
+            ..source
+        };
         assert_eq!(source.resolve().unwrap().1, KeyOrigin::Env);
-        let source = KeySource { env: None, ..source };
+        let source = KeySource {
+            env: None,
+            ..source
+        };
         assert!(matches!(source.resolve(), Err(KeyError::Io { .. })));
         assert!(!path.exists(), "clients never create a key file");
 

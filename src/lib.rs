@@ -14,8 +14,10 @@
 //!   sockets and [`relay::Relay`].
 
 pub mod cipher;
+pub mod client;
 pub mod frame;
 pub mod key;
+pub mod loadgen;
 pub mod outbox;
 pub mod relay;
 pub mod server;

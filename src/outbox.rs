@@ -66,7 +66,12 @@ impl Outbox {
     /// Writes as much of the queue as `writer` takes in one call.
     pub fn write_to(&mut self, writer: &mut impl Write) -> io::Result<Written> {
         let bytes = match self.frames.len() {
-            0 => return Ok(Written { bytes: 0, frames: 0 }),
+            0 => {
+                return Ok(Written {
+                    bytes: 0,
+                    frames: 0,
+                });
+            }
             // One frame (the common case at low load) needs no vector.
             1 => writer.write(&self.frames[0])?,
             _ => {

@@ -138,7 +138,11 @@ fn run(args: Args) -> Result<(), Failure> {
     info!(
         "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); max-frame={} max-clients={} max-queue={}",
         key.as_bytes().len() * 8,
-        if aes::hardware_accelerated() { "on" } else { "off" },
+        if aes::hardware_accelerated() {
+            "on"
+        } else {
+            "off"
+        },
         limits.max_frame,
         limits.max_clients,
         limits.max_queue

@@ -1,0 +1,2 @@
+//! The `relay-bench` load generator: scenarios, flow control, verification
+//! and reporting.

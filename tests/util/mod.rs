@@ -42,10 +42,18 @@ impl RelayProcess {
     /// Starts `relay` with `key` and `extra` flags; waits (bounded) until it
     /// logs its address.
     pub fn start_with_key(key: Key, extra: &[&str]) -> RelayProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
+        command
             .args(["--listen", "127.0.0.1:0", "--key-hex", &key.to_hex()])
+            .args(extra);
+        RelayProcess::spawn(command, key)
+    }
+
+    /// Starts a prepared `relay` command (its flags must give it a key and a
+    /// `--listen` address); waits (bounded) until it logs its address.
+    pub fn spawn(mut command: Command, key: Key) -> RelayProcess {
+        let mut child = command
             .args(["--stats-interval", "0"])
-            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("EAXCHAT_KEY")
             .stdin(Stdio::null())
@@ -77,7 +85,7 @@ impl RelayProcess {
             .split("listening on ")
             .nth(1)
             .and_then(|rest| rest.split(';').next())
-            .and_then(|addr| addr.parse().ok())
+            .and_then(|addr| addr.trim().parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         relay.addr = addr;
         relay

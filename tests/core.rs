@@ -1,0 +1,223 @@
+//! The relay's logic driven without sockets: `Relay<T>` over in-memory
+//! writers, so fan-out, limits and close reasons are checked exactly.
+
+use std::io::{self, Write};
+
+use bytes::BytesMut;
+use eaxchat::cipher::{Cipher, OpenError};
+use eaxchat::key::Key;
+use eaxchat::relay::{ConnId, Flush, Limits, Relay};
+use eaxchat::stats::CloseReason;
+
+/// An in-memory connection that takes at most `room` more bytes.
+#[derive(Debug, Default)]
+struct Pipe {
+    received: Vec<u8>,
+    room: Option<usize>,
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = match self.room {
+            Some(0) => return Err(io::ErrorKind::WouldBlock.into()),
+            Some(room) => buf.len().min(room),
+            None => buf.len(),
+        };
+        if let Some(room) = &mut self.room {
+            *room -= n;
+        }
+        self.received.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn key() -> Key {
+    Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap()
+}
+
+fn relay(limits: Limits) -> Relay<Pipe> {
+    Relay::new(Cipher::new(&key()).unwrap(), limits)
+}
+
+fn seal(text: &[u8]) -> Vec<u8> {
+    let mut line = BytesMut::new();
+    Cipher::new(&key()).unwrap().seal_into(text, &mut line);
+    line.to_vec()
+}
+
+/// Flushes everything dirty and returns the plaintexts `id` has received.
+fn delivered(relay: &mut Relay<Pipe>, id: ConnId) -> Vec<Vec<u8>> {
+    let mut dirty = Vec::new();
+    relay.take_dirty(&mut dirty);
+    for other in dirty {
+        relay.flush(other);
+    }
+    let mut cipher = Cipher::new(&key()).unwrap();
+    let received = &relay.io_mut(id).unwrap().received;
+    received
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| cipher.open(line).unwrap().to_vec())
+        .collect()
+}
+
+fn closing(relay: &mut Relay<Pipe>) -> Vec<(ConnId, CloseReason)> {
+    let mut ids = Vec::new();
+    relay.take_closing(&mut ids);
+    ids.into_iter()
+        .map(|id| (id, relay.peer(id).unwrap().closing().unwrap()))
+        .collect()
+}
+
+/// Each line reaches every other connection once, in order, never the sender.
+#[test]
+fn fans_out_to_everyone_but_the_sender() {
+    let mut relay = relay(Limits::default());
+    let ids: Vec<ConnId> = (0..3)
+        .map(|_| relay.admit(Pipe::default()).unwrap())
+        .collect();
+    let mut input = seal(b"one");
+    input.extend(seal(b"two"));
+    // Split mid-line to exercise the reader across reads.
+    relay.receive(ids[0], &input[..10]);
+    relay.receive(ids[0], &input[10..]);
+    relay.receive(ids[1], &seal(b"three"));
+    assert_eq!(delivered(&mut relay, ids[0]), vec![b"three".to_vec()]);
+    for &id in &ids[1..] {
+        let got = delivered(&mut relay, id);
+        let from_zero: Vec<_> = got.iter().filter(|m| *m != b"three").collect();
+        assert_eq!(from_zero, [b"one", b"two"]);
+    }
+    assert_eq!(delivered(&mut relay, ids[2]).len(), 3);
+    let stats = relay.stats();
+    assert_eq!((stats.frames_in, stats.frames_out), (3, 6));
+}
+
+/// Every kind of bad line closes only its sender, is counted by reason, and
+/// reaches nobody; lines before it in the same read still go out.
+#[test]
+fn bad_lines_close_the_sender_only() {
+    let good = seal(b"fine");
+    let mut forged = seal(b"forged");
+    forged[40] ^= 1;
+    let cases: [(&[u8], CloseReason); 4] = [
+        (b"not base64!\n", CloseReason::BadFrame(OpenError::Base64)),
+        (b"QUJD\n", CloseReason::BadFrame(OpenError::TooShort)),
+        (&forged, CloseReason::BadFrame(OpenError::BadTag)),
+        (&[b'A'; 200], CloseReason::LineTooLong),
+    ];
+    for (bad, reason) in cases {
+        let mut relay = relay(Limits {
+            max_frame: 100,
+            ..Limits::default()
+        });
+        let sender = relay.admit(Pipe::default()).unwrap();
+        let other = relay.admit(Pipe::default()).unwrap();
+        let mut input = good.clone();
+        input.extend_from_slice(bad);
+        input.extend_from_slice(&good);
+        relay.receive(sender, &input);
+        relay.receive(sender, &good);
+        assert_eq!(closing(&mut relay), vec![(sender, reason)]);
+        assert_eq!(
+            delivered(&mut relay, other),
+            vec![b"fine".to_vec()],
+            "{reason}"
+        );
+        assert_eq!(relay.stats().rejected.total(), 1);
+        relay.remove(sender).unwrap();
+        relay.receive(other, &good);
+        assert_eq!(relay.stats().frames_in, 2, "the relay carries on");
+    }
+}
+
+/// A consumer that stops reading is dropped once its queue passes the
+/// limit; a consumer that keeps up gets everything.
+#[test]
+fn slow_consumer_is_dropped_and_fast_one_is_not() {
+    let mut relay = relay(Limits {
+        max_queue: 10_000,
+        ..Limits::default()
+    });
+    let sender = relay.admit(Pipe::default()).unwrap();
+    let fast = relay.admit(Pipe::default()).unwrap();
+    let slow = relay
+        .admit(Pipe {
+            room: Some(0),
+            ..Pipe::default()
+        })
+        .unwrap();
+    let frame = seal(&[7u8; 500]);
+    let mut dirty = Vec::new();
+    for _ in 0..100 {
+        relay.receive(sender, &frame);
+        relay.take_dirty(&mut dirty);
+        for id in dirty.drain(..) {
+            let flush = relay.flush(id);
+            if id == slow {
+                assert_ne!(flush, Flush::Drained);
+            }
+        }
+        assert!(relay.peer(slow).unwrap().queued_bytes() <= 10_000);
+    }
+    assert_eq!(closing(&mut relay), vec![(slow, CloseReason::SlowConsumer)]);
+    assert_eq!(
+        relay.peer(slow).unwrap().queued_bytes(),
+        0,
+        "memory released"
+    );
+    assert_eq!(delivered(&mut relay, fast).len(), 100);
+    assert_eq!(relay.stats().slow_consumers, 1);
+}
+
+/// Past `max_clients` a connection is handed back and counted.
+#[test]
+fn refuses_past_max_clients() {
+    let mut relay = relay(Limits {
+        max_clients: 2,
+        ..Limits::default()
+    });
+    let first = relay.admit(Pipe::default()).unwrap();
+    relay.admit(Pipe::default()).unwrap();
+    assert!(relay.admit(Pipe::default()).is_err());
+    assert_eq!(relay.stats().clients_refused, 1);
+    relay.close(first, CloseReason::PeerClosed);
+    relay.take_closing(&mut Vec::new());
+    relay.remove(first).unwrap();
+    assert!(relay.admit(Pipe::default()).is_ok());
+    assert_eq!(relay.stats().connections, 2);
+}
+
+/// A frame without a newline is relayed while the connection has never sent
+/// a newline; after its first newline, it waits for the line to end.
+#[test]
+fn newline_less_frames_only_before_the_first_newline() {
+    let mut relay = relay(Limits::default());
+    let legacy = relay.admit(Pipe::default()).unwrap();
+    let other = relay.admit(Pipe::default()).unwrap();
+    let frame = seal(b"legacy");
+    let bare = &frame[..frame.len() - 1];
+    // Half a frame does not authenticate: held, not rejected.
+    relay.receive(legacy, &bare[..20]);
+    assert!(delivered(&mut relay, other).is_empty());
+    relay.receive(legacy, &bare[20..]);
+    assert_eq!(delivered(&mut relay, other), vec![b"legacy".to_vec()]);
+    relay.receive(legacy, bare);
+    assert_eq!(delivered(&mut relay, other).len(), 2);
+    assert!(closing(&mut relay).is_empty());
+    assert_eq!(relay.stats().rejected.total(), 0);
+
+    let modern = relay.admit(Pipe::default()).unwrap();
+    relay.receive(modern, &seal(b"with newline"));
+    relay.receive(modern, bare);
+    assert_eq!(
+        delivered(&mut relay, other).len(),
+        3,
+        "no probe after a newline"
+    );
+    relay.receive(modern, b"\n");
+    assert_eq!(delivered(&mut relay, other).len(), 4);
+}

@@ -1,0 +1,334 @@
+"""eaxchat client for Python and notebooks: talk to an eaxchat relay.
+
+One module, one dependency (PyCryptodome). It speaks the relay's wire
+format: each message is one line, ``base64(nonce || tag || ciphertext)``
+followed by ``\\n``, sealed with ``AES.new(key, AES.MODE_EAX)`` and
+``encrypt_and_digest`` under the key the relay was given (16, 24 or 32
+bytes, usually handed around as hex in the relay's ``relay.key`` file).
+
+Typical use::
+
+    import eaxchat
+    with eaxchat.Client("127.0.0.1", 8080, eaxchat.load_key("relay.key")) as chat:
+        chat.send("hello")
+        print(chat.recv_text(timeout=10))
+
+A background thread reads the socket, as the original notebook's did. Each
+message that opens is handed to ``on_message(plaintext_bytes)`` when given,
+else put on a queue that :meth:`Client.recv` reads. A frame that does not
+open (wrong key, or tampered with) is never shown as text: it is reported
+as an :class:`AuthenticationError` (to ``on_error``, or raised by
+:meth:`Client.recv`) and the connection is closed, as the relay itself
+closes a client that sends one.
+
+This module owns the client side of the wire format only; it never prints.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import queue
+import socket
+import threading
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+from Crypto.Cipher import AES
+
+__all__ = [
+    "AuthenticationError",
+    "Client",
+    "ConnectionClosed",
+    "DEFAULT_MAX_FRAME",
+    "connect",
+    "load_key",
+    "max_plaintext_len",
+    "open_frame",
+    "parse_key",
+    "seal",
+    "send_message",
+]
+
+NONCE_LEN = 16
+TAG_LEN = 16
+#: The relay's default ``--max-frame``: the longest line it accepts, ``\n``
+#: excluded. A longer line would get the sender disconnected, so the client
+#: refuses to send one.
+DEFAULT_MAX_FRAME = 64 * 1024
+
+#: How many bytes one ``recv`` on the socket asks for.
+_READ_SIZE = 64 * 1024
+
+
+class AuthenticationError(Exception):
+    """A received frame did not open: bad base64, too short, or a tag that
+    does not verify under our key ("wrong key, or the frame was tampered
+    with")."""
+
+
+class ConnectionClosed(EOFError):
+    """The connection is closed and every message received was read."""
+
+
+def parse_key(key: Union[bytes, bytearray, str]) -> bytes:
+    """Returns the AES key as bytes from raw bytes (16, 24 or 32 of them) or
+    from hex text (32, 48 or 64 digits; surrounding whitespace ignored), the
+    format of the relay's key file, ``--key-hex`` and ``EAXCHAT_KEY``."""
+    if isinstance(key, str):
+        try:
+            raw = bytes.fromhex(key.strip())
+        except ValueError:
+            raise ValueError("key is not hex (expected 32, 48 or 64 hex digits)") from None
+    else:
+        raw = bytes(key)
+    if len(raw) not in (16, 24, 32):
+        raise ValueError(f"key must be 16, 24 or 32 bytes, got {len(raw)}")
+    return raw
+
+
+def load_key(path: Union[str, Path] = "relay.key") -> bytes:
+    """Reads a key file as the relay writes it: the key in hex."""
+    return parse_key(Path(path).read_text(encoding="ascii"))
+
+
+def max_plaintext_len(max_frame: int = DEFAULT_MAX_FRAME) -> int:
+    """The longest message whose line fits in ``max_frame`` bytes."""
+    # base64 turns every 3 bytes into 4 characters, padding the last group.
+    return max_frame // 4 * 3 - NONCE_LEN - TAG_LEN
+
+
+def seal(key: bytes, plaintext: bytes) -> bytes:
+    """One wire line for ``plaintext``: a fresh random nonce each call, as
+    PyCryptodome's ``AES.MODE_EAX`` picks by default, ending in ``\\n``."""
+    cipher = AES.new(key, AES.MODE_EAX)
+    ciphertext, tag = cipher.encrypt_and_digest(plaintext)
+    return base64.b64encode(cipher.nonce + tag + ciphertext) + b"\n"
+
+
+def open_frame(key: bytes, line: bytes) -> bytes:
+    """The plaintext of one wire line (a trailing ``\\r\\n`` or ``\\n`` is
+    ignored), or :class:`AuthenticationError` when it does not open."""
+    line = line.rstrip(b"\r\n")
+    try:
+        data = base64.b64decode(line, validate=True)
+    except (binascii.Error, ValueError):
+        raise AuthenticationError("frame is not valid base64") from None
+    if len(data) < NONCE_LEN + TAG_LEN:
+        raise AuthenticationError(f"frame too short ({len(data)} bytes decoded)")
+    nonce = data[:NONCE_LEN]
+    tag = data[NONCE_LEN : NONCE_LEN + TAG_LEN]
+    ciphertext = data[NONCE_LEN + TAG_LEN :]
+    try:
+        return AES.new(key, AES.MODE_EAX, nonce=nonce).decrypt_and_verify(ciphertext, tag)
+    except ValueError:
+        raise AuthenticationError(
+            "frame did not authenticate: wrong key, or the frame was tampered with"
+        ) from None
+
+
+class Client:
+    """A connection to a relay.
+
+    ``Client(host, port, key)`` connects (within ``timeout`` seconds) and
+    starts the receive thread. ``key`` is bytes or hex text.
+
+    Received messages (``bytes``) go to ``on_message`` if given, called on
+    the receive thread, else to a queue read with :meth:`recv`. An error in
+    receiving (an :class:`AuthenticationError`, a socket error, a line over
+    ``max_frame``, an exception from ``on_message``) closes the connection,
+    is kept in :attr:`error`, and goes to ``on_error`` if given; else
+    :meth:`recv` raises it, or, for a client with ``on_message``, it is
+    raised on the receive thread (and shown by ``threading.excepthook``).
+
+    Safe to use from several threads: sends are serialised.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        key: Union[bytes, bytearray, str],
+        *,
+        on_message: Optional[Callable[[bytes], None]] = None,
+        on_error: Optional[Callable[[BaseException], None]] = None,
+        timeout: float = 10.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+    ) -> None:
+        self._key = parse_key(key)
+        self._on_message = on_message
+        self._on_error = on_error
+        self._max_frame = max_frame
+        self._inbox: "queue.Queue[object]" = queue.Queue()
+        self._send_lock = threading.Lock()
+        self._closed = threading.Event()
+        self._sock = socket.create_connection((host, port), timeout=timeout)
+        # Blocking from here on: the receive thread waits in recv() until
+        # data arrives or close() shuts the socket down.
+        self._sock.settimeout(None)
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.error: Optional[BaseException] = None
+        """The error that ended the connection, if one did."""
+        self._thread = threading.Thread(
+            target=self._receive_loop, name=f"eaxchat-recv-{host}:{port}", daemon=True
+        )
+        self._thread.start()
+
+    # -- sending ----------------------------------------------------------
+
+    def send(self, message: Union[str, bytes, bytearray]) -> None:
+        """Seals and sends one message: ``str`` is sent as UTF-8, bytes as
+        they are. Raises ``ValueError`` for a message longer than the relay
+        accepts, ``ConnectionClosed`` after :meth:`close`."""
+        plaintext = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        limit = max_plaintext_len(self._max_frame)
+        if len(plaintext) > limit:
+            raise ValueError(
+                f"message of {len(plaintext)} bytes is longer than the relay accepts"
+                f" ({limit} bytes)"
+            )
+        line = seal(self._key, plaintext)
+        if self._closed.is_set():
+            raise ConnectionClosed("connection is closed")
+        with self._send_lock:
+            self._sock.sendall(line)
+
+    def send_message(self, message: str) -> None:
+        """Sends one text message, as the original notebook's
+        ``send_message(message)`` did (but newline-terminated)."""
+        self.send(message)
+
+    # -- receiving --------------------------------------------------------
+
+    def recv(self, timeout: Optional[float] = None) -> bytes:
+        """The next message received, waiting up to ``timeout`` seconds
+        (``None``: forever). Raises ``TimeoutError`` when none came in time,
+        the receive error when the connection failed (for example
+        :class:`AuthenticationError`), or :class:`ConnectionClosed` once the
+        connection is closed and every message was read. Only for clients
+        made without ``on_message``."""
+        if self._on_message is not None:
+            raise RuntimeError("messages go to on_message; recv() is for clients without it")
+        try:
+            item = self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"no message within {timeout} s") from None
+        if isinstance(item, BaseException):
+            # Leave the end marker for later calls too.
+            self._inbox.put(item)
+            raise item
+        return item  # type: ignore[return-value]
+
+    def recv_text(self, timeout: Optional[float] = None) -> str:
+        """:meth:`recv`, decoded as UTF-8 with invalid bytes replaced."""
+        return self.recv(timeout).decode("utf-8", errors="replace")
+
+    def _receive_loop(self) -> None:
+        buffer = bytearray()
+        try:
+            while True:
+                chunk = self._sock.recv(_READ_SIZE)
+                if not chunk:
+                    raise ConnectionClosed("relay closed the connection")
+                buffer += chunk
+                while True:
+                    end = buffer.find(b"\n")
+                    if end < 0:
+                        break
+                    line = bytes(buffer[:end])
+                    del buffer[: end + 1]
+                    self._deliver(open_frame(self._key, line))
+                if len(buffer) > self._max_frame:
+                    raise AuthenticationError(
+                        f"line longer than {self._max_frame} bytes from the relay"
+                    )
+        except Exception as error:  # every way out, even on_message failing, is reported
+            self._finish(error)
+
+    def _deliver(self, plaintext: bytes) -> None:
+        if self._on_message is None:
+            self._inbox.put(plaintext)
+        else:
+            self._on_message(plaintext)
+
+    def _finish(self, error: Exception) -> None:
+        """Closes the socket and reports why receiving stopped: to
+        ``on_error``, else to :meth:`recv`'s queue, else (a client with
+        ``on_message`` only) as an uncaught exception of the receive thread,
+        so an error is never silently dropped. Closing on purpose, or the
+        relay closing, ends with :class:`ConnectionClosed` on the queue."""
+        on_purpose = self._closed.is_set()
+        self._closed.set()
+        self._shutdown_socket()
+        if on_purpose or isinstance(error, ConnectionClosed):
+            if not isinstance(error, ConnectionClosed):
+                error = ConnectionClosed("connection closed")
+            self._inbox.put(error)
+            return
+        self.error = error
+        reported = self._on_error is not None
+        self._inbox.put(ConnectionClosed("closed after an error") if reported else error)
+        if self._on_error is not None:
+            self._on_error(error)
+        elif self._on_message is not None:
+            raise error
+
+    # -- closing ----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closed (by us, the relay or an error)."""
+        return self._closed.is_set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Closes the connection and waits (up to ``timeout`` s) for the
+        receive thread to end. Safe to call more than once."""
+        self._closed.set()
+        self._shutdown_socket()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self._sock.close()
+
+    def _shutdown_socket(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already shut down, or never fully connected
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        try:
+            peer = "%s:%s" % self._sock.getpeername()[:2]
+        except OSError:
+            peer = "?"
+        return f"<eaxchat.Client {peer} {state}>"
+
+
+# -- the original notebook's shape: one connection, send_message(text) --------
+
+_default: Optional[Client] = None
+
+
+def connect(host: str, port: int, key: Union[bytes, bytearray, str], **options: object) -> Client:
+    """Connects a :class:`Client` and makes it the one
+    :func:`send_message` uses, closing any earlier one. ``options`` are
+    :class:`Client`'s keyword arguments."""
+    global _default
+    if _default is not None:
+        _default.close()
+    _default = Client(host, port, key, **options)  # type: ignore[arg-type]
+    return _default
+
+
+def send_message(message: str) -> None:
+    """Sends ``message`` on the client made by :func:`connect`, like the
+    original notebook's ``send_message``."""
+    if _default is None:
+        raise RuntimeError("call eaxchat.connect(host, port, key) first")
+    _default.send(message)

@@ -1,0 +1,191 @@
+"""The Python client (clients/python/eaxchat.py) against the real relay:
+two clients chatting, callbacks, closing, limits, and frames that do not
+open being reported rather than shown."""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+
+import pytest
+
+import eaxchat
+from conftest import REPO, WAIT, wait_until
+
+
+@pytest.fixture
+def clients():
+    """A factory of clients, every one closed at teardown."""
+    made = []
+
+    def connect(relay, key=None, **options):
+        client = eaxchat.Client(relay.host, relay.port, key or relay.key_hex, **options)
+        made.append(client)
+        return client
+
+    yield connect
+    for client in made:
+        client.close()
+
+
+def test_two_clients_chat_both_ways(relay, clients):
+    """Text and bytes reach the other client once and in order; the sender
+    never gets its own messages back."""
+    alice, bob = clients(relay), clients(relay, relay.key)
+    relay.wait_for_clients(2)
+    alice.send("hi bob")
+    alice.send(b"\x00\xffraw bytes")
+    alice.send("")
+    alice.send_message("caf\u00e9 \u2615")
+    assert bob.recv(WAIT) == b"hi bob"
+    assert bob.recv(WAIT) == b"\x00\xffraw bytes"
+    assert bob.recv(WAIT) == b""
+    assert bob.recv_text(WAIT) == "caf\u00e9 \u2615"
+    bob.send("hi alice")
+    assert alice.recv_text(WAIT) == "hi alice"
+    with pytest.raises(TimeoutError):
+        alice.recv(0.2)
+    with pytest.raises(TimeoutError):
+        bob.recv(0.2)
+
+
+def test_on_message_gets_every_message_on_the_receive_thread(relay, clients):
+    """With ``on_message``, each message goes to the callback, in order."""
+    got = queue.Queue()
+    sender = clients(relay)
+    listener = clients(relay, on_message=got.put)
+    relay.wait_for_clients(2)
+    for i in range(100):
+        sender.send(f"message {i}")
+    assert [got.get(timeout=WAIT) for _ in range(100)] == [
+        f"message {i}".encode() for i in range(100)
+    ]
+    with pytest.raises(RuntimeError):
+        listener.recv(0)
+
+
+def test_the_longest_message_the_relay_accepts_is_sent_and_a_longer_one_refused(relay, clients):
+    """``max_plaintext_len()`` is exactly the relay's default ``--max-frame``:
+    that many bytes are relayed; one more is refused before sending."""
+    sender, receiver = clients(relay), clients(relay)
+    relay.wait_for_clients(2)
+    longest = eaxchat.max_plaintext_len()
+    assert len(eaxchat.seal(relay.key, b"x" * longest)) - 1 <= eaxchat.DEFAULT_MAX_FRAME
+    assert len(eaxchat.seal(relay.key, b"x" * (longest + 3))) - 1 > eaxchat.DEFAULT_MAX_FRAME
+    with pytest.raises(ValueError, match="longer than the relay accepts"):
+        sender.send(b"x" * (longest + 1))
+    sender.send(b"y" * longest)
+    assert receiver.recv(WAIT) == b"y" * longest
+    assert "closed" not in relay.log()
+
+
+def test_a_frame_under_another_key_is_reported_never_returned(relay, clients):
+    """A client holding the wrong key gets an AuthenticationError for the
+    relay's frame, not text; its connection is closed."""
+    sender = clients(relay)
+    wrong = clients(relay, secrets.token_bytes(16))
+    relay.wait_for_clients(2)
+    sender.send("secret")
+    with pytest.raises(eaxchat.AuthenticationError, match="wrong key"):
+        wrong.recv(WAIT)
+    assert wrong.closed
+    assert isinstance(wrong.error, eaxchat.AuthenticationError)
+    with pytest.raises(eaxchat.AuthenticationError):
+        wrong.recv(0)
+    with pytest.raises(eaxchat.ConnectionClosed):
+        wrong.send("anything")
+    relay.wait_for_log("closed: peer closed")
+
+
+def test_on_error_gets_the_authentication_failure(relay, clients):
+    """With callbacks, the failure goes to ``on_error``, never ``on_message``."""
+    messages, errors = queue.Queue(), queue.Queue()
+    sender = clients(relay)
+    clients(relay, "ff" * 32, on_message=messages.put, on_error=errors.put)
+    relay.wait_for_clients(2)
+    sender.send("not for you")
+    assert isinstance(errors.get(timeout=WAIT), eaxchat.AuthenticationError)
+    assert messages.empty()
+
+
+def test_close_and_the_context_manager_end_the_connection(relay, clients):
+    """Leaving ``with`` closes the socket (the relay sees the peer go) and
+    later sends and receives say it is closed."""
+    with eaxchat.Client(relay.host, relay.port, relay.key) as client:
+        relay.wait_for_clients(1)
+        assert not client.closed
+    assert client.closed
+    relay.wait_for_log("closed: peer closed")
+    with pytest.raises(eaxchat.ConnectionClosed):
+        client.recv(WAIT)
+    with pytest.raises(eaxchat.ConnectionClosed):
+        client.send("late")
+    client.close()  # a second close is harmless
+
+
+def test_the_relay_going_away_ends_recv(relay, clients):
+    """When the relay exits, ``recv`` raises ConnectionClosed, and keeps
+    raising it."""
+    sender, receiver = clients(relay), clients(relay)
+    relay.wait_for_clients(2)
+    sender.send("last words")
+    assert receiver.recv(WAIT) == b"last words"
+    assert relay.terminate() == 0
+    with pytest.raises(eaxchat.ConnectionClosed):
+        receiver.recv(WAIT)
+    with pytest.raises(eaxchat.ConnectionClosed):
+        receiver.recv(WAIT)
+    wait_until(lambda: receiver.closed, "the client to see the close")
+    assert receiver.error is None
+
+
+def test_module_level_send_message_mirrors_the_original_notebook(relay, clients):
+    """``eaxchat.connect`` then ``eaxchat.send_message(text)``, as the
+    original notebook's global socket and function did."""
+    listener = clients(relay)
+    relay.wait_for_clients(1)
+    default = eaxchat.connect(relay.host, relay.port, relay.key_hex)
+    try:
+        relay.wait_for_clients(2)
+        eaxchat.send_message("from the notebook")
+        assert listener.recv_text(WAIT) == "from the notebook"
+    finally:
+        default.close()
+
+
+def test_seal_and_open_match_the_checked_in_pycryptodome_frames():
+    """``open_frame`` opens each checked-in PyCryptodome line; tampering
+    with any part of it is an AuthenticationError."""
+    vectors = json.loads((REPO / "tests/vectors/pycryptodome_frames.json").read_text())
+    for vector in vectors["frames"]:
+        key = eaxchat.parse_key(vector["key"])
+        line = vector["line"].encode()
+        assert eaxchat.open_frame(key, line) == bytes.fromhex(vector["plaintext_hex"])
+        for position in (0, 20, 40, len(line) - 6):
+            tampered = bytearray(line)
+            tampered[position] = ord("A") if tampered[position] != ord("A") else ord("B")
+            with pytest.raises(eaxchat.AuthenticationError):
+                eaxchat.open_frame(key, bytes(tampered))
+    key = eaxchat.parse_key("00" * 16)
+    for bad in [b"not base64!\n", b"AAAA\n", b"", b"=\n"]:
+        with pytest.raises(eaxchat.AuthenticationError):
+            eaxchat.open_frame(key, bad)
+    assert eaxchat.open_frame(key, eaxchat.seal(key, b"round trip")) == b"round trip"
+
+
+@pytest.mark.parametrize(
+    "key, error",
+    [("00" * 15, "got 15"), ("zz" * 16, "not hex"), (b"short", "got 5"), ("00" * 33, "got 33")],
+)
+def test_bad_keys_are_refused(key, error):
+    """Keys that are not 16, 24 or 32 bytes (or not hex) are refused."""
+    with pytest.raises(ValueError, match=error):
+        eaxchat.parse_key(key)
+
+
+def test_load_key_reads_a_relay_key_file(tmp_path):
+    """``load_key`` reads the relay's key file format: hex, whitespace ignored."""
+    path = tmp_path / "relay.key"
+    path.write_text("  000102030405060708090a0b0c0d0e0f\n")
+    assert eaxchat.load_key(path) == bytes(range(16))

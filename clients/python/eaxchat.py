@@ -31,6 +31,7 @@ import binascii
 import queue
 import socket
 import threading
+import unicodedata
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -46,6 +47,7 @@ __all__ = [
     "max_plaintext_len",
     "open_frame",
     "parse_key",
+    "safe_text",
     "seal",
     "send_message",
 ]
@@ -125,6 +127,15 @@ def open_frame(key: bytes, line: bytes) -> bytes:
         raise AuthenticationError(
             "frame did not authenticate: wrong key, or the frame was tampered with"
         ) from None
+
+
+def safe_text(data: bytes) -> str:
+    """A peer's message as text that is safe to show: UTF-8 with invalid
+    bytes replaced, and every control character (escape, carriage return,
+    newline, the other C0 and C1 controls, DEL) shown as U+FFFD, so a peer
+    cannot repaint or hijack a terminal or an output area."""
+    text = data.decode("utf-8", errors="replace")
+    return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
 class Client:
@@ -220,8 +231,8 @@ class Client:
         return item  # type: ignore[return-value]
 
     def recv_text(self, timeout: Optional[float] = None) -> str:
-        """:meth:`recv`, decoded as UTF-8 with invalid bytes replaced."""
-        return self.recv(timeout).decode("utf-8", errors="replace")
+        """:meth:`recv`, made safe to show by :func:`safe_text`."""
+        return safe_text(self.recv(timeout))
 
     def _receive_loop(self) -> None:
         buffer = bytearray()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import queue
 import secrets
+import socket
 
 import pytest
 
@@ -189,3 +190,21 @@ def test_load_key_reads_a_relay_key_file(tmp_path):
     path = tmp_path / "relay.key"
     path.write_text("  000102030405060708090a0b0c0d0e0f\n")
     assert eaxchat.load_key(path) == bytes(range(16))
+
+
+def test_recv_text_neutralises_control_characters(relay, clients):
+    """A peer's escape sequences, carriage returns and invalid UTF-8 come
+    out of ``recv_text`` as U+FFFD, never as live control characters."""
+    sender, receiver = clients(relay), clients(relay)
+    relay.wait_for_clients(2)
+    sender.send(b"\x1b[2Jclear\rover\x9b1m\xff \xf0\x9f\x91\x8b")
+    assert receiver.recv_text(WAIT) == "\ufffd[2Jclear\ufffdover\ufffd1m\ufffd \U0001f44b"
+
+
+def test_connecting_to_nothing_fails_at_once():
+    """No relay listening: the constructor raises, no thread is left."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        eaxchat.Client("127.0.0.1", port, "00" * 16, timeout=WAIT)

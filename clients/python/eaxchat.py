@@ -151,6 +151,8 @@ class Client:
     is kept in :attr:`error`, and goes to ``on_error`` if given; else
     :meth:`recv` raises it, or, for a client with ``on_message``, it is
     raised on the receive thread (and shown by ``threading.excepthook``).
+    The relay closing the connection is not an error: ``on_error`` gets a
+    :class:`ConnectionClosed`, and :meth:`recv` raises one.
 
     Safe to use from several threads: sends are serialised.
     """
@@ -263,18 +265,23 @@ class Client:
             self._on_message(plaintext)
 
     def _finish(self, error: Exception) -> None:
-        """Closes the socket and reports why receiving stopped: to
+        """Closes the socket and reports why receiving stopped: an error to
         ``on_error``, else to :meth:`recv`'s queue, else (a client with
         ``on_message`` only) as an uncaught exception of the receive thread,
-        so an error is never silently dropped. Closing on purpose, or the
-        relay closing, ends with :class:`ConnectionClosed` on the queue."""
+        so an error is never silently dropped. The relay closing is a
+        :class:`ConnectionClosed` for ``on_error`` and the queue; closing on
+        purpose only ends the queue."""
         on_purpose = self._closed.is_set()
         self._closed.set()
         self._shutdown_socket()
-        if on_purpose or isinstance(error, ConnectionClosed):
-            if not isinstance(error, ConnectionClosed):
-                error = ConnectionClosed("connection closed")
+        if on_purpose:
+            self._inbox.put(ConnectionClosed("connection closed"))
+            return
+        if isinstance(error, ConnectionClosed):
+            # Not an error, but a chat window should say the relay left.
             self._inbox.put(error)
+            if self._on_error is not None:
+                self._on_error(error)
             return
         self.error = error
         reported = self._on_error is not None

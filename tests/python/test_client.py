@@ -141,6 +141,15 @@ def test_the_relay_going_away_ends_recv(relay, clients):
     assert receiver.error is None
 
 
+def test_on_error_hears_the_relay_leave(relay, clients):
+    """A callback client learns the relay went away via ``on_error``."""
+    errors = queue.Queue()
+    clients(relay, on_message=print, on_error=errors.put)
+    relay.wait_for_clients(1)
+    assert relay.terminate() == 0
+    assert isinstance(errors.get(timeout=WAIT), eaxchat.ConnectionClosed)
+
+
 def test_module_level_send_message_mirrors_the_original_notebook(relay, clients):
     """``eaxchat.connect`` then ``eaxchat.send_message(text)``, as the
     original notebook's global socket and function did."""
@@ -208,3 +217,20 @@ def test_connecting_to_nothing_fails_at_once():
         port = probe.getsockname()[1]
     with pytest.raises(ConnectionRefusedError):
         eaxchat.Client("127.0.0.1", port, "00" * 16, timeout=WAIT)
+
+
+def test_a_failing_on_message_is_reported_and_closes(relay, clients):
+    """An exception in ``on_message`` is not lost: it goes to ``on_error``
+    and the connection closes."""
+    errors = queue.Queue()
+
+    def broken(data):
+        raise RuntimeError(f"cannot handle {data!r}")
+
+    sender = clients(relay)
+    victim = clients(relay, on_message=broken, on_error=errors.put)
+    relay.wait_for_clients(2)
+    sender.send("boom")
+    error = errors.get(timeout=WAIT)
+    assert isinstance(error, RuntimeError) and "boom" in str(error)
+    wait_until(lambda: victim.closed, "the client to close")

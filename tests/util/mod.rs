@@ -161,6 +161,52 @@ impl Drop for RelayProcess {
     }
 }
 
+/// A handle on a relay's captured log that other threads can read while it
+/// grows (the relay itself stays with its owner).
+#[derive(Clone)]
+pub struct LogHandle(Arc<Mutex<String>>);
+
+impl LogHandle {
+    /// The log from byte `offset` on, and the offset where it now ends: pass
+    /// that back to read only what was added since.
+    pub fn since(&self, offset: usize) -> (String, usize) {
+        let log = self.0.lock().expect("log lock");
+        let from = offset.min(log.len());
+        (log[from..].to_owned(), log.len())
+    }
+}
+
+impl RelayProcess {
+    /// A handle on this relay's log for other threads.
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(Arc::clone(&self.log))
+    }
+
+    /// Sends SIGTERM and returns at once (see [`RelayProcess::wait_exit`]).
+    pub fn send_sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits (at most `wait`) for the relay to exit on its own; returns the
+    /// status and the whole log.
+    pub fn wait_exit(mut self, wait: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the stderr thread catch the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "relay did not exit within {wait:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// A blocking test client speaking the wire format.
 pub struct TestClient {
     /// The socket (blocking, with a read timeout of [`WAIT`]).
@@ -223,7 +269,12 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return None;
                 }
                 Err(_) => return None,
@@ -238,6 +289,16 @@ impl TestClient {
             .open(&line)
             .unwrap_or_else(|e| panic!("relay sent a frame that does not open: {e}"))
             .to_vec()
+    }
+
+    /// Reads and opens one frame if one arrives within `wait`; `None` on
+    /// timeout, end of stream, or a frame that does not open.
+    pub fn try_recv(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let line = self.try_recv_line(wait)?;
+        self.cipher
+            .open(&line)
+            .ok()
+            .map(|plaintext| plaintext.to_vec())
     }
 
     /// Asserts nothing arrives within `wait`.
@@ -259,12 +320,61 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return false;
                 }
                 Err(_) => return true,
             }
         }
         false
+    }
+}
+
+impl RelayProcess {
+    /// Starts `relay` listening on `listen` (a fixed address, such as a port
+    /// another relay just left) with `key` and `extra` flags. `None` if it
+    /// exits before it listens, as it does while the port is still taken.
+    pub fn try_start_on(listen: SocketAddr, key: Key, extra: &[&str]) -> Option<RelayProcess> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+            .args(["--listen", &listen.to_string(), "--key-hex", &key.to_hex()])
+            .args(["--stats-interval", "0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("EAXCHAT_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn relay");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = String::new();
+            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().expect("log lock").push_str(&line);
+                line.clear();
+            }
+        });
+        let mut relay = RelayProcess {
+            child,
+            addr: listen,
+            key,
+            log,
+        };
+        let deadline = Instant::now() + WAIT;
+        while !relay.log().contains("listening on ") {
+            if !relay.is_running() || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(relay)
     }
 }

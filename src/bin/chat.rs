@@ -1,1 +1,114 @@
-fn main() {}
+//! `chat`: the eaxchat terminal client. Parses the command line, finds the
+//! key, and runs [`eaxchat::client::run`] on stdin and stdout; status and
+//! errors go to stderr, one line each.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+use eaxchat::client::{self, Options};
+use eaxchat::key::{KEY_ENV, KeyError, KeySource, readable_by_others};
+use eaxchat::relay::Limits;
+
+/// Chat through an eaxchat relay: every line typed is sealed with the
+/// shared key and sent; every message received is printed, made safe for
+/// the terminal. When stdin ends (a pipe, or Ctrl-D) it waits --linger-ms
+/// for replies and exits.
+#[derive(FromArgs)]
+struct Args {
+    /// the relay, as HOST:PORT (default 127.0.0.1:8080)
+    #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
+    connect: String,
+
+    /// file holding the relay's key in hex (default relay.key)
+    #[argh(option, default = "PathBuf::from(\"relay.key\")")]
+    key_file: PathBuf,
+
+    /// the key in hex (32, 48 or 64 digits); overrides $EAXCHAT_KEY and
+    /// --key-file
+    #[argh(option)]
+    key_hex: Option<String>,
+
+    /// prefix every message sent with "NAME: "
+    #[argh(option)]
+    name: Option<String>,
+
+    /// only print received messages; never read stdin
+    #[argh(switch)]
+    listen_only: bool,
+
+    /// when the relay goes away, reconnect with backoff (0.1 s doubling to
+    /// 5 s) instead of exiting; messages typed meanwhile are sent after
+    #[argh(switch)]
+    reconnect: bool,
+
+    /// the relay's --max-frame: longer messages are refused here rather
+    /// than sent to be dropped (default 65536)
+    #[argh(option, default = "Limits::DEFAULT_MAX_FRAME")]
+    max_frame: usize,
+
+    /// milliseconds to keep printing after stdin ends (default 300)
+    #[argh(option, default = "300")]
+    linger_ms: u64,
+
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    if args.version {
+        println!("chat (eaxchat) {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
+    if args.max_frame < Options::min_max_frame() {
+        return fail(
+            format!("--max-frame must be at least {}", Options::min_max_frame()),
+            2,
+        );
+    }
+    let source = KeySource {
+        hex: args.key_hex.as_deref(),
+        env: std::env::var(KEY_ENV).ok(),
+        file: &args.key_file,
+        generate_missing: false,
+    };
+    let key = match source.resolve() {
+        Ok((key, _origin)) => key,
+        Err(error @ KeyError::Io { .. }) => {
+            return fail(
+                format!("{error} (get the relay's key file, or use --key-hex or ${KEY_ENV})"),
+                2,
+            );
+        }
+        Err(error) => return fail(error.to_string(), 2),
+    };
+    if args.key_hex.is_none() && source.env.is_none() && readable_by_others(&args.key_file) {
+        eprintln!(
+            "chat: warning: key file {} is readable by group or others; chmod 600 it",
+            args.key_file.display()
+        );
+    }
+    let options = Options {
+        connect: args.connect,
+        name: args.name,
+        max_frame: args.max_frame,
+        linger: Duration::from_millis(args.linger_ms),
+        listen_only: args.listen_only,
+        reconnect: args.reconnect,
+    };
+    let mut stdout = io::stdout().lock();
+    let mut status = |status: client::Status| eprintln!("chat: {status}");
+    match client::run(&options, &key, io::stdin(), &mut stdout, &mut status) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.to_string(), 1),
+    }
+}
+
+fn fail(message: String, code: u8) -> ExitCode {
+    eprintln!("chat: error: {message}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,112 @@
+//! Making a peer's message safe to print on a terminal.
+//!
+//! Any key holder can send any bytes, so a message is hostile until shown
+//! otherwise: an `ESC` starts a sequence that can clear the screen, move the
+//! cursor, retitle the window or (on some terminals) answer back; a `\r`
+//! lets one message overwrite another; a `\n` forges a second line that
+//! looks like it came from someone else. This module turns any bytes into
+//! text that only prints: invalid UTF-8 becomes U+FFFD, every C0 control but
+//! tab and `DEL` become their visible Control Pictures (`␛`, `␍`, `␊`, …),
+//! and C1 controls (U+0080–U+009F, which some terminals obey like `ESC`)
+//! become U+FFFD. Everything else, tab included, is kept as it is.
+//!
+//! It never drops a character silently: a neutralised sequence stays
+//! visible (`␛[2J`) so the reader can see something odd was sent.
+
+/// What invalid UTF-8 and C1 controls are shown as.
+pub const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+
+/// Appends `message`, made safe to print, to `out`.
+pub fn sanitize_into(message: &[u8], out: &mut String) {
+    out.reserve(message.len());
+    for chunk in message.utf8_chunks() {
+        let valid = chunk.valid();
+        if valid.chars().all(|c| !needs_neutralising(c)) {
+            out.push_str(valid);
+        } else {
+            out.extend(valid.chars().map(printable));
+        }
+        if !chunk.invalid().is_empty() {
+            out.push(REPLACEMENT);
+        }
+    }
+}
+
+/// `message` made safe to print, as a new string.
+pub fn sanitize(message: &[u8]) -> String {
+    let mut out = String::new();
+    sanitize_into(message, &mut out);
+    out
+}
+
+fn needs_neutralising(c: char) -> bool {
+    c != '\t' && c.is_control()
+}
+
+/// The character shown for `c`.
+fn printable(c: char) -> char {
+    match c {
+        '\t' => '\t',
+        // U+2400..U+241F are the Control Pictures for U+0000..U+001F.
+        '\0'..='\x1f' => char::from_u32(0x2400 + u32::from(c)).unwrap_or(REPLACEMENT),
+        '\x7f' => '\u{2421}',
+        '\u{80}'..='\u{9f}' => REPLACEMENT,
+        _ => c,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neutralises_every_control_and_keeps_text() {
+        let cases: &[(&[u8], &str)] = &[
+            (b"hello, world", "hello, world"),
+            (b"", ""),
+            ("héllo ✓ 日本".as_bytes(), "héllo ✓ 日本"),
+            (b"a\tb", "a\tb"),
+            (b"\x1b[2J\x1b[H", "␛[2J␛[H"),
+            (b"\x1b]0;pwned\x07", "␛]0;pwned␇"),
+            (b"fake\rreal", "fake␍real"),
+            (b"one\ntwo", "one␊two"),
+            (b"bell\x07", "bell␇"),
+            (b"\0\x08\x0b\x0c\x1f", "␀␈␋␌␟"),
+            (b"del\x7f", "del␡"),
+            // C1 controls arrive as UTF-8 for U+0080..U+009F: CSI is U+009B.
+            ("\u{9b}2J".as_bytes(), "\u{fffd}2J"),
+            ("\u{80}\u{85}\u{9f}".as_bytes(), "\u{fffd}\u{fffd}\u{fffd}"),
+            // U+00A0 and beyond are printable again.
+            ("\u{a0}x".as_bytes(), "\u{a0}x"),
+            // Raw C1 bytes are not UTF-8 at all.
+            (b"\x9b2J", "\u{fffd}2J"),
+            (b"ok \xff\xfe end", "ok \u{fffd}\u{fffd} end"),
+            // A truncated multi-byte sequence is one replacement.
+            (b"cut \xe6\x97", "cut \u{fffd}"),
+            (b"\xc3\x28", "\u{fffd}("),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn output_never_holds_a_control_but_tab() {
+        let every_byte: Vec<u8> = (0..=255u8).collect();
+        let mut all_c1 = String::new();
+        for c in '\u{80}'..='\u{9f}' {
+            all_c1.push(c);
+        }
+        for input in [&every_byte[..], all_c1.as_bytes()] {
+            let out = sanitize(input);
+            assert!(out.chars().all(|c| c == '\t' || !c.is_control()), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn appends_to_what_is_there() {
+        let mut out = String::from("bob: ");
+        sanitize_into(b"\x1bhi", &mut out);
+        assert_eq!(out, "bob: ␛hi");
+    }
+}

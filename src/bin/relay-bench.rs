@@ -1,1 +1,168 @@
-fn main() {}
+//! `relay-bench`: a load generator for eaxchat relays, in the spirit of
+//! `redis-benchmark`. Parses the command line and runs
+//! [`eaxchat::loadgen::run`]; prints the report as text or JSON. Exits 1
+//! when the run saw any error (lost, duplicated, forged... deliveries), 2
+//! when it could not run.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use argh::FromArgs;
+use eaxchat::key::{KEY_ENV, KeySource};
+use eaxchat::loadgen::{self, Options, Protocol, Scenario, Verify};
+
+/// Load generator for an eaxchat relay on this machine. Scenarios: fanout
+/// (1 publisher -> N subscribers, window flow control), room (N clients
+/// all-to-all, every delivery verified), latency (1 -> N paced at --rate
+/// msgs/s, latency percentiles), idle (N idle connections; relay RSS per
+/// connection with --pid). With --plain it sends unencrypted lines of the
+/// same length to a plain line broker such as `ncat --broker`; with --redis
+/// it uses Redis pub/sub.
+#[derive(FromArgs)]
+struct Args {
+    /// fanout, room, latency or idle
+    #[argh(positional)]
+    scenario: Scenario,
+
+    /// the relay's address, loopback only (default 127.0.0.1:8080)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
+    addr: SocketAddr,
+
+    /// the key in hex; overrides $EAXCHAT_KEY and --key-file
+    #[argh(option)]
+    key_hex: Option<String>,
+
+    /// file holding the relay's key in hex (default relay.key)
+    #[argh(option, default = "PathBuf::from(\"relay.key\")")]
+    key_file: PathBuf,
+
+    /// send plain lines of the same length (for `ncat --broker`)
+    #[argh(switch)]
+    plain: bool,
+
+    /// speak Redis pub/sub (PUBLISH/SUBSCRIBE) with plain lines
+    #[argh(switch)]
+    redis: bool,
+
+    /// subscribers (fanout, latency), clients (room) or connections (idle);
+    /// default 100
+    #[argh(option, short = 'n', default = "100")]
+    clients: usize,
+
+    /// message size in bytes, the plaintext for eaxchat (default 64)
+    #[argh(option, short = 's', default = "64")]
+    size: usize,
+
+    /// most messages a publisher may be ahead of its slowest receiver
+    /// (default 1000)
+    #[argh(option, short = 'w', default = "1000")]
+    window: u64,
+
+    /// seconds to publish; idle: seconds to hold the connections before
+    /// measuring (default 5)
+    #[argh(option, short = 'd', default = "5.0")]
+    duration: f64,
+
+    /// stop after this many messages per publisher
+    #[argh(option, short = 'm')]
+    messages: Option<u64>,
+
+    /// messages per second for the latency scenario (default 10000)
+    #[argh(option, short = 'r', default = "10000")]
+    rate: u64,
+
+    /// fanout and latency: open the first delivery of one message in this
+    /// many (default 16); every delivery is still counted, sequence-checked
+    /// and compared byte for byte with the first
+    #[argh(option, default = "16")]
+    sample: u64,
+
+    /// open and verify every delivery (the room always does)
+    #[argh(switch)]
+    verify_all: bool,
+
+    /// the relay's pid: report its CPU time and (idle) its RSS from /proc
+    #[argh(option)]
+    pid: Option<u32>,
+
+    /// seconds allowed for connecting and being served (default 20)
+    #[argh(option, default = "20.0")]
+    setup_timeout: f64,
+
+    /// print the report as one JSON object
+    #[argh(switch)]
+    json: bool,
+
+    /// no progress line on stderr
+    #[argh(switch, short = 'q')]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    let options = match options(&args) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("relay-bench: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    match loadgen::run(&options) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            if report.errors.total() > 0 {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(error) => {
+            eprintln!("relay-bench: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn options(args: &Args) -> Result<Options, String> {
+    let protocol = match (args.plain, args.redis) {
+        (true, true) => return Err("--plain and --redis exclude each other".into()),
+        (true, false) => Protocol::Plain,
+        (false, true) => Protocol::Redis,
+        (false, false) => {
+            let source = KeySource {
+                hex: args.key_hex.as_deref(),
+                env: std::env::var(KEY_ENV).ok(),
+                file: &args.key_file,
+                generate_missing: false,
+            };
+            let (key, _) = source.resolve().map_err(|e| e.to_string())?;
+            Protocol::Eaxchat(key)
+        }
+    };
+    let seconds = |value: f64, flag: &str| {
+        Duration::try_from_secs_f64(value)
+            .map_err(|_| format!("{flag} must be a number of seconds"))
+    };
+    let mut options = Options::new(args.scenario, args.addr, protocol);
+    options.clients = args.clients;
+    options.size = args.size;
+    options.window = args.window;
+    options.duration = seconds(args.duration, "--duration")?;
+    options.max_messages = args.messages;
+    options.rate = args.rate;
+    options.verify = if args.verify_all {
+        Verify::All
+    } else {
+        Verify::Sample(args.sample)
+    };
+    options.relay_pid = args.pid;
+    options.progress = !args.quiet;
+    options.setup_timeout = seconds(args.setup_timeout, "--setup-timeout")?;
+    Ok(options)
+}

@@ -1,2 +1,317 @@
 //! The `relay-bench` load generator: scenarios, flow control, verification
-//! and reporting.
+//! and reporting, for an eaxchat relay or, as a baseline, a plain line
+//! broker (`ncat --broker`) or Redis pub/sub relaying lines of the same
+//! length.
+//!
+//! Each scenario runs in one thread and one `mio` poll loop: publishers and
+//! subscribers are non-blocking sockets in the same loop, subscribers read
+//! into one shared buffer, and nothing is allocated per message. That keeps
+//! relay-bench's own cost per delivery far below the relay's, and the report
+//! carries relay-bench's CPU time so a reader can tell when it is the limit.
+//!
+//! - [`wire`]: message encoding for each protocol.
+//! - [`inbox`]: splitting, counting, timing and checking deliveries.
+//! - [`histogram`]: latency percentiles.
+//! - [`report`]: results, as text and JSON.
+//! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
+//!
+//! Only loopback addresses are accepted: this is a benchmark, not a flood
+//! tool.
+
+mod fanout;
+pub mod histogram;
+mod idle;
+pub mod inbox;
+pub mod report;
+mod room;
+pub mod sys;
+pub mod wire;
+
+use std::fmt;
+use std::io::{self, IsTerminal as _, Write as _};
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+pub use report::{Errors, Report};
+pub use wire::Protocol;
+
+/// What a run exercises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// One publisher, N subscribers, as fast as the window allows.
+    Fanout,
+    /// N clients each publishing to all the others.
+    Room,
+    /// One publisher paced at a fixed rate, N subscribers: latency at a
+    /// realistic load rather than under saturation.
+    Latency,
+    /// N connections that say nothing: the relay's memory per connection.
+    Idle,
+}
+
+impl Scenario {
+    /// The scenario's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Fanout => "fanout",
+            Scenario::Room => "room",
+            Scenario::Latency => "latency",
+            Scenario::Idle => "idle",
+        }
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Scenario, String> {
+        match s {
+            "fanout" => Ok(Scenario::Fanout),
+            "room" => Ok(Scenario::Room),
+            "latency" => Ok(Scenario::Latency),
+            "idle" => Ok(Scenario::Idle),
+            _ => Err(format!(
+                "unknown scenario {s:?}: expected fanout, room, latency or idle"
+            )),
+        }
+    }
+}
+
+/// Which deliveries subscribers open and verify. Every delivery is
+/// counted and sequence-checked whatever this says; see [`inbox`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Fan-out: open the first delivery of one message in this many and
+    /// compare every other delivery with the first, byte for byte. The room
+    /// opens every delivery regardless.
+    Sample(u64),
+    /// Open every delivery.
+    All,
+}
+
+impl Verify {
+    fn sample(self) -> u64 {
+        match self {
+            Verify::Sample(n) => n.max(1),
+            Verify::All => 1,
+        }
+    }
+}
+
+/// How a run is set up.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The relay (loopback only).
+    pub addr: SocketAddr,
+    /// How to speak to it.
+    pub protocol: Protocol,
+    /// What to run.
+    pub scenario: Scenario,
+    /// Subscribers (fanout, latency), clients (room) or connections (idle).
+    pub clients: usize,
+    /// Message size in bytes (plaintext for eaxchat; plain lines match the
+    /// length of eaxchat's lines).
+    pub size: usize,
+    /// Most messages a publisher may be ahead of its slowest receiver.
+    pub window: u64,
+    /// How long to publish (idle: how long to hold the connections).
+    pub duration: Duration,
+    /// Stop publishing after this many messages (per publisher).
+    pub max_messages: Option<u64>,
+    /// Messages per second (latency).
+    pub rate: u64,
+    /// Which deliveries to open.
+    pub verify: Verify,
+    /// The relay's pid, for its CPU time and RSS from `/proc`.
+    pub relay_pid: Option<u32>,
+    /// Show a progress line on stderr.
+    pub progress: bool,
+    /// How long clients may take to be connected and served.
+    pub setup_timeout: Duration,
+}
+
+impl Options {
+    /// Defaults for `scenario` against `addr`.
+    pub fn new(scenario: Scenario, addr: SocketAddr, protocol: Protocol) -> Options {
+        Options {
+            addr,
+            protocol,
+            scenario,
+            clients: 100,
+            size: 64,
+            window: 1000,
+            duration: Duration::from_secs(5),
+            max_messages: None,
+            rate: 10_000,
+            verify: Verify::Sample(16),
+            relay_pid: None,
+            progress: false,
+            setup_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// Why a run could not be made or finished.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The options cannot describe a run.
+    Options(String),
+    /// Connecting to the relay failed.
+    Connect {
+        /// Where.
+        addr: SocketAddr,
+        /// What the OS said.
+        error: io::Error,
+    },
+    /// The relay did not serve every client in time.
+    Setup(String),
+    /// A socket, poll or `/proc` call failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadError::Options(message) | LoadError::Setup(message) => f.write_str(message),
+            LoadError::Connect { addr, error } => write!(f, "cannot connect to {addr}: {error}"),
+            LoadError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl From<io::Error> for LoadError {
+    fn from(error: io::Error) -> LoadError {
+        LoadError::Io(error)
+    }
+}
+
+impl From<wire::SizeError> for LoadError {
+    fn from(error: wire::SizeError) -> LoadError {
+        LoadError::Options(error.to_string())
+    }
+}
+
+/// Runs one scenario and reports what it measured.
+pub fn run(options: &Options) -> Result<Report, LoadError> {
+    if !options.addr.ip().is_loopback() {
+        return Err(LoadError::Options(format!(
+            "{} is not a loopback address: relay-bench only drives relays on this machine",
+            options.addr
+        )));
+    }
+    if options.clients == 0 || options.window == 0 {
+        return Err(LoadError::Options(
+            "the client count and the window must be at least 1".into(),
+        ));
+    }
+    // Each client is a descriptor; a thousand of them pass the usual 1024.
+    sys::raise_open_file_limit()?;
+    match options.scenario {
+        Scenario::Fanout | Scenario::Latency => fanout::run(options),
+        Scenario::Room => room::run(options),
+        Scenario::Idle => idle::run(options),
+    }
+}
+
+/// Opens one client connection: blocking connect, `greeting` sent, then
+/// non-blocking for the poll loop.
+fn connect(addr: SocketAddr, greeting: &[u8]) -> Result<mio::net::TcpStream, LoadError> {
+    let connect_error = |error| LoadError::Connect { addr, error };
+    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+        .map_err(connect_error)?;
+    stream.set_nodelay(true)?;
+    if !greeting.is_empty() {
+        (&stream).write_all(greeting)?;
+    }
+    stream.set_nonblocking(true)?;
+    Ok(mio::net::TcpStream::from_std(stream))
+}
+
+/// Nanoseconds since the run's clock started: the unit of every stamp.
+#[derive(Debug, Clone, Copy)]
+struct Clock(Instant);
+
+impl Clock {
+    fn start() -> Clock {
+        Clock(Instant::now())
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.0.elapsed().as_nanos() as u64
+    }
+}
+
+/// CPU time of relay-bench and, when known, of the relay.
+struct CpuMeter {
+    own: Duration,
+    relay: Option<(u32, Duration)>,
+}
+
+impl CpuMeter {
+    fn start(relay_pid: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            own: sys::own_cpu_time(),
+            relay: relay_pid.and_then(|pid| Some((pid, sys::process_cpu_time(pid).ok()?))),
+        }
+    }
+
+    /// CPU used since `start`: relay-bench's, and the relay's if known.
+    fn elapsed(&self) -> (Duration, Option<Duration>) {
+        let own = sys::own_cpu_time().saturating_sub(self.own);
+        let relay = self.relay.and_then(|(pid, at_start)| {
+            sys::process_cpu_time(pid)
+                .ok()
+                .map(|now| now.saturating_sub(at_start))
+        });
+        (own, relay)
+    }
+}
+
+/// A progress line on stderr, rewritten in place on a terminal and
+/// printed every few seconds otherwise.
+struct Progress {
+    enabled: bool,
+    terminal: bool,
+    next: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        Progress {
+            enabled,
+            terminal: io::stderr().is_terminal(),
+            next: Instant::now() + Duration::from_secs(1),
+            shown: false,
+        }
+    }
+
+    fn tick(&mut self, line: impl FnOnce() -> String) {
+        if !self.enabled || Instant::now() < self.next {
+            return;
+        }
+        let mut stderr = io::stderr().lock();
+        if self.terminal {
+            let _ = write!(stderr, "\r{}\x1b[K", line());
+            self.next += Duration::from_millis(500);
+        } else {
+            let _ = writeln!(stderr, "{}", line());
+            self.next += Duration::from_secs(5);
+        }
+        self.shown = true;
+    }
+
+    fn finish(&mut self) {
+        if self.shown && self.terminal {
+            let _ = writeln!(io::stderr());
+        }
+    }
+}
+
+/// Whether an I/O error only means "not now".
+fn would_block(error: &io::Error) -> bool {
+    error.kind() == io::ErrorKind::WouldBlock
+}

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# Benchmarks eaxchat's relay against `ncat --broker` (and Redis pub/sub when
+# redis-server is installed) with relay-bench, on loopback.
+#
+# Builds release binaries, starts every contender on its own port, runs each
+# scenario REPEATS times with the contenders alternating (so drift and noisy
+# neighbours hit them alike), and prints a table of medians with the ratio
+# to ncat from this same run. Everything it starts is stopped on exit.
+#
+#   benches/run.sh                 # full run (about 10 minutes)
+#   REPEATS=1 DURATION=1 benches/run.sh   # quick look
+#   ONLY="fanout-100 idle" benches/run.sh # some scenarios only
+#
+# Raw results (one JSON object per run) are kept in $OUT (default
+# target/relay-bench/results.jsonl).
+set -euo pipefail
+
+REPEATS=${REPEATS:-5}
+DURATION=${DURATION:-3}
+ONLY=${ONLY:-}
+cd "$(dirname "$0")/.."
+TARGET=${CARGO_TARGET_DIR:-target}
+OUT=${OUT:-$TARGET/relay-bench/results.jsonl}
+BIN=$TARGET/release
+
+# Connections are descriptors: 10,000 idle clients need more than 1024.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+if ! command -v ncat >/dev/null; then
+    echo "installing ncat (Debian package ncat)" >&2
+    apt-get install -y ncat >/dev/null
+fi
+HAVE_REDIS=0
+command -v redis-server >/dev/null && HAVE_REDIS=1
+
+cargo build --release --quiet --bin relay --bin relay-bench
+
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+RELAY_PORT=${RELAY_PORT:-17401}
+IDLE_PORT=${IDLE_PORT:-17402}
+NCAT_PORT=${NCAT_PORT:-17403}
+REDIS_PORT=${REDIS_PORT:-17404}
+REDIS_IDLE_PORT=${REDIS_IDLE_PORT:-17405}
+
+# Starts a server in the background; its pid lands in $STARTED.
+start() {
+    local log=$1
+    shift
+    "$@" >"$WORK/$log.log" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+}
+
+wait_port() {
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    echo "nothing listening on port $1" >&2
+    exit 1
+}
+
+start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0
+RELAY_PID=$STARTED
+# ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
+start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
+NCAT_PID=$STARTED
+wait_port "$RELAY_PORT"
+wait_port "$NCAT_PORT"
+if [ "$HAVE_REDIS" = 1 ]; then
+    start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
+        --appendonly no --maxclients 20000
+    REDIS_PID=$STARTED
+    wait_port "$REDIS_PORT"
+fi
+
+mkdir -p "$(dirname "$OUT")"
+: >"$OUT"
+
+# One relay-bench run; appends its JSON, tagged, to $OUT.
+bench() {
+    local scenario=$1 contender=$2 rep=$3
+    shift 3
+    local json status=0
+    json=$("$BIN/relay-bench" --json --quiet "$@") || status=$?
+    if [ -z "$json" ]; then
+        json='{"errors":-1,"deliveries_per_s":0}'
+        echo "  $scenario/$contender: relay-bench failed (status $status)" >&2
+    fi
+    echo "{\"bench\":\"$scenario\",\"contender\":\"$contender\",\"rep\":$rep,${json#\{}" >>"$OUT"
+}
+
+# Runs one scenario for every contender, REPEATS times, alternating.
+scenario() {
+    local name=$1 with_redis=$2
+    shift 2
+    if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then
+        return
+    fi
+    echo "$name: $*" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench "$name" eaxchat "$rep" "$@" --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench "$name" ncat "$rep" "$@" --addr "127.0.0.1:$NCAT_PORT" --plain --pid "$NCAT_PID"
+        if [ "$HAVE_REDIS" = 1 ] && [ "$with_redis" = redis ]; then
+            bench "$name" redis "$rep" "$@" --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+    done
+}
+
+D="--duration $DURATION"
+scenario fanout-10 redis fanout --clients 10 $D
+scenario fanout-100 redis fanout --clients 100 $D
+scenario fanout-1000 redis fanout --clients 1000 $D
+# 500 messages of 4 KiB in flight stay under the relay's default 4 MiB
+# --max-queue; 1000 would not.
+scenario fanout-100-4k redis fanout --clients 100 --size 4096 --window 500 $D
+scenario latency-100 redis latency --clients 100 --rate 10000 $D
+scenario room-50 no room --clients 50 --verify-all $D
+
+# Idle connections: a fresh relay (and Redis) each time, so memory freed by
+# earlier scenarios cannot hide what the connections cost.
+idle() {
+    local contender=$1 rep=$2 port=$3
+    shift 3
+    start "idle-$contender" "$@"
+    local pid=$STARTED
+    wait_port "$port"
+    local proto=(--key-hex "$KEY")
+    [ "$contender" = redis ] && proto=(--redis)
+    bench idle-10000 "$contender" "$rep" idle --clients 10000 --duration 1 \
+        --addr "127.0.0.1:$port" --pid "$pid" "${proto[@]}"
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+}
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" idle "* ]]; then
+    echo "idle-10000: 10,000 idle connections" >&2
+    for rep in $(seq "$REPEATS"); do
+        idle eaxchat "$rep" "$IDLE_PORT" "$BIN/relay" --listen "127.0.0.1:$IDLE_PORT" \
+            --key-hex "$KEY" --stats-interval 0 --max-clients 10000
+        if [ "$HAVE_REDIS" = 1 ]; then
+            idle redis "$rep" "$REDIS_IDLE_PORT" redis-server --port "$REDIS_IDLE_PORT" \
+                --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000
+        fi
+    done
+fi
+
+echo >&2
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 - "$OUT" <<'PY'
+"""Medians per scenario and contender, ratios to ncat, and the targets."""
+import json
+import statistics
+import sys
+
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+by = {}
+for run in runs:
+    by.setdefault((run["bench"], run["contender"]), []).append(run)
+
+
+def median(bench, contender, key):
+    values = [r[key] for r in by.get((bench, contender), []) if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def errors(bench, contender):
+    return sum(r.get("errors", 0) for r in by.get((bench, contender), []))
+
+
+def mps(v):
+    return "-" if v is None else f"{v / 1e6:.2f}M/s"
+
+
+def ratio(a, b):
+    return "-" if a is None or not b else f"{a / b:.2f}x"
+
+
+targets = {
+    "fanout-10": lambda e, n: (e >= 4e6, ">= 4M/s"),
+    "fanout-100": lambda e, n: (e >= 6e6 and n and e >= 0.8 * n, ">= 6M/s and >= 0.8x ncat"),
+    "fanout-1000": lambda e, n: (e >= 4e6, ">= 4M/s"),
+    "fanout-100-4k": lambda e, n: (e >= 0.5e6, ">= 0.5M/s"),
+}
+reps = max((r["rep"] for r in runs), default=0)
+print(f"\nmedians of {reps} alternating runs; errors summed over all runs\n")
+print(f"{'scenario':<15}{'eaxchat':>11}{'ncat':>11}{'redis':>11}{'vs ncat':>9}{'vs redis':>9}"
+      f"{'errors':>8}{'bench CPU':>10}{'relay CPU':>10}  target")
+for bench in ["fanout-10", "fanout-100", "fanout-1000", "fanout-100-4k", "room-50"]:
+    if (bench, "eaxchat") not in by:
+        continue
+    e = median(bench, "eaxchat", "deliveries_per_s")
+    n = median(bench, "ncat", "deliveries_per_s")
+    x = median(bench, "redis", "deliveries_per_s")
+    run_time = median(bench, "eaxchat", "run_time_s") or 0
+    relay_cpu = median(bench, "eaxchat", "relay_cpu_s")
+    relay_share = "-" if relay_cpu is None or not run_time else f"{relay_cpu / run_time:.0%}"
+    bench_share = median(bench, "eaxchat", "cpu_share") or 0
+    err = errors(bench, "eaxchat")
+    if bench in targets:
+        met, text = targets[bench](e, n)
+    else:
+        verified = median(bench, "eaxchat", "verified")
+        met, text = err == 0 and verified == median(bench, "eaxchat", "deliveries"), "every delivery verified, none lost"
+    print(f"{bench:<15}{mps(e):>11}{mps(n):>11}{mps(x):>11}{ratio(e, n):>9}{ratio(e, x):>9}"
+          f"{err:>8}{bench_share:>10.0%}{relay_share:>10}  {text}: {'met' if met and err == 0 else 'MISSED'}")
+
+if ("latency-100", "eaxchat") in by:
+    print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")
+    print(f"{'contender':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'errors':>8}")
+    for contender in ["eaxchat", "ncat", "redis"]:
+        if (("latency-100", contender)) not in by:
+            continue
+        cells = [median("latency-100", contender, f"latency_{p}_us") for p in ["p50", "p90", "p99", "p999", "max"]]
+        print(f"{contender:<11}" + "".join(f"{c:>9.0f}" for c in cells) + f"{errors('latency-100', contender):>8}")
+    p99 = median("latency-100", "eaxchat", "latency_p99_us")
+    print(f"target p99 <= 1000 us: {'met' if p99 <= 1000 else 'MISSED'}")
+
+if ("idle-10000", "eaxchat") in by:
+    print(f"\nidle-10000: relay RSS per idle connection (fresh process each run)")
+    for contender in ["eaxchat", "redis"]:
+        if ("idle-10000", contender) not in by:
+            continue
+        per = median("idle-10000", contender, "relay_rss_per_conn_bytes")
+        after = median("idle-10000", contender, "relay_rss_after_message_kib")
+        extra = f", {after:.0f} KiB in all after one message each" if after else ""
+        print(f"{contender:<11}{per:>8.0f} B per connection{extra}, errors {errors('idle-10000', contender)}")
+    per = median("idle-10000", "eaxchat", "relay_rss_per_conn_bytes")
+    print(f"target <= 1024 B: {'met' if per <= 1024 else 'MISSED'}")
+PY

@@ -1,0 +1,460 @@
+//! The one-publisher scenarios: `fanout` (1 → N as fast as the window
+//! allows) and `latency` (1 → N paced at a fixed rate, open loop).
+//!
+//! Flow control: the publisher never gets more than `window` messages ahead
+//! of its slowest subscriber, so a healthy relay never has a reason to drop
+//! a consumer and the send times of every message in flight fit in a ring.
+//!
+//! Setup: subscribers connect, the publisher sends probes until every
+//! subscriber has received one (so the relay has admitted them all), then
+//! one barrier; the k-th record a subscriber reads after the barrier must
+//! be message k (see [`super::inbox`]).
+
+use std::io::{self, Read as _, Write as _};
+use std::time::Duration;
+
+use bytes::{Buf as _, BytesMut};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::inbox::{Checker, Inbox, Ledger};
+use super::report::Report;
+use super::sys::{self, Ticker};
+use super::wire::{BARRIER, Header, PROBE, Wire};
+use super::{
+    Clock, CpuMeter, LoadError, Options, Progress, Scenario, Verify, connect, would_block,
+};
+
+const PUBLISHER: Token = Token(usize::MAX);
+const TICKER: Token = Token(usize::MAX - 1);
+
+/// Bytes the subscribers' shared buffer takes per read.
+const READ_LEN: usize = 256 * 1024;
+/// Bytes of messages encoded before they are written.
+const BATCH_BYTES: usize = 64 * 1024;
+/// How often the setup probes again.
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+/// How long the end of a run waits for deliveries that stopped coming.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most memory the ledger of messages in flight may take.
+const MAX_LEDGER_BYTES: u64 = 256 << 20;
+/// The shortest period the pacing timer ticks at; faster rates send
+/// several messages per tick.
+const MIN_TICK: Duration = Duration::from_micros(20);
+
+struct Subscriber {
+    stream: TcpStream,
+    inbox: Inbox,
+    open: bool,
+}
+
+struct Publisher {
+    stream: TcpStream,
+    out: BytesMut,
+    /// Data messages encoded so far; the next one's sequence number.
+    sent: u64,
+    open: bool,
+}
+
+/// One run's state: every socket, the shared checker and buffers.
+struct Fanout<'a> {
+    options: &'a Options,
+    poll: Poll,
+    events: Events,
+    subscribers: Vec<Subscriber>,
+    publisher: Publisher,
+    checker: Checker,
+    ledger: Ledger,
+    buf: Vec<u8>,
+    clock: Clock,
+    /// When the last record arrived.
+    last_delivery_ns: u64,
+    ticker: Option<Ticker>,
+}
+
+pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
+    let mut fanout = Fanout::connect(options)?;
+    fanout.setup()?;
+    fanout.measure()
+}
+
+impl<'a> Fanout<'a> {
+    fn connect(options: &'a Options) -> Result<Fanout<'a>, LoadError> {
+        let wire = Wire::new(&options.protocol, options.size)?;
+        let paced = options.scenario == Scenario::Latency;
+        if paced && options.rate == 0 {
+            return Err(LoadError::Options("--rate must be at least 1".into()));
+        }
+        // A paced publisher is bounded by its schedule; the window is only
+        // a safety net there, at least one second of messages wide.
+        let window = if paced {
+            options.window.max(options.rate)
+        } else {
+            options.window
+        };
+        let record_len = wire.record_len();
+        if window.saturating_mul(record_len as u64) > MAX_LEDGER_BYTES {
+            return Err(LoadError::Options(format!(
+                "a window of {window} messages of {record_len} bytes needs more than {} MiB \
+                 to check; lower --window{}",
+                MAX_LEDGER_BYTES >> 20,
+                if paced { " or --rate" } else { "" }
+            )));
+        }
+        let poll = Poll::new()?;
+        let request = wire.subscribe_request();
+        let mut subscribers = Vec::with_capacity(options.clients);
+        for index in 0..options.clients {
+            let mut stream = connect(options.addr, &request)?;
+            poll.registry()
+                .register(&mut stream, Token(index), Interest::READABLE)?;
+            let inbox = Inbox::stream(
+                wire.record_len(),
+                wire.subscribe_reply_len(),
+                options.verify.sample(),
+                options.verify == Verify::All,
+            );
+            subscribers.push(Subscriber {
+                stream,
+                inbox,
+                open: true,
+            });
+        }
+        let mut stream = connect(options.addr, &[])?;
+        poll.registry().register(
+            &mut stream,
+            PUBLISHER,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        Ok(Fanout {
+            options,
+            poll,
+            events: Events::with_capacity(1024),
+            subscribers,
+            publisher: Publisher {
+                stream,
+                out: BytesMut::with_capacity(BATCH_BYTES + record_len),
+                sent: 0,
+                open: true,
+            },
+            checker: Checker::new(wire),
+            ledger: Ledger::new(window, record_len),
+            buf: vec![0; READ_LEN + record_len],
+            clock: Clock::start(),
+            last_delivery_ns: 0,
+            ticker: None,
+        })
+    }
+
+    fn window(&self) -> u64 {
+        self.ledger.capacity().min(match self.options.scenario {
+            Scenario::Latency => self.options.window.max(self.options.rate),
+            _ => self.options.window,
+        })
+    }
+
+    /// Probes until every subscriber is served, then sends the barrier and
+    /// waits until every subscriber has it.
+    fn setup(&mut self) -> Result<(), LoadError> {
+        let deadline = self.clock.now_ns() + self.options.setup_timeout.as_nanos() as u64;
+        let mut probes = 0;
+        let mut next_probe = 0;
+        while !self.subscribers.iter().all(|s| s.inbox.saw_probe()) {
+            let now = self.clock.now_ns();
+            if now >= next_probe {
+                self.push(Header {
+                    sender: PROBE,
+                    seq: probes,
+                    stamp_ns: now,
+                });
+                probes += 1;
+                next_probe = now + PROBE_EVERY.as_nanos() as u64;
+            }
+            self.setup_turn(deadline, "a probe")?;
+        }
+        let now = self.clock.now_ns();
+        self.push(Header {
+            sender: BARRIER,
+            seq: 0,
+            stamp_ns: now,
+        });
+        while !self.subscribers.iter().all(|s| s.inbox.ready()) {
+            self.setup_turn(deadline, "the barrier")?;
+        }
+        Ok(())
+    }
+
+    fn setup_turn(&mut self, deadline: u64, waiting_for: &str) -> Result<(), LoadError> {
+        self.send_pending()?;
+        self.poll_once(Some(PROBE_EVERY / 4))?;
+        let errors = self.checker.errors;
+        if errors.total() > 0 || !self.publisher.open {
+            return Err(LoadError::Setup(format!(
+                "the relay misbehaved during setup: {errors:?}"
+            )));
+        }
+        if self.clock.now_ns() > deadline {
+            let served = self
+                .subscribers
+                .iter()
+                .filter(|s| s.inbox.ready() || (waiting_for == "a probe" && s.inbox.saw_probe()))
+                .count();
+            return Err(LoadError::Setup(format!(
+                "only {served} of {} subscribers received {waiting_for} within {:?}",
+                self.subscribers.len(),
+                self.options.setup_timeout
+            )));
+        }
+        Ok(())
+    }
+
+    /// Publishes for the run's duration (or count), then waits for the
+    /// deliveries still in flight.
+    fn measure(mut self) -> Result<Report, LoadError> {
+        let paced = self.options.scenario == Scenario::Latency;
+        let interval_ns = (1_000_000_000 / self.options.rate.max(1)).max(1);
+        if paced {
+            sys::tighten_timer_slack();
+            let period = Duration::from_nanos(interval_ns).max(MIN_TICK);
+            let mut ticker = Ticker::new(period)?;
+            self.poll
+                .registry()
+                .register(&mut ticker, TICKER, Interest::READABLE)?;
+            self.ticker = Some(ticker);
+        }
+        let mut progress = Progress::new(self.options.progress);
+        let cpu = CpuMeter::start(self.options.relay_pid);
+        let start_ns = self.clock.now_ns();
+        self.last_delivery_ns = start_ns;
+        let end_ns = start_ns + self.options.duration.as_nanos() as u64;
+        let max_messages = self.options.max_messages.unwrap_or(u64::MAX);
+        let drain_ns = DRAIN_TIMEOUT.as_nanos() as u64;
+        let mut stopped_ns = None;
+        loop {
+            let now = self.clock.now_ns();
+            if stopped_ns.is_none() && (now >= end_ns || self.publisher.sent >= max_messages) {
+                stopped_ns = Some(now);
+            }
+            if let Some(stopped_ns) = stopped_ns {
+                let since = stopped_ns.max(self.last_delivery_ns);
+                if now.saturating_sub(since) > drain_ns {
+                    break;
+                }
+                if self.publisher.out.is_empty() && self.slowest() >= self.publisher.sent {
+                    break;
+                }
+                self.send_pending()?;
+            } else {
+                let due = if paced {
+                    (now - start_ns) / interval_ns + 1
+                } else {
+                    u64::MAX
+                };
+                self.publish(
+                    due.min(max_messages),
+                    paced.then_some((start_ns, interval_ns)),
+                )?;
+            }
+            let sent = self.publisher.sent;
+            progress.tick(|| {
+                let secs = (now - start_ns) as f64 / 1e9;
+                let deliveries = self.deliveries();
+                format!(
+                    "{} {secs:.1} s: {sent} messages, {deliveries} deliveries ({:.3}M/s), errors {}",
+                    self.options.scenario.name(),
+                    deliveries as f64 / secs.max(1e-9) / 1e6,
+                    self.checker.errors.total()
+                )
+            });
+            self.poll_once(Some(Duration::from_millis(100)))?;
+        }
+        progress.finish();
+        let (cpu_time, relay_cpu_time) = cpu.elapsed();
+        let sent = self.publisher.sent;
+        let mut errors = self.checker.errors;
+        for subscriber in &self.subscribers {
+            // Gaps inside the stream were counted as they were found; what
+            // never arrived at the end is lost too.
+            errors.lost += sent.saturating_sub(subscriber.inbox.next_seq());
+        }
+        Ok(Report {
+            scenario: self.options.scenario.name(),
+            protocol: self.options.protocol.name(),
+            clients: self.subscribers.len(),
+            size: self.options.size,
+            line_len: self.checker.wire.line_len() + 1,
+            window: self.window(),
+            rate: paced.then_some(self.options.rate),
+            run_time: Duration::from_nanos(self.last_delivery_ns - start_ns),
+            messages: sent,
+            deliveries: self.deliveries(),
+            verified: self.checker.opened,
+            latency: Some(self.checker.latency.percentiles()),
+            errors,
+            cpu_time,
+            relay_cpu_time,
+            idle: None,
+        })
+    }
+
+    /// Deliveries so far, over all subscribers.
+    fn deliveries(&self) -> u64 {
+        self.subscribers.iter().map(|s| s.inbox.delivered()).sum()
+    }
+
+    /// How far the slowest subscriber still connected has got.
+    fn slowest(&self) -> u64 {
+        self.subscribers
+            .iter()
+            .filter(|s| s.open)
+            .map(|s| s.inbox.next_seq())
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Encodes and writes data messages while the window, the schedule
+    /// (`due`) and the socket allow. A paced run stamps each message with
+    /// the time it was due, so a late send shows up as latency.
+    fn publish(&mut self, due: u64, schedule: Option<(u64, u64)>) -> Result<(), LoadError> {
+        let record_len = self.checker.wire.record_len() as u64;
+        let batch_max = (BATCH_BYTES as u64 / record_len).max(1);
+        let window = self.window();
+        loop {
+            if !self.send_pending()? {
+                return Ok(());
+            }
+            let allowed = self.slowest().saturating_add(window).min(due);
+            let first = self.publisher.sent;
+            if allowed <= first {
+                return Ok(());
+            }
+            let now = self.clock.now_ns();
+            for seq in first..first + (allowed - first).min(batch_max) {
+                let stamp_ns = match schedule {
+                    Some((start_ns, interval_ns)) => start_ns + seq * interval_ns,
+                    None => now,
+                };
+                self.ledger.sent(seq, stamp_ns);
+                let header = Header {
+                    sender: 0,
+                    seq,
+                    stamp_ns,
+                };
+                self.checker.wire.encode(header, &mut self.publisher.out);
+                self.publisher.sent = seq + 1;
+            }
+        }
+    }
+
+    /// Encodes one setup message into the publisher's buffer.
+    fn push(&mut self, header: Header) {
+        self.checker.wire.encode(header, &mut self.publisher.out);
+    }
+
+    /// Writes the publisher's buffer; true when it is empty.
+    fn send_pending(&mut self) -> Result<bool, LoadError> {
+        let publisher = &mut self.publisher;
+        while !publisher.out.is_empty() {
+            match publisher.stream.write(&publisher.out) {
+                Ok(0) => return Err(LoadError::Io(io::ErrorKind::WriteZero.into())),
+                Ok(n) => publisher.out.advance(n),
+                Err(e) if would_block(&e) => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(LoadError::Io(e)),
+            }
+        }
+        publisher.out.clear();
+        Ok(true)
+    }
+
+    fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), LoadError> {
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        match self.poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LoadError::Io(e)),
+        }
+        for event in events.iter() {
+            match event.token() {
+                PUBLISHER if event.is_readable() || event.is_read_closed() => {
+                    self.drain_publisher();
+                }
+                PUBLISHER => {}
+                TICKER => {
+                    if let Some(ticker) = &self.ticker {
+                        ticker.clear();
+                    }
+                }
+                Token(index) => self.read_subscriber(index),
+            }
+        }
+        self.events = events;
+        Ok(())
+    }
+
+    /// Reads what the relay sent the publisher: Redis's replies to
+    /// `PUBLISH`, and from any other relay nothing at all.
+    fn drain_publisher(&mut self) {
+        let replies_expected = self.checker.wire.publisher_gets_replies();
+        loop {
+            match self.publisher.stream.read(&mut self.buf) {
+                Ok(0) => {
+                    if self.publisher.open {
+                        self.publisher.open = false;
+                        self.checker.errors.disconnected += 1;
+                    }
+                    return;
+                }
+                Ok(n) if !replies_expected => self.checker.errors.unexpected += n as u64,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if would_block(&e) => return,
+                Err(_) => {
+                    self.publisher.open = false;
+                    self.checker.errors.disconnected += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads one subscriber until its socket is drained.
+    fn read_subscriber(&mut self, index: usize) {
+        let Some(subscriber) = self.subscribers.get_mut(index) else {
+            return;
+        };
+        while subscriber.open {
+            let carry = subscriber.inbox.carry().len();
+            self.buf[..carry].copy_from_slice(subscriber.inbox.carry());
+            let room = self.buf.len() - carry;
+            match subscriber.stream.read(&mut self.buf[carry..]) {
+                Ok(0) => {
+                    subscriber.open = false;
+                    self.checker.errors.disconnected += 1;
+                }
+                Ok(n) => {
+                    let now = self.clock.now_ns();
+                    let data = &self.buf[..carry + n];
+                    if subscriber
+                        .inbox
+                        .absorb(data, now, &mut self.checker, &mut self.ledger)
+                        > 0
+                    {
+                        self.last_delivery_ns = now;
+                    }
+                    // A short read emptied the socket; the next arrival
+                    // raises a new edge.
+                    if n < room {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    subscriber.open = false;
+                    self.checker.errors.disconnected += 1;
+                }
+            }
+        }
+    }
+}

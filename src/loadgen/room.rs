@@ -1,0 +1,333 @@
+//! The `room` scenario: N clients, each publishing numbered messages to all
+//! the others and reading everything the others publish.
+//!
+//! Deliveries from different senders interleave, so every one is opened and
+//! checked against the next sequence number expected from its sender:
+//! nothing lost, duplicated, reordered or forged goes unnoticed. Each sender
+//! stays at most `window / (N - 1)` messages ahead of its slowest reader, so
+//! no reader has more than `window` messages in flight towards it.
+//!
+//! Setup: every client sends probes until every client has received a probe
+//! from every other one, so the relay has admitted them all; probes that
+//! arrive later are recognised and skipped.
+
+use std::io::{self, Read as _, Write as _};
+use std::time::Duration;
+
+use bytes::{Buf as _, BytesMut};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+
+use super::inbox::{Checker, Inbox, Ledger};
+use super::report::Report;
+use super::wire::{Header, PROBE, Protocol, Wire};
+use super::{Clock, CpuMeter, LoadError, Options, Progress, connect, would_block};
+
+const READ_LEN: usize = 256 * 1024;
+const BATCH_BYTES: usize = 16 * 1024;
+const PROBE_EVERY: Duration = Duration::from_millis(20);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+struct Client {
+    stream: TcpStream,
+    inbox: Inbox,
+    out: BytesMut,
+    sent: u64,
+    open: bool,
+}
+
+struct Room<'a> {
+    options: &'a Options,
+    poll: Poll,
+    events: Events,
+    clients: Vec<Client>,
+    checker: Checker,
+    /// Unused: room deliveries are all opened and carry their send time.
+    no_ledger: Ledger,
+    buf: Vec<u8>,
+    clock: Clock,
+    last_delivery_ns: u64,
+}
+
+pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
+    if matches!(options.protocol, Protocol::Redis) {
+        return Err(LoadError::Options(
+            "the room scenario needs clients that both publish and receive; \
+             a subscribed Redis connection cannot publish"
+                .into(),
+        ));
+    }
+    if options.clients < 2 {
+        return Err(LoadError::Options("a room needs at least 2 clients".into()));
+    }
+    let mut room = Room::connect(options)?;
+    room.setup()?;
+    room.measure()
+}
+
+impl<'a> Room<'a> {
+    fn connect(options: &'a Options) -> Result<Room<'a>, LoadError> {
+        let wire = Wire::new(&options.protocol, options.size)?;
+        let poll = Poll::new()?;
+        let n = options.clients;
+        let mut clients = Vec::with_capacity(n);
+        for index in 0..n {
+            let mut stream = connect(options.addr, &[])?;
+            poll.registry().register(
+                &mut stream,
+                Token(index),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            clients.push(Client {
+                stream,
+                inbox: Inbox::room(wire.record_len(), index as u32, n),
+                out: BytesMut::with_capacity(BATCH_BYTES + wire.record_len()),
+                sent: 0,
+                open: true,
+            });
+        }
+        let record_len = wire.record_len();
+        Ok(Room {
+            options,
+            poll,
+            events: Events::with_capacity(1024),
+            clients,
+            checker: Checker::new(wire),
+            no_ledger: Ledger::new(1, 0),
+            buf: vec![0; READ_LEN + record_len],
+            clock: Clock::start(),
+            last_delivery_ns: 0,
+        })
+    }
+
+    fn setup(&mut self) -> Result<(), LoadError> {
+        let deadline = self.clock.now_ns() + self.options.setup_timeout.as_nanos() as u64;
+        let mut next_probe = 0;
+        while !self.clients.iter().all(|c| c.inbox.ready()) {
+            let now = self.clock.now_ns();
+            if now >= next_probe {
+                for index in 0..self.clients.len() {
+                    let probe = Header {
+                        sender: PROBE,
+                        seq: index as u64,
+                        stamp_ns: now,
+                    };
+                    self.checker
+                        .wire
+                        .encode(probe, &mut self.clients[index].out);
+                }
+                next_probe = now + PROBE_EVERY.as_nanos() as u64;
+            }
+            self.send_all()?;
+            self.poll_once(Some(PROBE_EVERY / 4))?;
+            let errors = self.checker.errors;
+            if errors.total() > 0 {
+                return Err(LoadError::Setup(format!(
+                    "the relay misbehaved during setup: {errors:?}"
+                )));
+            }
+            if self.clock.now_ns() > deadline {
+                let ready = self.clients.iter().filter(|c| c.inbox.ready()).count();
+                return Err(LoadError::Setup(format!(
+                    "only {ready} of {} clients heard from every other within {:?}",
+                    self.clients.len(),
+                    self.options.setup_timeout
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn measure(mut self) -> Result<Report, LoadError> {
+        let mut progress = Progress::new(self.options.progress);
+        let cpu = CpuMeter::start(self.options.relay_pid);
+        let start_ns = self.clock.now_ns();
+        self.last_delivery_ns = start_ns;
+        let end_ns = start_ns + self.options.duration.as_nanos() as u64;
+        let max_messages = self.options.max_messages.unwrap_or(u64::MAX);
+        let mut stopped_ns = None;
+        loop {
+            let now = self.clock.now_ns();
+            let all_sent = self.clients.iter().all(|c| c.sent >= max_messages);
+            if stopped_ns.is_none() && (now >= end_ns || all_sent) {
+                stopped_ns = Some(now);
+            }
+            if let Some(stopped_ns) = stopped_ns {
+                let since = stopped_ns.max(self.last_delivery_ns);
+                if now.saturating_sub(since) > DRAIN_TIMEOUT.as_nanos() as u64 {
+                    break;
+                }
+                if self.clients.iter().all(|c| c.out.is_empty()) && self.missing() == 0 {
+                    break;
+                }
+            } else {
+                self.publish(max_messages);
+            }
+            self.send_all()?;
+            progress.tick(|| {
+                let secs = (now - start_ns) as f64 / 1e9;
+                let deliveries = self.deliveries();
+                format!(
+                    "room {secs:.1} s: {deliveries} deliveries ({:.3}M/s), errors {}",
+                    deliveries as f64 / secs.max(1e-9) / 1e6,
+                    self.checker.errors.total()
+                )
+            });
+            self.poll_once(Some(Duration::from_millis(100)))?;
+        }
+        progress.finish();
+        let (cpu_time, relay_cpu_time) = cpu.elapsed();
+        let mut errors = self.checker.errors;
+        errors.lost += self.missing();
+        Ok(Report {
+            scenario: "room",
+            protocol: self.options.protocol.name(),
+            clients: self.clients.len(),
+            size: self.options.size,
+            line_len: self.checker.wire.line_len() + 1,
+            window: self.window(),
+            rate: None,
+            run_time: Duration::from_nanos(self.last_delivery_ns - start_ns),
+            messages: self.clients.iter().map(|c| c.sent).sum(),
+            deliveries: self.deliveries(),
+            verified: self.checker.opened,
+            latency: Some(self.checker.latency.percentiles()),
+            errors,
+            cpu_time,
+            relay_cpu_time,
+            idle: None,
+        })
+    }
+
+    /// Each sender's share of the window: no reader ever has more than
+    /// `window` messages in flight towards it, whatever the room's size.
+    fn window(&self) -> u64 {
+        (self.options.window / (self.clients.len() as u64 - 1)).max(1)
+    }
+
+    fn deliveries(&self) -> u64 {
+        self.clients.iter().map(|c| c.inbox.delivered()).sum()
+    }
+
+    /// Messages sent but not (yet) received in order, over every pair of
+    /// connected clients.
+    fn missing(&self) -> u64 {
+        let mut missing = 0;
+        for (sender, from) in self.clients.iter().enumerate() {
+            for (reader, to) in self.clients.iter().enumerate() {
+                if reader != sender && to.open {
+                    missing += from.sent.saturating_sub(to.inbox.received_from(sender));
+                }
+            }
+        }
+        missing
+    }
+
+    /// Encodes, for every client, what its window allows.
+    fn publish(&mut self, max_messages: u64) {
+        let window = self.window();
+        let record_len = self.checker.wire.record_len() as u64;
+        let batch_max = (BATCH_BYTES as u64 / record_len).max(1);
+        let now = self.clock.now_ns();
+        for sender in 0..self.clients.len() {
+            if !self.clients[sender].out.is_empty() {
+                continue;
+            }
+            let slowest = self
+                .clients
+                .iter()
+                .enumerate()
+                .filter(|(reader, c)| *reader != sender && c.open)
+                .map(|(_, c)| c.inbox.received_from(sender))
+                .min()
+                .unwrap_or(0);
+            let client = &mut self.clients[sender];
+            let allowed = (slowest + window).min(max_messages);
+            let last = allowed.min(client.sent + batch_max);
+            for seq in client.sent..last {
+                let header = Header {
+                    sender: sender as u32,
+                    seq,
+                    stamp_ns: now,
+                };
+                self.checker.wire.encode(header, &mut client.out);
+            }
+            client.sent = client.sent.max(last);
+        }
+    }
+
+    /// Writes every client's buffer as far as its socket takes it.
+    fn send_all(&mut self) -> Result<(), LoadError> {
+        for client in &mut self.clients {
+            while client.open && !client.out.is_empty() {
+                match client.stream.write(&client.out) {
+                    Ok(0) => return Err(LoadError::Io(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => client.out.advance(n),
+                    Err(e) if would_block(&e) => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => {
+                        client.open = false;
+                        self.checker.errors.disconnected += 1;
+                    }
+                }
+            }
+            if client.out.is_empty() {
+                client.out.clear();
+            }
+        }
+        Ok(())
+    }
+
+    fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), LoadError> {
+        let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        match self.poll.poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LoadError::Io(e)),
+        }
+        for event in events.iter() {
+            if event.is_readable() || event.is_read_closed() {
+                self.read_client(event.token().0);
+            }
+        }
+        self.events = events;
+        Ok(())
+    }
+
+    fn read_client(&mut self, index: usize) {
+        let Some(client) = self.clients.get_mut(index) else {
+            return;
+        };
+        while client.open {
+            let carry = client.inbox.carry().len();
+            self.buf[..carry].copy_from_slice(client.inbox.carry());
+            let room = self.buf.len() - carry;
+            match client.stream.read(&mut self.buf[carry..]) {
+                Ok(0) => {
+                    client.open = false;
+                    self.checker.errors.disconnected += 1;
+                }
+                Ok(n) => {
+                    let now = self.clock.now_ns();
+                    let data = &self.buf[..carry + n];
+                    if client
+                        .inbox
+                        .absorb(data, now, &mut self.checker, &mut self.no_ledger)
+                        > 0
+                    {
+                        self.last_delivery_ns = now;
+                    }
+                    if n < room {
+                        return;
+                    }
+                }
+                Err(e) if would_block(&e) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    client.open = false;
+                    self.checker.errors.disconnected += 1;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The few operating-system facts and facilities relay-bench needs beyond
+//! sockets: its own CPU time, another process's CPU time, RSS and open
+//! descriptors (from `/proc`), the open-file limit, and a periodic timer
+//! precise enough to pace messages every few microseconds.
+//!
+//! Linux only, like the relay's target machines. Each `unsafe` block is one
+//! libc call on memory this module owns.
+
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
+use std::time::Duration;
+
+use mio::event::Source;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+
+/// CPU time (user + system) this process has used so far.
+pub fn own_cpu_time() -> Duration {
+    // SAFETY: getrusage writes one `rusage` into the zeroed value we own.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// CPU time (user + system) process `pid` has used, from `/proc/PID/stat`.
+pub fn process_cpu_time(pid: u32) -> io::Result<Duration> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The command name may hold spaces; the fields after it do not.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))?;
+    // utime and stime are fields 14 and 15; `after_name` starts at field 3.
+    let mut fields = after_name.split_whitespace().skip(14 - 3);
+    let mut ticks = || -> io::Result<u64> {
+        fields
+            .next()
+            .and_then(|f| f.parse::<u64>().ok())
+            .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))
+    };
+    let total = ticks()? + ticks()?;
+    // SAFETY: sysconf has no memory effects.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(total * 1_000_000_000 / per_second))
+}
+
+/// Resident set size of process `pid` in bytes, from `/proc/PID/status`.
+pub fn process_rss(pid: u32) -> io::Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kib| kib.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+}
+
+/// File descriptors process `pid` has open.
+pub fn process_open_fds(pid: u32) -> io::Result<usize> {
+    Ok(fs::read_dir(format!("/proc/{pid}/fd"))?.count())
+}
+
+/// Raises this process's open-file limit to its hard limit and returns the
+/// new soft limit.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    // SAFETY: getrlimit/setrlimit read and write one `rlimit` we own.
+    unsafe {
+        let mut limit: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(limit.rlim_cur)
+    }
+}
+
+/// Asks the kernel not to round this thread's timeouts up by the default
+/// 50 µs of slack: paced sends must leave on time.
+pub fn tighten_timer_slack() {
+    // SAFETY: prctl(PR_SET_TIMERSLACK) takes plain integers.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong);
+    }
+}
+
+/// A periodic `timerfd`, registered with a poll like a socket.
+#[derive(Debug)]
+pub struct Ticker(OwnedFd);
+
+impl Ticker {
+    /// A timer that becomes readable every `period`, starting one period
+    /// from now.
+    pub fn new(period: Duration) -> io::Result<Ticker> {
+        // SAFETY: timerfd_create returns a new descriptor or -1.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a new descriptor nobody else owns.
+        let ticker = Ticker(unsafe { OwnedFd::from_raw_fd(fd) });
+        let spec = libc::timespec {
+            tv_sec: period.as_secs() as libc::time_t,
+            tv_nsec: period.subsec_nanos() as libc::c_long,
+        };
+        let setting = libc::itimerspec {
+            it_interval: spec,
+            it_value: spec,
+        };
+        // SAFETY: `setting` is a valid itimerspec; the old value is not asked for.
+        if unsafe { libc::timerfd_settime(fd, 0, &setting, std::ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ticker)
+    }
+
+    /// Consumes the expirations so far, so the timer can fire again.
+    pub fn clear(&self) {
+        let mut expirations = [0u8; 8];
+        // SAFETY: reads at most 8 bytes into the array we own; a
+        // non-blocking timerfd with nothing to read returns -1 (EAGAIN),
+        // which means there is nothing to clear.
+        unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                expirations.as_mut_ptr().cast(),
+                expirations.len(),
+            );
+        }
+    }
+
+    fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl Source for Ticker {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.raw()).register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.raw()).reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.raw()).deregister(registry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_process_figures() {
+        let pid = std::process::id();
+        assert!(process_rss(pid).unwrap() > 0);
+        assert!(process_open_fds(pid).unwrap() >= 3);
+        process_cpu_time(pid).unwrap();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(20) {}
+        assert!(own_cpu_time() > Duration::ZERO);
+    }
+}

@@ -1,0 +1,299 @@
+//! `relay-bench` against the real relay: every scenario runs briefly and
+//! reports every delivery made and no errors. And against a line broker
+//! written here that loses or corrupts one line: relay-bench must say so
+//! and fail. No speed is asserted; speed is for `benches/run.sh`.
+
+mod util;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use util::RelayProcess;
+
+/// Longest any relay-bench run here may take.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs relay-bench with `args` (plus `--json --quiet`), killing it past
+/// [`RUN_LIMIT`]; returns its exit code and its report.
+fn relay_bench(args: &[&str]) -> (Option<i32>, Value) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
+        .args(args)
+        .args(["--json", "--quiet"])
+        .env_remove("EAXCHAT_KEY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn relay-bench");
+    let deadline = Instant::now() + RUN_LIMIT;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("relay-bench {args:?} ran past {RUN_LIMIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&stdout);
+    let report = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "relay-bench {args:?} printed no report ({e}); status {status}\nstdout: {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&stderr)
+        )
+    });
+    (status.code(), report)
+}
+
+fn number(report: &Value, field: &str) -> f64 {
+    report[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no number {field} in {report}"))
+}
+
+/// Every scenario against the relay: every message reaches every
+/// subscriber, and nothing is lost, duplicated, forged or malformed.
+#[test]
+fn every_scenario_runs_clean_against_the_relay() {
+    let relay = RelayProcess::start(&[]);
+    let addr = relay.addr.to_string();
+    let key = relay.key.to_hex();
+    let pid = relay.pid().to_string();
+    let common = ["--addr", &addr, "--key-hex", &key, "--pid", &pid];
+
+    let fanout = [
+        "fanout",
+        "--clients",
+        "8",
+        "--messages",
+        "3000",
+        "--window",
+        "200",
+    ];
+    for verify in [&[][..], &["--verify-all"][..]] {
+        let args = [&fanout[..], verify, &common[..]].concat();
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
+        assert!(number(&report, "verified") > 0.0, "{report}");
+        assert!(number(&report, "relay_cpu_s") >= 0.0, "{report}");
+    }
+
+    let room = ["room", "--clients", "6", "--messages", "300"];
+    let (code, report) = relay_bench(&[&room[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 6.0 * 5.0 * 300.0, "{report}");
+    assert_eq!(number(&report, "verified"), number(&report, "deliveries"));
+
+    let latency = [
+        "latency",
+        "--clients",
+        "4",
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+    ];
+    let (code, report) = relay_bench(&[&latency[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    let messages = number(&report, "messages");
+    assert!(messages >= 500.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 4.0 * messages);
+    assert!(number(&report, "latency_p99_us") <= number(&report, "latency_max_us"));
+
+    let idle = ["idle", "--clients", "50", "--duration", "0.2"];
+    let (code, report) = relay_bench(&[&idle[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 49.0, "{report}");
+    assert!(number(&report, "relay_rss_idle_kib") > 0.0, "{report}");
+
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("slow_consumers=0"), "{log}");
+}
+
+/// Wrong settings are refused before anything is sent.
+#[test]
+fn refuses_what_it_cannot_measure() {
+    let cases: [&[&str]; 3] = [
+        &["fanout", "--addr", "192.0.2.1:8080", "--plain"],
+        &[
+            "fanout",
+            "--addr",
+            "127.0.0.1:9",
+            "--key-hex",
+            "00",
+            "--size",
+            "64",
+        ],
+        &["room", "--addr", "127.0.0.1:9", "--redis"],
+    ];
+    for args in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
+            .args(args)
+            .arg("--quiet")
+            .env_remove("EAXCHAT_KEY")
+            .output()
+            .expect("run relay-bench");
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(!output.stderr.is_empty(), "{args:?}");
+    }
+}
+
+/// What the test broker does to one delivery.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    Drop,
+    Duplicate,
+    Corrupt,
+    SwapWithNext,
+}
+
+/// A plain line broker like `ncat --broker` (every line to every other
+/// client) that applies `fault` to the `nth` line it delivers to the first
+/// client that connected.
+struct FaultyBroker {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+type Clients = Arc<Mutex<HashMap<usize, TcpStream>>>;
+
+impl FaultyBroker {
+    fn start(fault: Fault, nth: usize) -> FaultyBroker {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let acceptor = std::thread::spawn(move || {
+            let clients: Clients = Arc::default();
+            let mut next_id = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).expect("blocking");
+                        let reader = stream.try_clone().expect("clone");
+                        clients.lock().expect("clients lock").insert(next_id, stream);
+                        let clients = Arc::clone(&clients);
+                        let id = next_id;
+                        std::thread::spawn(move || forward(id, reader, &clients, fault, nth));
+                        next_id += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultyBroker {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for FaultyBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// Forwards every line from client `from` to every other client, applying
+/// the fault on the way to client 0. Ends when `from` disconnects.
+fn forward(from: usize, stream: TcpStream, clients: &Clients, fault: Fault, nth: usize) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut to_first = 0;
+    let mut held: Option<Vec<u8>> = None;
+    while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        let mut clients = clients.lock().expect("clients lock");
+        for (&to, stream) in clients.iter_mut() {
+            if to == from {
+                continue;
+            }
+            let mut out = vec![line.clone()];
+            if to == 0 {
+                to_first += 1;
+                if let Some(earlier) = held.take() {
+                    out.push(earlier);
+                }
+                if to_first == nth {
+                    match fault {
+                        Fault::Drop => out.clear(),
+                        Fault::Duplicate => out.push(line.clone()),
+                        // A filler byte, past the header.
+                        Fault::Corrupt => out[0][50] ^= 0x01,
+                        Fault::SwapWithNext => held = out.pop(),
+                    }
+                }
+            }
+            for piece in out {
+                let _ = stream.write_all(&piece);
+            }
+        }
+        line.clear();
+    }
+}
+
+/// A broker that loses, duplicates, corrupts or reorders one delivery out
+/// of thousands is caught, with the fault named, and relay-bench fails.
+#[test]
+fn a_faulty_broker_is_caught() {
+    // Which counts name a fault depends on whether the faulty subscriber or
+    // a healthy one read that message first; see `loadgen::inbox`.
+    let cases: [(Fault, &[&str]); 4] = [
+        (Fault::Drop, &["errors_lost"]),
+        (
+            Fault::Duplicate,
+            &["errors_duplicated", "errors_out_of_step"],
+        ),
+        (Fault::Corrupt, &["errors_forged"]),
+        (Fault::SwapWithNext, &["errors_out_of_step", "errors_lost"]),
+    ];
+    for (fault, fields) in cases {
+        // Past the setup's probes and barrier, well inside the data.
+        let broker = FaultyBroker::start(fault, 700);
+        let args = [
+            "fanout",
+            "--plain",
+            "--addr",
+            &broker.addr,
+            "--clients",
+            "3",
+            "--messages",
+            "2000",
+            "--window",
+            "100",
+            "--setup-timeout",
+            "10",
+        ];
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(1), "{fault:?}: {report}");
+        assert!(number(&report, "errors") > 0.0, "{fault:?}: {report}");
+        let named: f64 = fields.iter().map(|field| number(&report, field)).sum();
+        assert!(
+            named > 0.0,
+            "{fault:?} not reported as {fields:?}: {report}"
+        );
+    }
+}

@@ -7,8 +7,10 @@
 //! with [`Relay::flush`] into the connection's `io` (a `TcpStream` in the
 //! server, an in-memory writer in tests and fuzz targets).
 //!
-//! Each line received is opened and sealed once; the one sealed `Bytes` is
-//! queued for every other open connection. A connection that sends a line
+//! Each line received is opened and sealed once. The lines sealed from one
+//! read of a connection are gathered in one buffer, and that one shared
+//! `Bytes` is queued for every other open connection: the cost per recipient
+//! is one reference-count increment per read, however many lines it held. A connection that sends a line
 //! that does not open, or one too long, is marked closing and nothing more
 //! it sent is relayed. A consumer whose queue passes the limit is marked
 //! closing and its queue dropped. Closing connections are handed to the
@@ -18,13 +20,13 @@
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use log::debug;
 use slab::Slab;
 
 use crate::cipher::{Cipher, OpenError};
 use crate::frame::LineReader;
-use crate::outbox::Outbox;
+use crate::outbox::{Frames, Outbox};
 use crate::stats::{CloseReason, Stats};
 
 /// The limits a relay enforces.
@@ -183,7 +185,7 @@ impl<T: Write> Relay<T> {
 
     /// Takes bytes read from connection `from`: relays every complete line
     /// in them, or closes `from` on the first line that is too long or does
-    /// not open.
+    /// not open (the lines before it are still relayed).
     pub fn receive(&mut self, from: ConnId, data: &[u8]) {
         let Some(peer) = self.peers.get_mut(from) else {
             return;
@@ -192,15 +194,23 @@ impl<T: Write> Relay<T> {
             return;
         }
         self.stats.bytes_in += data.len() as u64;
-        // The reader is taken out for the call so that relaying a line can
-        // borrow every other connection.
+        // The reader is taken out for the call so that sealing a line can
+        // borrow the relay.
         let mut reader = std::mem::take(&mut peer.reader);
-        let fed = reader.feed(data, |line| match self.relay_line(from, line) {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(error) => {
-                self.stats.rejected.count(error);
-                self.close(from, CloseReason::BadFrame(error));
-                ControlFlow::Break(())
+        // A resealed line is as long as the line it came from (less a
+        // `\r`), plus its `\n`: what this read can produce is bounded by
+        // what it completes. Allocated at the first line, not for a read
+        // that only adds to an unfinished one.
+        let most = reader.buffered() + data.len() + 1;
+        let mut batch = Batch::default();
+        let fed = reader.feed(data, |line| {
+            match batch.reseal(&mut self.cipher, line, most) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    self.stats.rejected.count(error);
+                    self.close(from, CloseReason::BadFrame(error));
+                    ControlFlow::Break(())
+                }
             }
         });
         if fed.is_err() {
@@ -210,33 +220,28 @@ impl<T: Write> Relay<T> {
             // The newline-less client: a whole frame that authenticates is a
             // message. A partial frame cannot authenticate, so a failure here
             // only means "not yet" and is neither counted nor fatal.
-            if self.relay_line(from, unterminated).is_ok() {
+            if batch.reseal(&mut self.cipher, unterminated, most).is_ok() {
                 reader.consume_unterminated();
             }
         }
         if let Some(peer) = self.peers.get_mut(from) {
             peer.reader = reader;
         }
+        if batch.count > 0 {
+            self.stats.frames_in += batch.count as u64;
+            let frames = Frames::new(batch.sealed.freeze(), batch.count);
+            self.queue_for_all_but(from, frames);
+        }
     }
 
-    /// Opens and reseals one line and queues it for everyone but `from`.
-    fn relay_line(&mut self, from: ConnId, line: &[u8]) -> Result<(), OpenError> {
-        // A resealed line is exactly as long as the line it came from.
-        let mut sealed = BytesMut::with_capacity(line.len() + 1);
-        self.cipher.reseal_into(line, &mut sealed)?;
-        self.stats.frames_in += 1;
-        self.queue_for_all_but(from, sealed.freeze());
-        Ok(())
-    }
-
-    /// Queues `frame` for every open connection except `from`.
-    fn queue_for_all_but(&mut self, from: ConnId, frame: Bytes) {
+    /// Queues `frames` for every open connection except `from`.
+    fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
         let max_queue = self.limits.max_queue;
         for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
-            peer.outbox.push(frame.clone());
+            peer.outbox.push(frames.clone());
             if peer.outbox.queued_bytes() > max_queue {
                 peer.outbox.clear();
                 peer.closing = Some(CloseReason::SlowConsumer);
@@ -313,6 +318,26 @@ impl<T: Write> Relay<T> {
         self.stats.connections -= 1;
         let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
         Some((peer, reason))
+    }
+}
+
+/// The lines sealed from one read, gathered to be queued as one run.
+#[derive(Default)]
+struct Batch {
+    sealed: BytesMut,
+    count: usize,
+}
+
+impl Batch {
+    /// Opens and reseals `line` onto the batch; `most` is the capacity the
+    /// whole read can need, reserved at the first line.
+    fn reseal(&mut self, cipher: &mut Cipher, line: &[u8], most: usize) -> Result<(), OpenError> {
+        if self.sealed.capacity() == 0 {
+            self.sealed.reserve(most);
+        }
+        cipher.reseal_into(line, &mut self.sealed)?;
+        self.count += 1;
+        Ok(())
     }
 }
 

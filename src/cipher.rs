@@ -249,7 +249,7 @@ impl Cipher {
 fn decode_into(line: &[u8], out: &mut Vec<u8>) -> Result<usize, OpenError> {
     // Padded base64 is always a multiple of four; checking first also keeps
     // the estimate below exact.
-    if line.len() % 4 != 0 {
+    if !line.len().is_multiple_of(4) {
         return Err(OpenError::Base64);
     }
     let estimate = line.len() / 4 * 3;

@@ -169,10 +169,10 @@ impl Server {
         let mut retry = Vec::new();
         loop {
             let timeout = self.poll_timeout(next_stats);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
             }
             let mut stopping = false;
             std::mem::swap(&mut retry, &mut self.read_again);

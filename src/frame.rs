@@ -12,7 +12,10 @@
 //! This module does not know what a line means. It does remember whether a
 //! connection has ever sent a `\n`, because until then the relay also tries
 //! the unterminated bytes as a whole frame (the original notebook client
-//! sends frames without newlines), and once it has, never again.
+//! sends frames without newlines), and once it has, never again. A frame
+//! taken that way may still have its `\n` on the way (a newline client
+//! whose read ended just before it): an empty line right after such a frame
+//! is its terminator, not a line.
 
 use std::fmt;
 use std::ops::ControlFlow;
@@ -50,6 +53,8 @@ pub struct LineReader {
     pending: BytesMut,
     max_line: usize,
     saw_newline: bool,
+    /// A frame was just taken from unterminated bytes.
+    took_frame: bool,
 }
 
 impl LineReader {
@@ -60,6 +65,7 @@ impl LineReader {
             pending: BytesMut::new(),
             max_line,
             saw_newline: false,
+            took_frame: false,
         }
     }
 
@@ -77,14 +83,19 @@ impl LineReader {
         let mut start = 0;
         for newline in memchr_iter(b'\n', data) {
             self.saw_newline = true;
+            let ends_taken_frame = std::mem::take(&mut self.took_frame);
+            let mut pass_on = |line: &[u8]| match strip_cr(line) {
+                b"" if ends_taken_frame => ControlFlow::Continue(()),
+                line => on_line(line),
+            };
             let flow = if self.pending.is_empty() {
                 let line = &data[start..newline];
                 self.check_len(line.len())?;
-                on_line(strip_cr(line))
+                pass_on(line)
             } else {
                 self.check_len(self.pending.len() + newline - start)?;
                 self.pending.extend_from_slice(&data[start..newline]);
-                let flow = on_line(strip_cr(&self.pending));
+                let flow = pass_on(&self.pending);
                 self.clear_pending();
                 flow
             };
@@ -111,6 +122,7 @@ impl LineReader {
     /// been taken as a frame.
     pub fn consume_unterminated(&mut self) {
         self.clear_pending();
+        self.took_frame = true;
     }
 
     /// Whether this connection has ever sent a `\n`.

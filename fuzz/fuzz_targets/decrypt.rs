@@ -1,0 +1,92 @@
+//! Fuzz target `decrypt`: whatever a peer sends as one line goes through the
+//! relay's open path (base64 decode, length checks, EAX verify, decrypt)
+//! under the fixed key 00 01 .. 0f, the key of the PyCryptodome seeds.
+//!
+//! Nothing may panic. A line that opens must round-trip: resealing it (the
+//! relay's step) and sealing its plaintext again both give lines that open
+//! to the same plaintext. Because a random line essentially never opens, the
+//! input is also read a second way: a header, a plaintext to seal, and bytes
+//! to splice into the sealed line. A line changed in any way must not open;
+//! an unchanged one must.
+
+#![no_main]
+
+use bytes::BytesMut;
+use eaxchat::cipher::{Cipher, encoded_len};
+use eaxchat::key::Key;
+use libfuzzer_sys::fuzz_target;
+
+const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+fuzz_target!(|data: &[u8]| {
+    let key = Key::from_bytes(&KEY).expect("a 16-byte key");
+    // A fixed nonce seed keeps every run of one input identical.
+    let mut cipher = Cipher::with_nonce_seed(&key, [7; 32]);
+    check_line(&mut cipher, data);
+    check_tampered(&mut cipher, data);
+});
+
+/// Opens `line` as the relay does (open, and reseal); returns the plaintext
+/// if it opened, after checking both round trips.
+fn check_line(cipher: &mut Cipher, line: &[u8]) -> Option<Vec<u8>> {
+    let opened = cipher.open(line).map(|plaintext| plaintext.to_vec());
+    let mut resealed = BytesMut::new();
+    let reseal = cipher.reseal_into(line, &mut resealed);
+    assert_eq!(opened.as_ref().err(), reseal.err().as_ref());
+    let Ok(plaintext) = opened else {
+        assert!(resealed.is_empty(), "a failed reseal appended bytes");
+        return None;
+    };
+    // Only canonical padded base64 opens, so the line is exactly as long as
+    // its plaintext's encoding, and so is the resealed line.
+    assert_eq!(line.len(), encoded_len(plaintext.len()));
+    assert_eq!(resealed.len(), line.len() + 1);
+    assert_eq!(resealed.last(), Some(&b'\n'));
+    let reopened = cipher.open(&resealed[..line.len()]).map(|p| p.to_vec());
+    assert_eq!(reopened.as_deref(), Ok(&plaintext[..]));
+
+    let mut sealed = BytesMut::new();
+    cipher.seal_into(&plaintext, &mut sealed);
+    assert_eq!(sealed.len(), line.len() + 1);
+    let reopened = cipher.open(&sealed[..line.len()]).map(|p| p.to_vec());
+    assert_eq!(reopened.as_deref(), Ok(&plaintext[..]));
+    Some(plaintext)
+}
+
+/// Input read as `[op, at, plaintext_len, plaintext.., patch..]`: seals the
+/// plaintext, changes the sealed line by `op` with `patch` at `at`, and
+/// opens the result.
+fn check_tampered(cipher: &mut Cipher, data: &[u8]) {
+    let [op, at, plaintext_len, rest @ ..] = data else {
+        return;
+    };
+    let (plaintext, patch) = rest.split_at(usize::from(*plaintext_len).min(rest.len()));
+    let mut sealed = BytesMut::new();
+    cipher.seal_into(plaintext, &mut sealed);
+    let line = &sealed[..sealed.len() - 1];
+    let at = usize::from(*at) % (line.len() + 1);
+
+    let mut changed = line.to_vec();
+    match op % 5 {
+        0 => {}
+        1 => changed.truncate(at),
+        2 => {
+            let end = (at + patch.len()).min(line.len());
+            changed[at..end].copy_from_slice(&patch[..end - at]);
+        }
+        3 => {
+            changed.splice(at..at, patch.iter().copied());
+        }
+        _ => changed.extend_from_slice(patch),
+    }
+    let opened = check_line(cipher, &changed);
+    if changed == line {
+        assert_eq!(
+            opened.as_deref(),
+            Some(plaintext),
+            "a sealed line must open"
+        );
+    } else {
+        assert_eq!(opened, None, "a changed line opened: {changed:?}");
+    }
+}

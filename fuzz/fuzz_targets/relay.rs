@@ -1,0 +1,438 @@
+//! Fuzz target `relay`: a script of client actions (connect, send a valid
+//! frame, send garbage, stall mid-line, read slowly, break, disconnect)
+//! driven against the sans-io `Relay` the server runs, with in-memory
+//! sockets that take only as many bytes as their reader has room for.
+//!
+//! After every action the harness does what the server's loop does (flush
+//! connections with new frames, remove those marked closing) and checks the
+//! relay against a model: every valid frame from a well-behaved client
+//! reaches every other connected client exactly once and in order; nothing
+//! else reaches anyone; each queue holds exactly the bytes not yet read and
+//! never more than `max_queue`; a consumer is dropped as slow exactly when
+//! a frame would take its queue past `max_queue`; every close has the
+//! reason the model predicts; a connection over `max_clients` is refused.
+
+#![no_main]
+
+use std::collections::HashSet;
+use std::io::{self, IoSlice, Write};
+
+use arbitrary::Arbitrary;
+use bytes::BytesMut;
+use eaxchat::cipher::Cipher;
+use eaxchat::key::Key;
+use eaxchat::relay::{ConnId, Limits, Relay};
+use eaxchat::stats::CloseReason;
+use libfuzzer_sys::fuzz_target;
+
+const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
+
+/// Base64 characters that carry only nonce bits: 21 × 6 = 126 of its 128.
+const NONCE_CHARS: usize = 21;
+
+#[derive(Arbitrary, Debug)]
+struct Script {
+    max_frame: u16,
+    max_queue: u16,
+    max_clients: u8,
+    actions: Vec<Action>,
+}
+
+/// What one client does. `client` picks one of the connected clients.
+#[derive(Arbitrary, Debug)]
+enum Action {
+    /// Connects; `newline: false` is the notebook client, whose frames never
+    /// end in `\n`; an `eager` client reads everything at once.
+    Connect { newline: bool, eager: bool },
+    /// Sends a valid frame with `len` bytes of payload, in two reads cut at
+    /// `split`.
+    Send {
+        client: u8,
+        len: u16,
+        crlf: bool,
+        split: u16,
+    },
+    /// Sends one line (`line` up to its first `\n`) that does not open.
+    Garbage { client: u8, line: Vec<u8> },
+    /// Sends bytes without a `\n` and never finishes the line.
+    Stall { client: u8, bytes: Vec<u8> },
+    /// Reads up to `bytes` more: the relay may write that much.
+    Read { client: u8, bytes: u16 },
+    /// The socket breaks: every later write fails.
+    Reset { client: u8 },
+    /// Hangs up.
+    Disconnect { client: u8 },
+}
+
+fuzz_target!(|script: Script| {
+    let limits = Limits {
+        max_frame: 16 + usize::from(script.max_frame) % 2048,
+        max_queue: usize::from(script.max_queue) % 16384,
+        max_clients: 1 + usize::from(script.max_clients) % 8,
+    };
+    let mut harness = Harness::new(limits);
+    for action in script.actions {
+        harness.apply(action);
+        harness.end_turn();
+    }
+    harness.drain();
+});
+
+/// A client's socket as the relay sees it: takes at most `room` more bytes
+/// (what its reader has caught up on), then would block.
+struct Sink {
+    bytes: Vec<u8>,
+    room: usize,
+    broken: bool,
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let wanted: usize = bufs.iter().map(|buf| buf.len()).sum();
+        if wanted > 0 && self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let start = self.bytes.len();
+        for buf in bufs {
+            let take = buf.len().min(self.room - (self.bytes.len() - start));
+            self.bytes.extend_from_slice(&buf[..take]);
+        }
+        let written = self.bytes.len() - start;
+        self.room -= written;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the model says about a client's connection after this turn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fate {
+    Open,
+    Closed(CloseReason),
+    /// It sent bytes the model does not follow: open, or closed for them.
+    Hostile,
+}
+
+/// The model's view of one connected client.
+struct Client {
+    id: ConnId,
+    serial: u32,
+    newline: bool,
+    /// Whether it has sent a `\n`, and whether its last frame was taken
+    /// unterminated (so a `\n` right after it ends that frame).
+    sent_newline: bool,
+    took_frame: bool,
+    next_seq: u32,
+    /// Sent bytes that are not valid frames: nothing it sends is relayed.
+    hostile: bool,
+    broken: bool,
+    fate: Fate,
+    /// Plaintexts it must receive, in order, and how many it has.
+    expected: Vec<Vec<u8>>,
+    received: usize,
+    /// Bytes of frames queued for it, and of its sink already checked.
+    queued_total: usize,
+    parsed: usize,
+    nonces: HashSet<[u8; NONCE_CHARS]>,
+}
+
+struct Harness {
+    relay: Relay<Sink>,
+    limits: Limits,
+    clients: Vec<Client>,
+    next_serial: u32,
+    /// Seals the clients' frames and opens what the relay sent.
+    cipher: Cipher,
+}
+
+impl Harness {
+    fn new(limits: Limits) -> Harness {
+        let key = Key::from_bytes(&KEY).expect("a 16-byte key");
+        Harness {
+            relay: Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits),
+            limits,
+            clients: Vec::new(),
+            next_serial: 0,
+            cipher: Cipher::with_nonce_seed(&key, [2; 32]),
+        }
+    }
+
+    fn pick(&self, client: u8) -> Option<usize> {
+        (!self.clients.is_empty()).then(|| usize::from(client) % self.clients.len())
+    }
+
+    fn apply(&mut self, action: Action) {
+        match action {
+            Action::Connect { newline, eager } => self.connect(newline, eager),
+            Action::Send {
+                client,
+                len,
+                crlf,
+                split,
+            } => {
+                if let Some(i) = self.pick(client) {
+                    self.send(i, usize::from(len) % 1536, crlf, usize::from(split));
+                }
+            }
+            Action::Garbage { client, mut line } => {
+                let Some(i) = self.pick(client) else { return };
+                if let Some(end) = line.iter().position(|&b| b == b'\n') {
+                    line.truncate(end);
+                }
+                let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                let sender = &mut self.clients[i];
+                if text.is_empty() && sender.took_frame && !sender.hostile {
+                    // The `\n` of the frame it just sent unterminated: from
+                    // now on it is a newline client.
+                    (sender.newline, sender.sent_newline, sender.took_frame) = (true, true, false);
+                    line.push(b'\n');
+                    self.relay.receive(sender.id, &line);
+                    return;
+                }
+                // Garbage is a line that does not open, by definition.
+                let Err(error) = self.cipher.open(text) else {
+                    return;
+                };
+                let fate = if line.len() > self.limits.max_frame {
+                    Fate::Closed(CloseReason::LineTooLong)
+                } else {
+                    Fate::Closed(CloseReason::BadFrame(error))
+                };
+                line.push(b'\n');
+                self.hostile_bytes(i, &line, fate);
+            }
+            Action::Stall { client, mut bytes } => {
+                let Some(i) = self.pick(client) else { return };
+                bytes.retain(|&b| b != b'\n');
+                if bytes.is_empty() || self.cipher.open(&bytes).is_ok() {
+                    return;
+                }
+                let fate = if bytes.len() > self.limits.max_frame {
+                    Fate::Closed(CloseReason::LineTooLong)
+                } else {
+                    Fate::Open
+                };
+                self.hostile_bytes(i, &bytes, fate);
+            }
+            Action::Read { client, bytes } => {
+                let Some(i) = self.pick(client) else { return };
+                let id = self.clients[i].id;
+                if let Some(sink) = self.relay.io_mut(id) {
+                    sink.room = sink.room.saturating_add(usize::from(bytes));
+                }
+                // The socket became writable.
+                self.relay.flush(id);
+            }
+            Action::Reset { client } => {
+                let Some(i) = self.pick(client) else { return };
+                self.clients[i].broken = true;
+                if let Some(sink) = self.relay.io_mut(self.clients[i].id) {
+                    sink.broken = true;
+                }
+            }
+            Action::Disconnect { client } => {
+                let Some(i) = self.pick(client) else { return };
+                self.relay
+                    .close(self.clients[i].id, CloseReason::PeerClosed);
+                self.clients[i].fate = Fate::Closed(CloseReason::PeerClosed);
+            }
+        }
+    }
+
+    fn connect(&mut self, newline: bool, eager: bool) {
+        let sink = Sink {
+            bytes: Vec::new(),
+            room: if eager { usize::MAX } else { 0 },
+            broken: false,
+        };
+        let open = self.clients.len();
+        match self.relay.admit(sink) {
+            Ok(id) => {
+                assert!(open < self.limits.max_clients, "admitted over max_clients");
+                self.next_serial += 1;
+                self.clients.push(Client {
+                    id,
+                    serial: self.next_serial,
+                    newline,
+                    sent_newline: false,
+                    took_frame: false,
+                    next_seq: 0,
+                    hostile: false,
+                    broken: false,
+                    fate: Fate::Open,
+                    expected: Vec::new(),
+                    received: 0,
+                    queued_total: 0,
+                    parsed: 0,
+                    nonces: HashSet::new(),
+                });
+            }
+            Err(_) => assert_eq!(open, self.limits.max_clients, "refused under max_clients"),
+        }
+    }
+
+    /// Client `i` sends a valid frame: relayed to every other client unless
+    /// its line is over the limit (or the client already sent garbage).
+    fn send(&mut self, i: usize, len: usize, crlf: bool, split: usize) {
+        let sender = &mut self.clients[i];
+        let mut plaintext = Vec::with_capacity(8 + len);
+        plaintext.extend_from_slice(&sender.serial.to_le_bytes());
+        plaintext.extend_from_slice(&sender.next_seq.to_le_bytes());
+        plaintext.resize(8 + len, b'x');
+        sender.next_seq += 1;
+        let mut wire = BytesMut::new();
+        self.cipher.seal_into(&plaintext, &mut wire);
+        let text_len = wire.len() - 1;
+        let wire = match (sender.newline, crlf) {
+            (false, _) => wire[..text_len].to_vec(),
+            (true, false) => wire.to_vec(),
+            (true, true) => [&wire[..text_len], b"\r\n"].concat(),
+        };
+        if sender.hostile {
+            self.hostile_bytes(i, &wire, Fate::Hostile);
+            return;
+        }
+        let split = split % (wire.len() + 1);
+        // Taken as an unterminated frame (its `\n` or `\r\n`, if any, then
+        // ends it), or as a line whose `\r` counts against the limit.
+        let unterminated = !sender.newline || !sender.sent_newline && split == text_len;
+        let counted = if unterminated {
+            text_len
+        } else {
+            wire.len() - 1
+        };
+        sender.sent_newline |= sender.newline;
+        sender.took_frame = !sender.newline;
+        if counted > self.limits.max_frame {
+            self.clients[i].fate = Fate::Closed(CloseReason::LineTooLong);
+        } else {
+            // The relay's frame is the same length, always ending in `\n`.
+            let frame_len = text_len + 1;
+            let relay = &self.relay;
+            for (j, receiver) in self.clients.iter_mut().enumerate() {
+                if j == i || receiver.fate != Fate::Open && receiver.fate != Fate::Hostile {
+                    continue;
+                }
+                let written = relay
+                    .peer(receiver.id)
+                    .map_or(0, |peer| peer.io.bytes.len());
+                let unread = receiver.queued_total - written;
+                if unread + frame_len > self.limits.max_queue {
+                    receiver.fate = Fate::Closed(CloseReason::SlowConsumer);
+                } else {
+                    receiver.expected.push(plaintext.clone());
+                    receiver.queued_total += frame_len;
+                }
+            }
+        }
+        let id = self.clients[i].id;
+        for read in [&wire[..split], &wire[split..]] {
+            if !read.is_empty() {
+                self.relay.receive(id, read);
+            }
+        }
+    }
+
+    /// Client `i` sends bytes that are not a frame. `fate` is what follows
+    /// for a client that was well-behaved until now (nothing buffered).
+    fn hostile_bytes(&mut self, i: usize, bytes: &[u8], fate: Fate) {
+        let client = &mut self.clients[i];
+        client.fate = if client.hostile { Fate::Hostile } else { fate };
+        client.hostile = true;
+        self.relay.receive(client.id, bytes);
+    }
+
+    /// What the server does at the end of a loop turn, checked.
+    fn end_turn(&mut self) {
+        let mut ids = Vec::new();
+        self.relay.take_dirty(&mut ids);
+        for id in ids.drain(..) {
+            self.relay.flush(id);
+        }
+        self.relay.take_closing(&mut ids);
+        let limits = self.limits;
+        for client in &mut self.clients {
+            let peer = self
+                .relay
+                .peer(client.id)
+                .expect("a client not yet removed");
+            check_received(client, &peer.io.bytes, &mut self.cipher);
+            assert!(peer.buffered() <= limits.max_frame);
+            let closing = peer.closing();
+            assert_eq!(closing.is_some(), ids.contains(&client.id));
+            match (client.fate, closing) {
+                (Fate::Closed(want), Some(got)) => assert_eq!(want, got),
+                (Fate::Hostile, Some(CloseReason::BadFrame(_) | CloseReason::LineTooLong)) => {}
+                (_, Some(CloseReason::IoError(io::ErrorKind::BrokenPipe))) if client.broken => {}
+                (Fate::Open | Fate::Hostile, None) => {
+                    assert!(peer.queued_bytes() <= limits.max_queue);
+                    let unread = client.queued_total - peer.io.bytes.len();
+                    assert_eq!(peer.queued_bytes(), unread, "queue holds the unread bytes");
+                    client.fate = Fate::Open;
+                }
+                (fate, closing) => panic!("client {}: {fate:?}, relay: {closing:?}", client.id),
+            }
+        }
+        for &id in &ids {
+            let (peer, _) = self
+                .relay
+                .remove(id)
+                .expect("a closing peer is removed once");
+            assert!(self.relay.peer(id).is_none());
+            drop(peer);
+        }
+        self.clients.retain(|client| !ids.contains(&client.id));
+        assert_eq!(self.relay.len(), self.clients.len());
+        assert_eq!(self.relay.stats().connections as usize, self.clients.len());
+    }
+
+    /// Every client left reads everything; each must then have received
+    /// exactly what it was owed.
+    fn drain(&mut self) {
+        for client in &self.clients {
+            if let Some(sink) = self.relay.io_mut(client.id) {
+                sink.room = usize::MAX;
+            }
+            self.relay.flush(client.id);
+        }
+        for client in &mut self.clients {
+            let peer = self.relay.peer(client.id).expect("a connected client");
+            check_received(client, &peer.io.bytes, &mut self.cipher);
+            if peer.closing().is_some() {
+                assert!(client.broken, "closed while draining");
+                continue;
+            }
+            assert_eq!(peer.queued_bytes(), 0);
+            assert_eq!(client.received, client.expected.len(), "frames lost");
+        }
+    }
+}
+
+/// Opens the complete lines `client` got since the last check and matches
+/// them with what it is owed, in order.
+fn check_received(client: &mut Client, bytes: &[u8], cipher: &mut Cipher) {
+    while let Some(end) = bytes[client.parsed..].iter().position(|&b| b == b'\n') {
+        let line = &bytes[client.parsed..client.parsed + end];
+        client.parsed += end + 1;
+        let plaintext = cipher.open(line).expect("the relay sends frames that open");
+        let want = client.expected.get(client.received);
+        assert_eq!(
+            Some(&plaintext[..]),
+            want.map(|w| &w[..]),
+            "unexpected frame"
+        );
+        client.received += 1;
+        let nonce = line[..NONCE_CHARS].try_into().expect("a frame is longer");
+        assert!(client.nonces.insert(nonce), "nonce repeated");
+    }
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seeds of the `decrypt` and `frames` fuzz targets.
+
+Run from the repository root:
+
+    python3 fuzz/make_seeds.py [--relay target/debug/relay]
+
+Seeds are named `seed-*` (git keeps those; libFuzzer's own finds are named by
+their SHA-1 and ignored). Frames come from tests/vectors/pycryptodome_frames.json
+(key 00 01 .. 0f, the key the targets use), from PyCryptodome with random
+nonces, and, with --relay, from the real relay binary: it is started on
+127.0.0.1 with that key, one client sends the PyCryptodome frames, and the
+frames another client receives (resealed by the relay) become seeds.
+The `relay` target's seeds are minimized fuzzer finds, kept by hand.
+"""
+
+import argparse
+import base64
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from Crypto.Cipher import AES
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT / "fuzz" / "corpus"
+KEY = bytes(range(16))
+WAIT = 10.0
+
+
+def seal(plaintext: bytes) -> bytes:
+    """One frame as PyCryptodome seals it, without its newline."""
+    cipher = AES.new(KEY, AES.MODE_EAX)
+    ciphertext, tag = cipher.encrypt_and_digest(plaintext)
+    return base64.b64encode(cipher.nonce + tag + ciphertext)
+
+
+def relay_frames(relay: str, lines: list[bytes]) -> list[bytes]:
+    """Sends `lines` through a relay started here; returns what it relayed."""
+    proc = subprocess.Popen(
+        [relay, "--listen", "127.0.0.1:0", "--key-hex", KEY.hex(), "--stats-interval", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "RUST_LOG": "info"},
+    )
+    try:
+        addr = None
+        deadline = time.monotonic() + WAIT
+        while addr is None and time.monotonic() < deadline:
+            line = proc.stderr.readline().decode()
+            if "listening on " in line:
+                host, port = line.split("listening on ")[1].split(";")[0].rsplit(":", 1)
+                addr = (host, int(port))
+        if addr is None:
+            raise SystemExit("relay did not log its address")
+        with socket.create_connection(addr, WAIT) as sender, socket.create_connection(addr, WAIT) as receiver:
+            receiver.settimeout(WAIT)
+            time.sleep(0.2)  # let the relay admit both before the first frame
+            sender.sendall(b"".join(line + b"\n" for line in lines))
+            received = b""
+            while received.count(b"\n") < len(lines):
+                chunk = receiver.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        return received.split(b"\n")[: len(lines)]
+    finally:
+        proc.kill()
+        proc.wait(WAIT)
+
+
+def write(target: str, name: str, data: bytes) -> None:
+    path = CORPUS / target / f"seed-{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--relay", help="path to a built relay binary")
+    args = parser.parse_args()
+
+    vectors = json.loads((ROOT / "tests/vectors/pycryptodome_frames.json").read_text())
+    pyc = [frame["line"].encode().rstrip(b"\n") for frame in vectors["frames"]]
+    relayed = relay_frames(args.relay, pyc) if args.relay else []
+
+    # decrypt: the input is one line, without its terminator.
+    for i, line in enumerate(pyc):
+        write("decrypt", f"pycryptodome-{i}", line)
+    for i, line in enumerate(relayed):
+        write("decrypt", f"relay-{i}", line)
+    # Padding: 32 + n bytes decode to lines ending "=", "" and "==".
+    for n in range(3):
+        write("decrypt", f"pad-{n}", seal(bytes(n)))
+    one = pyc[1]  # ends "=="
+    write("decrypt", "lf", one + b"\n")
+    write("decrypt", "crlf", one + b"\r\n")
+    write("decrypt", "pad-missing", one.rstrip(b"="))
+    write("decrypt", "pad-extra", one + b"=")
+    write("decrypt", "pad-inside", one[:8] + b"=" + one[9:])
+    write("decrypt", "pad-only", b"====")
+    write("decrypt", "trailing-bits", one[:-3] + b"h==")
+    write("decrypt", "urlsafe", pyc[2].replace(b"+", b"-").replace(b"/", b"_"))
+    write("decrypt", "space", one[:20] + b" " + one[21:])
+    write("decrypt", "short", b"QUJD")
+    write("decrypt", "empty", b"")
+    # The tampering path: [op, at, plaintext_len, plaintext.., patch..].
+    write("decrypt", "tamper-none", bytes([0, 0, 5]) + b"hello")
+    write("decrypt", "tamper-truncate", bytes([1, 44, 5]) + b"hello")
+    write("decrypt", "tamper-overwrite", bytes([2, 30, 5]) + b"hello" + b"AAAA")
+    write("decrypt", "tamper-insert-cr", bytes([3, 48, 5]) + b"hello" + b"\r")
+    write("decrypt", "tamper-append-pad", bytes([4, 0, 0]) + b"==")
+
+    # frames: [max_line, stop_after, n, n read sizes.., stream..].
+    def frames(name: str, max_line: int, stop: int, sizes: list[int], stream: bytes) -> None:
+        write("frames", name, bytes([max_line, stop, len(sizes), *sizes]) + stream)
+
+    text = b"hello\nworld\r\n\n\r\nlast"
+    frames("lines", 255, 0, [], text)
+    frames("lines-bytewise", 255, 0, [1], text)
+    frames("lines-stop", 255, 2, [3], text)
+    frames("too-long", 4, 0, [], b"1234\n12345\n")
+    frames("too-long-crlf", 4, 0, [], b"123\r\n1234\r\n")
+    frames("too-long-unterminated", 4, 0, [2], b"12345678")
+    f1, f2 = pyc[0], pyc[1]
+    frames("newline-less", 255, 0, [len(f1), len(f2)], f1 + f2)
+    frames("newline-less-split", 255, 0, [10, len(f1) - 10, len(f2)], f1 + f2)
+    frames("frame-then-lf", 255, 0, [len(f1), 1, 0], f1 + b"\n" + f2 + b"\n")
+    frames("frame-then-crlf", 255, 0, [len(f1), 1, 1, 0], f1 + b"\r\n" + f2 + b"\r\n")
+    frames("frame-exact-limit", len(f1), 0, [], f1 + b"\n" + f1 + b"\r\n")
+    frames("pycryptodome", 255, 0, [7], b"".join(line + b"\n" for line in pyc))
+    if relayed:
+        frames("relay", 255, 0, [], b"".join(line + b"\n" for line in relayed))
+
+
+if __name__ == "__main__":
+    main()

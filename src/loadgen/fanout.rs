@@ -48,6 +48,24 @@ struct Subscriber {
     open: bool,
 }
 
+/// When each message of a paced run is due.
+struct Schedule {
+    start_ns: u64,
+    interval_ns: u64,
+}
+
+impl Schedule {
+    /// How many messages are due by `now_ns`.
+    fn due(&self, now_ns: u64) -> u64 {
+        now_ns.saturating_sub(self.start_ns) / self.interval_ns + 1
+    }
+
+    /// When message `seq` is due.
+    fn due_at(&self, seq: u64) -> u64 {
+        self.start_ns + seq * self.interval_ns
+    }
+}
+
 struct Publisher {
     stream: TcpStream,
     out: BytesMut,
@@ -69,7 +87,15 @@ struct Fanout<'a> {
     clock: Clock,
     /// When the last record arrived.
     last_delivery_ns: u64,
+    /// Messages to publish at most (lowered to what was sent on stopping).
+    limit: u64,
+    /// The pacing of the latency scenario.
+    schedule: Option<Schedule>,
     ticker: Option<Ticker>,
+    /// How far behind its schedule the publisher fell at worst.
+    send_lag_ns: u64,
+    /// Whether subscribers time deliveries by the kernel's receive stamps.
+    receive_stamps: bool,
 }
 
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
@@ -106,6 +132,9 @@ impl<'a> Fanout<'a> {
         let mut subscribers = Vec::with_capacity(options.clients);
         for index in 0..options.clients {
             let mut stream = connect(options.addr, &request)?;
+            if paced {
+                sys::enable_receive_timestamps(&stream)?;
+            }
             poll.registry()
                 .register(&mut stream, Token(index), Interest::READABLE)?;
             let inbox = Inbox::stream(
@@ -142,7 +171,11 @@ impl<'a> Fanout<'a> {
             buf: vec![0; READ_LEN + record_len],
             clock: Clock::start(),
             last_delivery_ns: 0,
+            limit: u64::MAX,
+            schedule: None,
             ticker: None,
+            send_lag_ns: 0,
+            receive_stamps: paced,
         })
     }
 
@@ -212,48 +245,42 @@ impl<'a> Fanout<'a> {
     /// deliveries still in flight.
     fn measure(mut self) -> Result<Report, LoadError> {
         let paced = self.options.scenario == Scenario::Latency;
-        let interval_ns = (1_000_000_000 / self.options.rate.max(1)).max(1);
         if paced {
             sys::tighten_timer_slack();
+            let interval_ns = (1_000_000_000 / self.options.rate.max(1)).max(1);
             let period = Duration::from_nanos(interval_ns).max(MIN_TICK);
             let mut ticker = Ticker::new(period)?;
             self.poll
                 .registry()
                 .register(&mut ticker, TICKER, Interest::READABLE)?;
             self.ticker = Some(ticker);
+            self.schedule = Some(Schedule {
+                start_ns: self.clock.now_ns(),
+                interval_ns,
+            });
         }
         let mut progress = Progress::new(self.options.progress);
         let cpu = CpuMeter::start(self.options.relay_pid);
         let start_ns = self.clock.now_ns();
         self.last_delivery_ns = start_ns;
         let end_ns = start_ns + self.options.duration.as_nanos() as u64;
-        let max_messages = self.options.max_messages.unwrap_or(u64::MAX);
+        self.limit = self.options.max_messages.unwrap_or(u64::MAX);
         let drain_ns = DRAIN_TIMEOUT.as_nanos() as u64;
         let mut stopped_ns = None;
         loop {
             let now = self.clock.now_ns();
-            if stopped_ns.is_none() && (now >= end_ns || self.publisher.sent >= max_messages) {
+            if stopped_ns.is_none() && (now >= end_ns || self.publisher.sent >= self.limit) {
                 stopped_ns = Some(now);
+                self.limit = self.publisher.sent;
             }
+            self.publish()?;
             if let Some(stopped_ns) = stopped_ns {
                 let since = stopped_ns.max(self.last_delivery_ns);
-                if now.saturating_sub(since) > drain_ns {
+                let drained =
+                    self.publisher.out.is_empty() && self.slowest() >= self.publisher.sent;
+                if drained || now.saturating_sub(since) > drain_ns {
                     break;
                 }
-                if self.publisher.out.is_empty() && self.slowest() >= self.publisher.sent {
-                    break;
-                }
-                self.send_pending()?;
-            } else {
-                let due = if paced {
-                    (now - start_ns) / interval_ns + 1
-                } else {
-                    u64::MAX
-                };
-                self.publish(
-                    due.min(max_messages),
-                    paced.then_some((start_ns, interval_ns)),
-                )?;
             }
             let sent = self.publisher.sent;
             progress.tick(|| {
@@ -290,6 +317,7 @@ impl<'a> Fanout<'a> {
             deliveries: self.deliveries(),
             verified: self.checker.opened,
             latency: Some(self.checker.latency.percentiles()),
+            send_lag: paced.then(|| Duration::from_nanos(self.send_lag_ns)),
             errors,
             cpu_time,
             relay_cpu_time,
@@ -312,10 +340,12 @@ impl<'a> Fanout<'a> {
             .unwrap_or(u64::MAX)
     }
 
-    /// Encodes and writes data messages while the window, the schedule
-    /// (`due`) and the socket allow. A paced run stamps each message with
-    /// the time it was due, so a late send shows up as latency.
-    fn publish(&mut self, due: u64, schedule: Option<(u64, u64)>) -> Result<(), LoadError> {
+    /// Encodes and writes data messages while the limit, the window, the
+    /// schedule and the socket allow. Each message is stamped with the time
+    /// it is written; how late that is against the schedule is kept apart,
+    /// as the send lag, so relay-bench's own delays are not taken for the
+    /// relay's.
+    fn publish(&mut self) -> Result<(), LoadError> {
         let record_len = self.checker.wire.record_len() as u64;
         let batch_max = (BATCH_BYTES as u64 / record_len).max(1);
         let window = self.window();
@@ -323,22 +353,27 @@ impl<'a> Fanout<'a> {
             if !self.send_pending()? {
                 return Ok(());
             }
-            let allowed = self.slowest().saturating_add(window).min(due);
+            let now = self.clock.now_ns();
             let first = self.publisher.sent;
+            let due = self.schedule.as_ref().map_or(u64::MAX, |s| s.due(now));
+            let allowed = due.min(self.limit);
             if allowed <= first {
                 return Ok(());
             }
-            let now = self.clock.now_ns();
+            let allowed = allowed.min(self.slowest().saturating_add(window));
+            if allowed <= first {
+                return Ok(());
+            }
+            if let Some(schedule) = &self.schedule {
+                let lag = now.saturating_sub(schedule.due_at(first));
+                self.send_lag_ns = self.send_lag_ns.max(lag);
+            }
             for seq in first..first + (allowed - first).min(batch_max) {
-                let stamp_ns = match schedule {
-                    Some((start_ns, interval_ns)) => start_ns + seq * interval_ns,
-                    None => now,
-                };
-                self.ledger.sent(seq, stamp_ns);
+                self.ledger.sent(seq, now);
                 let header = Header {
                     sender: 0,
                     seq,
-                    stamp_ns,
+                    stamp_ns: now,
                 };
                 self.checker.wire.encode(header, &mut self.publisher.out);
                 self.publisher.sent = seq + 1;
@@ -385,7 +420,14 @@ impl<'a> Fanout<'a> {
                         ticker.clear();
                     }
                 }
-                Token(index) => self.read_subscriber(index),
+                Token(index) => {
+                    self.read_subscriber(index);
+                    // Reading a hundred subscribers takes a while: keep a
+                    // paced publisher on time in between.
+                    if self.schedule.is_some() {
+                        self.publish()?;
+                    }
+                }
             }
         }
         self.events = events;
@@ -427,17 +469,32 @@ impl<'a> Fanout<'a> {
             let carry = subscriber.inbox.carry().len();
             self.buf[..carry].copy_from_slice(subscriber.inbox.carry());
             let room = self.buf.len() - carry;
-            match subscriber.stream.read(&mut self.buf[carry..]) {
-                Ok(0) => {
+            let read = if self.receive_stamps {
+                sys::recv_timestamped(&subscriber.stream, &mut self.buf[carry..])
+            } else {
+                subscriber
+                    .stream
+                    .read(&mut self.buf[carry..])
+                    .map(|n| (n, None))
+            };
+            match read {
+                Ok((0, _)) => {
                     subscriber.open = false;
                     self.checker.errors.disconnected += 1;
                 }
-                Ok(n) => {
+                Ok((n, stamp)) => {
                     let now = self.clock.now_ns();
+                    // With a receive stamp, a delivery's time is when it
+                    // reached the socket, not when relay-bench got round
+                    // to reading it.
+                    let arrived = match stamp {
+                        Some(at) => now.saturating_sub(sys::wall_clock_ns().saturating_sub(at)),
+                        None => now,
+                    };
                     let data = &self.buf[..carry + n];
                     if subscriber
                         .inbox
-                        .absorb(data, now, &mut self.checker, &mut self.ledger)
+                        .absorb(data, arrived, &mut self.checker, &mut self.ledger)
                         > 0
                     {
                         self.last_delivery_ns = now;

@@ -83,8 +83,12 @@ pub struct Report {
     pub deliveries: u64,
     /// Deliveries opened and verified.
     pub verified: u64,
-    /// Delivery latency.
+    /// Delivery latency: from the write of a message to its arrival in a
+    /// subscriber's socket (latency scenario: the kernel's receive stamp)
+    /// or to relay-bench reading it (the others).
     pub latency: Option<Percentiles>,
+    /// How far behind its schedule a paced publisher fell at worst.
+    pub send_lag: Option<Duration>,
     /// What went wrong.
     pub errors: Errors,
     /// CPU time relay-bench used during the run.
@@ -146,6 +150,10 @@ impl Report {
             json.number("latency_p999_us", micros(p.p999));
             json.number("latency_max_us", micros(p.max));
         }
+        json.optional(
+            "send_lag_max_us",
+            self.send_lag.map(|lag| lag.as_secs_f64() * 1e6),
+        );
         let e = &self.errors;
         json.number("errors", e.total() as f64);
         json.number("errors_lost", e.lost as f64);
@@ -216,6 +224,13 @@ impl fmt::Display for Report {
                 micros(p.p999),
                 micros(p.max),
                 p.count
+            )?;
+        }
+        if let Some(lag) = self.send_lag {
+            writeln!(
+                f,
+                "  publisher at most {:.1} us behind its schedule",
+                lag.as_secs_f64() * 1e6
             )?;
         }
         if let Some(idle) = &self.idle {
@@ -324,6 +339,7 @@ mod tests {
             deliveries: 300,
             verified: 5,
             latency: None,
+            send_lag: None,
             errors: Errors {
                 lost: 2,
                 ..Errors::default()

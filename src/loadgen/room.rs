@@ -192,6 +192,7 @@ impl<'a> Room<'a> {
             deliveries: self.deliveries(),
             verified: self.checker.opened,
             latency: Some(self.checker.latency.percentiles()),
+            send_lag: None,
             errors,
             cpu_time,
             relay_cpu_time,

@@ -96,6 +96,75 @@ pub fn tighten_timer_slack() {
     }
 }
 
+/// Asks the kernel to stamp every packet this socket receives with the time
+/// it arrived (`SO_TIMESTAMPNS`), for [`recv_timestamped`].
+pub fn enable_receive_timestamps(socket: &impl AsRawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt reads one c_int we own, of the size we pass.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads from `socket` like `read`, and returns with the byte count when
+/// (wall-clock nanoseconds since the epoch) the kernel received the last
+/// packet read, if it said.
+pub fn recv_timestamped(socket: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, Option<u64>)> {
+    // Room for one cmsghdr carrying a timespec, aligned as the kernel wants.
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: a zeroed msghdr is valid; the pointers set below refer to
+    // `iov`, `buf` and `control`, which outlive the recvmsg call, with
+    // their true lengths.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: see above; recvmsg writes at most the lengths given.
+    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut message, 0) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: the CMSG macros walk the control buffer the kernel filled,
+    // within `msg_controllen`; a timestamp's data is one timespec, read
+    // unaligned because cmsg data carries no alignment promise.
+    unsafe {
+        let mut header = libc::CMSG_FIRSTHDR(&message);
+        while !header.is_null() {
+            if (*header).cmsg_level == libc::SOL_SOCKET
+                && (*header).cmsg_type == libc::SCM_TIMESTAMPNS
+            {
+                let time: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(header).cast());
+                stamp = Some(time.tv_sec as u64 * 1_000_000_000 + time.tv_nsec as u64);
+            }
+            header = libc::CMSG_NXTHDR(&message, header);
+        }
+    }
+    Ok((n as usize, stamp))
+}
+
+/// Wall-clock nanoseconds since the epoch: the clock of [`recv_timestamped`].
+pub fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
 /// A periodic `timerfd`, registered with a poll like a socket.
 #[derive(Debug)]
 pub struct Ticker(OwnedFd);
@@ -178,6 +247,33 @@ impl Source for Ticker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_data_carries_its_arrival_time() {
+        use std::io::Write as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut sender = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (receiver, _) = listener.accept().unwrap();
+        enable_receive_timestamps(&receiver).unwrap();
+        // The kernel switches packet stamping on lazily, the first time a
+        // socket asks: the first packets may still go unstamped.
+        for _ in 0..200 {
+            let before = wall_clock_ns();
+            sender.write_all(b"hello").unwrap();
+            let mut buf = [0u8; 16];
+            let (n, stamp) = recv_timestamped(&receiver, &mut buf).unwrap();
+            assert_eq!(&buf[..n], b"hello");
+            if let Some(stamp) = stamp {
+                assert!(
+                    stamp >= before && stamp <= wall_clock_ns(),
+                    "{before} {stamp}"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no receive timestamp in 2 s");
+    }
 
     #[test]
     fn reads_its_own_process_figures() {

@@ -181,7 +181,8 @@ mod tests {
     #[test]
     fn splits_lines_across_any_read_boundaries() {
         let v = |s: &[&str]| s.iter().map(|l| l.as_bytes().to_vec()).collect::<Vec<_>>();
-        let cases: &[(&[&[u8]], Vec<Vec<u8>>)] = &[
+        type Case<'a> = (&'a [&'a [u8]], Vec<Vec<u8>>);
+        let cases: &[Case] = &[
             (&[b"a\nb\n"], v(&["a", "b"])),
             (&[b"a", b"b\n"], v(&["ab"])),
             (&[b"ab\r\n", b"\r\n"], v(&["ab", ""])),

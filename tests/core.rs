@@ -1,6 +1,9 @@
 //! The relay's logic driven without sockets: `Relay<T>` over in-memory
 //! writers, so fan-out, limits and close reasons are checked exactly.
 
+// Test helpers may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use std::io::{self, Write};
 
 use bytes::BytesMut;

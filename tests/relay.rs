@@ -1,6 +1,9 @@
 //! The real `relay` binary over real sockets on 127.0.0.1: delivery, every
 //! limit, every kind of bad input, keys, signals. Every wait is bounded.
 
+// Test helpers may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod util;
 
 use std::io::{Read, Write};

@@ -6,6 +6,9 @@
 //! cannot be expressed in the wire format (the nonce is the frame's first 16
 //! bytes) and are counted, so a vector file that changes shape is noticed.
 
+// Test helpers may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, NONCE_LEN, OpenError, TAG_LEN};
 use eaxchat::key::Key;

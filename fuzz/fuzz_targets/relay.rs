@@ -19,7 +19,7 @@ use std::io::{self, IoSlice, Write};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use eaxchat::cipher::Cipher;
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::relay::{ConnId, Limits, Relay};
 use eaxchat::stats::CloseReason;
@@ -44,14 +44,8 @@ enum Action {
     /// Connects; `newline: false` is the notebook client, whose frames never
     /// end in `\n`; an `eager` client reads everything at once.
     Connect { newline: bool, eager: bool },
-    /// Sends a valid frame with `len` bytes of payload, in two reads cut at
-    /// `split`.
-    Send {
-        client: u8,
-        len: u16,
-        crlf: bool,
-        split: u16,
-    },
+    /// Sends frames, all in two reads.
+    Send(Burst),
     /// Sends one line (`line` up to its first `\n`) that does not open.
     Garbage { client: u8, line: Vec<u8> },
     /// Sends bytes without a `\n` and never finishes the line.
@@ -64,10 +58,34 @@ enum Action {
     Disconnect { client: u8 },
 }
 
+/// Up to 8 valid frames (one for a notebook client) with about `len` bytes
+/// of payload each, the last one changed if `bad_last`, all sent in two
+/// reads cut at `split`.
+#[derive(Arbitrary, Debug)]
+struct Burst {
+    client: u8,
+    frames: u8,
+    len: u16,
+    crlf: bool,
+    split: u16,
+    bad_last: bool,
+}
+
+/// One frame of a burst, where it lies in the bytes sent.
+struct Planned {
+    plaintext: Vec<u8>,
+    start: usize,
+    text_len: usize,
+    /// Just past its terminator.
+    end: usize,
+    /// Why it does not open, for the changed one.
+    error: Option<OpenError>,
+}
+
 fuzz_target!(|script: Script| {
     let limits = Limits {
         max_frame: 16 + usize::from(script.max_frame) % 2048,
-        max_queue: usize::from(script.max_queue) % 16384,
+        max_queue: usize::from(script.max_queue) % 4096,
         max_clients: 1 + usize::from(script.max_clients) % 8,
     };
     let mut harness = Harness::new(limits);
@@ -151,6 +169,9 @@ struct Harness {
     limits: Limits,
     clients: Vec<Client>,
     next_serial: u32,
+    /// Frames the relay must have taken, and frames written whole.
+    frames_in: u64,
+    frames_out: u64,
     /// Seals the clients' frames and opens what the relay sent.
     cipher: Cipher,
 }
@@ -163,6 +184,8 @@ impl Harness {
             limits,
             clients: Vec::new(),
             next_serial: 0,
+            frames_in: 0,
+            frames_out: 0,
             cipher: Cipher::with_nonce_seed(&key, [2; 32]),
         }
     }
@@ -174,14 +197,9 @@ impl Harness {
     fn apply(&mut self, action: Action) {
         match action {
             Action::Connect { newline, eager } => self.connect(newline, eager),
-            Action::Send {
-                client,
-                len,
-                crlf,
-                split,
-            } => {
-                if let Some(i) = self.pick(client) {
-                    self.send(i, usize::from(len) % 1536, crlf, usize::from(split));
+            Action::Send(burst) => {
+                if let Some(i) = self.pick(burst.client) {
+                    self.send(i, burst);
                 }
             }
             Action::Garbage { client, mut line } => {
@@ -281,64 +299,146 @@ impl Harness {
         }
     }
 
-    /// Client `i` sends a valid frame: relayed to every other client unless
-    /// its line is over the limit (or the client already sent garbage).
-    fn send(&mut self, i: usize, len: usize, crlf: bool, split: usize) {
+    /// Client `i` sends frames in two reads; the model works out which
+    /// frames each read completes (the relay seals those as one run), and
+    /// where a frame over the limit or the tampered one stops the sender.
+    fn send(&mut self, i: usize, send: Burst) {
+        let limits = self.limits;
         let sender = &mut self.clients[i];
-        let mut plaintext = Vec::with_capacity(8 + len);
-        plaintext.extend_from_slice(&sender.serial.to_le_bytes());
-        plaintext.extend_from_slice(&sender.next_seq.to_le_bytes());
-        plaintext.resize(8 + len, b'x');
-        sender.next_seq += 1;
-        let mut wire = BytesMut::new();
-        self.cipher.seal_into(&plaintext, &mut wire);
-        let text_len = wire.len() - 1;
-        let wire = match (sender.newline, crlf) {
-            (false, _) => wire[..text_len].to_vec(),
-            (true, false) => wire.to_vec(),
-            (true, true) => [&wire[..text_len], b"\r\n"].concat(),
+        // A notebook client's frames have no terminator: two in one read
+        // would be one blob that never opens, so it sends one at a time.
+        let count = if sender.newline {
+            1 + usize::from(send.frames) % 8
+        } else {
+            1
         };
+        let terminator: &[u8] = match (sender.newline, send.crlf) {
+            (false, _) => b"",
+            (true, false) => b"\n",
+            (true, true) => b"\r\n",
+        };
+        let mut wire = Vec::new();
+        let mut planned = Vec::with_capacity(count);
+        for k in 0..count {
+            let len = (usize::from(send.len) + 97 * k) % 1536;
+            let mut plaintext = Vec::with_capacity(8 + len);
+            plaintext.extend_from_slice(&sender.serial.to_le_bytes());
+            plaintext.extend_from_slice(&sender.next_seq.to_le_bytes());
+            plaintext.resize(8 + len, b'x');
+            sender.next_seq += 1;
+            let mut sealed = BytesMut::new();
+            self.cipher.seal_into(&plaintext, &mut sealed);
+            let mut text = sealed[..sealed.len() - 1].to_vec();
+            let mut error = None;
+            if send.bad_last && k == count - 1 {
+                let mid = text.len() / 2;
+                text[mid] = if text[mid] == b'A' { b'B' } else { b'A' };
+                error = Some(self.cipher.open(&text).expect_err("a changed frame opens"));
+            }
+            let start = wire.len();
+            wire.extend_from_slice(&text);
+            wire.extend_from_slice(terminator);
+            planned.push(Planned {
+                plaintext,
+                start,
+                text_len: text.len(),
+                end: wire.len(),
+                error,
+            });
+        }
+        let split = usize::from(send.split) % (wire.len() + 1);
+        let reads = [0..split, split..wire.len()];
         if sender.hostile {
             self.hostile_bytes(i, &wire, Fate::Hostile);
             return;
         }
-        let split = split % (wire.len() + 1);
-        // Taken as an unterminated frame (its `\n` or `\r\n`, if any, then
-        // ends it), or as a line whose `\r` counts against the limit.
-        let unterminated = !sender.newline || !sender.sent_newline && split == text_len;
-        let counted = if unterminated {
-            text_len
-        } else {
-            wire.len() - 1
-        };
+
+        // A client that has never sent a `\n` has a frame taken as soon as
+        // a read ends exactly where its text does: a notebook client's
+        // always, a newline client's first one if the read ends just before
+        // its `\n` (which then only ends it).
+        let first = &planned[0];
+        let unterminated = !sender.newline
+            || !sender.sent_newline
+                && split == first.start + first.text_len
+                && first.error.is_none()
+                && first.text_len <= limits.max_frame;
+        let mut done = 0;
+        let mut batches = Vec::new();
+        let mut fate = Fate::Open;
+        'reads: for read in reads.iter().filter(|read| !read.is_empty()) {
+            let mut batch = Vec::new();
+            while let Some(frame) = planned.get(done) {
+                let taken_whole = done == 0 && unterminated;
+                // A line's `\r` counts against the limit.
+                let counted = if taken_whole {
+                    frame.text_len
+                } else {
+                    frame.end - frame.start - 1
+                };
+                let complete_at = if taken_whole {
+                    frame.start + frame.text_len
+                } else {
+                    frame.end
+                };
+                if counted > limits.max_frame {
+                    if frame.start + limits.max_frame < read.end {
+                        fate = Fate::Closed(CloseReason::LineTooLong);
+                        batches.push(batch);
+                        break 'reads;
+                    }
+                    break;
+                }
+                if complete_at > read.end {
+                    break;
+                }
+                if let Some(error) = frame.error {
+                    if sender.newline {
+                        fate = Fate::Closed(CloseReason::BadFrame(error));
+                    } else {
+                        // A notebook client's bad frame just never opens;
+                        // whatever it sends next lands behind it.
+                        sender.hostile = true;
+                    }
+                    batches.push(batch);
+                    break 'reads;
+                }
+                batch.push(done);
+                done += 1;
+            }
+            batches.push(batch);
+        }
+        sender.fate = fate;
         sender.sent_newline |= sender.newline;
-        sender.took_frame = !sender.newline;
-        if counted > self.limits.max_frame {
-            self.clients[i].fate = Fate::Closed(CloseReason::LineTooLong);
-        } else {
-            // The relay's frame is the same length, always ending in `\n`.
-            let frame_len = text_len + 1;
-            let relay = &self.relay;
+        sender.took_frame = !sender.newline && done == 1;
+
+        let id = sender.id;
+        for read in reads {
+            if !read.is_empty() {
+                self.relay.receive(id, &wire[read]);
+            }
+        }
+        let relay = &self.relay;
+        for batch in batches.into_iter().filter(|batch| !batch.is_empty()) {
+            // The relay's frames are as long as the texts, each with a `\n`.
+            let run: usize = batch.iter().map(|&k| planned[k].text_len + 1).sum();
+            self.frames_in += batch.len() as u64;
             for (j, receiver) in self.clients.iter_mut().enumerate() {
-                if j == i || receiver.fate != Fate::Open && receiver.fate != Fate::Hostile {
+                if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
                     continue;
                 }
                 let written = relay
                     .peer(receiver.id)
                     .map_or(0, |peer| peer.io.bytes.len());
                 let unread = receiver.queued_total - written;
-                if unread + frame_len > self.limits.max_queue {
+                if unread + run > limits.max_queue {
                     receiver.fate = Fate::Closed(CloseReason::SlowConsumer);
                 } else {
-                    receiver.expected.push(plaintext.clone());
-                    receiver.queued_total += frame_len;
+                    receiver
+                        .expected
+                        .extend(batch.iter().map(|&k| planned[k].plaintext.clone()));
+                    receiver.queued_total += run;
                 }
-            }
-        }
-        let id = self.clients[i].id;
-        for read in [&wire[..split], &wire[split..]] {
-            if !read.is_empty() {
-                self.relay.receive(id, read);
             }
         }
     }
@@ -366,7 +466,7 @@ impl Harness {
                 .relay
                 .peer(client.id)
                 .expect("a client not yet removed");
-            check_received(client, &peer.io.bytes, &mut self.cipher);
+            self.frames_out += check_received(client, &peer.io.bytes, &mut self.cipher);
             assert!(peer.buffered() <= limits.max_frame);
             let closing = peer.closing();
             assert_eq!(closing.is_some(), ids.contains(&client.id));
@@ -393,7 +493,10 @@ impl Harness {
         }
         self.clients.retain(|client| !ids.contains(&client.id));
         assert_eq!(self.relay.len(), self.clients.len());
-        assert_eq!(self.relay.stats().connections as usize, self.clients.len());
+        let stats = self.relay.stats();
+        assert_eq!(stats.connections as usize, self.clients.len());
+        assert_eq!(stats.frames_in, self.frames_in, "frames taken");
+        assert_eq!(stats.frames_out, self.frames_out, "frames written whole");
     }
 
     /// Every client left reads everything; each must then have received
@@ -407,7 +510,7 @@ impl Harness {
         }
         for client in &mut self.clients {
             let peer = self.relay.peer(client.id).expect("a connected client");
-            check_received(client, &peer.io.bytes, &mut self.cipher);
+            self.frames_out += check_received(client, &peer.io.bytes, &mut self.cipher);
             if peer.closing().is_some() {
                 assert!(client.broken, "closed while draining");
                 continue;
@@ -415,12 +518,14 @@ impl Harness {
             assert_eq!(peer.queued_bytes(), 0);
             assert_eq!(client.received, client.expected.len(), "frames lost");
         }
+        assert_eq!(self.relay.stats().frames_out, self.frames_out);
     }
 }
 
 /// Opens the complete lines `client` got since the last check and matches
-/// them with what it is owed, in order.
-fn check_received(client: &mut Client, bytes: &[u8], cipher: &mut Cipher) {
+/// them with what it is owed, in order; returns how many there were.
+fn check_received(client: &mut Client, bytes: &[u8], cipher: &mut Cipher) -> u64 {
+    let mut lines = 0;
     while let Some(end) = bytes[client.parsed..].iter().position(|&b| b == b'\n') {
         let line = &bytes[client.parsed..client.parsed + end];
         client.parsed += end + 1;
@@ -434,5 +539,7 @@ fn check_received(client: &mut Client, bytes: &[u8], cipher: &mut Cipher) {
         client.received += 1;
         let nonce = line[..NONCE_CHARS].try_into().expect("a frame is longer");
         assert!(client.nonces.insert(nonce), "nonce repeated");
+        lines += 1;
     }
+    lines
 }

@@ -27,6 +27,10 @@ use memchr::memchr_iter;
 /// connection that once sent a long line does not keep its memory.
 const KEEP_PENDING_CAPACITY: usize = 256;
 
+/// Unterminated bytes offered in a row without being a frame, after which a
+/// connection is no longer offered them (see [`LineReader::unterminated`]).
+pub const MAX_FAILED_OFFERS: u8 = 64;
+
 /// Why the stream cannot be split any further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameError {
@@ -55,6 +59,8 @@ pub struct LineReader {
     saw_newline: bool,
     /// A frame was just taken from unterminated bytes.
     took_frame: bool,
+    /// Unterminated bytes offered in a row that were not a frame.
+    failed_offers: u8,
 }
 
 impl LineReader {
@@ -66,6 +72,7 @@ impl LineReader {
             max_line,
             saw_newline: false,
             took_frame: false,
+            failed_offers: 0,
         }
     }
 
@@ -114,8 +121,25 @@ impl LineReader {
 
     /// Bytes buffered without a `\n`, offered as a possible whole frame only
     /// while this connection has never sent a `\n`.
+    ///
+    /// Only lengths a padded base64 line can have (a multiple of four) are
+    /// offered, and after [`MAX_FAILED_OFFERS`] failures in a row none are:
+    /// trying a buffer costs a decode and a MAC over all of it, and a peer
+    /// without the key must not make the relay do that for every byte it
+    /// trickles in. A real newline-less client's frame arrives in a few
+    /// reads; one that does not is then held to newlines and `max_line`.
     pub fn unterminated(&self) -> Option<&[u8]> {
-        (!self.saw_newline && !self.pending.is_empty()).then_some(&self.pending[..])
+        let offer = !self.saw_newline
+            && !self.pending.is_empty()
+            && self.pending.len() % 4 == 0
+            && self.failed_offers < MAX_FAILED_OFFERS;
+        offer.then_some(&self.pending[..])
+    }
+
+    /// Notes that the bytes [`LineReader::unterminated`] returned were not
+    /// a frame (yet).
+    pub fn unterminated_failed(&mut self) {
+        self.failed_offers = self.failed_offers.saturating_add(1);
     }
 
     /// Drops the bytes [`LineReader::unterminated`] returned, once they have
@@ -123,6 +147,7 @@ impl LineReader {
     pub fn consume_unterminated(&mut self) {
         self.clear_pending();
         self.took_frame = true;
+        self.failed_offers = 0;
     }
 
     /// Whether this connection has ever sent a `\n`.
@@ -231,13 +256,30 @@ mod tests {
     fn unterminated_bytes_are_offered_only_before_the_first_newline() {
         let mut reader = LineReader::new(64);
         let ignore = |_: &[u8]| ControlFlow::Continue(());
-        reader.feed(b"abc", ignore).unwrap();
-        assert_eq!(reader.unterminated(), Some(&b"abc"[..]));
+        reader.feed(b"abcd", ignore).unwrap();
+        assert_eq!(reader.unterminated(), Some(&b"abcd"[..]));
         reader.consume_unterminated();
         assert_eq!(reader.unterminated(), None);
         reader.feed(b"x\ny", ignore).unwrap();
         assert!(reader.saw_newline());
         assert_eq!(reader.buffered(), 1);
+        assert_eq!(reader.unterminated(), None);
+    }
+
+    #[test]
+    fn unterminated_bytes_stop_being_offered_after_many_failures() {
+        let mut reader = LineReader::new(1 << 20);
+        let ignore = |_: &[u8]| ControlFlow::Continue(());
+        reader.feed(b"abc", ignore).unwrap();
+        assert_eq!(reader.unterminated(), None, "not a base64 length");
+        for _ in 0..MAX_FAILED_OFFERS {
+            reader.feed(b"d", ignore).unwrap();
+            assert!(reader.unterminated().is_some());
+            reader.unterminated_failed();
+            reader.feed(b"efg", ignore).unwrap();
+        }
+        reader.feed(b"h", ignore).unwrap();
+        assert_eq!(reader.buffered() % 4, 0);
         assert_eq!(reader.unterminated(), None);
     }
 

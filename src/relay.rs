@@ -222,6 +222,8 @@ impl<T: Write> Relay<T> {
             // only means "not yet" and is neither counted nor fatal.
             if batch.reseal(&mut self.cipher, unterminated, most).is_ok() {
                 reader.consume_unterminated();
+            } else {
+                reader.unterminated_failed();
             }
         }
         if let Some(peer) = self.peers.get_mut(from) {
@@ -235,19 +237,23 @@ impl<T: Write> Relay<T> {
     }
 
     /// Queues `frames` for every open connection except `from`.
+    ///
+    /// Every recipient shares one key today, so one sealed run serves all.
+    /// Recipients with keys of their own would mean one seal per distinct
+    /// key, grouping the recipients here: the queues and writes stay as
+    /// they are.
+    ///
+    /// The `max_queue` limit is not checked here but in [`Relay::flush`],
+    /// after the recipient had its chance to take this turn's frames: a
+    /// relay that stalled and then read a burst from many senders at once
+    /// must not blame consumers that are reading fine.
     fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
-        let max_queue = self.limits.max_queue;
         for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
             peer.outbox.push(frames.clone());
-            if peer.outbox.queued_bytes() > max_queue {
-                peer.outbox.clear();
-                peer.closing = Some(CloseReason::SlowConsumer);
-                self.stats.slow_consumers += 1;
-                self.closing.push(id);
-            } else if !peer.dirty {
+            if !peer.dirty {
                 peer.dirty = true;
                 self.dirty.push(id);
             }
@@ -286,7 +292,8 @@ impl<T: Write> Relay<T> {
     }
 
     /// Writes `id`'s queue into its `io` until it drains or would block.
-    /// A write error closes the connection.
+    /// A write error closes the connection; so does a queue still over
+    /// `max_queue` when the writer blocks: a consumer that cannot keep up.
     pub fn flush(&mut self, id: ConnId) -> Flush {
         let Some(peer) = self.peers.get_mut(id) else {
             return Flush::Closed;
@@ -295,6 +302,12 @@ impl<T: Write> Relay<T> {
             return Flush::Closed;
         }
         match write_queue(peer, &mut self.stats) {
+            Ok(Flush::Blocked) if peer.outbox.queued_bytes() > self.limits.max_queue => {
+                peer.outbox.clear();
+                self.stats.slow_consumers += 1;
+                self.close(id, CloseReason::SlowConsumer);
+                Flush::Closed
+            }
             Ok(flush) => flush,
             Err(error) => {
                 self.close(id, CloseReason::IoError(error.kind()));

@@ -21,7 +21,7 @@
 use std::ops::ControlFlow;
 
 use eaxchat::cipher::Cipher;
-use eaxchat::frame::{FrameError, LineReader};
+use eaxchat::frame::{FrameError, LineReader, MAX_FAILED_OFFERS};
 use eaxchat::key::Key;
 use libfuzzer_sys::fuzz_target;
 
@@ -41,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     // Where the current run of lines starts: after the last frame taken
     // from unterminated bytes (there is no `\n` before it).
     let mut base = 0;
+    let mut failed_offers = 0u8;
     let mut expected = reference(stream, max_line, false);
     let mut offset = 0;
     for size in sizes.iter().copied().cycle().chain(std::iter::once(0)) {
@@ -95,11 +96,21 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(bytes, &stream[base..offset]);
                 if cipher.open(bytes).is_ok() {
                     reader.consume_unterminated();
+                    failed_offers = 0;
                     base = offset;
                     expected = reference(&stream[base..], max_line, true);
+                } else {
+                    reader.unterminated_failed();
+                    failed_offers += 1;
                 }
             }
-            None => assert!(newline_seen || base == offset),
+            None => assert!(
+                newline_seen
+                    || base == offset
+                    || (offset - base) % 4 != 0
+                    || failed_offers >= MAX_FAILED_OFFERS,
+                "a base64-sized unterminated buffer was not offered"
+            ),
         }
     }
     let (want, too_long_at) = expected;

@@ -13,8 +13,10 @@
 //! on are exactly its complete lines, an over-long line is an error raised
 //! in the read that carries its first byte past the limit (and nothing is
 //! passed on after it), the buffer never holds more than `max_line` bytes,
-//! and unterminated bytes are offered only before the first `\n`; an empty
-//! line right after a frame taken that way is its terminator, not a line.
+//! and unterminated bytes are offered exactly while no `\n` has come, their
+//! length is a multiple of 4 and fewer than `MAX_FAILED_OFFERS` tries in a
+//! row failed; an empty line right after a frame taken that way is its
+//! terminator, not a line.
 
 #![no_main]
 
@@ -94,6 +96,11 @@ fuzz_target!(|data: &[u8]| {
             Some(bytes) => {
                 assert!(!newline_seen, "unterminated bytes offered after a newline");
                 assert_eq!(bytes, &stream[base..offset]);
+                assert_eq!(bytes.len() % 4, 0, "offered at a length base64 never has");
+                assert!(
+                    failed_offers < MAX_FAILED_OFFERS,
+                    "offered after the last try"
+                );
                 if cipher.open(bytes).is_ok() {
                     reader.consume_unterminated();
                     failed_offers = 0;

@@ -47,8 +47,14 @@ impl Histogram {
     /// Counts one value.
     #[inline]
     pub fn record(&mut self, value: u64) {
-        self.counts[bucket(value)] += 1;
-        self.total += 1;
+        self.record_n(value, 1);
+    }
+
+    /// Counts `n` occurrences of one value.
+    #[inline]
+    pub fn record_n(&mut self, value: u64, n: u64) {
+        self.counts[bucket(value)] += n;
+        self.total += n;
         self.max = self.max.max(value);
     }
 

@@ -41,7 +41,7 @@ for target in "${targets[@]}"; do
     "$work/$target" "fuzz/corpus/$target" -- \
     -dict=fuzz/eaxchat.dict -max_total_time="$seconds" -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1; then
-    cov=$(grep -E '^#[0-9]+ +DONE' "$log" | tail -n 1 || true)
+    cov=$(grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
     runs=$(grep -E '^stat::number_of_executed_units' "$log" || true)
     echo "fuzz $target: ok (${runs##*: } runs) $cov"
   else

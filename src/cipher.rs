@@ -3,9 +3,8 @@
 //! A frame on the wire is `base64(nonce(16) ‖ tag(16) ‖ ciphertext)` followed
 //! by `\n`, exactly what PyCryptodome's `AES.new(key, AES.MODE_EAX)` +
 //! `encrypt_and_digest` produce (16-byte nonce, 16-byte tag, no associated
-//! data). This module owns the key schedule (built once, with the rest of
-//! EAX's per-key work, in [`eax_key`]), the nonce generator, and the two
-//! transformations `open` and `seal`. It knows nothing about
+//! data). This module owns the key schedule (built once), the nonce generator,
+//! and the two transformations `open` and `seal`. It knows nothing about
 //! sockets or lines: callers hand it one line without its terminator.
 //!
 //! It never reveals *why* a tag failed to verify, and never returns
@@ -13,18 +12,16 @@
 
 use std::fmt;
 
+use aead::AeadInOut;
 use aes::{Aes128, Aes192, Aes256};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{BufMut, BytesMut};
+use eax::Eax;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
 use crate::key::Key;
-
-mod eax_key;
-
-use eax_key::EaxKey;
 
 /// Length of the EAX nonce carried at the front of every frame.
 pub const NONCE_LEN: usize = 16;
@@ -73,40 +70,46 @@ pub fn max_plaintext_len(max_line: usize) -> usize {
     (max_line / 4 * 3).saturating_sub(OVERHEAD)
 }
 
-/// The AEAD itself, one variant per AES key size; everything that depends
-/// only on the key is computed once, when the cipher is built (see
-/// [`eax_key`]).
+/// The AEAD itself, one variant per AES key size; the key schedule is
+/// expanded once, when the cipher is built.
 #[derive(Clone)]
 enum Aead {
-    Aes128(Box<EaxKey<Aes128>>),
-    Aes192(Box<EaxKey<Aes192>>),
-    Aes256(Box<EaxKey<Aes256>>),
+    Aes128(Box<Eax<Aes128>>),
+    Aes192(Box<Eax<Aes192>>),
+    Aes256(Box<Eax<Aes256>>),
 }
 
 impl Aead {
     fn new(key: &Key) -> Aead {
+        use aead::KeyInit as _;
         let bytes = key.as_bytes();
         // `Key` guarantees one of the three lengths, so the fallible
-        // constructors below cannot fail.
+        // constructors below cannot fail; they are matched rather than
+        // unwrapped to keep the hot path free of panics.
         match bytes.len() {
             16 => Aead::Aes128(Box::new(
-                EaxKey::new(bytes).expect("16-byte key is valid for AES-128"),
+                Eax::new_from_slice(bytes).expect("16-byte key is valid for AES-128"),
             )),
             24 => Aead::Aes192(Box::new(
-                EaxKey::new(bytes).expect("24-byte key is valid for AES-192"),
+                Eax::new_from_slice(bytes).expect("24-byte key is valid for AES-192"),
             )),
             _ => Aead::Aes256(Box::new(
-                EaxKey::new(bytes).expect("32-byte key is valid for AES-256"),
+                Eax::new_from_slice(bytes).expect("32-byte key is valid for AES-256"),
             )),
         }
     }
 
     fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        match self {
-            Aead::Aes128(c) => c.encrypt(nonce, aad, buf),
-            Aead::Aes192(c) => c.encrypt(nonce, aad, buf),
-            Aead::Aes256(c) => c.encrypt(nonce, aad, buf),
-        }
+        let nonce = nonce.into();
+        let tag = match self {
+            Aead::Aes128(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
+            Aead::Aes192(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
+            Aead::Aes256(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
+        };
+        // EAX only refuses plaintexts over 2^36 bytes; frames are bounded by
+        // the line limit long before that.
+        tag.map(Into::into)
+            .expect("plaintext within EAX's length limit")
     }
 
     fn decrypt(
@@ -116,12 +119,12 @@ impl Aead {
         tag: &[u8],
         buf: &mut [u8],
     ) -> Result<(), OpenError> {
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError::TooShort)?;
-        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| OpenError::TooShort)?;
+        let nonce = nonce.try_into().map_err(|_| OpenError::TooShort)?;
+        let tag = tag.try_into().map_err(|_| OpenError::TooShort)?;
         let result = match self {
-            Aead::Aes128(c) => c.decrypt(nonce, aad, tag, buf),
-            Aead::Aes192(c) => c.decrypt(nonce, aad, tag, buf),
-            Aead::Aes256(c) => c.decrypt(nonce, aad, tag, buf),
+            Aead::Aes128(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
+            Aead::Aes192(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
+            Aead::Aes256(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
         };
         result.map_err(|_| OpenError::BadTag)
     }

@@ -131,7 +131,7 @@ impl LineReader {
     pub fn unterminated(&self) -> Option<&[u8]> {
         let offer = !self.saw_newline
             && !self.pending.is_empty()
-            && self.pending.len() % 4 == 0
+            && self.pending.len().is_multiple_of(4)
             && self.failed_offers < MAX_FAILED_OFFERS;
         offer.then_some(&self.pending[..])
     }

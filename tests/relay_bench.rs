@@ -191,7 +191,10 @@ impl FaultyBroker {
                     Ok((stream, _)) => {
                         stream.set_nonblocking(false).expect("blocking");
                         let reader = stream.try_clone().expect("clone");
-                        clients.lock().expect("clients lock").insert(next_id, stream);
+                        clients
+                            .lock()
+                            .expect("clients lock")
+                            .insert(next_id, stream);
                         let clients = Arc::clone(&clients);
                         let id = next_id;
                         std::thread::spawn(move || forward(id, reader, &clients, fault, nth));

@@ -1,10 +1,8 @@
 //! The per-frame path at 64 B, 1 KiB and 16 KiB of plaintext: the relay's
 //! `open`, `seal` and relay step (`Cipher::reseal_into`) beside the raw
-//! primitives a relay would build them from (the RustCrypto `eax` crate's
-//! detached encrypt and decrypt, the `base64` crate's slice encode and
-//! decode), so the overhead of eaxchat's own code is visible. eaxchat's
-//! cipher does EAX's per-key work once (`src/cipher/eax_key.rs`), so its
-//! relay step can come in under the sum of the raw primitives.
+//! primitives they are built from (the `eax` crate's detached encrypt and
+//! decrypt, the `base64` crate's slice encode and decode), so the overhead
+//! of eaxchat's own code is visible.
 //!
 //! After criterion's groups, a summary measures the relay step and the sum of
 //! its four primitives alternately in the same run and prints their ratio

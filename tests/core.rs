@@ -224,3 +224,43 @@ fn newline_less_frames_only_before_the_first_newline() {
     relay.receive(modern, b"\n");
     assert_eq!(delivered(&mut relay, other).len(), 4);
 }
+
+/// The limit is inclusive: a queue of exactly `max_queue` bytes that cannot
+/// be written stays; one byte more and the consumer is dropped.
+#[test]
+fn slow_consumer_limit_is_exact() {
+    let frame = seal(b"boundary");
+    for (max_queue, dropped_after) in [
+        (frame.len(), 2),
+        (2 * frame.len(), 3),
+        (2 * frame.len() - 1, 2),
+    ] {
+        let mut relay = relay(Limits {
+            max_queue,
+            ..Limits::default()
+        });
+        let sender = relay.admit(Pipe::default()).unwrap();
+        let stuck = relay
+            .admit(Pipe {
+                room: Some(0),
+                ..Pipe::default()
+            })
+            .unwrap();
+        for sent in 1..=dropped_after {
+            relay.receive(sender, &frame);
+            assert_eq!(
+                relay.flush(stuck),
+                if sent < dropped_after {
+                    Flush::Blocked
+                } else {
+                    Flush::Closed
+                }
+            );
+        }
+        assert_eq!(
+            closing(&mut relay),
+            vec![(stuck, CloseReason::SlowConsumer)],
+            "max_queue {max_queue}"
+        );
+    }
+}

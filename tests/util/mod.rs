@@ -51,7 +51,22 @@ impl RelayProcess {
 
     /// Starts a prepared `relay` command (its flags must give it a key and a
     /// `--listen` address); waits (bounded) until it logs its address.
-    pub fn spawn(mut command: Command, key: Key) -> RelayProcess {
+    pub fn spawn(command: Command, key: Key) -> RelayProcess {
+        let mut relay = RelayProcess::launch(command, SocketAddr::from(([127, 0, 0, 1], 0)), key);
+        let line = relay.wait_for_log("listening on ");
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(';').next())
+            .and_then(|addr| addr.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        relay.addr = addr;
+        relay
+    }
+
+    /// Starts a prepared `relay` command with a quiet stats line and its
+    /// stderr drained into the log; does not wait for it to listen.
+    fn launch(mut command: Command, addr: SocketAddr, key: Key) -> RelayProcess {
         let mut child = command
             .args(["--stats-interval", "0"])
             .env("RUST_LOG", "info")
@@ -74,21 +89,12 @@ impl RelayProcess {
                 line.clear();
             }
         });
-        let mut relay = RelayProcess {
+        RelayProcess {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addr,
             key,
             log,
-        };
-        let line = relay.wait_for_log("listening on ");
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split(';').next())
-            .and_then(|addr| addr.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no address in {line:?}"));
-        relay.addr = addr;
-        relay
+        }
     }
 
     /// Everything the relay has logged so far.
@@ -340,34 +346,11 @@ impl RelayProcess {
     /// another relay just left) with `key` and `extra` flags. `None` if it
     /// exits before it listens, as it does while the port is still taken.
     pub fn try_start_on(listen: SocketAddr, key: Key, extra: &[&str]) -> Option<RelayProcess> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_relay"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
+        command
             .args(["--listen", &listen.to_string(), "--key-hex", &key.to_hex()])
-            .args(["--stats-interval", "0"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .env_remove("EAXCHAT_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn relay");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = String::new();
-            while matches!(reader.read_line(&mut line), Ok(n) if n > 0) {
-                sink.lock().expect("log lock").push_str(&line);
-                line.clear();
-            }
-        });
-        let mut relay = RelayProcess {
-            child,
-            addr: listen,
-            key,
-            log,
-        };
+            .args(extra);
+        let mut relay = RelayProcess::launch(command, listen, key);
         let deadline = Instant::now() + WAIT;
         while !relay.log().contains("listening on ") {
             if !relay.is_running() || Instant::now() >= deadline {

@@ -66,6 +66,13 @@ impl Schedule {
     }
 }
 
+/// What the setup is waiting for every subscriber to receive.
+#[derive(Clone, Copy)]
+enum Stage {
+    Probe,
+    Barrier,
+}
+
 struct Publisher {
     stream: TcpStream,
     out: BytesMut,
@@ -82,6 +89,8 @@ struct Fanout<'a> {
     subscribers: Vec<Subscriber>,
     publisher: Publisher,
     checker: Checker,
+    /// Most messages the publisher may be ahead of its slowest subscriber.
+    window: u64,
     ledger: Ledger,
     buf: Vec<u8>,
     clock: Clock,
@@ -167,6 +176,7 @@ impl<'a> Fanout<'a> {
                 open: true,
             },
             checker: Checker::new(wire),
+            window,
             ledger: Ledger::new(window, record_len),
             buf: vec![0; READ_LEN + record_len],
             clock: Clock::start(),
@@ -176,13 +186,6 @@ impl<'a> Fanout<'a> {
             ticker: None,
             send_lag_ns: 0,
             receive_stamps: paced,
-        })
-    }
-
-    fn window(&self) -> u64 {
-        self.ledger.capacity().min(match self.options.scenario {
-            Scenario::Latency => self.options.window.max(self.options.rate),
-            _ => self.options.window,
         })
     }
 
@@ -203,7 +206,7 @@ impl<'a> Fanout<'a> {
                 probes += 1;
                 next_probe = now + PROBE_EVERY.as_nanos() as u64;
             }
-            self.setup_turn(deadline, "a probe")?;
+            self.setup_turn(deadline, Stage::Probe)?;
         }
         let now = self.clock.now_ns();
         self.push(Header {
@@ -212,12 +215,12 @@ impl<'a> Fanout<'a> {
             stamp_ns: now,
         });
         while !self.subscribers.iter().all(|s| s.inbox.ready()) {
-            self.setup_turn(deadline, "the barrier")?;
+            self.setup_turn(deadline, Stage::Barrier)?;
         }
         Ok(())
     }
 
-    fn setup_turn(&mut self, deadline: u64, waiting_for: &str) -> Result<(), LoadError> {
+    fn setup_turn(&mut self, deadline: u64, stage: Stage) -> Result<(), LoadError> {
         self.send_pending()?;
         self.poll_once(Some(PROBE_EVERY / 4))?;
         let errors = self.checker.errors;
@@ -227,11 +230,19 @@ impl<'a> Fanout<'a> {
             )));
         }
         if self.clock.now_ns() > deadline {
-            let served = self
-                .subscribers
-                .iter()
-                .filter(|s| s.inbox.ready() || (waiting_for == "a probe" && s.inbox.saw_probe()))
-                .count();
+            let (served, waiting_for) = match stage {
+                Stage::Probe => (
+                    self.subscribers
+                        .iter()
+                        .filter(|s| s.inbox.saw_probe())
+                        .count(),
+                    "a probe",
+                ),
+                Stage::Barrier => (
+                    self.subscribers.iter().filter(|s| s.inbox.ready()).count(),
+                    "the barrier",
+                ),
+            };
             return Err(LoadError::Setup(format!(
                 "only {served} of {} subscribers received {waiting_for} within {:?}",
                 self.subscribers.len(),
@@ -310,7 +321,7 @@ impl<'a> Fanout<'a> {
             clients: self.subscribers.len(),
             size: self.options.size,
             line_len: self.checker.wire.line_len() + 1,
-            window: self.window(),
+            window: self.window,
             rate: paced.then_some(self.options.rate),
             run_time: Duration::from_nanos(self.last_delivery_ns - start_ns),
             messages: sent,
@@ -348,7 +359,7 @@ impl<'a> Fanout<'a> {
     fn publish(&mut self) -> Result<(), LoadError> {
         let record_len = self.checker.wire.record_len() as u64;
         let batch_max = (BATCH_BYTES as u64 / record_len).max(1);
-        let window = self.window();
+        let window = self.window;
         loop {
             if !self.send_pending()? {
                 return Ok(());

@@ -55,8 +55,8 @@ struct Args {
     #[argh(option, short = 's', default = "64")]
     size: usize,
 
-    /// most messages a publisher may be ahead of its slowest receiver
-    /// (default 1000)
+    /// most messages a publisher may be ahead of its slowest receiver; in a
+    /// room, most messages in flight towards one client (default 1000)
     #[argh(option, short = 'w', default = "1000")]
     window: u64,
 

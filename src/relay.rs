@@ -17,6 +17,7 @@
 //! caller by [`Relay::take_closing`], and removed with [`Relay::remove`]:
 //! a connection leaves in that one place.
 
+use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
@@ -108,7 +109,10 @@ pub struct Relay<T> {
     cipher: Cipher,
     limits: Limits,
     stats: Stats,
-    dirty: Vec<ConnId>,
+    /// Connections with frames queued since their last flush, oldest
+    /// first. An id may be stale (its connection gone, or flushed through
+    /// an older entry); [`Relay::next_dirty`] skips those.
+    dirty: VecDeque<ConnId>,
     closing: Vec<ConnId>,
 }
 
@@ -120,7 +124,7 @@ impl<T: Write> Relay<T> {
             cipher,
             limits,
             stats: Stats::default(),
-            dirty: Vec::new(),
+            dirty: VecDeque::new(),
             closing: Vec::new(),
         }
     }
@@ -255,7 +259,7 @@ impl<T: Write> Relay<T> {
             peer.outbox.push(frames.clone());
             if !peer.dirty {
                 peer.dirty = true;
-                self.dirty.push(id);
+                self.dirty.push_back(id);
             }
         }
     }
@@ -276,14 +280,36 @@ impl<T: Write> Relay<T> {
         self.closing.push(id);
     }
 
-    /// Moves the ids with new output since the last call into `out`.
-    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
-        for &id in &self.dirty {
-            if let Some(peer) = self.peers.get_mut(id) {
+    /// The connection that has waited longest with new frames to write,
+    /// taken off the list: flush it next. A connection that gets more
+    /// frames while on the list keeps its place; one flushed and then given
+    /// more goes to the back. Flushing a few of these per loop turn, and
+    /// reading in between, makes the writes one continuous sweep: a frame
+    /// read during a fan-out joins the writes to the connections the sweep
+    /// has not reached yet instead of waiting for the whole fan-out.
+    pub fn next_dirty(&mut self) -> Option<ConnId> {
+        while let Some(id) = self.dirty.pop_front() {
+            if let Some(peer) = self.peers.get_mut(id)
+                && peer.dirty
+            {
                 peer.dirty = false;
+                return Some(id);
             }
         }
-        out.append(&mut self.dirty);
+        None
+    }
+
+    /// Whether some connection has new frames to write.
+    pub fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
+    }
+
+    /// Moves every id with new output since it was last taken into `out`,
+    /// oldest first.
+    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
+        while let Some(id) = self.next_dirty() {
+            out.push(id);
+        }
     }
 
     /// Moves the ids marked closing since the last call into `out`.

@@ -3,9 +3,12 @@
 //!
 //! Each loop turn reads every readable connection (a bounded amount each, so
 //! one flooding client cannot starve the rest), lets the relay queue what it
-//! opened, then writes each connection that got new frames once, with one
-//! vectored write of its queue. Write interest is registered only for a
-//! connection whose socket buffer filled up. Connections the relay marked
+//! opened, then writes the next few connections with new frames, oldest
+//! first, each with one vectored write of its whole queue. Writes are thus
+//! one continuous sweep over the connections, interleaved with reads: what
+//! arrives mid-sweep reaches the connections the sweep has not reached yet
+//! in the same write. Write interest is registered only for a connection
+//! whose socket buffer filled up. Connections the relay marked
 //! closing are removed at the end of the turn, in one place.
 //!
 //! This module owns sockets, readiness, accept back-off, signals and the
@@ -34,6 +37,12 @@ const READS_PER_TURN: usize = 4;
 /// Connections accepted per loop turn, as Redis does, so a connection storm
 /// does not stall the clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
+/// Connections written per loop turn. Between two turns' writes the loop
+/// reads again, so a frame that arrives during a fan-out to many
+/// connections joins the writes to those not yet reached instead of
+/// waiting for the whole fan-out to finish: on loopback 100 writes take
+/// about a millisecond, and this halves the latency tail at 1 → 100.
+const FLUSHES_PER_TURN: usize = 16;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -114,7 +123,7 @@ pub struct Server {
     read_buf: Box<[u8]>,
     /// Connections whose read budget ran out with data possibly left.
     read_again: Vec<ConnId>,
-    /// Scratch list reused every turn (dirty or closing ids).
+    /// Scratch list reused every turn (closing ids).
     ids: Vec<ConnId>,
     accept_ready: bool,
     accept_paused_until: Option<Instant>,
@@ -208,7 +217,7 @@ impl Server {
 
     fn poll_timeout(&self, next_stats: Option<Instant>) -> Option<Duration> {
         let accept_now = self.accept_ready && self.accept_paused_until.is_none();
-        if !self.read_again.is_empty() || accept_now {
+        if !self.read_again.is_empty() || accept_now || self.relay.has_dirty() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -316,13 +325,14 @@ impl Server {
         }
     }
 
+    /// Writes the next few connections with new frames, oldest first.
     fn flush_dirty(&mut self) {
-        let mut ids = std::mem::take(&mut self.ids);
-        self.relay.take_dirty(&mut ids);
-        for id in ids.drain(..) {
+        for _ in 0..FLUSHES_PER_TURN {
+            let Some(id) = self.relay.next_dirty() else {
+                return;
+            };
             self.flush(id);
         }
-        self.ids = ids;
     }
 
     /// Writes `id`'s queue and keeps write interest only while it is blocked.

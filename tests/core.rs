@@ -274,3 +274,53 @@ fn slow_consumer_limit_is_exact() {
         );
     }
 }
+
+/// Connections with new frames are written oldest first: one that gets
+/// more frames while waiting keeps its place, one already written goes to
+/// the back, and connections that left are skipped.
+#[test]
+fn writes_sweep_oldest_first() {
+    let mut relay = relay(Limits::default());
+    let a = relay.admit(Pipe::default()).unwrap();
+    let b = relay.admit(Pipe::default()).unwrap();
+    let c = relay.admit(Pipe::default()).unwrap();
+    let d = relay.admit(Pipe::default()).unwrap();
+    relay.receive(a, &seal(b"one"));
+    assert!(relay.has_dirty());
+    assert_eq!(relay.next_dirty(), Some(b));
+    assert_eq!(relay.flush(b), Flush::Drained);
+
+    // Mid-sweep, `d` sends: `c` keeps its place and takes both frames in
+    // one write; `a` and `b` queue behind `d`.
+    relay.receive(d, &seal(b"two"));
+    assert_eq!(relay.next_dirty(), Some(c));
+    assert_eq!(relay.flush(c), Flush::Drained);
+    assert_eq!(
+        relay.io_mut(c).unwrap().received.len(),
+        seal(b"one").len() + seal(b"two").len()
+    );
+
+    // `d` leaves and a new connection takes its id: `d`'s entry is stale.
+    relay.close(d, CloseReason::PeerClosed);
+    assert!(relay.remove(d).is_some());
+    let newcomer = relay.admit(Pipe::default()).unwrap();
+    assert_eq!(newcomer, d, "the slab reuses the id");
+
+    let mut order = Vec::new();
+    while let Some(id) = relay.next_dirty() {
+        assert_eq!(relay.flush(id), Flush::Drained);
+        order.push(id);
+    }
+    assert_eq!(order, vec![a, b]);
+    assert!(!relay.has_dirty());
+    assert_eq!(delivered(&mut relay, a), vec![b"two".to_vec()]);
+    assert_eq!(
+        delivered(&mut relay, b),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+    assert_eq!(
+        delivered(&mut relay, c),
+        vec![b"one".to_vec(), b"two".to_vec()]
+    );
+    assert!(delivered(&mut relay, newcomer).is_empty());
+}

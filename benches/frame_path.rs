@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use aead::inout::InOutBuf;
 use aead::{AeadInOut, KeyInit};
-use aes::Aes128;
+use aes::Aes128Enc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
@@ -32,7 +32,7 @@ const KEY: [u8; 16] = *b"0123456789abcdef";
 struct Fixture {
     size: usize,
     cipher: Cipher,
-    raw: Eax<Aes128>,
+    raw: Eax<Aes128Enc>,
     plaintext: Vec<u8>,
     /// `nonce ‖ tag ‖ ciphertext`, as carried on the wire.
     frame: Vec<u8>,
@@ -54,7 +54,7 @@ impl Fixture {
         Fixture {
             size,
             cipher,
-            raw: Eax::<Aes128>::new_from_slice(&KEY).expect("16-byte key"),
+            raw: Eax::<Aes128Enc>::new_from_slice(&KEY).expect("16-byte key"),
             plaintext,
             frame,
             line,

@@ -13,7 +13,7 @@
 use std::fmt;
 
 use aead::AeadInOut;
-use aes::{Aes128, Aes192, Aes256};
+use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{BufMut, BytesMut};
@@ -70,13 +70,17 @@ pub fn max_plaintext_len(max_line: usize) -> usize {
     (max_line / 4 * 3).saturating_sub(OVERHEAD)
 }
 
-/// The AEAD itself, one variant per AES key size; the key schedule is
-/// expanded once, when the cipher is built.
+/// The AEAD itself, one variant per AES key size.
+///
+/// `eax` 0.6 keeps the key and expands it again for every message: once for
+/// each of EAX's three CMACs and once for its CTR keystream. EAX only ever
+/// runs AES forwards, so the encrypt-only AES types are used: they skip the
+/// decryption key schedule that `Aes128` would also compute each time.
 #[derive(Clone)]
 enum Aead {
-    Aes128(Box<Eax<Aes128>>),
-    Aes192(Box<Eax<Aes192>>),
-    Aes256(Box<Eax<Aes256>>),
+    Aes128(Box<Eax<Aes128Enc>>),
+    Aes192(Box<Eax<Aes192Enc>>),
+    Aes256(Box<Eax<Aes256Enc>>),
 }
 
 impl Aead {

@@ -1,7 +1,7 @@
 //! The network side: one thread, one `mio` poll loop, moving bytes between
 //! sockets and the [`Relay`].
 //!
-//! Each loop turn reads every readable connection (a bounded amount each, so
+//! Each loop turn reads every readable connection once (at most 64 KiB, so
 //! one flooding client cannot starve the rest), lets the relay queue what it
 //! opened, then writes the next few connections with new frames, oldest
 //! first, each with one vectored write of its whole queue. Writes are thus
@@ -30,10 +30,16 @@ use crate::stats::{CloseReason, Stats};
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
 
-/// Size of the one buffer every socket is read into.
+/// Size of the one buffer every socket is read into, and the most read from
+/// one connection per loop turn. A connection with more waiting is read
+/// again next turn, after this turn's writes: a fast sender's stream is
+/// relayed in a pipeline of reads and writes rather than in bursts whose
+/// recipients wait while the whole burst is opened and sealed, and a
+/// flooding sender cannot starve the others. (Against four reads per turn:
+/// 1 → 10 went from ~4.6M to ~7.1M deliveries/s, and the latency p99 at
+/// 1 → 100 from ~1.4 ms to ~1.1 ms, because the next turn's read usually
+/// finds the next message instead of failing with WouldBlock.)
 const READ_BUF_LEN: usize = 64 * 1024;
-/// Reads of one connection per loop turn before moving on to the others.
-const READS_PER_TURN: usize = 4;
 /// Connections accepted per loop turn, as Redis does, so a connection storm
 /// does not stall the clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -65,6 +71,8 @@ pub struct Conn {
     stream: TcpStream,
     addr: SocketAddr,
     write_interest: bool,
+    /// The loop turn this connection was last read in.
+    read_turn: u64,
 }
 
 impl Write for Conn {
@@ -127,6 +135,8 @@ pub struct Server {
     ids: Vec<ConnId>,
     accept_ready: bool,
     accept_paused_until: Option<Instant>,
+    /// Loop turns so far; each connection is read at most once per turn.
+    turn: u64,
 }
 
 impl Server {
@@ -154,6 +164,7 @@ impl Server {
             ids: Vec::new(),
             accept_ready: true,
             accept_paused_until: None,
+            turn: 0,
         })
     }
 
@@ -177,6 +188,7 @@ impl Server {
         let mut next_stats = self.config.stats_interval.map(|i| Instant::now() + i);
         let mut retry = Vec::new();
         loop {
+            self.turn += 1;
             let timeout = self.poll_timeout(next_stats);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
@@ -228,36 +240,43 @@ impl Server {
             .map(|at| at.saturating_duration_since(now))
     }
 
-    /// Reads connection `id` until it would block or its budget for this
-    /// turn is spent, handing each read to the relay.
+    /// Reads connection `id` once this turn and hands what came to the
+    /// relay. A connection that gave data is read again next turn, until a
+    /// read would block: the edge-triggered poll reports it again only
+    /// then.
     fn read_from(&mut self, id: ConnId) {
-        for _ in 0..READS_PER_TURN {
-            let closing = self.relay.peer(id).map(|peer| peer.closing().is_some());
-            if closing != Some(false) {
-                return;
-            }
-            let Some(conn) = self.relay.io_mut(id) else {
-                return;
-            };
+        if self.relay.peer(id).map(|peer| peer.closing().is_some()) != Some(false) {
+            return;
+        }
+        let turn = self.turn;
+        let Some(conn) = self.relay.io_mut(id) else {
+            return;
+        };
+        if conn.read_turn == turn {
+            return;
+        }
+        conn.read_turn = turn;
+        let read = loop {
             match conn.stream.read(&mut self.read_buf) {
-                Ok(0) => {
-                    self.relay.close(id, CloseReason::PeerClosed);
-                    return;
-                }
-                Ok(n) => self.relay.receive(id, &self.read_buf[..n]),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let reason = match e.kind() {
-                        io::ErrorKind::ConnectionReset => CloseReason::PeerClosed,
-                        kind => CloseReason::IoError(kind),
-                    };
-                    self.relay.close(id, reason);
-                    return;
-                }
+                read => break read,
+            }
+        };
+        match read {
+            Ok(0) => self.relay.close(id, CloseReason::PeerClosed),
+            Ok(n) => {
+                self.relay.receive(id, &self.read_buf[..n]);
+                self.read_again.push(id);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                let reason = match e.kind() {
+                    io::ErrorKind::ConnectionReset => CloseReason::PeerClosed,
+                    kind => CloseReason::IoError(kind),
+                };
+                self.relay.close(id, reason);
             }
         }
-        self.read_again.push(id);
     }
 
     /// Accepts up to a turn's worth of connections.
@@ -302,6 +321,7 @@ impl Server {
             stream,
             addr,
             write_interest: false,
+            read_turn: 0,
         };
         let id = match self.relay.admit(conn) {
             Ok(id) => id,

@@ -299,7 +299,8 @@ impl<T: Write> Relay<T> {
         None
     }
 
-    /// Whether some connection has new frames to write.
+    /// Whether some connection may have new frames to write (the list may
+    /// hold only stale ids; [`Relay::next_dirty`] then returns `None`).
     pub fn has_dirty(&self) -> bool {
         !self.dirty.is_empty()
     }

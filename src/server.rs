@@ -35,10 +35,10 @@ const STOP: Token = Token(usize::MAX - 1);
 /// again next turn, after this turn's writes: a fast sender's stream is
 /// relayed in a pipeline of reads and writes rather than in bursts whose
 /// recipients wait while the whole burst is opened and sealed, and a
-/// flooding sender cannot starve the others. (Against four reads per turn:
-/// 1 → 10 went from ~4.6M to ~7.1M deliveries/s, and the latency p99 at
-/// 1 → 100 from ~1.4 ms to ~1.1 ms, because the next turn's read usually
-/// finds the next message instead of failing with WouldBlock.)
+/// flooding sender cannot starve the others. It also means the next turn's
+/// read usually finds the next message instead of failing with WouldBlock.
+/// BENCHMARKS.md ("What changed to get here") has the figures against the
+/// four reads per turn this replaced.
 const READ_BUF_LEN: usize = 64 * 1024;
 /// Connections accepted per loop turn, as Redis does, so a connection storm
 /// does not stall the clients already connected.
@@ -46,8 +46,9 @@ const ACCEPTS_PER_TURN: usize = 256;
 /// Connections written per loop turn. Between two turns' writes the loop
 /// reads again, so a frame that arrives during a fan-out to many
 /// connections joins the writes to those not yet reached instead of
-/// waiting for the whole fan-out to finish: on loopback 100 writes take
-/// about a millisecond, and this halves the latency tail at 1 → 100.
+/// waiting for the whole fan-out to finish (on loopback 100 writes take
+/// 0.5–0.7 ms here). 4 to 32 measured alike for latency; fewer than the
+/// connections of a small fan-out split its sweep over two turns.
 const FLUSHES_PER_TURN: usize = 16;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -129,7 +130,8 @@ pub struct Server {
     relay: Relay<Conn>,
     config: Config,
     read_buf: Box<[u8]>,
-    /// Connections whose read budget ran out with data possibly left.
+    /// Connections that gave data this turn: read again next turn, until a
+    /// read would block.
     read_again: Vec<ConnId>,
     /// Scratch list reused every turn (closing ids).
     ids: Vec<ConnId>,

@@ -71,7 +71,21 @@ pub struct Peer<T> {
     reader: LineReader,
     outbox: Outbox,
     closing: Option<CloseReason>,
-    dirty: bool,
+    place: Place,
+}
+
+/// Where a connection stands in the write sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Not written by the sweep yet, and nothing queued since it joined.
+    Idle,
+    /// In the waiting list: has frames the sweep has not written.
+    Waiting,
+    /// In the written list: the sweep wrote it, nothing new since.
+    Written,
+    /// Was written, and a fan-out in progress gave it frames: it rejoins
+    /// the waiting list in the order it was written.
+    Rejoining,
 }
 
 impl<T> Peer<T> {
@@ -109,10 +123,14 @@ pub struct Relay<T> {
     cipher: Cipher,
     limits: Limits,
     stats: Stats,
-    /// Connections with frames queued since their last flush, oldest
-    /// first. An id may be stale (its connection gone, or flushed through
-    /// an older entry); [`Relay::next_dirty`] skips those.
-    dirty: VecDeque<ConnId>,
+    /// Connections with frames queued since the sweep last wrote them,
+    /// oldest first. An id may be stale (its connection gone, or handed
+    /// out through an older entry); [`Relay::next_dirty`] skips those.
+    waiting: VecDeque<ConnId>,
+    /// Connections the sweep wrote, in the order it wrote them. A fan-out
+    /// moves them to `waiting` in this order, so every connection waits
+    /// one whole sweep, whatever its id. Stale ids are dropped then.
+    written: VecDeque<ConnId>,
     closing: Vec<ConnId>,
 }
 
@@ -124,7 +142,8 @@ impl<T: Write> Relay<T> {
             cipher,
             limits,
             stats: Stats::default(),
-            dirty: VecDeque::new(),
+            waiting: VecDeque::new(),
+            written: VecDeque::new(),
             closing: Vec::new(),
         }
     }
@@ -183,7 +202,7 @@ impl<T: Write> Relay<T> {
             reader: LineReader::new(self.limits.max_frame),
             outbox: Outbox::default(),
             closing: None,
-            dirty: false,
+            place: Place::Idle,
         }))
     }
 
@@ -252,15 +271,37 @@ impl<T: Write> Relay<T> {
     /// relay that stalled and then read a burst from many senders at once
     /// must not blame consumers that are reading fine.
     fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
+        let mut rejoining = false;
         for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
             peer.outbox.push(frames.clone());
-            if !peer.dirty {
-                peer.dirty = true;
-                self.dirty.push_back(id);
+            match peer.place {
+                Place::Idle => {
+                    peer.place = Place::Waiting;
+                    self.waiting.push_back(id);
+                }
+                Place::Written => {
+                    peer.place = Place::Rejoining;
+                    rejoining = true;
+                }
+                Place::Waiting | Place::Rejoining => {}
             }
+        }
+        if rejoining {
+            // In slab order, the connections at high ids would queue behind
+            // the low ones at every fan-out and wait longer each sweep.
+            let (peers, waiting) = (&mut self.peers, &mut self.waiting);
+            self.written.retain(|&id| match peers.get_mut(id) {
+                Some(peer) if peer.place == Place::Rejoining => {
+                    peer.place = Place::Waiting;
+                    waiting.push_back(id);
+                    false
+                }
+                Some(peer) => peer.place == Place::Written,
+                None => false,
+            });
         }
     }
 
@@ -288,11 +329,12 @@ impl<T: Write> Relay<T> {
     /// read during a fan-out joins the writes to the connections the sweep
     /// has not reached yet instead of waiting for the whole fan-out.
     pub fn next_dirty(&mut self) -> Option<ConnId> {
-        while let Some(id) = self.dirty.pop_front() {
+        while let Some(id) = self.waiting.pop_front() {
             if let Some(peer) = self.peers.get_mut(id)
-                && peer.dirty
+                && peer.place == Place::Waiting
             {
-                peer.dirty = false;
+                peer.place = Place::Written;
+                self.written.push_back(id);
                 return Some(id);
             }
         }
@@ -302,7 +344,7 @@ impl<T: Write> Relay<T> {
     /// Whether some connection may have new frames to write (the list may
     /// hold only stale ids; [`Relay::next_dirty`] then returns `None`).
     pub fn has_dirty(&self) -> bool {
-        !self.dirty.is_empty()
+        !self.waiting.is_empty()
     }
 
     /// Moves every id with new output since it was last taken into `out`,

@@ -324,3 +324,49 @@ fn writes_sweep_oldest_first() {
     );
     assert!(delivered(&mut relay, newcomer).is_empty());
 }
+
+/// Hands out every waiting connection, flushing each, in sweep order.
+fn sweep(relay: &mut Relay<Pipe>) -> Vec<ConnId> {
+    let mut order = Vec::new();
+    while let Some(id) = relay.next_dirty() {
+        assert_eq!(relay.flush(id), Flush::Drained);
+        order.push(id);
+    }
+    order
+}
+
+#[test]
+fn written_connections_rejoin_the_sweep_in_the_order_they_were_written() {
+    let mut relay = relay(Limits::default());
+    let sender = relay.admit(Pipe::default()).unwrap();
+    let a = relay.admit(Pipe::default()).unwrap();
+    let b = relay.admit(Pipe::default()).unwrap();
+    let c = relay.admit(Pipe::default()).unwrap();
+
+    // The sweep writes `a` and `b`, then a second frame arrives: `c` still
+    // waits for the first, and is written before them.
+    relay.receive(sender, &seal(b"one"));
+    assert_eq!(relay.next_dirty(), Some(a));
+    assert_eq!(relay.flush(a), Flush::Drained);
+    assert_eq!(relay.next_dirty(), Some(b));
+    assert_eq!(relay.flush(b), Flush::Drained);
+    relay.receive(sender, &seal(b"two"));
+    assert_eq!(sweep(&mut relay), vec![c, a, b]);
+
+    // Written last to first as c, a, b: the next frame finds them in that
+    // order, not in the order of their ids. Each waits one whole sweep.
+    relay.receive(sender, &seal(b"three"));
+    assert_eq!(sweep(&mut relay), vec![c, a, b]);
+
+    // The sender was never written; it keeps no place, and a frame from
+    // `a` reaches the others in their order with the sender last.
+    relay.receive(a, &seal(b"four"));
+    assert_eq!(sweep(&mut relay), vec![sender, c, b]);
+    // `a` sent the last frame and got nothing, so it is ahead of the rest.
+    relay.receive(sender, &seal(b"five"));
+    assert_eq!(sweep(&mut relay), vec![a, c, b]);
+    for id in [a, b, c] {
+        let got = delivered(&mut relay, id);
+        assert_eq!(got.len(), if id == a { 4 } else { 5 }, "conn {id}");
+    }
+}

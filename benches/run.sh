@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks eaxchat's relay against `ncat --broker` (and Redis pub/sub when
-# redis-server is installed) with relay-bench, on loopback.
+# redis-server is installed) with relay-bench, on loopback. The latency
+# scenario also runs examples/floor_relay.rs: eaxchat's loop with no lines
+# and no crypto, the floor a relay of this shape can reach.
 #
 # Builds release binaries, starts every contender on its own port, runs each
 # scenario REPEATS times with the contenders alternating (so drift and noisy
@@ -33,7 +35,7 @@ fi
 HAVE_REDIS=0
 command -v redis-server >/dev/null && HAVE_REDIS=1
 
-cargo build --release --quiet --bin relay --bin relay-bench
+cargo build --release --quiet --bin relay --bin relay-bench --example floor_relay
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -53,6 +55,7 @@ IDLE_PORT=${IDLE_PORT:-17402}
 NCAT_PORT=${NCAT_PORT:-17403}
 REDIS_PORT=${REDIS_PORT:-17404}
 REDIS_IDLE_PORT=${REDIS_IDLE_PORT:-17405}
+FLOOR_PORT=${FLOOR_PORT:-17406}
 
 # Starts a server in the background; its pid lands in $STARTED.
 start() {
@@ -79,8 +82,11 @@ RELAY_PID=$STARTED
 # ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
 start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
 NCAT_PID=$STARTED
+start floor "$BIN/examples/floor_relay" --listen "127.0.0.1:$FLOOR_PORT"
+FLOOR_PID=$STARTED
 wait_port "$RELAY_PORT"
 wait_port "$NCAT_PORT"
+wait_port "$FLOOR_PORT"
 if [ "$HAVE_REDIS" = 1 ]; then
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
         --appendonly no --maxclients 20000
@@ -105,8 +111,10 @@ bench() {
 }
 
 # Runs one scenario for every contender, REPEATS times, alternating.
+# $2 names the contenders beside eaxchat and ncat: "redis", "redis floor"
+# or "no".
 scenario() {
-    local name=$1 with_redis=$2
+    local name=$1 extras=$2
     shift 2
     if [ -n "$ONLY" ] && [[ " $ONLY " != *" $name "* ]]; then
         return
@@ -115,8 +123,11 @@ scenario() {
     for rep in $(seq "$REPEATS"); do
         bench "$name" eaxchat "$rep" "$@" --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
         bench "$name" ncat "$rep" "$@" --addr "127.0.0.1:$NCAT_PORT" --plain --pid "$NCAT_PID"
-        if [ "$HAVE_REDIS" = 1 ] && [ "$with_redis" = redis ]; then
+        if [ "$HAVE_REDIS" = 1 ] && [[ " $extras " == *" redis "* ]]; then
             bench "$name" redis "$rep" "$@" --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+        if [[ " $extras " == *" floor "* ]]; then
+            bench "$name" floor "$rep" "$@" --addr "127.0.0.1:$FLOOR_PORT" --plain --pid "$FLOOR_PID"
         fi
     done
 }
@@ -128,7 +139,7 @@ scenario fanout-1000 redis fanout --clients 1000 $D
 # 500 messages of 4 KiB in flight stay under the relay's default 4 MiB
 # --max-queue; 1000 would not.
 scenario fanout-100-4k redis fanout --clients 100 --size 4096 --window 500 $D
-scenario latency-100 redis latency --clients 100 --rate 10000 $D
+scenario latency-100 "redis floor" latency --clients 100 --rate 10000 $D
 scenario room-50 no room --clients 50 --verify-all $D
 
 # Idle connections: a fresh relay (and Redis) each time, so memory freed by
@@ -228,12 +239,15 @@ for bench in ["fanout-10", "fanout-100", "fanout-1000", "fanout-100-4k", "room-5
 if ("latency-100", "eaxchat") in by:
     print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")
     print(f"{'contender':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'errors':>8}")
-    for contender in ["eaxchat", "ncat", "redis"]:
+    for contender in ["eaxchat", "floor", "ncat", "redis"]:
         if (("latency-100", contender)) not in by:
             continue
         cells = [median("latency-100", contender, f"latency_{p}_us") for p in ["p50", "p90", "p99", "p999", "max"]]
         print(f"{contender:<11}" + "".join(f"{c:>9.0f}" for c in cells) + f"{errors('latency-100', contender):>8}")
     p99 = median("latency-100", "eaxchat", "latency_p99_us")
+    floor = median("latency-100", "floor", "latency_p99_us")
+    if floor:
+        print(f"floor: eaxchat's loop with no lines and no crypto; eaxchat's p99 is {p99 / floor:.2f}x the floor's")
     print(f"target p99 <= 1000 us: {'met' if p99 <= 1000 else 'MISSED'}")
 
 if ("idle-10000", "eaxchat") in by:

@@ -4,7 +4,7 @@
 //!
 //! [`run`] is the whole client. Two plain threads only move bytes: one reads
 //! the user's lines ([`input`]), one per connection splits the relay's
-//! stream into lines ([`crate::frame::LineReader`]). Both send [`Event`]s
+//! stream into lines ([`crate::frame::LineReader`]). Both send `Event`s
 //! to the calling thread, which owns everything else: the one [`Cipher`]
 //! (sealing and opening), the connection, the reconnect timer, the backlog
 //! of messages typed while disconnected, and the output. Every received

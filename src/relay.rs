@@ -10,12 +10,15 @@
 //! Each line received is opened and sealed once. The lines sealed from one
 //! read of a connection are gathered in one buffer, and that one shared
 //! `Bytes` is queued for every other open connection: the cost per recipient
-//! is one reference-count increment per read, however many lines it held. A connection that sends a line
-//! that does not open, or one too long, is marked closing and nothing more
-//! it sent is relayed. A consumer whose queue passes the limit is marked
-//! closing and its queue dropped. Closing connections are handed to the
-//! caller by [`Relay::take_closing`], and removed with [`Relay::remove`]:
-//! a connection leaves in that one place.
+//! is one reference-count increment per read, however many lines it held.
+//! Connections with frames to write are handed out oldest first, so the
+//! caller's writes sweep over them fairly ([`Relay::next_dirty`]).
+//!
+//! A connection that sends a line that does not open, or one too long, is
+//! marked closing and nothing more it sent is relayed. A consumer whose
+//! queue passes the limit is marked closing and its queue dropped. Closing
+//! connections are handed to the caller by [`Relay::take_closing`], and
+//! removed with [`Relay::remove`]: a connection leaves in that one place.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -323,8 +326,8 @@ impl<T: Write> Relay<T> {
 
     /// The connection that has waited longest with new frames to write,
     /// taken off the list: flush it next. A connection that gets more
-    /// frames while on the list keeps its place; one flushed and then given
-    /// more goes to the back. Flushing a few of these per loop turn, and
+    /// frames while on the list keeps its place; ones flushed and then given
+    /// more go to the back, in the order they were flushed. Flushing a few of these per loop turn, and
     /// reading in between, makes the writes one continuous sweep: a frame
     /// read during a fan-out joins the writes to the connections the sweep
     /// has not reached yet instead of waiting for the whole fan-out.

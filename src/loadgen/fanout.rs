@@ -18,6 +18,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::inbox::{Checker, Inbox, Ledger};
+use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::sys::{self, Ticker};
 use super::wire::{BARRIER, Header, PROBE, Wire};
@@ -41,12 +42,6 @@ const MAX_LEDGER_BYTES: u64 = 256 << 20;
 /// The shortest period the pacing timer ticks at; faster rates send
 /// several messages per tick.
 const MIN_TICK: Duration = Duration::from_micros(20);
-
-struct Subscriber {
-    stream: TcpStream,
-    inbox: Inbox,
-    open: bool,
-}
 
 /// When each message of a paced run is due.
 struct Schedule {
@@ -86,7 +81,7 @@ struct Fanout<'a> {
     options: &'a Options,
     poll: Poll,
     events: Events,
-    subscribers: Vec<Subscriber>,
+    subscribers: Vec<Receiver>,
     publisher: Publisher,
     checker: Checker,
     /// Most messages the publisher may be ahead of its slowest subscriber.
@@ -152,11 +147,7 @@ impl<'a> Fanout<'a> {
                 options.verify.sample(),
                 options.verify == Verify::All,
             );
-            subscribers.push(Subscriber {
-                stream,
-                inbox,
-                open: true,
-            });
+            subscribers.push(Receiver::new(stream, inbox));
         }
         let mut stream = connect(options.addr, &[])?;
         poll.registry().register(
@@ -476,53 +467,15 @@ impl<'a> Fanout<'a> {
         let Some(subscriber) = self.subscribers.get_mut(index) else {
             return;
         };
-        while subscriber.open {
-            let carry = subscriber.inbox.carry().len();
-            self.buf[..carry].copy_from_slice(subscriber.inbox.carry());
-            let room = self.buf.len() - carry;
-            let read = if self.receive_stamps {
-                sys::recv_timestamped(&subscriber.stream, &mut self.buf[carry..])
-            } else {
-                subscriber
-                    .stream
-                    .read(&mut self.buf[carry..])
-                    .map(|n| (n, None))
-            };
-            match read {
-                Ok((0, _)) => {
-                    subscriber.open = false;
-                    self.checker.errors.disconnected += 1;
-                }
-                Ok((n, stamp)) => {
-                    let now = self.clock.now_ns();
-                    // With a receive stamp, a delivery's time is when it
-                    // reached the socket, not when relay-bench got round
-                    // to reading it.
-                    let arrived = match stamp {
-                        Some(at) => now.saturating_sub(sys::wall_clock_ns().saturating_sub(at)),
-                        None => now,
-                    };
-                    let data = &self.buf[..carry + n];
-                    if subscriber
-                        .inbox
-                        .absorb(data, arrived, &mut self.checker, &mut self.ledger)
-                        > 0
-                    {
-                        self.last_delivery_ns = now;
-                    }
-                    // A short read emptied the socket; the next arrival
-                    // raises a new edge.
-                    if n < room {
-                        return;
-                    }
-                }
-                Err(e) if would_block(&e) => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    subscriber.open = false;
-                    self.checker.errors.disconnected += 1;
-                }
-            }
+        let mut with = ReadWith {
+            buf: &mut self.buf,
+            checker: &mut self.checker,
+            ledger: &mut self.ledger,
+            clock: &self.clock,
+            stamped: self.receive_stamps,
+        };
+        if let Some(at) = subscriber.read_all(&mut with) {
+            self.last_delivery_ns = at;
         }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! - [`wire`]: message encoding for each protocol.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
+//! - `receiver`: the read loop every scenario's receiving sockets share.
 //! - [`histogram`]: latency percentiles.
 //! - [`report`]: results, as text and JSON.
 //! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
@@ -22,6 +23,7 @@ mod fanout;
 pub mod histogram;
 mod idle;
 pub mod inbox;
+mod receiver;
 pub mod report;
 mod room;
 pub mod sys;

@@ -11,14 +11,14 @@
 //! from every other one, so the relay has admitted them all; probes that
 //! arrive later are recognised and skipped.
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::time::Duration;
 
 use bytes::{Buf as _, BytesMut};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::inbox::{Checker, Inbox, Ledger};
+use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::wire::{Header, PROBE, Protocol, Wire};
 use super::{Clock, CpuMeter, LoadError, Options, Progress, connect, would_block};
@@ -29,11 +29,9 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Client {
-    stream: TcpStream,
-    inbox: Inbox,
+    rx: Receiver,
     out: BytesMut,
     sent: u64,
-    open: bool,
 }
 
 struct Room<'a> {
@@ -79,11 +77,9 @@ impl<'a> Room<'a> {
                 Interest::READABLE | Interest::WRITABLE,
             )?;
             clients.push(Client {
-                stream,
-                inbox: Inbox::room(wire.record_len(), index as u32, n),
+                rx: Receiver::new(stream, Inbox::room(wire.record_len(), index as u32, n)),
                 out: BytesMut::with_capacity(BATCH_BYTES + wire.record_len()),
                 sent: 0,
-                open: true,
             });
         }
         let record_len = wire.record_len();
@@ -103,7 +99,7 @@ impl<'a> Room<'a> {
     fn setup(&mut self) -> Result<(), LoadError> {
         let deadline = self.clock.now_ns() + self.options.setup_timeout.as_nanos() as u64;
         let mut next_probe = 0;
-        while !self.clients.iter().all(|c| c.inbox.ready()) {
+        while !self.clients.iter().all(|c| c.rx.inbox.ready()) {
             let now = self.clock.now_ns();
             if now >= next_probe {
                 for index in 0..self.clients.len() {
@@ -127,7 +123,7 @@ impl<'a> Room<'a> {
                 )));
             }
             if self.clock.now_ns() > deadline {
-                let ready = self.clients.iter().filter(|c| c.inbox.ready()).count();
+                let ready = self.clients.iter().filter(|c| c.rx.inbox.ready()).count();
                 return Err(LoadError::Setup(format!(
                     "only {ready} of {} clients heard from every other within {:?}",
                     self.clients.len(),
@@ -207,7 +203,7 @@ impl<'a> Room<'a> {
     }
 
     fn deliveries(&self) -> u64 {
-        self.clients.iter().map(|c| c.inbox.delivered()).sum()
+        self.clients.iter().map(|c| c.rx.inbox.delivered()).sum()
     }
 
     /// Messages sent but not (yet) received in order, over every pair of
@@ -216,8 +212,8 @@ impl<'a> Room<'a> {
         let mut missing = 0;
         for (sender, from) in self.clients.iter().enumerate() {
             for (reader, to) in self.clients.iter().enumerate() {
-                if reader != sender && to.open {
-                    missing += from.sent.saturating_sub(to.inbox.received_from(sender));
+                if reader != sender && to.rx.open {
+                    missing += from.sent.saturating_sub(to.rx.inbox.received_from(sender));
                 }
             }
         }
@@ -238,8 +234,8 @@ impl<'a> Room<'a> {
                 .clients
                 .iter()
                 .enumerate()
-                .filter(|(reader, c)| *reader != sender && c.open)
-                .map(|(_, c)| c.inbox.received_from(sender))
+                .filter(|(reader, c)| *reader != sender && c.rx.open)
+                .map(|(_, c)| c.rx.inbox.received_from(sender))
                 .min()
                 .unwrap_or(0);
             let client = &mut self.clients[sender];
@@ -260,16 +256,13 @@ impl<'a> Room<'a> {
     /// Writes every client's buffer as far as its socket takes it.
     fn send_all(&mut self) -> Result<(), LoadError> {
         for client in &mut self.clients {
-            while client.open && !client.out.is_empty() {
-                match client.stream.write(&client.out) {
+            while client.rx.open && !client.out.is_empty() {
+                match client.rx.stream.write(&client.out) {
                     Ok(0) => return Err(LoadError::Io(io::ErrorKind::WriteZero.into())),
                     Ok(n) => client.out.advance(n),
                     Err(e) if would_block(&e) => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        client.open = false;
-                        self.checker.errors.disconnected += 1;
-                    }
+                    Err(_) => client.rx.lost(&mut self.checker),
                 }
             }
             if client.out.is_empty() {
@@ -299,36 +292,15 @@ impl<'a> Room<'a> {
         let Some(client) = self.clients.get_mut(index) else {
             return;
         };
-        while client.open {
-            let carry = client.inbox.carry().len();
-            self.buf[..carry].copy_from_slice(client.inbox.carry());
-            let room = self.buf.len() - carry;
-            match client.stream.read(&mut self.buf[carry..]) {
-                Ok(0) => {
-                    client.open = false;
-                    self.checker.errors.disconnected += 1;
-                }
-                Ok(n) => {
-                    let now = self.clock.now_ns();
-                    let data = &self.buf[..carry + n];
-                    if client
-                        .inbox
-                        .absorb(data, now, &mut self.checker, &mut self.no_ledger)
-                        > 0
-                    {
-                        self.last_delivery_ns = now;
-                    }
-                    if n < room {
-                        return;
-                    }
-                }
-                Err(e) if would_block(&e) => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    client.open = false;
-                    self.checker.errors.disconnected += 1;
-                }
-            }
+        let mut with = ReadWith {
+            buf: &mut self.buf,
+            checker: &mut self.checker,
+            ledger: &mut self.no_ledger,
+            clock: &self.clock,
+            stamped: false,
+        };
+        if let Some(at) = client.rx.read_all(&mut with) {
+            self.last_delivery_ns = at;
         }
     }
 }

@@ -1,0 +1,91 @@
+//! A socket relay-bench receives records on, and the one read loop every
+//! scenario uses: read until the kernel has no more, hand every byte to the
+//! socket's [`Inbox`] in order, and count a socket that closes or fails as
+//! a disconnect.
+
+use std::io::{self, Read as _};
+
+use mio::net::TcpStream;
+
+use super::inbox::{Checker, Inbox, Ledger};
+use super::{Clock, sys, would_block};
+
+/// A receiving socket with the inbox that checks what arrives on it.
+pub(super) struct Receiver {
+    pub stream: TcpStream,
+    pub inbox: Inbox,
+    /// False once the socket closed or failed; counted once, as a
+    /// disconnect.
+    pub open: bool,
+}
+
+/// What every read needs besides the socket: the shared buffer, the
+/// checker and ledger, and how deliveries are timed.
+pub(super) struct ReadWith<'a> {
+    /// Shared by every socket; holds an inbox's carried-over bytes and
+    /// then one read.
+    pub buf: &'a mut [u8],
+    pub checker: &'a mut Checker,
+    pub ledger: &'a mut Ledger,
+    pub clock: &'a Clock,
+    /// Time deliveries by the kernel's receive stamp on the socket, not by
+    /// when relay-bench got round to reading them.
+    pub stamped: bool,
+}
+
+impl Receiver {
+    pub fn new(stream: TcpStream, inbox: Inbox) -> Receiver {
+        Receiver {
+            stream,
+            inbox,
+            open: true,
+        }
+    }
+
+    /// Marks the socket gone, counting it once.
+    pub fn lost(&mut self, checker: &mut Checker) {
+        if self.open {
+            self.open = false;
+            checker.errors.disconnected += 1;
+        }
+    }
+
+    /// Reads until the socket is drained (or gone); returns when the last
+    /// read that delivered a record was made, if one did.
+    pub fn read_all(&mut self, with: &mut ReadWith<'_>) -> Option<u64> {
+        let mut delivered_at = None;
+        while self.open {
+            let carry = self.inbox.carry().len();
+            with.buf[..carry].copy_from_slice(self.inbox.carry());
+            let room = with.buf.len() - carry;
+            let read = if with.stamped {
+                sys::recv_timestamped(&self.stream, &mut with.buf[carry..])
+            } else {
+                self.stream.read(&mut with.buf[carry..]).map(|n| (n, None))
+            };
+            match read {
+                Ok((0, _)) => self.lost(with.checker),
+                Ok((n, stamp)) => {
+                    let now = with.clock.now_ns();
+                    let arrived = match stamp {
+                        Some(at) => now.saturating_sub(sys::wall_clock_ns().saturating_sub(at)),
+                        None => now,
+                    };
+                    let data = &with.buf[..carry + n];
+                    if self.inbox.absorb(data, arrived, with.checker, with.ledger) > 0 {
+                        delivered_at = Some(now);
+                    }
+                    // A short read emptied the socket; the next arrival
+                    // raises a new edge.
+                    if n < room {
+                        break;
+                    }
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => self.lost(with.checker),
+            }
+        }
+        delivered_at
+    }
+}

@@ -84,11 +84,13 @@ enum Place {
     Idle,
     /// In the waiting list: has frames the sweep has not written.
     Waiting,
-    /// In the written list: the sweep wrote it, nothing new since.
-    Written,
+    /// In the written list, as the sweep's hand-out with this number: the
+    /// sweep wrote it, nothing new since. The number tells the connection's
+    /// own entry from one left by an earlier holder of its id.
+    Written(u64),
     /// Was written, and a fan-out in progress gave it frames: it rejoins
     /// the waiting list in the order it was written.
-    Rejoining,
+    Rejoining(u64),
 }
 
 impl<T> Peer<T> {
@@ -130,10 +132,14 @@ pub struct Relay<T> {
     /// oldest first. An id may be stale (its connection gone, or handed
     /// out through an older entry); [`Relay::next_dirty`] skips those.
     waiting: VecDeque<ConnId>,
-    /// Connections the sweep wrote, in the order it wrote them. A fan-out
-    /// moves them to `waiting` in this order, so every connection waits
-    /// one whole sweep, whatever its id. Stale ids are dropped then.
-    written: VecDeque<ConnId>,
+    /// Connections the sweep wrote, in the order it wrote them, with their
+    /// hand-out numbers. A fan-out moves them to `waiting` in this order,
+    /// so every connection waits one whole sweep, whatever its id. Stale
+    /// entries are dropped then, and by [`Relay::remove`] before they
+    /// outnumber the connections.
+    written: VecDeque<(ConnId, u64)>,
+    /// Connections handed out by [`Relay::next_dirty`] so far.
+    handed_out: u64,
     closing: Vec<ConnId>,
 }
 
@@ -147,6 +153,7 @@ impl<T: Write> Relay<T> {
             stats: Stats::default(),
             waiting: VecDeque::new(),
             written: VecDeque::new(),
+            handed_out: 0,
             closing: Vec::new(),
         }
     }
@@ -285,24 +292,24 @@ impl<T: Write> Relay<T> {
                     peer.place = Place::Waiting;
                     self.waiting.push_back(id);
                 }
-                Place::Written => {
-                    peer.place = Place::Rejoining;
+                Place::Written(at) => {
+                    peer.place = Place::Rejoining(at);
                     rejoining = true;
                 }
-                Place::Waiting | Place::Rejoining => {}
+                Place::Waiting | Place::Rejoining(_) => {}
             }
         }
         if rejoining {
             // In slab order, the connections at high ids would queue behind
             // the low ones at every fan-out and wait longer each sweep.
             let (peers, waiting) = (&mut self.peers, &mut self.waiting);
-            self.written.retain(|&id| match peers.get_mut(id) {
-                Some(peer) if peer.place == Place::Rejoining => {
+            self.written.retain(|&(id, at)| match peers.get_mut(id) {
+                Some(peer) if peer.place == Place::Rejoining(at) => {
                     peer.place = Place::Waiting;
                     waiting.push_back(id);
                     false
                 }
-                Some(peer) => peer.place == Place::Written,
+                Some(peer) => peer.place == Place::Written(at),
                 None => false,
             });
         }
@@ -336,8 +343,9 @@ impl<T: Write> Relay<T> {
             if let Some(peer) = self.peers.get_mut(id)
                 && peer.place == Place::Waiting
             {
-                peer.place = Place::Written;
-                self.written.push_back(id);
+                self.handed_out += 1;
+                peer.place = Place::Written(self.handed_out);
+                self.written.push_back((id, self.handed_out));
                 return Some(id);
             }
         }
@@ -401,6 +409,14 @@ impl<T: Write> Relay<T> {
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
+        // Entries of connections that left go when a fan-out passes them;
+        // with no fan-out to existing connections (only newcomers served,
+        // then gone) they would pile up, one per connection ever written.
+        if self.written.len() > 2 * self.peers.len() + 64 {
+            let peers = &self.peers;
+            self.written
+                .retain(|&(id, at)| peers.get(id).is_some_and(|p| p.place == Place::Written(at)));
+        }
         let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
         Some((peer, reason))
     }
@@ -442,4 +458,51 @@ fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Fl
         }
     }
     Ok(Flush::Drained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::Key;
+    use crate::stats::CloseReason;
+
+    fn relay() -> Relay<Vec<u8>> {
+        let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
+        Relay::new(Cipher::new(&key).expect("cipher"), Limits::default())
+    }
+
+    fn sealed(text: &[u8]) -> Vec<u8> {
+        let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
+        let mut line = BytesMut::new();
+        Cipher::new(&key)
+            .expect("cipher")
+            .seal_into(text, &mut line);
+        line.to_vec()
+    }
+
+    /// Connections that are served once and leave, while no connection
+    /// already written gets anything, leave entries no fan-out passes: they
+    /// must not pile up.
+    #[test]
+    fn churned_connections_leave_no_pile_of_stale_entries() {
+        let mut relay = relay();
+        let sender = relay.admit(Vec::new()).expect("admitted");
+        let line = sealed(b"hello");
+        let mut newcomers = Vec::new();
+        for _ in 0..10_000 {
+            for _ in 0..3 {
+                newcomers.push(relay.admit(Vec::new()).expect("admitted"));
+            }
+            relay.receive(sender, &line);
+            while let Some(id) = relay.next_dirty() {
+                assert_eq!(relay.flush(id), Flush::Drained);
+            }
+            for id in newcomers.drain(..) {
+                relay.close(id, CloseReason::PeerClosed);
+                assert!(relay.remove(id).is_some());
+            }
+        }
+        assert!(relay.written.len() <= 2 * relay.peers.len() + 64 + 3);
+        assert_eq!(relay.stats().frames_out, 30_000);
+    }
 }

@@ -77,16 +77,16 @@ pub struct Peer<T> {
     place: Place,
 }
 
-/// Where a connection stands in the write sweep.
+/// Where a connection stands in the write sweep. The number is the
+/// ticket of the connection's entry in the list it is on: it tells that
+/// entry from one left by an earlier holder of the same id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     /// Not written by the sweep yet, and nothing queued since it joined.
     Idle,
     /// In the waiting list: has frames the sweep has not written.
-    Waiting,
-    /// In the written list, as the sweep's hand-out with this number: the
-    /// sweep wrote it, nothing new since. The number tells the connection's
-    /// own entry from one left by an earlier holder of its id.
+    Waiting(u64),
+    /// In the written list: the sweep wrote it, nothing new since.
     Written(u64),
     /// Was written, and a fan-out in progress gave it frames: it rejoins
     /// the waiting list in the order it was written.
@@ -129,17 +129,18 @@ pub struct Relay<T> {
     limits: Limits,
     stats: Stats,
     /// Connections with frames queued since the sweep last wrote them,
-    /// oldest first. An id may be stale (its connection gone, or handed
-    /// out through an older entry); [`Relay::next_dirty`] skips those.
-    waiting: VecDeque<ConnId>,
+    /// oldest first, with their tickets. An entry whose ticket is not its
+    /// connection's (the connection left, and its id may be reused) is
+    /// stale; [`Relay::next_dirty`] skips those.
+    waiting: VecDeque<(ConnId, u64)>,
     /// Connections the sweep wrote, in the order it wrote them, with their
-    /// hand-out numbers. A fan-out moves them to `waiting` in this order,
-    /// so every connection waits one whole sweep, whatever its id. Stale
-    /// entries are dropped then, and by [`Relay::remove`] before they
-    /// outnumber the connections.
+    /// tickets. A fan-out moves them to `waiting` in this order, so every
+    /// connection waits one whole sweep, whatever its id. Stale entries are
+    /// dropped then, and by [`Relay::remove`] before they outnumber the
+    /// connections.
     written: VecDeque<(ConnId, u64)>,
-    /// Connections handed out by [`Relay::next_dirty`] so far.
-    handed_out: u64,
+    /// Entries made in either list so far: the last ticket given.
+    tickets: u64,
     closing: Vec<ConnId>,
 }
 
@@ -153,7 +154,7 @@ impl<T: Write> Relay<T> {
             stats: Stats::default(),
             waiting: VecDeque::new(),
             written: VecDeque::new(),
-            handed_out: 0,
+            tickets: 0,
             closing: Vec::new(),
         }
     }
@@ -281,35 +282,43 @@ impl<T: Write> Relay<T> {
     /// relay that stalled and then read a burst from many senders at once
     /// must not blame consumers that are reading fine.
     fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
+        let Relay {
+            peers,
+            waiting,
+            written,
+            tickets,
+            ..
+        } = self;
         let mut rejoining = false;
-        for (id, peer) in self.peers.iter_mut() {
+        for (id, peer) in peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
             peer.outbox.push(frames.clone());
             match peer.place {
                 Place::Idle => {
-                    peer.place = Place::Waiting;
-                    self.waiting.push_back(id);
+                    *tickets += 1;
+                    peer.place = Place::Waiting(*tickets);
+                    waiting.push_back((id, *tickets));
                 }
-                Place::Written(at) => {
-                    peer.place = Place::Rejoining(at);
+                Place::Written(ticket) => {
+                    peer.place = Place::Rejoining(ticket);
                     rejoining = true;
                 }
-                Place::Waiting | Place::Rejoining(_) => {}
+                Place::Waiting(_) | Place::Rejoining(_) => {}
             }
         }
         if rejoining {
             // In slab order, the connections at high ids would queue behind
             // the low ones at every fan-out and wait longer each sweep.
-            let (peers, waiting) = (&mut self.peers, &mut self.waiting);
-            self.written.retain(|&(id, at)| match peers.get_mut(id) {
-                Some(peer) if peer.place == Place::Rejoining(at) => {
-                    peer.place = Place::Waiting;
-                    waiting.push_back(id);
+            written.retain(|&(id, ticket)| match peers.get_mut(id) {
+                Some(peer) if peer.place == Place::Rejoining(ticket) => {
+                    *tickets += 1;
+                    peer.place = Place::Waiting(*tickets);
+                    waiting.push_back((id, *tickets));
                     false
                 }
-                Some(peer) => peer.place == Place::Written(at),
+                Some(peer) => peer.place == Place::Written(ticket),
                 None => false,
             });
         }
@@ -333,19 +342,20 @@ impl<T: Write> Relay<T> {
 
     /// The connection that has waited longest with new frames to write,
     /// taken off the list: flush it next. A connection that gets more
-    /// frames while on the list keeps its place; ones flushed and then given
-    /// more go to the back, in the order they were flushed. Flushing a few of these per loop turn, and
-    /// reading in between, makes the writes one continuous sweep: a frame
-    /// read during a fan-out joins the writes to the connections the sweep
-    /// has not reached yet instead of waiting for the whole fan-out.
+    /// frames while on the list keeps its place; ones flushed and then
+    /// given more go to the back, in the order they were flushed. Flushing
+    /// a few of these per loop turn, and reading in between, makes the
+    /// writes one continuous sweep: a frame read during a fan-out joins the
+    /// writes to the connections the sweep has not reached yet instead of
+    /// waiting for the whole fan-out.
     pub fn next_dirty(&mut self) -> Option<ConnId> {
-        while let Some(id) = self.waiting.pop_front() {
+        while let Some((id, ticket)) = self.waiting.pop_front() {
             if let Some(peer) = self.peers.get_mut(id)
-                && peer.place == Place::Waiting
+                && peer.place == Place::Waiting(ticket)
             {
-                self.handed_out += 1;
-                peer.place = Place::Written(self.handed_out);
-                self.written.push_back((id, self.handed_out));
+                self.tickets += 1;
+                peer.place = Place::Written(self.tickets);
+                self.written.push_back((id, self.tickets));
                 return Some(id);
             }
         }
@@ -414,8 +424,11 @@ impl<T: Write> Relay<T> {
         // then gone) they would pile up, one per connection ever written.
         if self.written.len() > 2 * self.peers.len() + 64 {
             let peers = &self.peers;
-            self.written
-                .retain(|&(id, at)| peers.get(id).is_some_and(|p| p.place == Place::Written(at)));
+            self.written.retain(|&(id, ticket)| {
+                peers
+                    .get(id)
+                    .is_some_and(|p| p.place == Place::Written(ticket))
+            });
         }
         let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
         Some((peer, reason))
@@ -480,29 +493,52 @@ mod tests {
         line.to_vec()
     }
 
+    fn sweep(relay: &mut Relay<Vec<u8>>) {
+        while let Some(id) = relay.next_dirty() {
+            assert_eq!(relay.flush(id), Flush::Drained);
+        }
+    }
+
     /// Connections that are served once and leave, while no connection
     /// already written gets anything, leave entries no fan-out passes: they
-    /// must not pile up.
+    /// must not pile up, and dropping them must not drop a live one.
     #[test]
     fn churned_connections_leave_no_pile_of_stale_entries() {
         let mut relay = relay();
-        let sender = relay.admit(Vec::new()).expect("admitted");
         let line = sealed(b"hello");
+        // `sender` is written once, then only sends: it keeps a live entry
+        // in the written list that no fan-out passes.
+        let sender = relay.admit(Vec::new()).expect("admitted");
+        let first = relay.admit(Vec::new()).expect("admitted");
+        relay.receive(first, &line);
+        sweep(&mut relay);
+        relay.close(first, CloseReason::PeerClosed);
+        assert!(relay.remove(first).is_some());
+
         let mut newcomers = Vec::new();
         for _ in 0..10_000 {
             for _ in 0..3 {
                 newcomers.push(relay.admit(Vec::new()).expect("admitted"));
             }
             relay.receive(sender, &line);
-            while let Some(id) = relay.next_dirty() {
-                assert_eq!(relay.flush(id), Flush::Drained);
-            }
+            sweep(&mut relay);
             for id in newcomers.drain(..) {
                 relay.close(id, CloseReason::PeerClosed);
                 assert!(relay.remove(id).is_some());
             }
+            assert!(relay.written.len() <= 2 * relay.peers.len() + 64 + 3);
         }
-        assert!(relay.written.len() <= 2 * relay.peers.len() + 64 + 3);
-        assert_eq!(relay.stats().frames_out, 30_000);
+
+        // The sender's entry survived: a frame for it is still written.
+        let last = relay.admit(Vec::new()).expect("admitted");
+        relay.receive(last, &line);
+        sweep(&mut relay);
+        let got = relay.peers[sender]
+            .io
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        assert_eq!(got, 2, "the sender got the first frame and the last");
+        assert_eq!(relay.stats().frames_out, 1 + 30_000 + 1);
     }
 }

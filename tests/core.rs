@@ -370,3 +370,30 @@ fn written_connections_rejoin_the_sweep_in_the_order_they_were_written() {
         assert_eq!(got.len(), if id == a { 4 } else { 5 }, "conn {id}");
     }
 }
+
+#[test]
+fn a_reused_id_takes_the_newcomers_place_not_the_old_one() {
+    let mut relay = relay(Limits::default());
+    let sender = relay.admit(Pipe::default()).unwrap();
+    let a = relay.admit(Pipe::default()).unwrap();
+    let b = relay.admit(Pipe::default()).unwrap();
+    let c = relay.admit(Pipe::default()).unwrap();
+    relay.receive(sender, &seal(b"one"));
+
+    // `b` leaves while it waits, and a newcomer takes its id: `b`'s entry,
+    // ahead of `c`, is not the newcomer's.
+    relay.close(b, CloseReason::PeerClosed);
+    assert!(relay.remove(b).is_some());
+    let newcomer = relay.admit(Pipe::default()).unwrap();
+    assert_eq!(newcomer, b, "the slab reuses the id");
+    relay.receive(sender, &seal(b"two"));
+    assert_eq!(sweep(&mut relay), vec![a, c, newcomer]);
+
+    // And it is written once per sweep, not once per entry.
+    for text in [b"three", b"four!"] {
+        relay.receive(sender, &seal(text));
+        assert_eq!(sweep(&mut relay), vec![a, c, newcomer]);
+    }
+    assert_eq!(delivered(&mut relay, newcomer).len(), 3);
+    assert_eq!(delivered(&mut relay, a).len(), 4);
+}

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks eaxchat's relay against `ncat --broker` (and Redis pub/sub when
 # redis-server is installed) with relay-bench, on loopback. The latency
-# scenario also runs examples/floor_relay.rs: eaxchat's loop with no lines
-# and no crypto, the floor a relay of this shape can reach.
+# scenario also runs relay-floor (src/loadgen/floor.rs): eaxchat's loop
+# with no lines and no crypto, the floor a relay of this shape can reach.
 #
 # Builds release binaries, starts every contender on its own port, runs each
 # scenario REPEATS times with the contenders alternating (so drift and noisy
@@ -35,7 +35,7 @@ fi
 HAVE_REDIS=0
 command -v redis-server >/dev/null && HAVE_REDIS=1
 
-cargo build --release --quiet --bin relay --bin relay-bench --example floor_relay
+cargo build --release --quiet --bin relay --bin relay-bench --bin relay-floor
 
 WORK=$(mktemp -d)
 PIDS=()
@@ -82,7 +82,7 @@ RELAY_PID=$STARTED
 # ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
 start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
 NCAT_PID=$STARTED
-start floor "$BIN/examples/floor_relay" --listen "127.0.0.1:$FLOOR_PORT"
+start floor "$BIN/relay-floor" --listen "127.0.0.1:$FLOOR_PORT"
 FLOOR_PID=$STARTED
 wait_port "$RELAY_PORT"
 wait_port "$NCAT_PORT"

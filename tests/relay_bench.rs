@@ -301,15 +301,17 @@ fn a_faulty_broker_is_caught() {
     }
 }
 
-/// The crypto-free floor relay that `benches/run.sh` measures beside the
-/// relay (`examples/floor_relay.rs`) forwards every plain line intact, so
-/// its figures are of a working relay.
+/// `relay-floor`, the crypto-free baseline `benches/run.sh` measures beside
+/// the relay, forwards every plain line intact, and a reader that stalls
+/// and then vanishes does not stop it: its figures are of a working relay.
 #[test]
 fn the_floor_relay_forwards_every_line() {
     let floor = FloorRelay::start();
     let addr = floor.addr.to_string();
     let pid = floor.child.id().to_string();
     let common = ["--addr", &addr, "--plain", "--pid", &pid];
+    // Connected before the runs, never read: its queue only grows.
+    let stalled = TcpStream::connect(floor.addr).expect("connect");
 
     let fanout = ["fanout", "--clients", "8", "--messages", "3000"];
     let (code, report) = relay_bench(&[&fanout[..], &common[..]].concat());
@@ -317,6 +319,7 @@ fn the_floor_relay_forwards_every_line() {
     assert_eq!(number(&report, "errors"), 0.0, "{report}");
     assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
 
+    drop(stalled);
     let latency = ["latency", "--clients", "4", "--rate", "2000"];
     let (code, report) = relay_bench(&[&latency[..], &["--duration", "0.5"], &common[..]].concat());
     assert_eq!(code, Some(0), "{report}");
@@ -326,7 +329,7 @@ fn the_floor_relay_forwards_every_line() {
     assert_eq!(number(&report, "deliveries"), 4.0 * messages, "{report}");
 }
 
-/// `examples/floor_relay` on a free port; killed when dropped.
+/// `relay-floor` on a free port; killed when dropped.
 struct FloorRelay {
     child: std::process::Child,
     addr: std::net::SocketAddr,
@@ -334,35 +337,21 @@ struct FloorRelay {
 
 impl FloorRelay {
     fn start() -> FloorRelay {
-        // Cargo builds examples beside the test binaries' `deps` folder.
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe
-            .parent()
-            .and_then(|deps| deps.parent())
-            .expect("target/<profile>");
-        let path = profile_dir.join("examples").join("floor_relay");
-        let mut child = Command::new(&path)
+        let mut child = Command::new(env!("CARGO_BIN_EXE_relay-floor"))
             .args(["--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "spawn {}: {e} (plain `cargo test` builds it; so does \
-                     `cargo build --example floor_relay`)",
-                    path.display()
-                )
-            });
+            .expect("spawn relay-floor");
         let mut line = String::new();
         let stderr = child.stderr.take().expect("stderr");
         BufReader::new(stderr).read_line(&mut line).expect("read");
         let addr = line
             .trim()
-            .rsplit(' ')
-            .next()
+            .strip_prefix("relay-floor: forwarding on ")
             .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("floor_relay said {line:?}"));
+            .unwrap_or_else(|| panic!("relay-floor said {line:?}"));
         FloorRelay { child, addr }
     }
 }

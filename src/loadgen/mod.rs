@@ -11,15 +11,18 @@
 //!
 //! - [`wire`]: message encoding for each protocol.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
-//! - `receiver`: the read loop every scenario's receiving sockets share.
+//! - `receiver`: the read loop of the scenarios that check deliveries.
 //! - [`histogram`]: latency percentiles.
 //! - [`report`]: results, as text and JSON.
 //! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
+//! - [`floor`]: not a part of the load generator but a baseline for it: a
+//!   relay of eaxchat's shape with no lines and no crypto (`relay-floor`).
 //!
 //! Only loopback addresses are accepted: this is a benchmark, not a flood
 //! tool.
 
 mod fanout;
+pub mod floor;
 pub mod histogram;
 mod idle;
 pub mod inbox;

@@ -1,7 +1,8 @@
-//! A socket relay-bench receives records on, and the one read loop every
-//! scenario uses: read until the kernel has no more, hand every byte to the
-//! socket's [`Inbox`] in order, and count a socket that closes or fails as
-//! a disconnect.
+//! A socket relay-bench receives records on, and the read loop the fanout,
+//! latency and room scenarios share: read until the kernel has no more,
+//! hand every byte to the socket's [`Inbox`] in order, and count a socket
+//! that closes or fails as a disconnect. (The idle scenario reads only to
+//! see its one message arrive, and keeps its own small loop.)
 
 use std::io::{self, Read as _};
 

@@ -1,39 +1,34 @@
-//! `floor_relay`: the floor under eaxchat's latency figures. Not a product.
+//! The floor under relay-bench's latency figures: a relay of eaxchat's
+//! shape doing only what no relay can skip. Not a chat relay; a baseline.
 //!
-//! A relay of eaxchat's shape, doing only what no relay can skip: one
-//! thread, a mio poll loop, one read of at most 64 KiB per connection per
-//! turn, and a round-robin sweep that writes 16 connections per turn with
-//! everything queued for them in one `writev`. What it reads it forwards
-//! as it is to every other connection: no lines, no crypto, no limits.
+//! One thread, a mio poll loop, one read of at most 64 KiB per connection
+//! per turn, and a round-robin sweep that writes 16 connections per turn
+//! with everything queued for them in one `writev`. What it reads it
+//! forwards as it is to every other connection: no lines, no crypto, no
+//! limits. `relay-floor` serves it; `benches/run.sh` measures it beside the
+//! relay with relay-bench's `--plain` lines, so the latency table shows
+//! which part of the relay's latency is the kernel's price of a hundred
+//! loopback writes and which is the relay's own.
 //!
-//! `benches/run.sh` runs it beside the relay in the latency scenario, with
-//! relay-bench's `--plain` lines, so the table shows which part of the
-//! relay's latency is the kernel's price of a hundred loopback writes and
-//! which is the relay's own. Whole reads are forwarded, so a stream from
-//! one publisher arrives intact; two publishers could interleave mid-line.
-//!
-//! ```text
-//! cargo run --release --example floor_relay -- --listen 127.0.0.1:17406
-//! ```
+//! Where it differs from the server (`crate::server`), none of which
+//! matters at the hundred connections it is measured with:
+//! - a connection whose write would block is written again by the sweep
+//!   after it is writable, not at once on the writable event;
+//! - it gathers at most 64 chunks per `writev`;
+//! - it scans every connection a few times per turn, so it is slower than
+//!   the server at thousands of connections;
+//! - whole reads are forwarded, so a stream from one publisher arrives
+//!   intact, but two publishers could interleave mid-line;
+//! - queues have no limit: a reader that stops makes it grow.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Read as _, Write as _};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use argh::FromArgs;
 use bytes::{Buf as _, Bytes};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-
-/// Forwards every byte read from one connection to all the others.
-#[derive(FromArgs)]
-struct Args {
-    /// address to listen on (default 127.0.0.1:17406)
-    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 17406))")]
-    listen: SocketAddr,
-}
 
 const LISTENER: Token = Token(usize::MAX);
 /// As eaxchat's server: the largest read and the writes per turn.
@@ -49,6 +44,7 @@ struct Conn {
     readable: bool,
     /// Waiting for a writable event after a write would block.
     blocked: bool,
+    /// Closed or failed: removed at the end of the turn.
     gone: bool,
 }
 
@@ -65,13 +61,14 @@ struct Floor {
     ids: Vec<usize>,
 }
 
-fn main() -> io::Result<()> {
-    let args: Args = argh::from_env();
+/// Serves the floor relay on `listener` until an I/O error on the poll
+/// itself; connections that fail are dropped and the rest go on.
+pub fn serve(listener: std::net::TcpListener) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut listener = TcpListener::from_std(listener);
     let poll = Poll::new()?;
-    let mut listener = TcpListener::bind(args.listen)?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
-    eprintln!("floor_relay: forwarding on {}", listener.local_addr()?);
     let mut floor = Floor {
         poll,
         listener,
@@ -96,10 +93,11 @@ impl Floor {
             }
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept()?,
+                    LISTENER => self.accept(),
                     Token(id) => {
                         if let Some(conn) = self.conns.get_mut(id) {
-                            conn.readable |= event.is_readable() || event.is_read_closed();
+                            conn.readable |=
+                                event.is_readable() || event.is_read_closed() || event.is_error();
                             if event.is_writable() && conn.blocked {
                                 conn.blocked = false;
                                 self.pending += 1;
@@ -124,27 +122,41 @@ impl Floor {
         }
     }
 
-    fn accept(&mut self) -> io::Result<()> {
+    /// Accepts every connection waiting. One that cannot be set up is
+    /// dropped; any other failure (out of descriptors, say) stops this
+    /// turn's accepting and is reported.
+    fn accept(&mut self) {
         loop {
             match self.listener.accept() {
                 Ok((mut stream, _)) => {
-                    stream.set_nodelay(true)?;
                     let entry = self.conns.vacant_entry();
-                    self.poll.registry().register(
-                        &mut stream,
-                        Token(entry.key()),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )?;
-                    entry.insert(Conn {
-                        stream,
-                        queue: VecDeque::new(),
-                        readable: true,
-                        blocked: false,
-                        gone: false,
+                    let ready = stream.set_nodelay(true).and_then(|()| {
+                        self.poll.registry().register(
+                            &mut stream,
+                            Token(entry.key()),
+                            Interest::READABLE | Interest::WRITABLE,
+                        )
                     });
+                    if ready.is_ok() {
+                        entry.insert(Conn {
+                            stream,
+                            queue: VecDeque::new(),
+                            readable: true,
+                            blocked: false,
+                            gone: false,
+                        });
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) => return Err(e),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    eprintln!("relay-floor: accept: {e}");
+                    return;
+                }
             }
         }
     }

@@ -79,18 +79,18 @@ pub struct Peer<T> {
 
 /// Where a connection stands in the write sweep. The number is the
 /// ticket of the connection's entry in the list it is on: it tells that
-/// entry from one left by an earlier holder of the same id.
+/// entry from one left by an earlier holder of the same id. A connection
+/// written and then given frames keeps its ticket as its entry moves from
+/// the written list to the waiting list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Place {
     /// Not written by the sweep yet, and nothing queued since it joined.
     Idle,
-    /// In the waiting list: has frames the sweep has not written.
+    /// Has frames the sweep has not written; its entry is in the waiting
+    /// list (or, during a fan-out, about to move there).
     Waiting(u64),
     /// In the written list: the sweep wrote it, nothing new since.
     Written(u64),
-    /// Was written, and a fan-out in progress gave it frames: it rejoins
-    /// the waiting list in the order it was written.
-    Rejoining(u64),
 }
 
 impl<T> Peer<T> {
@@ -141,6 +141,8 @@ pub struct Relay<T> {
     written: VecDeque<(ConnId, u64)>,
     /// Entries made in either list so far: the last ticket given.
     tickets: u64,
+    /// Connections whose place is `Written`: the live entries of `written`.
+    written_live: usize,
     closing: Vec<ConnId>,
 }
 
@@ -155,6 +157,7 @@ impl<T: Write> Relay<T> {
             waiting: VecDeque::new(),
             written: VecDeque::new(),
             tickets: 0,
+            written_live: 0,
             closing: Vec::new(),
         }
     }
@@ -287,9 +290,10 @@ impl<T: Write> Relay<T> {
             waiting,
             written,
             tickets,
+            written_live,
             ..
         } = self;
-        let mut rejoining = false;
+        let mut rejoined = 0;
         for (id, peer) in peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
@@ -302,26 +306,32 @@ impl<T: Write> Relay<T> {
                     waiting.push_back((id, *tickets));
                 }
                 Place::Written(ticket) => {
-                    peer.place = Place::Rejoining(ticket);
-                    rejoining = true;
+                    peer.place = Place::Waiting(ticket);
+                    rejoined += 1;
                 }
-                Place::Waiting(_) | Place::Rejoining(_) => {}
+                Place::Waiting(_) => {}
             }
         }
-        if rejoining {
-            // In slab order, the connections at high ids would queue behind
-            // the low ones at every fan-out and wait longer each sweep.
-            written.retain(|&(id, ticket)| match peers.get_mut(id) {
-                Some(peer) if peer.place == Place::Rejoining(ticket) => {
-                    *tickets += 1;
-                    peer.place = Place::Waiting(*tickets);
-                    waiting.push_back((id, *tickets));
+        if rejoined == 0 {
+            return;
+        }
+        // The written go to the back in the order they were written. In slab
+        // order, high ids would queue behind low ones at every fan-out.
+        if rejoined == *written_live {
+            // All of them (the common case): the list moves over whole. Its
+            // stale entries go with it, and `next_dirty` skips them.
+            waiting.append(written);
+        } else {
+            written.retain(|&(id, ticket)| match peers.get(id).map(|peer| peer.place) {
+                Some(Place::Waiting(now)) if now == ticket => {
+                    waiting.push_back((id, ticket));
                     false
                 }
-                Some(peer) => peer.place == Place::Written(ticket),
+                Some(place) => place == Place::Written(ticket),
                 None => false,
             });
         }
+        *written_live -= rejoined;
     }
 
     /// Marks `id` closing for `reason`. Its queue is kept (for a final
@@ -356,6 +366,7 @@ impl<T: Write> Relay<T> {
                 self.tickets += 1;
                 peer.place = Place::Written(self.tickets);
                 self.written.push_back((id, self.tickets));
+                self.written_live += 1;
                 return Some(id);
             }
         }
@@ -419,6 +430,9 @@ impl<T: Write> Relay<T> {
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
+        if let Place::Written(_) = peer.place {
+            self.written_live -= 1;
+        }
         // Entries of connections that left go when a fan-out passes them;
         // with no fan-out to existing connections (only newcomers served,
         // then gone) they would pile up, one per connection ever written.

@@ -275,6 +275,16 @@ fn slow_consumer_limit_is_exact() {
     }
 }
 
+/// Hands out every waiting connection, flushing each, in sweep order.
+fn sweep(relay: &mut Relay<Pipe>) -> Vec<ConnId> {
+    let mut order = Vec::new();
+    while let Some(id) = relay.next_dirty() {
+        assert_eq!(relay.flush(id), Flush::Drained);
+        order.push(id);
+    }
+    order
+}
+
 /// Connections with new frames are written oldest first: one that gets
 /// more frames while waiting keeps its place, one already written goes to
 /// the back, and connections that left are skipped.
@@ -306,12 +316,7 @@ fn writes_sweep_oldest_first() {
     let newcomer = relay.admit(Pipe::default()).unwrap();
     assert_eq!(newcomer, d, "the slab reuses the id");
 
-    let mut order = Vec::new();
-    while let Some(id) = relay.next_dirty() {
-        assert_eq!(relay.flush(id), Flush::Drained);
-        order.push(id);
-    }
-    assert_eq!(order, vec![a, b]);
+    assert_eq!(sweep(&mut relay), vec![a, b]);
     assert!(!relay.has_dirty());
     assert_eq!(delivered(&mut relay, a), vec![b"two".to_vec()]);
     assert_eq!(
@@ -323,16 +328,6 @@ fn writes_sweep_oldest_first() {
         vec![b"one".to_vec(), b"two".to_vec()]
     );
     assert!(delivered(&mut relay, newcomer).is_empty());
-}
-
-/// Hands out every waiting connection, flushing each, in sweep order.
-fn sweep(relay: &mut Relay<Pipe>) -> Vec<ConnId> {
-    let mut order = Vec::new();
-    while let Some(id) = relay.next_dirty() {
-        assert_eq!(relay.flush(id), Flush::Drained);
-        order.push(id);
-    }
-    order
 }
 
 #[test]
@@ -358,8 +353,9 @@ fn written_connections_rejoin_the_sweep_in_the_order_they_were_written() {
     relay.receive(sender, &seal(b"three"));
     assert_eq!(sweep(&mut relay), vec![c, a, b]);
 
-    // The sender was never written; it keeps no place, and a frame from
-    // `a` reaches the others in their order with the sender last.
+    // The sender was never written, so it has no place yet: a frame from
+    // `a` queues it as a newcomer, ahead of `c` and `b`, who rejoin in the
+    // order they were written.
     relay.receive(a, &seal(b"four"));
     assert_eq!(sweep(&mut relay), vec![sender, c, b]);
     // `a` sent the last frame and got nothing, so it is ahead of the rest.

@@ -333,6 +333,9 @@ fn the_floor_relay_forwards_every_line() {
 struct FloorRelay {
     child: std::process::Child,
     addr: std::net::SocketAddr,
+    /// Kept open: with the pipe closed, a later line on its stderr (an
+    /// accept error) would fail, and `eprintln!` panics on that.
+    _stderr: BufReader<std::process::ChildStderr>,
 }
 
 impl FloorRelay {
@@ -345,14 +348,18 @@ impl FloorRelay {
             .spawn()
             .expect("spawn relay-floor");
         let mut line = String::new();
-        let stderr = child.stderr.take().expect("stderr");
-        BufReader::new(stderr).read_line(&mut line).expect("read");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        stderr.read_line(&mut line).expect("read");
         let addr = line
             .trim()
             .strip_prefix("relay-floor: forwarding on ")
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("relay-floor said {line:?}"));
-        FloorRelay { child, addr }
+        FloorRelay {
+            child,
+            addr,
+            _stderr: stderr,
+        }
     }
 }
 

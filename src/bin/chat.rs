@@ -104,7 +104,7 @@ fn main() -> ExitCode {
     let mut status = |status: client::Status| eprintln!("chat: {status}");
     match client::run(&options, &key, io::stdin(), &mut stdout, &mut status) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(error.to_string(), 1),
+        Err(error) => fail(error.to_string(), error.exit_code()),
     }
 }
 

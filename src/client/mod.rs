@@ -16,42 +16,36 @@
 //! connection. A frame that does not authenticate ends the session: either
 //! the key is wrong or someone is tampering with the stream, and neither
 //! gets better by carrying on.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | [`Options`], [`run`], the input thread and the `Event`s every thread sends |
+//! | `error` | [`ChatError`] and [`Status`], their one-line texts, the exit code |
+//! | `session` | the calling thread's state and the loop over events: sending, printing, reconnecting, lingering |
+//! | `link` | the connection to the relay: dialing, the socket, writing frames, the reader thread, [`Backoff`] |
+//! | [`input`] | splitting what the user types into lines |
+//! | [`sanitize`] | making a peer's message safe to print |
 
 mod error;
 pub mod input;
+mod link;
 pub mod sanitize;
+mod session;
 
 pub use error::{ChatError, Status};
+pub use link::Backoff;
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
-use std::ops::ControlFlow;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::thread;
-use std::time::{Duration, Instant};
-
-use bytes::BytesMut;
+use std::time::Duration;
 
 use crate::cipher::{Cipher, encoded_len, max_plaintext_len};
-use crate::frame::LineReader;
 use crate::key::Key;
 use crate::relay::Limits;
-use error::WRITING_OUTPUT;
 use input::{Input, InputLines};
-
-/// How long one connection attempt may take before it counts as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a write to the relay may block before the relay counts as gone.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most bytes of sealed messages held while reconnecting; past this, new
-/// messages are refused rather than queued without bound.
-const BACKLOG_LIMIT: usize = 1024 * 1024;
-
-/// A connection that lasted this long resets the reconnect delay; one that
-/// keeps dropping sooner keeps backing off.
-const STABLE_LINK: Duration = Duration::from_secs(10);
+use link::LinkEnd;
+use session::Session;
 
 /// How a session behaves: the `chat` command line, parsed.
 #[derive(Debug, Clone)]
@@ -102,36 +96,6 @@ impl Options {
     }
 }
 
-/// Reconnect delays: doubling from [`Backoff::INITIAL`] up to
-/// [`Backoff::MAX`], then staying there.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    /// The first delay.
-    pub const INITIAL: Duration = Duration::from_millis(100);
-    /// The longest delay.
-    pub const MAX: Duration = Duration::from_secs(5);
-
-    /// The delay to wait now; the following one will be twice as long,
-    /// up to [`Backoff::MAX`].
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.next;
-        self.next = (delay * 2).min(Backoff::MAX);
-        delay
-    }
-}
-
-impl Default for Backoff {
-    fn default() -> Backoff {
-        Backoff {
-            next: Backoff::INITIAL,
-        }
-    }
-}
-
 /// What the helper threads tell the session.
 #[derive(Debug)]
 enum Event {
@@ -143,30 +107,6 @@ enum Event {
     Received { link: u64, line: Vec<u8> },
     /// Connection `link` ended.
     LinkEnded { link: u64, end: LinkEnd },
-}
-
-/// How a connection's reading ended.
-#[derive(Debug)]
-enum LinkEnd {
-    Closed,
-    Failed(io::Error),
-    TooLong(usize),
-}
-
-/// The open connection to the relay.
-struct Link {
-    id: u64,
-    stream: TcpStream,
-    since: Instant,
-    sent: bool,
-    received: bool,
-}
-
-impl Drop for Link {
-    fn drop(&mut self) {
-        // Ends the reader thread's blocking read too.
-        let _ = self.stream.shutdown(Shutdown::Both);
-    }
 }
 
 /// Runs a chat session until the input ends (then lingers), the relay goes
@@ -190,7 +130,7 @@ where
         what: "random seed",
         error,
     })?;
-    let stream = connect(&options.connect).map_err(|error| ChatError::Unreachable {
+    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
         addr: options.connect.clone(),
         error,
     })?;
@@ -200,49 +140,12 @@ where
         let max_len = options.max_frame;
         thread::spawn(move || read_input(input, max_len, sender));
     }
-    let mut session = Session {
-        options,
-        prefix: options.prefix(),
-        cipher,
-        output,
-        status,
-        events,
-        link: None,
-        next_link: 0,
-        backlog: BytesMut::new(),
-        backlog_count: 0,
-        backoff: Backoff::default(),
-        retry_at: None,
-        linger_until: None,
-        not_sent: 0,
-        message: Vec::new(),
-        text: String::new(),
-    };
-    let addr = session.open_link(stream)?;
-    (session.status)(Status::Connected { addr });
+    let mut session = Session::new(options, cipher, output, status, events);
+    session.start(stream)?;
     match session.run(&inbox) {
         Err(error) if error.is_output_closed() => Ok(()),
         result => result,
     }
-}
-
-/// Connects to `addr` (`HOST:PORT`), trying each address it resolves to.
-fn connect(addr: &str) -> io::Result<TcpStream> {
-    let mut last_error = None;
-    for candidate in addr.to_socket_addrs()? {
-        match TcpStream::connect_timeout(&candidate, CONNECT_TIMEOUT) {
-            Ok(stream) => {
-                // Chat lines are small and wanted now; Nagle only delays them.
-                stream.set_nodelay(true)?;
-                stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                return Ok(stream);
-            }
-            Err(error) => last_error = Some(error),
-        }
-    }
-    Err(last_error.unwrap_or_else(|| {
-        io::Error::new(io::ErrorKind::NotFound, "the name resolves to no address")
-    }))
 }
 
 /// The input thread: every line typed, then the end.
@@ -261,289 +164,9 @@ fn read_input(input: impl Read, max_len: usize, events: Sender<Event>) {
     }
 }
 
-/// A connection's reader thread: every line the relay sends, then the end.
-fn read_lines(link: u64, mut stream: TcpStream, max_line: usize, events: Sender<Event>) {
-    let mut reader = LineReader::new(max_line);
-    let mut buf = vec![0u8; 16 * 1024];
-    let end = loop {
-        match stream.read(&mut buf) {
-            Ok(0) => break LinkEnd::Closed,
-            Ok(n) => {
-                let mut session_gone = false;
-                let fed = reader.feed(&buf[..n], |line| {
-                    let line = line.to_vec();
-                    if events.send(Event::Received { link, line }).is_err() {
-                        session_gone = true;
-                        return ControlFlow::Break(());
-                    }
-                    ControlFlow::Continue(())
-                });
-                if session_gone {
-                    return;
-                }
-                if fed.is_err() {
-                    break LinkEnd::TooLong(max_line);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => break LinkEnd::Failed(e),
-        }
-    };
-    let _ = events.send(Event::LinkEnded { link, end });
-}
-
-/// The session's state, owned by the thread that called [`run`].
-struct Session<'a, O> {
-    options: &'a Options,
-    prefix: Vec<u8>,
-    cipher: Cipher,
-    output: &'a mut O,
-    status: &'a mut dyn FnMut(Status),
-    /// Handed to each new connection's reader thread.
-    events: Sender<Event>,
-    link: Option<Link>,
-    next_link: u64,
-    /// Sealed lines waiting for a connection, and how many messages.
-    backlog: BytesMut,
-    backlog_count: usize,
-    backoff: Backoff,
-    retry_at: Option<Instant>,
-    linger_until: Option<Instant>,
-    not_sent: usize,
-    /// Reused buffers: the plaintext being sent, the text being printed.
-    message: Vec<u8>,
-    text: String,
-}
-
-impl<O: Write> Session<'_, O> {
-    fn run(&mut self, inbox: &Receiver<Event>) -> Result<(), ChatError> {
-        loop {
-            let now = Instant::now();
-            if self.linger_until.is_some_and(|at| at <= now) {
-                return self.finish();
-            }
-            if self.retry_at.is_some_and(|at| at <= now) {
-                self.retry()?;
-                continue;
-            }
-            let wake = [self.linger_until, self.retry_at]
-                .into_iter()
-                .flatten()
-                .min();
-            let event = match wake {
-                Some(at) => match inbox.recv_timeout(at.saturating_duration_since(now)) {
-                    Ok(event) => event,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    // The session holds a sender itself, so this cannot
-                    // happen; ending is the only sensible answer if it did.
-                    Err(RecvTimeoutError::Disconnected) => return self.finish(),
-                },
-                None => match inbox.recv() {
-                    Ok(event) => event,
-                    Err(_) => return self.finish(),
-                },
-            };
-            self.handle(event)?;
-        }
-    }
-
-    fn handle(&mut self, event: Event) -> Result<(), ChatError> {
-        match event {
-            Event::Typed(Input::Line(line)) => self.send(&line),
-            Event::Typed(Input::TooLong(len)) => {
-                self.refuse(self.prefix.len() + len);
-                Ok(())
-            }
-            Event::InputEnded(None) => {
-                self.linger_until = Some(Instant::now() + self.options.linger);
-                Ok(())
-            }
-            Event::InputEnded(Some(error)) => Err(ChatError::Io {
-                what: "reading input",
-                error,
-            }),
-            Event::Received { link, line } if self.is_current(link) => self.print(&line),
-            Event::LinkEnded { link, end } if self.is_current(link) => self.link_ended(end),
-            // From a connection already given up: nothing to do.
-            Event::Received { .. } | Event::LinkEnded { .. } => Ok(()),
-        }
-    }
-
-    fn is_current(&self, link: u64) -> bool {
-        self.link.as_ref().is_some_and(|current| current.id == link)
-    }
-
-    /// Seals one typed line and sends it, or queues it while reconnecting.
-    fn send(&mut self, line: &[u8]) -> Result<(), ChatError> {
-        // An empty line is a stray Enter, not a message.
-        if line.is_empty() {
-            return Ok(());
-        }
-        self.message.clear();
-        self.message.extend_from_slice(&self.prefix);
-        self.message.extend_from_slice(line);
-        if encoded_len(self.message.len()) > self.options.max_frame {
-            self.refuse(self.message.len());
-            return Ok(());
-        }
-        let frame_len = encoded_len(self.message.len()) + 1;
-        if self.link.is_none() && self.backlog.len() + frame_len > BACKLOG_LIMIT {
-            self.not_sent += 1;
-            (self.status)(Status::BacklogFull);
-            return Ok(());
-        }
-        self.cipher.seal_into(&self.message, &mut self.backlog);
-        self.backlog_count += 1;
-        self.flush_backlog();
-        Ok(())
-    }
-
-    fn refuse(&mut self, len: usize) {
-        self.not_sent += 1;
-        (self.status)(Status::TooLong {
-            len,
-            max_len: self.options.max_message_len(),
-            max_frame: self.options.max_frame,
-        });
-    }
-
-    /// Writes the backlog to the connection, if there is one; returns how
-    /// many messages went out.
-    ///
-    /// A failed write keeps the backlog and shuts the socket down: its
-    /// reader thread then reports the end, and that one path decides
-    /// between reconnecting and failing.
-    fn flush_backlog(&mut self) -> usize {
-        let Some(link) = &mut self.link else {
-            return 0;
-        };
-        if self.backlog.is_empty() {
-            return 0;
-        }
-        if link.stream.write_all(&self.backlog).is_err() {
-            let _ = link.stream.shutdown(Shutdown::Both);
-            return 0;
-        }
-        link.sent = true;
-        self.backlog.clear();
-        std::mem::take(&mut self.backlog_count)
-    }
-
-    /// Opens one received line and prints it as one safe line.
-    fn print(&mut self, line: &[u8]) -> Result<(), ChatError> {
-        let message = self
-            .cipher
-            .open(line)
-            .map_err(|error| ChatError::BadFrame {
-                addr: self.options.connect.clone(),
-                error,
-            })?;
-        if let Some(link) = &mut self.link {
-            link.received = true;
-        }
-        self.text.clear();
-        sanitize::sanitize_into(message, &mut self.text);
-        self.text.push('\n');
-        // One write per message, so a message is never split by whatever
-        // else reaches the terminal.
-        self.output
-            .write_all(self.text.as_bytes())
-            .and_then(|()| self.output.flush())
-            .map_err(|error| ChatError::Io {
-                what: WRITING_OUTPUT,
-                error,
-            })
-    }
-
-    fn link_ended(&mut self, end: LinkEnd) -> Result<(), ChatError> {
-        let addr = self.options.connect.clone();
-        let Some(link) = self.link.take() else {
-            return Ok(());
-        };
-        let error = match end {
-            LinkEnd::TooLong(limit) => return Err(ChatError::LineTooLong { addr, limit }),
-            LinkEnd::Closed => None,
-            LinkEnd::Failed(error) => Some(error),
-        };
-        if !self.options.reconnect {
-            return Err(ChatError::RelayClosed {
-                addr,
-                error,
-                sent_only: link.sent && !link.received,
-            });
-        }
-        if link.since.elapsed() >= STABLE_LINK {
-            self.backoff = Backoff::default();
-        }
-        let retry_in = self.backoff.next_delay();
-        self.retry_at = Some(Instant::now() + retry_in);
-        (self.status)(Status::WentAway { error, retry_in });
-        Ok(())
-    }
-
-    fn retry(&mut self) -> Result<(), ChatError> {
-        self.retry_at = None;
-        match connect(&self.options.connect) {
-            Ok(stream) => {
-                let addr = self.open_link(stream)?;
-                let sent = self.flush_backlog();
-                (self.status)(Status::Reconnected { addr, sent });
-            }
-            Err(error) => {
-                let retry_in = self.backoff.next_delay();
-                self.retry_at = Some(Instant::now() + retry_in);
-                (self.status)(Status::StillAway { error, retry_in });
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes `stream` the connection and starts its reader thread.
-    fn open_link(&mut self, stream: TcpStream) -> Result<SocketAddr, ChatError> {
-        let io_error = |error| ChatError::Io {
-            what: "setting up the connection",
-            error,
-        };
-        let addr = stream.peer_addr().map_err(io_error)?;
-        let reader = stream.try_clone().map_err(io_error)?;
-        self.next_link += 1;
-        let id = self.next_link;
-        let events = self.events.clone();
-        let max_line = self.options.max_frame;
-        thread::spawn(move || read_lines(id, reader, max_line, events));
-        self.link = Some(Link {
-            id,
-            stream,
-            since: Instant::now(),
-            sent: false,
-            received: false,
-        });
-        Ok(addr)
-    }
-
-    /// The input has ended and the linger is over.
-    fn finish(&mut self) -> Result<(), ChatError> {
-        self.link = None;
-        let not_sent = self.not_sent + self.backlog_count;
-        if not_sent > 0 {
-            return Err(ChatError::NotSent { count: not_sent });
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_bound() {
-        let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..9)
-            .map(|_| backoff.next_delay().as_millis() as u64)
-            .collect();
-        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
-    }
 
     #[test]
     fn the_longest_message_fills_the_frame_exactly() {

@@ -19,10 +19,10 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | this one | [`Options`], [`run`], the input thread and the `Event`s every thread sends |
-//! | `error` | [`ChatError`] and [`Status`], their one-line texts, the exit code |
-//! | `session` | the calling thread's state and the loop over events: sending, printing, reconnecting, lingering |
-//! | `link` | the connection to the relay: dialing, the socket, writing frames, the reader thread, [`Backoff`] |
+//! | this one | [`Options`], [`run`], the input thread, the `Event`s |
+//! | `error` | [`ChatError`], [`Status`], their one-line texts, the exit code |
+//! | `session` | the calling thread's state and its loop over events |
+//! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
 //! | [`input`] | splitting what the user types into lines |
 //! | [`sanitize`] | making a peer's message safe to print |
 

@@ -1,7 +1,8 @@
 //! The `relay-bench` load generator: scenarios, flow control, verification
 //! and reporting, for an eaxchat relay or, as a baseline, a plain line
 //! broker (`ncat --broker`) or Redis pub/sub relaying lines of the same
-//! length.
+//! length. A package of its own beside `eaxchat`, whose wire format, cipher
+//! and key it uses; its binaries are `relay-bench` and `relay-floor`.
 //!
 //! Each scenario runs in one thread and one `mio` poll loop: publishers and
 //! subscribers are non-blocking sockets in the same loop, subscribers read

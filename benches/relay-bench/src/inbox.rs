@@ -463,8 +463,8 @@ mod tests {
     use bytes::BytesMut;
 
     use super::*;
-    use crate::key::Key;
-    use crate::loadgen::wire::{Header, Protocol};
+    use crate::wire::{Header, Protocol};
+    use eaxchat::key::Key;
 
     const MESSAGES: u64 = 40;
 

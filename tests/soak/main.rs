@@ -17,19 +17,15 @@
 //!
 //! The protocol that makes "owed" exact is described in `soak/member.rs`.
 
+// The helpers every test shares, one level up.
+#[path = "../util/mod.rs"]
 mod util;
 
-#[path = "soak/audit.rs"]
 mod audit;
-#[path = "soak/hostile.rs"]
 mod hostile;
-#[path = "soak/member.rs"]
 mod member;
-#[path = "soak/procfs.rs"]
 mod procfs;
-#[path = "soak/wire.rs"]
 mod wire;
-#[path = "soak/world.rs"]
 mod world;
 
 use std::sync::atomic::Ordering;

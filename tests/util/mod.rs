@@ -166,8 +166,7 @@ impl RelayProcess {
     /// Sends SIGTERM and waits (bounded) for the exit; returns the status and
     /// the whole log.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = relay_bench::sys::terminate(self.child.id());
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -211,8 +210,7 @@ impl RelayProcess {
 
     /// Sends SIGTERM and returns at once (see [`RelayProcess::wait_exit`]).
     pub fn send_sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = relay_bench::sys::terminate(self.child.id());
     }
 
     /// Waits (at most `wait`) for the relay to exit on its own; returns the

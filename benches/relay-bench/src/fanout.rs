@@ -17,7 +17,7 @@ use bytes::{Buf as _, BytesMut};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, Ledger, StreamInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::sys::{self, Ticker};
@@ -81,7 +81,7 @@ struct Fanout<'a> {
     options: &'a Options,
     poll: Poll,
     events: Events,
-    subscribers: Vec<Receiver>,
+    subscribers: Vec<Receiver<StreamInbox>>,
     publisher: Publisher,
     checker: Checker,
     /// Most messages the publisher may be ahead of its slowest subscriber.
@@ -141,7 +141,7 @@ impl<'a> Fanout<'a> {
             }
             poll.registry()
                 .register(&mut stream, Token(index), Interest::READABLE)?;
-            let inbox = Inbox::stream(
+            let inbox = StreamInbox::new(
                 wire.record_len(),
                 wire.subscribe_reply_len(),
                 options.verify.sample(),
@@ -470,7 +470,7 @@ impl<'a> Fanout<'a> {
         let mut with = ReadWith {
             buf: &mut self.buf,
             checker: &mut self.checker,
-            ledger: &mut self.ledger,
+            against: &mut self.ledger,
             clock: &self.clock,
             stamped: self.receive_stamps,
         };

@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::{Buf as _, BytesMut};
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, RoomInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::wire::{Header, PROBE, Protocol, Wire};
@@ -29,7 +29,7 @@ const PROBE_EVERY: Duration = Duration::from_millis(20);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Client {
-    rx: Receiver,
+    rx: Receiver<RoomInbox>,
     out: BytesMut,
     sent: u64,
 }
@@ -40,8 +40,6 @@ struct Room<'a> {
     events: Events,
     clients: Vec<Client>,
     checker: Checker,
-    /// Unused: room deliveries are all opened and carry their send time.
-    no_ledger: Ledger,
     buf: Vec<u8>,
     clock: Clock,
     last_delivery_ns: u64,
@@ -77,7 +75,7 @@ impl<'a> Room<'a> {
                 Interest::READABLE | Interest::WRITABLE,
             )?;
             clients.push(Client {
-                rx: Receiver::new(stream, Inbox::room(wire.record_len(), index as u32, n)),
+                rx: Receiver::new(stream, RoomInbox::new(wire.record_len(), index as u32, n)),
                 out: BytesMut::with_capacity(BATCH_BYTES + wire.record_len()),
                 sent: 0,
             });
@@ -89,7 +87,6 @@ impl<'a> Room<'a> {
             events: Events::with_capacity(1024),
             clients,
             checker: Checker::new(wire),
-            no_ledger: Ledger::new(1, 0),
             buf: vec![0; READ_LEN + record_len],
             clock: Clock::start(),
             last_delivery_ns: 0,
@@ -295,7 +292,7 @@ impl<'a> Room<'a> {
         let mut with = ReadWith {
             buf: &mut self.buf,
             checker: &mut self.checker,
-            ledger: &mut self.no_ledger,
+            against: &mut (),
             clock: &self.clock,
             stamped: false,
         };

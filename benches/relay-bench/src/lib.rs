@@ -13,6 +13,7 @@
 //! - [`wire`]: message encoding for each protocol.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
 //! - `receiver`: the read loop of the scenarios that check deliveries.
+//! - `scenario`: the skeleton the fanout and room scenarios share.
 //! - [`histogram`]: latency percentiles.
 //! - [`report`]: results, as text and JSON.
 //! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
@@ -30,6 +31,7 @@ pub mod inbox;
 mod receiver;
 pub mod report;
 mod room;
+mod scenario;
 pub mod sys;
 pub mod wire;
 

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 //! eaxchat: a chat relay whose every message is sealed with AES-EAX under a
 //! shared key, byte-compatible with PyCryptodome's `AES.MODE_EAX`.
 //!
@@ -17,7 +19,6 @@ pub mod cipher;
 pub mod client;
 pub mod frame;
 pub mod key;
-pub mod loadgen;
 pub mod outbox;
 pub mod relay;
 pub mod server;

@@ -39,7 +39,7 @@ const STOP: Token = Token(usize::MAX - 1);
 /// read usually finds the next message instead of failing with WouldBlock.
 /// BENCHMARKS.md ("What changed to get here") has the figures against the
 /// four reads per turn this replaced.
-const READ_BUF_LEN: usize = 64 * 1024;
+pub const READ_BUF_LEN: usize = 64 * 1024;
 /// Connections accepted per loop turn, as Redis does, so a connection storm
 /// does not stall the clients already connected.
 const ACCEPTS_PER_TURN: usize = 256;
@@ -49,7 +49,7 @@ const ACCEPTS_PER_TURN: usize = 256;
 /// waiting for the whole fan-out to finish (on loopback 100 writes take
 /// 0.5–0.7 ms here). 4 to 32 measured alike for latency; fewer than the
 /// connections of a small fan-out split its sweep over two turns.
-const FLUSHES_PER_TURN: usize = 16;
+pub const FLUSHES_PER_TURN: usize = 16;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 //! `chat`: the eaxchat terminal client. Parses the command line, finds the
 //! key, and runs [`eaxchat::client::run`] on stdin and stdout; status and
 //! errors go to stderr, one line each.

@@ -15,8 +15,8 @@ use std::ops::Range;
 
 use bytes::{BufMut as _, BytesMut};
 
-use crate::cipher::{self, Cipher};
-use crate::key::Key;
+use eaxchat::cipher::{self, Cipher};
+use eaxchat::key::Key;
 
 /// Sender id of the probes sent while waiting for every subscriber.
 pub const PROBE: u32 = u32::MAX;

@@ -22,3 +22,4 @@ pub mod outbox;
 pub mod relay;
 pub mod server;
 pub mod stats;
+mod sweep;

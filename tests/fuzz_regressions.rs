@@ -36,11 +36,10 @@ fn relay_with_two() -> (Relay<Vec<u8>>, ConnId, ConnId) {
 /// Writes out what is queued and returns the plaintexts `id` received and
 /// the connections that are closing.
 fn settle(relay: &mut Relay<Vec<u8>>, id: ConnId) -> (Vec<Vec<u8>>, Vec<ConnId>) {
-    let mut ids = Vec::new();
-    relay.take_dirty(&mut ids);
-    for dirty in ids.drain(..) {
-        relay.flush(dirty);
+    while let Some(waiting) = relay.next_waiting() {
+        relay.flush(waiting);
     }
+    let mut ids = Vec::new();
     relay.take_closing(&mut ids);
     let mut cipher = Cipher::with_nonce_seed(&key(), [3; 32]);
     let received = relay

@@ -447,11 +447,10 @@ impl Harness {
 
     /// What the server does at the end of a loop turn, checked.
     fn end_turn(&mut self) {
-        let mut ids = Vec::new();
-        self.relay.take_dirty(&mut ids);
-        for id in ids.drain(..) {
+        while let Some(id) = self.relay.next_waiting() {
             self.relay.flush(id);
         }
+        let mut ids = Vec::new();
         self.relay.take_closing(&mut ids);
         let limits = self.limits;
         for client in &mut self.clients {

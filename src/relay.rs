@@ -21,6 +21,7 @@
 //! connections are handed to the caller by [`Relay::take_closing`], and
 //! removed with [`Relay::remove`]: a connection leaves in that one place.
 
+use std::fmt;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
@@ -31,7 +32,7 @@ use slab::Slab;
 use crate::cipher::{Cipher, OpenError};
 use crate::frame::LineReader;
 use crate::outbox::{Frames, Outbox};
-use crate::stats::{CloseReason, Stats};
+use crate::stats::Stats;
 use crate::sweep::{Place, Places, WriteSweep};
 
 /// The limits a relay enforces.
@@ -60,6 +61,36 @@ impl Default for Limits {
             max_frame: Limits::DEFAULT_MAX_FRAME,
             max_clients: Limits::DEFAULT_MAX_CLIENTS,
             max_queue: Limits::DEFAULT_MAX_QUEUE,
+        }
+    }
+}
+
+/// Why the relay closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (or reset it).
+    PeerClosed,
+    /// A line did not open: bad base64, too short, or a tag that failed.
+    BadFrame(OpenError),
+    /// A line grew past `--max-frame`.
+    LineTooLong,
+    /// More than `--max-queue` bytes were waiting for this consumer.
+    SlowConsumer,
+    /// Reading or writing the socket failed.
+    IoError(std::io::ErrorKind),
+    /// The relay is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
+            CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Shutdown => f.write_str("relay shutting down"),
         }
     }
 }
@@ -406,7 +437,6 @@ fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Fl
 mod tests {
     use super::*;
     use crate::key::Key;
-    use crate::stats::CloseReason;
 
     fn relay() -> Relay<Vec<u8>> {
         let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");

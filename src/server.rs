@@ -24,8 +24,8 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
-use crate::relay::{ConnId, Flush, Limits, Relay};
-use crate::stats::{CloseReason, Stats};
+use crate::relay::{CloseReason, ConnId, Flush, Limits, Relay};
+use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);

@@ -9,8 +9,7 @@ use std::io::{self, Write};
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::relay::{ConnId, Flush, Limits, Relay};
-use eaxchat::stats::CloseReason;
+use eaxchat::relay::{CloseReason, ConnId, Flush, Limits, Relay};
 
 /// An in-memory connection that takes at most `room` more bytes.
 #[derive(Debug, Default)]

@@ -9,8 +9,7 @@ use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError, encoded_len};
 use eaxchat::frame::LineReader;
 use eaxchat::key::Key;
-use eaxchat::relay::{ConnId, Limits, Relay};
-use eaxchat::stats::CloseReason;
+use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
 
 /// The key of the fuzz targets and of the PyCryptodome vectors.
 fn key() -> Key {

@@ -30,10 +30,11 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use crate::cipher::{Cipher, OpenError, encoded_len, max_plaintext_len};
-use crate::frame::LineReader;
+use crate::cipher::{Cipher, OpenError};
 use crate::key::Key;
+use crate::lines::LineReader;
 use crate::relay::Limits;
+use crate::wire::{encoded_len, max_plaintext_len};
 use input::{Input, InputLines};
 
 /// How long one connection attempt may take before it counts as failed.

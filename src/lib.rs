@@ -15,11 +15,12 @@
 
 pub mod cipher;
 pub mod client;
-pub mod frame;
 pub mod key;
+pub mod lines;
 pub mod loadgen;
 pub mod outbox;
 pub mod relay;
 pub mod server;
 pub mod stats;
 mod sweep;
+pub mod wire;

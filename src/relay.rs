@@ -30,7 +30,7 @@ use log::debug;
 use slab::Slab;
 
 use crate::cipher::{Cipher, OpenError};
-use crate::frame::LineReader;
+use crate::lines::LineReader;
 use crate::outbox::{Frames, Outbox};
 use crate::stats::Stats;
 use crate::sweep::{Place, Places, WriteSweep};

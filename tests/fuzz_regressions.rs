@@ -6,10 +6,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, OpenError, encoded_len};
-use eaxchat::frame::LineReader;
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
+use eaxchat::lines::LineReader;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::wire::encoded_len;
 
 /// The key of the fuzz targets and of the PyCryptodome vectors.
 fn key() -> Key {

@@ -4,7 +4,7 @@
 //!
 //! [`run`] is the whole client. Two plain threads only move bytes: one reads
 //! the user's lines ([`input`]), one per connection splits the relay's
-//! stream into lines ([`crate::frame::LineReader`]). Both send `Event`s
+//! stream into lines ([`crate::lines::LineReader`]). Both send `Event`s
 //! to the calling thread, which owns everything else: the one [`Cipher`]
 //! (sealing and opening), the connection, the reconnect timer, the backlog
 //! of messages typed while disconnected, and the output. Every received
@@ -40,9 +40,10 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
-use crate::cipher::{Cipher, encoded_len, max_plaintext_len};
+use crate::cipher::Cipher;
 use crate::key::Key;
 use crate::relay::Limits;
+use crate::wire::{encoded_len, max_plaintext_len};
 use input::{Input, InputLines};
 use link::LinkEnd;
 use session::Session;

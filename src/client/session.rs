@@ -21,7 +21,8 @@ use super::error::WRITING_OUTPUT;
 use super::input::Input;
 use super::link::{Dialer, Link, LinkEnd};
 use super::{ChatError, Event, Options, Status, sanitize};
-use crate::cipher::{Cipher, encoded_len};
+use crate::cipher::Cipher;
+use crate::wire::encoded_len;
 
 /// Most bytes of sealed messages held while reconnecting; past this, new
 /// messages are refused rather than queued without bound.

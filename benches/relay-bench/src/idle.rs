@@ -88,7 +88,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
 }
 
 fn cipher_line_len(size: usize) -> usize {
-    eaxchat::cipher::encoded_len(size) + 1
+    eaxchat::wire::encoded_len(size) + 1
 }
 
 /// The relay's open descriptors once the count has held still for a

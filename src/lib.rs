@@ -5,6 +5,8 @@
 //!
 //! - [`key`]: the shared key, its hex form and the key file.
 //! - [`cipher`]: opening and sealing wire frames (`base64(nonce‖tag‖ct)\n`).
+//! - [`eax_key`]: EAX under one AES key with the key's work done once
+//!   (per-member keys; not yet used by [`cipher`]).
 //! - [`frame`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
@@ -15,6 +17,7 @@
 
 pub mod cipher;
 pub mod client;
+pub mod eax_key;
 pub mod frame;
 pub mod key;
 pub mod loadgen;

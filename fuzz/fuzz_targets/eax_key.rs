@@ -136,7 +136,7 @@ fn check_seal_open(
 /// `verified_prefix_len` on `data` against the reference; returns it.
 fn check_prefix(ours: &EaxKey, reference: &Reference, data: &[u8], every: bool) -> Option<usize> {
     let data_len = data.len();
-    let is_candidate = |len: usize| every || len % 3 == 0 || len == data_len;
+    let is_candidate = |len: usize| every || len.is_multiple_of(3) || len == data_len;
     let mut last_asked = 0;
     let got = ours.verified_prefix_len(data, |len| {
         assert!(len >= OVERHEAD && len <= data_len && len > last_asked);

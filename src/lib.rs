@@ -9,6 +9,7 @@
 //! - [`wire`]: the wire format: a frame as one line,
 //!   `base64(nonce‖tag‖ct)\n`, its lengths and its base64.
 //! - [`cipher`]: the AES-EAX cipher and nonces: opening and sealing frames.
+//! - [`eax_key`]: EAX under one AES key with the key's work done once.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
@@ -21,6 +22,7 @@
 
 pub mod cipher;
 pub mod client;
+pub mod eax_key;
 pub mod key;
 pub mod lines;
 pub mod outbox;

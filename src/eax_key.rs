@@ -1,0 +1,540 @@
+//! EAX (Bellare, Rogaway and Wagner, 2004) under one AES key, with the work
+//! that depends only on the key done once, when the key is loaded.
+//!
+//! EAX is CMAC ("OMAC") and CTR under one block-cipher key:
+//!
+//! ```text
+//! N' = OMAC_K(0 ‖ nonce)   H' = OMAC_K(1 ‖ header)   C = CTR_K(N', M)
+//! C' = OMAC_K(2 ‖ C)       tag = N' ^ H' ^ C'
+//! ```
+//!
+//! where `t ‖ X` puts the block `0…0‖t` in front of X. The `eax` crate sets
+//! up AES and three CMACs from the key for every message, which costs more
+//! than a short message's own blocks. An [`EaxKey`] keeps, per key: the AES
+//! key schedule, CMAC's subkeys K1 and K2, each OMAC's chaining value after
+//! its constant first block, and each OMAC of an empty string (so `H'` of
+//! the empty header the wire format uses). A message then costs only its own
+//! blocks, all run inside one call into the `aes` crate's backend.
+//!
+//! Which crate does what: `aes` runs every AES block (its key schedule, its
+//! single-block and parallel encryption; no round is written here); `dbl`
+//! doubles the subkeys as `cmac` does; `subtle` compares tags. This module
+//! only chains those blocks: the CBC-MAC chain (xor, encrypt, the last
+//! block's padding and subkey) and the CTR counter blocks. Its output is the
+//! `eax` and `cmac` crates', bit for bit, which `tests/eax_key.rs` and the
+//! `eax_key` fuzz target check on every length, key size and vector.
+//!
+//! It never allocates, never decrypts before the tag verifies, and never
+//! says why a tag failed.
+
+use std::fmt;
+
+use aes::cipher::consts::U16;
+use aes::cipher::{
+    Array, BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, BlockSizeUser,
+    KeyInit, ParBlocks, typenum::Unsigned,
+};
+use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
+use dbl::Dbl as _;
+use subtle::ConstantTimeEq as _;
+
+/// One AES block.
+type Block = Array<u8, U16>;
+
+const BLOCK: usize = 16;
+/// Length of the nonce at the front of a frame.
+pub const NONCE_LEN: usize = 16;
+/// Length of the tag after the nonce.
+pub const TAG_LEN: usize = 16;
+/// Bytes a frame (`nonce ‖ tag ‖ ciphertext`) carries besides the ciphertext.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The OMAC prefixes EAX uses: `t` in `0…0‖t`.
+const NONCE: usize = 0;
+const HEADER: usize = 1;
+const CIPHERTEXT: usize = 2;
+
+/// A key that is not 16, 24 or 32 bytes long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidKeyLength {
+    /// The length that was given.
+    pub len: usize,
+}
+
+impl fmt::Display for InvalidKeyLength {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "an AES key is 16, 24 or 32 bytes, not {}", self.len)
+    }
+}
+
+impl std::error::Error for InvalidKeyLength {}
+
+/// A tag that does not verify: the wrong key, or a changed frame. Opaque on
+/// purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagError;
+
+impl fmt::Display for TagError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("tag mismatch")
+    }
+}
+
+impl std::error::Error for TagError {}
+
+/// The expanded AES key, one variant per key size (encryption only: EAX
+/// never runs AES backwards).
+#[derive(Clone)]
+enum Aes {
+    Aes128(Aes128Enc),
+    Aes192(Aes192Enc),
+    Aes256(Aes256Enc),
+}
+
+impl Aes {
+    /// Runs `job` with the `aes` crate's backend for this key.
+    fn run(&self, job: impl BlockCipherEncClosure<BlockSize = U16>) {
+        match self {
+            Aes::Aes128(aes) => aes.encrypt_with_backend(job),
+            Aes::Aes192(aes) => aes.encrypt_with_backend(job),
+            Aes::Aes256(aes) => aes.encrypt_with_backend(job),
+        }
+    }
+
+    fn encrypt(&self, block: &mut Block) {
+        match self {
+            Aes::Aes128(aes) => aes.encrypt_block(block),
+            Aes::Aes192(aes) => aes.encrypt_block(block),
+            Aes::Aes256(aes) => aes.encrypt_block(block),
+        }
+    }
+}
+
+/// What CMAC and EAX compute from the key alone.
+#[derive(Clone)]
+struct Precomputed {
+    /// CMAC's subkeys: K1 finishes a complete last block, K2 a padded one.
+    k1: Block,
+    k2: Block,
+    /// `E(0…0‖t)`: OMAC_t's chaining value after its first block, when more
+    /// data follows.
+    after_prefix: [Block; 3],
+    /// `OMAC_t` of the empty string: the first block is then the last one.
+    of_empty: [Block; 3],
+}
+
+/// One AES key ready for EAX with a 16-byte tag, as PyCryptodome's
+/// `AES.MODE_EAX` and the `eax` crate compute it.
+#[derive(Clone)]
+pub struct EaxKey {
+    aes: Aes,
+    pre: Precomputed,
+}
+
+impl fmt::Debug for EaxKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EaxKey { .. }")
+    }
+}
+
+impl EaxKey {
+    /// Expands a 16-, 24- or 32-byte key (AES-128, -192 or -256).
+    pub fn new(key: &[u8]) -> Result<EaxKey, InvalidKeyLength> {
+        let invalid = InvalidKeyLength { len: key.len() };
+        let aes = match key.len() {
+            16 => Aes::Aes128(Aes128Enc::new_from_slice(key).map_err(|_| invalid)?),
+            24 => Aes::Aes192(Aes192Enc::new_from_slice(key).map_err(|_| invalid)?),
+            32 => Aes::Aes256(Aes256Enc::new_from_slice(key).map_err(|_| invalid)?),
+            _ => return Err(invalid),
+        };
+        let encrypt = |mut block: Block| {
+            aes.encrypt(&mut block);
+            block
+        };
+        let k1 = encrypt(Block::default()).dbl();
+        let k2 = k1.dbl();
+        let prefix = |t: usize| {
+            let mut block = Block::default();
+            block[BLOCK - 1] = t as u8;
+            block
+        };
+        let after_prefix = [NONCE, HEADER, CIPHERTEXT].map(|t| encrypt(prefix(t)));
+        let of_empty = [NONCE, HEADER, CIPHERTEXT].map(|t| encrypt(xor(prefix(t), &k1)));
+        Ok(EaxKey {
+            aes,
+            pre: Precomputed {
+                k1,
+                k2,
+                after_prefix,
+                of_empty,
+            },
+        })
+    }
+
+    /// Encrypts `buf` in place under `nonce`, with no header, and returns
+    /// the tag.
+    pub fn seal_in_place_detached(&self, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        self.seal_with_header(nonce, &[], buf)
+    }
+
+    /// Checks `tag` over the ciphertext in `buf` and, only if it verifies,
+    /// decrypts `buf` in place. On failure `buf` is left as it was.
+    pub fn open_in_place_detached(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), TagError> {
+        self.open_with_header(nonce, &[], buf, tag)
+    }
+
+    /// General EAX sealing: a nonce of any length and an associated header.
+    /// The wire format uses neither; the published vectors do.
+    pub fn seal_with_header(&self, nonce: &[u8], header: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+        let mut tag = Block::default();
+        self.aes.run(SealJob {
+            pre: &self.pre,
+            nonce,
+            header,
+            buf,
+            tag: &mut tag,
+        });
+        tag.into()
+    }
+
+    /// General EAX opening, the counterpart of [`EaxKey::seal_with_header`]:
+    /// decrypts `buf` in place only if `tag` verifies.
+    pub fn open_with_header(
+        &self,
+        nonce: &[u8],
+        header: &[u8],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> Result<(), TagError> {
+        let mut verified = Verified::default();
+        self.aes.run(VerifyJob {
+            pre: &self.pre,
+            nonce,
+            header,
+            ciphertext: buf,
+            tag,
+            out: &mut verified,
+        });
+        if !verified.ok {
+            return Err(TagError);
+        }
+        self.aes.run(CtrJob {
+            counter: verified.counter,
+            buf,
+        });
+        Ok(())
+    }
+
+    /// Whether the decoded frame `nonce(16) ‖ tag(16) ‖ ciphertext` carries a
+    /// tag that verifies under this key. Decrypts nothing.
+    pub fn verifies(&self, frame: &[u8]) -> bool {
+        let Some((nonce, tag, ciphertext)) = split_frame(frame) else {
+            return false;
+        };
+        let mut verified = Verified::default();
+        self.aes.run(VerifyJob {
+            pre: &self.pre,
+            nonce,
+            header: &[],
+            ciphertext,
+            tag,
+            out: &mut verified,
+        });
+        verified.ok
+    }
+
+    /// The shortest `len`, with `OVERHEAD <= len <= data.len()` and
+    /// `is_candidate(len)`, such that `data[..len]` is a frame whose tag
+    /// verifies; `None` if there is none.
+    ///
+    /// `data` starts with a frame and may go on past it (frames joined
+    /// without separators). The ciphertext's CBC-MAC runs once over the
+    /// bytes scanned; each candidate end then costs one more block, so the
+    /// work is linear in the bytes scanned.
+    pub fn verified_prefix_len(
+        &self,
+        data: &[u8],
+        is_candidate: impl FnMut(usize) -> bool,
+    ) -> Option<usize> {
+        let (nonce, tag, rest) = split_frame(data)?;
+        let mut found = None;
+        self.aes.run(PrefixJob {
+            pre: &self.pre,
+            nonce,
+            tag,
+            rest,
+            is_candidate,
+            found: &mut found,
+        });
+        found
+    }
+
+    /// Plain AES-CMAC (RFC 4493) of `data`: the chain EAX's OMACs use,
+    /// exposed so that it can be checked against RFC 4493 and `cmac`.
+    pub fn cmac(&self, data: &[u8]) -> [u8; 16] {
+        let mut mac = Block::default();
+        self.aes.run(CmacJob {
+            pre: &self.pre,
+            data,
+            mac: &mut mac,
+        });
+        mac.into()
+    }
+}
+
+/// Splits a decoded frame into nonce, tag and ciphertext.
+fn split_frame(frame: &[u8]) -> Option<(&[u8], &[u8; TAG_LEN], &[u8])> {
+    let (nonce, rest) = frame.split_at_checked(NONCE_LEN)?;
+    let (tag, ciphertext) = rest.split_first_chunk::<TAG_LEN>()?;
+    Some((nonce, tag, ciphertext))
+}
+
+/// `a ^ b`.
+fn xor(mut a: Block, b: &[u8]) -> Block {
+    for (byte, other) in a.iter_mut().zip(b) {
+        *byte ^= other;
+    }
+    a
+}
+
+/// Whether two blocks are equal, in constant time. The 16 bytes' difference
+/// is folded into one word first: `subtle` then makes one comparison, where
+/// its slice comparison would make sixteen, each behind an optimisation
+/// barrier.
+fn equal(a: &Block, b: &Block) -> bool {
+    let diff = u128::from_ne_bytes(xor(*a, b).into());
+    let folded = diff as u64 | (diff >> 64) as u64;
+    bool::from(folded.ct_eq(&0))
+}
+
+/// The CBC-MAC chain of CMAC over one AES backend.
+struct Chain<'a, B> {
+    aes: &'a B,
+    pre: &'a Precomputed,
+}
+
+impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
+    /// Absorbs one complete block that is not the message's last.
+    fn absorb(&self, state: Block, block: &[u8]) -> Block {
+        let mut state = xor(state, block);
+        self.aes.encrypt_block_inplace(&mut state);
+        state
+    }
+
+    /// Finishes the chain with its last block `last` (at most 16 bytes; an
+    /// empty one is all padding): 10* padding and K2 unless it is complete,
+    /// K1 if it is.
+    fn finish(&self, state: Block, last: &[u8]) -> Block {
+        let mut state = xor(state, last);
+        let subkey = if let Some(pad) = state.get_mut(last.len()) {
+            *pad ^= 0x80;
+            &self.pre.k2
+        } else {
+            &self.pre.k1
+        };
+        state = xor(state, subkey);
+        self.aes.encrypt_block_inplace(&mut state);
+        state
+    }
+
+    /// CMAC over `data`, from the chaining value `state` of what came before
+    /// it.
+    fn mac_from(&self, mut state: Block, data: &[u8]) -> Block {
+        let body_len = data.len().saturating_sub(1) / BLOCK * BLOCK;
+        let (body, last) = data.split_at(body_len);
+        for block in body.chunks_exact(BLOCK) {
+            state = self.absorb(state, block);
+        }
+        self.finish(state, last)
+    }
+
+    /// `OMAC_t(data)`: CMAC over the block `0…0‖t` and `data`.
+    fn omac(&self, t: usize, data: &[u8]) -> Block {
+        if data.is_empty() {
+            self.pre.of_empty[t]
+        } else {
+            self.mac_from(self.pre.after_prefix[t], data)
+        }
+    }
+}
+
+/// EAX's CTR: XORs into `buf` the keystream from the 128-bit big-endian
+/// counter `counter`, the backend's parallel blocks at a time.
+fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(aes: &B, counter: Block, buf: &mut [u8]) {
+    let mut counter = u128::from_be_bytes(counter.into());
+    let mut next = || {
+        let block = Block::from(counter.to_be_bytes());
+        counter = counter.wrapping_add(1);
+        block
+    };
+    let mut chunks = buf.chunks_exact_mut(BLOCK * B::ParBlocksSize::USIZE);
+    for chunk in &mut chunks {
+        let mut keystream = ParBlocks::<B>::from_fn(|_| next());
+        aes.encrypt_par_blocks_inplace(&mut keystream);
+        xor_keystream(chunk, &keystream);
+    }
+    // Fewer than the backend's parallel blocks are left: encrypt them eight
+    // at a time, independent blocks that the CPU overlaps.
+    for chunk in chunks.into_remainder().chunks_mut(8 * BLOCK) {
+        let mut keystream: [Block; 8] = std::array::from_fn(|_| next());
+        let keystream = &mut keystream[..chunk.len().div_ceil(BLOCK)];
+        aes.encrypt_tail_blocks_inplace(keystream);
+        xor_keystream(chunk, keystream);
+    }
+}
+
+fn xor_keystream(chunk: &mut [u8], keystream: &[Block]) {
+    for (piece, key) in chunk.chunks_mut(BLOCK).zip(keystream) {
+        for (byte, key) in piece.iter_mut().zip(key) {
+            *byte ^= key;
+        }
+    }
+}
+
+/// Implements `BlockSizeUser` for a job run inside the AES backend.
+macro_rules! aes_job {
+    ($job:ident $(<$($param:ident),*>)?) => {
+        impl<'a $(, $($param),*)?> BlockSizeUser for $job<'a $(, $($param),*)?> {
+            type BlockSize = U16;
+        }
+    };
+}
+
+/// Seals: `N'`, CTR from it, then `C'` over the ciphertext.
+struct SealJob<'a> {
+    pre: &'a Precomputed,
+    nonce: &'a [u8],
+    header: &'a [u8],
+    buf: &'a mut [u8],
+    tag: &'a mut Block,
+}
+aes_job!(SealJob);
+
+impl BlockCipherEncClosure for SealJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        let n = chain.omac(NONCE, self.nonce);
+        let h = chain.omac(HEADER, self.header);
+        ctr(aes, n, self.buf);
+        let c = chain.omac(CIPHERTEXT, self.buf);
+        *self.tag = xor(xor(n, &h), &c);
+    }
+}
+
+/// What verifying found: whether the tag matched, and `N'` (CTR's first
+/// counter block) for decrypting if it did.
+#[derive(Default)]
+struct Verified {
+    ok: bool,
+    counter: Block,
+}
+
+/// Verifies a tag; decrypts nothing.
+struct VerifyJob<'a> {
+    pre: &'a Precomputed,
+    nonce: &'a [u8],
+    header: &'a [u8],
+    ciphertext: &'a [u8],
+    tag: &'a [u8; TAG_LEN],
+    out: &'a mut Verified,
+}
+aes_job!(VerifyJob);
+
+impl BlockCipherEncClosure for VerifyJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        let n = chain.omac(NONCE, self.nonce);
+        let h = chain.omac(HEADER, self.header);
+        let c = chain.omac(CIPHERTEXT, self.ciphertext);
+        let expected = xor(xor(n, &h), &c);
+        self.out.ok = equal(&expected, &Block::from(*self.tag));
+        self.out.counter = n;
+    }
+}
+
+/// CTR alone (decryption, after the tag verified).
+struct CtrJob<'a> {
+    counter: Block,
+    buf: &'a mut [u8],
+}
+aes_job!(CtrJob);
+
+impl BlockCipherEncClosure for CtrJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        ctr(aes, self.counter, self.buf);
+    }
+}
+
+/// Finds the shortest candidate frame at the front of `nonce ‖ tag ‖ rest`
+/// whose tag verifies.
+struct PrefixJob<'a, F> {
+    pre: &'a Precomputed,
+    nonce: &'a [u8],
+    tag: &'a [u8; TAG_LEN],
+    rest: &'a [u8],
+    is_candidate: F,
+    found: &'a mut Option<usize>,
+}
+aes_job!(PrefixJob<F>);
+
+impl<F: FnMut(usize) -> bool> BlockCipherEncClosure for PrefixJob<'_, F> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(mut self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        // tag == N' ^ H' ^ C' exactly when C' == tag ^ N' ^ H'.
+        let n = chain.omac(NONCE, self.nonce);
+        let h = &self.pre.of_empty[HEADER];
+        let wanted = xor(xor(Block::from(*self.tag), &n), h);
+        let matches = |c: &Block| equal(c, &wanted);
+
+        if (self.is_candidate)(OVERHEAD) && matches(&self.pre.of_empty[CIPHERTEXT]) {
+            *self.found = Some(OVERHEAD);
+            return;
+        }
+        // `state` is the chain after the prefix block and the whole blocks
+        // before `unabsorbed`; a candidate with `len` ciphertext bytes ends
+        // with the 1 to 16 bytes after the blocks absorbed for it.
+        let mut state = self.pre.after_prefix[CIPHERTEXT];
+        let mut unabsorbed = self.rest;
+        for len in 1..=self.rest.len() {
+            if !(self.is_candidate)(OVERHEAD + len) {
+                continue;
+            }
+            let mut last_len = len - (self.rest.len() - unabsorbed.len());
+            while last_len > BLOCK {
+                let Some((block, after)) = unabsorbed.split_first_chunk::<BLOCK>() else {
+                    return;
+                };
+                state = chain.absorb(state, block);
+                unabsorbed = after;
+                last_len -= BLOCK;
+            }
+            let Some(last) = unabsorbed.get(..last_len) else {
+                return;
+            };
+            if matches(&chain.finish(state, last)) {
+                *self.found = Some(OVERHEAD + len);
+                return;
+            }
+        }
+    }
+}
+
+/// Plain CMAC.
+struct CmacJob<'a> {
+    pre: &'a Precomputed,
+    data: &'a [u8],
+    mac: &'a mut Block,
+}
+aes_job!(CmacJob);
+
+impl BlockCipherEncClosure for CmacJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        *self.mac = chain.mac_from(Block::default(), self.data);
+    }
+}

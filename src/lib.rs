@@ -16,6 +16,7 @@
 pub mod cipher;
 pub mod client;
 pub mod frame;
+pub mod guard;
 pub mod key;
 pub mod loadgen;
 pub mod outbox;

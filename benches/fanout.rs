@@ -91,7 +91,6 @@ struct Room {
     sender: ConnId,
     recipients: Vec<ConnId>,
     line: Vec<u8>,
-    dirty: Vec<ConnId>,
 }
 
 impl Room {
@@ -116,15 +115,13 @@ impl Room {
             sender,
             recipients,
             line: line.to_vec(),
-            dirty: Vec::with_capacity(fanout),
         }
     }
 
     /// One inbound message through the whole in-process path.
     fn step(&mut self) {
         self.relay.receive(self.sender, black_box(&self.line));
-        self.relay.take_dirty(&mut self.dirty);
-        for id in self.dirty.drain(..) {
+        while let Some(id) = self.relay.next_waiting() {
             let flushed = self.relay.flush(id);
             debug_assert_eq!(flushed, Flush::Drained);
         }

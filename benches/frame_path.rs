@@ -22,8 +22,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eax::Eax;
-use eaxchat::cipher::{Cipher, NONCE_LEN, OVERHEAD, TAG_LEN};
+use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
+use eaxchat::wire::{NONCE_LEN, OVERHEAD, TAG_LEN};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const KEY: [u8; 16] = *b"0123456789abcdef";

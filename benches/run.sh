@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks eaxchat's relay against `ncat --broker` (and Redis pub/sub when
 # redis-server is installed) with relay-bench, on loopback. The latency
-# scenario also runs relay-floor (src/loadgen/floor.rs): eaxchat's loop
+# scenario also runs relay-floor (benches/relay-bench/src/floor.rs): eaxchat's loop
 # with no lines and no crypto, the floor a relay of this shape can reach.
 #
 # Builds release binaries, starts every contender on its own port, runs each
@@ -35,7 +35,9 @@ fi
 HAVE_REDIS=0
 command -v redis-server >/dev/null && HAVE_REDIS=1
 
-cargo build --release --quiet --bin relay --bin relay-bench --bin relay-floor
+# relay from the eaxchat package, the bench tools from benches/relay-bench;
+# both land in the workspace's one target directory.
+cargo build --release --quiet -p eaxchat --bin relay -p relay-bench --bin relay-bench --bin relay-floor
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -1,11 +1,12 @@
-//! The AES-EAX frame cipher: opening and sealing the relay's wire frames.
+//! The AES-EAX cipher: opening and sealing frames under one key.
 //!
-//! A frame on the wire is `base64(nonce(16) ‖ tag(16) ‖ ciphertext)` followed
-//! by `\n`, exactly what PyCryptodome's `AES.new(key, AES.MODE_EAX)` +
-//! `encrypt_and_digest` produce (16-byte nonce, 16-byte tag, no associated
-//! data). This module owns the key schedule (built once), the nonce generator,
-//! and the two transformations `open` and `seal`. It knows nothing about
-//! sockets or lines: callers hand it one line without its terminator.
+//! Frames are sealed as PyCryptodome's `AES.new(key, AES.MODE_EAX)` +
+//! `encrypt_and_digest` seal them: a 16-byte random nonce, a 16-byte tag,
+//! no associated data; [`crate::wire`] says how one is written as a line.
+//! This module owns the key schedule (built once), the nonce generator, and
+//! the two transformations `open` and `seal` over that line format. It
+//! knows nothing about sockets or streams: callers hand it one line without
+//! its terminator.
 //!
 //! It never reveals *why* a tag failed to verify, and never returns
 //! unauthenticated plaintext.
@@ -14,21 +15,13 @@ use std::fmt;
 
 use aead::AeadInOut;
 use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use eax::Eax;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
-use crate::key::Key;
-
-/// Length of the EAX nonce carried at the front of every frame.
-pub const NONCE_LEN: usize = 16;
-/// Length of the EAX tag that follows the nonce.
-pub const TAG_LEN: usize = 16;
-/// Bytes a decoded frame carries besides the ciphertext.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+use crate::key::{Key, KeyBytes};
+use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,14 +53,13 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// Length of the base64 line (without `\n`) that carries `plaintext_len` bytes.
-pub fn encoded_len(plaintext_len: usize) -> usize {
-    (OVERHEAD + plaintext_len).div_ceil(3) * 4
-}
-
-/// Largest plaintext whose sealed line (without `\n`) fits in `max_line` bytes.
-pub fn max_plaintext_len(max_line: usize) -> usize {
-    (max_line / 4 * 3).saturating_sub(OVERHEAD)
+impl From<DecodeError> for OpenError {
+    fn from(error: DecodeError) -> OpenError {
+        match error {
+            DecodeError::Base64 => OpenError::Base64,
+            DecodeError::TooShort => OpenError::TooShort,
+        }
+    }
 }
 
 /// The AEAD itself, one variant per AES key size.
@@ -86,20 +78,12 @@ enum Aead {
 impl Aead {
     fn new(key: &Key) -> Aead {
         use aead::KeyInit as _;
-        let bytes = key.as_bytes();
-        // `Key` guarantees one of the three lengths, so the fallible
-        // constructors below cannot fail; they are matched rather than
-        // unwrapped to keep the hot path free of panics.
-        match bytes.len() {
-            16 => Aead::Aes128(Box::new(
-                Eax::new_from_slice(bytes).expect("16-byte key is valid for AES-128"),
-            )),
-            24 => Aead::Aes192(Box::new(
-                Eax::new_from_slice(bytes).expect("24-byte key is valid for AES-192"),
-            )),
-            _ => Aead::Aes256(Box::new(
-                Eax::new_from_slice(bytes).expect("32-byte key is valid for AES-256"),
-            )),
+        // `Key` holds the array its AES size takes, so each constructor
+        // gets a key of its own length: no length check, nothing to fail.
+        match key.sized() {
+            KeyBytes::Aes128(bytes) => Aead::Aes128(Box::new(Eax::new(bytes.into()))),
+            KeyBytes::Aes192(bytes) => Aead::Aes192(Box::new(Eax::new(bytes.into()))),
+            KeyBytes::Aes256(bytes) => Aead::Aes256(Box::new(Eax::new(bytes.into()))),
         }
     }
 
@@ -118,13 +102,12 @@ impl Aead {
 
     fn decrypt(
         &self,
-        nonce: &[u8],
+        nonce: &[u8; NONCE_LEN],
         aad: &[u8],
-        tag: &[u8],
+        tag: &[u8; TAG_LEN],
         buf: &mut [u8],
     ) -> Result<(), OpenError> {
-        let nonce = nonce.try_into().map_err(|_| OpenError::TooShort)?;
-        let tag = tag.try_into().map_err(|_| OpenError::TooShort)?;
+        let (nonce, tag) = (nonce.into(), tag.into());
         let result = match self {
             Aead::Aes128(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
             Aead::Aes192(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
@@ -225,12 +208,11 @@ impl Cipher {
     /// Decodes `line` into the frame buffer, verifies and decrypts it in
     /// place, and returns the frame's length.
     fn decode_and_verify(&mut self, line: &[u8]) -> Result<usize, OpenError> {
-        let frame_len = decode_into(line, &mut self.frame)?;
-        if frame_len < OVERHEAD {
+        let frame_len = wire::decode_line(line, &mut self.frame)?;
+        let frame = self.frame.get_mut(..frame_len);
+        let Some((nonce, tag, body)) = frame.and_then(wire::split_frame) else {
             return Err(OpenError::TooShort);
-        }
-        let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
-        let (nonce, tag) = head.split_at(NONCE_LEN);
+        };
         self.aead.decrypt(nonce, &[], tag, body)?;
         Ok(frame_len)
     }
@@ -244,37 +226,8 @@ impl Cipher {
         let tag = self.aead.encrypt(&nonce, &[], body);
         head[..NONCE_LEN].copy_from_slice(&nonce);
         head[NONCE_LEN..].copy_from_slice(&tag);
-        encode_line(&self.frame[..frame_len], out);
+        wire::encode_line(&self.frame[..frame_len], out);
     }
-}
-
-/// Decodes base64 `line` into `out` (grown as needed, never shrunk) and
-/// returns the decoded length.
-fn decode_into(line: &[u8], out: &mut Vec<u8>) -> Result<usize, OpenError> {
-    // Padded base64 is always a multiple of four; checking first also keeps
-    // the estimate below exact.
-    if !line.len().is_multiple_of(4) {
-        return Err(OpenError::Base64);
-    }
-    let estimate = line.len() / 4 * 3;
-    if out.len() < estimate {
-        out.resize(estimate, 0);
-    }
-    BASE64
-        .decode_slice(line, &mut out[..])
-        .map_err(|_| OpenError::Base64)
-}
-
-/// Appends `base64(frame)` and `\n` to `out`.
-fn encode_line(frame: &[u8], out: &mut BytesMut) {
-    let line_len = frame.len().div_ceil(3) * 4;
-    out.reserve(line_len + 1);
-    let start = out.len();
-    out.resize(start + line_len, 0);
-    let written = BASE64.encode_slice(frame, &mut out[start..]).unwrap_or(0);
-    debug_assert_eq!(written, line_len);
-    out.truncate(start + written);
-    out.put_u8(b'\n');
 }
 
 #[cfg(test)]
@@ -299,7 +252,7 @@ mod tests {
                 let mut out = BytesMut::new();
                 cipher.seal_into(&plaintext, &mut out);
                 assert_eq!(out.last(), Some(&b'\n'));
-                assert_eq!(out.len(), encoded_len(len) + 1);
+                assert_eq!(out.len(), wire::encoded_len(len) + 1);
                 let line = &out[..out.len() - 1];
                 assert_eq!(cipher.open(line).unwrap(), &plaintext[..]);
             }
@@ -362,14 +315,5 @@ mod tests {
             Err(OpenError::TooShort)
         );
         assert!(untouched.is_empty());
-    }
-
-    #[test]
-    fn max_plaintext_fits_the_line_limit() {
-        for max_line in [44usize, 45, 64, 65536, 65537] {
-            let n = max_plaintext_len(max_line);
-            assert!(encoded_len(n) <= max_line);
-            assert!(encoded_len(n + 1) > max_line || encoded_len(n + 1) == encoded_len(n));
-        }
     }
 }

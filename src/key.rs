@@ -19,11 +19,20 @@ pub const GENERATED_KEY_LEN: usize = 16;
 
 /// An AES key of 16, 24 or 32 bytes.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Key(Vec<u8>);
+pub struct Key(KeyBytes);
+
+/// A key's bytes, as the array its AES size takes: a cipher is built from
+/// it without a length check that could fail.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum KeyBytes {
+    Aes128([u8; 16]),
+    Aes192([u8; 24]),
+    Aes256([u8; 32]),
+}
 
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Key(AES-{}, redacted)", self.0.len() * 8)
+        write!(f, "Key(AES-{}, redacted)", self.as_bytes().len() * 8)
     }
 }
 
@@ -64,43 +73,55 @@ impl std::error::Error for KeyError {}
 impl Key {
     /// Takes raw key bytes; `None` unless there are 16, 24 or 32 of them.
     pub fn from_bytes(bytes: &[u8]) -> Option<Key> {
-        matches!(bytes.len(), 16 | 24 | 32).then(|| Key(bytes.to_vec()))
+        let sized = match bytes.len() {
+            16 => KeyBytes::Aes128(bytes.try_into().ok()?),
+            24 => KeyBytes::Aes192(bytes.try_into().ok()?),
+            32 => KeyBytes::Aes256(bytes.try_into().ok()?),
+            _ => return None,
+        };
+        Some(Key(sized))
     }
 
     /// Parses 32, 48 or 64 hex digits, ignoring surrounding whitespace.
     pub fn from_hex(text: &str) -> Result<Key, String> {
         let digits = text.trim().as_bytes();
-        if !matches!(digits.len(), 32 | 48 | 64) {
-            return Err(format!(
-                "expected 32, 48 or 64 hex digits, found {} characters",
-                digits.len()
-            ));
-        }
-        let mut bytes = Vec::with_capacity(digits.len() / 2);
-        for (i, pair) in digits.chunks_exact(2).enumerate() {
-            let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
-                return Err(format!("not a hex digit at position {}", i * 2 + 1));
-            };
-            bytes.push(hi << 4 | lo);
-        }
-        Ok(Key(bytes))
+        let sized = match digits.len() {
+            32 => KeyBytes::Aes128(decode_hex(digits)?),
+            48 => KeyBytes::Aes192(decode_hex(digits)?),
+            64 => KeyBytes::Aes256(decode_hex(digits)?),
+            len => {
+                return Err(format!(
+                    "expected 32, 48 or 64 hex digits, found {len} characters"
+                ));
+            }
+        };
+        Ok(Key(sized))
     }
 
     /// A fresh random key of [`GENERATED_KEY_LEN`] bytes from the OS.
     pub fn generate() -> io::Result<Key> {
-        let mut bytes = vec![0u8; GENERATED_KEY_LEN];
+        let mut bytes = [0u8; GENERATED_KEY_LEN];
         getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-        Ok(Key(bytes))
+        Ok(Key(KeyBytes::Aes128(bytes)))
     }
 
     /// The key in lowercase hex, for writing a key file.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        self.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The key as the array its AES size takes.
+    pub(crate) fn sized(&self) -> &KeyBytes {
+        &self.0
     }
 
     /// The raw key bytes.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            KeyBytes::Aes128(bytes) => bytes,
+            KeyBytes::Aes192(bytes) => bytes,
+            KeyBytes::Aes256(bytes) => bytes,
+        }
     }
 
     /// Reads a key file. `Ok(None)` if it does not exist.
@@ -215,6 +236,18 @@ fn parse_named(hex: &str, source: &str) -> Result<Key, KeyError> {
         source: source.to_owned(),
         problem,
     })
+}
+
+/// Decodes `2 * N` hex digits; `digits` holds exactly that many.
+fn decode_hex<const N: usize>(digits: &[u8]) -> Result<[u8; N], String> {
+    let mut bytes = [0u8; N];
+    for (i, (byte, pair)) in bytes.iter_mut().zip(digits.chunks_exact(2)).enumerate() {
+        let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
+            return Err(format!("not a hex digit at position {}", i * 2 + 1));
+        };
+        *byte = hi << 4 | lo;
+    }
+    Ok(bytes)
 }
 
 fn hex_value(digit: u8) -> Option<u8> {

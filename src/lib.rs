@@ -1,25 +1,34 @@
+#![forbid(unsafe_code)]
+
 //! eaxchat: a chat relay whose every message is sealed with AES-EAX under a
 //! shared key, byte-compatible with PyCryptodome's `AES.MODE_EAX`.
 //!
 //! The library is everything; the binaries are thin wrappers over it.
 //!
 //! - [`key`]: the shared key, its hex form and the key file.
-//! - [`cipher`]: opening and sealing wire frames (`base64(nonce‖tag‖ct)\n`).
-//! - [`frame`]: splitting a byte stream into lines, within a length limit.
+//! - [`wire`]: the wire format: a frame as one line,
+//!   `base64(nonce‖tag‖ct)\n`, its lengths and its base64.
+//! - [`cipher`]: the AES-EAX cipher and nonces: opening and sealing frames.
+//! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
+//! - [`guard`]: what a peer without the key can cost: the pre-auth byte
+//!   budget, the first-frame deadline, connections per address.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
-//!   limits and close reasons.
-//! - [`stats`]: counters and close reasons.
+//!   limits, and why a connection closes ([`relay::CloseReason`]).
+//! - `sweep` (private): the write sweep, the fair order in which
+//!   connections with new frames are written.
+//! - [`stats`]: the relay's counters.
 //! - [`server`]: the single-threaded `mio` loop that moves bytes between
 //!   sockets and [`relay::Relay`].
 
 pub mod cipher;
 pub mod client;
-pub mod frame;
 pub mod guard;
 pub mod key;
-pub mod loadgen;
+pub mod lines;
 pub mod outbox;
 pub mod relay;
 pub mod server;
 pub mod stats;
+mod sweep;
+pub mod wire;

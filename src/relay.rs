@@ -12,7 +12,8 @@
 //! `Bytes` is queued for every other open connection: the cost per recipient
 //! is one reference-count increment per read, however many lines it held.
 //! Connections with frames to write are handed out oldest first, so the
-//! caller's writes sweep over them fairly ([`Relay::next_dirty`]).
+//! caller's writes sweep over them fairly ([`Relay::next_waiting`], kept
+//! by the write sweep in `sweep.rs`).
 //!
 //! A connection that sends a line that does not open, or one too long, is
 //! marked closing and nothing more it sent is relayed. A consumer whose
@@ -20,7 +21,7 @@
 //! connections are handed to the caller by [`Relay::take_closing`], and
 //! removed with [`Relay::remove`]: a connection leaves in that one place.
 
-use std::collections::VecDeque;
+use std::fmt;
 use std::io::{self, Write};
 use std::ops::ControlFlow;
 
@@ -29,9 +30,10 @@ use log::debug;
 use slab::Slab;
 
 use crate::cipher::{Cipher, OpenError};
-use crate::frame::LineReader;
+use crate::lines::LineReader;
 use crate::outbox::{Frames, Outbox};
-use crate::stats::{CloseReason, Stats};
+use crate::stats::Stats;
+use crate::sweep::{Place, Places, WriteSweep};
 
 /// The limits a relay enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +65,36 @@ impl Default for Limits {
     }
 }
 
+/// Why the relay closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (or reset it).
+    PeerClosed,
+    /// A line did not open: bad base64, too short, or a tag that failed.
+    BadFrame(OpenError),
+    /// A line grew past `--max-frame`.
+    LineTooLong,
+    /// More than `--max-queue` bytes were waiting for this consumer.
+    SlowConsumer,
+    /// Reading or writing the socket failed.
+    IoError(std::io::ErrorKind),
+    /// The relay is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
+            CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Shutdown => f.write_str("relay shutting down"),
+        }
+    }
+}
+
 /// Identifies a connection while it is open. Ids are reused after removal.
 pub type ConnId = usize;
 
@@ -74,23 +106,9 @@ pub struct Peer<T> {
     reader: LineReader,
     outbox: Outbox,
     closing: Option<CloseReason>,
+    /// Where it stands in the write sweep: kept beside its queue, so a
+    /// fan-out touches only the recipient's memory.
     place: Place,
-}
-
-/// Where a connection stands in the write sweep. The number is the
-/// ticket of the connection's entry in the list it is on: it tells that
-/// entry from one left by an earlier holder of the same id. A connection
-/// written and then given frames keeps its ticket as its entry moves from
-/// the written list to the waiting list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Place {
-    /// Not written by the sweep yet, and nothing queued since it joined.
-    Idle,
-    /// Has frames the sweep has not written; its entry is in the waiting
-    /// list (or, during a fan-out, about to move there).
-    Waiting(u64),
-    /// In the written list: the sweep wrote it, nothing new since.
-    Written(u64),
 }
 
 impl<T> Peer<T> {
@@ -128,21 +146,7 @@ pub struct Relay<T> {
     cipher: Cipher,
     limits: Limits,
     stats: Stats,
-    /// Connections with frames queued since the sweep last wrote them,
-    /// oldest first, with their tickets. An entry whose ticket is not its
-    /// connection's (the connection left, and its id may be reused) is
-    /// stale; [`Relay::next_dirty`] skips those.
-    waiting: VecDeque<(ConnId, u64)>,
-    /// Connections the sweep wrote, in the order it wrote them, with their
-    /// tickets. A fan-out moves them to `waiting` in this order, so every
-    /// connection waits one whole sweep, whatever its id. Stale entries are
-    /// dropped then, and by [`Relay::remove`] before they outnumber the
-    /// connections.
-    written: VecDeque<(ConnId, u64)>,
-    /// Entries made in either list so far: the last ticket given.
-    tickets: u64,
-    /// Connections whose place is `Written`: the live entries of `written`.
-    written_live: usize,
+    sweep: WriteSweep,
     closing: Vec<ConnId>,
 }
 
@@ -154,10 +158,7 @@ impl<T: Write> Relay<T> {
             cipher,
             limits,
             stats: Stats::default(),
-            waiting: VecDeque::new(),
-            written: VecDeque::new(),
-            tickets: 0,
-            written_live: 0,
+            sweep: WriteSweep::default(),
             closing: Vec::new(),
         }
     }
@@ -216,7 +217,7 @@ impl<T: Write> Relay<T> {
             reader: LineReader::new(self.limits.max_frame),
             outbox: Outbox::default(),
             closing: None,
-            place: Place::Idle,
+            place: Place::default(),
         }))
     }
 
@@ -285,53 +286,15 @@ impl<T: Write> Relay<T> {
     /// relay that stalled and then read a burst from many senders at once
     /// must not blame consumers that are reading fine.
     fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
-        let Relay {
-            peers,
-            waiting,
-            written,
-            tickets,
-            written_live,
-            ..
-        } = self;
-        let mut rejoined = 0;
-        for (id, peer) in peers.iter_mut() {
+        let mut fan_out = self.sweep.fan_out();
+        for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
             peer.outbox.push(frames.clone());
-            match peer.place {
-                Place::Idle => {
-                    *tickets += 1;
-                    peer.place = Place::Waiting(*tickets);
-                    waiting.push_back((id, *tickets));
-                }
-                Place::Written(ticket) => {
-                    peer.place = Place::Waiting(ticket);
-                    rejoined += 1;
-                }
-                Place::Waiting(_) => {}
-            }
+            fan_out.queued(id, &mut peer.place);
         }
-        if rejoined == 0 {
-            return;
-        }
-        // The written go to the back in the order they were written. In slab
-        // order, high ids would queue behind low ones at every fan-out.
-        if rejoined == *written_live {
-            // All of them (the common case): the list moves over whole. Its
-            // stale entries go with it, and `next_dirty` skips them.
-            waiting.append(written);
-        } else {
-            written.retain(|&(id, ticket)| match peers.get(id).map(|peer| peer.place) {
-                Some(Place::Waiting(now)) if now == ticket => {
-                    waiting.push_back((id, ticket));
-                    false
-                }
-                Some(place) => place == Place::Written(ticket),
-                None => false,
-            });
-        }
-        *written_live -= rejoined;
+        fan_out.finish(&self.peers);
     }
 
     /// Marks `id` closing for `reason`. Its queue is kept (for a final
@@ -351,40 +314,22 @@ impl<T: Write> Relay<T> {
     }
 
     /// The connection that has waited longest with new frames to write,
-    /// taken off the list: flush it next. A connection that gets more
-    /// frames while on the list keeps its place; ones flushed and then
+    /// taken off the waiting list: flush it next. A connection that gets
+    /// more frames while waiting keeps its place; ones flushed and then
     /// given more go to the back, in the order they were flushed. Flushing
     /// a few of these per loop turn, and reading in between, makes the
     /// writes one continuous sweep: a frame read during a fan-out joins the
     /// writes to the connections the sweep has not reached yet instead of
     /// waiting for the whole fan-out.
-    pub fn next_dirty(&mut self) -> Option<ConnId> {
-        while let Some((id, ticket)) = self.waiting.pop_front() {
-            if let Some(peer) = self.peers.get_mut(id)
-                && peer.place == Place::Waiting(ticket)
-            {
-                self.tickets += 1;
-                peer.place = Place::Written(self.tickets);
-                self.written.push_back((id, self.tickets));
-                self.written_live += 1;
-                return Some(id);
-            }
-        }
-        None
+    pub fn next_waiting(&mut self) -> Option<ConnId> {
+        self.sweep.next_waiting(&mut self.peers)
     }
 
-    /// Whether some connection may have new frames to write (the list may
-    /// hold only stale ids; [`Relay::next_dirty`] then returns `None`).
-    pub fn has_dirty(&self) -> bool {
-        !self.waiting.is_empty()
-    }
-
-    /// Moves every id with new output since it was last taken into `out`,
-    /// oldest first.
-    pub fn take_dirty(&mut self, out: &mut Vec<ConnId>) {
-        while let Some(id) = self.next_dirty() {
-            out.push(id);
-        }
+    /// Whether some connection may have new frames to write (the waiting
+    /// list may hold only connections that left; [`Relay::next_waiting`]
+    /// then returns `None`).
+    pub fn has_waiting(&self) -> bool {
+        self.sweep.has_waiting()
     }
 
     /// Moves the ids marked closing since the last call into `out`.
@@ -430,22 +375,23 @@ impl<T: Write> Relay<T> {
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
-        if let Place::Written(_) = peer.place {
-            self.written_live -= 1;
-        }
-        // Entries of connections that left go when a fan-out passes them;
-        // with no fan-out to existing connections (only newcomers served,
-        // then gone) they would pile up, one per connection ever written.
-        if self.written.len() > 2 * self.peers.len() + 64 {
-            let peers = &self.peers;
-            self.written.retain(|&(id, ticket)| {
-                peers
-                    .get(id)
-                    .is_some_and(|p| p.place == Place::Written(ticket))
-            });
-        }
+        self.sweep.remove(peer.place, &self.peers);
         let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
         Some((peer, reason))
+    }
+}
+
+impl<T> Places for Slab<Peer<T>> {
+    fn place(&self, id: ConnId) -> Option<Place> {
+        self.get(id).map(|peer| peer.place)
+    }
+
+    fn place_mut(&mut self, id: ConnId) -> Option<&mut Place> {
+        self.get_mut(id).map(|peer| &mut peer.place)
+    }
+
+    fn open(&self) -> usize {
+        self.len()
     }
 }
 
@@ -491,7 +437,6 @@ fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Fl
 mod tests {
     use super::*;
     use crate::key::Key;
-    use crate::stats::CloseReason;
 
     fn relay() -> Relay<Vec<u8>> {
         let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
@@ -508,7 +453,7 @@ mod tests {
     }
 
     fn sweep(relay: &mut Relay<Vec<u8>>) {
-        while let Some(id) = relay.next_dirty() {
+        while let Some(id) = relay.next_waiting() {
             assert_eq!(relay.flush(id), Flush::Drained);
         }
     }
@@ -540,7 +485,7 @@ mod tests {
                 relay.close(id, CloseReason::PeerClosed);
                 assert!(relay.remove(id).is_some());
             }
-            assert!(relay.written.len() <= 2 * relay.peers.len() + 64 + 3);
+            assert!(relay.sweep.written_entries() <= 2 * relay.peers.len() + 64 + 3);
         }
 
         // The sender's entry survived: a frame for it is still written.

@@ -24,8 +24,8 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
-use crate::relay::{ConnId, Flush, Limits, Relay};
-use crate::stats::{CloseReason, Stats};
+use crate::relay::{CloseReason, ConnId, Flush, Limits, Relay};
+use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
@@ -39,17 +39,17 @@ const STOP: Token = Token(usize::MAX - 1);
 /// read usually finds the next message instead of failing with WouldBlock.
 /// BENCHMARKS.md ("What changed to get here") has the figures against the
 /// four reads per turn this replaced.
-const READ_BUF_LEN: usize = 64 * 1024;
+pub const READ_BUF_LEN: usize = 64 * 1024;
 /// Connections accepted per loop turn, as Redis does, so a connection storm
 /// does not stall the clients already connected.
-const ACCEPTS_PER_TURN: usize = 256;
+pub const ACCEPTS_PER_TURN: usize = 256;
 /// Connections written per loop turn. Between two turns' writes the loop
 /// reads again, so a frame that arrives during a fan-out to many
 /// connections joins the writes to those not yet reached instead of
 /// waiting for the whole fan-out to finish (on loopback 100 writes take
 /// 0.5–0.7 ms here). 4 to 32 measured alike for latency; fewer than the
 /// connections of a small fan-out split its sweep over two turns.
-const FLUSHES_PER_TURN: usize = 16;
+pub const FLUSHES_PER_TURN: usize = 16;
 /// How long accepting pauses after running out of file descriptors.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -85,6 +85,8 @@ impl Write for Conn {
         self.stream.write_vectored(bufs)
     }
 
+    /// Nothing to do: writes go straight to the socket, which has no
+    /// userspace buffer to flush.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -208,7 +210,7 @@ impl Server {
                             self.read_from(id);
                         }
                         if event.is_writable() {
-                            self.flush(id);
+                            self.write_queued(id);
                         }
                     }
                 }
@@ -217,7 +219,7 @@ impl Server {
                 self.read_from(id);
             }
             self.accept_some();
-            self.flush_dirty();
+            self.write_waiting();
             self.remove_closed();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
                 info!("{}", self.relay.stats());
@@ -231,7 +233,7 @@ impl Server {
 
     fn poll_timeout(&self, next_stats: Option<Instant>) -> Option<Duration> {
         let accept_now = self.accept_ready && self.accept_paused_until.is_none();
-        if !self.read_again.is_empty() || accept_now || self.relay.has_dirty() {
+        if !self.read_again.is_empty() || accept_now || self.relay.has_waiting() {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -348,17 +350,17 @@ impl Server {
     }
 
     /// Writes the next few connections with new frames, oldest first.
-    fn flush_dirty(&mut self) {
+    fn write_waiting(&mut self) {
         for _ in 0..FLUSHES_PER_TURN {
-            let Some(id) = self.relay.next_dirty() else {
+            let Some(id) = self.relay.next_waiting() else {
                 return;
             };
-            self.flush(id);
+            self.write_queued(id);
         }
     }
 
     /// Writes `id`'s queue and keeps write interest only while it is blocked.
-    fn flush(&mut self, id: ConnId) {
+    fn write_queued(&mut self, id: ConnId) {
         let flush = self.relay.flush(id);
         self.set_write_interest(id, flush == Flush::Blocked);
     }

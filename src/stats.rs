@@ -7,36 +7,6 @@ use std::fmt;
 
 use crate::cipher::OpenError;
 
-/// Why the relay closed a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CloseReason {
-    /// The peer closed its end (or reset it).
-    PeerClosed,
-    /// A line did not open: bad base64, too short, or a tag that failed.
-    BadFrame(OpenError),
-    /// A line grew past `--max-frame`.
-    LineTooLong,
-    /// More than `--max-queue` bytes were waiting for this consumer.
-    SlowConsumer,
-    /// Reading or writing the socket failed.
-    IoError(std::io::ErrorKind),
-    /// The relay is shutting down.
-    Shutdown,
-}
-
-impl fmt::Display for CloseReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CloseReason::PeerClosed => f.write_str("peer closed"),
-            CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
-            CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
-            CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
-            CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
-            CloseReason::Shutdown => f.write_str("relay shutting down"),
-        }
-    }
-}
-
 /// Frames rejected, by reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rejected {

@@ -10,9 +10,9 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eaxchat::cipher::max_plaintext_len;
 use eaxchat::key::Key;
 use eaxchat::relay::Limits;
+use eaxchat::wire::max_plaintext_len;
 use util::{RelayProcess, WAIT, random_key};
 
 /// A running `chat`, its stdout and stderr collected as they arrive.

@@ -9,8 +9,7 @@ use std::io::{self, Write};
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::relay::{ConnId, Flush, Limits, Relay};
-use eaxchat::stats::CloseReason;
+use eaxchat::relay::{CloseReason, ConnId, Flush, Limits, Relay};
 
 /// An in-memory connection that takes at most `room` more bytes.
 #[derive(Debug, Default)]
@@ -51,11 +50,10 @@ fn seal(text: &[u8]) -> Vec<u8> {
     line.to_vec()
 }
 
-/// Flushes everything dirty and returns the plaintexts `id` has received.
+/// Flushes every waiting connection and returns the plaintexts `id` has
+/// received.
 fn delivered(relay: &mut Relay<Pipe>, id: ConnId) -> Vec<Vec<u8>> {
-    let mut dirty = Vec::new();
-    relay.take_dirty(&mut dirty);
-    for other in dirty {
+    while let Some(other) = relay.next_waiting() {
         relay.flush(other);
     }
     let mut cipher = Cipher::new(&key()).unwrap();
@@ -164,11 +162,9 @@ fn slow_consumer_is_dropped_and_fast_one_is_not() {
         })
         .unwrap();
     let frame = seal(&[7u8; 500]);
-    let mut dirty = Vec::new();
     for _ in 0..100 {
         relay.receive(sender, &frame);
-        relay.take_dirty(&mut dirty);
-        for id in dirty.drain(..) {
+        while let Some(id) = relay.next_waiting() {
             let flush = relay.flush(id);
             if id == slow {
                 assert_ne!(flush, Flush::Drained);
@@ -278,7 +274,7 @@ fn slow_consumer_limit_is_exact() {
 /// Hands out every waiting connection, flushing each, in sweep order.
 fn sweep(relay: &mut Relay<Pipe>) -> Vec<ConnId> {
     let mut order = Vec::new();
-    while let Some(id) = relay.next_dirty() {
+    while let Some(id) = relay.next_waiting() {
         assert_eq!(relay.flush(id), Flush::Drained);
         order.push(id);
     }
@@ -296,14 +292,14 @@ fn writes_sweep_oldest_first() {
     let c = relay.admit(Pipe::default()).unwrap();
     let d = relay.admit(Pipe::default()).unwrap();
     relay.receive(a, &seal(b"one"));
-    assert!(relay.has_dirty());
-    assert_eq!(relay.next_dirty(), Some(b));
+    assert!(relay.has_waiting());
+    assert_eq!(relay.next_waiting(), Some(b));
     assert_eq!(relay.flush(b), Flush::Drained);
 
     // Mid-sweep, `d` sends: `c` keeps its place and takes both frames in
     // one write; `a` and `b` queue behind `d`.
     relay.receive(d, &seal(b"two"));
-    assert_eq!(relay.next_dirty(), Some(c));
+    assert_eq!(relay.next_waiting(), Some(c));
     assert_eq!(relay.flush(c), Flush::Drained);
     assert_eq!(
         relay.io_mut(c).unwrap().received.len(),
@@ -317,7 +313,7 @@ fn writes_sweep_oldest_first() {
     assert_eq!(newcomer, d, "the slab reuses the id");
 
     assert_eq!(sweep(&mut relay), vec![a, b]);
-    assert!(!relay.has_dirty());
+    assert!(!relay.has_waiting());
     assert_eq!(delivered(&mut relay, a), vec![b"two".to_vec()]);
     assert_eq!(
         delivered(&mut relay, b),
@@ -341,9 +337,9 @@ fn written_connections_rejoin_the_sweep_in_the_order_they_were_written() {
     // The sweep writes `a` and `b`, then a second frame arrives: `c` still
     // waits for the first, and is written before them.
     relay.receive(sender, &seal(b"one"));
-    assert_eq!(relay.next_dirty(), Some(a));
+    assert_eq!(relay.next_waiting(), Some(a));
     assert_eq!(relay.flush(a), Flush::Drained);
-    assert_eq!(relay.next_dirty(), Some(b));
+    assert_eq!(relay.next_waiting(), Some(b));
     assert_eq!(relay.flush(b), Flush::Drained);
     relay.receive(sender, &seal(b"two"));
     assert_eq!(sweep(&mut relay), vec![c, a, b]);

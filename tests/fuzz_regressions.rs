@@ -6,11 +6,11 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, OpenError, encoded_len};
-use eaxchat::frame::LineReader;
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::relay::{ConnId, Limits, Relay};
-use eaxchat::stats::CloseReason;
+use eaxchat::lines::LineReader;
+use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::wire::encoded_len;
 
 /// The key of the fuzz targets and of the PyCryptodome vectors.
 fn key() -> Key {
@@ -36,11 +36,10 @@ fn relay_with_two() -> (Relay<Vec<u8>>, ConnId, ConnId) {
 /// Writes out what is queued and returns the plaintexts `id` received and
 /// the connections that are closing.
 fn settle(relay: &mut Relay<Vec<u8>>, id: ConnId) -> (Vec<Vec<u8>>, Vec<ConnId>) {
-    let mut ids = Vec::new();
-    relay.take_dirty(&mut ids);
-    for dirty in ids.drain(..) {
-        relay.flush(dirty);
+    while let Some(waiting) = relay.next_waiting() {
+        relay.flush(waiting);
     }
+    let mut ids = Vec::new();
     relay.take_closing(&mut ids);
     let mut cipher = Cipher::with_nonce_seed(&key(), [3; 32]);
     let received = relay

@@ -9,10 +9,10 @@ mod util;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::process::CommandExt as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use relay_bench::sys;
 use util::{RelayProcess, TestClient, WAIT, random_key};
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -213,19 +213,10 @@ fn max_clients_refuses_extra_connections() {
 
 /// Sets the kernel's receive buffer; a small one means a client that stops reading
 /// backs up into the relay's queue quickly.
-fn set_receive_buffer(stream: &TcpStream, size: libc::c_int) {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: setsockopt on a socket we own, with a valid int option.
-    let rc = unsafe {
-        libc::setsockopt(
-            stream.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0);
+fn set_receive_buffer(stream: &TcpStream, size: usize) {
+    socket2::SockRef::from(stream)
+        .set_recv_buffer_size(size)
+        .unwrap();
 }
 
 /// A consumer that stops reading is dropped once past --max-queue, while a
@@ -357,26 +348,8 @@ fn ten_thousand_concurrent_clients() {
 }
 
 fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit with a valid struct pointer.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        if limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted;
-            // Raising the hard limit needs privilege; fall back to the hard
-            // limit when not allowed.
-            limit.rlim_max = limit.rlim_max.max(wanted);
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-                limit.rlim_cur = limit.rlim_max;
-                assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-            }
-        }
-    }
-    assert!(limit.rlim_cur >= wanted, "need {wanted} file descriptors");
+    let limit = sys::raise_open_file_limit_to(wanted).unwrap();
+    assert!(limit >= wanted, "need {wanted} file descriptors");
 }
 
 /// Out of file descriptors, the relay neither dies nor spins: it logs,
@@ -386,19 +359,7 @@ fn running_out_of_descriptors_does_not_spin_or_kill_the_relay() {
     let key = random_key();
     let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
     command.args(["--listen", "127.0.0.1:0", "--key-hex", &key.to_hex()]);
-    // SAFETY: setrlimit is async-signal-safe, fine between fork and exec.
-    unsafe {
-        command.pre_exec(|| {
-            let limit = libc::rlimit {
-                rlim_cur: 32,
-                rlim_max: 32,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    sys::limit_open_files_of(&mut command, 32);
     let mut relay = RelayProcess::spawn(command, key);
     let mut clients: Vec<TestClient> = (0..40).map(|_| relay.connect()).collect();
     relay.wait_for_log("accept failed");
@@ -429,10 +390,7 @@ fn running_out_of_descriptors_does_not_spin_or_kill_the_relay() {
 
 /// utime + stime of a process, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    sys::process_cpu_ticks(pid).unwrap()
 }
 
 /// SIGTERM: stop accepting, write what is queued, log stats, exit 0.

@@ -10,8 +10,9 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, NONCE_LEN, OpenError, TAG_LEN};
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
+use eaxchat::wire::{NONCE_LEN, TAG_LEN};
 use serde_json::Value;
 
 fn load(name: &str) -> Value {

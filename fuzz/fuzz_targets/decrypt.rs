@@ -12,8 +12,9 @@
 #![no_main]
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, encoded_len};
+use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
+use eaxchat::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

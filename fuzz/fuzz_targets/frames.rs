@@ -23,7 +23,7 @@
 use std::ops::ControlFlow;
 
 use eaxchat::cipher::Cipher;
-use eaxchat::frame::{FrameError, LineReader, MAX_FAILED_OFFERS};
+use eaxchat::lines::{LineError, LineReader, MAX_FAILED_OFFERS};
 use eaxchat::key::Key;
 use libfuzzer_sys::fuzz_target;
 
@@ -65,7 +65,7 @@ fuzz_target!(|data: &[u8]| {
             ControlFlow::Continue(())
         });
         let (want, too_long_at) = &expected;
-        if let Err(FrameError::TooLong { limit }) = fed {
+        if let Err(LineError::TooLong { limit }) = fed {
             assert_eq!(limit, max_line);
             let at = too_long_at.map(|at| base + at);
             assert!(

@@ -23,8 +23,7 @@ use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::relay::{ConnId, Limits, Relay};
-use eaxchat::stats::CloseReason;
+use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -447,11 +446,10 @@ impl Harness {
 
     /// What the server does at the end of a loop turn, checked.
     fn end_turn(&mut self) {
-        let mut ids = Vec::new();
-        self.relay.take_dirty(&mut ids);
-        for id in ids.drain(..) {
+        while let Some(id) = self.relay.next_waiting() {
             self.relay.flush(id);
         }
+        let mut ids = Vec::new();
         self.relay.take_closing(&mut ids);
         let limits = self.limits;
         for client in &mut self.clients {

@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 //! `chat`: the eaxchat terminal client. Parses the command line, finds the
 //! key, and runs [`eaxchat::client::run`] on stdin and stdout; status and
 //! errors go to stderr, one line each.
@@ -104,7 +106,7 @@ fn main() -> ExitCode {
     let mut status = |status: client::Status| eprintln!("chat: {status}");
     match client::run(&options, &key, io::stdin(), &mut stdout, &mut status) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => fail(error.to_string(), 1),
+        Err(error) => fail(error.to_string(), error.exit_code()),
     }
 }
 

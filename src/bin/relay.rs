@@ -1,3 +1,5 @@
+#![forbid(unsafe_code)]
+
 //! `relay`: the eaxchat relay server. Parses the command line, finds the
 //! key, and runs [`eaxchat::server::Server`] until SIGINT or SIGTERM.
 

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, NONCE_LEN};
+use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
+use eaxchat::wire::NONCE_LEN;
 
 use crate::world::{Jitter, READER_RCVBUF, Role, World};
 

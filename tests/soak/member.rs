@@ -41,7 +41,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, encoded_len};
+use eaxchat::cipher::Cipher;
+use eaxchat::wire::encoded_len;
 
 use crate::wire::{Kind, Msg, data_pad_len};
 use crate::world::{Jitter, Limits, READER_RCVBUF, Role, World};

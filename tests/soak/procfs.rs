@@ -1,5 +1,7 @@
-//! What the test reads from `/proc`: the relay's memory (sampled while it
-//! runs) and the kernel's send and receive queues of a loopback connection.
+//! What the test reads from `/proc` over time or beyond one process: the
+//! relay's memory sampled while it runs, and the kernel's send and receive
+//! queues of a loopback connection. One reading of a process's memory is
+//! [`relay_bench::sys::process_status_kib`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,17 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use relay_bench::sys;
+
 /// How often VmRSS is read.
 const EVERY: Duration = Duration::from_millis(100);
-
-/// A `Vm*:` field of `/proc/<pid>/status`, in KiB.
-pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-}
 
 /// What the sampler saw.
 #[derive(Debug, Clone, Copy, Default)]
@@ -43,7 +38,7 @@ impl RssSampler {
         let thread = std::thread::spawn(move || {
             let mut seen = RssSeen::default();
             while !flag.load(Ordering::SeqCst) {
-                let Some(kib) = status_kib(pid, "VmRSS:") else {
+                let Ok(kib) = sys::process_status_kib(pid, "VmRSS") else {
                     break;
                 };
                 seen.samples += 1;

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,6 +22,26 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// A fresh random AES-128 key.
 pub fn random_key() -> Key {
     Key::generate().expect("OS randomness")
+}
+
+/// The `relay` binary. Cargo names it to the `eaxchat` package's tests; the
+/// bench package's tests, which share this module, find it beside their own
+/// `relay-bench` in the same target directory (`cargo test --workspace`
+/// builds every package's binaries before it runs any test).
+pub fn relay_binary() -> PathBuf {
+    if let Some(relay) = option_env!("CARGO_BIN_EXE_relay") {
+        return PathBuf::from(relay);
+    }
+    let Some(bench) = option_env!("CARGO_BIN_EXE_relay-bench") else {
+        panic!("tests/util serves the eaxchat and relay-bench packages only");
+    };
+    let relay = Path::new(bench).with_file_name("relay");
+    assert!(
+        relay.is_file(),
+        "no relay binary at {}: run the tests with `cargo test --workspace`",
+        relay.display()
+    );
+    relay
 }
 
 /// A `relay` process listening on a free loopback port.
@@ -42,7 +63,7 @@ impl RelayProcess {
     /// Starts `relay` with `key` and `extra` flags; waits (bounded) until it
     /// logs its address.
     pub fn start_with_key(key: Key, extra: &[&str]) -> RelayProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
+        let mut command = Command::new(relay_binary());
         command
             .args(["--listen", "127.0.0.1:0", "--key-hex", &key.to_hex()])
             .args(extra);
@@ -145,8 +166,7 @@ impl RelayProcess {
     /// Sends SIGTERM and waits (bounded) for the exit; returns the status and
     /// the whole log.
     pub fn terminate(mut self) -> (ExitStatus, String) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = relay_bench::sys::terminate(self.child.id());
         let deadline = Instant::now() + WAIT;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -190,8 +210,7 @@ impl RelayProcess {
 
     /// Sends SIGTERM and returns at once (see [`RelayProcess::wait_exit`]).
     pub fn send_sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = relay_bench::sys::terminate(self.child.id());
     }
 
     /// Waits (at most `wait`) for the relay to exit on its own; returns the
@@ -346,7 +365,7 @@ impl RelayProcess {
     /// another relay just left) with `key` and `extra` flags. `None` if it
     /// exits before it listens, as it does while the port is still taken.
     pub fn try_start_on(listen: SocketAddr, key: Key, extra: &[&str]) -> Option<RelayProcess> {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_relay"));
+        let mut command = Command::new(relay_binary());
         command
             .args(["--listen", &listen.to_string(), "--key-hex", &key.to_hex()])
             .args(extra);

@@ -1,4 +1,4 @@
-//! `relay-floor`: serves [`eaxchat::loadgen::floor`], the baseline under
+//! `relay-floor`: serves [`relay_bench::floor`], the baseline under
 //! relay-bench's latency figures: eaxchat's loop forwarding bytes with no
 //! lines and no crypto. Runs until killed.
 
@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use eaxchat::loadgen::floor;
+use relay_bench::floor;
 
 /// A benchmark baseline, not a chat relay: forwards every byte read from
 /// one connection to all the others, in eaxchat's loop (one thread, one

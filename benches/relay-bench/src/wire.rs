@@ -15,8 +15,9 @@ use std::ops::Range;
 
 use bytes::{BufMut as _, BytesMut};
 
-use crate::cipher::{self, Cipher};
-use crate::key::Key;
+use eaxchat::cipher::Cipher;
+use eaxchat::key::Key;
+use eaxchat::wire;
 
 /// Sender id of the probes sent while waiting for every subscriber.
 pub const PROBE: u32 = u32::MAX;
@@ -108,7 +109,7 @@ impl Wire {
     /// A codec for `size`-byte messages: the plaintext size for eaxchat;
     /// the plain protocols send lines as long as eaxchat's would be.
     pub fn new(protocol: &Protocol, size: usize) -> Result<Wire, SizeError> {
-        let line_len = cipher::encoded_len(size);
+        let line_len = wire::encoded_len(size);
         let (kind, record_prefix) = match protocol {
             Protocol::Eaxchat(key) => {
                 if size < HEADER_LEN {

@@ -33,7 +33,7 @@ pub const MAX_FAILED_OFFERS: u8 = 64;
 
 /// Why the stream cannot be split any further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
+pub enum LineError {
     /// A line grew past the limit before its `\n` arrived.
     TooLong {
         /// The limit that was passed.
@@ -41,15 +41,15 @@ pub enum FrameError {
     },
 }
 
-impl fmt::Display for FrameError {
+impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
+            LineError::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
         }
     }
 }
 
-impl std::error::Error for FrameError {}
+impl std::error::Error for LineError {}
 
 /// One connection's line splitter.
 #[derive(Debug, Default)]
@@ -86,7 +86,7 @@ impl LineReader {
         &mut self,
         data: &[u8],
         mut on_line: impl FnMut(&[u8]) -> ControlFlow<()>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), LineError> {
         let mut start = 0;
         for newline in memchr_iter(b'\n', data) {
             self.saw_newline = true;
@@ -160,9 +160,9 @@ impl LineReader {
         self.pending.len()
     }
 
-    fn check_len(&self, len: usize) -> Result<(), FrameError> {
+    fn check_len(&self, len: usize) -> Result<(), LineError> {
         if len > self.max_line {
-            return Err(FrameError::TooLong {
+            return Err(LineError::TooLong {
                 limit: self.max_line,
             });
         }
@@ -187,7 +187,7 @@ mod tests {
     use super::*;
 
     /// Feeds `chunks` in order and returns the lines, or the error.
-    fn split(max_line: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<FrameError>) {
+    fn split(max_line: usize, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Option<LineError>) {
         let mut reader = LineReader::new(max_line);
         let mut lines = Vec::new();
         for chunk in chunks {
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn a_line_over_the_limit_is_an_error_and_never_buffered_whole() {
         assert_eq!(split(4, &[b"1234\n"]), (vec![b"1234".to_vec()], None));
-        let too_long = Some(FrameError::TooLong { limit: 4 });
+        let too_long = Some(LineError::TooLong { limit: 4 });
         assert_eq!(split(4, &[b"12345\n"]).1, too_long);
         assert_eq!(
             split(4, &[b"ok\n12", b"345"]),

@@ -11,25 +11,24 @@
 //! from every other one, so the relay has admitted them all; probes that
 //! arrive later are recognised and skipped.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::time::Duration;
 
-use bytes::{Buf as _, BytesMut};
+use bytes::BytesMut;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, RoomInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
+use super::scenario::{self, Measurement, PROBE_EVERY, READ_LEN, Setup};
 use super::wire::{Header, PROBE, Protocol, Wire};
-use super::{Clock, CpuMeter, LoadError, Options, Progress, connect, would_block};
+use super::{Clock, LoadError, Options, connect};
 
-const READ_LEN: usize = 256 * 1024;
+/// Bytes of one client's messages encoded before they are written.
 const BATCH_BYTES: usize = 16 * 1024;
-const PROBE_EVERY: Duration = Duration::from_millis(20);
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 struct Client {
-    rx: Receiver,
+    rx: Receiver<RoomInbox>,
     out: BytesMut,
     sent: u64,
 }
@@ -40,8 +39,6 @@ struct Room<'a> {
     events: Events,
     clients: Vec<Client>,
     checker: Checker,
-    /// Unused: room deliveries are all opened and carry their send time.
-    no_ledger: Ledger,
     buf: Vec<u8>,
     clock: Clock,
     last_delivery_ns: u64,
@@ -77,7 +74,7 @@ impl<'a> Room<'a> {
                 Interest::READABLE | Interest::WRITABLE,
             )?;
             clients.push(Client {
-                rx: Receiver::new(stream, Inbox::room(wire.record_len(), index as u32, n)),
+                rx: Receiver::new(stream, RoomInbox::new(wire.record_len(), index as u32, n)),
                 out: BytesMut::with_capacity(BATCH_BYTES + wire.record_len()),
                 sent: 0,
             });
@@ -89,7 +86,6 @@ impl<'a> Room<'a> {
             events: Events::with_capacity(1024),
             clients,
             checker: Checker::new(wire),
-            no_ledger: Ledger::new(1, 0),
             buf: vec![0; READ_LEN + record_len],
             clock: Clock::start(),
             last_delivery_ns: 0,
@@ -97,7 +93,7 @@ impl<'a> Room<'a> {
     }
 
     fn setup(&mut self) -> Result<(), LoadError> {
-        let deadline = self.clock.now_ns() + self.options.setup_timeout.as_nanos() as u64;
+        let setup = Setup::start(self.options, &self.clock);
         let mut next_probe = 0;
         while !self.clients.iter().all(|c| c.rx.inbox.ready()) {
             let now = self.clock.now_ns();
@@ -116,51 +112,37 @@ impl<'a> Room<'a> {
             }
             self.send_all()?;
             self.poll_once(Some(PROBE_EVERY / 4))?;
-            let errors = self.checker.errors;
-            if errors.total() > 0 {
-                return Err(LoadError::Setup(format!(
-                    "the relay misbehaved during setup: {errors:?}"
-                )));
-            }
-            if self.clock.now_ns() > deadline {
+            setup.check(&self.clock, self.checker.errors, false, || {
                 let ready = self.clients.iter().filter(|c| c.rx.inbox.ready()).count();
-                return Err(LoadError::Setup(format!(
-                    "only {ready} of {} clients heard from every other within {:?}",
-                    self.clients.len(),
-                    self.options.setup_timeout
-                )));
-            }
+                format!(
+                    "only {ready} of {} clients heard from every other",
+                    self.clients.len()
+                )
+            })?;
         }
         Ok(())
     }
 
     fn measure(mut self) -> Result<Report, LoadError> {
-        let mut progress = Progress::new(self.options.progress);
-        let cpu = CpuMeter::start(self.options.relay_pid);
-        let start_ns = self.clock.now_ns();
+        let mut measurement = Measurement::start(self.options, &self.clock);
+        let start_ns = measurement.start_ns;
         self.last_delivery_ns = start_ns;
-        let end_ns = start_ns + self.options.duration.as_nanos() as u64;
         let max_messages = self.options.max_messages.unwrap_or(u64::MAX);
-        let mut stopped_ns = None;
         loop {
             let now = self.clock.now_ns();
             let all_sent = self.clients.iter().all(|c| c.sent >= max_messages);
-            if stopped_ns.is_none() && (now >= end_ns || all_sent) {
-                stopped_ns = Some(now);
-            }
-            if let Some(stopped_ns) = stopped_ns {
-                let since = stopped_ns.max(self.last_delivery_ns);
-                if now.saturating_sub(since) > DRAIN_TIMEOUT.as_nanos() as u64 {
-                    break;
-                }
-                if self.clients.iter().all(|c| c.out.is_empty()) && self.missing() == 0 {
+            measurement.stop_if_due(now, all_sent);
+            if measurement.stopped() {
+                let drained =
+                    || self.clients.iter().all(|c| c.out.is_empty()) && self.missing() == 0;
+                if measurement.over(now, self.last_delivery_ns, drained) {
                     break;
                 }
             } else {
                 self.publish(max_messages);
             }
             self.send_all()?;
-            progress.tick(|| {
+            measurement.tick(|| {
                 let secs = (now - start_ns) as f64 / 1e9;
                 let deliveries = self.deliveries();
                 format!(
@@ -171,28 +153,16 @@ impl<'a> Room<'a> {
             });
             self.poll_once(Some(Duration::from_millis(100)))?;
         }
-        progress.finish();
-        let (cpu_time, relay_cpu_time) = cpu.elapsed();
-        let mut errors = self.checker.errors;
+        let common = measurement.finish(self.options, &self.checker, self.last_delivery_ns);
+        let mut errors = common.errors;
         errors.lost += self.missing();
         Ok(Report {
-            scenario: "room",
-            protocol: self.options.protocol.name(),
             clients: self.clients.len(),
-            size: self.options.size,
-            line_len: self.checker.wire.line_len() + 1,
             window: self.window(),
-            rate: None,
-            run_time: Duration::from_nanos(self.last_delivery_ns - start_ns),
             messages: self.clients.iter().map(|c| c.sent).sum(),
             deliveries: self.deliveries(),
-            verified: self.checker.opened,
-            latency: Some(self.checker.latency.percentiles()),
-            send_lag: None,
             errors,
-            cpu_time,
-            relay_cpu_time,
-            idle: None,
+            ..common
         })
     }
 
@@ -256,17 +226,13 @@ impl<'a> Room<'a> {
     /// Writes every client's buffer as far as its socket takes it.
     fn send_all(&mut self) -> Result<(), LoadError> {
         for client in &mut self.clients {
-            while client.rx.open && !client.out.is_empty() {
-                match client.rx.stream.write(&client.out) {
-                    Ok(0) => return Err(LoadError::Io(io::ErrorKind::WriteZero.into())),
-                    Ok(n) => client.out.advance(n),
-                    Err(e) if would_block(&e) => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => client.rx.lost(&mut self.checker),
-                }
+            if !client.rx.open {
+                continue;
             }
-            if client.out.is_empty() {
-                client.out.clear();
+            match scenario::write_out(&mut client.rx.stream, &mut client.out) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WriteZero => return Err(LoadError::Io(e)),
+                Err(_) => client.rx.lost(&mut self.checker),
             }
         }
         Ok(())
@@ -274,11 +240,7 @@ impl<'a> Room<'a> {
 
     fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), LoadError> {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        match self.poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(LoadError::Io(e)),
-        }
+        scenario::poll_once(&mut self.poll, &mut events, timeout)?;
         for event in events.iter() {
             if event.is_readable() || event.is_read_closed() {
                 self.read_client(event.token().0);
@@ -295,7 +257,7 @@ impl<'a> Room<'a> {
         let mut with = ReadWith {
             buf: &mut self.buf,
             checker: &mut self.checker,
-            ledger: &mut self.no_ledger,
+            against: &mut (),
             clock: &self.clock,
             stamped: false,
         };

@@ -8,34 +8,35 @@ use std::io::{self, Read as _};
 
 use mio::net::TcpStream;
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, Inbox};
 use super::{Clock, sys, would_block};
 
 /// A receiving socket with the inbox that checks what arrives on it.
-pub(super) struct Receiver {
+pub(super) struct Receiver<I> {
     pub stream: TcpStream,
-    pub inbox: Inbox,
+    pub inbox: I,
     /// False once the socket closed or failed; counted once, as a
     /// disconnect.
     pub open: bool,
 }
 
 /// What every read needs besides the socket: the shared buffer, the
-/// checker and ledger, and how deliveries are timed.
-pub(super) struct ReadWith<'a> {
+/// checker and what else the inbox checks against (`A`: a stream's ledger),
+/// and how deliveries are timed.
+pub(super) struct ReadWith<'a, A> {
     /// Shared by every socket; holds an inbox's carried-over bytes and
     /// then one read.
     pub buf: &'a mut [u8],
     pub checker: &'a mut Checker,
-    pub ledger: &'a mut Ledger,
+    pub against: &'a mut A,
     pub clock: &'a Clock,
     /// Time deliveries by the kernel's receive stamp on the socket, not by
     /// when relay-bench got round to reading them.
     pub stamped: bool,
 }
 
-impl Receiver {
-    pub fn new(stream: TcpStream, inbox: Inbox) -> Receiver {
+impl<I: Inbox> Receiver<I> {
+    pub fn new(stream: TcpStream, inbox: I) -> Receiver<I> {
         Receiver {
             stream,
             inbox,
@@ -53,7 +54,7 @@ impl Receiver {
 
     /// Reads until the socket is drained (or gone); returns when the last
     /// read that delivered a record was made, if one did.
-    pub fn read_all(&mut self, with: &mut ReadWith<'_>) -> Option<u64> {
+    pub fn read_all(&mut self, with: &mut ReadWith<'_, I::Against>) -> Option<u64> {
         let mut delivered_at = None;
         while self.open {
             let carry = self.inbox.carry().len();
@@ -73,7 +74,7 @@ impl Receiver {
                         None => now,
                     };
                     let data = &with.buf[..carry + n];
-                    if self.inbox.absorb(data, arrived, with.checker, with.ledger) > 0 {
+                    if self.inbox.absorb(data, arrived, with.checker, with.against) > 0 {
                         delivered_at = Some(now);
                     }
                     // A short read emptied the socket; the next arrival

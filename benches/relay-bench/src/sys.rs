@@ -1,7 +1,11 @@
 //! The few operating-system facts and facilities relay-bench needs beyond
 //! sockets: its own CPU time, another process's CPU time, RSS and open
-//! descriptors (from `/proc`), the open-file limit, and a periodic timer
-//! precise enough to pace messages every few microseconds.
+//! descriptors (from `/proc`), the open-file limit, a signal, and a
+//! periodic timer precise enough to pace messages every few microseconds.
+//!
+//! Public because the workspace's tests need the same facts (the relay's
+//! CPU ticks and memory, more descriptors, a child with fewer, SIGTERM):
+//! they take them from here, so no test holds `unsafe` code of its own.
 //!
 //! Linux only, like the relay's target machines. Each `unsafe` block is one
 //! libc call on memory this module owns.
@@ -9,6 +13,8 @@
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::process::Command;
 use std::time::Duration;
 
 use mio::event::Source;
@@ -31,6 +37,15 @@ pub fn own_cpu_time() -> Duration {
 
 /// CPU time (user + system) process `pid` has used, from `/proc/PID/stat`.
 pub fn process_cpu_time(pid: u32) -> io::Result<Duration> {
+    let ticks = process_cpu_ticks(pid)?;
+    // SAFETY: sysconf has no memory effects.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Ok(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+}
+
+/// CPU time (user + system) process `pid` has used, in the kernel's clock
+/// ticks (`_SC_CLK_TCK` a second, usually 100), from `/proc/PID/stat`.
+pub fn process_cpu_ticks(pid: u32) -> io::Result<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The command name may hold spaces; the fields after it do not.
     let after_name = stat
@@ -45,22 +60,23 @@ pub fn process_cpu_time(pid: u32) -> io::Result<Duration> {
             .and_then(|f| f.parse::<u64>().ok())
             .ok_or_else(|| io::Error::other("unexpected /proc/PID/stat"))
     };
-    let total = ticks()? + ticks()?;
-    // SAFETY: sysconf has no memory effects.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(total * 1_000_000_000 / per_second))
+    Ok(ticks()? + ticks()?)
 }
 
 /// Resident set size of process `pid` in bytes, from `/proc/PID/status`.
 pub fn process_rss(pid: u32) -> io::Result<u64> {
+    Ok(process_status_kib(pid, "VmRSS")? * 1024)
+}
+
+/// One `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in KiB.
+pub fn process_status_kib(pid: u32, field: &str) -> io::Result<u64> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|rest| rest.trim().strip_suffix("kB"))
         .and_then(|kib| kib.trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
-        .ok_or_else(|| io::Error::other("no VmRSS in /proc/PID/status"))
+        .ok_or_else(|| io::Error::other(format!("no {field} in /proc/PID/status")))
 }
 
 /// File descriptors process `pid` has open.
@@ -71,20 +87,75 @@ pub fn process_open_fds(pid: u32) -> io::Result<usize> {
 /// Raises this process's open-file limit to its hard limit and returns the
 /// new soft limit.
 pub fn raise_open_file_limit() -> io::Result<u64> {
-    // SAFETY: getrlimit/setrlimit read and write one `rlimit` we own.
-    unsafe {
-        let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        Ok(limit.rlim_cur)
+    let mut limit = open_file_limit()?;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        set_open_file_limit(&limit)?;
     }
+    Ok(limit.rlim_cur)
+}
+
+/// Raises this process's open-file limit to at least `wanted`, the hard
+/// limit too where the process may (as root), and otherwise as far as the
+/// hard limit allows. Returns the new soft limit, which may still fall
+/// short of `wanted`.
+pub fn raise_open_file_limit_to(wanted: u64) -> io::Result<u64> {
+    let mut limit = open_file_limit()?;
+    if limit.rlim_cur >= wanted {
+        return Ok(limit.rlim_cur);
+    }
+    limit.rlim_cur = wanted;
+    limit.rlim_max = limit.rlim_max.max(wanted);
+    if set_open_file_limit(&limit).is_err() {
+        // Raising the hard limit needs privilege.
+        return raise_open_file_limit();
+    }
+    Ok(limit.rlim_cur)
+}
+
+/// Makes `command`'s process start with at most `limit` open files (soft
+/// and hard), set between fork and exec.
+pub fn limit_open_files_of(command: &mut Command, limit: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: the closure only calls setrlimit, which is async-signal-safe,
+    // on a value it owns; it allocates nothing and takes no lock, as code
+    // between fork and exec must not.
+    unsafe {
+        command.pre_exec(move || set_open_file_limit(&limit));
+    }
+}
+
+fn open_file_limit() -> io::Result<libc::rlimit> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` into the value we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(limit)
+}
+
+fn set_open_file_limit(limit: &libc::rlimit) -> io::Result<()> {
+    // SAFETY: setrlimit reads one `rlimit` we lend it.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends SIGTERM to process `pid`.
+pub fn terminate(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Asks the kernel not to round this thread's timeouts up by the default
@@ -279,6 +350,8 @@ mod tests {
     fn reads_its_own_process_figures() {
         let pid = std::process::id();
         assert!(process_rss(pid).unwrap() > 0);
+        assert!(process_status_kib(pid, "VmHWM").unwrap() > 0);
+        assert!(process_status_kib(pid, "VmNoSuchField").is_err());
         assert!(process_open_fds(pid).unwrap() >= 3);
         process_cpu_time(pid).unwrap();
         let spin = std::time::Instant::now();

@@ -1,6 +1,6 @@
 //! `relay-bench`: a load generator for eaxchat relays, in the spirit of
 //! `redis-benchmark`. Parses the command line and runs
-//! [`eaxchat::loadgen::run`]; prints the report as text or JSON. Exits 1
+//! [`relay_bench::run`]; prints the report as text or JSON. Exits 1
 //! when the run saw any error (lost, duplicated, forged... deliveries), 2
 //! when it could not run.
 
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use eaxchat::key::{KEY_ENV, KeySource};
-use eaxchat::loadgen::{self, Options, Protocol, Scenario, Verify};
+use relay_bench::{Options, Protocol, Scenario, Verify};
 
 /// Load generator for an eaxchat relay on this machine. Scenarios: fanout
 /// (1 publisher -> N subscribers, window flow control), room (N clients
@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match loadgen::run(&options) {
+    match relay_bench::run(&options) {
         Ok(report) => {
             if args.json {
                 println!("{}", report.to_json());

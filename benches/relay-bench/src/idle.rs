@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, Inbox as _, Ledger, StreamInbox};
 use super::report::{Errors, IdleMemory, Report};
 use super::sys;
 use super::wire::{BARRIER, Header, Protocol, Wire};
@@ -88,7 +88,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
 }
 
 fn cipher_line_len(size: usize) -> usize {
-    crate::cipher::encoded_len(size) + 1
+    eaxchat::wire::encoded_len(size) + 1
 }
 
 /// The relay's open descriptors once the count has held still for a
@@ -136,7 +136,7 @@ fn deliver_one_message(
     for (index, stream) in streams.iter_mut().enumerate().skip(1) {
         poll.registry()
             .register(stream, Token(index), Interest::READABLE)?;
-        inboxes.push(Inbox::stream(wire.record_len(), 0, 1, false));
+        inboxes.push(StreamInbox::new(wire.record_len(), 0, 1, false));
     }
     let mut checker = Checker::new(wire);
     let mut message = BytesMut::new();

@@ -17,26 +17,23 @@
 //!
 //! The protocol that makes "owed" exact is described in `soak/member.rs`.
 
+// The helpers every test shares, one level up.
+#[path = "../util/mod.rs"]
 mod util;
 
-#[path = "soak/audit.rs"]
 mod audit;
-#[path = "soak/hostile.rs"]
 mod hostile;
-#[path = "soak/member.rs"]
 mod member;
-#[path = "soak/procfs.rs"]
 mod procfs;
-#[path = "soak/wire.rs"]
 mod wire;
-#[path = "soak/world.rs"]
 mod world;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use audit::LogFacts;
-use procfs::{RssSampler, status_kib, tcp_queued};
+use procfs::{RssSampler, tcp_queued};
+use relay_bench::sys;
 use util::RelayProcess;
 use world::{Limits, World};
 
@@ -260,7 +257,7 @@ fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
     let profile = Profile::from_env();
     let mut relay = start_relay();
     let pid = relay.pid();
-    let rss_start = status_kib(pid, "VmRSS:").expect("relay's /proc status");
+    let rss_start = sys::process_status_kib(pid, "VmRSS").expect("relay's /proc status");
     let bound = rss_start + rss_bound_kib(&profile);
     let sampler = RssSampler::start(pid);
     let world = World::new(relay.addr, relay.key.clone(), relay.log_handle(), LIMITS);
@@ -402,7 +399,7 @@ fn chaos<'scope>(
                 world.attempts().len(),
                 world.records.lock().expect("lock").len(),
                 world.violations().len(),
-                status_kib(relay.pid(), "VmRSS:"),
+                sys::process_status_kib(relay.pid(), "VmRSS").ok(),
             );
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -467,7 +464,7 @@ fn finale<'scope>(
     wait_for(world, "every member ready for SIGTERM", || {
         finale.ready.load(Ordering::SeqCst) == everyone
     });
-    at_sigterm.hwm_kib = status_kib(relay.pid(), "VmHWM:").unwrap_or(0);
+    at_sigterm.hwm_kib = sys::process_status_kib(relay.pid(), "VmHWM").unwrap_or(0);
     relay.send_sigterm();
     finale.sigterm_sent.store(true, Ordering::SeqCst);
     at_sigterm

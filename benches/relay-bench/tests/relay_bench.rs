@@ -3,6 +3,8 @@
 //! written here that loses or corrupts one line: relay-bench must say so
 //! and fail. No speed is asserted; speed is for `benches/run.sh`.
 
+// The relay's test helpers, shared with the eaxchat package's own tests.
+#[path = "../../../tests/util/mod.rs"]
 mod util;
 
 use std::collections::HashMap;
@@ -263,7 +265,7 @@ fn forward(from: usize, stream: TcpStream, clients: &Clients, fault: Fault, nth:
 #[test]
 fn a_faulty_broker_is_caught() {
     // Which counts name a fault depends on whether the faulty subscriber or
-    // a healthy one read that message first; see `loadgen::inbox`.
+    // a healthy one read that message first; see `relay_bench::inbox`.
     let cases: [(Fault, &[&str]); 4] = [
         (Fault::Drop, &["errors_lost"]),
         (

@@ -10,7 +10,7 @@
 //! which part of the relay's latency is the kernel's price of a hundred
 //! loopback writes and which is the relay's own.
 //!
-//! Where it differs from the server (`crate::server`), none of which
+//! Where it differs from the server (`eaxchat::server`), none of which
 //! matters at the hundred connections it is measured with:
 //! - a connection whose write would block is written again by the sweep
 //!   after it is writable, not at once on the writable event;
@@ -30,10 +30,11 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+// As eaxchat's server: the largest read, and the connections written per
+// turn.
+use eaxchat::server::{FLUSHES_PER_TURN, READ_BUF_LEN};
+
 const LISTENER: Token = Token(usize::MAX);
-/// As eaxchat's server: the largest read and the writes per turn.
-const READ_LEN: usize = 64 * 1024;
-const WRITES_PER_TURN: usize = 16;
 /// Chunks gathered into one `writev`.
 const MAX_IOVECS: usize = 64;
 
@@ -75,7 +76,7 @@ pub fn serve(listener: std::net::TcpListener) -> io::Result<()> {
         conns: Slab::new(),
         cursor: 0,
         pending: 0,
-        buf: vec![0; READ_LEN],
+        buf: vec![0; READ_BUF_LEN],
         ids: Vec::new(),
     };
     floor.run()
@@ -189,7 +190,7 @@ impl Floor {
         let mut written = 0;
         let mut scanned = 0;
         let end = self.conns.capacity();
-        while written < WRITES_PER_TURN && self.pending > 0 && scanned < end {
+        while written < FLUSHES_PER_TURN && self.pending > 0 && scanned < end {
             let id = self.cursor;
             self.cursor = (self.cursor + 1) % end.max(1);
             scanned += 1;

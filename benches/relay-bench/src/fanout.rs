@@ -10,33 +10,26 @@
 //! one barrier; the k-th record a subscriber reads after the barrier must
 //! be message k (see [`super::inbox`]).
 
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Read as _};
 use std::time::Duration;
 
-use bytes::{Buf as _, BytesMut};
+use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Inbox, Ledger};
+use super::inbox::{Checker, Ledger, StreamInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
+use super::scenario::{self, Measurement, PROBE_EVERY, READ_LEN, Setup};
 use super::sys::{self, Ticker};
 use super::wire::{BARRIER, Header, PROBE, Wire};
-use super::{
-    Clock, CpuMeter, LoadError, Options, Progress, Scenario, Verify, connect, would_block,
-};
+use super::{Clock, LoadError, Options, Scenario, Verify, connect, would_block};
 
 const PUBLISHER: Token = Token(usize::MAX);
 const TICKER: Token = Token(usize::MAX - 1);
 
-/// Bytes the subscribers' shared buffer takes per read.
-const READ_LEN: usize = 256 * 1024;
 /// Bytes of messages encoded before they are written.
 const BATCH_BYTES: usize = 64 * 1024;
-/// How often the setup probes again.
-const PROBE_EVERY: Duration = Duration::from_millis(20);
-/// How long the end of a run waits for deliveries that stopped coming.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most memory the ledger of messages in flight may take.
 const MAX_LEDGER_BYTES: u64 = 256 << 20;
 /// The shortest period the pacing timer ticks at; faster rates send
@@ -81,7 +74,7 @@ struct Fanout<'a> {
     options: &'a Options,
     poll: Poll,
     events: Events,
-    subscribers: Vec<Receiver>,
+    subscribers: Vec<Receiver<StreamInbox>>,
     publisher: Publisher,
     checker: Checker,
     /// Most messages the publisher may be ahead of its slowest subscriber.
@@ -141,7 +134,7 @@ impl<'a> Fanout<'a> {
             }
             poll.registry()
                 .register(&mut stream, Token(index), Interest::READABLE)?;
-            let inbox = Inbox::stream(
+            let inbox = StreamInbox::new(
                 wire.record_len(),
                 wire.subscribe_reply_len(),
                 options.verify.sample(),
@@ -183,7 +176,7 @@ impl<'a> Fanout<'a> {
     /// Probes until every subscriber is served, then sends the barrier and
     /// waits until every subscriber has it.
     fn setup(&mut self) -> Result<(), LoadError> {
-        let deadline = self.clock.now_ns() + self.options.setup_timeout.as_nanos() as u64;
+        let setup = Setup::start(self.options, &self.clock);
         let mut probes = 0;
         let mut next_probe = 0;
         while !self.subscribers.iter().all(|s| s.inbox.saw_probe()) {
@@ -197,7 +190,7 @@ impl<'a> Fanout<'a> {
                 probes += 1;
                 next_probe = now + PROBE_EVERY.as_nanos() as u64;
             }
-            self.setup_turn(deadline, Stage::Probe)?;
+            self.setup_turn(&setup, Stage::Probe)?;
         }
         let now = self.clock.now_ns();
         self.push(Header {
@@ -206,21 +199,16 @@ impl<'a> Fanout<'a> {
             stamp_ns: now,
         });
         while !self.subscribers.iter().all(|s| s.inbox.ready()) {
-            self.setup_turn(deadline, Stage::Barrier)?;
+            self.setup_turn(&setup, Stage::Barrier)?;
         }
         Ok(())
     }
 
-    fn setup_turn(&mut self, deadline: u64, stage: Stage) -> Result<(), LoadError> {
+    fn setup_turn(&mut self, setup: &Setup, stage: Stage) -> Result<(), LoadError> {
         self.send_pending()?;
         self.poll_once(Some(PROBE_EVERY / 4))?;
-        let errors = self.checker.errors;
-        if errors.total() > 0 || !self.publisher.open {
-            return Err(LoadError::Setup(format!(
-                "the relay misbehaved during setup: {errors:?}"
-            )));
-        }
-        if self.clock.now_ns() > deadline {
+        let broken = !self.publisher.open;
+        setup.check(&self.clock, self.checker.errors, broken, || {
             let (served, waiting_for) = match stage {
                 Stage::Probe => (
                     self.subscribers
@@ -234,13 +222,11 @@ impl<'a> Fanout<'a> {
                     "the barrier",
                 ),
             };
-            return Err(LoadError::Setup(format!(
-                "only {served} of {} subscribers received {waiting_for} within {:?}",
-                self.subscribers.len(),
-                self.options.setup_timeout
-            )));
-        }
-        Ok(())
+            format!(
+                "only {served} of {} subscribers received {waiting_for}",
+                self.subscribers.len()
+            )
+        })
     }
 
     /// Publishes for the run's duration (or count), then waits for the
@@ -261,31 +247,22 @@ impl<'a> Fanout<'a> {
                 interval_ns,
             });
         }
-        let mut progress = Progress::new(self.options.progress);
-        let cpu = CpuMeter::start(self.options.relay_pid);
-        let start_ns = self.clock.now_ns();
+        let mut measurement = Measurement::start(self.options, &self.clock);
+        let start_ns = measurement.start_ns;
         self.last_delivery_ns = start_ns;
-        let end_ns = start_ns + self.options.duration.as_nanos() as u64;
         self.limit = self.options.max_messages.unwrap_or(u64::MAX);
-        let drain_ns = DRAIN_TIMEOUT.as_nanos() as u64;
-        let mut stopped_ns = None;
         loop {
             let now = self.clock.now_ns();
-            if stopped_ns.is_none() && (now >= end_ns || self.publisher.sent >= self.limit) {
-                stopped_ns = Some(now);
+            if measurement.stop_if_due(now, self.publisher.sent >= self.limit) {
                 self.limit = self.publisher.sent;
             }
             self.publish()?;
-            if let Some(stopped_ns) = stopped_ns {
-                let since = stopped_ns.max(self.last_delivery_ns);
-                let drained =
-                    self.publisher.out.is_empty() && self.slowest() >= self.publisher.sent;
-                if drained || now.saturating_sub(since) > drain_ns {
-                    break;
-                }
+            let drained = || self.publisher.out.is_empty() && self.slowest() >= self.publisher.sent;
+            if measurement.over(now, self.last_delivery_ns, drained) {
+                break;
             }
             let sent = self.publisher.sent;
-            progress.tick(|| {
+            measurement.tick(|| {
                 let secs = (now - start_ns) as f64 / 1e9;
                 let deliveries = self.deliveries();
                 format!(
@@ -297,33 +274,23 @@ impl<'a> Fanout<'a> {
             });
             self.poll_once(Some(Duration::from_millis(100)))?;
         }
-        progress.finish();
-        let (cpu_time, relay_cpu_time) = cpu.elapsed();
+        let common = measurement.finish(self.options, &self.checker, self.last_delivery_ns);
         let sent = self.publisher.sent;
-        let mut errors = self.checker.errors;
+        let mut errors = common.errors;
         for subscriber in &self.subscribers {
             // Gaps inside the stream were counted as they were found; what
             // never arrived at the end is lost too.
             errors.lost += sent.saturating_sub(subscriber.inbox.next_seq());
         }
         Ok(Report {
-            scenario: self.options.scenario.name(),
-            protocol: self.options.protocol.name(),
             clients: self.subscribers.len(),
-            size: self.options.size,
-            line_len: self.checker.wire.line_len() + 1,
             window: self.window,
             rate: paced.then_some(self.options.rate),
-            run_time: Duration::from_nanos(self.last_delivery_ns - start_ns),
             messages: sent,
             deliveries: self.deliveries(),
-            verified: self.checker.opened,
-            latency: Some(self.checker.latency.percentiles()),
             send_lag: paced.then(|| Duration::from_nanos(self.send_lag_ns)),
             errors,
-            cpu_time,
-            relay_cpu_time,
-            idle: None,
+            ..common
         })
     }
 
@@ -390,27 +357,15 @@ impl<'a> Fanout<'a> {
 
     /// Writes the publisher's buffer; true when it is empty.
     fn send_pending(&mut self) -> Result<bool, LoadError> {
-        let publisher = &mut self.publisher;
-        while !publisher.out.is_empty() {
-            match publisher.stream.write(&publisher.out) {
-                Ok(0) => return Err(LoadError::Io(io::ErrorKind::WriteZero.into())),
-                Ok(n) => publisher.out.advance(n),
-                Err(e) if would_block(&e) => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(LoadError::Io(e)),
-            }
-        }
-        publisher.out.clear();
-        Ok(true)
+        Ok(scenario::write_out(
+            &mut self.publisher.stream,
+            &mut self.publisher.out,
+        )?)
     }
 
     fn poll_once(&mut self, timeout: Option<Duration>) -> Result<(), LoadError> {
         let mut events = std::mem::replace(&mut self.events, Events::with_capacity(0));
-        match self.poll.poll(&mut events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(LoadError::Io(e)),
-        }
+        scenario::poll_once(&mut self.poll, &mut events, timeout)?;
         for event in events.iter() {
             match event.token() {
                 PUBLISHER if event.is_readable() || event.is_read_closed() => {
@@ -470,7 +425,7 @@ impl<'a> Fanout<'a> {
         let mut with = ReadWith {
             buf: &mut self.buf,
             checker: &mut self.checker,
-            ledger: &mut self.ledger,
+            against: &mut self.ledger,
             clock: &self.clock,
             stamped: self.receive_stamps,
         };

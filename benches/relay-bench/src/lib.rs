@@ -1,7 +1,8 @@
 //! The `relay-bench` load generator: scenarios, flow control, verification
 //! and reporting, for an eaxchat relay or, as a baseline, a plain line
 //! broker (`ncat --broker`) or Redis pub/sub relaying lines of the same
-//! length.
+//! length. A package of its own beside `eaxchat`, whose wire format, cipher
+//! and key it uses; its binaries are `relay-bench` and `relay-floor`.
 //!
 //! Each scenario runs in one thread and one `mio` poll loop: publishers and
 //! subscribers are non-blocking sockets in the same loop, subscribers read
@@ -12,6 +13,7 @@
 //! - [`wire`]: message encoding for each protocol.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
 //! - `receiver`: the read loop of the scenarios that check deliveries.
+//! - `scenario`: the skeleton the fanout and room scenarios share.
 //! - [`histogram`]: latency percentiles.
 //! - [`report`]: results, as text and JSON.
 //! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
@@ -29,6 +31,7 @@ pub mod inbox;
 mod receiver;
 pub mod report;
 mod room;
+mod scenario;
 pub mod sys;
 pub mod wire;
 

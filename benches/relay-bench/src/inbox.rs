@@ -1,0 +1,191 @@
+//! What a subscriber does with the bytes it reads: split them into
+//! fixed-length records, count them, time them, and check them.
+//!
+//! Every record of a run has the same length and ends in `\n`, so counting
+//! deliveries needs one byte compare per record, not a scan. Two ways of
+//! checking follow from that, one inbox type each:
+//!
+//! - [`StreamInbox`] (one publisher): the k-th record after the setup
+//!   barrier must be message k. The first subscriber to receive message k
+//!   keeps its bytes in the [`Ledger`] (opening and checking it first for
+//!   one message in `sample`); every other delivery of k must be
+//!   byte-for-byte the same, which costs a compare, not a decryption.
+//!   Anything that differs is opened to find out what it is: a lost message
+//!   (a later sequence number), a duplicate (an earlier one), a forgery (it
+//!   does not open), or, when the unopened first copy was the wrong one, a
+//!   delivery out of step with the other subscribers. With `open_all`,
+//!   every delivery is opened.
+//! - [`RoomInbox`] (many publishers): records from different senders
+//!   interleave arbitrarily, so every record is opened and checked against
+//!   the next sequence number expected from its sender.
+//!
+//! Both split their bytes with [`Records`]. Nothing here allocates after
+//! construction: the partial record left at the end of a read is kept in a
+//! buffer sized for one record.
+
+mod room;
+mod stream;
+
+use memchr::memchr;
+
+pub use room::RoomInbox;
+pub use stream::{Ledger, StreamInbox};
+
+use super::histogram::Histogram;
+use super::report::Errors;
+use super::wire::Wire;
+
+/// What the subscribers of one run share: the codec, the latency
+/// histogram and the error counts.
+pub struct Checker {
+    /// Decodes records.
+    pub wire: Wire,
+    /// Delivery latencies, in nanoseconds.
+    pub latency: Histogram,
+    /// Everything that went wrong.
+    pub errors: Errors,
+    /// Records opened and verified.
+    pub opened: u64,
+}
+
+impl Checker {
+    /// A checker with nothing counted yet.
+    pub fn new(wire: Wire) -> Checker {
+        Checker {
+            wire,
+            latency: Histogram::default(),
+            errors: Errors::default(),
+            opened: 0,
+        }
+    }
+}
+
+/// A subscriber's receive state, as the read loop sees it.
+pub trait Inbox {
+    /// What deliveries are checked against besides the [`Checker`]: the
+    /// publisher's [`Ledger`] for a stream, nothing for a room.
+    type Against;
+
+    /// The partial record the next read must be appended to.
+    fn carry(&self) -> &[u8];
+
+    /// Takes `data`: the carry followed by what was just read, at time
+    /// `now_ns`. Returns how many records completed.
+    fn absorb(
+        &mut self,
+        data: &[u8],
+        now_ns: u64,
+        check: &mut Checker,
+        against: &mut Self::Against,
+    ) -> usize;
+}
+
+/// Splits a subscriber's bytes into records of one length: drops the
+/// preamble, counts what does not end where a record should as malformed,
+/// and carries the unfinished record at the end of a read over to the next.
+pub struct Records {
+    len: usize,
+    /// Bytes still to discard before the first record.
+    skip: usize,
+    /// The unfinished record at the end of the last read.
+    carry: Vec<u8>,
+}
+
+impl Records {
+    /// Records of `len` bytes, after `skip` bytes of preamble.
+    pub fn new(len: usize, skip: usize) -> Records {
+        Records {
+            len,
+            skip,
+            carry: Vec::with_capacity(len),
+        }
+    }
+
+    /// The length of every record.
+    pub fn record_len(&self) -> usize {
+        self.len
+    }
+
+    /// The partial record the next read must be appended to.
+    pub fn carry(&self) -> &[u8] {
+        &self.carry
+    }
+
+    /// Splits `data` (the carry followed by what was just read). At each
+    /// whole record that ends in a newline, `take` gets the data from that
+    /// record on and returns how many whole records it took there (at least
+    /// one). Returns how many records were taken in all.
+    pub fn split(
+        &mut self,
+        data: &[u8],
+        check: &mut Checker,
+        mut take: impl FnMut(&[u8], &mut Checker) -> usize,
+    ) -> usize {
+        let mut data = data;
+        if self.skip > 0 {
+            let n = self.skip.min(data.len());
+            self.skip -= n;
+            data = &data[n..];
+        }
+        let len = self.len;
+        let mut pos = 0;
+        let mut records = 0;
+        while let Some(record) = data.get(pos..pos + len) {
+            if record[len - 1] != b'\n' {
+                // Not where a record should end: count it and start again
+                // after the next newline.
+                check.errors.malformed += 1;
+                pos = match memchr(b'\n', &data[pos..]) {
+                    Some(newline) => pos + newline + 1,
+                    None => data.len(),
+                };
+                continue;
+            }
+            let taken = take(&data[pos..], check).max(1);
+            pos += taken * len;
+            records += taken;
+        }
+        self.carry.clear();
+        self.carry
+            .extend_from_slice(data.get(pos..).unwrap_or_default());
+        records
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use bytes::BytesMut;
+
+    use super::*;
+    use crate::wire::Header;
+
+    /// One record from `sender`, message `seq`, stamped 0.
+    pub fn record(wire: &mut Wire, sender: u32, seq: u64) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        wire.encode(
+            Header {
+                sender,
+                seq,
+                stamp_ns: 0,
+            },
+            &mut out,
+        );
+        out.to_vec()
+    }
+
+    /// Feeds `records` to `inbox` in reads of `chunk` bytes.
+    pub fn feed<I: Inbox>(
+        inbox: &mut I,
+        records: &[Vec<u8>],
+        chunk: usize,
+        check: &mut Checker,
+        against: &mut I::Against,
+    ) {
+        let bytes: Vec<u8> = records.concat();
+        for piece in bytes.chunks(chunk) {
+            let mut data = inbox.carry().to_vec();
+            data.extend_from_slice(piece);
+            inbox.absorb(&data, 1, check, against);
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! The inbox of a subscriber to one publisher, and the [`Ledger`] its
+//! deliveries are checked against (see [`super`]).
+
+use super::{Checker, Inbox, Records};
+use crate::wire::{BARRIER, PROBE};
+
+/// What the subscribers of one publisher check deliveries against: for
+/// each of the last `capacity` messages, when it was sent (or, when paced,
+/// was due) and, once a subscriber has received it, its exact bytes.
+pub struct Ledger {
+    record_len: usize,
+    mask: u64,
+    sent_at: Box<[u64]>,
+    /// For each slot, 1 + the sequence number whose bytes it holds; 0 for
+    /// none.
+    holds: Box<[u64]>,
+    /// Whether the bytes held were opened and found to be that message.
+    verified: Box<[bool]>,
+    records: Box<[u8]>,
+}
+
+impl Ledger {
+    /// Room for at least `capacity` messages in flight of `record_len`
+    /// bytes each.
+    pub fn new(capacity: u64, record_len: usize) -> Ledger {
+        let len = capacity.max(1).next_power_of_two();
+        Ledger {
+            record_len,
+            mask: len - 1,
+            sent_at: vec![0; len as usize].into_boxed_slice(),
+            holds: vec![0; len as usize].into_boxed_slice(),
+            verified: vec![false; len as usize].into_boxed_slice(),
+            records: vec![0; len as usize * record_len].into_boxed_slice(),
+        }
+    }
+
+    /// How many messages it remembers.
+    pub fn capacity(&self) -> u64 {
+        self.mask + 1
+    }
+
+    fn slot(&self, seq: u64) -> usize {
+        (seq & self.mask) as usize
+    }
+
+    /// Notes message `seq`'s send time; forgets the bytes the slot held.
+    #[inline]
+    pub fn sent(&mut self, seq: u64, at_ns: u64) {
+        let slot = self.slot(seq);
+        self.sent_at[slot] = at_ns;
+        self.holds[slot] = 0;
+    }
+
+    #[inline]
+    fn sent_at(&self, seq: u64) -> u64 {
+        self.sent_at[self.slot(seq)]
+    }
+
+    /// The bytes kept for message `seq`, if a subscriber has received it,
+    /// and whether they were verified.
+    #[inline]
+    fn kept(&self, seq: u64) -> Option<(&[u8], bool)> {
+        let slot = self.slot(seq);
+        (self.holds[slot] == seq + 1).then(|| {
+            let bytes = &self.records[slot * self.record_len..(slot + 1) * self.record_len];
+            (bytes, self.verified[slot])
+        })
+    }
+
+    /// How many whole records at the front of `data` are exactly the kept
+    /// copies of messages `seq`, `seq + 1`, ... (as far as the ring runs
+    /// without wrapping).
+    fn matching_run(&self, seq: u64, data: &[u8]) -> usize {
+        let len = self.record_len;
+        let slot = self.slot(seq);
+        let most = (data.len() / len).min(self.holds.len() - slot);
+        let held = (0..most)
+            .take_while(|&i| self.holds[slot + i] == seq + i as u64 + 1)
+            .count();
+        let kept = &self.records[slot * len..(slot + held) * len];
+        if data[..held * len] == *kept {
+            return held;
+        }
+        // Something differs: take the records before it.
+        data.chunks_exact(len)
+            .zip(kept.chunks_exact(len))
+            .take_while(|(got, want)| got == want)
+            .count()
+    }
+
+    fn keep(&mut self, seq: u64, record: &[u8], verified: bool) {
+        let slot = self.slot(seq);
+        self.records[slot * self.record_len..(slot + 1) * self.record_len].copy_from_slice(record);
+        self.holds[slot] = seq + 1;
+        self.verified[slot] = verified;
+    }
+}
+
+/// One subscriber's receive state in a one-publisher scenario. Until the
+/// barrier arrives `next` is `None` and every record is a probe or the
+/// barrier; after it, record k is message k.
+pub struct StreamInbox {
+    records: Records,
+    sequence: Sequence,
+}
+
+/// Where a stream subscriber is in the publisher's sequence.
+struct Sequence {
+    next: Option<u64>,
+    saw_probe: bool,
+    delivered: u64,
+    sample: u64,
+    open_all: bool,
+}
+
+impl StreamInbox {
+    /// A subscriber of one publisher that discards `skip` bytes of preamble.
+    /// It opens the first copy of one message in `sample` (every message
+    /// with a sample of 1), or every delivery with `open_all`.
+    pub fn new(record_len: usize, skip: usize, sample: u64, open_all: bool) -> StreamInbox {
+        StreamInbox {
+            records: Records::new(record_len, skip),
+            sequence: Sequence {
+                next: None,
+                saw_probe: false,
+                delivered: 0,
+                sample: sample.max(1),
+                open_all,
+            },
+        }
+    }
+
+    /// Whether the setup barrier has been seen.
+    pub fn ready(&self) -> bool {
+        self.sequence.next.is_some()
+    }
+
+    /// Whether a probe (or the barrier) has arrived.
+    pub fn saw_probe(&self) -> bool {
+        self.sequence.saw_probe || self.ready()
+    }
+
+    /// Data records received: messages delivered to this subscriber.
+    pub fn delivered(&self) -> u64 {
+        self.sequence.delivered
+    }
+
+    /// The sequence number the next record should carry: every earlier
+    /// message has arrived or been counted lost.
+    pub fn next_seq(&self) -> u64 {
+        self.sequence.next.unwrap_or(0)
+    }
+}
+
+impl Inbox for StreamInbox {
+    type Against = Ledger;
+
+    fn carry(&self) -> &[u8] {
+        self.records.carry()
+    }
+
+    fn absorb(
+        &mut self,
+        data: &[u8],
+        now_ns: u64,
+        check: &mut Checker,
+        ledger: &mut Ledger,
+    ) -> usize {
+        let len = self.records.record_len();
+        let sequence = &mut self.sequence;
+        self.records.split(data, check, |rest, check| {
+            let run = sequence.matching_run(rest, now_ns, check, ledger);
+            if run > 0 {
+                return run;
+            }
+            sequence.on_record(&rest[..len], now_ns, check, ledger);
+            1
+        })
+    }
+}
+
+impl Sequence {
+    /// The fast path: how many whole records at the front of `data` are
+    /// byte for byte the copies the ledger keeps of the next messages,
+    /// compared in one go and taken as delivered. Zero when the next record
+    /// needs a closer look.
+    fn matching_run(
+        &mut self,
+        data: &[u8],
+        now_ns: u64,
+        check: &mut Checker,
+        ledger: &Ledger,
+    ) -> usize {
+        let Some(next) = self.next.filter(|_| !self.open_all) else {
+            return 0;
+        };
+        let run = ledger.matching_run(next, data);
+        // Messages sent in one batch share a send time: count each time
+        // once, with its number of records.
+        let mut same = 0;
+        let mut sent_at = 0;
+        for seq in next..next + run as u64 {
+            let at = ledger.sent_at(seq);
+            if same > 0 && at != sent_at {
+                check.latency.record_n(now_ns.saturating_sub(sent_at), same);
+                same = 0;
+            }
+            sent_at = at;
+            same += 1;
+        }
+        if same > 0 {
+            check.latency.record_n(now_ns.saturating_sub(sent_at), same);
+        }
+        self.next = Some(next + run as u64);
+        self.delivered += run as u64;
+        run
+    }
+
+    /// One record that is not simply the kept copy of the next message.
+    fn on_record(&mut self, record: &[u8], now_ns: u64, check: &mut Checker, ledger: &mut Ledger) {
+        let Some(k) = self.next else {
+            match check.wire.decode(record) {
+                Ok(header) if header.sender == PROBE => self.saw_probe = true,
+                Ok(header) if header.sender == BARRIER => self.next = Some(0),
+                _ => check.errors.forged += 1,
+            }
+            return;
+        };
+        check
+            .latency
+            .record(now_ns.saturating_sub(ledger.sent_at(k)));
+        if !self.open_all {
+            match ledger.kept(k) {
+                Some((kept, _)) if kept == record => return self.delivered_next(k + 1),
+                None if k % self.sample != 0 => {
+                    // Not opened: every other delivery of k must match this
+                    // one.
+                    ledger.keep(k, record, false);
+                    return self.delivered_next(k + 1);
+                }
+                _ => {}
+            }
+        }
+        check.opened += 1;
+        match check.wire.decode(record) {
+            Ok(header) if header.sender == 0 && header.seq == k => {
+                if let Some((kept, false)) = ledger.kept(k) {
+                    // An unopened first copy, kept by another subscriber,
+                    // differed from this genuine one.
+                    match check.wire.decode(kept) {
+                        Ok(h) if h.sender == 0 => check.errors.out_of_step += 1,
+                        _ => check.errors.forged += 1,
+                    }
+                }
+                ledger.keep(k, record, true);
+                self.delivered_next(k + 1);
+            }
+            Ok(header) if header.sender == 0 && header.seq > k => {
+                check.errors.lost += header.seq - k;
+                self.delivered_next(header.seq + 1);
+            }
+            // An earlier message again: it takes no place in the sequence.
+            Ok(header) if header.sender == 0 => check.errors.duplicated += 1,
+            _ => {
+                check.errors.forged += 1;
+                self.next = Some(k + 1);
+            }
+        }
+    }
+
+    /// Counts a delivery; `next` is the message expected after it.
+    fn delivered_next(&mut self, next: u64) {
+        self.next = Some(next);
+        self.delivered += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::tests::{feed, record};
+    use crate::report::Errors;
+    use crate::wire::{Protocol, Wire};
+    use eaxchat::key::Key;
+
+    const MESSAGES: u64 = 40;
+
+    /// The records a publisher sends: probe, barrier, messages 0..MESSAGES.
+    fn stream(wire: &mut Wire, ledger: &mut Ledger) -> Vec<Vec<u8>> {
+        let mut records = vec![record(wire, PROBE, 0), record(wire, BARRIER, 0)];
+        for seq in 0..MESSAGES {
+            ledger.sent(seq, 0);
+            records.push(record(wire, 0, seq));
+        }
+        records
+    }
+
+    /// What one faulty subscriber's errors are, next to a healthy one that
+    /// reads first or second.
+    fn errors_with(fault: impl Fn(&mut Vec<Vec<u8>>), sample: u64, faulty_first: bool) -> Errors {
+        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let mut wire = Wire::new(&Protocol::Eaxchat(key), 64).unwrap();
+        let mut ledger = Ledger::new(64, wire.record_len());
+        let records = stream(&mut wire, &mut ledger);
+        let mut bad = records.clone();
+        fault(&mut bad);
+        let len = wire.record_len();
+        let mut check = Checker::new(wire);
+        let mut good_inbox = StreamInbox::new(len, 0, sample, false);
+        let mut bad_inbox = StreamInbox::new(len, 0, sample, false);
+        for turn in 0..2 {
+            if (turn == 0) == faulty_first {
+                feed(&mut bad_inbox, &bad, 97, &mut check, &mut ledger);
+            } else {
+                feed(&mut good_inbox, &records, 1000, &mut check, &mut ledger);
+            }
+        }
+        assert!(good_inbox.ready() && bad_inbox.ready());
+        assert_eq!(good_inbox.next_seq(), MESSAGES);
+        let mut errors = check.errors;
+        errors.lost += MESSAGES.saturating_sub(bad_inbox.next_seq());
+        errors
+    }
+
+    #[test]
+    fn a_clean_stream_has_no_errors_and_opens_one_in_sample() {
+        for faulty_first in [false, true] {
+            assert_eq!(errors_with(|_| {}, 16, faulty_first), Errors::default());
+        }
+        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let mut wire = Wire::new(&Protocol::Eaxchat(key), 64).unwrap();
+        let mut ledger = Ledger::new(64, wire.record_len());
+        let records = stream(&mut wire, &mut ledger);
+        let len = wire.record_len();
+        let mut check = Checker::new(wire);
+        let mut inboxes: Vec<StreamInbox> = (0..3)
+            .map(|_| StreamInbox::new(len, 0, 16, false))
+            .collect();
+        for inbox in &mut inboxes {
+            feed(inbox, &records, 333, &mut check, &mut ledger);
+            assert_eq!(inbox.delivered(), MESSAGES);
+        }
+        // Two setup records per inbox, then messages 0, 16 and 32 once.
+        assert_eq!(check.opened, 3);
+        assert_eq!(check.errors, Errors::default());
+    }
+
+    /// Where message `seq` sits in the records `stream` returns.
+    fn at(seq: usize) -> usize {
+        seq + 2
+    }
+
+    #[test]
+    fn every_kind_of_fault_is_counted_whoever_reads_first() {
+        type Fault = fn(&mut Vec<Vec<u8>>);
+        let cases: [(&str, Fault); 5] = [
+            ("lost", |r| {
+                r.remove(at(5));
+            }),
+            ("lost at the end", |r| {
+                r.pop();
+            }),
+            ("duplicated", |r| r.insert(at(8), r[at(7)].clone())),
+            ("reordered", |r| r.swap(at(3), at(4))),
+            ("forged", |r| {
+                let record = &mut r[at(9)];
+                record[40] = if record[40] == b'A' { b'B' } else { b'A' };
+            }),
+        ];
+        for (name, fault) in cases {
+            for sample in [1, 16] {
+                for faulty_first in [false, true] {
+                    let errors = errors_with(fault, sample, faulty_first);
+                    assert!(
+                        errors.total() > 0,
+                        "{name}, sample {sample}, faulty first {faulty_first}: {errors:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_that_does_not_end_in_newline_is_malformed() {
+        let errors = errors_with(
+            |r| {
+                let record = &mut r[5];
+                record.pop();
+            },
+            16,
+            false,
+        );
+        assert!(errors.malformed > 0, "{errors:?}");
+    }
+}

@@ -15,43 +15,6 @@ use std::time::{Duration, Instant};
 
 use crate::relay::ConnId;
 
-/// The limits on unauthenticated peers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GuardLimits {
-    /// Most bytes held, in all, for connections that have not
-    /// authenticated (`--pre-auth-budget`).
-    pub pre_auth_budget: usize,
-    /// How long a connection that has sent bytes may take to complete its
-    /// first authenticated frame (`--first-frame-timeout`).
-    pub first_frame_timeout: Duration,
-    /// Most connections from one IPv4 address or IPv6 /64
-    /// (`--max-per-address`); `0` for no limit.
-    pub max_per_address: usize,
-}
-
-impl GuardLimits {
-    /// `--pre-auth-budget`'s default: 4 MiB, 64 unauthenticated
-    /// connections each holding a whole `--max-frame` line.
-    pub const DEFAULT_PRE_AUTH_BUDGET: usize = 4 * 1024 * 1024;
-    /// `--first-frame-timeout`'s default: a person's client sends its first
-    /// frame in one write; ten seconds is slack for the slowest link.
-    pub const DEFAULT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
-    /// `--max-per-address`' default. A household or an office behind one
-    /// NAT address rarely has more people in one chat; 313 addresses are
-    /// needed to fill the default `--max-clients`.
-    pub const DEFAULT_MAX_PER_ADDRESS: usize = 32;
-}
-
-impl Default for GuardLimits {
-    fn default() -> GuardLimits {
-        GuardLimits {
-            pre_auth_budget: GuardLimits::DEFAULT_PRE_AUTH_BUDGET,
-            first_frame_timeout: GuardLimits::DEFAULT_FIRST_FRAME_TIMEOUT,
-            max_per_address: GuardLimits::DEFAULT_MAX_PER_ADDRESS,
-        }
-    }
-}
-
 /// What connections are counted under: an IPv4 address, or an IPv6
 /// address's /64 (one customer's network, as a provider hands them out).
 /// An IPv4-mapped IPv6 address counts as its IPv4 address.

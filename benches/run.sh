@@ -79,7 +79,7 @@ wait_port() {
     exit 1
 }
 
-start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0
+start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0 --max-per-address 0
 RELAY_PID=$STARTED
 # ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
 start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
@@ -163,7 +163,7 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" idle "* ]]; then
     echo "idle-10000: 10,000 idle connections" >&2
     for rep in $(seq "$REPEATS"); do
         idle eaxchat "$rep" "$IDLE_PORT" "$BIN/relay" --listen "127.0.0.1:$IDLE_PORT" \
-            --key-hex "$KEY" --stats-interval 0 --max-clients 10000
+            --key-hex "$KEY" --stats-interval 0 --max-clients 10000 --max-per-address 0
         if [ "$HAVE_REDIS" = 1 ]; then
             idle redis "$rep" "$REDIS_IDLE_PORT" redis-server --port "$REDIS_IDLE_PORT" \
                 --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000

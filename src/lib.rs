@@ -12,6 +12,8 @@
 //! - [`eax_key`]: EAX under one AES key with the key's work done once.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
+//! - [`guard`]: what a peer without the key can cost: the pre-auth byte
+//!   budget, the first-frame deadline, connections per address.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
 //!   limits, and why a connection closes ([`relay::CloseReason`]).
 //! - `sweep` (private): the write sweep, the fair order in which
@@ -23,6 +25,7 @@
 pub mod cipher;
 pub mod client;
 pub mod eax_key;
+pub mod guard;
 pub mod key;
 pub mod lines;
 pub mod outbox;

@@ -23,13 +23,16 @@
 
 use std::fmt;
 use std::io::{self, Write};
+use std::net::IpAddr;
 use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::debug;
 use slab::Slab;
 
 use crate::cipher::{Cipher, OpenError};
+use crate::guard::{Deadline, Deadlines, PerAddress, PreAuthBudget};
 use crate::lines::LineReader;
 use crate::outbox::{Frames, Outbox};
 use crate::stats::Stats;
@@ -44,6 +47,15 @@ pub struct Limits {
     pub max_clients: usize,
     /// Most bytes queued for one consumer before it is dropped.
     pub max_queue: usize,
+    /// Most bytes held, in all, for connections that have not
+    /// authenticated yet.
+    pub pre_auth_budget: usize,
+    /// How long a connection that has sent bytes may take to complete its
+    /// first authenticated frame.
+    pub first_frame_timeout: Duration,
+    /// Most connections from one IPv4 address or IPv6 /64; `0` for no
+    /// limit.
+    pub max_per_address: usize,
 }
 
 impl Limits {
@@ -53,6 +65,16 @@ impl Limits {
     pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
     /// `--max-queue`'s default: 4 MiB.
     pub const DEFAULT_MAX_QUEUE: usize = 4 * 1024 * 1024;
+    /// `--pre-auth-budget`'s default: 4 MiB, as much as 64 unauthenticated
+    /// connections each holding a whole default `--max-frame` line.
+    pub const DEFAULT_PRE_AUTH_BUDGET: usize = 4 * 1024 * 1024;
+    /// `--first-frame-timeout`'s default. Every client sends its first
+    /// frame in one write; ten seconds leaves room for the slowest link.
+    pub const DEFAULT_FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+    /// `--max-per-address`' default. A household or an office behind one
+    /// NAT address rarely has more people in one chat, and filling the
+    /// default `--max-clients` takes 313 addresses.
+    pub const DEFAULT_MAX_PER_ADDRESS: usize = 32;
 }
 
 impl Default for Limits {
@@ -61,6 +83,9 @@ impl Default for Limits {
             max_frame: Limits::DEFAULT_MAX_FRAME,
             max_clients: Limits::DEFAULT_MAX_CLIENTS,
             max_queue: Limits::DEFAULT_MAX_QUEUE,
+            pre_auth_budget: Limits::DEFAULT_PRE_AUTH_BUDGET,
+            first_frame_timeout: Limits::DEFAULT_FIRST_FRAME_TIMEOUT,
+            max_per_address: Limits::DEFAULT_MAX_PER_ADDRESS,
         }
     }
 }
@@ -76,6 +101,12 @@ pub enum CloseReason {
     LineTooLong,
     /// More than `--max-queue` bytes were waiting for this consumer.
     SlowConsumer,
+    /// Not authenticated, and holding the most when the bytes held for
+    /// unauthenticated connections passed `--pre-auth-budget`.
+    PreAuthOverBudget,
+    /// Sent bytes, but no authenticated frame within
+    /// `--first-frame-timeout`.
+    FirstFrameTimeout,
     /// Reading or writing the socket failed.
     IoError(std::io::ErrorKind),
     /// The relay is shutting down.
@@ -89,6 +120,12 @@ impl fmt::Display for CloseReason {
             CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
             CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
+            CloseReason::PreAuthOverBudget => {
+                f.write_str("unauthenticated, holding the most past --pre-auth-budget")
+            }
+            CloseReason::FirstFrameTimeout => {
+                f.write_str("no authenticated frame within --first-frame-timeout")
+            }
             CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
             CloseReason::Shutdown => f.write_str("relay shutting down"),
         }
@@ -109,6 +146,27 @@ pub struct Peer<T> {
     /// Where it stands in the write sweep: kept beside its queue, so a
     /// fan-out touches only the recipient's memory.
     place: Place,
+    /// Whether it has proven it holds a key, and what it holds until then.
+    trust: Trust,
+    /// Its admission number: tells it from a later holder of its id.
+    serial: u64,
+    /// The address it is counted under for `max_per_address`, if any.
+    ip: Option<IpAddr>,
+}
+
+/// How far a connection has proven itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Has sent nothing: holds nothing, and no deadline runs.
+    Silent,
+    /// Has sent bytes but no frame that opened: its first-frame deadline
+    /// runs, and the bytes it holds count against the pre-auth budget.
+    Unproven {
+        /// Bytes it holds, as counted in the budget.
+        held: usize,
+    },
+    /// A frame of its opened: no longer limited by this module's rules.
+    Authenticated,
 }
 
 impl<T> Peer<T> {
@@ -126,6 +184,29 @@ impl<T> Peer<T> {
     pub fn buffered(&self) -> usize {
         self.reader.buffered()
     }
+
+    /// Whether one of its frames has opened under the key.
+    pub fn is_authenticated(&self) -> bool {
+        self.trust == Trust::Authenticated
+    }
+}
+
+/// A connection [`Relay::admit_from`] would not take, handed back.
+#[derive(Debug)]
+pub struct Refused<T> {
+    /// The transport, to be closed.
+    pub io: T,
+    /// The limit it met.
+    pub limit: Refusal,
+}
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `max_clients` were connected.
+    MaxClients,
+    /// Its address had `max_per_address` connections open.
+    MaxPerAddress,
 }
 
 /// What a flush left behind.
@@ -148,6 +229,13 @@ pub struct Relay<T> {
     stats: Stats,
     sweep: WriteSweep,
     closing: Vec<ConnId>,
+    /// The time as last told by [`Relay::set_now`].
+    now: Instant,
+    /// Bytes held for unauthenticated connections, in all.
+    pre_auth: PreAuthBudget,
+    /// First-frame deadlines of unproven connections.
+    deadlines: Deadlines,
+    per_address: PerAddress,
 }
 
 impl<T: Write> Relay<T> {
@@ -160,7 +248,44 @@ impl<T: Write> Relay<T> {
             stats: Stats::default(),
             sweep: WriteSweep::default(),
             closing: Vec::new(),
+            now: Instant::now(),
+            pre_auth: PreAuthBudget::new(limits.pre_auth_budget),
+            deadlines: Deadlines::new(limits.first_frame_timeout),
+            per_address: PerAddress::new(limits.max_per_address),
         }
+    }
+
+    /// Tells the relay the time. The server calls it once per loop turn,
+    /// before reading; tests and fuzz targets set it as they like.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+    }
+
+    /// When timed work is next due (a first-frame deadline): the caller
+    /// should call [`Relay::run_timers`] no later than that.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.deadlines.next_due()
+    }
+
+    /// Does the timed work due at the time last set: closes every
+    /// connection whose first-frame deadline has passed and that has not
+    /// authenticated since.
+    pub fn run_timers(&mut self) {
+        while let Some(deadline) = self.deadlines.pop_due(self.now) {
+            if self.is_unproven(&deadline) {
+                self.stats.first_frame_timeouts += 1;
+                self.close(deadline.id, CloseReason::FirstFrameTimeout);
+            }
+        }
+    }
+
+    /// Whether `deadline` still names an open, unproven connection.
+    fn is_unproven(&self, deadline: &Deadline) -> bool {
+        self.peers.get(deadline.id).is_some_and(|peer| {
+            peer.serial == deadline.serial
+                && peer.closing.is_none()
+                && matches!(peer.trust, Trust::Unproven { .. })
+        })
     }
 
     /// The limits in force.
@@ -203,12 +328,32 @@ impl<T: Write> Relay<T> {
         self.peers.iter().map(|(id, _)| id)
     }
 
-    /// Adds a connection, or hands `io` back (and counts it refused) when
-    /// `max_clients` are already connected.
+    /// Adds a connection with no address (in-memory transports), or hands
+    /// `io` back (and counts it refused) when `max_clients` are already
+    /// connected.
     pub fn admit(&mut self, io: T) -> Result<ConnId, T> {
+        self.admit_from(io, None).map_err(|refused| refused.io)
+    }
+
+    /// Adds a connection from `ip`, or hands `io` back and counts it
+    /// refused: when `max_clients` are already connected, or when `ip`'s
+    /// address has `max_per_address` open.
+    pub fn admit_from(&mut self, io: T, ip: Option<IpAddr>) -> Result<ConnId, Refused<T>> {
         if self.peers.len() >= self.limits.max_clients {
             self.stats.clients_refused += 1;
-            return Err(io);
+            return Err(Refused {
+                io,
+                limit: Refusal::MaxClients,
+            });
+        }
+        if let Some(ip) = ip
+            && !self.per_address.admit(ip)
+        {
+            self.stats.refused_per_address += 1;
+            return Err(Refused {
+                io,
+                limit: Refusal::MaxPerAddress,
+            });
         }
         self.stats.connections += 1;
         self.stats.connections_total += 1;
@@ -218,6 +363,9 @@ impl<T: Write> Relay<T> {
             outbox: Outbox::default(),
             closing: None,
             place: Place::default(),
+            trust: Trust::Silent,
+            serial: self.stats.connections_total,
+            ip,
         }))
     }
 
@@ -267,10 +415,60 @@ impl<T: Write> Relay<T> {
         if let Some(peer) = self.peers.get_mut(from) {
             peer.reader = reader;
         }
+        self.account_trust(from, batch.count > 0);
         if batch.count > 0 {
             self.stats.frames_in += batch.count as u64;
             let frames = Frames::new(batch.sealed.freeze(), batch.count);
             self.queue_for_all_but(from, frames);
+        }
+    }
+
+    /// After a read from `from`: marks it authenticated if a frame of its
+    /// opened, else counts what it now holds against the pre-auth budget
+    /// (starting its first-frame deadline at its first byte), and closes
+    /// the unauthenticated connections holding the most while the budget
+    /// is passed.
+    fn account_trust(&mut self, from: ConnId, opened: bool) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        let before = match peer.trust {
+            Trust::Authenticated => return,
+            Trust::Silent => {
+                if peer.closing.is_none() {
+                    self.deadlines.start(from, peer.serial, self.now);
+                }
+                0
+            }
+            Trust::Unproven { held } => held,
+        };
+        if opened {
+            peer.trust = Trust::Authenticated;
+            self.pre_auth.update(before, 0);
+            return;
+        }
+        let held = if peer.closing.is_some() {
+            0
+        } else {
+            peer.reader.buffered()
+        };
+        peer.trust = Trust::Unproven { held };
+        self.pre_auth.update(before, held);
+        while self.pre_auth.is_over() {
+            let most = self
+                .peers
+                .iter()
+                .filter(|(_, peer)| peer.closing.is_none())
+                .filter_map(|(id, peer)| match peer.trust {
+                    Trust::Unproven { held } if held > 0 => Some((held, id)),
+                    _ => None,
+                })
+                .max();
+            let Some((_, id)) = most else {
+                break;
+            };
+            self.stats.pre_auth_over_budget += 1;
+            self.close(id, CloseReason::PreAuthOverBudget);
         }
     }
 
@@ -310,6 +508,13 @@ impl<T: Write> Relay<T> {
             debug!("conn {id}: {error}");
         }
         peer.closing = Some(reason);
+        if let Trust::Unproven { held } = peer.trust {
+            // Nothing more is read from it: what it held is let go now, not
+            // at the end of the turn.
+            peer.reader = LineReader::default();
+            peer.trust = Trust::Unproven { held: 0 };
+            self.pre_auth.update(held, 0);
+        }
         self.closing.push(id);
     }
 
@@ -376,6 +581,18 @@ impl<T: Write> Relay<T> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
         self.sweep.remove(peer.place, &self.peers);
+        if let Some(ip) = peer.ip {
+            self.per_address.release(ip);
+        }
+        if let Trust::Unproven { held } = peer.trust {
+            self.pre_auth.update(held, 0);
+        }
+        let peers = &self.peers;
+        self.deadlines.compact(peers.len(), |deadline| {
+            peers.get(deadline.id).is_some_and(|peer| {
+                peer.serial == deadline.serial && matches!(peer.trust, Trust::Unproven { .. })
+            })
+        });
         let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
         Some((peer, reason))
     }

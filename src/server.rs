@@ -24,7 +24,7 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
-use crate::relay::{CloseReason, ConnId, Flush, Limits, Relay};
+use crate::relay::{CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX);
@@ -199,6 +199,7 @@ impl Server {
             {
                 return Err(e);
             }
+            self.relay.set_now(Instant::now());
             let mut stopping = false;
             std::mem::swap(&mut retry, &mut self.read_again);
             for event in events.iter() {
@@ -219,6 +220,7 @@ impl Server {
                 self.read_from(id);
             }
             self.accept_some();
+            self.relay.run_timers();
             self.write_waiting();
             self.remove_closed();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
@@ -237,11 +239,15 @@ impl Server {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
-        [next_stats, self.accept_paused_until]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(now))
+        [
+            next_stats,
+            self.accept_paused_until,
+            self.relay.next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
     }
 
     /// Reads connection `id` once this turn and hands what came to the
@@ -327,14 +333,20 @@ impl Server {
             write_interest: false,
             read_turn: 0,
         };
-        let id = match self.relay.admit(conn) {
+        let id = match self.relay.admit_from(conn, Some(addr.ip())) {
             Ok(id) => id,
-            Err(conn) => {
-                warn!(
-                    "refused {}: --max-clients ({}) reached",
-                    conn.addr,
-                    self.relay.limits().max_clients
-                );
+            Err(Refused { io, limit }) => {
+                let limits = self.relay.limits();
+                match limit {
+                    Refusal::MaxClients => warn!(
+                        "refused {}: --max-clients ({}) reached",
+                        io.addr, limits.max_clients
+                    ),
+                    Refusal::MaxPerAddress => warn!(
+                        "refused {}: --max-per-address ({}) reached",
+                        io.addr, limits.max_per_address
+                    ),
+                }
                 return;
             }
         };

@@ -59,6 +59,15 @@ pub struct Stats {
     pub slow_consumers: u64,
     /// `accept` calls that failed (for example out of file descriptors).
     pub accept_errors: u64,
+    /// Connections refused because their address had `--max-per-address`
+    /// open already.
+    pub refused_per_address: u64,
+    /// Unauthenticated connections closed to keep what they held within
+    /// `--pre-auth-budget`.
+    pub pre_auth_over_budget: u64,
+    /// Connections closed for sending bytes but no authenticated frame
+    /// within `--first-frame-timeout`.
+    pub first_frame_timeouts: u64,
 }
 
 impl fmt::Display for Stats {
@@ -69,7 +78,8 @@ impl fmt::Display for Stats {
             "stats: connections={} connections_total={} frames_in={} frames_out={} \
              bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
-             accept_errors={}",
+             accept_errors={} refused_per_address={} pre_auth_over_budget={} \
+             first_frame_timeouts={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -83,6 +93,9 @@ impl fmt::Display for Stats {
             self.clients_refused,
             self.slow_consumers,
             self.accept_errors,
+            self.refused_per_address,
+            self.pre_auth_over_budget,
+            self.first_frame_timeouts,
         )
     }
 }

@@ -389,3 +389,166 @@ fn a_reused_id_takes_the_newcomers_place_not_the_old_one() {
     assert_eq!(delivered(&mut relay, newcomer).len(), 3);
     assert_eq!(delivered(&mut relay, a).len(), 4);
 }
+
+/// Limits with a pre-auth budget of `budget` bytes and the rest default.
+fn with_budget(budget: usize) -> Limits {
+    Limits {
+        pre_auth_budget: budget,
+        ..Limits::default()
+    }
+}
+
+/// Peers without the key hold at most the budget in all: past it, the one
+/// holding the most is closed, counted, and its bytes let go; a peer that
+/// has authenticated is never closed by the budget, however much it holds.
+#[test]
+fn unauthenticated_bytes_stay_within_the_budget_and_the_biggest_goes() {
+    let mut relay = relay(with_budget(10_000));
+    let trusted = relay.admit(Pipe::default()).unwrap();
+    relay.receive(trusted, &seal(b"hello"));
+    // Well past the budget, but authenticated: not counted.
+    relay.receive(trusted, &[b'A'; 20_000]);
+    let small = relay.admit(Pipe::default()).unwrap();
+    relay.receive(small, &[b'A'; 1_000]);
+    let big = relay.admit(Pipe::default()).unwrap();
+    relay.receive(big, &[b'A'; 8_000]);
+    assert_eq!(relay.stats().pre_auth_over_budget, 0);
+    let third = relay.admit(Pipe::default()).unwrap();
+    relay.receive(third, &[b'A'; 2_000]);
+    assert_eq!(
+        relay.peer(big).unwrap().closing(),
+        Some(CloseReason::PreAuthOverBudget)
+    );
+    assert_eq!(relay.peer(big).unwrap().buffered(), 0, "let go at once");
+    for id in [trusted, small, third] {
+        assert_eq!(relay.peer(id).unwrap().closing(), None, "conn {id}");
+    }
+    assert_eq!(relay.stats().pre_auth_over_budget, 1);
+    assert!(relay.peer(trusted).unwrap().is_authenticated());
+    assert_eq!(relay.peer(trusted).unwrap().buffered(), 20_000);
+}
+
+/// A flood of keyless connections, each topping up its unfinished line in
+/// turn, never makes the relay hold more than the budget for them, and a
+/// chatting pair keeps getting everything.
+#[test]
+fn a_flood_of_keyless_lines_never_holds_more_than_the_budget() {
+    let budget = 64 * 1024;
+    let mut relay = relay(with_budget(budget));
+    let alice = relay.admit(Pipe::default()).unwrap();
+    let bob = relay.admit(Pipe::default()).unwrap();
+    relay.receive(bob, &seal(b"bob is here"));
+    let flooders: Vec<ConnId> = (0..50)
+        .map(|_| relay.admit(Pipe::default()).unwrap())
+        .collect();
+    let mut sent = Vec::new();
+    for round in 0..40 {
+        for &id in &flooders {
+            relay.receive(id, &[b'Q'; 500]);
+            let held: usize = relay
+                .ids()
+                .filter_map(|id| relay.peer(id))
+                .filter(|peer| !peer.is_authenticated())
+                .map(|peer| peer.buffered())
+                .sum();
+            assert!(held <= budget, "held {held} > {budget}");
+        }
+        let text = format!("round {round}");
+        relay.receive(alice, &seal(text.as_bytes()));
+        sent.push(text.into_bytes());
+    }
+    assert!(relay.stats().pre_auth_over_budget > 0);
+    assert_eq!(relay.peer(alice).unwrap().closing(), None);
+    assert_eq!(relay.peer(bob).unwrap().closing(), None);
+    assert_eq!(delivered(&mut relay, bob), sent);
+}
+
+/// The first-frame deadline closes a connection that sent bytes but no
+/// frame that opened, and leaves alone one that sent nothing and one that
+/// authenticated.
+#[test]
+fn the_first_frame_deadline_closes_only_the_unproven() {
+    let limits = Limits {
+        first_frame_timeout: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
+    let mut relay = relay(limits);
+    let t0 = std::time::Instant::now();
+    relay.set_now(t0);
+    let silent = relay.admit(Pipe::default()).unwrap();
+    let slow = relay.admit(Pipe::default()).unwrap();
+    let proven = relay.admit(Pipe::default()).unwrap();
+    let whole = seal(b"a whole frame");
+    relay.receive(slow, &seal(b"half a frame")[..20]);
+    relay.receive(proven, &whole[..20]);
+    relay.set_now(t0 + std::time::Duration::from_secs(5));
+    relay.receive(proven, &whole[20..]);
+    assert!(relay.peer(proven).unwrap().is_authenticated());
+    assert_eq!(
+        relay.next_timer(),
+        Some(t0 + std::time::Duration::from_secs(10))
+    );
+    relay.set_now(t0 + std::time::Duration::from_millis(9_999));
+    relay.run_timers();
+    assert_eq!(relay.peer(slow).unwrap().closing(), None, "not yet due");
+    relay.set_now(t0 + std::time::Duration::from_secs(60));
+    relay.run_timers();
+    assert_eq!(
+        relay.peer(slow).unwrap().closing(),
+        Some(CloseReason::FirstFrameTimeout)
+    );
+    assert_eq!(relay.peer(silent).unwrap().closing(), None);
+    assert_eq!(relay.peer(proven).unwrap().closing(), None);
+    assert_eq!(relay.stats().first_frame_timeouts, 1);
+    assert_eq!(relay.next_timer(), None);
+}
+
+/// A reused id does not inherit the deadline of the connection that held
+/// it before.
+#[test]
+fn a_deadline_does_not_outlive_its_connection() {
+    let mut relay = relay(Limits::default());
+    let t0 = std::time::Instant::now();
+    relay.set_now(t0);
+    let first = relay.admit(Pipe::default()).unwrap();
+    relay.receive(first, b"AAAA");
+    relay.close(first, CloseReason::PeerClosed);
+    relay.remove(first).unwrap();
+    let second = relay.admit(Pipe::default()).unwrap();
+    assert_eq!(first, second, "the slab reuses the id");
+    relay.set_now(t0 + std::time::Duration::from_secs(9));
+    relay.receive(second, b"BBBB");
+    relay.set_now(t0 + std::time::Duration::from_secs(11));
+    relay.run_timers();
+    assert_eq!(relay.peer(second).unwrap().closing(), None);
+    relay.set_now(t0 + std::time::Duration::from_secs(19));
+    relay.run_timers();
+    assert_eq!(
+        relay.peer(second).unwrap().closing(),
+        Some(CloseReason::FirstFrameTimeout)
+    );
+}
+
+/// Connections per address: refused past the limit (and counted), and
+/// accepted again once one closes; other addresses are counted apart.
+#[test]
+fn the_per_address_limit_refuses_then_accepts_again() {
+    use eaxchat::relay::Refusal;
+    use std::net::IpAddr;
+    let mut relay = relay(Limits {
+        max_per_address: 2,
+        ..Limits::default()
+    });
+    let home: IpAddr = "192.0.2.7".parse().unwrap();
+    let other: IpAddr = "2001:db8::1".parse().unwrap();
+    let a = relay.admit_from(Pipe::default(), Some(home)).unwrap();
+    relay.admit_from(Pipe::default(), Some(home)).unwrap();
+    let refused = relay.admit_from(Pipe::default(), Some(home)).unwrap_err();
+    assert_eq!(refused.limit, Refusal::MaxPerAddress);
+    assert_eq!(relay.stats().refused_per_address, 1);
+    relay.admit_from(Pipe::default(), Some(other)).unwrap();
+    relay.close(a, CloseReason::PeerClosed);
+    relay.remove(a).unwrap();
+    relay.admit_from(Pipe::default(), Some(home)).unwrap();
+    assert_eq!(relay.stats().connections, 3);
+}

@@ -23,8 +23,8 @@
 use std::ops::ControlFlow;
 
 use eaxchat::cipher::Cipher;
-use eaxchat::lines::{LineError, LineReader, MAX_FAILED_OFFERS};
 use eaxchat::key::Key;
+use eaxchat::lines::{LineError, LineReader, MAX_FAILED_OFFERS};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

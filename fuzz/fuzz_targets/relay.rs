@@ -36,6 +36,7 @@ struct Script {
     max_frame: u16,
     max_queue: u16,
     max_clients: u8,
+    pre_auth_budget: u16,
     actions: Vec<Action>,
 }
 
@@ -88,6 +89,8 @@ fuzz_target!(|script: Script| {
         max_frame: 16 + usize::from(script.max_frame) % 2048,
         max_queue: usize::from(script.max_queue) % 4096,
         max_clients: 1 + usize::from(script.max_clients) % 8,
+        pre_auth_budget: 1 + usize::from(script.pre_auth_budget) % 8192,
+        ..Limits::default()
     };
     let mut harness = Harness::new(limits);
     for action in script.actions {
@@ -154,6 +157,8 @@ struct Client {
     next_seq: u32,
     /// Sent bytes that are not valid frames: nothing it sends is relayed.
     hostile: bool,
+    /// A frame of its was taken: the pre-auth budget no longer applies.
+    authenticated: bool,
     broken: bool,
     fate: Fate,
     /// Plaintexts it must receive, in order, and how many it has.
@@ -287,6 +292,7 @@ impl Harness {
                     took_frame: false,
                     next_seq: 0,
                     hostile: false,
+                    authenticated: false,
                     broken: false,
                     fate: Fate::Open,
                     expected: Vec::new(),
@@ -414,25 +420,64 @@ impl Harness {
         sender.took_frame = !sender.newline && done == 1;
 
         let id = sender.id;
-        for read in reads {
-            if !read.is_empty() {
-                self.relay.receive(id, &wire[read]);
-            }
-        }
-        for batch in batches.into_iter().filter(|batch| !batch.is_empty()) {
-            // The relay's frames are as long as the texts, each with a `\n`.
-            let run: usize = batch.iter().map(|&k| planned[k].text_len + 1).sum();
-            self.frames_in += batch.len() as u64;
-            for (j, receiver) in self.clients.iter_mut().enumerate() {
-                if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
-                    continue;
+        let mut batches = batches.into_iter();
+        for read in reads.into_iter().filter(|read| !read.is_empty()) {
+            self.relay.receive(id, &wire[read]);
+            // The relay fans a read's frames out before it weighs what the
+            // unauthenticated hold: a connection the budget cuts in this
+            // read still gets them.
+            let batch = batches.next().unwrap_or_default();
+            if !batch.is_empty() {
+                self.clients[i].authenticated = true;
+                // The relay's frames are as long as the texts, each with a `\n`.
+                let run: usize = batch.iter().map(|&k| planned[k].text_len + 1).sum();
+                self.frames_in += batch.len() as u64;
+                for (j, receiver) in self.clients.iter_mut().enumerate() {
+                    if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
+                        continue;
+                    }
+                    receiver
+                        .expected
+                        .extend(batch.iter().map(|&k| planned[k].plaintext.clone()));
+                    receiver.queued_total += run;
                 }
-                receiver
-                    .expected
-                    .extend(batch.iter().map(|&k| planned[k].plaintext.clone()));
-                receiver.queued_total += run;
+            }
+            self.weigh_pre_auth();
+            if self.clients[i].fate == Fate::Closed(CloseReason::PreAuthOverBudget) {
+                // Cut before its frame was whole: the rest is never read.
+                break;
             }
         }
+    }
+
+    /// After a read: what the unauthenticated hold stays within the
+    /// budget, and the connections the relay cut for it were never
+    /// authenticated. Their fate follows the relay's.
+    fn weigh_pre_auth(&mut self) {
+        let mut held = 0;
+        for client in &mut self.clients {
+            let peer = self
+                .relay
+                .peer(client.id)
+                .expect("a client not yet removed");
+            match peer.closing() {
+                Some(CloseReason::PreAuthOverBudget) => {
+                    assert!(
+                        !client.authenticated,
+                        "the budget cut an authenticated client"
+                    );
+                    assert_eq!(peer.buffered(), 0, "a cut connection's bytes are let go");
+                    client.fate = Fate::Closed(CloseReason::PreAuthOverBudget);
+                }
+                None if !client.authenticated => held += peer.buffered(),
+                _ => {}
+            }
+        }
+        assert!(
+            held <= self.limits.pre_auth_budget,
+            "unauthenticated clients hold {held} > {}",
+            self.limits.pre_auth_budget
+        );
     }
 
     /// Client `i` sends bytes that are not a frame. `fate` is what follows
@@ -442,6 +487,7 @@ impl Harness {
         client.fate = if client.hostile { Fate::Hostile } else { fate };
         client.hostile = true;
         self.relay.receive(client.id, bytes);
+        self.weigh_pre_auth();
     }
 
     /// What the server does at the end of a loop turn, checked.

@@ -47,6 +47,23 @@ struct Args {
     #[argh(option, default = "Limits::DEFAULT_MAX_QUEUE")]
     max_queue: usize,
 
+    /// most bytes held, in all, for connections that have not sent a frame
+    /// that opened; past it the one holding the most is closed
+    /// (default 4194304)
+    #[argh(option, default = "Limits::DEFAULT_PRE_AUTH_BUDGET")]
+    pre_auth_budget: usize,
+
+    /// seconds a connection that has sent bytes may take to complete a
+    /// frame that opens; silent connections are never timed out
+    /// (default 10)
+    #[argh(option, default = "Limits::DEFAULT_FIRST_FRAME_TIMEOUT.as_secs()")]
+    first_frame_timeout: u64,
+
+    /// most connections from one IPv4 address or IPv6 /64; 0 for no limit
+    /// (default 32)
+    #[argh(option, default = "Limits::DEFAULT_MAX_PER_ADDRESS")]
+    max_per_address: usize,
+
     /// seconds between stats lines in the log; 0 for only at exit
     /// (default 60)
     #[argh(option, default = "60")]
@@ -94,6 +111,11 @@ fn run(args: Args) -> Result<(), Failure> {
             "--max-frame, --max-clients and --max-queue must be at least 1".into(),
         ));
     }
+    if args.pre_auth_budget == 0 || args.first_frame_timeout == 0 {
+        return Err(Failure::Usage(
+            "--pre-auth-budget and --first-frame-timeout must be at least 1".into(),
+        ));
+    }
     let source = KeySource {
         hex: args.key_hex.as_deref(),
         env: std::env::var(KEY_ENV).ok(),
@@ -121,6 +143,9 @@ fn run(args: Args) -> Result<(), Failure> {
         max_frame: args.max_frame,
         max_clients: args.max_clients,
         max_queue: args.max_queue,
+        pre_auth_budget: args.pre_auth_budget,
+        first_frame_timeout: Duration::from_secs(args.first_frame_timeout),
+        max_per_address: args.max_per_address,
     };
     let config = Config {
         listen: args.listen,
@@ -138,7 +163,8 @@ fn run(args: Args) -> Result<(), Failure> {
         .and_then(|handle| handle.stop_on_signals())
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     info!(
-        "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); max-frame={} max-clients={} max-queue={}",
+        "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); max-frame={} max-clients={} max-queue={} \
+         pre-auth-budget={} first-frame-timeout={}s max-per-address={}",
         key.as_bytes().len() * 8,
         if aes::hardware_accelerated() {
             "on"
@@ -147,7 +173,10 @@ fn run(args: Args) -> Result<(), Failure> {
         },
         limits.max_frame,
         limits.max_clients,
-        limits.max_queue
+        limits.max_queue,
+        limits.pre_auth_budget,
+        limits.first_frame_timeout.as_secs(),
+        limits.max_per_address,
     );
     server
         .run()

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
-use crate::hostile::{BURST_EXTRA, SLOW_CONSUMER, left_reason_ok};
+use crate::hostile::{BURST_EXTRA, SLOW_CONSUMER, left_reason_ok, pre_auth_counter};
 use crate::member::{End, EpochRecord};
 use crate::world::{Attempt, Role, World};
 
@@ -103,6 +103,9 @@ pub fn check_connections(world: &World, facts: &LogFacts, records: &[EpochRecord
         "rejected_too_long",
         "slow_consumers",
         "frames_in",
+        "pre_auth_over_budget",
+        "first_frame_timeouts",
+        "refused_per_address",
     ] {
         tally.expected.insert(name, 0);
     }
@@ -147,6 +150,10 @@ pub fn check_connections(world: &World, facts: &LogFacts, records: &[EpochRecord
         let reason = closes[0].as_str();
         let ok = match role {
             Role::Member => check_member_close(world, *addr, by_addr.get(addr), reason, &mut tally),
+            Role::Hostile(kind) if let Some(counter) = pre_auth_counter(reason) => {
+                *tally.expected.entry(counter).or_default() += 1;
+                kind.holds_unfinished_bytes()
+            }
             Role::Hostile(kind) => {
                 if let Some(counter) = kind.counter() {
                     *tally.expected.entry(counter).or_default() += 1;

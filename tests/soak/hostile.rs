@@ -47,11 +47,14 @@ pub enum Hostile {
     HalfFrameClose,
     /// Half of a valid frame, then a reset.
     HalfFrameReset,
+    /// Base64 letters up to just under `--max-frame`, no newline, then
+    /// waits: only the pre-auth budget or the first-frame deadline ends it.
+    PreAuthFlood,
 }
 
 impl Hostile {
     /// Every kind, in the order they take turns.
-    pub const ALL: [Hostile; 8] = [
+    pub const ALL: [Hostile; 10] = [
         Hostile::BadBase64,
         Hostile::TooShort,
         Hostile::WrongTag,
@@ -60,6 +63,8 @@ impl Hostile {
         Hostile::NeverEnding,
         Hostile::HalfFrameClose,
         Hostile::HalfFrameReset,
+        Hostile::PreAuthFlood,
+        Hostile::PreAuthFlood,
     ];
 
     /// The close reason the relay must log (`None`: the peer left first, so
@@ -71,6 +76,7 @@ impl Hostile {
             Hostile::WrongTag | Hostile::WrongKey => Some("rejected frame: tag mismatch"),
             Hostile::Oversized | Hostile::NeverEnding => Some("line longer than --max-frame"),
             Hostile::HalfFrameClose | Hostile::HalfFrameReset => None,
+            Hostile::PreAuthFlood => Some(PRE_AUTH_OVER_BUDGET),
         }
     }
 
@@ -81,13 +87,42 @@ impl Hostile {
             Hostile::TooShort => Some("rejected_short"),
             Hostile::WrongTag | Hostile::WrongKey => Some("rejected_tag"),
             Hostile::Oversized | Hostile::NeverEnding => Some("rejected_too_long"),
-            Hostile::HalfFrameClose | Hostile::HalfFrameReset => None,
+            Hostile::HalfFrameClose | Hostile::HalfFrameReset | Hostile::PreAuthFlood => None,
         }
+    }
+
+    /// Whether it holds unfinished bytes across reads, so that the pre-auth
+    /// budget or the first-frame deadline may close it before its own
+    /// reason does ([`pre_auth_counter`]).
+    pub fn holds_unfinished_bytes(self) -> bool {
+        matches!(
+            self,
+            Hostile::Oversized
+                | Hostile::NeverEnding
+                | Hostile::HalfFrameClose
+                | Hostile::HalfFrameReset
+                | Hostile::PreAuthFlood
+        )
     }
 }
 
 /// The reason the relay logs for a consumer that stopped reading.
 pub const SLOW_CONSUMER: &str = "slow consumer: over --max-queue";
+
+/// The close reason of an unauthenticated connection over the budget.
+const PRE_AUTH_OVER_BUDGET: &str = "unauthenticated, holding the most past --pre-auth-budget";
+/// The close reason of a connection past its first-frame deadline.
+const FIRST_FRAME_TIMEOUT: &str = "no authenticated frame within --first-frame-timeout";
+
+/// The counter a pre-authentication close reason is counted under, if
+/// `reason` is one.
+pub fn pre_auth_counter(reason: &str) -> Option<&'static str> {
+    match reason {
+        PRE_AUTH_OVER_BUDGET => Some("pre_auth_over_budget"),
+        FIRST_FRAME_TIMEOUT => Some("first_frame_timeouts"),
+        _ => None,
+    }
+}
 
 /// Whether `reason` is what the relay may log for a client that closed or
 /// reset its end first: it sees the close, or a failed write to it, or (if
@@ -151,6 +186,18 @@ fn attack(
             let start = Instant::now();
             while start.elapsed() < CLOSE_WAIT && stream.write_all(&chunk).is_ok() {
                 std::thread::sleep(Duration::from_millis(1));
+            }
+            Vec::new()
+        }
+        Hostile::PreAuthFlood => {
+            let chunk = [b'A'; 4096];
+            let mut left = max_frame - 1;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                left -= n;
             }
             Vec::new()
         }

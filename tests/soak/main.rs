@@ -49,6 +49,12 @@ const LIMITS: Limits = Limits {
     max_clients: 200,
     max_queue: 1024 * 1024,
 };
+/// `--pre-auth-budget` for the run: two pre-auth flooders' lines. A third
+/// at once closes the one holding the most.
+const PRE_AUTH_BUDGET: usize = 2 * 16 * 1024;
+/// `--first-frame-timeout` for the run, in seconds: short, so flooders
+/// that fit in the budget are closed within the hostile threads' wait.
+const FIRST_FRAME_TIMEOUT_SECS: u64 = 3;
 /// Late joiners of the final phase whose share the relay must still hold at
 /// SIGTERM.
 const WITNESSES: u16 = 2;
@@ -153,8 +159,11 @@ impl Profile {
 ///   behind for a moment.
 /// - Per connection: its slab entry and small kept buffers (a drained
 ///   queue keeps ≤ 64 slots, a line buffer ≤ 256 B): ≤ 4 KiB each, for
-///   every connection max-clients allows. A connection in the middle of a
-///   line holds up to max-frame; only hostile threads send long lines.
+///   every connection max-clients allows.
+/// - Unfinished lines: only hostile connections, none of them
+///   authenticated, send long ones, and together they hold at most the
+///   pre-auth budget plus one read past it (the read that trips it)
+///   however many of them there are.
 /// - The 64 KiB read buffer, and the allocator: glibc keeps freed memory
 ///   for reuse rather than returning it, so the dynamic part is doubled.
 fn rss_bound_kib(profile: &Profile) -> u64 {
@@ -165,7 +174,7 @@ fn rss_bound_kib(profile: &Profile) -> u64 {
     let laggards = profile.stopped_threads + usize::from(WITNESSES) + 2;
     let slots = laggards as u64 * kib(2 * 32 * window / line_min);
     let per_conn = LIMITS.max_clients as u64 * 4;
-    let partial_lines = profile.hostile_threads as u64 * kib(LIMITS.max_frame);
+    let partial_lines = kib(PRE_AUTH_BUDGET + LIMITS.max_frame);
     2 * (payload + slots + per_conn + partial_lines + 64)
 }
 
@@ -351,6 +360,8 @@ fn start_relay() -> RelayProcess {
         LIMITS.max_clients.to_string(),
         LIMITS.max_queue.to_string(),
         SHUTDOWN_GRACE_MS.to_string(),
+        PRE_AUTH_BUDGET.to_string(),
+        FIRST_FRAME_TIMEOUT_SECS.to_string(),
     ];
     RelayProcess::start(&[
         "--max-frame",
@@ -361,6 +372,10 @@ fn start_relay() -> RelayProcess {
         &values[2],
         "--shutdown-grace-ms",
         &values[3],
+        "--pre-auth-budget",
+        &values[4],
+        "--first-frame-timeout",
+        &values[5],
     ])
 }
 

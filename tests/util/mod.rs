@@ -85,9 +85,15 @@ impl RelayProcess {
         relay
     }
 
-    /// Starts a prepared `relay` command with a quiet stats line and its
-    /// stderr drained into the log; does not wait for it to listen.
+    /// Starts a prepared `relay` command with a quiet stats line, no
+    /// per-address limit unless it sets one, and its stderr drained into
+    /// the log; does not wait for it to listen.
     fn launch(mut command: Command, addr: SocketAddr, key: Key) -> RelayProcess {
+        // Tests open many loopback connections: no per-address limit unless
+        // the test sets one.
+        if !command.get_args().any(|arg| arg == "--max-per-address") {
+            command.args(["--max-per-address", "0"]);
+        }
         let mut child = command
             .args(["--stats-interval", "0"])
             .env("RUST_LOG", "info")

@@ -3,23 +3,24 @@
 //! Frames are sealed as PyCryptodome's `AES.new(key, AES.MODE_EAX)` +
 //! `encrypt_and_digest` seal them: a 16-byte random nonce, a 16-byte tag,
 //! no associated data; [`crate::wire`] says how one is written as a line.
-//! This module owns the key schedule (built once), the nonce generator, and
-//! the two transformations `open` and `seal` over that line format. It
+//! This module owns the nonce generator, the frame buffer and the two
+//! transformations `open` and `seal` over that line format. EAX itself is
+//! [`crate::eax_key::EaxKey`], whose key schedule, CMAC subkeys and
+//! per-key OMAC blocks are computed once, in [`Cipher::new`]; the `eax`
+//! crate is only a reference in tests, fuzzing and benches. This module
 //! knows nothing about sockets or streams: callers hand it one line without
 //! its terminator.
 //!
 //! It never reveals *why* a tag failed to verify, and never returns
-//! unauthenticated plaintext.
+//! unauthenticated plaintext: a frame whose tag fails is never decrypted.
 
 use std::fmt;
 
-use aead::AeadInOut;
-use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
 use bytes::BytesMut;
-use eax::Eax;
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
+use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
@@ -62,64 +63,20 @@ impl From<DecodeError> for OpenError {
     }
 }
 
-/// The AEAD itself, one variant per AES key size.
-///
-/// `eax` 0.6 keeps the key and expands it again for every message: once for
-/// each of EAX's three CMACs and once for its CTR keystream. EAX only ever
-/// runs AES forwards, so the encrypt-only AES types are used: they skip the
-/// decryption key schedule that `Aes128` would also compute each time.
-#[derive(Clone)]
-enum Aead {
-    Aes128(Box<Eax<Aes128Enc>>),
-    Aes192(Box<Eax<Aes192Enc>>),
-    Aes256(Box<Eax<Aes256Enc>>),
-}
-
-impl Aead {
-    fn new(key: &Key) -> Aead {
-        use aead::KeyInit as _;
-        // `Key` holds the array its AES size takes, so each constructor
-        // gets a key of its own length: no length check, nothing to fail.
-        match key.sized() {
-            KeyBytes::Aes128(bytes) => Aead::Aes128(Box::new(Eax::new(bytes.into()))),
-            KeyBytes::Aes192(bytes) => Aead::Aes192(Box::new(Eax::new(bytes.into()))),
-            KeyBytes::Aes256(bytes) => Aead::Aes256(Box::new(Eax::new(bytes.into()))),
-        }
-    }
-
-    fn encrypt(&self, nonce: &[u8; NONCE_LEN], aad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
-        let nonce = nonce.into();
-        let tag = match self {
-            Aead::Aes128(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
-            Aead::Aes192(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
-            Aead::Aes256(c) => c.encrypt_inout_detached(nonce, aad, buf.into()),
-        };
-        // EAX only refuses plaintexts over 2^36 bytes; frames are bounded by
-        // the line limit long before that.
-        tag.map(Into::into)
-            .expect("plaintext within EAX's length limit")
-    }
-
-    fn decrypt(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        aad: &[u8],
-        tag: &[u8; TAG_LEN],
-        buf: &mut [u8],
-    ) -> Result<(), OpenError> {
-        let (nonce, tag) = (nonce.into(), tag.into());
-        let result = match self {
-            Aead::Aes128(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
-            Aead::Aes192(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
-            Aead::Aes256(c) => c.decrypt_inout_detached(nonce, aad, buf.into(), tag),
-        };
-        result.map_err(|_| OpenError::BadTag)
+/// The expanded key for `key`, whatever its AES size.
+fn eax_key(key: &Key) -> EaxKey {
+    // `Key` holds the array its AES size takes, so each constructor gets a
+    // key of its own length: no length check, nothing to fail.
+    match key.sized() {
+        KeyBytes::Aes128(bytes) => EaxKey::aes128(bytes),
+        KeyBytes::Aes192(bytes) => EaxKey::aes192(bytes),
+        KeyBytes::Aes256(bytes) => EaxKey::aes256(bytes),
     }
 }
 
 /// Opens and seals frames under one key.
 ///
-/// Holds the expanded key, the nonce generator and one reusable frame
+/// Holds the expanded key ([`EaxKey`]), the nonce generator and one reusable frame
 /// buffer, so neither direction allocates once the buffer has grown to the
 /// largest frame seen.
 ///
@@ -130,7 +87,7 @@ impl Aead {
 /// syscall is made per message.
 #[derive(Clone)]
 pub struct Cipher {
-    aead: Aead,
+    key: EaxKey,
     nonces: ChaCha20Rng,
     frame: Vec<u8>,
 }
@@ -147,7 +104,7 @@ impl Cipher {
     /// benches and fuzzing only. Never use a fixed seed with a real key.
     pub fn with_nonce_seed(key: &Key, seed: [u8; 32]) -> Cipher {
         Cipher {
-            aead: Aead::new(key),
+            key: eax_key(key),
             nonces: ChaCha20Rng::from_seed(seed),
             frame: Vec::new(),
         }
@@ -190,11 +147,11 @@ impl Cipher {
         aad: &[u8],
         buf: &mut [u8],
     ) -> [u8; TAG_LEN] {
-        self.aead.encrypt(nonce, aad, buf)
+        self.key.seal_with_header(nonce, aad, buf)
     }
 
     /// The raw AEAD beneath frames: verifies `tag` and decrypts `buf` in
-    /// place. On failure `buf` holds no plaintext worth reading.
+    /// place. On failure `buf` is left as it was: still the ciphertext.
     pub fn decrypt_detached(
         &self,
         nonce: &[u8; NONCE_LEN],
@@ -202,7 +159,9 @@ impl Cipher {
         tag: &[u8; TAG_LEN],
         buf: &mut [u8],
     ) -> Result<(), OpenError> {
-        self.aead.decrypt(nonce, aad, tag, buf)
+        self.key
+            .open_with_header(nonce, aad, buf, tag)
+            .map_err(|_| OpenError::BadTag)
     }
 
     /// Decodes `line` into the frame buffer, verifies and decrypts it in
@@ -213,7 +172,11 @@ impl Cipher {
         let Some((nonce, tag, body)) = frame.and_then(wire::split_frame) else {
             return Err(OpenError::TooShort);
         };
-        self.aead.decrypt(nonce, &[], tag, body)?;
+        // On a bad tag the body stays ciphertext: nothing unauthenticated
+        // is ever decrypted into the buffer.
+        self.key
+            .open_in_place_detached(nonce, body, tag)
+            .map_err(|_| OpenError::BadTag)?;
         Ok(frame_len)
     }
 
@@ -223,7 +186,7 @@ impl Cipher {
         let mut nonce = [0u8; NONCE_LEN];
         self.nonces.fill_bytes(&mut nonce);
         let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
-        let tag = self.aead.encrypt(&nonce, &[], body);
+        let tag = self.key.seal_in_place_detached(&nonce, body);
         head[..NONCE_LEN].copy_from_slice(&nonce);
         head[NONCE_LEN..].copy_from_slice(&tag);
         wire::encode_line(&self.frame[..frame_len], out);

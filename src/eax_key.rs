@@ -140,13 +140,34 @@ impl fmt::Debug for EaxKey {
 impl EaxKey {
     /// Expands a 16-, 24- or 32-byte key (AES-128, -192 or -256).
     pub fn new(key: &[u8]) -> Result<EaxKey, InvalidKeyLength> {
-        let invalid = InvalidKeyLength { len: key.len() };
-        let aes = match key.len() {
-            16 => Aes::Aes128(Aes128Enc::new_from_slice(key).map_err(|_| invalid)?),
-            24 => Aes::Aes192(Aes192Enc::new_from_slice(key).map_err(|_| invalid)?),
-            32 => Aes::Aes256(Aes256Enc::new_from_slice(key).map_err(|_| invalid)?),
-            _ => return Err(invalid),
-        };
+        if let Ok(key) = key.try_into() {
+            Ok(EaxKey::aes128(key))
+        } else if let Ok(key) = key.try_into() {
+            Ok(EaxKey::aes192(key))
+        } else if let Ok(key) = key.try_into() {
+            Ok(EaxKey::aes256(key))
+        } else {
+            Err(InvalidKeyLength { len: key.len() })
+        }
+    }
+
+    /// Expands an AES-128 key: nothing to check, nothing to fail.
+    pub fn aes128(key: &[u8; 16]) -> EaxKey {
+        EaxKey::expand(Aes::Aes128(Aes128Enc::new(key.into())))
+    }
+
+    /// Expands an AES-192 key.
+    pub fn aes192(key: &[u8; 24]) -> EaxKey {
+        EaxKey::expand(Aes::Aes192(Aes192Enc::new(key.into())))
+    }
+
+    /// Expands an AES-256 key.
+    pub fn aes256(key: &[u8; 32]) -> EaxKey {
+        EaxKey::expand(Aes::Aes256(Aes256Enc::new(key.into())))
+    }
+
+    /// Computes what depends on the key alone from its AES key schedule.
+    fn expand(aes: Aes) -> EaxKey {
         let encrypt = |mut block: Block| {
             aes.encrypt(&mut block);
             block
@@ -160,7 +181,7 @@ impl EaxKey {
         };
         let after_prefix = [NONCE, HEADER, CIPHERTEXT].map(|t| encrypt(prefix(t)));
         let of_empty = [NONCE, HEADER, CIPHERTEXT].map(|t| encrypt(xor(prefix(t), &k1)));
-        Ok(EaxKey {
+        EaxKey {
             aes,
             pre: Precomputed {
                 k1,
@@ -168,7 +189,7 @@ impl EaxKey {
                 after_prefix,
                 of_empty,
             },
-        })
+        }
     }
 
     /// Encrypts `buf` in place under `nonce`, with no header, and returns

@@ -8,8 +8,10 @@
 //! - [`key`]: the shared key, its hex form and the key file.
 //! - [`wire`]: the wire format: a frame as one line,
 //!   `base64(nonce‖tag‖ct)\n`, its lengths and its base64.
-//! - [`cipher`]: the AES-EAX cipher and nonces: opening and sealing frames.
-//! - [`eax_key`]: EAX under one AES key with the key's work done once.
+//! - [`cipher`]: the AES-EAX cipher and nonces: opening and sealing frames,
+//!   over [`eax_key`].
+//! - [`eax_key`]: EAX under one AES key with the key's work done once; what
+//!   [`cipher::Cipher`] seals and opens with.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`guard`]: what a peer without the key can cost: the pre-auth byte

@@ -5,7 +5,8 @@
 //! spaces or tabs. The key is 32, 48 or 64 hex digits (AES-128/192/256),
 //! parsed by [`Key::from_hex`]. A name is 1 to [`NAME_MAX`] characters of
 //! `A-Z a-z 0-9 _ - .`, compared exactly (so `alice` and `Alice` are two
-//! names). Blank lines are allowed, and so are comments, which take a whole
+//! names); a name of exactly 32 hex digits is refused, as it looks like a
+//! key written in the wrong place. Blank lines are allowed, and so are comments, which take a whole
 //! line whose first non-blank character is `#`; there are no trailing
 //! comments, so anything after the key is an error. Lines may end in `\n` or
 //! `\r\n`. A name or a key that appears twice is an error, and the whole file
@@ -38,7 +39,8 @@ use crate::key::{Key, KeyError, readable_by_others};
 /// The longest name allowed, in characters.
 pub const NAME_MAX: usize = 32;
 
-/// A member's name: 1 to [`NAME_MAX`] characters of `A-Z a-z 0-9 _ - .`.
+/// A member's name: 1 to [`NAME_MAX`] characters of `A-Z a-z 0-9 _ - .`,
+/// and not 32 hex digits (which would look like a key).
 ///
 /// The character set keeps names safe to print after `NAME: ` in a chat
 /// line and to use as a file name (`NAME.key`).
@@ -60,6 +62,9 @@ pub enum NameError {
         /// The 1-based position of the first such character.
         position: usize,
     },
+    /// The name is 32 hex digits, the form of an AES-128 key. Refused so
+    /// that a key written where a name belongs is never shown as a name.
+    LooksLikeKey,
 }
 
 impl fmt::Display for NameError {
@@ -74,6 +79,9 @@ impl fmt::Display for NameError {
                 f,
                 "character {position} of the name is not one of A-Z a-z 0-9 _ - ."
             ),
+            NameError::LooksLikeKey => {
+                f.write_str("the name is 32 hex digits, which looks like a key")
+            }
         }
     }
 }
@@ -94,6 +102,9 @@ impl Name {
             return Err(NameError::BadCharacter {
                 position: index + 1,
             });
+        }
+        if chars == 32 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(NameError::LooksLikeKey);
         }
         Ok(Name(text.to_owned()))
     }
@@ -262,11 +273,9 @@ impl fmt::Display for MembersError {
                 "members file {}: {name} is already a member (line {line})",
                 path.display()
             ),
-            MembersError::NotMember { path, name } => write!(
-                f,
-                "members file {}: no member named {name}",
-                path.display()
-            ),
+            MembersError::NotMember { path, name } => {
+                write!(f, "members file {}: no member named {name}", path.display())
+            }
             MembersError::KeyFile(error) => error.fmt(f),
         }
     }
@@ -591,4 +600,353 @@ fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     };
     let _ = fs::File::open(dir).and_then(|d| d.sync_all());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    // Tests may unwrap: a panic is the failure report.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    const K128: &str = "000102030405060708090a0b0c0d0e0f";
+    const K192: &str = "101112131415161718191a1b1c1d1e1f2021222324252627";
+    const K256: &str = "303132333435363738393a3b3c3d3e3f404142434445464748494a4b4c4d4e4f";
+
+    fn parse(text: &str) -> Result<Members, MembersError> {
+        Members::parse(text.as_bytes(), Path::new("members.txt"))
+    }
+
+    fn names(members: &Members) -> Vec<&str> {
+        members.iter().map(|m| m.name().as_str()).collect()
+    }
+
+    #[test]
+    fn parses_good_files() {
+        let name32 = "z".repeat(32);
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (String::new(), vec![]),
+            ("\n\n   \n".into(), vec![]),
+            ("# only a comment\n".into(), vec![]),
+            (format!("alice {K128}\n"), vec!["alice"]),
+            (format!("alice {K128}"), vec!["alice"]),
+            (format!("alice {K192}\n"), vec!["alice"]),
+            (format!("alice {K256}\n"), vec!["alice"]),
+            (
+                format!("# team\n\nalice {K128}\n  # bob next\nbob\t{K256}\n\n"),
+                vec!["alice", "bob"],
+            ),
+            (
+                format!("alice {K128}\r\nbob {K192}\r\n# c\r\n\r\n"),
+                vec!["alice", "bob"],
+            ),
+            (
+                format!("  alice   {}  \n", K128.to_uppercase()),
+                vec!["alice"],
+            ),
+            (format!("x {K128}\n"), vec!["x"]),
+            (format!("{name32} {K128}\n"), vec![name32.as_str()]),
+            (format!("A-z_0.9 {K128}\n"), vec!["A-z_0.9"]),
+            (
+                format!("alice {K128}\nAlice {K192}\n"),
+                vec!["alice", "Alice"],
+            ),
+        ];
+        for (text, want) in &cases {
+            let members = parse(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            assert_eq!(names(&members), *want, "{text:?}");
+            assert_eq!(members.len(), want.len());
+        }
+    }
+
+    #[test]
+    fn keys_lines_and_lookup() {
+        let members = parse(&format!("# c\nalice {K128}\n\nbob {K256}\n")).unwrap();
+        let alice = members.get("alice").unwrap();
+        assert_eq!(alice.key().to_hex(), K128);
+        assert_eq!(alice.line(), 2);
+        let bob = members.get("bob").unwrap();
+        assert_eq!(bob.key().as_bytes().len(), 32);
+        assert_eq!(bob.line(), 4);
+        assert!(members.get("carol").is_none());
+        assert!(members.get("not a name").is_none());
+        assert!(!members.is_empty());
+    }
+
+    /// Each kind of bad line: the line number it is reported on, and a piece
+    /// of the message.
+    #[test]
+    fn rejects_each_kind_of_bad_line_with_its_number() {
+        let name33 = "a".repeat(33);
+        let cases: Vec<(String, usize, &str)> = vec![
+            ("alice\n".into(), 1, "no key"),
+            (format!("# c\n\nalice {K128} extra\n"), 3, "after the key"),
+            (format!("alice {K128} # comment\n"), 1, "after the key"),
+            (format!("{name33} {K128}\n"), 1, "33 characters"),
+            (format!("al/ice {K128}\n"), 1, "character 3"),
+            (format!("al:ice {K128}\n"), 1, "character 3"),
+            (format!("élise {K128}\n"), 1, "character 1"),
+            (format!("ok {K128}\nbob 0011\n"), 2, "found 4 characters"),
+            (format!("bob {}\n", &K128[1..]), 1, "found 31 characters"),
+            (format!("bob {K128}00\n"), 1, "found 34 characters"),
+            (format!("bob {}g\n", &K128[1..]), 1, "not a hex digit"),
+            (
+                format!("alice {K128}\nbob {K192}\nalice {K256}\n"),
+                3,
+                "name alice is already used on line 1",
+            ),
+            (
+                format!("alice {K128}\n\nbob {}\n", K128.to_uppercase()),
+                3,
+                "key is already used on line 1",
+            ),
+            ("alice\u{0}x\n".into(), 1, "no key"),
+            (format!("{K128} {K192}\n"), 1, "looks like a key"),
+        ];
+        for (text, line, needle) in &cases {
+            let err = parse(text).unwrap_err();
+            let MembersError::Line { line: got, .. } = &err else {
+                panic!("{text:?}: {err:?}");
+            };
+            assert_eq!(got, line, "{text:?}: {err}");
+            let message = err.to_string();
+            assert!(
+                message.starts_with(&format!("members file members.txt line {line}: ")),
+                "{message}"
+            );
+            assert!(message.contains(needle), "{text:?}: {message}");
+        }
+        let err =
+            Members::parse(format!("ok {K128}\n\u{1}").as_bytes(), Path::new("m")).unwrap_err();
+        assert!(matches!(err, MembersError::Line { line: 2, .. }), "{err}");
+        let err = Members::parse(b"# ok\n\xff\xfe x\n", Path::new("m")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "members file m line 2: the line is not valid UTF-8"
+        );
+    }
+
+    /// Whatever is wrong, and wherever a key was written, no error shows it.
+    #[test]
+    fn errors_never_contain_key_material() {
+        let keys = [K128, K192, K256];
+        let texts = [
+            format!("alice {K128}\nbob {K128}\n"),
+            format!("alice {K192}\nalice {K256}\n"),
+            format!("{K128}\n"),
+            format!("{K128} {K192}\n{K128} {K256}\n"),
+            format!("{K128}{K128} {K192}\n"),
+            format!("alice {K192} {K256}\n"),
+            format!("alice {K256}0\n"),
+            format!("alice {K128}:\n"),
+            format!("alice:{K128} {K192}\n"),
+        ];
+        for text in &texts {
+            let message = parse(text).unwrap_err().to_string();
+            for key in keys {
+                let upper = key.to_uppercase();
+                for part in [key, &upper[..]] {
+                    assert!(!message.contains(&part[..16]), "{message}");
+                    assert!(!message.contains(&part[16..32]), "{message}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert_eq!(Name::new("").unwrap_err(), NameError::Empty);
+        assert_eq!(Name::new("b").unwrap().as_str(), "b");
+        assert!(Name::new(&"z".repeat(32)).is_ok());
+        assert_eq!(
+            Name::new(&"z".repeat(33)).unwrap_err(),
+            NameError::TooLong { chars: 33 }
+        );
+        for (bad, position) in [("a b", 2), ("a\tb", 2), ("ab#", 3), ("x/y", 2), ("ü", 1)] {
+            assert_eq!(
+                Name::new(bad).unwrap_err(),
+                NameError::BadCharacter { position },
+                "{bad:?}"
+            );
+        }
+        assert_eq!("Bob.2".parse::<Name>().unwrap().to_string(), "Bob.2");
+        assert_eq!(Name::new(K128).unwrap_err(), NameError::LooksLikeKey);
+        assert_eq!(
+            Name::new(&K128.to_uppercase()).unwrap_err(),
+            NameError::LooksLikeKey
+        );
+        assert!(Name::new(&K128[..31]).is_ok());
+        assert!(Name::new(&format!("{}g", &K128[..31])).is_ok());
+    }
+
+    #[test]
+    fn key_sizes_parse() {
+        assert_eq!("128".parse::<KeySize>().unwrap().bytes(), 16);
+        assert_eq!("192".parse::<KeySize>().unwrap().bytes(), 24);
+        assert_eq!("256".parse::<KeySize>().unwrap().bytes(), 32);
+        assert!("512".parse::<KeySize>().is_err());
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    fn name(text: &str) -> Name {
+        Name::new(text).unwrap()
+    }
+
+    #[test]
+    fn add_list_remove_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("members.txt");
+        let alice_key = dir.path().join("alice.key");
+        let bob_key = dir.path().join("bob.key");
+
+        let alice = add(&file, &name("alice"), &alice_key, KeySize::Aes128).unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&alice_key), 0o600);
+        assert_eq!(Key::read_file(&alice_key).unwrap(), Some(alice.clone()));
+        let bob = add(&file, &name("bob"), &bob_key, KeySize::Aes256).unwrap();
+        assert_eq!(bob.as_bytes().len(), 32);
+        assert_ne!(alice, bob);
+
+        let read = Members::read_file(&file).unwrap();
+        assert!(!read.readable_by_others);
+        assert_eq!(read.members.get("alice").unwrap().key(), &alice);
+        assert_eq!(read.members.get("bob").unwrap().key(), &bob);
+        assert_eq!(list(&file).unwrap(), vec![name("alice"), name("bob")]);
+
+        let removed = remove(&file, &name("alice")).unwrap();
+        assert_eq!(removed.key(), &alice);
+        assert_eq!(list(&file).unwrap(), vec![name("bob")]);
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("bob {}\n", bob.to_hex())
+        );
+        let no_temp_left = fs::read_dir(dir.path())
+            .unwrap()
+            .all(|e| !e.unwrap().file_name().to_string_lossy().contains(".tmp"));
+        assert!(no_temp_left);
+    }
+
+    #[test]
+    fn add_refuses_a_member_already_there_and_an_existing_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("members.txt");
+        let key_out = dir.path().join("alice.key");
+        add(&file, &name("alice"), &key_out, KeySize::Aes128).unwrap();
+        let before = fs::read(&file).unwrap();
+
+        let err = add(
+            &file,
+            &name("alice"),
+            &dir.path().join("a2.key"),
+            KeySize::Aes128,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, MembersError::AlreadyMember { line: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("alice is already a member"),
+            "{err}"
+        );
+        assert!(!dir.path().join("a2.key").exists());
+
+        let err = add(&file, &name("bob"), &key_out, KeySize::Aes128).unwrap_err();
+        assert!(matches!(err, MembersError::KeyFile(_)), "{err}");
+        assert_eq!(fs::read(&file).unwrap(), before, "nothing added");
+
+        let err = add(&file, &name("bob"), &file, KeySize::Aes128).unwrap_err();
+        assert!(matches!(err, MembersError::Io { .. }), "{err}");
+        assert_eq!(fs::read(&file).unwrap(), before);
+    }
+
+    #[test]
+    fn add_and_remove_keep_other_lines_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("members.txt");
+        let head = format!("# our team\r\n\r\nalice  {K128}\r\n   # bob below\n");
+        let tail = format!("\n\tcarol\t{K256}   \n# end");
+        let original = format!("{head}bob {K192}\n{tail}");
+        fs::write(&file, &original).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o640)).unwrap();
+
+        remove(&file, &name("bob")).unwrap();
+        assert_eq!(fs::read_to_string(&file).unwrap(), format!("{head}{tail}"));
+        assert_eq!(mode(&file), 0o640, "an existing file keeps its mode");
+        assert!(permissions_warning(&file).unwrap().contains("chmod 600"));
+
+        let dave = add(
+            &file,
+            &name("dave"),
+            &dir.path().join("d.key"),
+            KeySize::Aes192,
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("{head}{tail}\ndave {}\n", dave.to_hex())
+        );
+        assert_eq!(
+            list(&file).unwrap(),
+            vec![name("alice"), name("carol"), name("dave")]
+        );
+
+        remove(&file, &name("alice")).unwrap();
+        remove(&file, &name("dave")).unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            format!("# our team\r\n\r\n   # bob below\n{tail}\n")
+        );
+    }
+
+    #[test]
+    fn remove_and_list_report_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("members.txt");
+        let err = list(&file).unwrap_err();
+        assert!(matches!(err, MembersError::Io { .. }), "{err}");
+        let err = remove(&file, &name("alice")).unwrap_err();
+        assert!(matches!(err, MembersError::Io { .. }), "{err}");
+
+        fs::write(&file, format!("alice {K128}\n")).unwrap();
+        let err = remove(&file, &name("bob")).unwrap_err();
+        assert!(err.to_string().ends_with("no member named bob"), "{err}");
+
+        let malformed = format!("alice {K128}\nbob\n");
+        fs::write(&file, &malformed).unwrap();
+        for err in [
+            list(&file).unwrap_err(),
+            remove(&file, &name("alice")).unwrap_err(),
+            add(
+                &file,
+                &name("carol"),
+                &dir.path().join("c.key"),
+                KeySize::Aes128,
+            )
+            .unwrap_err(),
+        ] {
+            assert!(matches!(err, MembersError::Line { line: 2, .. }), "{err}");
+        }
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            malformed,
+            "left as it was"
+        );
+        assert!(!dir.path().join("c.key").exists());
+    }
+
+    #[test]
+    fn read_file_reports_open_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("members.txt");
+        fs::write(&file, format!("alice {K128}\n")).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!Members::read_file(&file).unwrap().readable_by_others);
+        assert!(permissions_warning(&file).is_none());
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o604)).unwrap();
+        assert!(Members::read_file(&file).unwrap().readable_by_others);
+    }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use eaxchat::cipher::Cipher;
 use eaxchat::key::{KEY_ENV, KeyError, KeyOrigin, KeySource, readable_by_others};
-use eaxchat::members::{self, KeySize, Name};
+use eaxchat::members::{self, KeySize, MembersError, Name};
 use eaxchat::relay::Limits;
 use eaxchat::server::{Config, Server};
 use log::{error, info, warn};
@@ -239,7 +239,7 @@ fn run(args: Args) -> Result<(), Failure> {
 
 /// Runs one `relay members` command; the error is the message to print.
 fn run_members(command: MembersCommand) -> Result<(), String> {
-    let parse_name = |text: &str| Name::new(text).map_err(|e| format!("invalid member name: {e}"));
+    let parse_name = |text: &str| Name::new(text).map_err(|e| MembersError::BadName(e).to_string());
     match command {
         MembersCommand::Add(args) => {
             let name = parse_name(&args.name)?;

@@ -6,6 +6,8 @@
 //! The library is everything; the binaries are thin wrappers over it.
 //!
 //! - [`key`]: the shared key, its hex form and the key file.
+//! - [`members`]: the members file (a name and a key per person) and the
+//!   add / remove / list operations on it.
 //! - [`wire`]: the wire format: a frame as one line,
 //!   `base64(nonce‖tag‖ct)\n`, its lengths and its base64.
 //! - [`cipher`]: the AES-EAX cipher and nonces: opening and sealing frames,
@@ -30,6 +32,7 @@ pub mod eax_key;
 pub mod guard;
 pub mod key;
 pub mod lines;
+pub mod members;
 pub mod outbox;
 pub mod relay;
 pub mod server;

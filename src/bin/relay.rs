@@ -2,6 +2,8 @@
 
 //! `relay`: the eaxchat relay server. Parses the command line, finds the
 //! key, and runs [`eaxchat::server::Server`] until SIGINT or SIGTERM.
+//! `relay members ...` instead manages a members file through
+//! [`eaxchat::members`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +13,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use eaxchat::cipher::Cipher;
 use eaxchat::key::{KEY_ENV, KeyError, KeyOrigin, KeySource, readable_by_others};
+use eaxchat::members::{self, KeySize, MembersError, Name};
 use eaxchat::relay::Limits;
 use eaxchat::server::{Config, Server};
 use log::{error, info, warn};
@@ -77,13 +80,94 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
+
+    /// without a command, the relay serves
+    #[argh(subcommand)]
+    command: Option<Command>,
+}
+
+/// What to do instead of serving.
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Members(MembersArgs),
+}
+
+/// Manage a members file (one `NAME HEXKEY` per line): add, remove or list
+/// members.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "members")]
+struct MembersArgs {
+    #[argh(subcommand)]
+    command: MembersCommand,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum MembersCommand {
+    Add(AddArgs),
+    Remove(RemoveArgs),
+    List(ListArgs),
+}
+
+/// Add a member: generate their key, append them to the members file, and
+/// write the key to a new file (mode 0600) to hand to them.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+struct AddArgs {
+    /// the new member's name: 1 to 32 of A-Z a-z 0-9 _ - .
+    #[argh(positional)]
+    name: String,
+
+    /// the members file; created with mode 0600 if missing
+    #[argh(option)]
+    file: PathBuf,
+
+    /// where to write the member's key; never overwritten (default NAME.key)
+    #[argh(option)]
+    key_out: Option<PathBuf>,
+
+    /// key size in bits: 128, 192 or 256 (default 128)
+    #[argh(option, default = "KeySize::Aes128")]
+    bits: KeySize,
+}
+
+/// Remove a member from the members file.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "remove")]
+struct RemoveArgs {
+    /// the member's name
+    #[argh(positional)]
+    name: String,
+
+    /// the members file
+    #[argh(option)]
+    file: PathBuf,
+}
+
+/// List the members' names, one a line (never their keys).
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+struct ListArgs {
+    /// the members file
+    #[argh(option)]
+    file: PathBuf,
 }
 
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
+    let mut args: Args = argh::from_env();
     if args.version {
         println!("relay (eaxchat) {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Members(members)) = args.command.take() {
+        return match run_members(members.command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("relay: {message}");
+                ExitCode::from(2)
+            }
+        };
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match run(args) {
@@ -182,4 +266,50 @@ fn run(args: Args) -> Result<(), Failure> {
         .run()
         .map(|_| ())
         .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
+}
+
+/// Runs one `relay members` command; the error is the message to print.
+fn run_members(command: MembersCommand) -> Result<(), String> {
+    let parse_name = |text: &str| Name::new(text).map_err(|e| MembersError::BadName(e).to_string());
+    match command {
+        MembersCommand::Add(args) => {
+            let name = parse_name(&args.name)?;
+            let key_out = args
+                .key_out
+                .unwrap_or_else(|| members::default_key_file(&name));
+            members::add(&args.file, &name, &key_out, args.bits).map_err(|e| e.to_string())?;
+            warn_if_open(&args.file);
+            println!(
+                "added {name} to {} (AES-{})",
+                args.file.display(),
+                args.bits.bytes() * 8
+            );
+            println!(
+                "wrote {name}'s key to {} (mode 0600). Hand it to {name} privately \
+                 (in person, or over scp/ssh), never through the chat or by email: \
+                 whoever holds it can speak as {name}. Then delete your copy.",
+                key_out.display()
+            );
+        }
+        MembersCommand::Remove(args) => {
+            let name = parse_name(&args.name)?;
+            members::remove(&args.file, &name).map_err(|e| e.to_string())?;
+            warn_if_open(&args.file);
+            println!("removed {name} from {}", args.file.display());
+        }
+        MembersCommand::List(args) => {
+            let names = members::list(&args.file).map_err(|e| e.to_string())?;
+            warn_if_open(&args.file);
+            for name in names {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn warn_if_open(path: &std::path::Path) {
+    if let Some(warning) = members::permissions_warning(path) {
+        eprintln!("relay: warning: {warning}");
+    }
 }

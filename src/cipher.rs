@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
 use crate::key::{Key, KeyBytes};
+use crate::seed::SeedKey;
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
@@ -133,6 +134,7 @@ pub struct Cipher {
     aead: Aead,
     nonces: ChaCha20Rng,
     frame: Vec<u8>,
+    seed: SeedKey,
 }
 
 impl Cipher {
@@ -150,7 +152,13 @@ impl Cipher {
             aead: Aead::new(key),
             nonces: ChaCha20Rng::from_seed(seed),
             frame: Vec::new(),
+            seed: SeedKey::new(key),
         }
+    }
+
+    /// The key's state for splitting newline-less frames ([`crate::seed`]).
+    pub fn seed_key(&self) -> &SeedKey {
+        &self.seed
     }
 
     /// Opens one line (base64 text without its `\n` or `\r\n`) and returns

@@ -15,6 +15,8 @@
 //!   limits, and why a connection closes ([`relay::CloseReason`]).
 //! - `sweep` (private): the write sweep, the fair order in which
 //!   connections with new frames are written.
+//! - [`seed`]: the original notebook client's conventions: newline-less
+//!   frames split by where their tag verifies, and paced frames to it.
 //! - [`stats`]: the relay's counters.
 //! - [`server`]: the single-threaded `mio` loop that moves bytes between
 //!   sockets and [`relay::Relay`].
@@ -25,6 +27,7 @@ pub mod key;
 pub mod lines;
 pub mod outbox;
 pub mod relay;
+pub mod seed;
 pub mod server;
 pub mod stats;
 mod sweep;

@@ -50,7 +50,7 @@ pub const SEED_READ_LEN: usize = 4096;
 pub const MAX_SEED_PLAINTEXT: usize = max_plaintext_len(SEED_READ_LEN - 1);
 
 /// `--seed-write-gap-ms`'s default (README: "The original notebook client").
-pub const DEFAULT_WRITE_GAP: Duration = Duration::from_millis(20);
+pub const DEFAULT_WRITE_GAP: Duration = Duration::from_millis(50);
 
 /// Quads decoded per step: a stack buffer's worth.
 const PIECE_QUADS: usize = 64;
@@ -218,14 +218,28 @@ impl Splitter {
                 None => window,
             };
             let mut bytes = [0u8; PIECE_QUADS * 3];
-            let Ok(len) = BASE64.decode_slice(piece, &mut bytes) else {
-                return self.give_up();
+            let (len, quads, ends_padded, then_bad) = match BASE64.decode_slice(piece, &mut bytes) {
+                Ok(len) => (len, piece.len() / 4, padded_at.is_some(), false),
+                // A frame may still end before the quad that is not base64:
+                // decode the quads before it, then give up.
+                Err(_) => {
+                    let good = piece
+                        .chunks(4)
+                        .take_while(|quad| {
+                            !quad.contains(&b'=')
+                                && BASE64.decode_slice(quad, &mut [0u8; 3]).is_ok()
+                        })
+                        .count();
+                    let len = BASE64
+                        .decode_slice(&piece[..good * 4], &mut bytes)
+                        .unwrap_or(0);
+                    (len, good, false, true)
+                }
             };
-            let quads = piece.len() / 4;
             for (i, quad) in bytes[..len].chunks(3).enumerate() {
                 self.take(key, quad);
                 self.scanned += 4;
-                if i + 1 == quads && padded_at.is_some() {
+                if i + 1 == quads && ends_padded {
                     // A padded quad ends the frame, verified or not.
                     if self.decoded >= OVERHEAD && self.verifies() {
                         return Step::Frame(self.finish());
@@ -235,6 +249,9 @@ impl Splitter {
                 if self.decoded > OVERHEAD && self.verifies() {
                     return Step::Frame(self.finish());
                 }
+            }
+            if then_bad {
+                return self.give_up();
             }
         }
         Step::More
@@ -479,6 +496,13 @@ mod tests {
         ];
         for (bytes, want) in cases {
             assert_eq!(split(&seed, &[&bytes]), (vec![], want), "{bytes:?}");
+        }
+        // A frame right before bytes that are not base64 is still found.
+        let mut cipher = Cipher::with_nonce_seed(&key(), [11; 32]);
+        for len in [1usize, 2] {
+            let good = frame(&mut cipher, len);
+            let then_garbage = [good.clone(), b"!!!!AAAA".to_vec()].concat();
+            assert_eq!(split(&seed, &[&then_garbage]), (vec![good], Step::NotSeed));
         }
         // Once it is not a seed frame, nothing after it is looked at.
         let mut cipher = Cipher::with_nonce_seed(&key(), [7; 32]);

@@ -58,7 +58,7 @@ struct Args {
     shutdown_grace_ms: u64,
 
     /// least milliseconds between two frames written to an original
-    /// notebook client, so its receive thread reads each alone (default 20)
+    /// notebook client, so its receive thread reads each alone (default 50)
     #[argh(
         option,
         default = "eaxchat::seed::DEFAULT_WRITE_GAP.as_millis() as u64"

@@ -5,6 +5,12 @@
 //! decrypt, the `base64` crate's slice encode and decode): the `eax` crate
 //! is the reference `EaxKey` is checked and measured against.
 //!
+//! The `keyless_newline_less` group is what a peer without the key can make
+//! the relay do per byte on the newline-less path ([`eaxchat::seed`]):
+//! `--max-frame` (64 KiB) of unpadded base64 garbage, or of frames sealed
+//! under another key, fed through `Relay::receive` in reads of 1448 B (one
+//! segment) and 16 KiB, on a fresh connection each time.
+//!
 //! After criterion's groups, a summary measures the relay step and the sum of
 //! those four primitives alternately in the same run and prints their ratio,
 //! and whether AES-NI was used. Below 1 the relay step is faster than the
@@ -27,6 +33,7 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use eax::Eax;
 use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
+use eaxchat::relay::{Limits, Relay};
 use eaxchat::wire::{NONCE_LEN, OVERHEAD, TAG_LEN};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
@@ -153,7 +160,50 @@ const STEPS: [(&str, Step); 8] = [
     ("raw_sum", Fixture::raw_sum),
 ];
 
+/// Feeds `stream` to a new connection in reads of `read` bytes, then
+/// removes it.
+fn feed_keyless(relay: &mut Relay<std::io::Sink>, stream: &[u8], read: usize) {
+    let id = relay.admit(std::io::sink()).expect("room");
+    for piece in stream.chunks(read) {
+        relay.receive(id, black_box(piece));
+    }
+    relay.close(id, eaxchat::relay::CloseReason::PeerClosed);
+    relay.take_closing(&mut Vec::new());
+    relay.remove(id);
+}
+
+fn keyless_group(c: &mut Criterion) {
+    let max_frame = Limits::DEFAULT_MAX_FRAME;
+    let garbage = vec![b'A'; max_frame];
+    let other = Key::from_bytes(b"another 16B key!").expect("a key");
+    let mut foreign = Cipher::with_nonce_seed(&other, [3; 32]);
+    let mut unkeyed = BytesMut::new();
+    while unkeyed.len() < max_frame {
+        // 1000 bytes: 1032 decoded, a multiple of 3, so no padding.
+        foreign.seal_into(&[b'x'; 1000], &mut unkeyed);
+        unkeyed.truncate(unkeyed.len() - 1);
+    }
+    unkeyed.truncate(max_frame);
+    let key = Key::from_bytes(&KEY).expect("a key");
+    let mut relay: Relay<std::io::Sink> =
+        Relay::new(Cipher::new(&key).expect("cipher"), Limits::default());
+    let mut group = c.benchmark_group("keyless_newline_less");
+    group.throughput(Throughput::Bytes(max_frame as u64));
+    for (name, stream) in [
+        ("base64_garbage", &garbage[..]),
+        ("unkeyed_frames", &unkeyed[..]),
+    ] {
+        for read in [1448usize, 16 * 1024] {
+            group.bench_function(BenchmarkId::new(name, read), |b| {
+                b.iter(|| feed_keyless(&mut relay, stream, read))
+            });
+        }
+    }
+    group.finish();
+}
+
 fn criterion_groups(c: &mut Criterion) {
+    keyless_group(c);
     for (name, step) in STEPS {
         let mut group = c.benchmark_group(name);
         for size in SIZES {

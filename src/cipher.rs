@@ -22,6 +22,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
 use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
+use crate::seed::SeedKey;
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
@@ -90,6 +91,7 @@ pub struct Cipher {
     key: EaxKey,
     nonces: ChaCha20Rng,
     frame: Vec<u8>,
+    seed: SeedKey,
 }
 
 impl Cipher {
@@ -107,7 +109,13 @@ impl Cipher {
             key: eax_key(key),
             nonces: ChaCha20Rng::from_seed(seed),
             frame: Vec::new(),
+            seed: SeedKey::new(key),
         }
+    }
+
+    /// The key's state for splitting newline-less frames ([`crate::seed`]).
+    pub fn seed_key(&self) -> &SeedKey {
+        &self.seed
     }
 
     /// Opens one line (base64 text without its `\n` or `\r\n`) and returns

@@ -22,6 +22,8 @@
 //!   limits, and why a connection closes ([`relay::CloseReason`]).
 //! - `sweep` (private): the write sweep, the fair order in which
 //!   connections with new frames are written.
+//! - [`seed`]: the original notebook client's conventions: newline-less
+//!   frames split by where their tag verifies, and paced frames to it.
 //! - [`stats`]: the relay's counters.
 //! - [`server`]: the single-threaded `mio` loop that moves bytes between
 //!   sockets and [`relay::Relay`].
@@ -35,6 +37,7 @@ pub mod lines;
 pub mod members;
 pub mod outbox;
 pub mod relay;
+pub mod seed;
 pub mod server;
 pub mod stats;
 mod sweep;

@@ -10,10 +10,10 @@
 //! passed: the buffer never holds more than `max_line` bytes.
 //!
 //! This module does not know what a line means. It does remember whether a
-//! connection has ever sent a `\n`, because until then the relay also tries
-//! the unterminated bytes as a whole frame (the original notebook client
-//! sends frames without newlines), and once it has, never again. A frame
-//! taken that way may still have its `\n` on the way (a newline client
+//! connection has ever sent a `\n`, because until then the relay also looks
+//! for frames in the unterminated bytes (the original notebook client sends
+//! frames without newlines; [`crate::seed`] splits them), and once it has,
+//! never again. A frame taken that way may still have its `\n` on the way (a newline client
 //! whose read ended just before it): an empty line right after such a frame
 //! is its terminator, not a line.
 
@@ -26,10 +26,6 @@ use memchr::memchr_iter;
 /// A `pending` buffer larger than this is given back once it empties, so a
 /// connection that once sent a long line does not keep its memory.
 const KEEP_PENDING_CAPACITY: usize = 256;
-
-/// Unterminated bytes offered in a row without being a frame, after which a
-/// connection is no longer offered them (see [`LineReader::unterminated`]).
-pub const MAX_FAILED_OFFERS: u8 = 64;
 
 /// Why the stream cannot be split any further.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +55,6 @@ pub struct LineReader {
     saw_newline: bool,
     /// A frame was just taken from unterminated bytes.
     took_frame: bool,
-    /// Unterminated bytes offered in a row that were not a frame.
-    failed_offers: u8,
 }
 
 impl LineReader {
@@ -72,7 +66,6 @@ impl LineReader {
             max_line,
             saw_newline: false,
             took_frame: false,
-            failed_offers: 0,
         }
     }
 
@@ -119,35 +112,22 @@ impl LineReader {
         Ok(())
     }
 
-    /// Bytes buffered without a `\n`, offered as a possible whole frame only
-    /// while this connection has never sent a `\n`.
-    ///
-    /// Only lengths a padded base64 line can have (a multiple of four) are
-    /// offered, and after [`MAX_FAILED_OFFERS`] failures in a row none are:
-    /// trying a buffer costs a decode and a MAC over all of it, and a peer
-    /// without the key must not make the relay do that for every byte it
-    /// trickles in. A real newline-less client's frame arrives in a few
-    /// reads; one that does not is then held to newlines and `max_line`.
+    /// Bytes buffered without a `\n`, offered to look for newline-less
+    /// frames in, only while this connection has never sent a `\n`.
     pub fn unterminated(&self) -> Option<&[u8]> {
-        let offer = !self.saw_newline
-            && !self.pending.is_empty()
-            && self.pending.len().is_multiple_of(4)
-            && self.failed_offers < MAX_FAILED_OFFERS;
+        let offer = !self.saw_newline && !self.pending.is_empty();
         offer.then_some(&self.pending[..])
     }
 
-    /// Notes that the bytes [`LineReader::unterminated`] returned were not
-    /// a frame (yet).
-    pub fn unterminated_failed(&mut self) {
-        self.failed_offers = self.failed_offers.saturating_add(1);
-    }
-
-    /// Drops the bytes [`LineReader::unterminated`] returned, once they have
-    /// been taken as a frame.
-    pub fn consume_unterminated(&mut self) {
-        self.clear_pending();
+    /// Drops the first `len` bytes [`LineReader::unterminated`] returned,
+    /// taken as a frame: a `\n` right after them only ends that frame.
+    pub fn consume_frame(&mut self, len: usize) {
+        use bytes::Buf as _;
+        self.pending.advance(len.min(self.pending.len()));
+        if self.pending.is_empty() {
+            self.clear_pending();
+        }
         self.took_frame = true;
-        self.failed_offers = 0;
     }
 
     /// Whether this connection has ever sent a `\n`.
@@ -256,30 +236,15 @@ mod tests {
     fn unterminated_bytes_are_offered_only_before_the_first_newline() {
         let mut reader = LineReader::new(64);
         let ignore = |_: &[u8]| ControlFlow::Continue(());
-        reader.feed(b"abcd", ignore).unwrap();
-        assert_eq!(reader.unterminated(), Some(&b"abcd"[..]));
-        reader.consume_unterminated();
+        reader.feed(b"abcdef", ignore).unwrap();
+        assert_eq!(reader.unterminated(), Some(&b"abcdef"[..]));
+        reader.consume_frame(4);
+        assert_eq!(reader.unterminated(), Some(&b"ef"[..]));
+        reader.consume_frame(2);
         assert_eq!(reader.unterminated(), None);
         reader.feed(b"x\ny", ignore).unwrap();
         assert!(reader.saw_newline());
         assert_eq!(reader.buffered(), 1);
-        assert_eq!(reader.unterminated(), None);
-    }
-
-    #[test]
-    fn unterminated_bytes_stop_being_offered_after_many_failures() {
-        let mut reader = LineReader::new(1 << 20);
-        let ignore = |_: &[u8]| ControlFlow::Continue(());
-        reader.feed(b"abc", ignore).unwrap();
-        assert_eq!(reader.unterminated(), None, "not a base64 length");
-        for _ in 0..MAX_FAILED_OFFERS {
-            reader.feed(b"d", ignore).unwrap();
-            assert!(reader.unterminated().is_some());
-            reader.unterminated_failed();
-            reader.feed(b"efg", ignore).unwrap();
-        }
-        reader.feed(b"h", ignore).unwrap();
-        assert_eq!(reader.buffered() % 4, 0);
         assert_eq!(reader.unterminated(), None);
     }
 

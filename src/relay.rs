@@ -15,6 +15,16 @@
 //! caller's writes sweep over them fairly ([`Relay::next_waiting`], kept
 //! by the write sweep in `sweep.rs`).
 //!
+//! A connection that has never sent a `\n` may be the original notebook
+//! client, whose frames have none: its unterminated bytes are split into
+//! frames where their tags verify ([`crate::seed`]), each opened and sealed
+//! like a line. Once one is taken that way the connection is a seed
+//! receiver: instead of the shared run it gets the plaintexts, joined as
+//! lines into one frame of its own at a time, written only when the last
+//! one was written whole and at least the seed write gap ago (the clock is
+//! the caller's: [`Relay::set_now`], [`Relay::next_timer`],
+//! [`Relay::run_timers`]).
+//!
 //! A connection that sends a line that does not open, or one too long, is
 //! marked closing and nothing more it sent is relayed. A consumer whose
 //! queue passes the limit is marked closing and its queue dropped. Closing
@@ -29,12 +39,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::debug;
+use memchr::memchr;
 use slab::Slab;
 
 use crate::cipher::{Cipher, OpenError};
 use crate::guard::{Deadline, Deadlines, PerAddress, PreAuthBudget};
 use crate::lines::LineReader;
 use crate::outbox::{Frames, Outbox};
+use crate::seed::{self, Paced, Splitter, Step};
 use crate::stats::Stats;
 use crate::sweep::{Place, Places, WriteSweep};
 
@@ -141,6 +153,10 @@ pub struct Peer<T> {
     /// The transport: what frames are written to.
     pub io: T,
     reader: LineReader,
+    /// Looks for newline-less frames while no `\n` has come.
+    splitter: Option<Box<Splitter>>,
+    /// Messages waiting for a seed receiver; `Some` makes it one.
+    paced: Option<Box<Paced>>,
     outbox: Outbox,
     closing: Option<CloseReason>,
     /// Where it stands in the write sweep: kept beside its queue, so a
@@ -183,6 +199,17 @@ impl<T> Peer<T> {
     /// Bytes held for an unfinished line from this connection.
     pub fn buffered(&self) -> usize {
         self.reader.buffered()
+    }
+
+    /// Whether this is a seed receiver: it sent a newline-less frame, and
+    /// never a `\n`.
+    pub fn is_seed(&self) -> bool {
+        self.paced.is_some()
+    }
+
+    /// Bytes of messages waiting for this seed receiver's next frame.
+    pub fn paced_bytes(&self) -> usize {
+        self.paced.as_ref().map_or(0, |paced| paced.waiting_bytes())
     }
 
     /// Whether one of its frames has opened under the key.
@@ -236,10 +263,13 @@ pub struct Relay<T> {
     /// First-frame deadlines of unproven connections.
     deadlines: Deadlines,
     per_address: PerAddress,
+    /// The seed receivers: the connections whose `paced` is `Some`.
+    seed_peers: Vec<ConnId>,
+    seed_write_gap: Duration,
 }
 
 impl<T: Write> Relay<T> {
-    /// A relay with no connections.
+    /// A relay with no connections, its clock at `Instant::now()`.
     pub fn new(cipher: Cipher, limits: Limits) -> Relay<T> {
         Relay {
             peers: Slab::new(),
@@ -252,7 +282,14 @@ impl<T: Write> Relay<T> {
             pre_auth: PreAuthBudget::new(limits.pre_auth_budget),
             deadlines: Deadlines::new(limits.first_frame_timeout),
             per_address: PerAddress::new(limits.max_per_address),
+            seed_peers: Vec::new(),
+            seed_write_gap: seed::DEFAULT_WRITE_GAP,
         }
+    }
+
+    /// Sets the least time between two frames written to a seed receiver.
+    pub fn set_seed_write_gap(&mut self, gap: Duration) {
+        self.seed_write_gap = gap;
     }
 
     /// Tells the relay the time. The server calls it once per loop turn,
@@ -261,15 +298,31 @@ impl<T: Write> Relay<T> {
         self.now = now;
     }
 
-    /// When timed work is next due (a first-frame deadline): the caller
-    /// should call [`Relay::run_timers`] no later than that.
+    /// When timed work is next due ([`Relay::run_timers`]), if any: a
+    /// first-frame deadline, or a seed receiver's next frame.
     pub fn next_timer(&self) -> Option<Instant> {
-        self.deadlines.next_due()
+        let gap = self.seed_write_gap;
+        let next_paced = self
+            .seed_peers
+            .iter()
+            .filter_map(|&id| {
+                let peer = self.peers.get(id)?;
+                if peer.closing.is_some() || !peer.outbox.is_empty() {
+                    return None;
+                }
+                peer.paced.as_ref()?.next_due(self.now, gap)
+            })
+            .min();
+        [self.deadlines.next_due(), next_paced]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Does the timed work due at the time last set: closes every
     /// connection whose first-frame deadline has passed and that has not
-    /// authenticated since.
+    /// authenticated since, and queues the next frame of each seed receiver
+    /// whose gap has passed.
     pub fn run_timers(&mut self) {
         while let Some(deadline) = self.deadlines.pop_due(self.now) {
             if self.is_unproven(&deadline) {
@@ -277,6 +330,17 @@ impl<T: Write> Relay<T> {
                 self.close(deadline.id, CloseReason::FirstFrameTimeout);
             }
         }
+        let (now, gap) = (self.now, self.seed_write_gap);
+        let mut fan_out = self.sweep.fan_out();
+        for &id in &self.seed_peers {
+            if let Some(peer) = self.peers.get_mut(id)
+                && peer.closing.is_none()
+                && queue_paced(peer, &mut self.cipher, now, gap)
+            {
+                fan_out.queued(id, &mut peer.place);
+            }
+        }
+        fan_out.finish(&self.peers);
     }
 
     /// Whether `deadline` still names an open, unproven connection.
@@ -360,6 +424,8 @@ impl<T: Write> Relay<T> {
         Ok(self.peers.insert(Peer {
             io,
             reader: LineReader::new(self.limits.max_frame),
+            splitter: None,
+            paced: None,
             outbox: Outbox::default(),
             closing: None,
             place: Place::default(),
@@ -383,43 +449,72 @@ impl<T: Write> Relay<T> {
         // The reader is taken out for the call so that sealing a line can
         // borrow the relay.
         let mut reader = std::mem::take(&mut peer.reader);
+        let mut splitter = peer.splitter.take();
         // A resealed line is as long as the line it came from (less a
-        // `\r`), plus its `\n`: what this read can produce is bounded by
-        // what it completes. Allocated at the first line, not for a read
-        // that only adds to an unfinished one.
-        let most = reader.buffered() + data.len() + 1;
-        let mut batch = Batch::default();
-        let fed = reader.feed(data, |line| {
-            match batch.reseal(&mut self.cipher, line, most) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(error) => {
-                    self.stats.rejected.count(error);
-                    self.close(from, CloseReason::BadFrame(error));
-                    ControlFlow::Break(())
+        // `\r`), plus its `\n`; frames are at least 44 bytes. What this read
+        // can produce is bounded by what it completes. Allocated at the
+        // first line, not for a read that only adds to an unfinished one.
+        let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
+        let mut batch = Batch {
+            keep_plaintexts: !self.seed_peers.is_empty(),
+            ..Batch::default()
+        };
+        let mut took_seed = false;
+        let mut rest = data;
+        let mut fed = Ok(());
+        if !reader.saw_newline() {
+            // Up to the first `\n`, in pieces the buffer has room for:
+            // joined newline-less frames are split as they come, so they
+            // never count as one line against `max_frame`.
+            let (mut newline_less, after) =
+                data.split_at(memchr(b'\n', data).unwrap_or(data.len()));
+            rest = after;
+            while !newline_less.is_empty() {
+                let room = self
+                    .limits
+                    .max_frame
+                    .saturating_sub(reader.buffered())
+                    .max(1);
+                let (piece, more) = newline_less.split_at(room.min(newline_less.len()));
+                newline_less = more;
+                fed = reader.feed(piece, |_| ControlFlow::Continue(()));
+                if fed.is_err() {
+                    break;
                 }
+                let splitter = splitter.get_or_insert_with(Box::default);
+                took_seed |= self.take_seed_frames(&mut reader, splitter, &mut batch, most);
             }
-        });
+        }
+        if fed.is_ok() {
+            fed = reader.feed(rest, |line| {
+                match batch.reseal(&mut self.cipher, line, most) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(error) => {
+                        self.stats.rejected.count(error);
+                        self.close(from, CloseReason::BadFrame(error));
+                        ControlFlow::Break(())
+                    }
+                }
+            });
+        }
         if fed.is_err() {
             self.stats.rejected.too_long += 1;
             self.close(from, CloseReason::LineTooLong);
-        } else if let Some(unterminated) = reader.unterminated() {
-            // The newline-less client: a whole frame that authenticates is a
-            // message. A partial frame cannot authenticate, so a failure here
-            // only means "not yet" and is neither counted nor fatal.
-            if batch.reseal(&mut self.cipher, unterminated, most).is_ok() {
-                reader.consume_unterminated();
-            } else {
-                reader.unterminated_failed();
-            }
         }
+        let newline = reader.saw_newline();
         if let Some(peer) = self.peers.get_mut(from) {
             peer.reader = reader;
+            peer.splitter = if newline { None } else { splitter };
+        }
+        if took_seed && !newline {
+            self.become_seed(from);
+        } else if newline {
+            self.stop_seed(from);
         }
         self.account_trust(from, batch.count > 0);
         if batch.count > 0 {
             self.stats.frames_in += batch.count as u64;
-            let frames = Frames::new(batch.sealed.freeze(), batch.count);
-            self.queue_for_all_but(from, frames);
+            self.queue_for_all_but(from, &batch);
         }
     }
 
@@ -472,25 +567,102 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// Queues `frames` for every open connection except `from`.
+    /// Takes every newline-less frame at the front of `reader`'s
+    /// unterminated bytes onto `batch`; returns whether it took one.
+    fn take_seed_frames(
+        &mut self,
+        reader: &mut LineReader,
+        splitter: &mut Splitter,
+        batch: &mut Batch,
+        most: usize,
+    ) -> bool {
+        let mut took = false;
+        while let Some(buf) = reader.unterminated() {
+            let Step::Frame(len) = splitter.next_frame(self.cipher.seed_key(), buf) else {
+                break;
+            };
+            // The tag verified; `Cipher` opens it all the same, so nothing
+            // is relayed that it did not authenticate.
+            let Some(frame) = buf.get(..len) else { break };
+            if batch.reseal(&mut self.cipher, frame, most).is_err() {
+                debug_assert!(false, "a frame the splitter found did not open");
+                break;
+            }
+            reader.consume_frame(len);
+            took = true;
+        }
+        took
+    }
+
+    /// Makes `id` a seed receiver.
+    fn become_seed(&mut self, id: ConnId) {
+        if let Some(peer) = self.peers.get_mut(id)
+            && peer.paced.is_none()
+        {
+            peer.paced = Some(Box::default());
+            self.seed_peers.push(id);
+        }
+    }
+
+    /// `id` sent a `\n`: it is a newline client. What waited for it goes
+    /// out as lines of their own.
+    fn stop_seed(&mut self, id: ConnId) {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        let Some(mut paced) = peer.paced.take() else {
+            return;
+        };
+        self.seed_peers.retain(|&seed| seed != id);
+        let mut lines = BytesMut::new();
+        let count = paced.seal_each(&mut self.cipher, &mut lines);
+        if count > 0 && peer.closing.is_none() {
+            peer.outbox.push(Frames::new(lines.freeze(), count));
+            let mut fan_out = self.sweep.fan_out();
+            fan_out.queued(id, &mut peer.place);
+            fan_out.finish(&self.peers);
+        }
+    }
+
+    /// Queues `batch` for every open connection except `from`.
     ///
     /// Every recipient shares one key today, so one sealed run serves all.
     /// Recipients with keys of their own would mean one seal per distinct
     /// key, grouping the recipients here: the queues and writes stay as
-    /// they are.
+    /// they are. A seed receiver gets the plaintexts instead, sealed into
+    /// its own frame when one is due.
     ///
     /// The `max_queue` limit is not checked here but in [`Relay::flush`],
     /// after the recipient had its chance to take this turn's frames: a
     /// relay that stalled and then read a burst from many senders at once
-    /// must not blame consumers that are reading fine.
-    fn queue_for_all_but(&mut self, from: ConnId, frames: Frames) {
+    /// must not blame consumers that are reading fine. A seed receiver's
+    /// waiting messages are checked here: they wait for the gap, not for
+    /// the socket.
+    fn queue_for_all_but(&mut self, from: ConnId, batch: &Batch) {
+        let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
+        let (now, gap, max_queue) = (self.now, self.seed_write_gap, self.limits.max_queue);
         let mut fan_out = self.sweep.fan_out();
         for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
                 continue;
             }
-            peer.outbox.push(frames.clone());
-            fan_out.queued(id, &mut peer.place);
+            let Some(paced) = peer.paced.as_mut().filter(|_| batch.keep_plaintexts) else {
+                peer.outbox.push(frames.clone());
+                fan_out.queued(id, &mut peer.place);
+                continue;
+            };
+            paced.push(&batch.plaintexts, &batch.lens);
+            if paced.waiting_bytes() + peer.outbox.queued_bytes() > max_queue {
+                peer.paced = Some(Box::default());
+                peer.outbox.clear();
+                self.stats.slow_consumers += 1;
+                peer.closing = Some(CloseReason::SlowConsumer);
+                self.closing.push(id);
+                continue;
+            }
+            if queue_paced(peer, &mut self.cipher, now, gap) {
+                fan_out.queued(id, &mut peer.place);
+            }
         }
         fan_out.finish(&self.peers);
     }
@@ -553,6 +725,12 @@ impl<T: Write> Relay<T> {
             return Flush::Closed;
         }
         match write_queue(peer, &mut self.stats) {
+            Ok(Flush::Drained) => {
+                if let Some(paced) = &mut peer.paced {
+                    paced.written(self.now);
+                }
+                Flush::Drained
+            }
             Ok(Flush::Blocked) if peer.outbox.queued_bytes() > self.limits.max_queue => {
                 peer.outbox.clear();
                 self.stats.slow_consumers += 1;
@@ -580,6 +758,9 @@ impl<T: Write> Relay<T> {
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
+        if peer.paced.is_some() {
+            self.seed_peers.retain(|&seed| seed != id);
+        }
         self.sweep.remove(peer.place, &self.peers);
         if let Some(ip) = peer.ip {
             self.per_address.release(ip);
@@ -612,11 +793,16 @@ impl<T> Places for Slab<Peer<T>> {
     }
 }
 
-/// The lines sealed from one read, gathered to be queued as one run.
+/// The lines sealed from one read, gathered to be queued as one run; and
+/// their plaintexts, kept only while there are seed receivers.
 #[derive(Default)]
 struct Batch {
     sealed: BytesMut,
     count: usize,
+    keep_plaintexts: bool,
+    /// Each kept plaintext followed by `\n`, and their lengths.
+    plaintexts: BytesMut,
+    lens: Vec<usize>,
 }
 
 impl Batch {
@@ -626,10 +812,34 @@ impl Batch {
         if self.sealed.capacity() == 0 {
             self.sealed.reserve(most);
         }
-        cipher.reseal_into(line, &mut self.sealed)?;
+        if self.keep_plaintexts {
+            let start = self.plaintexts.len();
+            seed::push_message(&mut self.plaintexts, &mut self.lens, cipher.open(line)?);
+            let end = self.plaintexts.len() - 1;
+            cipher.seal_into(&self.plaintexts[start..end], &mut self.sealed);
+        } else {
+            cipher.reseal_into(line, &mut self.sealed)?;
+        }
         self.count += 1;
         Ok(())
     }
+}
+
+/// Queues a seed receiver's next frame if one is due and its queue is
+/// empty (the last one written whole); returns whether it queued one.
+fn queue_paced<T>(peer: &mut Peer<T>, cipher: &mut Cipher, now: Instant, gap: Duration) -> bool {
+    let Some(paced) = &mut peer.paced else {
+        return false;
+    };
+    if !peer.outbox.is_empty() {
+        return false;
+    }
+    let Some((line, messages)) = paced.seal_due(cipher, now, gap) else {
+        return false;
+    };
+    debug!("seed frame of {messages} messages");
+    peer.outbox.push(Frames::one(line));
+    true
 }
 
 fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Flush> {

@@ -8,7 +8,9 @@
 //! one continuous sweep over the connections, interleaved with reads: what
 //! arrives mid-sweep reaches the connections the sweep has not reached yet
 //! in the same write. Write interest is registered only for a connection
-//! whose socket buffer filled up. Connections the relay marked
+//! whose socket buffer filled up. The relay's clock is set once per turn,
+//! and its timed work (seed receivers' paced frames) run before the writes;
+//! the poll waits no longer than that work's next due time. Connections the relay marked
 //! closing are removed at the end of the turn, in one place.
 //!
 //! This module owns sockets, readiness, accept back-off, signals and the
@@ -64,6 +66,8 @@ pub struct Config {
     pub stats_interval: Option<Duration>,
     /// How long shutdown waits for queued frames to be written.
     pub shutdown_grace: Duration,
+    /// Least time between two frames written to a seed receiver.
+    pub seed_write_gap: Duration,
 }
 
 /// A client connection as the server holds it.
@@ -161,7 +165,11 @@ impl Server {
             listener: Some(listener),
             stop_rx,
             stop_tx: StopHandle(tx),
-            relay: Relay::new(cipher, config.limits),
+            relay: {
+                let mut relay = Relay::new(cipher, config.limits);
+                relay.set_seed_write_gap(config.seed_write_gap);
+                relay
+            },
             config,
             read_buf: vec![0; READ_BUF_LEN].into_boxed_slice(),
             read_again: Vec::new(),

@@ -29,7 +29,7 @@ pub fn encoded_len(plaintext_len: usize) -> usize {
 }
 
 /// Largest plaintext whose sealed line (without `\n`) fits in `max_line` bytes.
-pub fn max_plaintext_len(max_line: usize) -> usize {
+pub const fn max_plaintext_len(max_line: usize) -> usize {
     (max_line / 4 * 3).saturating_sub(OVERHEAD)
 }
 

@@ -114,7 +114,7 @@ fn the_reader_drops_only_the_terminator_of_a_taken_frame() {
     let mut reader = LineReader::new(64);
     assert_eq!(lines(&mut reader, b"framebuf"), Vec::<Vec<u8>>::new());
     assert_eq!(reader.unterminated(), Some(&b"framebuf"[..]));
-    reader.consume_unterminated();
+    reader.consume_frame(8);
     assert_eq!(lines(&mut reader, b"\r"), Vec::<Vec<u8>>::new());
     assert_eq!(
         lines(&mut reader, b"\n\nnext\n"),

@@ -13,7 +13,9 @@ Typical use::
         chat.send("hello")
         print(chat.recv_text(timeout=10))
 
-A background thread reads the socket, as the original notebook's did. Each
+A background thread reads the socket, as the original notebook's did, with
+a :class:`FrameReader`: however TCP cuts or joins the frames, with or
+without newlines, each message comes out once and in order. Each
 message that opens is handed to ``on_message(plaintext_bytes)`` when given,
 else put on a queue that :meth:`Client.recv` reads. A frame that does not
 open (wrong key, or tampered with) is never shown as text: it is reported
@@ -28,20 +30,24 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import queue
 import socket
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Iterator, List, Optional, Union
 
 from Crypto.Cipher import AES
+from Crypto.Hash import CMAC
+from Crypto.Util.strxor import strxor
 
 __all__ = [
     "AuthenticationError",
     "Client",
     "ConnectionClosed",
     "DEFAULT_MAX_FRAME",
+    "FrameReader",
     "connect",
     "load_key",
     "max_plaintext_len",
@@ -112,10 +118,17 @@ def open_frame(key: bytes, line: bytes) -> bytes:
     """The plaintext of one wire line (a trailing ``\\r\\n`` or ``\\n`` is
     ignored), or :class:`AuthenticationError` when it does not open."""
     line = line.rstrip(b"\r\n")
+    return _open_decoded(key, _decode(line))
+
+
+def _decode(text: bytes) -> bytes:
     try:
-        data = base64.b64decode(line, validate=True)
+        return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise AuthenticationError("frame is not valid base64") from None
+
+
+def _open_decoded(key: bytes, data: bytes) -> bytes:
     if len(data) < NONCE_LEN + TAG_LEN:
         raise AuthenticationError(f"frame too short ({len(data)} bytes decoded)")
     nonce = data[:NONCE_LEN]
@@ -127,6 +140,191 @@ def open_frame(key: bytes, line: bytes) -> bytes:
         raise AuthenticationError(
             "frame did not authenticate: wrong key, or the frame was tampered with"
         ) from None
+
+
+def _omac(key: bytes, domain: int) -> CMAC.CMAC:
+    """EAX's OMAC^t: a CMAC that has taken the block ``[0]*15 + [t]``."""
+    return CMAC.new(key, bytes(15) + bytes([domain]), ciphermod=AES)
+
+
+class _TagScan:
+    """Finds where a frame ends when nothing in the stream marks it (no
+    newline, no base64 padding): at the first length where its tag
+    verifies.
+
+    An EAX tag without header is ``OMAC^0(nonce) ^ OMAC^1() ^
+    OMAC^2(ciphertext)``. One CMAC takes the ciphertext as it comes and a
+    copy of it is finished at each candidate end, so trying every candidate
+    costs time linear in the bytes, across reads too. A candidate only
+    finds the end; the frame is then opened by ``decrypt_and_verify``."""
+
+    def __init__(self, key: bytes, head: bytes) -> None:
+        self._tag = head[NONCE_LEN : NONCE_LEN + TAG_LEN]
+        nonce_mac = _omac(key, 0).update(head[:NONCE_LEN]).digest()
+        self._fixed = strxor(nonce_mac, _omac(key, 1).digest())
+        self._mac = _omac(key, 2)
+        self._fed = 0  # ciphertext bytes the MAC has taken
+        # The next ciphertext length to try. An unpadded frame is a multiple
+        # of 3 bytes long: 32 + length = 0 (mod 3), so length = 1 (mod 3).
+        self._next = 1
+
+    def _verifies_at(self, ciphertext: bytes, length: int) -> bool:
+        self._mac.update(ciphertext[self._fed : length])
+        self._fed = length
+        tag = strxor(self._fixed, self._mac.copy().digest())
+        return hmac.compare_digest(tag, self._tag)
+
+    def find_end(self, data: bytes, start: int, final: bool) -> Optional[int]:
+        """The end of the frame that starts at ``data[start]``: the first
+        unpadded length (frame a multiple of 3 bytes) whose tag verifies, else,
+        when ``final`` (``data`` ends where a frame ends), ``len(data)`` if
+        it verifies there; ``None`` when no end was found yet."""
+        ciphertext = data[start + NONCE_LEN + TAG_LEN :]
+        while self._next <= len(ciphertext):
+            length = self._next
+            self._next += 3
+            if self._verifies_at(ciphertext, length):
+                return start + NONCE_LEN + TAG_LEN + length
+        last = len(ciphertext)
+        if final and last % 3 != 1 and self._verifies_at(ciphertext, last):
+            return len(data)
+        return None
+
+
+def _split_decoded(key: bytes, data: bytes, plaintexts: List[bytes]) -> None:
+    """Appends the plaintexts of frames back to back in ``data``, which ends
+    where a frame ends: each frame but the last is unpadded, so a run of
+    them decodes as one byte string."""
+    start = 0
+    while start < len(data):
+        if len(data) - start < NONCE_LEN + TAG_LEN:
+            raise AuthenticationError(f"frame too short ({len(data) - start} bytes decoded)")
+        end = _TagScan(key, data[start : start + NONCE_LEN + TAG_LEN]).find_end(data, start, True)
+        if end is None:
+            raise AuthenticationError(
+                "frame did not authenticate: wrong key, or the frame was tampered with"
+            )
+        plaintexts.append(_open_decoded(key, data[start:end]))
+        start = end
+
+
+def _padding_end(start: int, equals: int) -> int:
+    """Where the base64 group holding the ``=`` at ``equals`` ends, for a
+    frame whose base64 starts at ``start``."""
+    return start + (equals - start) // 4 * 4 + 4
+
+
+def _open_run(key: bytes, run: bytes, plaintexts: List[bytes]) -> None:
+    """Appends the plaintexts in ``run``: base64 that ends where a frame
+    ends (at a newline or at padding). Usually one frame; else several
+    joined, cut after each padding group and then where the tags verify."""
+    try:
+        plaintexts.append(open_frame(key, run))
+        return
+    except AuthenticationError:
+        pass
+    start = 0
+    while start < len(run):
+        equals = run.find(b"=", start)
+        end = len(run) if equals < 0 else min(len(run), _padding_end(start, equals))
+        _split_decoded(key, _decode(run[start:end]), plaintexts)
+        start = end
+
+
+class FrameReader:
+    """Turns the bytes a relay sends, however TCP cuts them, into the
+    plaintexts of its frames, in order.
+
+    A frame ends at a ``\\n`` (``\\r\\n``), as the relay sends them; or,
+    from a peer that sends newline-less frames as the original notebook's
+    server did, at its base64 padding, or, for a frame without padding,
+    where its tag verifies. So several frames in one read, a frame split
+    over several reads, and padded or unpadded frames joined without
+    newlines are all read; blank lines carry nothing and are skipped. Once
+    a frame has ended with a newline, an unpadded frame is only taken at
+    its newline. A frame that does not open raises
+    :class:`AuthenticationError`, as does more than ``max_frame`` bytes held
+    without a frame ending."""
+
+    def __init__(
+        self, key: Union[bytes, bytearray, str], max_frame: int = DEFAULT_MAX_FRAME
+    ) -> None:
+        self._key = parse_key(key)
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+        self._scan: Optional[_TagScan] = None  # for a newline-less frame at the buffer's start
+        # A peer that has ended a frame with a newline ends them all so (the
+        # relay does): then an unfinished frame waits for its newline rather
+        # than having its tag tried at every length as it comes in.
+        self._saw_newline = False
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Takes the next bytes read and returns an iterator over the
+        plaintexts held bytes complete, in order. A frame that does not
+        open raises :class:`AuthenticationError` when the iteration reaches
+        it, after the frames before it; frames not iterated over stay held
+        for the next call."""
+        self._buffer += chunk
+        return self._frames()
+
+    def _frames(self) -> Iterator[bytes]:
+        start = 0
+        try:
+            while True:
+                plaintexts: List[bytes] = []
+                try:
+                    end = self._take(start, plaintexts)
+                except AuthenticationError:
+                    yield from plaintexts  # the frames before the bad one
+                    raise
+                if end == start:
+                    break
+                start = end
+                self._scan = None
+                yield from plaintexts
+        finally:
+            del self._buffer[:start]
+        if len(self._buffer) > self._max_frame:
+            raise AuthenticationError(f"line longer than {self._max_frame} bytes from the relay")
+
+    def _take(self, start: int, plaintexts: List[bytes]) -> int:
+        """Opens the frames that end first after ``start``; returns where
+        they end (``start`` when none has ended yet)."""
+        buffer = self._buffer
+        if start < len(buffer) and buffer[start] in b"\r\n":
+            self._saw_newline = self._saw_newline or buffer[start] == ord("\n")
+            return start + 1
+        newline = buffer.find(b"\n", start)
+        if newline >= 0:
+            line = bytes(buffer[start:newline])
+            _open_run(self._key, line.rstrip(b"\r"), plaintexts)
+            self._saw_newline = True
+            return newline + 1
+        equals = buffer.find(b"=", start)
+        if equals >= 0:
+            end = _padding_end(start, equals)
+            if end > len(buffer):
+                return start
+            _open_run(self._key, bytes(buffer[start:end]), plaintexts)
+            return end
+        if self._saw_newline:
+            return start
+        return self._take_unmarked(start, plaintexts)
+
+    def _take_unmarked(self, start: int, plaintexts: List[bytes]) -> int:
+        """A frame at ``start`` that nothing marks the end of (yet): taken
+        once its tag verifies over the whole base64 groups held."""
+        groups = (len(self._buffer) - start) // 4 * 4
+        if groups < 4 * -(-(NONCE_LEN + TAG_LEN) // 3):
+            return start
+        data = _decode(bytes(self._buffer[start : start + groups]))
+        if self._scan is None:
+            self._scan = _TagScan(self._key, data[: NONCE_LEN + TAG_LEN])
+        end = self._scan.find_end(data, 0, final=False)
+        if end is None:
+            return start
+        plaintexts.append(_open_decoded(self._key, data[:end]))
+        return start + end // 3 * 4
 
 
 def safe_text(data: bytes) -> str:
@@ -237,24 +435,14 @@ class Client:
         return safe_text(self.recv(timeout))
 
     def _receive_loop(self) -> None:
-        buffer = bytearray()
+        reader = FrameReader(self._key, self._max_frame)
         try:
             while True:
                 chunk = self._sock.recv(_READ_SIZE)
                 if not chunk:
                     raise ConnectionClosed("relay closed the connection")
-                buffer += chunk
-                while True:
-                    end = buffer.find(b"\n")
-                    if end < 0:
-                        break
-                    line = bytes(buffer[:end])
-                    del buffer[: end + 1]
-                    self._deliver(open_frame(self._key, line))
-                if len(buffer) > self._max_frame:
-                    raise AuthenticationError(
-                        f"line longer than {self._max_frame} bytes from the relay"
-                    )
+                for plaintext in reader.feed(chunk):
+                    self._deliver(plaintext)
         except Exception as error:  # every way out, even on_message failing, is reported
             self._finish(error)
 

@@ -8,12 +8,20 @@
 //! input is also read a second way: a header, a plaintext to seal, and bytes
 //! to splice into the sealed line. A line changed in any way must not open;
 //! an unchanged one must.
+//!
+//! A third reading covers the split of joined newline-less frames
+//! ([`eaxchat::seed::Splitter`]): frames of the lengths the input names,
+//! joined, maybe changed at one byte, followed by the input's tail, cut into
+//! reads of the input's size. The splitter must find exactly the frames a
+//! reference split finds: from each frame's start, the first end (a whole
+//! number of quads) at which `Cipher::open` opens.
 
 #![no_main]
 
 use bytes::BytesMut;
 use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
+use eaxchat::seed::{Splitter, Step};
 use eaxchat::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
 
@@ -25,7 +33,61 @@ fuzz_target!(|data: &[u8]| {
     let mut cipher = Cipher::with_nonce_seed(&key, [7; 32]);
     check_line(&mut cipher, data);
     check_tampered(&mut cipher, data);
+    check_split(&mut cipher, data);
 });
+
+/// Joined frames split as the relay splits them, against the reference.
+fn check_split(cipher: &mut Cipher, data: &[u8]) {
+    let [count, read_size, change, rest @ ..] = data else {
+        return;
+    };
+    let count = usize::from(*count % 8);
+    let (lens, tail) = rest.split_at(count.min(rest.len()));
+    let mut stream = BytesMut::new();
+    for &len in lens {
+        // Lengths around the first blocks, padded and unpadded.
+        let plaintext = vec![b'p'; usize::from(len) % 80];
+        cipher.seal_into(&plaintext, &mut stream);
+        stream.truncate(stream.len() - 1);
+    }
+    let mut stream = stream.to_vec();
+    if *change != 0 && !stream.is_empty() {
+        let at = usize::from(*change) * 7 % stream.len();
+        stream[at] = if stream[at] == b'A' { b'B' } else { b'A' };
+    }
+    stream.extend_from_slice(tail);
+
+    let mut found = Vec::new();
+    let mut splitter = Splitter::default();
+    let mut buf = Vec::new();
+    for read in stream.chunks(1 + usize::from(*read_size)) {
+        buf.extend_from_slice(read);
+        while let Step::Frame(len) = splitter.next_frame(cipher.seed_key(), &buf) {
+            let frame: Vec<u8> = buf.drain(..len).collect();
+            assert!(cipher.open(&frame).is_ok(), "a frame found does not open");
+            found.push(frame);
+        }
+    }
+    assert_eq!(found, reference_split(cipher, &stream), "frames found");
+}
+
+/// From each frame's start, the shortest run of whole quads that opens.
+fn reference_split(cipher: &mut Cipher, stream: &[u8]) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut start = 0;
+    'frames: loop {
+        let mut end = start + 4;
+        while end <= stream.len() {
+            if cipher.open(&stream[start..end]).is_ok() {
+                frames.push(stream[start..end].to_vec());
+                start = end;
+                continue 'frames;
+            }
+            end += 4;
+        }
+        return frames;
+    }
+}
 
 /// Opens `line` as the relay does (open, and reseal); returns the plaintext
 /// if it opened, after checking both round trips.

@@ -77,6 +77,14 @@ struct Args {
     #[argh(option, default = "2000")]
     shutdown_grace_ms: u64,
 
+    /// least milliseconds between two frames written to an original
+    /// notebook client, so its receive thread reads each alone (default 50)
+    #[argh(
+        option,
+        default = "eaxchat::seed::DEFAULT_WRITE_GAP.as_millis() as u64"
+    )]
+    seed_write_gap_ms: u64,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -236,6 +244,7 @@ fn run(args: Args) -> Result<(), Failure> {
         limits,
         stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
         shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        seed_write_gap: Duration::from_millis(args.seed_write_gap_ms),
     };
     let server = Server::bind(config, cipher)
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;

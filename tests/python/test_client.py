@@ -8,6 +8,7 @@ import json
 import queue
 import secrets
 import socket
+import time
 
 import pytest
 
@@ -234,3 +235,175 @@ def test_a_failing_on_message_is_reported_and_closes(relay, clients):
     error = errors.get(timeout=WAIT)
     assert isinstance(error, RuntimeError) and "boom" in str(error)
     wait_until(lambda: victim.closed, "the client to close")
+
+
+# -- the receive path against any chunking (no relay: crafted bytes) --------
+
+#: Message lengths whose frames have base64 padding ((32 + n) % 3 != 0) and
+#: whose frames have none (n % 3 == 1), short and long.
+CHUNK_LENGTHS = [0, 1, 2, 3, 4, 10, 100, 101, 1000, 1001, 3037, 4095, 4096]
+CHUNK_KEY = bytes(range(16))
+
+
+def bare_frame(plaintext, key=CHUNK_KEY):
+    """A frame without its newline, as the original notebook sent it."""
+    return eaxchat.seal(key, plaintext)[:-1]
+
+
+def chunk_messages():
+    return [bytes([65 + i % 26]) * n for i, n in enumerate(CHUNK_LENGTHS * 2)]
+
+
+def feed_in_chunks(reader, stream, size):
+    got = []
+    for start in range(0, len(stream), size):
+        got.extend(reader.feed(stream[start : start + size]))
+    return got
+
+
+@pytest.mark.parametrize("separator", [b"\n", b"\r\n", b""], ids=["lf", "crlf", "none"])
+@pytest.mark.parametrize("size", [1, 3, 7, 44, 1000, 4096, 1 << 20])
+def test_frame_reader_reads_every_frame_however_the_bytes_are_cut(separator, size):
+    """Frames with and without padding, joined with newlines or with none,
+    fed in reads of any size (several frames per read, a frame over many
+    reads): every plaintext comes out once, in order, nothing left held."""
+    messages = chunk_messages()
+    stream = b"".join(bare_frame(m) + separator for m in messages)
+    reader = eaxchat.FrameReader(CHUNK_KEY)
+    assert feed_in_chunks(reader, stream, size) == messages
+    assert list(reader.feed(b"")) == []
+
+
+def test_joined_newline_less_frames_split_where_their_tags_verify():
+    """Two unpadded frames in one read, then one split over two reads: the
+    first two come out of the first read, the third once it is whole."""
+    first, second, third = b"x", b"y" * 1000, b"z" * 4096
+    assert all((32 + len(m)) % 3 == 0 for m in (first, second, third))
+    reader = eaxchat.FrameReader(CHUNK_KEY)
+    tail = bare_frame(third)
+    assert list(reader.feed(bare_frame(first) + bare_frame(second) + tail[:100])) == [first, second]
+    assert list(reader.feed(tail[100:])) == [third]
+
+
+def test_a_line_of_joined_frames_is_read_as_all_of_them():
+    """A newline ending a run of newline-less frames (padded and not) ends
+    every one of them."""
+    messages = [b"a", b"bb", b"c" * 4, b"", b"d" * 3037]
+    line = b"".join(bare_frame(m) for m in messages) + b"\n"
+    assert list(eaxchat.FrameReader(CHUNK_KEY).feed(line)) == messages
+
+
+def test_a_frame_that_does_not_open_is_raised_after_the_ones_before_it():
+    """A tampered frame after good ones: the good ones come out first, then
+    AuthenticationError; with or without its newline."""
+    for separator in (b"\n", b""):
+        tampered = bytearray(bare_frame(b"bad!"))
+        tampered[30] = ord("A") if tampered[30] != ord("A") else ord("B")  # in the tag
+        stream = bare_frame(b"ok 1") + separator + bare_frame(b"ok 2") + separator
+        reader = eaxchat.FrameReader(CHUNK_KEY)
+        frames = reader.feed(stream + bytes(tampered) + separator + bare_frame(b"never"))
+        assert next(frames) == b"ok 1"
+        assert next(frames) == b"ok 2"
+        with pytest.raises(eaxchat.AuthenticationError):
+            next(frames)
+
+
+def test_newline_less_bytes_that_never_open_are_cut_at_max_frame():
+    """Unpadded newline-less frames under another key never verify: held
+    until more than ``max_frame`` bytes are waiting, then an error."""
+    reader = eaxchat.FrameReader(CHUNK_KEY, max_frame=8192)
+    other = secrets.token_bytes(16)
+    assert list(reader.feed(bare_frame(b"q" * 1000, other))) == []
+    with pytest.raises(eaxchat.AuthenticationError, match="longer than 8192"):
+        feed_in_chunks(reader, bare_frame(b"q" * 4096, other) * 2, 4096)
+
+
+def test_the_seed_decrypt_loses_or_fails_on_joined_frames_where_the_reader_does_not():
+    """What the original notebook's ``decrypt(sock.recv(4096).decode())``
+    does with two frames in one read: ``base64.b64decode`` stops at the
+    first padding, so after a padded frame it shows only that one; after an
+    unpadded one the two decode as one and the tag fails. FrameReader reads
+    both either way."""
+    import base64
+
+    from Crypto.Cipher import AES
+
+    def seed_decrypt(data):
+        data = base64.b64decode(data)
+        cipher = AES.new(CHUNK_KEY, AES.MODE_EAX, nonce=data[:16])
+        return cipher.decrypt_and_verify(data[32:], data[16:32]).decode()
+
+    padded, unpadded = b"padded", b"no pad!"
+    assert (32 + len(padded)) % 3 != 0 and (32 + len(unpadded)) % 3 == 0
+    for separator in (b"", b"\n"):
+        joined = bare_frame(padded) + separator + bare_frame(b"second") + separator
+        assert seed_decrypt(joined.decode()) == "padded"
+        assert list(eaxchat.FrameReader(CHUNK_KEY).feed(joined)) == [padded, b"second"]
+        joined = bare_frame(unpadded) + separator + bare_frame(b"second") + separator
+        with pytest.raises(ValueError):
+            seed_decrypt(joined.decode())
+        assert list(eaxchat.FrameReader(CHUNK_KEY).feed(joined)) == [unpadded, b"second"]
+
+
+@pytest.fixture
+def fake_relay():
+    """A listening loopback socket standing in for the relay; yields a
+    function that accepts the next client (bounded wait)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(WAIT)
+        accepted = []
+
+        def accept():
+            conn, _ = server.accept()
+            conn.settimeout(WAIT)
+            accepted.append(conn)
+            return conn
+
+        yield server.getsockname()[1], accept
+        for conn in accepted:
+            conn.close()
+
+
+@pytest.mark.parametrize("separator", [b"\n", b""], ids=["lf", "none"])
+def test_the_client_survives_crafted_chunks_from_its_peer(fake_relay, clients, separator):
+    """Over a real socket, frames cut at odd places and sent with pauses
+    (so each piece is its own read), with or without newlines: the Client
+    delivers every message in order and stays open."""
+    port, accept = fake_relay
+    client = eaxchat.Client("127.0.0.1", port, CHUNK_KEY)
+    try:
+        peer = accept()
+        messages = chunk_messages()
+        stream = b"".join(bare_frame(m) + separator for m in messages)
+        cuts = [0, 5, 44, 45, 3000, 3001, 9000, len(stream) // 2, len(stream) - 1, len(stream)]
+        for start, end in zip(cuts, cuts[1:]):
+            peer.sendall(stream[start:end])
+            time.sleep(0.02)
+        assert [client.recv(WAIT) for _ in messages] == messages
+        assert not client.closed
+    finally:
+        client.close()
+
+
+def test_what_the_client_sends_always_ends_in_a_newline(fake_relay):
+    """``send``, ``send_message`` and the module's ``send_message`` each
+    send exactly one line: the frame and its ``\\n``."""
+    port, accept = fake_relay
+    default = eaxchat.connect("127.0.0.1", port, CHUNK_KEY)
+    try:
+        peer = accept()
+        default.send(b"bytes")
+        default.send_message("text")
+        eaxchat.send_message("module")
+        eaxchat.send_message("")
+        eaxchat.send_message("u" * 4096)
+        received = bytearray()
+        wait_until(lambda: received.extend(peer.recv(65536)) or received.count(b"\n") >= 5,
+                   "five lines from the client")
+        lines = bytes(received).split(b"\n")
+        assert lines[-1] == b"", "the last send ends in a newline"
+        assert [eaxchat.open_frame(CHUNK_KEY, line) for line in lines[:-1]] == [
+            b"bytes", b"text", b"module", b"", b"u" * 4096,
+        ]
+    finally:
+        default.close()

@@ -65,7 +65,7 @@ impl From<DecodeError> for OpenError {
 }
 
 /// The expanded key for `key`, whatever its AES size.
-fn eax_key(key: &Key) -> EaxKey {
+pub fn eax_key(key: &Key) -> EaxKey {
     // `Key` holds the array its AES size takes, so each constructor gets a
     // key of its own length: no length check, nothing to fail.
     match key.sized() {
@@ -89,9 +89,109 @@ fn eax_key(key: &Key) -> EaxKey {
 #[derive(Clone)]
 pub struct Cipher {
     key: EaxKey,
-    nonces: ChaCha20Rng,
+    nonces: Nonces,
     frame: Vec<u8>,
     seed: SeedKey,
+}
+
+/// The relay's nonce generator: ChaCha20 seeded once, 128 random bits per
+/// frame. One serves every key (a members relay's members share it), as
+/// nonces drawn at random never need to know the key they go with.
+#[derive(Clone)]
+pub struct Nonces(ChaCha20Rng);
+
+impl Nonces {
+    /// A generator seeded from the operating system.
+    pub fn new() -> std::io::Result<Nonces> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
+        Ok(Nonces::from_seed(seed))
+    }
+
+    /// A generator whose nonces follow `seed`: for tests, benches and
+    /// fuzzing only.
+    pub fn from_seed(seed: [u8; 32]) -> Nonces {
+        Nonces(ChaCha20Rng::from_seed(seed))
+    }
+
+    /// The next nonce.
+    pub fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.0.fill_bytes(&mut nonce);
+        nonce
+    }
+}
+
+/// Seals plaintexts as lines: what a seed receiver's paced frames need,
+/// whether one key serves everybody ([`Cipher`]) or each member has their
+/// own ([`KeySealer`]).
+pub trait Seal {
+    /// Seals `plaintext` and appends the base64 line and its `\n` to `out`.
+    fn seal_into(&mut self, plaintext: &[u8], out: &mut BytesMut);
+}
+
+impl Seal for Cipher {
+    fn seal_into(&mut self, plaintext: &[u8], out: &mut BytesMut) {
+        Cipher::seal_into(self, plaintext, out);
+    }
+}
+
+/// One key's sealer over a shared nonce generator and frame buffer: a
+/// members relay seals for each member with one of these, borrowed for
+/// the call, so no member holds a generator or a buffer of its own.
+pub struct KeySealer<'a> {
+    /// The member's expanded key.
+    pub key: &'a EaxKey,
+    /// The relay's one nonce generator.
+    pub nonces: &'a mut Nonces,
+    /// A reusable frame buffer.
+    pub frame: &'a mut Vec<u8>,
+}
+
+impl Seal for KeySealer<'_> {
+    fn seal_into(&mut self, plaintext: &[u8], out: &mut BytesMut) {
+        seal_line(self.key, self.nonces, self.frame, plaintext, out);
+    }
+}
+
+/// Verifies and decrypts the decoded frame `nonce ‖ tag ‖ ciphertext` in
+/// place under `key`, and returns its plaintext. On a bad tag the body
+/// stays ciphertext: nothing unauthenticated is ever decrypted.
+pub fn open_decoded<'f>(key: &EaxKey, frame: &'f mut [u8]) -> Result<&'f mut [u8], OpenError> {
+    let Some((nonce, tag, body)) = wire::split_frame(frame) else {
+        return Err(OpenError::TooShort);
+    };
+    key.open_in_place_detached(nonce, body, tag)
+        .map_err(|_| OpenError::BadTag)?;
+    Ok(body)
+}
+
+/// Seals `plaintext` under `key` with a fresh nonce from `nonces`, using
+/// `frame` as scratch, and appends the line and its `\n` to `out`.
+pub fn seal_line(
+    key: &EaxKey,
+    nonces: &mut Nonces,
+    frame: &mut Vec<u8>,
+    plaintext: &[u8],
+    out: &mut BytesMut,
+) {
+    let frame_len = OVERHEAD + plaintext.len();
+    if frame.len() < frame_len {
+        frame.resize(frame_len, 0);
+    }
+    frame[OVERHEAD..frame_len].copy_from_slice(plaintext);
+    seal_in_frame(key, nonces, &mut frame[..frame_len], out);
+}
+
+/// Encrypts the plaintext at `frame[OVERHEAD..]` in place under a fresh
+/// nonce, fills in nonce and tag, and appends the encoded line.
+fn seal_in_frame(key: &EaxKey, nonces: &mut Nonces, frame: &mut [u8], out: &mut BytesMut) {
+    let nonce = nonces.next_nonce();
+    let (head, body) = frame.split_at_mut(OVERHEAD);
+    let tag = key.seal_in_place_detached(&nonce, body);
+    head[..NONCE_LEN].copy_from_slice(&nonce);
+    head[NONCE_LEN..].copy_from_slice(&tag);
+    wire::encode_line(frame, out);
 }
 
 impl Cipher {
@@ -107,7 +207,7 @@ impl Cipher {
     pub fn with_nonce_seed(key: &Key, seed: [u8; 32]) -> Cipher {
         Cipher {
             key: eax_key(key),
-            nonces: ChaCha20Rng::from_seed(seed),
+            nonces: Nonces::from_seed(seed),
             frame: Vec::new(),
             seed: SeedKey::new(key),
         }
@@ -176,28 +276,20 @@ impl Cipher {
     /// place, and returns the frame's length.
     fn decode_and_verify(&mut self, line: &[u8]) -> Result<usize, OpenError> {
         let frame_len = wire::decode_line(line, &mut self.frame)?;
-        let frame = self.frame.get_mut(..frame_len);
-        let Some((nonce, tag, body)) = frame.and_then(wire::split_frame) else {
-            return Err(OpenError::TooShort);
-        };
-        // On a bad tag the body stays ciphertext: nothing unauthenticated
-        // is ever decrypted into the buffer.
-        self.key
-            .open_in_place_detached(nonce, body, tag)
-            .map_err(|_| OpenError::BadTag)?;
+        let frame = self.frame.get_mut(..frame_len).ok_or(OpenError::TooShort)?;
+        open_decoded(&self.key, frame)?;
         Ok(frame_len)
     }
 
     /// Encrypts the plaintext at `frame[OVERHEAD..frame_len]` in place under
     /// a fresh nonce, fills in nonce and tag, and appends the encoded line.
     fn seal_frame(&mut self, frame_len: usize, out: &mut BytesMut) {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.nonces.fill_bytes(&mut nonce);
-        let (head, body) = self.frame[..frame_len].split_at_mut(OVERHEAD);
-        let tag = self.key.seal_in_place_detached(&nonce, body);
-        head[..NONCE_LEN].copy_from_slice(&nonce);
-        head[NONCE_LEN..].copy_from_slice(&tag);
-        wire::encode_line(&self.frame[..frame_len], out);
+        seal_in_frame(
+            &self.key,
+            &mut self.nonces,
+            &mut self.frame[..frame_len],
+            out,
+        );
     }
 }
 

@@ -20,6 +20,8 @@
 //!   budget, the first-frame deadline, connections per address.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
 //!   limits, and why a connection closes ([`relay::CloseReason`]).
+//! - [`roster`]: a members relay's members as served: each key's state,
+//!   identifying a first frame, each member's connections.
 //! - `sweep` (private): the write sweep, the fair order in which
 //!   connections with new frames are written.
 //! - [`seed`]: the original notebook client's conventions: newline-less
@@ -37,6 +39,7 @@ pub mod lines;
 pub mod members;
 pub mod outbox;
 pub mod relay;
+pub mod roster;
 pub mod seed;
 pub mod server;
 pub mod stats;

@@ -42,13 +42,22 @@ use log::debug;
 use memchr::memchr;
 use slab::Slab;
 
-use crate::cipher::{Cipher, OpenError};
+use crate::cipher::{Cipher, KeySealer, OpenError, Seal};
 use crate::guard::{Deadline, Deadlines, PerAddress, PreAuthBudget};
 use crate::lines::LineReader;
+use crate::members::{Members, Name};
 use crate::outbox::{Frames, Outbox};
+use crate::roster::{Changes, Identified, Roster, Seat};
 use crate::seed::{self, Paced, Splitter, Step};
 use crate::stats::Stats;
-use crate::sweep::{Place, Places, WriteSweep};
+use crate::sweep::{FanOut, Place, Places, WriteSweep};
+use crate::wire;
+
+/// Most reads of an unidentified connection's unterminated bytes tried as
+/// a whole first frame against the members' keys (members mode): bounds
+/// the work one connection that never identifies can cost. A newline-less
+/// client sends its first frame in one write, so it arrives in one or two.
+const IDENTIFY_TRIES: u8 = 8;
 
 /// The limits a relay enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +132,12 @@ pub enum CloseReason {
     IoError(std::io::ErrorKind),
     /// The relay is shutting down.
     Shutdown,
+    /// Members mode: the member was removed from the members file, or
+    /// given a new key.
+    MemberRemoved,
+    /// Members mode: the first frame's ciphertext is longer than
+    /// [`crate::roster::IDENTIFY_MAX`].
+    FirstFrameTooLong,
 }
 
 impl fmt::Display for CloseReason {
@@ -140,6 +155,8 @@ impl fmt::Display for CloseReason {
             }
             CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
             CloseReason::Shutdown => f.write_str("relay shutting down"),
+            CloseReason::MemberRemoved => f.write_str("member removed from the members file"),
+            CloseReason::FirstFrameTooLong => f.write_str("first frame too long to identify"),
         }
     }
 }
@@ -168,6 +185,10 @@ pub struct Peer<T> {
     serial: u64,
     /// The address it is counted under for `max_per_address`, if any.
     ip: Option<IpAddr>,
+    /// Members mode: the member it identified as.
+    member: Option<Seat>,
+    /// Members mode: reads of its unterminated bytes tried as a first frame.
+    identify_tries: u8,
 }
 
 /// How far a connection has proven itself.
@@ -212,10 +233,23 @@ impl<T> Peer<T> {
         self.paced.as_ref().map_or(0, |paced| paced.waiting_bytes())
     }
 
-    /// Whether one of its frames has opened under the key.
+    /// Whether one of its frames has opened under the key (in members
+    /// mode: whether it identified as a member).
     pub fn is_authenticated(&self) -> bool {
         self.trust == Trust::Authenticated
     }
+}
+
+/// Whose keys a relay serves.
+// One per relay: the shared-key cipher stays inline, no pointer to chase
+// on the hot path.
+#[allow(clippy::large_enum_variant)]
+enum Mode {
+    /// One key for everybody: each message sealed once for all.
+    Shared(Cipher),
+    /// A key per member: each message stamped with its sender's name and
+    /// sealed once per recipient member.
+    Members(Roster),
 }
 
 /// A connection [`Relay::admit_from`] would not take, handed back.
@@ -248,10 +282,10 @@ pub enum Flush {
     Closed,
 }
 
-/// Every connection and the cipher they share.
+/// Every connection and the keys they use.
 pub struct Relay<T> {
     peers: Slab<Peer<T>>,
-    cipher: Cipher,
+    mode: Mode,
     limits: Limits,
     stats: Stats,
     sweep: WriteSweep,
@@ -269,11 +303,22 @@ pub struct Relay<T> {
 }
 
 impl<T: Write> Relay<T> {
-    /// A relay with no connections, its clock at `Instant::now()`.
+    /// A shared-key relay with no connections, its clock at
+    /// `Instant::now()`.
     pub fn new(cipher: Cipher, limits: Limits) -> Relay<T> {
+        Relay::with_mode(Mode::Shared(cipher), limits)
+    }
+
+    /// A members relay with no connections: each connection identifies as
+    /// one of `roster`'s members by its first frame.
+    pub fn with_members(roster: Roster, limits: Limits) -> Relay<T> {
+        Relay::with_mode(Mode::Members(roster), limits)
+    }
+
+    fn with_mode(mode: Mode, limits: Limits) -> Relay<T> {
         Relay {
             peers: Slab::new(),
-            cipher,
+            mode,
             limits,
             stats: Stats::default(),
             sweep: WriteSweep::default(),
@@ -335,7 +380,7 @@ impl<T: Write> Relay<T> {
         for &id in &self.seed_peers {
             if let Some(peer) = self.peers.get_mut(id)
                 && peer.closing.is_none()
-                && queue_paced(peer, &mut self.cipher, now, gap)
+                && queue_paced_in(&mut self.mode, peer, now, gap)
             {
                 fan_out.queued(id, &mut peer.place);
             }
@@ -432,12 +477,15 @@ impl<T: Write> Relay<T> {
             trust: Trust::Silent,
             serial: self.stats.connections_total,
             ip,
+            member: None,
+            identify_tries: 0,
         }))
     }
 
     /// Takes bytes read from connection `from`: relays every complete line
     /// in them, or closes `from` on the first line that is too long or does
-    /// not open (the lines before it are still relayed).
+    /// not open (the lines before it are still relayed). In members mode an
+    /// unidentified connection's first frame identifies it first.
     pub fn receive(&mut self, from: ConnId, data: &[u8]) {
         let Some(peer) = self.peers.get_mut(from) else {
             return;
@@ -450,13 +498,16 @@ impl<T: Write> Relay<T> {
         // borrow the relay.
         let mut reader = std::mem::take(&mut peer.reader);
         let mut splitter = peer.splitter.take();
+        let was_member = peer.member;
+        let mut member = peer.member;
+        let mut tries = peer.identify_tries;
         // A resealed line is as long as the line it came from (less a
         // `\r`), plus its `\n`; frames are at least 44 bytes. What this read
         // can produce is bounded by what it completes. Allocated at the
         // first line, not for a read that only adds to an unfinished one.
         let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
         let mut batch = Batch {
-            keep_plaintexts: !self.seed_peers.is_empty(),
+            keep_plaintexts: !self.seed_peers.is_empty() || matches!(self.mode, Mode::Members(_)),
             ..Batch::default()
         };
         let mut took_seed = false;
@@ -481,20 +532,26 @@ impl<T: Write> Relay<T> {
                 if fed.is_err() {
                     break;
                 }
-                let splitter = splitter.get_or_insert_with(Box::default);
-                took_seed |= self.take_seed_frames(&mut reader, splitter, &mut batch, most);
-            }
-        }
-        if fed.is_ok() {
-            fed = reader.feed(rest, |line| {
-                match batch.reseal(&mut self.cipher, line, most) {
-                    Ok(()) => ControlFlow::Continue(()),
-                    Err(error) => {
-                        self.stats.rejected.count(error);
-                        self.close(from, CloseReason::BadFrame(error));
-                        ControlFlow::Break(())
+                if member.is_none() && matches!(self.mode, Mode::Members(_)) {
+                    match self.identify_unterminated(from, &mut reader, &mut batch, &mut tries) {
+                        Some(seat) => {
+                            member = Some(seat);
+                            took_seed = true;
+                        }
+                        None => continue,
                     }
                 }
+                let splitter = splitter.get_or_insert_with(Box::default);
+                took_seed |= self.take_seed_frames(member, &mut reader, splitter, &mut batch, most);
+            }
+        }
+        let closed = self
+            .peers
+            .get(from)
+            .is_none_or(|peer| peer.closing.is_some());
+        if fed.is_ok() && !closed {
+            fed = reader.feed(rest, |line| {
+                self.take_line(from, &mut member, &mut batch, line, most)
             });
         }
         if fed.is_err() {
@@ -505,16 +562,116 @@ impl<T: Write> Relay<T> {
         if let Some(peer) = self.peers.get_mut(from) {
             peer.reader = reader;
             peer.splitter = if newline { None } else { splitter };
+            peer.identify_tries = tries;
+            if was_member.is_none()
+                && let (Some(seat), Mode::Members(roster)) = (member, &mut self.mode)
+            {
+                peer.member = Some(seat);
+                roster.join(seat, from);
+            }
         }
         if took_seed && !newline {
             self.become_seed(from);
         } else if newline {
             self.stop_seed(from);
         }
-        self.account_trust(from, batch.count > 0);
+        self.account_trust(from, batch.opened);
         if batch.count > 0 {
             self.stats.frames_in += batch.count as u64;
             self.queue_for_all_but(from, &batch);
+        }
+    }
+
+    /// One line from `from`: opened and sealed again onto `batch` (shared
+    /// key), or opened under its member's key and stamped (members mode,
+    /// identifying the member by it if not yet known). Closes `from` and
+    /// stops the reading if it does not open.
+    fn take_line(
+        &mut self,
+        from: ConnId,
+        member: &mut Option<Seat>,
+        batch: &mut Batch,
+        line: &[u8],
+        most: usize,
+    ) -> ControlFlow<()> {
+        let taken = match &mut self.mode {
+            Mode::Shared(cipher) => batch
+                .reseal(cipher, line, most)
+                .map_err(CloseReason::BadFrame),
+            Mode::Members(roster) => {
+                let seat = match *member {
+                    Some(seat) => Ok(seat),
+                    None => match roster.identify(line) {
+                        Identified::Member(seat) => {
+                            *member = Some(seat);
+                            Ok(seat)
+                        }
+                        Identified::Nobody(error) => Err(CloseReason::BadFrame(error)),
+                        Identified::TooLong => Err(CloseReason::FirstFrameTooLong),
+                    },
+                };
+                seat.and_then(|seat| {
+                    batch
+                        .restamp(roster, seat, line)
+                        .map_err(CloseReason::BadFrame)
+                })
+            }
+        };
+        match taken {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(reason) => {
+                match reason {
+                    CloseReason::BadFrame(error) => self.stats.rejected.count(error),
+                    _ => self.stats.rejected.bad_tag += 1,
+                }
+                self.close(from, reason);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    /// Members mode, `from` not identified and no `\n` yet: tries its
+    /// whole unterminated buffer as its first frame. On a match the frame
+    /// is taken onto `batch` and the member returned. A buffer past the
+    /// identification cap, or a padded one (so whole) that opens under no
+    /// key, closes `from`; an unpadded one may still grow into a frame and
+    /// is tried again on later reads, at most [`IDENTIFY_TRIES`] times.
+    fn identify_unterminated(
+        &mut self,
+        from: ConnId,
+        reader: &mut LineReader,
+        batch: &mut Batch,
+        tries: &mut u8,
+    ) -> Option<Seat> {
+        let Mode::Members(roster) = &mut self.mode else {
+            return None;
+        };
+        let buf = reader.unterminated()?;
+        if buf.len() > wire::encoded_len(crate::roster::IDENTIFY_MAX) {
+            self.stats.rejected.bad_tag += 1;
+            self.close(from, CloseReason::FirstFrameTooLong);
+            return None;
+        }
+        if buf.len() < wire::encoded_len(0) || buf.len() % 4 != 0 || *tries >= IDENTIFY_TRIES {
+            return None;
+        }
+        *tries += 1;
+        match roster.identify(buf) {
+            Identified::Member(seat) => {
+                let len = buf.len();
+                if batch.restamp(roster, seat, buf).is_err() {
+                    debug_assert!(false, "a frame that identified did not open");
+                    return None;
+                }
+                reader.consume_frame(len);
+                Some(seat)
+            }
+            Identified::Nobody(OpenError::BadTag) if buf.ends_with(b"=") => {
+                self.stats.rejected.bad_tag += 1;
+                self.close(from, CloseReason::BadFrame(OpenError::BadTag));
+                None
+            }
+            _ => None,
         }
     }
 
@@ -568,9 +725,11 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes every newline-less frame at the front of `reader`'s
-    /// unterminated bytes onto `batch`; returns whether it took one.
+    /// unterminated bytes onto `batch`; returns whether it took one. In
+    /// members mode the frames are split and opened with `member`'s key.
     fn take_seed_frames(
         &mut self,
+        member: Option<Seat>,
         reader: &mut LineReader,
         splitter: &mut Splitter,
         batch: &mut Batch,
@@ -578,13 +737,22 @@ impl<T: Write> Relay<T> {
     ) -> bool {
         let mut took = false;
         while let Some(buf) = reader.unterminated() {
-            let Step::Frame(len) = splitter.next_frame(self.cipher.seed_key(), buf) else {
+            let key = match &self.mode {
+                Mode::Shared(cipher) => Some(cipher.seed_key()),
+                Mode::Members(roster) => member.and_then(|seat| roster.seed_key(seat)),
+            };
+            let Some(Step::Frame(len)) = key.map(|key| splitter.next_frame(key, buf)) else {
                 break;
             };
-            // The tag verified; `Cipher` opens it all the same, so nothing
-            // is relayed that it did not authenticate.
+            // The tag verified; the frame is opened all the same, so
+            // nothing is relayed that was not authenticated.
             let Some(frame) = buf.get(..len) else { break };
-            if batch.reseal(&mut self.cipher, frame, most).is_err() {
+            let taken = match (&mut self.mode, member) {
+                (Mode::Shared(cipher), _) => batch.reseal(cipher, frame, most),
+                (Mode::Members(roster), Some(seat)) => batch.restamp(roster, seat, frame),
+                (Mode::Members(_), None) => break,
+            };
+            if taken.is_err() {
                 debug_assert!(false, "a frame the splitter found did not open");
                 break;
             }
@@ -615,7 +783,13 @@ impl<T: Write> Relay<T> {
         };
         self.seed_peers.retain(|&seed| seed != id);
         let mut lines = BytesMut::new();
-        let count = paced.seal_each(&mut self.cipher, &mut lines);
+        let count = match &mut self.mode {
+            Mode::Shared(cipher) => paced.seal_each(cipher, &mut lines),
+            Mode::Members(roster) => match peer.member.and_then(|seat| roster.sealer(seat)) {
+                Some(mut sealer) => paced.seal_each(&mut sealer, &mut lines),
+                None => 0,
+            },
+        };
         if count > 0 && peer.closing.is_none() {
             peer.outbox.push(Frames::new(lines.freeze(), count));
             let mut fan_out = self.sweep.fan_out();
@@ -626,11 +800,10 @@ impl<T: Write> Relay<T> {
 
     /// Queues `batch` for every open connection except `from`.
     ///
-    /// Every recipient shares one key today, so one sealed run serves all.
-    /// Recipients with keys of their own would mean one seal per distinct
-    /// key, grouping the recipients here: the queues and writes stay as
-    /// they are. A seed receiver gets the plaintexts instead, sealed into
-    /// its own frame when one is due.
+    /// With a shared key one sealed run serves all. In members mode the
+    /// stamped plaintexts are sealed once per recipient member instead, all
+    /// into one arena ([`MemberFanOut`]). A seed receiver gets the
+    /// plaintexts, sealed into its own frame when one is due.
     ///
     /// The `max_queue` limit is not checked here but in [`Relay::flush`],
     /// after the recipient had its chance to take this turn's frames: a
@@ -639,8 +812,29 @@ impl<T: Write> Relay<T> {
     /// waiting messages are checked here: they wait for the gap, not for
     /// the socket.
     fn queue_for_all_but(&mut self, from: ConnId, batch: &Batch) {
-        let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
         let (now, gap, max_queue) = (self.now, self.seed_write_gap, self.limits.max_queue);
+        let cipher = match &mut self.mode {
+            Mode::Shared(cipher) => cipher,
+            Mode::Members(roster) => {
+                let mut members = MemberFanOut {
+                    peers: &mut self.peers,
+                    fan_out: self.sweep.fan_out(),
+                    stats: &mut self.stats,
+                    closing: &mut self.closing,
+                    arena: BytesMut::with_capacity(batch.sealed_len() * roster.present()),
+                    from,
+                    batch,
+                    now,
+                    gap,
+                    max_queue,
+                };
+                roster.for_each_present(|conns, sealer| members.queue(conns, sealer));
+                let MemberFanOut { peers, fan_out, .. } = members;
+                fan_out.finish(&*peers);
+                return;
+            }
+        };
+        let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
         let mut fan_out = self.sweep.fan_out();
         for (id, peer) in self.peers.iter_mut() {
             if id == from || peer.closing.is_some() {
@@ -660,11 +854,64 @@ impl<T: Write> Relay<T> {
                 self.closing.push(id);
                 continue;
             }
-            if queue_paced(peer, &mut self.cipher, now, gap) {
+            if queue_paced(peer, cipher, now, gap) {
                 fan_out.queued(id, &mut peer.place);
             }
         }
         fan_out.finish(&self.peers);
+    }
+
+    /// Whether this relay serves members, each under their own key.
+    pub fn is_members(&self) -> bool {
+        matches!(self.mode, Mode::Members(_))
+    }
+
+    /// Members mode: how many members there are (0 in shared-key mode).
+    pub fn member_count(&self) -> usize {
+        match &self.mode {
+            Mode::Shared(_) => 0,
+            Mode::Members(roster) => roster.len(),
+        }
+    }
+
+    /// Members mode: the name of the member connection `id` identified as.
+    pub fn member_name(&self, id: ConnId) -> Option<&Name> {
+        let Mode::Members(roster) = &self.mode else {
+            return None;
+        };
+        roster.name(self.peers.get(id)?.member?)
+    }
+
+    /// Members mode: serves `members` from now on. The connections of
+    /// members no longer in it, or whose key changed, are closed
+    /// ([`CloseReason::MemberRemoved`]); those of the others stay as they
+    /// are. Connections not yet identified identify against `members`.
+    /// Returns what changed; `None` in shared-key mode, which has no
+    /// members to reload.
+    pub fn reload_members(&mut self, members: &Members) -> Option<Changes> {
+        let Mode::Members(roster) = &mut self.mode else {
+            return None;
+        };
+        let (changes, moved) = roster.replace(members);
+        let mut removed = Vec::new();
+        for (id, peer) in self.peers.iter_mut() {
+            let Some(old) = peer.member else { continue };
+            peer.member = moved.get(old).copied().flatten();
+            if peer.member.is_none() {
+                removed.push(id);
+            }
+        }
+        for id in removed {
+            if self
+                .peers
+                .get(id)
+                .is_some_and(|peer| peer.closing.is_none())
+            {
+                self.stats.members_removed += 1;
+                self.close(id, CloseReason::MemberRemoved);
+            }
+        }
+        Some(changes)
     }
 
     /// Marks `id` closing for `reason`. Its queue is kept (for a final
@@ -758,6 +1005,9 @@ impl<T: Write> Relay<T> {
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         let peer = self.peers.try_remove(id)?;
         self.stats.connections -= 1;
+        if let (Some(seat), Mode::Members(roster)) = (peer.member, &mut self.mode) {
+            roster.leave(seat, id);
+        }
         if peer.paced.is_some() {
             self.seed_peers.retain(|&seed| seed != id);
         }
@@ -799,6 +1049,8 @@ impl<T> Places for Slab<Peer<T>> {
 struct Batch {
     sealed: BytesMut,
     count: usize,
+    /// A frame opened (in members mode, maybe only an empty one).
+    opened: bool,
     keep_plaintexts: bool,
     /// Each kept plaintext followed by `\n`, and their lengths.
     plaintexts: BytesMut,
@@ -821,13 +1073,100 @@ impl Batch {
             cipher.reseal_into(line, &mut self.sealed)?;
         }
         self.count += 1;
+        self.opened = true;
         Ok(())
+    }
+
+    /// Members mode: opens `line` under `seat`'s key and keeps its
+    /// plaintext stamped with the member's name; an empty plaintext only
+    /// identifies, and is not kept.
+    fn restamp(&mut self, roster: &mut Roster, seat: Seat, line: &[u8]) -> Result<(), OpenError> {
+        let len = roster.open_stamped(seat, line, &mut self.plaintexts)?;
+        self.opened = true;
+        if len > 0 {
+            self.lens.push(len);
+            self.count += 1;
+        }
+        Ok(())
+    }
+
+    /// Bytes the kept plaintexts take sealed, as lines.
+    fn sealed_len(&self) -> usize {
+        self.lens
+            .iter()
+            .map(|&len| wire::encoded_len(len) + 1)
+            .sum()
+    }
+
+    /// Seals every kept plaintext, as a line each, into `out`.
+    fn seal_plaintexts(&self, sealer: &mut impl Seal, out: &mut BytesMut) {
+        let mut start = 0;
+        for &len in &self.lens {
+            if let Some(plaintext) = self.plaintexts.get(start..start + len) {
+                sealer.seal_into(plaintext, out);
+            }
+            start += len + 1;
+        }
+    }
+}
+
+/// One read's fan-out in members mode: for each recipient member, the
+/// stamped plaintexts sealed once under its key into the shared arena, and
+/// that run queued for each of its connections (one reference count each).
+struct MemberFanOut<'a, T> {
+    peers: &'a mut Slab<Peer<T>>,
+    fan_out: FanOut<'a>,
+    stats: &'a mut Stats,
+    closing: &'a mut Vec<ConnId>,
+    /// Sized for every member's run at once: one allocation per read.
+    arena: BytesMut,
+    from: ConnId,
+    batch: &'a Batch,
+    now: Instant,
+    gap: Duration,
+    max_queue: usize,
+}
+
+impl<T> MemberFanOut<'_, T> {
+    /// Queues the batch for one member's connections, `conns`.
+    fn queue(&mut self, conns: &[ConnId], sealer: &mut KeySealer<'_>) {
+        let mut run: Option<Frames> = None;
+        for &id in conns {
+            if id == self.from {
+                continue;
+            }
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
+            if peer.closing.is_some() {
+                continue;
+            }
+            if let Some(paced) = peer.paced.as_mut() {
+                paced.push(&self.batch.plaintexts, &self.batch.lens);
+                if paced.waiting_bytes() + peer.outbox.queued_bytes() > self.max_queue {
+                    peer.paced = Some(Box::default());
+                    peer.outbox.clear();
+                    self.stats.slow_consumers += 1;
+                    peer.closing = Some(CloseReason::SlowConsumer);
+                    self.closing.push(id);
+                } else if queue_paced(peer, sealer, self.now, self.gap) {
+                    self.fan_out.queued(id, &mut peer.place);
+                }
+                continue;
+            }
+            let frames = run.get_or_insert_with(|| {
+                self.batch.seal_plaintexts(sealer, &mut self.arena);
+                Frames::new(self.arena.split().freeze(), self.batch.count)
+            });
+            peer.outbox.push(frames.clone());
+            self.fan_out.queued(id, &mut peer.place);
+        }
     }
 }
 
 /// Queues a seed receiver's next frame if one is due and its queue is
 /// empty (the last one written whole); returns whether it queued one.
-fn queue_paced<T>(peer: &mut Peer<T>, cipher: &mut Cipher, now: Instant, gap: Duration) -> bool {
+fn queue_paced<T>(peer: &mut Peer<T>, cipher: &mut impl Seal, now: Instant, gap: Duration) -> bool {
     let Some(paced) = &mut peer.paced else {
         return false;
     };
@@ -840,6 +1179,18 @@ fn queue_paced<T>(peer: &mut Peer<T>, cipher: &mut Cipher, now: Instant, gap: Du
     debug!("seed frame of {messages} messages");
     peer.outbox.push(Frames::one(line));
     true
+}
+
+/// [`queue_paced`] with the key `peer` is sealed for: the shared one, or
+/// its member's.
+fn queue_paced_in<T>(mode: &mut Mode, peer: &mut Peer<T>, now: Instant, gap: Duration) -> bool {
+    match mode {
+        Mode::Shared(cipher) => queue_paced(peer, cipher, now, gap),
+        Mode::Members(roster) => match peer.member.and_then(|seat| roster.sealer(seat)) {
+            Some(mut sealer) => queue_paced(peer, &mut sealer, now, gap),
+            None => false,
+        },
+    }
 }
 
 fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Flush> {

@@ -17,7 +17,7 @@
 //! block work per quad, never a rescan from the frame's start. EAX with no
 //! associated data has `tag = OMAC₀(nonce) ⊕ OMAC₁(ε) ⊕ OMAC₂(ct)`; the
 //! first is computed once per frame, the second once per key. A frame found
-//! this way is then opened by [`Cipher`] like any line, so nothing here
+//! this way is then opened by [`crate::cipher::Cipher`] like any line, so nothing here
 //! ever yields plaintext. A padding that does not end a frame, or a byte
 //! that is not base64, ends the scan: that connection is not a notebook
 //! client, and its bytes are held to newlines and `--max-frame`.
@@ -39,7 +39,7 @@ use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
 use cmac::{Cmac, KeyInit as _, Mac as _};
 use memchr::memchr;
 
-use crate::cipher::Cipher;
+use crate::cipher::Seal;
 use crate::key::{Key, KeyBytes};
 use crate::wire::{NONCE_LEN, OVERHEAD, TAG_LEN, max_plaintext_len};
 
@@ -340,7 +340,7 @@ impl Paced {
     /// alone). Returns the line and the messages it carries.
     pub fn seal_due(
         &mut self,
-        cipher: &mut Cipher,
+        cipher: &mut impl Seal,
         now: Instant,
         gap: Duration,
     ) -> Option<(Bytes, usize)> {
@@ -378,7 +378,7 @@ impl Paced {
 
     /// Seals every waiting message as a line of its own into `out`: for a
     /// connection that turned out to be a newline client. Returns how many.
-    pub fn seal_each(&mut self, cipher: &mut Cipher, out: &mut BytesMut) -> usize {
+    pub fn seal_each(&mut self, cipher: &mut impl Seal, out: &mut BytesMut) -> usize {
         let count = self.lens.len();
         let mut start = 0;
         for &len in &self.lens {
@@ -409,6 +409,7 @@ pub fn push_message(messages: &mut BytesMut, lens: &mut Vec<usize>, message: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cipher::Cipher;
 
     fn key() -> Key {
         Key::from_hex("000102030405060708090a0b0c0d0e0f").expect("a key")

@@ -68,6 +68,9 @@ pub struct Stats {
     /// Connections closed for sending bytes but no authenticated frame
     /// within `--first-frame-timeout`.
     pub first_frame_timeouts: u64,
+    /// Connections closed because their member was removed from the
+    /// members file, or given a new key.
+    pub members_removed: u64,
 }
 
 impl fmt::Display for Stats {
@@ -79,7 +82,7 @@ impl fmt::Display for Stats {
              bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
-             first_frame_timeouts={}",
+             first_frame_timeouts={} members_removed={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -96,6 +99,7 @@ impl fmt::Display for Stats {
             self.refused_per_address,
             self.pre_auth_over_budget,
             self.first_frame_timeouts,
+            self.members_removed,
         )
     }
 }

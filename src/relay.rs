@@ -38,7 +38,7 @@ use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use log::debug;
+use log::{debug, info};
 use memchr::memchr;
 use slab::Slab;
 
@@ -568,6 +568,9 @@ impl<T: Write> Relay<T> {
             {
                 peer.member = Some(seat);
                 roster.join(seat, from);
+                if let Some(name) = roster.name(seat) {
+                    info!("conn {from}: identified as {name}");
+                }
             }
         }
         if took_seed && !newline {

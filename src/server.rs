@@ -13,12 +13,20 @@
 //! the poll waits no longer than that work's next due time. Connections the relay marked
 //! closing are removed at the end of the turn, in one place.
 //!
-//! This module owns sockets, readiness, accept back-off, signals and the
-//! shutdown drain; it never looks inside a frame.
+//! A members relay's file is watched here too ([`MembersWatch`]): read
+//! again on SIGHUP, and when its mtime, size or inode change (looked at
+//! about once a second, from the loop), and handed to
+//! [`Relay::reload_members`].
+//!
+//! This module owns sockets, readiness, accept back-off, signals, the
+//! members file's reloads and the shutdown drain; it never looks inside a
+//! frame.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use log::{error, info, warn};
@@ -26,11 +34,17 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
+use crate::members::{self, Members, Name};
 use crate::relay::{CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
+use crate::roster::Roster;
 use crate::stats::Stats;
 
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
+const RELOAD: Token = Token(usize::MAX - 2);
+
+/// How often the members file is looked at for a change.
+pub const MEMBERS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Size of the one buffer every socket is read into, and the most read from
 /// one connection per loop turn. A connection with more waiting is read
@@ -127,6 +141,50 @@ impl StopHandle {
     }
 }
 
+/// What identifies one version of the members file: its mtime, size and
+/// inode (`members add` and `remove` rename a new file over it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<std::time::SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// The members file a members relay serves, and when it was last seen.
+#[derive(Debug)]
+pub struct MembersWatch {
+    path: PathBuf,
+    stamp: Option<FileStamp>,
+    next_check: Instant,
+}
+
+impl MembersWatch {
+    /// Watches `path`, as it is now.
+    pub fn new(path: PathBuf) -> MembersWatch {
+        MembersWatch {
+            stamp: FileStamp::of(&path),
+            path,
+            next_check: Instant::now() + MEMBERS_CHECK_INTERVAL,
+        }
+    }
+
+    /// The file watched.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
 /// The relay server: a listener, a poll, and the relay.
 pub struct Server {
     poll: Poll,
@@ -145,11 +203,32 @@ pub struct Server {
     accept_paused_until: Option<Instant>,
     /// Loop turns so far; each connection is read at most once per turn.
     turn: u64,
+    /// A members relay's file.
+    members: Option<MembersWatch>,
+    /// Readable when SIGHUP came ([`Server::reload_on_sighup`]).
+    reload_rx: Option<UnixStream>,
 }
 
 impl Server {
-    /// Binds the listener. Nothing is accepted until [`Server::run`].
+    /// Binds the listener of a shared-key relay. Nothing is accepted until
+    /// [`Server::run`].
     pub fn bind(config: Config, cipher: Cipher) -> io::Result<Server> {
+        let relay = Relay::new(cipher, config.limits);
+        Server::bind_relay(config, relay, None)
+    }
+
+    /// Binds the listener of a members relay serving `roster`, read from
+    /// the file `watch` watches.
+    pub fn bind_members(config: Config, roster: Roster, watch: MembersWatch) -> io::Result<Server> {
+        let relay = Relay::with_members(roster, config.limits);
+        Server::bind_relay(config, relay, Some(watch))
+    }
+
+    fn bind_relay(
+        config: Config,
+        mut relay: Relay<Conn>,
+        members: Option<MembersWatch>,
+    ) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listener = TcpListener::bind(config.listen)?;
         poll.registry()
@@ -166,7 +245,6 @@ impl Server {
             stop_rx,
             stop_tx: StopHandle(tx),
             relay: {
-                let mut relay = Relay::new(cipher, config.limits);
                 relay.set_seed_write_gap(config.seed_write_gap);
                 relay
             },
@@ -177,7 +255,23 @@ impl Server {
             accept_ready: true,
             accept_paused_until: None,
             turn: 0,
+            members,
+            reload_rx: None,
         })
+    }
+
+    /// Members mode: makes SIGHUP read the members file again.
+    pub fn reload_on_sighup(&mut self) -> io::Result<()> {
+        let (rx, tx) = StdUnixStream::pair()?;
+        rx.set_nonblocking(true)?;
+        tx.set_nonblocking(true)?;
+        let mut rx = UnixStream::from_std(rx);
+        self.poll
+            .registry()
+            .register(&mut rx, RELOAD, Interest::READABLE)?;
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, tx)?;
+        self.reload_rx = Some(rx);
+        Ok(())
     }
 
     /// The address actually bound (useful with port 0).
@@ -209,11 +303,13 @@ impl Server {
             }
             self.relay.set_now(Instant::now());
             let mut stopping = false;
+            let mut hangup = false;
             std::mem::swap(&mut retry, &mut self.read_again);
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept_ready = true,
                     STOP => stopping = true,
+                    RELOAD => hangup = true,
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read_from(id);
@@ -227,6 +323,7 @@ impl Server {
             for id in retry.drain(..) {
                 self.read_from(id);
             }
+            self.watch_members(hangup);
             self.accept_some();
             self.relay.run_timers();
             self.write_waiting();
@@ -251,11 +348,70 @@ impl Server {
             next_stats,
             self.accept_paused_until,
             self.relay.next_timer(),
+            self.members.as_ref().map(|watch| watch.next_check),
         ]
         .into_iter()
         .flatten()
         .min()
         .map(|at| at.saturating_duration_since(now))
+    }
+
+    /// Reads the members file again after SIGHUP (`hangup`), or when it
+    /// changed since last seen (looked at once a second).
+    fn watch_members(&mut self, hangup: bool) {
+        if hangup && let Some(rx) = &self.reload_rx {
+            let mut sink = [0u8; 64];
+            while matches!((&*rx).read(&mut sink), Ok(n) if n > 0) {}
+        }
+        let Some(watch) = &mut self.members else {
+            return;
+        };
+        let now = Instant::now();
+        if !hangup && now < watch.next_check {
+            return;
+        }
+        watch.next_check = now + MEMBERS_CHECK_INTERVAL;
+        let stamp = FileStamp::of(&watch.path);
+        if !hangup && stamp == watch.stamp {
+            return;
+        }
+        watch.stamp = stamp;
+        let path = watch.path.clone();
+        let why = if hangup { "SIGHUP" } else { "file changed" };
+        match Members::read_file(&path) {
+            Ok(file) => {
+                if let Some(warning) = members::permissions_warning(&path) {
+                    warn!("{warning}");
+                }
+                self.reload(&path, &file.members, why);
+            }
+            Err(e) => warn!(
+                "members file {} not reloaded ({why}), keeping the {} members: {e}",
+                path.display(),
+                self.relay.member_count()
+            ),
+        }
+    }
+
+    fn reload(&mut self, path: &Path, members: &Members, why: &str) {
+        let Some(changes) = self.relay.reload_members(members) else {
+            return;
+        };
+        let names = |list: &[Name]| {
+            if list.is_empty() {
+                "none".to_owned()
+            } else {
+                list.iter().map(Name::as_str).collect::<Vec<_>>().join(",")
+            }
+        };
+        info!(
+            "members file {} reloaded ({why}): {} members; added {}; removed {}; new key {}",
+            path.display(),
+            members.len(),
+            names(&changes.added),
+            names(&changes.removed),
+            names(&changes.rekeyed),
+        );
     }
 
     /// Reads connection `id` once this turn and hands what came to the
@@ -416,7 +572,7 @@ impl Server {
             let _ = self.poll.registry().deregister(&mut peer.io.stream);
             let addr = peer.io.addr;
             match reason {
-                CloseReason::PeerClosed | CloseReason::Shutdown => {
+                CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::MemberRemoved => {
                     info!("conn {id} ({addr}): closed: {reason}")
                 }
                 _ => warn!("conn {id} ({addr}): closed: {reason}"),

@@ -1,7 +1,8 @@
 #![forbid(unsafe_code)]
 
 //! `relay`: the eaxchat relay server. Parses the command line, finds the
-//! key, and runs [`eaxchat::server::Server`] until SIGINT or SIGTERM.
+//! key (or, with `--members`, reads the members file), and runs
+//! [`eaxchat::server::Server`] until SIGINT or SIGTERM.
 //! `relay members ...` instead manages a members file through
 //! [`eaxchat::members`].
 
@@ -13,9 +14,10 @@ use std::time::Duration;
 use argh::FromArgs;
 use eaxchat::cipher::Cipher;
 use eaxchat::key::{KEY_ENV, KeyError, KeyOrigin, KeySource, readable_by_others};
-use eaxchat::members::{self, KeySize, MembersError, Name};
+use eaxchat::members::{self, KeySize, Members, MembersError, Name};
 use eaxchat::relay::Limits;
-use eaxchat::server::{Config, Server};
+use eaxchat::roster::Roster;
+use eaxchat::server::{Config, MembersWatch, Server};
 use log::{error, info, warn};
 
 /// An AES-EAX encrypted chat relay: every line a client sends is
@@ -28,13 +30,19 @@ struct Args {
 
     /// file holding the key in hex; created with a random 128-bit key
     /// (mode 0600) if missing (default relay.key)
-    #[argh(option, default = "PathBuf::from(\"relay.key\")")]
-    key_file: PathBuf,
+    #[argh(option)]
+    key_file: Option<PathBuf>,
 
     /// the key in hex (32, 48 or 64 digits); overrides $EAXCHAT_KEY and
     /// --key-file
     #[argh(option)]
     key_hex: Option<String>,
+
+    /// serve the members of this file (NAME HEXKEY per line), each under
+    /// their own key, instead of one shared key; reread on SIGHUP and when
+    /// it changes
+    #[argh(option)]
+    members: Option<PathBuf>,
 
     /// longest line accepted, in bytes; a longer one closes the connection
     /// (default 65536)
@@ -208,10 +216,36 @@ fn run(args: Args) -> Result<(), Failure> {
             "--pre-auth-budget and --first-frame-timeout must be at least 1".into(),
         ));
     }
+    let limits = Limits {
+        max_frame: args.max_frame,
+        max_clients: args.max_clients,
+        max_queue: args.max_queue,
+        pre_auth_budget: args.pre_auth_budget,
+        first_frame_timeout: Duration::from_secs(args.first_frame_timeout),
+        max_per_address: args.max_per_address,
+    };
+    let config = Config {
+        listen: args.listen,
+        limits,
+        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
+        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        seed_write_gap: Duration::from_millis(args.seed_write_gap_ms),
+    };
+    let env_key = std::env::var(KEY_ENV).ok();
+    if let Some(path) = &args.members {
+        if args.key_hex.is_some() || args.key_file.is_some() || env_key.is_some() {
+            return Err(Failure::Usage(format!(
+                "--members serves each member under their own key: \
+                 give no shared key with it (--key-file, --key-hex or ${KEY_ENV})"
+            )));
+        }
+        return serve_members(path, config);
+    }
+    let key_file = args.key_file.unwrap_or_else(|| PathBuf::from("relay.key"));
     let source = KeySource {
         hex: args.key_hex.as_deref(),
-        env: std::env::var(KEY_ENV).ok(),
-        file: &args.key_file,
+        env: env_key,
+        file: &key_file,
         generate_missing: true,
     };
     let (key, origin) = source.resolve().map_err(|e| match e {
@@ -231,21 +265,6 @@ fn run(args: Args) -> Result<(), Failure> {
         _ => {}
     }
     let cipher = Cipher::new(&key).map_err(|e| Failure::Runtime(format!("random seed: {e}")))?;
-    let limits = Limits {
-        max_frame: args.max_frame,
-        max_clients: args.max_clients,
-        max_queue: args.max_queue,
-        pre_auth_budget: args.pre_auth_budget,
-        first_frame_timeout: Duration::from_secs(args.first_frame_timeout),
-        max_per_address: args.max_per_address,
-    };
-    let config = Config {
-        listen: args.listen,
-        limits,
-        stats_interval: (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
-        shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
-        seed_write_gap: Duration::from_millis(args.seed_write_gap_ms),
-    };
     let server = Server::bind(config, cipher)
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = server
@@ -259,11 +278,7 @@ fn run(args: Args) -> Result<(), Failure> {
         "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); max-frame={} max-clients={} max-queue={} \
          pre-auth-budget={} first-frame-timeout={}s max-per-address={}",
         key.as_bytes().len() * 8,
-        if aes::hardware_accelerated() {
-            "on"
-        } else {
-            "off"
-        },
+        aes_ni(),
         limits.max_frame,
         limits.max_clients,
         limits.max_queue,
@@ -275,6 +290,58 @@ fn run(args: Args) -> Result<(), Failure> {
         .run()
         .map(|_| ())
         .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
+}
+
+/// Serves the members of the file at `path`.
+fn serve_members(path: &std::path::Path, config: Config) -> Result<(), Failure> {
+    let file = Members::read_file(path).map_err(|e| match e {
+        MembersError::Io { .. } => Failure::Runtime(e.to_string()),
+        _ => Failure::Usage(e.to_string()),
+    })?;
+    if file.readable_by_others
+        && let Some(warning) = members::permissions_warning(path)
+    {
+        warn!("{warning}");
+    }
+    let count = file.members.len();
+    let roster =
+        Roster::new(&file.members).map_err(|e| Failure::Runtime(format!("random seed: {e}")))?;
+    let limits = config.limits;
+    let listen = config.listen;
+    let mut server = Server::bind_members(config, roster, MembersWatch::new(path.to_owned()))
+        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    let addr = server
+        .local_addr()
+        .map_err(|e| Failure::Runtime(e.to_string()))?;
+    server
+        .stop_handle()
+        .and_then(|handle| handle.stop_on_signals())
+        .and_then(|()| server.reload_on_sighup())
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+    info!(
+        "listening on {addr}; members mode: {count} members from {} (AES-NI {}); max-frame={} \
+         max-clients={} max-queue={} pre-auth-budget={} first-frame-timeout={}s max-per-address={}",
+        path.display(),
+        aes_ni(),
+        limits.max_frame,
+        limits.max_clients,
+        limits.max_queue,
+        limits.pre_auth_budget,
+        limits.first_frame_timeout.as_secs(),
+        limits.max_per_address,
+    );
+    server
+        .run()
+        .map(|_| ())
+        .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
+}
+
+fn aes_ni() -> &'static str {
+    if aes::hardware_accelerated() {
+        "on"
+    } else {
+        "off"
+    }
 }
 
 /// Runs one `relay members` command; the error is the message to print.

@@ -70,6 +70,18 @@ impl RelayProcess {
         RelayProcess::spawn(command, key)
     }
 
+    /// Starts `relay --members FILE` with `extra` flags; waits (bounded)
+    /// until it logs its address. `key` is a placeholder: members each have
+    /// their own.
+    pub fn start_members(file: &std::path::Path, extra: &[&str]) -> RelayProcess {
+        let mut command = Command::new(relay_binary());
+        command
+            .args(["--listen", "127.0.0.1:0", "--members"])
+            .arg(file)
+            .args(extra);
+        RelayProcess::spawn(command, random_key())
+    }
+
     /// Starts a prepared `relay` command (its flags must give it a key and a
     /// `--listen` address); waits (bounded) until it logs its address.
     pub fn spawn(command: Command, key: Key) -> RelayProcess {

@@ -2,8 +2,12 @@
 //! clients read it from.
 //!
 //! A key is 16, 24 or 32 bytes (AES-128/192/256), written as 32, 48 or 64
-//! hex digits; whitespace around the digits is ignored. This module never
-//! logs or displays key material: `Key`'s `Debug` prints only its length.
+//! hex digits; whitespace around the digits is ignored. In a key file,
+//! blank lines and lines starting with `#` are skipped, so a member's key
+//! file (`# eaxchat member key for NAME`, then the hex key, as
+//! `relay members add` writes it) reads like any other, and says whose it
+//! is. This module never logs or displays key material: `Key`'s `Debug`
+//! prints only its length.
 
 use std::fmt;
 use std::fs;
@@ -16,6 +20,9 @@ pub const KEY_ENV: &str = "EAXCHAT_KEY";
 
 /// Length of the key the relay generates when its key file is missing.
 pub const GENERATED_KEY_LEN: usize = 16;
+
+/// The comment that opens a member's key file, before the member's name.
+pub const MEMBER_COMMENT: &str = "# eaxchat member key for ";
 
 /// An AES key of 16, 24 or 32 bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -126,6 +133,39 @@ impl Key {
 
     /// Reads a key file. `Ok(None)` if it does not exist.
     pub fn read_file(path: &Path) -> Result<Option<Key>, KeyError> {
+        Ok(KeyFile::read(path)?.map(|file| file.key))
+    }
+
+    /// Writes this key to a new file readable only by its owner (mode 0600).
+    /// Fails if the file already exists rather than replace a key.
+    pub fn write_new_file(&self, path: &Path) -> Result<(), KeyError> {
+        write_new(path, &format!("{}\n", self.to_hex()))
+    }
+
+    /// Writes this key as `member`'s key file: the line
+    /// `# eaxchat member key for MEMBER`, then the key in hex. Mode 0600,
+    /// and never over an existing file, as [`Key::write_new_file`].
+    pub fn write_new_member_file(&self, path: &Path, member: &str) -> Result<(), KeyError> {
+        write_new(
+            path,
+            &format!("{MEMBER_COMMENT}{member}\n{}\n", self.to_hex()),
+        )
+    }
+}
+
+/// A key file's contents: the key, and the member it belongs to when the
+/// file says so (its `# eaxchat member key for NAME` line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    /// The key.
+    pub key: Key,
+    /// The member's name, from a member key file; `None` for a shared key.
+    pub member: Option<String>,
+}
+
+impl KeyFile {
+    /// Reads a key file. `Ok(None)` if it does not exist.
+    pub fn read(path: &Path) -> Result<Option<KeyFile>, KeyError> {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -136,7 +176,7 @@ impl Key {
                 });
             }
         };
-        Key::from_hex(&text)
+        KeyFile::parse(&text)
             .map(Some)
             .map_err(|problem| KeyError::Malformed {
                 source: path.display().to_string(),
@@ -144,22 +184,50 @@ impl Key {
             })
     }
 
-    /// Writes this key to a new file readable only by its owner (mode 0600).
-    /// Fails if the file already exists rather than replace a key.
-    pub fn write_new_file(&self, path: &Path) -> Result<(), KeyError> {
-        let io_error = |error| KeyError::Io {
-            path: path.to_owned(),
-            error,
-        };
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io_error)?;
-        writeln!(file, "{}", self.to_hex()).map_err(io_error)?;
-        file.sync_all().map_err(io_error)
+    /// Parses a key file's text: one line of hex, with blank lines and
+    /// `#` comment lines skipped; a `# eaxchat member key for NAME` comment
+    /// names the member.
+    pub fn parse(text: &str) -> Result<KeyFile, String> {
+        let mut member = None;
+        let mut hex = None;
+        for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+            if let Some(comment) = line.strip_prefix('#') {
+                member = member.or_else(|| member_name(comment));
+            } else if hex.replace(line).is_some() {
+                return Err("more than one line besides # comments; expected one key".to_owned());
+            }
+        }
+        let hex = hex.ok_or_else(|| "no key in it (only blank or # lines)".to_owned())?;
+        let key = Key::from_hex(hex)?;
+        Ok(KeyFile { key, member })
     }
+}
+
+/// The member named by a comment (the text after its `#`), if it is the
+/// member key file's `eaxchat member key for NAME` line.
+fn member_name(comment: &str) -> Option<String> {
+    let name = comment
+        .trim_start()
+        .strip_prefix(MEMBER_COMMENT.trim_start_matches('#').trim_start())?
+        .trim();
+    (!name.is_empty()).then(|| name.to_owned())
+}
+
+/// Writes `contents` to a new file readable only by its owner (mode 0600);
+/// fails if the file already exists.
+fn write_new(path: &Path, contents: &str) -> Result<(), KeyError> {
+    let io_error = |error| KeyError::Io {
+        path: path.to_owned(),
+        error,
+    };
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error)?;
+    file.write_all(contents.as_bytes()).map_err(io_error)?;
+    file.sync_all().map_err(io_error)
 }
 
 /// Where a key came from, for the start-up log (never the key itself).
@@ -202,14 +270,22 @@ pub struct KeySource<'a> {
 impl KeySource<'_> {
     /// Finds the key: `--key-hex`, then `EAXCHAT_KEY`, then the key file.
     pub fn resolve(&self) -> Result<(Key, KeyOrigin), KeyError> {
+        self.resolve_key_file()
+            .map(|(found, origin)| (found.key, origin))
+    }
+
+    /// As [`KeySource::resolve`], with the member the key file names, if
+    /// the key came from a member's key file.
+    pub fn resolve_key_file(&self) -> Result<(KeyFile, KeyOrigin), KeyError> {
+        let shared = |key| KeyFile { key, member: None };
         if let Some(hex) = self.hex {
-            return parse_named(hex, "--key-hex").map(|key| (key, KeyOrigin::Flag));
+            return parse_named(hex, "--key-hex").map(|key| (shared(key), KeyOrigin::Flag));
         }
         if let Some(hex) = self.env.as_deref().filter(|v| !v.trim().is_empty()) {
-            return parse_named(hex, KEY_ENV).map(|key| (key, KeyOrigin::Env));
+            return parse_named(hex, KEY_ENV).map(|key| (shared(key), KeyOrigin::Env));
         }
-        if let Some(key) = Key::read_file(self.file)? {
-            return Ok((key, KeyOrigin::File(self.file.to_owned())));
+        if let Some(found) = KeyFile::read(self.file)? {
+            return Ok((found, KeyOrigin::File(self.file.to_owned())));
         }
         if !self.generate_missing {
             return Err(KeyError::Io {
@@ -222,7 +298,7 @@ impl KeySource<'_> {
             error,
         })?;
         key.write_new_file(self.file)?;
-        Ok((key, KeyOrigin::Generated(self.file.to_owned())))
+        Ok((shared(key), KeyOrigin::Generated(self.file.to_owned())))
     }
 }
 
@@ -292,6 +368,74 @@ mod tests {
                 .to_hex(),
             "000102030405060708090a0b0c0d0e0f"
         );
+    }
+
+    #[test]
+    fn key_files_skip_comments_and_name_their_member() {
+        let hex = "000102030405060708090a0b0c0d0e0f";
+        let key = Key::from_hex(hex).unwrap();
+        let cases = [
+            (format!("{hex}\n"), None),
+            (format!("\n  {hex}  \n\n"), None),
+            (format!("# a note\n{hex}\n"), None),
+            (
+                format!("# eaxchat member key for alice\n{hex}\n"),
+                Some("alice"),
+            ),
+            (
+                format!("{hex}\n  # eaxchat member key for bob.x-1 \n"),
+                Some("bob.x-1"),
+            ),
+            (format!("# eaxchat member key for \n{hex}\n"), None),
+        ];
+        for (text, member) in cases {
+            let file = KeyFile::parse(&text).unwrap();
+            assert_eq!(file.key, key, "{text:?}");
+            assert_eq!(file.member.as_deref(), member, "{text:?}");
+        }
+        for bad in [
+            String::new(),
+            "# eaxchat member key for alice\n".to_owned(),
+            format!("{hex}\n{hex}\n"),
+            format!("# eaxchat member key for alice {hex}\n"),
+        ] {
+            assert!(KeyFile::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn member_key_files_are_private_never_overwritten_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alice.key");
+        let key = Key::from_hex("00112233445566778899aabbccddeeff").unwrap();
+        key.write_new_member_file(&path, "alice").unwrap();
+        assert!(!readable_by_others(&path));
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            "# eaxchat member key for alice\n00112233445566778899aabbccddeeff\n"
+        );
+        let read = KeyFile::read(&path).unwrap().unwrap();
+        assert_eq!(read.key, key);
+        assert_eq!(read.member.as_deref(), Some("alice"));
+        assert_eq!(Key::read_file(&path).unwrap(), Some(key.clone()));
+        let other = Key::from_hex("ffeeddccbbaa99887766554433221100").unwrap();
+        assert!(other.write_new_member_file(&path, "bob").is_err());
+        assert_eq!(KeyFile::read(&path).unwrap().unwrap().key, key);
+
+        let source = KeySource {
+            hex: None,
+            env: None,
+            file: &path,
+            generate_missing: false,
+        };
+        let (found, origin) = source.resolve_key_file().unwrap();
+        assert_eq!(found.member.as_deref(), Some("alice"));
+        assert_eq!(origin, KeyOrigin::File(path.clone()));
+        let flagged = KeySource {
+            hex: Some("ffeeddccbbaa99887766554433221100"),
+            ..source
+        };
+        assert_eq!(flagged.resolve_key_file().unwrap().0.member, None);
     }
 
     #[test]

@@ -459,7 +459,10 @@ pub fn default_key_file(name: &Name) -> PathBuf {
 }
 
 /// Adds a member called `name` with a fresh random key of `size`, and writes
-/// that key to a new file `key_out` (mode 0600) to hand to them.
+/// that key to a new file `key_out` (mode 0600) to hand to them, as a
+/// member key file: `# eaxchat member key for NAME`, then the key in hex
+/// (see [`KeyFile`](crate::key::KeyFile)), so their client knows it is a
+/// member.
 ///
 /// The members file is created (mode 0600) if it does not exist; otherwise
 /// it must parse, must not already hold `name`, and keeps its content and
@@ -505,7 +508,8 @@ pub fn add(path: &Path, name: &Name, key_out: &Path, size: KeySize) -> Result<Ke
     }
     new_text.extend_from_slice(format!("{name} {}\n", key.to_hex()).as_bytes());
 
-    key.write_new_file(key_out).map_err(MembersError::KeyFile)?;
+    key.write_new_member_file(key_out, name.as_str())
+        .map_err(MembersError::KeyFile)?;
     if let Err(error) = replace_file(path, &new_text) {
         let _ = fs::remove_file(key_out);
         return Err(io_error(error));
@@ -608,6 +612,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::key::KeyFile;
 
     const K128: &str = "000102030405060708090a0b0c0d0e0f";
     const K192: &str = "101112131415161718191a1b1c1d1e1f2021222324252627";
@@ -806,6 +811,13 @@ mod tests {
         assert_eq!(mode(&file), 0o600);
         assert_eq!(mode(&alice_key), 0o600);
         assert_eq!(Key::read_file(&alice_key).unwrap(), Some(alice.clone()));
+        assert_eq!(
+            fs::read_to_string(&alice_key).unwrap(),
+            format!("# eaxchat member key for alice\n{}\n", alice.to_hex())
+        );
+        let read_back = KeyFile::read(&alice_key).unwrap().unwrap();
+        assert_eq!(read_back.key, alice);
+        assert_eq!(read_back.member.as_deref(), Some("alice"));
         let bob = add(&file, &name("bob"), &bob_key, KeySize::Aes256).unwrap();
         assert_eq!(bob.as_bytes().len(), 32);
         assert_ne!(alice, bob);

@@ -1,15 +1,19 @@
 //! The `chat` binary against the real relay: pipe mode, printing hostile
 //! text safely, listen-only, each failure it must report clearly, the local
-//! length limit, and reconnecting to a relay that came back.
+//! length limit, and reconnecting to a relay that came back. Members mode
+//! against a stand-in relay in the test: the identifying empty frame first,
+//! on every connection, and no name prefix.
 
 mod util;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
 use eaxchat::relay::Limits;
 use eaxchat::wire::max_plaintext_len;
@@ -419,4 +423,209 @@ fn reconnect_finds_a_relay_that_came_back() {
     peer.send(b"welcome back");
     assert_eq!(chat.wait_for_stdout("welcome"), "welcome back");
     assert!(chat.is_running());
+}
+
+/// A stand-in for a members relay: a listener in the test that reads what
+/// chat sends and opens it with the member's key.
+struct FakeRelay {
+    listener: TcpListener,
+    key: Key,
+}
+
+impl FakeRelay {
+    fn start(key: &Key) -> FakeRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        FakeRelay {
+            listener,
+            key: key.clone(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("local addr")
+    }
+
+    /// Waits (bounded) for chat to connect.
+    fn accept(&self) -> FakeConn {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).expect("blocking stream");
+                    return FakeConn {
+                        stream,
+                        cipher: Cipher::new(&self.key).expect("cipher"),
+                        inbox: Vec::new(),
+                    };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "chat did not connect in {WAIT:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+    }
+}
+
+/// One connection from chat to the [`FakeRelay`].
+struct FakeConn {
+    stream: TcpStream,
+    cipher: Cipher,
+    inbox: Vec<u8>,
+}
+
+impl FakeConn {
+    /// The next line chat sent, within `wait`; `None` if none came.
+    fn try_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
+                let line = self.inbox[..end].to_vec();
+                self.inbox.drain(..=end);
+                return Some(line);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+
+    /// Opens the next message chat sent (waiting at most [`WAIT`]).
+    fn recv(&mut self) -> Vec<u8> {
+        let line = self
+            .try_line(WAIT)
+            .unwrap_or_else(|| panic!("chat sent nothing within {WAIT:?}"));
+        self.cipher
+            .open(&line)
+            .unwrap_or_else(|e| panic!("chat sent a frame that does not open: {e}"))
+            .to_vec()
+    }
+
+    /// Asserts chat sends nothing more within `wait`.
+    fn expect_silence(&mut self, wait: Duration) {
+        if let Some(line) = self.try_line(wait) {
+            panic!("expected nothing, got {:?}", String::from_utf8_lossy(&line));
+        }
+    }
+}
+
+/// Writes `key` as `member`'s key file, as `relay members add` does.
+fn member_key_file(dir: &Path, member: &str, key: &Key) -> String {
+    let path = dir.join(format!("{member}.key"));
+    key.write_new_member_file(&path, member)
+        .expect("write member key file");
+    path.to_str().expect("UTF-8 path").to_owned()
+}
+
+/// With a member key file, chat's first frame is an empty message (it
+/// identifies the member), then each typed line without any prefix; no
+/// `--name` is needed.
+#[test]
+fn a_member_key_file_identifies_first_then_sends_plain_lines() {
+    let key = random_key();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let key_file = member_key_file(dir.path(), "alice", &key);
+    let relay = FakeRelay::start(&key);
+    let addr = relay.addr().to_string();
+    let mut chat = ChatProcess::start_args(&["--connect", &addr, "--key-file", &key_file]);
+    let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"", "the identifying frame comes first");
+    chat.type_text(b"hello\n");
+    assert_eq!(conn.recv(), b"hello");
+    chat.close_stdin();
+    drop(conn);
+    let _ = chat.wait_exit();
+    assert!(!chat.stderr().contains("warning"), "{}", chat.stderr());
+}
+
+/// `--member` turns members mode on for a key given any other way; a
+/// `--name` then only draws one warning and adds no prefix.
+#[test]
+fn member_switch_warns_about_name_and_adds_no_prefix() {
+    let key = random_key();
+    let relay = FakeRelay::start(&key);
+    let mut chat = ChatProcess::start(relay.addr(), &key, &["--member", "--name", "mallory"]);
+    let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"");
+    chat.type_text(b"one\ntwo\n");
+    assert_eq!(conn.recv(), b"one");
+    assert_eq!(conn.recv(), b"two");
+    let warning = "in members mode the relay stamps your name; --name is ignored";
+    chat.wait_for_stderr(warning);
+    assert_eq!(
+        chat.stderr().matches(warning).count(),
+        1,
+        "{}",
+        chat.stderr()
+    );
+}
+
+/// `--listen-only` in members mode sends the identifying empty frame and
+/// nothing else, whatever is typed.
+#[test]
+fn listen_only_member_sends_only_the_identifying_frame() {
+    let key = random_key();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let key_file = member_key_file(dir.path(), "bob", &key);
+    let relay = FakeRelay::start(&key);
+    let addr = relay.addr().to_string();
+    let mut chat =
+        ChatProcess::start_args(&["--connect", &addr, "--key-file", &key_file, "--listen-only"]);
+    let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"");
+    chat.type_text(b"must not be sent\n");
+    conn.expect_silence(Duration::from_millis(300));
+    assert!(chat.is_running());
+}
+
+/// After a reconnect, a member identifies again before anything else: the
+/// empty frame, then the line typed while away.
+#[test]
+fn a_member_identifies_again_after_reconnecting() {
+    let key = random_key();
+    let relay = FakeRelay::start(&key);
+    let mut chat = ChatProcess::start(relay.addr(), &key, &["--member", "--reconnect"]);
+    let mut first = relay.accept();
+    assert_eq!(first.recv(), b"");
+    drop(first);
+    chat.wait_for_stderr("relay went away");
+    chat.type_text(b"while away\n");
+    let mut second = relay.accept();
+    assert_eq!(second.recv(), b"", "identified again first");
+    assert_eq!(second.recv(), b"while away");
+}
+
+/// A shared key (a key file without the member line) sends no empty frame:
+/// the first frame is the first typed line, as before.
+#[test]
+fn a_shared_key_sends_no_identifying_frame() {
+    let key = random_key();
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let key_file = dir.path().join("relay.key");
+    key.write_new_file(&key_file).expect("write key file");
+    let relay = FakeRelay::start(&key);
+    let addr = relay.addr().to_string();
+    let mut chat = ChatProcess::start_args(&[
+        "--connect",
+        &addr,
+        "--key-file",
+        key_file.to_str().expect("UTF-8 path"),
+    ]);
+    let mut conn = relay.accept();
+    conn.expect_silence(Duration::from_millis(300));
+    chat.type_text(b"first\n");
+    assert_eq!(conn.recv(), b"first");
 }

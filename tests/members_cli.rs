@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use eaxchat::key::Key;
+use eaxchat::key::{Key, KeyFile};
 use eaxchat::members::Members;
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -82,7 +82,8 @@ fn mode(path: &Path) -> u32 {
 }
 
 /// Add two members, list them, remove one, list again; the key files hold
-/// the keys the members file holds, and nothing printed shows a key.
+/// the keys the members file holds, each under a comment naming its
+/// member, and nothing printed shows a key.
 #[test]
 fn add_list_remove_list() {
     let (_root, dir) = workdir();
@@ -116,6 +117,18 @@ fn add_list_remove_list() {
     let bob_key = Key::read_file(&dir.join("keys-bob")).unwrap().unwrap();
     assert_eq!(alice_key.as_bytes().len(), 16);
     assert_eq!(bob_key.as_bytes().len(), 32);
+    for (path, member, key) in [
+        ("alice.key", "alice", &alice_key),
+        ("keys-bob", "bob", &bob_key),
+    ] {
+        let text = fs::read_to_string(dir.join(path)).unwrap();
+        assert_eq!(
+            text,
+            format!("# eaxchat member key for {member}\n{}\n", key.to_hex())
+        );
+        let read = KeyFile::read(&dir.join(path)).unwrap().unwrap();
+        assert_eq!((&read.key, read.member.as_deref()), (key, Some(member)));
+    }
     let members = Members::read_file(&file).unwrap().members;
     assert_eq!(members.get("alice").unwrap().key(), &alice_key);
     assert_eq!(members.get("bob").unwrap().key(), &bob_key);

@@ -23,6 +23,14 @@ as an :class:`AuthenticationError` (to ``on_error``, or raised by
 :meth:`Client.recv`) and the connection is closed, as the relay itself
 closes a client that sends one.
 
+A relay with members (``relay --members FILE``) gives each person their own
+key file, ``# eaxchat member key for NAME`` then the key in hex. Its
+:func:`load_key` returns a :class:`MemberKey`, and a :class:`Client` made
+with one (or with ``member=True``) runs in members mode: it sends one empty
+message as soon as it connects, which identifies the member to the relay
+(and is never relayed), and the relay stamps every message with the
+member's name, so there is nothing to prefix.
+
 This module owns the client side of the wire format only; it never prints.
 """
 
@@ -48,6 +56,8 @@ __all__ = [
     "ConnectionClosed",
     "DEFAULT_MAX_FRAME",
     "FrameReader",
+    "MEMBER_COMMENT",
+    "MemberKey",
     "connect",
     "load_key",
     "max_plaintext_len",
@@ -64,6 +74,9 @@ TAG_LEN = 16
 #: excluded. A longer line would get the sender disconnected, so the client
 #: refuses to send one.
 DEFAULT_MAX_FRAME = 64 * 1024
+
+#: The comment line that opens a member's key file, before the member's name.
+MEMBER_COMMENT = "# eaxchat member key for "
 
 #: How many bytes one ``recv`` on the socket asks for.
 _READ_SIZE = 64 * 1024
@@ -95,9 +108,45 @@ def parse_key(key: Union[bytes, bytearray, str]) -> bytes:
     return raw
 
 
+class MemberKey(bytes):
+    """A member's own key (the key's bytes), read from the key file that
+    ``relay members add`` wrote; :attr:`member` is the name it names. A
+    :class:`Client` given one runs in members mode."""
+
+    member: str
+
+    def __new__(cls, key: bytes, member: str) -> "MemberKey":
+        made = super().__new__(cls, key)
+        made.member = member
+        return made
+
+    def __repr__(self) -> str:
+        return f"<eaxchat.MemberKey for {self.member!r}, AES-{len(self) * 8}>"
+
+
 def load_key(path: Union[str, Path] = "relay.key") -> bytes:
-    """Reads a key file as the relay writes it: the key in hex."""
-    return parse_key(Path(path).read_text(encoding="ascii"))
+    """Reads a key file: the key in hex on one line; blank lines and lines
+    starting with ``#`` are skipped. A member's key file (its first line
+    ``# eaxchat member key for NAME``) gives a :class:`MemberKey`; the
+    relay's shared key file gives plain bytes."""
+    member = None
+    key_lines = []
+    for line in Path(path).read_text(encoding="ascii").splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            name = line[1:].strip()
+            prefix = MEMBER_COMMENT[1:].strip()
+            if member is None and name.startswith(prefix) and name[len(prefix) :].strip():
+                member = name[len(prefix) :].strip()
+        elif line:
+            key_lines.append(line)
+    if len(key_lines) != 1:
+        raise ValueError(
+            f"key file {path}: expected one line of hex besides # comments,"
+            f" found {len(key_lines)}"
+        )
+    key = parse_key(key_lines[0])
+    return key if member is None else MemberKey(key, member)
 
 
 def max_plaintext_len(max_frame: int = DEFAULT_MAX_FRAME) -> int:
@@ -342,6 +391,14 @@ class Client:
     ``Client(host, port, key)`` connects (within ``timeout`` seconds) and
     starts the receive thread. ``key`` is bytes or hex text.
 
+    Members mode (:attr:`member`) is on when ``key`` is a :class:`MemberKey`
+    (a member's key file read by :func:`load_key`), or with ``member=True``
+    for a member's key given another way (``member=False`` turns it off).
+    Then the client sends one empty message right after connecting: it
+    identifies the member to the relay, which never relays it, so even a
+    client that only listens is let in. The relay stamps each message with
+    the member's name.
+
     Received messages (``bytes``) go to ``on_message`` if given, called on
     the receive thread, else to a queue read with :meth:`recv`. An error in
     receiving (an :class:`AuthenticationError`, a socket error, a line over
@@ -365,7 +422,10 @@ class Client:
         on_error: Optional[Callable[[BaseException], None]] = None,
         timeout: float = 10.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        member: Optional[bool] = None,
     ) -> None:
+        self.member: bool = isinstance(key, MemberKey) if member is None else bool(member)
+        """Whether this client runs in members mode."""
         self._key = parse_key(key)
         self._on_message = on_message
         self._on_error = on_error
@@ -378,6 +438,12 @@ class Client:
         # data arrives or close() shuts the socket down.
         self._sock.settimeout(None)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.member:
+            try:
+                self._sock.sendall(seal(self._key, b""))
+            except OSError:
+                self._sock.close()
+                raise
         self.error: Optional[BaseException] = None
         """The error that ended the connection, if one did."""
         self._thread = threading.Thread(
@@ -524,7 +590,8 @@ _default: Optional[Client] = None
 def connect(host: str, port: int, key: Union[bytes, bytearray, str], **options: object) -> Client:
     """Connects a :class:`Client` and makes it the one
     :func:`send_message` uses, closing any earlier one. ``options`` are
-    :class:`Client`'s keyword arguments."""
+    :class:`Client`'s keyword arguments (``member=True`` among them); a
+    :class:`MemberKey` connects in members mode, as :class:`Client` does."""
     global _default
     if _default is not None:
         _default.close()

@@ -15,7 +15,7 @@ use eaxchat::key::{KEY_ENV, KeyError, KeySource, readable_by_others};
 use eaxchat::relay::Limits;
 
 /// Chat through an eaxchat relay: every line typed is sealed with the
-/// shared key and sent; every message received is printed, made safe for
+/// key (the relay's shared key, or your own member key) and sent; every message received is printed, made safe for
 /// the terminal. When stdin ends (a pipe, or Ctrl-D) it waits --linger-ms
 /// for replies and exits.
 #[derive(FromArgs)]
@@ -33,9 +33,16 @@ struct Args {
     #[argh(option)]
     key_hex: Option<String>,
 
-    /// prefix every message sent with "NAME: "
+    /// prefix every message sent with "NAME: " (shared key only: in
+    /// members mode the relay stamps names)
     #[argh(option)]
     name: Option<String>,
+
+    /// members mode: the key is your own member key, so chat identifies
+    /// itself on connecting and the relay stamps your name (implied by a
+    /// key file `relay members add` wrote)
+    #[argh(switch)]
+    member: bool,
 
     /// only print received messages; never read stdin
     #[argh(switch)]
@@ -78,8 +85,8 @@ fn main() -> ExitCode {
         file: &args.key_file,
         generate_missing: false,
     };
-    let key = match source.resolve() {
-        Ok((key, _origin)) => key,
+    let found = match source.resolve_key_file() {
+        Ok((found, _origin)) => found,
         Err(error @ KeyError::Io { .. }) => {
             return fail(
                 format!("{error} (get the relay's key file, or use --key-hex or ${KEY_ENV})"),
@@ -94,9 +101,14 @@ fn main() -> ExitCode {
             args.key_file.display()
         );
     }
+    let member = args.member || found.member.is_some();
+    if member && args.name.is_some() {
+        eprintln!("chat: warning: in members mode the relay stamps your name; --name is ignored");
+    }
     let options = Options {
         connect: args.connect,
-        name: args.name,
+        name: args.name.filter(|_| !member),
+        member,
         max_frame: args.max_frame,
         linger: Duration::from_millis(args.linger_ms),
         listen_only: args.listen_only,
@@ -104,7 +116,7 @@ fn main() -> ExitCode {
     };
     let mut stdout = io::stdout().lock();
     let mut status = |status: client::Status| eprintln!("chat: {status}");
-    match client::run(&options, &key, io::stdin(), &mut stdout, &mut status) {
+    match client::run(&options, &found.key, io::stdin(), &mut stdout, &mut status) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error.to_string(), error.exit_code()),
     }

@@ -11,6 +11,12 @@
 //! message is opened, passed through [`sanitize`] and printed as one line;
 //! every status change is reported through a callback as a [`Status`].
 //!
+//! In members mode ([`Options::member`]) every connection, the first and
+//! each reconnect, starts with one sealed empty message: the relay finds
+//! the member from it (and never relays it), so even a listen-only client
+//! is identified. The relay stamps each message with the member's name, so
+//! no `NAME: ` prefix is added.
+//!
 //! A message that would make a line longer than the relay's `--max-frame`
 //! is refused here, before sealing: the relay would only drop the
 //! connection. A frame that does not authenticate ends the session: either
@@ -53,8 +59,12 @@ use session::Session;
 pub struct Options {
     /// The relay, as `HOST:PORT`.
     pub connect: String,
-    /// Prefixed as `NAME: ` to every message sent.
+    /// Prefixed as `NAME: ` to every message sent (not in members mode).
     pub name: Option<String>,
+    /// Members mode: the key is this member's own, so each connection
+    /// starts with an empty message that identifies it, and the relay
+    /// stamps names (`name` is not used).
+    pub member: bool,
     /// The relay's `--max-frame`: the longest line it accepts (and sends).
     pub max_frame: usize,
     /// How long to keep printing after the input ends, before exiting.
@@ -66,12 +76,14 @@ pub struct Options {
 }
 
 impl Options {
-    /// Options for `connect` with every default: no name, the relay's
-    /// default `--max-frame`, 300 ms linger, reading input, no reconnect.
+    /// Options for `connect` with every default: no name, a shared key,
+    /// the relay's default `--max-frame`, 300 ms linger, reading input, no
+    /// reconnect.
     pub fn new(connect: impl Into<String>) -> Options {
         Options {
             connect: connect.into(),
             name: None,
+            member: false,
             max_frame: Limits::DEFAULT_MAX_FRAME,
             linger: Duration::from_millis(300),
             listen_only: false,
@@ -92,6 +104,7 @@ impl Options {
     fn prefix(&self) -> Vec<u8> {
         self.name
             .as_ref()
+            .filter(|_| !self.member)
             .map(|name| format!("{name}: ").into_bytes())
             .unwrap_or_default()
     }

@@ -235,12 +235,20 @@ impl<'a, O: Write> Session<'a, O> {
         Ok(())
     }
 
-    /// Makes `stream` the connection and starts its reader thread.
+    /// Makes `stream` the connection and starts its reader thread; in
+    /// members mode, first sends the empty message that identifies us.
     fn open_link(&mut self, stream: TcpStream) -> Result<SocketAddr, ChatError> {
-        let (link, addr) = self.dialer.open(stream).map_err(|error| ChatError::Io {
+        let (mut link, addr) = self.dialer.open(stream).map_err(|error| ChatError::Io {
             what: "setting up the connection",
             error,
         })?;
+        if self.options.member {
+            // A failed write shuts the link down; its reader then reports
+            // the end, which decides between reconnecting and failing.
+            let mut identify = BytesMut::new();
+            self.cipher.seal_into(b"", &mut identify);
+            link.write_frames(&identify);
+        }
         self.link = Some(link);
         Ok(addr)
     }

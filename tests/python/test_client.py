@@ -8,6 +8,7 @@ import json
 import queue
 import secrets
 import socket
+import subprocess
 import time
 
 import pytest
@@ -200,6 +201,42 @@ def test_load_key_reads_a_relay_key_file(tmp_path):
     path = tmp_path / "relay.key"
     path.write_text("  000102030405060708090a0b0c0d0e0f\n")
     assert eaxchat.load_key(path) == bytes(range(16))
+
+
+def test_load_key_reads_a_member_key_file(tmp_path):
+    """A member's key file (a ``#`` line naming the member, then the hex)
+    reads as a ``MemberKey``: the key's bytes, and the member's name; other
+    ``#`` lines and blank lines are skipped; a file of comments only, or
+    with two keys, is refused."""
+    path = tmp_path / "alice.key"
+    path.write_text("# eaxchat member key for alice\n000102030405060708090a0b0c0d0e0f\n")
+    key = eaxchat.load_key(path)
+    assert isinstance(key, eaxchat.MemberKey)
+    assert key == bytes(range(16)) and key.member == "alice"
+    assert "0001" not in repr(key)
+    path.write_text("# a note\n\n  000102030405060708090a0b0c0d0e0f\n")
+    shared = eaxchat.load_key(path)
+    assert shared == bytes(range(16)) and not isinstance(shared, eaxchat.MemberKey)
+    for bad in ["# eaxchat member key for alice\n", "00" * 16 + "\n" + "11" * 16 + "\n"]:
+        path.write_text(bad)
+        with pytest.raises(ValueError, match="one line of hex"):
+            eaxchat.load_key(path)
+
+
+def test_load_key_reads_the_key_file_relay_members_add_writes(bins, tmp_path):
+    """The key file ``relay members add`` writes is a ``MemberKey`` with the
+    key the members file holds."""
+    subprocess.run(
+        [str(bins.relay.resolve()), "members", "add", "carol", "--file", "members.txt"],
+        cwd=tmp_path,
+        check=True,
+        timeout=WAIT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+    )
+    key = eaxchat.load_key(tmp_path / "carol.key")
+    assert isinstance(key, eaxchat.MemberKey) and key.member == "carol"
+    assert (tmp_path / "members.txt").read_text() == f"carol {key.hex()}\n"
 
 
 def test_recv_text_neutralises_control_characters(relay, clients):
@@ -407,3 +444,62 @@ def test_what_the_client_sends_always_ends_in_a_newline(fake_relay):
         ]
     finally:
         default.close()
+
+
+def read_lines(peer, count):
+    """The first ``count`` lines a client sent to ``peer`` (bounded wait)."""
+    received = bytearray()
+    wait_until(
+        lambda: received.extend(peer.recv(65536)) or received.count(b"\n") >= count,
+        f"{count} lines from the client",
+    )
+    return bytes(received).split(b"\n")[:count]
+
+
+def test_a_member_key_sends_the_empty_identifying_frame_first(fake_relay, tmp_path):
+    """With a member's key file, the client's first frame is an empty
+    message (it identifies the member), before anything it is asked to send."""
+    port, accept = fake_relay
+    path = tmp_path / "alice.key"
+    path.write_text("# eaxchat member key for alice\n" + CHUNK_KEY.hex() + "\n")
+    with eaxchat.Client("127.0.0.1", port, eaxchat.load_key(path)) as client:
+        assert client.member
+        peer = accept()
+        client.send("hello")
+        first, second = read_lines(peer, 2)
+        assert eaxchat.open_frame(CHUNK_KEY, first) == b""
+        assert eaxchat.open_frame(CHUNK_KEY, second) == b"hello"
+
+
+def test_member_true_identifies_a_listener_and_connect_takes_it(fake_relay):
+    """``member=True`` (the key given as hex) sends the empty frame too, so a
+    client that only listens is identified; ``eaxchat.connect`` passes it on."""
+    port, accept = fake_relay
+    default = eaxchat.connect("127.0.0.1", port, CHUNK_KEY.hex(), member=True)
+    try:
+        assert default.member
+        peer = accept()
+        (first,) = read_lines(peer, 1)
+        assert eaxchat.open_frame(CHUNK_KEY, first) == b""
+        eaxchat.send_message("module")
+        (second,) = read_lines(peer, 1)
+        assert eaxchat.open_frame(CHUNK_KEY, second) == b"module"
+    finally:
+        default.close()
+
+
+def test_a_shared_key_sends_no_identifying_frame(fake_relay):
+    """With the shared key (or ``member=False`` over a member's key) nothing
+    is sent until the client sends: no empty frame."""
+    port, accept = fake_relay
+    for key, member in [(CHUNK_KEY, None), (eaxchat.MemberKey(CHUNK_KEY, "alice"), False)]:
+        with eaxchat.Client("127.0.0.1", port, key, member=member) as client:
+            assert not client.member
+            peer = accept()
+            peer.settimeout(0.3)
+            with pytest.raises(socket.timeout):
+                peer.recv(65536)
+            peer.settimeout(WAIT)
+            client.send("first")
+            (line,) = read_lines(peer, 1)
+            assert eaxchat.open_frame(CHUNK_KEY, line) == b"first"

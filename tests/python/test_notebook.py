@@ -1,6 +1,7 @@
 """examples/chat.ipynb executed headless (nbclient) against a relay started
 here, with a Python peer in the room that answers the notebook's greeting:
-once with the ipywidgets chat box, once with plain ``send_message`` calls."""
+once with the ipywidgets chat box, once with plain ``send_message`` calls,
+and once in members mode with a member's key file."""
 
 from __future__ import annotations
 
@@ -31,16 +32,18 @@ send_message("a plain call")
 """
 
 
-def run_notebook(relay, monkeypatch, widgets: bool, extra_cell: str, expected: int):
+def run_notebook(relay, monkeypatch, widgets: bool, extra_cell: str, expected: int, key_file=None):
     """Executes the notebook with a peer in the room; returns the executed
     notebook and the ``expected`` messages the peer received (waiting for
-    them, bounded), checking no more came."""
+    them, bounded), checking no more came. With ``key_file`` the notebook
+    reads its key from that file (``EAXCHAT_KEY_FILE``) instead of
+    ``EAXCHAT_KEY``."""
     heard: "queue.Queue[str]" = queue.Queue()
 
     def answer(data: bytes) -> None:
         text = data.decode()
         heard.put(text)
-        if text == GREETING:
+        if text.endswith("hello from the notebook"):
             peer.send(REPLY)
 
     peer = eaxchat.Client(relay.host, relay.port, relay.key, on_message=answer)
@@ -55,6 +58,9 @@ def run_notebook(relay, monkeypatch, widgets: bool, extra_cell: str, expected: i
             "EAXCHAT_WAIT": str(WAIT),
         }.items():
             monkeypatch.setenv(name, value)
+        if key_file is not None:
+            monkeypatch.delenv("EAXCHAT_KEY")
+            monkeypatch.setenv("EAXCHAT_KEY_FILE", str(key_file))
         notebook = nbformat.read(NOTEBOOK, as_version=4)
         notebook.cells.append(nbformat.v4.new_code_cell(extra_cell))
         NotebookClient(
@@ -107,4 +113,17 @@ def test_the_notebook_falls_back_to_send_message_calls(relay, monkeypatch):
     notebook, messages = run_notebook(relay, monkeypatch, False, PLAIN_CELL, 2)
     assert messages == [GREETING, "notebook-test: a plain call"]
     assert "No widgets" in cell_text(notebook, "try:")
+    assert SAFE_REPLY in cell_text(notebook, "import time")
+
+
+def test_the_notebook_runs_in_members_mode_with_a_member_key_file(relay, monkeypatch, tmp_path):
+    """Given a member's key file, the notebook identifies itself with one
+    empty message first and sends its messages without a name (a members
+    relay stamps it). The relay here holds the same key as its shared key,
+    and relays the empty message as it relays any, so the peer hears it."""
+    key_file = tmp_path / "notebook-test.key"
+    key_file.write_text(f"# eaxchat member key for notebook-test\n{relay.key_hex}\n")
+    notebook, messages = run_notebook(relay, monkeypatch, False, PLAIN_CELL, 3, key_file)
+    assert messages == ["", "hello from the notebook", "a plain call"]
+    assert "as notebook-test (members mode" in cell_text(notebook, "import sys")
     assert SAFE_REPLY in cell_text(notebook, "import time")

@@ -594,3 +594,60 @@ fn a_members_fanout_reads_its_own_key_and_checks_the_name() {
     assert!(stderr.contains("has 5 members"), "{stderr}");
     std::fs::remove_dir_all(dir).expect("remove scratch dir");
 }
+
+/// Against the real relay in members mode (`relay --members FILE`), a
+/// members fanout and a latency run are clean: every subscriber identified
+/// by its empty frame, every delivery opened under its own key and stamped
+/// with the publisher's name.
+#[test]
+fn a_members_fanout_runs_clean_against_the_members_relay() {
+    let dir = scratch("members-relay");
+    let members = make_members(&dir, 9);
+    let mut command = Command::new(util::relay_binary());
+    command.args(["--listen", "127.0.0.1:0", "--members", &members]);
+    // In members mode no shared key is loaded: the key given here is unused.
+    let relay = RelayProcess::spawn(command, util::random_key());
+    let addr = relay.addr.to_string();
+    let pid = relay.pid().to_string();
+    let common = ["--members-file", &members, "--addr", &addr, "--pid", &pid];
+
+    let fanout = [
+        "fanout",
+        "--clients",
+        "8",
+        "--messages",
+        "3000",
+        "--window",
+        "200",
+    ];
+    for verify in [&[][..], &["--verify-all"][..]] {
+        let args = [&fanout[..], verify, &common[..]].concat();
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
+        assert!(number(&report, "verified") > 0.0, "{report}");
+    }
+
+    let latency = [
+        "latency",
+        "--clients",
+        "4",
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+    ];
+    let (code, report) = relay_bench(&[&latency[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    let messages = number(&report, "messages");
+    assert!(messages >= 500.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 4.0 * messages, "{report}");
+
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("slow_consumers=0"), "{log}");
+    std::fs::remove_dir_all(dir).expect("remove scratch dir");
+}

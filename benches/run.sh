@@ -9,6 +9,10 @@
 # neighbours hit them alike), and prints a table of medians with the ratio
 # to ncat from this same run. Everything it starts is stopped on exit.
 #
+# members-100 drives a members relay (`relay --members FILE`, 101 members
+# with keys of their own: the publisher and 100 subscribers) against Redis
+# pub/sub and the shared-key relay, alternating, with the ratio to Redis.
+#
 #   benches/run.sh                 # full run (about 10 minutes)
 #   REPEATS=1 DURATION=1 benches/run.sh   # quick look
 #   ONLY="fanout-100 idle" benches/run.sh # some scenarios only
@@ -58,6 +62,7 @@ NCAT_PORT=${NCAT_PORT:-17403}
 REDIS_PORT=${REDIS_PORT:-17404}
 REDIS_IDLE_PORT=${REDIS_IDLE_PORT:-17405}
 FLOOR_PORT=${FLOOR_PORT:-17406}
+MEMBERS_PORT=${MEMBERS_PORT:-17407}
 
 # Starts a server in the background; its pid lands in $STARTED.
 start() {
@@ -68,15 +73,22 @@ start() {
     PIDS+=("$STARTED")
 }
 
-wait_port() {
+# Whether something listens on port $1 within five seconds.
+port_up() {
     for _ in $(seq 100); do
         if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
             return 0
         fi
         sleep 0.05
     done
-    echo "nothing listening on port $1" >&2
-    exit 1
+    return 1
+}
+
+wait_port() {
+    if ! port_up "$1"; then
+        echo "nothing listening on port $1" >&2
+        exit 1
+    fi
 }
 
 start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0 --max-per-address 0
@@ -89,6 +101,18 @@ FLOOR_PID=$STARTED
 wait_port "$RELAY_PORT"
 wait_port "$NCAT_PORT"
 wait_port "$FLOOR_PORT"
+# The members relay: one member for the publisher and one per subscriber.
+MEMBERS=$WORK/members.txt
+"$BIN/relay-bench" make-members --count 101 --file "$MEMBERS"
+start members "$BIN/relay" --listen "127.0.0.1:$MEMBERS_PORT" --members "$MEMBERS" \
+    --stats-interval 0 --max-per-address 0
+MEMBERS_PID=$STARTED
+HAVE_MEMBERS=1
+if ! port_up "$MEMBERS_PORT"; then
+    HAVE_MEMBERS=0
+    echo "the members relay did not start; members-100 is skipped:" >&2
+    tail -n 3 "$WORK/members.log" >&2
+fi
 if [ "$HAVE_REDIS" = 1 ]; then
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
         --appendonly no --maxclients 20000
@@ -138,6 +162,23 @@ D="--duration $DURATION"
 scenario fanout-10 redis fanout --clients 10 $D
 scenario fanout-100 redis fanout --clients 100 $D
 scenario fanout-1000 redis fanout --clients 1000 $D
+
+# fanout 1 -> 100 with 100 different keys: the members relay seals every
+# message once per subscriber. Against Redis and the shared-key relay,
+# alternating.
+if [ "$HAVE_MEMBERS" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" members-100 "* ]]; }; then
+    echo "members-100: fanout --clients 100, 100 member keys" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench members-100 members "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$MEMBERS_PORT" --members-file "$MEMBERS" --pid "$MEMBERS_PID"
+        bench members-100 eaxchat "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        if [ "$HAVE_REDIS" = 1 ]; then
+            bench members-100 redis "$rep" fanout --clients 100 $D \
+                --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+    done
+fi
 # 500 messages of 4 KiB in flight stay under the relay's default 4 MiB
 # --max-queue; 1000 would not.
 scenario fanout-100-4k redis fanout --clients 100 --size 4096 --window 500 $D
@@ -237,6 +278,22 @@ for bench in ["fanout-10", "fanout-100", "fanout-1000", "fanout-100-4k", "room-5
         met, text = err == 0 and verified == median(bench, "eaxchat", "deliveries"), "every delivery verified, none lost"
     print(f"{bench:<15}{mps(e):>11}{mps(n):>11}{mps(x):>11}{ratio(e, n):>9}{ratio(e, x):>9}"
           f"{err:>8}{per:>16}{bench_share:>10.0%}  {text}: {'met' if met and err == 0 else 'MISSED'}")
+
+if ("members-100", "members") in by:
+    print(f"\nmembers-100: fanout 1 -> 100, 64-byte messages, 100 member keys (a seal per subscriber)")
+    print(f"{'contender':<11}{'dlv/s':>11}{'vs redis':>9}{'errors':>8}{'server ns/dlv':>15}{'bench CPU':>10}")
+    x = median("members-100", "redis", "deliveries_per_s")
+    for contender in ["members", "eaxchat", "redis"]:
+        if ("members-100", contender) not in by:
+            continue
+        v = median("members-100", contender, "deliveries_per_s")
+        share = median("members-100", contender, "cpu_share") or 0
+        print(f"{contender:<11}{mps(v):>11}{ratio(v, x):>9}{errors('members-100', contender):>8}"
+              f"{cpu_per_delivery('members-100', contender):>15}{share:>10.0%}")
+    m = median("members-100", "members", "deliveries_per_s")
+    err = errors("members-100", "members")
+    met = x is not None and m >= x and err == 0
+    print(f"target members >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
 
 if ("latency-100", "eaxchat") in by:
     print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")

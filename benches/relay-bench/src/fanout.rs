@@ -9,6 +9,10 @@
 //! subscriber has received one (so the relay has admitted them all), then
 //! one barrier; the k-th record a subscriber reads after the barrier must
 //! be message k (see [`super::inbox`]).
+//!
+//! Against a members relay the publisher is the members file's member 0 and
+//! subscriber i is member i + 1; every connection sends the empty frame
+//! that identifies it before anything else.
 
 use std::io::{self, Read as _};
 use std::time::Duration;
@@ -22,7 +26,7 @@ use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::scenario::{self, Measurement, PROBE_EVERY, READ_LEN, Setup};
 use super::sys::{self, Ticker};
-use super::wire::{BARRIER, Header, PROBE, Wire};
+use super::wire::{BARRIER, Header, PROBE, Protocol, Wire};
 use super::{Clock, LoadError, Options, Scenario, Verify, connect, would_block};
 
 const PUBLISHER: Token = Token(usize::MAX);
@@ -124,25 +128,32 @@ impl<'a> Fanout<'a> {
                 if paced { " or --rate" } else { "" }
             )));
         }
+        if let Protocol::Members(roster) = &options.protocol {
+            roster
+                .check_enough(
+                    options.clients + 1,
+                    &format!(
+                        "{} with {} subscribers (and the publisher)",
+                        options.scenario.name(),
+                        options.clients
+                    ),
+                )
+                .map_err(LoadError::Options)?;
+        }
         let poll = Poll::new()?;
         let request = wire.subscribe_request();
         let mut subscribers = Vec::with_capacity(options.clients);
         for index in 0..options.clients {
-            let mut stream = connect(options.addr, &request)?;
+            let (inbox, greeting) = Fanout::inbox(options, &wire, index)?;
+            let mut stream = connect(options.addr, greeting.as_deref().unwrap_or(&request))?;
             if paced {
                 sys::enable_receive_timestamps(&stream)?;
             }
             poll.registry()
                 .register(&mut stream, Token(index), Interest::READABLE)?;
-            let inbox = StreamInbox::new(
-                wire.record_len(),
-                wire.subscribe_reply_len(),
-                options.verify.sample(),
-                options.verify == Verify::All,
-            );
             subscribers.push(Receiver::new(stream, inbox));
         }
-        let mut stream = connect(options.addr, &[])?;
+        let mut stream = connect(options.addr, wire.publisher_greeting())?;
         poll.registry().register(
             &mut stream,
             PUBLISHER,
@@ -171,6 +182,36 @@ impl<'a> Fanout<'a> {
             send_lag_ns: 0,
             receive_stamps: paced,
         })
+    }
+
+    /// Subscriber `index`'s inbox, and in members mode the frame that
+    /// identifies it (its member's key is the members file's `index + 1`).
+    fn inbox(
+        options: &Options,
+        wire: &Wire,
+        index: usize,
+    ) -> Result<(StreamInbox, Option<Vec<u8>>), LoadError> {
+        let open_all = options.verify == Verify::All;
+        let sample = options.verify.sample();
+        let member = match &options.protocol {
+            Protocol::Members(roster) => roster.member(index + 1),
+            _ => None,
+        };
+        let reader = member.and_then(|(_, key)| wire.member_reader(key));
+        let Some(reader) = reader.transpose()? else {
+            let inbox = StreamInbox::new(
+                wire.record_len(),
+                wire.subscribe_reply_len(),
+                sample,
+                open_all,
+            );
+            return Ok((inbox, None));
+        };
+        let mut reader = reader;
+        let greeting = reader.greeting();
+        let inbox =
+            StreamInbox::for_member(wire.record_len(), sample, open_all, reader, index as u64);
+        Ok((inbox, Some(greeting)))
     }
 
     /// Probes until every subscriber is served, then sends the barrier and

@@ -11,6 +11,8 @@
 //! carries relay-bench's CPU time so a reader can tell when it is the limit.
 //!
 //! - [`wire`]: message encoding for each protocol.
+//! - [`roster`]: the members file of a run against a members relay, and
+//!   making one.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
 //! - `receiver`: the read loop of the scenarios that check deliveries.
 //! - `scenario`: the skeleton the fanout and room scenarios share.
@@ -31,6 +33,7 @@ pub mod inbox;
 mod receiver;
 pub mod report;
 mod room;
+pub mod roster;
 mod scenario;
 pub mod sys;
 pub mod wire;
@@ -213,6 +216,13 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
     if options.clients == 0 || options.window == 0 {
         return Err(LoadError::Options(
             "the client count and the window must be at least 1".into(),
+        ));
+    }
+    if matches!(options.protocol, Protocol::Members(_))
+        && matches!(options.scenario, Scenario::Room | Scenario::Idle)
+    {
+        return Err(LoadError::Options(
+            "--members-file works with the fanout and latency scenarios only".into(),
         ));
     }
     // Each client is a descriptor; a thousand of them pass the usual 1024.

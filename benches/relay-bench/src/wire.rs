@@ -8,6 +8,11 @@
 //! subscriber's stream is a run of fixed-length *records*; that is what lets
 //! subscribers count and check deliveries without opening each one.
 //!
+//! A members relay (`relay --members`) delivers every message as
+//! `NAME: TEXT` sealed under each recipient's own key: the publisher seals
+//! under its member's key through [`Wire`], and each subscriber opens with a
+//! [`MemberReader`] of its own, which also checks the name.
+//!
 //! This module only encodes and decodes; it never touches a socket.
 
 use std::fmt;
@@ -18,6 +23,8 @@ use bytes::{BufMut as _, BytesMut};
 use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
 use eaxchat::wire;
+
+use super::roster::Roster;
 
 /// Sender id of the probes sent while waiting for every subscriber.
 pub const PROBE: u32 = u32::MAX;
@@ -38,6 +45,8 @@ const CHANNEL: &str = "relay-bench";
 pub enum Protocol {
     /// An eaxchat relay: sealed frames under this key.
     Eaxchat(Key),
+    /// An eaxchat members relay: each connection under its own member's key.
+    Members(Roster),
     /// A relay that forwards lines as they are (`ncat --broker`).
     Plain,
     /// Redis pub/sub: `PUBLISH` and `SUBSCRIBE` on one channel.
@@ -49,6 +58,7 @@ impl Protocol {
     pub fn name(&self) -> &'static str {
         match self {
             Protocol::Eaxchat(_) => "eaxchat",
+            Protocol::Members(_) => "eaxchat-members",
             Protocol::Plain => "plain",
             Protocol::Redis => "redis",
         }
@@ -92,6 +102,14 @@ pub struct Wire {
     /// in them, and what surrounds it (empty but for Redis).
     record_len: usize,
     record_prefix: Vec<u8>,
+    /// Members mode: the publisher's frame that identifies it, and the
+    /// `NAME: ` the relay puts before every message it delivers.
+    members: Option<MembersWire>,
+}
+
+struct MembersWire {
+    identification: Vec<u8>,
+    stamp: Vec<u8>,
 }
 
 enum Kind {
@@ -109,25 +127,33 @@ impl Wire {
     /// A codec for `size`-byte messages: the plaintext size for eaxchat;
     /// the plain protocols send lines as long as eaxchat's would be.
     pub fn new(protocol: &Protocol, size: usize) -> Result<Wire, SizeError> {
-        let line_len = wire::encoded_len(size);
-        let (kind, record_prefix) = match protocol {
-            Protocol::Eaxchat(key) => {
-                if size < HEADER_LEN {
-                    return Err(SizeError(format!(
-                        "--size must be at least {HEADER_LEN} bytes (the message header)"
-                    )));
+        let mut members = None;
+        let (kind, record_prefix, line_len) = match protocol {
+            Protocol::Eaxchat(key) => (
+                Wire::sealed(key, size)?,
+                Vec::new(),
+                wire::encoded_len(size),
+            ),
+            Protocol::Members(roster) => {
+                let (name, key) = roster
+                    .member(0)
+                    .ok_or_else(|| SizeError("the members file has no members".into()))?;
+                let mut kind = Wire::sealed(key, size)?;
+                let mut identification = BytesMut::new();
+                if let Kind::Sealed { cipher, .. } = &mut kind {
+                    cipher.seal_into(&[], &mut identification);
                 }
-                let cipher = Cipher::new(key)
-                    .map_err(|e| SizeError(format!("cannot seed the nonce generator: {e}")))?;
-                let plaintext = vec![FILL; size];
-                let kind = Kind::Sealed {
-                    cipher: Box::new(cipher),
-                    plaintext,
-                };
-                (kind, Vec::new())
+                let stamp = format!("{name}: ").into_bytes();
+                let line_len = wire::encoded_len(stamp.len() + size);
+                members = Some(MembersWire {
+                    identification: identification.to_vec(),
+                    stamp,
+                });
+                (kind, Vec::new(), line_len)
             }
-            Protocol::Plain => (Kind::Plain, Vec::new()),
+            Protocol::Plain => (Kind::Plain, Vec::new(), wire::encoded_len(size)),
             Protocol::Redis => {
+                let line_len = wire::encoded_len(size);
                 let publish_prefix = format!(
                     "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{CHANNEL}\r\n${line_len}\r\n",
                     CHANNEL.len()
@@ -139,7 +165,7 @@ impl Wire {
                 let kind = Kind::Redis {
                     publish_prefix: publish_prefix.into_bytes(),
                 };
-                (kind, message_prefix.into_bytes())
+                (kind, message_prefix.into_bytes(), line_len)
             }
         };
         let terminator = if matches!(kind, Kind::Redis { .. }) {
@@ -152,7 +178,47 @@ impl Wire {
             line_len,
             record_len: record_prefix.len() + line_len + terminator,
             record_prefix,
+            members,
         })
+    }
+
+    /// The codec of sealed `size`-byte messages under `key`.
+    fn sealed(key: &Key, size: usize) -> Result<Kind, SizeError> {
+        if size < HEADER_LEN {
+            return Err(SizeError(format!(
+                "--size must be at least {HEADER_LEN} bytes (the message header)"
+            )));
+        }
+        let cipher = Cipher::new(key)
+            .map_err(|e| SizeError(format!("cannot seed the nonce generator: {e}")))?;
+        Ok(Kind::Sealed {
+            cipher: Box::new(cipher),
+            plaintext: vec![FILL; size],
+        })
+    }
+
+    /// What the publisher sends once connected: in members mode the empty
+    /// frame that identifies it; otherwise nothing.
+    pub fn publisher_greeting(&self) -> &[u8] {
+        self.members
+            .as_ref()
+            .map_or(&[], |m| m.identification.as_slice())
+    }
+
+    /// Members mode: the reader of a subscriber holding `key`, or `None`
+    /// when the relay is not a members relay (then [`Wire::decode`] opens
+    /// what subscribers receive).
+    pub fn member_reader(&self, key: &Key) -> Option<Result<MemberReader, SizeError>> {
+        let members = self.members.as_ref()?;
+        Some(
+            Cipher::new(key)
+                .map(|cipher| MemberReader {
+                    cipher,
+                    stamp: members.stamp.clone(),
+                    record_len: self.record_len,
+                })
+                .map_err(|e| SizeError(format!("cannot seed the nonce generator: {e}"))),
+        )
     }
 
     /// Length of the line carrying one message, without its terminator.
@@ -247,6 +313,40 @@ impl Wire {
     }
 }
 
+/// How a subscriber of a members relay opens what the relay sealed for it:
+/// under its own member's key, and only when the relay stamped it with the
+/// publisher's name.
+pub struct MemberReader {
+    cipher: Cipher,
+    /// `NAME: ` of the publisher.
+    stamp: Vec<u8>,
+    record_len: usize,
+}
+
+impl MemberReader {
+    /// The empty frame that identifies this subscriber, and its `\n`.
+    pub fn greeting(&mut self) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        self.cipher.seal_into(&[], &mut out);
+        out.to_vec()
+    }
+
+    /// Decodes one whole record, as [`Wire::decode`] does; a delivery
+    /// stamped with any other name than the publisher's is forged.
+    pub fn decode(&mut self, record: &[u8]) -> Result<Header, Forged> {
+        if record.len() != self.record_len {
+            return Err(Forged);
+        }
+        let (line, terminator) = record.split_at(self.record_len - 1);
+        if terminator != b"\n" {
+            return Err(Forged);
+        }
+        let plaintext = self.cipher.open(line).map_err(|_| Forged)?;
+        let text = plaintext.strip_prefix(&self.stamp[..]).ok_or(Forged)?;
+        parse_plaintext(text)
+    }
+}
+
 fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
     let (head, fill) = plaintext.split_at_checked(HEADER_LEN).ok_or(Forged)?;
     if fill.iter().any(|&b| b != FILL) {
@@ -305,7 +405,7 @@ fn parse_hex(digits: &[u8]) -> Result<u64, Forged> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn protocols() -> Vec<Protocol> {
@@ -366,6 +466,93 @@ mod tests {
             }
             assert_eq!(wire.decode(&record[1..]), Err(Forged));
         }
+    }
+
+    /// A members file of `names`, each with a key of its own.
+    pub(crate) fn roster(names: &[&str]) -> Roster {
+        let text: String = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| format!("{name} {:032x}\n", i + 1))
+            .collect();
+        let members =
+            eaxchat::members::Members::parse(text.as_bytes(), std::path::Path::new("t")).unwrap();
+        Roster::new(&members)
+    }
+
+    /// What a members relay delivers to member `to` of `roster` for the
+    /// line member `from` sent: the text stamped `NAME: ` with `name`,
+    /// sealed under `to`'s key.
+    pub(crate) fn member_delivery(
+        roster: &Roster,
+        from: usize,
+        name: &str,
+        to: usize,
+        sent: &[u8],
+    ) -> Vec<u8> {
+        let mut opener = Cipher::new(roster.member(from).unwrap().1).unwrap();
+        let text = opener.open(sent.strip_suffix(b"\n").unwrap()).unwrap();
+        let mut stamped = format!("{name}: ").into_bytes();
+        stamped.extend_from_slice(text);
+        let mut sealer = Cipher::new(roster.member(to).unwrap().1).unwrap();
+        let mut out = BytesMut::new();
+        sealer.seal_into(&stamped, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn a_member_reads_what_the_relay_stamped_and_sealed_for_it_alone() {
+        let roster = roster(&["pub", "sub", "bob"]);
+        let mut wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
+        let mut reader = wire
+            .member_reader(roster.member(1).unwrap().1)
+            .unwrap()
+            .unwrap();
+        let header = Header {
+            sender: 0,
+            seq: 9,
+            stamp_ns: 5,
+        };
+        let mut sent = BytesMut::new();
+        wire.encode(header, &mut sent);
+        let record = member_delivery(&roster, 0, "pub", 1, &sent);
+        assert_eq!(record.len(), wire.record_len());
+        assert_eq!(reader.decode(&record), Ok(header));
+        // Stamped with another member's name, or sealed for another member,
+        // or left unstamped: forged.
+        let misnamed = member_delivery(&roster, 0, "bob", 1, &sent);
+        assert_eq!(reader.decode(&misnamed), Err(Forged));
+        let not_mine = member_delivery(&roster, 0, "pub", 2, &sent);
+        assert_eq!(reader.decode(&not_mine), Err(Forged));
+        assert_eq!(reader.decode(&sent), Err(Forged));
+    }
+
+    #[test]
+    fn members_identify_with_an_empty_frame_and_only_in_members_mode() {
+        let roster = roster(&["pub", "sub"]);
+        let wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
+        let mut own = Cipher::new(roster.member(0).unwrap().1).unwrap();
+        let greeting = wire.publisher_greeting();
+        assert_eq!(greeting.last(), Some(&b'\n'));
+        let line = greeting.strip_suffix(b"\n").unwrap();
+        assert_eq!(own.open(line).unwrap().len(), 0);
+        let mut reader = wire
+            .member_reader(roster.member(1).unwrap().1)
+            .unwrap()
+            .unwrap();
+        let greeting = reader.greeting();
+        let mut sub = Cipher::new(roster.member(1).unwrap().1).unwrap();
+        assert_eq!(
+            sub.open(greeting.strip_suffix(b"\n").unwrap())
+                .unwrap()
+                .len(),
+            0
+        );
+
+        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+        let shared = Wire::new(&Protocol::Eaxchat(key.clone()), 64).unwrap();
+        assert!(shared.publisher_greeting().is_empty());
+        assert!(shared.member_reader(&key).is_none());
     }
 
     #[test]

@@ -371,3 +371,283 @@ impl Drop for FloorRelay {
         let _ = self.child.wait();
     }
 }
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("relay-bench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// `relay-bench make-members --count N --file FILE` in `dir`; returns the path.
+fn make_members(dir: &std::path::Path, count: usize) -> String {
+    let file = dir.join("members.txt").display().to_string();
+    let status = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
+        .args([
+            "make-members",
+            "--count",
+            &count.to_string(),
+            "--file",
+            &file,
+        ])
+        .status()
+        .expect("run relay-bench make-members");
+    assert!(status.success(), "make-members: {status}");
+    file
+}
+
+/// A members relay of the protocol's shape written here, thread per client:
+/// a connection is identified by the member key its first frame opens
+/// under (an empty frame, never relayed); every later message goes to every
+/// other identified client as `NAME: TEXT` sealed under that client's key.
+/// With `misname`, the `nth` delivery to the first subscriber is stamped
+/// with another member's name.
+struct MembersBroker {
+    addr: String,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+/// Each identified client's socket and member; a sealer per member.
+struct MembersState {
+    clients: HashMap<usize, (TcpStream, usize)>,
+    sealers: Vec<eaxchat::cipher::Cipher>,
+}
+
+impl MembersBroker {
+    fn start(members_file: &str, misname: Option<usize>) -> MembersBroker {
+        let members = eaxchat::members::Members::read_file(std::path::Path::new(members_file))
+            .expect("members file")
+            .members;
+        let names: Arc<Vec<String>> =
+            Arc::new(members.iter().map(|m| m.name().to_string()).collect());
+        let keys: Vec<eaxchat::key::Key> = members.iter().map(|m| m.key().clone()).collect();
+        let sealers = keys
+            .iter()
+            .map(|key| eaxchat::cipher::Cipher::new(key).expect("cipher"))
+            .collect();
+        let state = Arc::new(Mutex::new(MembersState {
+            clients: HashMap::new(),
+            sealers,
+        }));
+        let keys = Arc::new(keys);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let acceptor = std::thread::spawn(move || {
+            let mut next_id = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).expect("blocking");
+                        let (state, names, keys) =
+                            (Arc::clone(&state), Arc::clone(&names), Arc::clone(&keys));
+                        let id = next_id;
+                        std::thread::spawn(move || {
+                            serve_member(id, stream, &state, &names, &keys, misname)
+                        });
+                        next_id += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        MembersBroker {
+            addr,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+impl Drop for MembersBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
+
+/// One client of the [`MembersBroker`], until it disconnects.
+fn serve_member(
+    id: usize,
+    stream: TcpStream,
+    state: &Mutex<MembersState>,
+    names: &[String],
+    keys: &[eaxchat::key::Key],
+    misname: Option<usize>,
+) {
+    let writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::new();
+    if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        return;
+    }
+    let first = line.strip_suffix(b"\n").unwrap_or(&line);
+    let Some(member) = keys.iter().position(|key| {
+        let mut opener = eaxchat::cipher::Cipher::new(key).expect("cipher");
+        opener.open(first).is_ok_and(|text| text.is_empty())
+    }) else {
+        return;
+    };
+    let mut opener = eaxchat::cipher::Cipher::new(&keys[member]).expect("cipher");
+    state
+        .lock()
+        .expect("state lock")
+        .clients
+        .insert(id, (writer, member));
+    let mut to_first = 0;
+    loop {
+        line.clear();
+        if !matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+            break;
+        }
+        let Ok(text) = opener.open(line.strip_suffix(b"\n").unwrap_or(&line)) else {
+            break;
+        };
+        if text.is_empty() {
+            continue;
+        }
+        let mut state = state.lock().expect("state lock");
+        let MembersState { clients, sealers } = &mut *state;
+        for (&to, (stream, recipient)) in clients.iter_mut() {
+            if to == id {
+                continue;
+            }
+            let mut name = &names[member];
+            if to == 0 {
+                to_first += 1;
+                if misname == Some(to_first) {
+                    name = &names[(member + 1) % names.len()];
+                }
+            }
+            let mut stamped = format!("{name}: ").into_bytes();
+            stamped.extend_from_slice(text);
+            let mut out = bytes::BytesMut::new();
+            sealers[*recipient].seal_into(&stamped, &mut out);
+            let _ = stream.write_all(&out);
+        }
+    }
+    state.lock().expect("state lock").clients.remove(&id);
+}
+
+/// Against a members relay of the protocol's shape, a members fanout runs
+/// clean, every subscriber under its own key; one delivery stamped with
+/// another member's name is caught as forged.
+#[test]
+fn a_members_fanout_reads_its_own_key_and_checks_the_name() {
+    let dir = scratch("members-broker");
+    let members = make_members(&dir, 5);
+    let fanout = [
+        "fanout",
+        "--members-file",
+        &members,
+        "--clients",
+        "4",
+        "--messages",
+        "2000",
+        "--window",
+        "100",
+        "--setup-timeout",
+        "10",
+    ];
+    let broker = MembersBroker::start(&members, None);
+    for verify in [&[][..], &["--verify-all"][..]] {
+        let args = [&fanout[..], verify, &["--addr", &broker.addr][..]].concat();
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(report["protocol"], "eaxchat-members", "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 4.0 * 2000.0, "{report}");
+        assert!(number(&report, "verified") > 0.0, "{report}");
+    }
+    drop(broker);
+
+    let broker = MembersBroker::start(&members, Some(700));
+    let args = [&fanout[..], &["--verify-all", "--addr", &broker.addr][..]].concat();
+    let (code, report) = relay_bench(&args);
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(number(&report, "errors_forged"), 1.0, "{report}");
+    drop(broker);
+
+    // Too few members for the subscribers asked for: refused.
+    let args = [
+        "fanout",
+        "--members-file",
+        &members,
+        "--clients",
+        "5",
+        "--addr",
+        "127.0.0.1:9",
+    ];
+    let output = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
+        .args(args)
+        .arg("--quiet")
+        .output()
+        .expect("run relay-bench");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has 5 members"), "{stderr}");
+    std::fs::remove_dir_all(dir).expect("remove scratch dir");
+}
+
+/// Against the real relay in members mode (`relay --members FILE`), a
+/// members fanout and a latency run are clean: every subscriber identified
+/// by its empty frame, every delivery opened under its own key and stamped
+/// with the publisher's name.
+#[test]
+fn a_members_fanout_runs_clean_against_the_members_relay() {
+    let dir = scratch("members-relay");
+    let members = make_members(&dir, 9);
+    let mut command = Command::new(util::relay_binary());
+    command.args(["--listen", "127.0.0.1:0", "--members", &members]);
+    // In members mode no shared key is loaded: the key given here is unused.
+    let relay = RelayProcess::spawn(command, util::random_key());
+    let addr = relay.addr.to_string();
+    let pid = relay.pid().to_string();
+    let common = ["--members-file", &members, "--addr", &addr, "--pid", &pid];
+
+    let fanout = [
+        "fanout",
+        "--clients",
+        "8",
+        "--messages",
+        "3000",
+        "--window",
+        "200",
+    ];
+    for verify in [&[][..], &["--verify-all"][..]] {
+        let args = [&fanout[..], verify, &common[..]].concat();
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
+        assert!(number(&report, "verified") > 0.0, "{report}");
+    }
+
+    let latency = [
+        "latency",
+        "--clients",
+        "4",
+        "--rate",
+        "2000",
+        "--duration",
+        "0.5",
+    ];
+    let (code, report) = relay_bench(&[&latency[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    let messages = number(&report, "messages");
+    assert!(messages >= 500.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 4.0 * messages, "{report}");
+
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("slow_consumers=0"), "{log}");
+    std::fs::remove_dir_all(dir).expect("remove scratch dir");
+}

@@ -2,7 +2,8 @@
 //! `redis-benchmark`. Parses the command line and runs
 //! [`relay_bench::run`]; prints the report as text or JSON. Exits 1
 //! when the run saw any error (lost, duplicated, forged... deliveries), 2
-//! when it could not run.
+//! when it could not run. `relay-bench make-members --count N --file F`
+//! writes a members file for a run against a members relay instead.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use argh::FromArgs;
 use eaxchat::key::{KEY_ENV, KeySource};
+use relay_bench::roster::Roster;
 use relay_bench::{Options, Protocol, Scenario, Verify};
 
 /// Load generator for an eaxchat relay on this machine. Scenarios: fanout
@@ -19,12 +21,15 @@ use relay_bench::{Options, Protocol, Scenario, Verify};
 /// msgs/s, latency percentiles), idle (N idle connections; relay RSS per
 /// connection with --pid). With --plain it sends unencrypted lines of the
 /// same length to a plain line broker such as `ncat --broker`; with --redis
-/// it uses Redis pub/sub.
+/// it uses Redis pub/sub. With --members-file it drives a members relay
+/// (`relay --members FILE`), each connection under its own member's key.
+/// `relay-bench make-members --count N --file F` writes a members file of N
+/// members with random keys (mode 0600).
 #[derive(FromArgs)]
 struct Args {
-    /// fanout, room, latency or idle
+    /// fanout, room, latency or idle; or make-members
     #[argh(positional)]
-    scenario: Scenario,
+    command: Command,
 
     /// the relay's address, loopback only (default 127.0.0.1:8080)
     #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 8080))")]
@@ -37,6 +42,19 @@ struct Args {
     /// file holding the relay's key in hex (default relay.key)
     #[argh(option, default = "PathBuf::from(\"relay.key\")")]
     key_file: PathBuf,
+
+    /// the members file of a members relay: the publisher is its first
+    /// member, subscriber i its member i + 1 (fanout and latency)
+    #[argh(option)]
+    members_file: Option<PathBuf>,
+
+    /// make-members: how many members to write
+    #[argh(option)]
+    count: Option<usize>,
+
+    /// make-members: the members file to create
+    #[argh(option)]
+    file: Option<PathBuf>,
 
     /// send plain lines of the same length (for `ncat --broker`)
     #[argh(switch)]
@@ -100,9 +118,33 @@ struct Args {
     quiet: bool,
 }
 
+/// What the command line asks for.
+enum Command {
+    Run(Scenario),
+    MakeMembers,
+}
+
+impl std::str::FromStr for Command {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Command, String> {
+        match s {
+            "make-members" => Ok(Command::MakeMembers),
+            _ => s
+                .parse()
+                .map(Command::Run)
+                .map_err(|e| format!("{e}, or make-members")),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
-    let options = match options(&args) {
+    let scenario = match args.command {
+        Command::Run(scenario) => scenario,
+        Command::MakeMembers => return make_members(&args),
+    };
+    let options = match options(&args, scenario) {
         Ok(options) => options,
         Err(message) => {
             eprintln!("relay-bench: {message}");
@@ -129,12 +171,41 @@ fn main() -> ExitCode {
     }
 }
 
-fn options(args: &Args) -> Result<Options, String> {
-    let protocol = match (args.plain, args.redis) {
-        (true, true) => return Err("--plain and --redis exclude each other".into()),
-        (true, false) => Protocol::Plain,
-        (false, true) => Protocol::Redis,
-        (false, false) => {
+/// `relay-bench make-members`: writes the members file.
+fn make_members(args: &Args) -> ExitCode {
+    let (Some(count), Some(file)) = (args.count, &args.file) else {
+        eprintln!("relay-bench: make-members needs --count N and --file FILE");
+        return ExitCode::from(2);
+    };
+    match relay_bench::roster::make_members_file(file, count) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("relay-bench: cannot make {}: {error}", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
+    if args.count.is_some() || args.file.is_some() {
+        return Err("--count and --file are for make-members".into());
+    }
+    let protocol = match (args.plain, args.redis, &args.members_file) {
+        (true, true, _) => return Err("--plain and --redis exclude each other".into()),
+        (true, _, Some(_)) | (_, true, Some(_)) => {
+            return Err(
+                "--members-file is for an eaxchat members relay, not --plain or --redis".into(),
+            );
+        }
+        (true, false, None) => Protocol::Plain,
+        (false, true, None) => Protocol::Redis,
+        (false, false, Some(path)) => {
+            if args.key_hex.is_some() {
+                return Err("--members-file and --key-hex exclude each other".into());
+            }
+            Protocol::Members(Roster::read_file(path)?)
+        }
+        (false, false, None) => {
             let source = KeySource {
                 hex: args.key_hex.as_deref(),
                 env: std::env::var(KEY_ENV).ok(),
@@ -149,7 +220,7 @@ fn options(args: &Args) -> Result<Options, String> {
         Duration::try_from_secs_f64(value)
             .map_err(|_| format!("{flag} must be a number of seconds"))
     };
-    let mut options = Options::new(args.scenario, args.addr, protocol);
+    let mut options = Options::new(scenario, args.addr, protocol);
     options.clients = args.clients;
     options.size = args.size;
     options.window = args.window;

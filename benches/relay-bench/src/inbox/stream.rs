@@ -1,8 +1,15 @@
 //! The inbox of a subscriber to one publisher, and the [`Ledger`] its
 //! deliveries are checked against (see [`super`]).
+//!
+//! Against a members relay every subscriber receives its own ciphertext of
+//! each message, so deliveries cannot be compared across subscribers: each
+//! subscriber opens, with its own [`MemberReader`], one record in `sample`
+//! by its position (subscribers staggered, so that between them every
+//! message is opened by someone) and counts the rest. A loss or a duplicate
+//! shows at the next record it opens, and the count at the end.
 
 use super::{Checker, Inbox, Records};
-use crate::wire::{BARRIER, PROBE};
+use crate::wire::{BARRIER, Forged, Header, MemberReader, PROBE};
 
 /// What the subscribers of one publisher check deliveries against: for
 /// each of the last `capacity` messages, when it was sent (or, when paced,
@@ -111,6 +118,15 @@ struct Sequence {
     delivered: u64,
     sample: u64,
     open_all: bool,
+    /// Members mode: this subscriber's own key.
+    own: Option<Own>,
+}
+
+/// A members-mode subscriber's reader, and which records it opens: those
+/// at positions `k` with `(k + phase) % sample == 0`.
+struct Own {
+    reader: MemberReader,
+    phase: u64,
 }
 
 impl StreamInbox {
@@ -126,8 +142,24 @@ impl StreamInbox {
                 delivered: 0,
                 sample: sample.max(1),
                 open_all,
+                own: None,
             },
         }
+    }
+
+    /// A subscriber of a members relay that opens what it receives with
+    /// `reader`: one record in `sample` (the `phase`-th of each `sample`), or
+    /// every one with `open_all`.
+    pub fn for_member(
+        record_len: usize,
+        sample: u64,
+        open_all: bool,
+        reader: MemberReader,
+        phase: u64,
+    ) -> StreamInbox {
+        let mut inbox = StreamInbox::new(record_len, 0, sample, open_all);
+        inbox.sequence.own = Some(Own { reader, phase });
+        inbox
     }
 
     /// Whether the setup barrier has been seen.
@@ -169,7 +201,11 @@ impl Inbox for StreamInbox {
         let len = self.records.record_len();
         let sequence = &mut self.sequence;
         self.records.split(data, check, |rest, check| {
-            let run = sequence.matching_run(rest, now_ns, check, ledger);
+            let run = if sequence.own.is_some() {
+                sequence.unopened_run(rest, len, now_ns, check, ledger)
+            } else {
+                sequence.matching_run(rest, now_ns, check, ledger)
+            };
             if run > 0 {
                 return run;
             }
@@ -195,6 +231,39 @@ impl Sequence {
             return 0;
         };
         let run = ledger.matching_run(next, data);
+        self.took(next, run, now_ns, check, ledger);
+        run
+    }
+
+    /// Members mode's fast path: how many whole records at the front of
+    /// `data` come before the next one this subscriber opens, counted as
+    /// delivered unopened.
+    fn unopened_run(
+        &mut self,
+        data: &[u8],
+        len: usize,
+        now_ns: u64,
+        check: &mut Checker,
+        ledger: &Ledger,
+    ) -> usize {
+        let (Some(next), Some(own)) = (self.next, &self.own) else {
+            return 0;
+        };
+        if self.open_all {
+            return 0;
+        }
+        let before_open = (self.sample - (next + own.phase) % self.sample) % self.sample;
+        let run = data
+            .chunks_exact(len)
+            .take(before_open as usize)
+            .take_while(|record| record.last() == Some(&b'\n'))
+            .count();
+        self.took(next, run, now_ns, check, ledger);
+        run
+    }
+
+    /// Takes `run` records, messages `next..next + run`, as delivered now.
+    fn took(&mut self, next: u64, run: usize, now_ns: u64, check: &mut Checker, ledger: &Ledger) {
         // Messages sent in one batch share a send time: count each time
         // once, with its number of records.
         let mut same = 0;
@@ -213,13 +282,21 @@ impl Sequence {
         }
         self.next = Some(next + run as u64);
         self.delivered += run as u64;
-        run
+    }
+
+    /// Opens `record`: with this subscriber's own key in members mode, with
+    /// the run's shared codec otherwise.
+    fn decode(&mut self, record: &[u8], check: &mut Checker) -> Result<Header, Forged> {
+        match &mut self.own {
+            Some(own) => own.reader.decode(record),
+            None => check.wire.decode(record),
+        }
     }
 
     /// One record that is not simply the kept copy of the next message.
     fn on_record(&mut self, record: &[u8], now_ns: u64, check: &mut Checker, ledger: &mut Ledger) {
         let Some(k) = self.next else {
-            match check.wire.decode(record) {
+            match self.decode(record, check) {
                 Ok(header) if header.sender == PROBE => self.saw_probe = true,
                 Ok(header) if header.sender == BARRIER => self.next = Some(0),
                 _ => check.errors.forged += 1,
@@ -229,6 +306,13 @@ impl Sequence {
         check
             .latency
             .record(now_ns.saturating_sub(ledger.sent_at(k)));
+        if self.own.is_some() {
+            // Records cannot be compared across subscribers: open it.
+            check.opened += 1;
+            let decoded = self.decode(record, check);
+            self.place(decoded, k, check);
+            return;
+        }
         if !self.open_all {
             match ledger.kept(k) {
                 Some((kept, _)) if kept == record => return self.delivered_next(k + 1),
@@ -242,28 +326,42 @@ impl Sequence {
             }
         }
         check.opened += 1;
-        match check.wire.decode(record) {
-            Ok(header) if header.sender == 0 && header.seq == k => {
-                if let Some((kept, false)) = ledger.kept(k) {
-                    // An unopened first copy, kept by another subscriber,
-                    // differed from this genuine one.
-                    match check.wire.decode(kept) {
-                        Ok(h) if h.sender == 0 => check.errors.out_of_step += 1,
-                        _ => check.errors.forged += 1,
-                    }
+        let decoded = check.wire.decode(record);
+        if self.place(decoded, k, check) {
+            if let Some((kept, false)) = ledger.kept(k) {
+                // An unopened first copy, kept by another subscriber,
+                // differed from this genuine one.
+                match check.wire.decode(kept) {
+                    Ok(h) if h.sender == 0 => check.errors.out_of_step += 1,
+                    _ => check.errors.forged += 1,
                 }
-                ledger.keep(k, record, true);
+            }
+            ledger.keep(k, record, true);
+        }
+    }
+
+    /// Places an opened record, message `k` expected, in the sequence;
+    /// true when it was message `k`.
+    fn place(&mut self, decoded: Result<Header, Forged>, k: u64, check: &mut Checker) -> bool {
+        match decoded {
+            Ok(header) if header.sender == 0 && header.seq == k => {
                 self.delivered_next(k + 1);
+                true
             }
             Ok(header) if header.sender == 0 && header.seq > k => {
                 check.errors.lost += header.seq - k;
                 self.delivered_next(header.seq + 1);
+                false
             }
             // An earlier message again: it takes no place in the sequence.
-            Ok(header) if header.sender == 0 => check.errors.duplicated += 1,
+            Ok(header) if header.sender == 0 => {
+                check.errors.duplicated += 1;
+                false
+            }
             _ => {
                 check.errors.forged += 1;
                 self.next = Some(k + 1);
+                false
             }
         }
     }
@@ -391,5 +489,95 @@ mod tests {
             false,
         );
         assert!(errors.malformed > 0, "{errors:?}");
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+    use crate::inbox::tests::{feed, record};
+    use crate::report::Errors;
+    use crate::wire::tests::{member_delivery, roster};
+    use crate::wire::{Protocol, Wire};
+
+    const MESSAGES: u64 = 40;
+
+    /// What subscriber 1 of a members relay receives from publisher 0:
+    /// probe, barrier, messages 0..MESSAGES, stamped `pub: `; and the
+    /// same stamped with `name` instead, to forge one with.
+    fn deliveries(wire: &mut Wire, ledger: &mut Ledger, name: &str) -> Vec<Vec<u8>> {
+        let roster = roster(&["pub", "sub", "eve"]);
+        let mut sent = vec![record(wire, PROBE, 0), record(wire, BARRIER, 0)];
+        for seq in 0..MESSAGES {
+            ledger.sent(seq, 0);
+            sent.push(record(wire, 0, seq));
+        }
+        sent.iter()
+            .map(|line| member_delivery(&roster, 0, name, 1, line))
+            .collect()
+    }
+
+    /// The errors subscriber 1 counts in `records` (after `fault`), opening
+    /// one in `sample`.
+    fn errors_with(fault: impl Fn(&mut Vec<Vec<u8>>, &[Vec<u8>]), sample: u64) -> Errors {
+        let roster = roster(&["pub", "sub", "eve"]);
+        let mut wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
+        let mut ledger = Ledger::new(64, wire.record_len());
+        let mut records = deliveries(&mut wire, &mut ledger, "pub");
+        let misnamed = deliveries(&mut wire, &mut ledger, "eve");
+        fault(&mut records, &misnamed);
+        let reader = wire
+            .member_reader(roster.member(1).unwrap().1)
+            .unwrap()
+            .unwrap();
+        let len = wire.record_len();
+        let mut check = Checker::new(wire);
+        let mut inbox = StreamInbox::for_member(len, sample, false, reader, 1);
+        feed(&mut inbox, &records, 97, &mut check, &mut ledger);
+        assert!(inbox.ready());
+        let mut errors = check.errors;
+        errors.lost += MESSAGES.saturating_sub(inbox.next_seq());
+        if sample == 1 {
+            // Every record after the barrier opened.
+            assert_eq!(check.opened as usize, records.len() - 2, "{errors:?}");
+        }
+        errors
+    }
+
+    #[test]
+    fn a_clean_member_stream_has_no_errors_and_opens_its_share() {
+        for sample in [1, 4, 16] {
+            assert_eq!(errors_with(|_, _| {}, sample), Errors::default());
+        }
+    }
+
+    #[test]
+    fn a_delivery_stamped_with_another_name_is_forged() {
+        let errors = errors_with(|r, misnamed| r[7] = misnamed[7].clone(), 1);
+        assert_eq!(errors.forged, 1, "{errors:?}");
+        // In the setup, too: a probe under another name is no probe.
+        let errors = errors_with(|r, misnamed| r[0] = misnamed[0].clone(), 1);
+        assert_eq!(errors.forged, 1, "{errors:?}");
+    }
+
+    #[test]
+    fn losses_and_duplicates_show_at_the_next_record_opened() {
+        type Fault = fn(&mut Vec<Vec<u8>>, &[Vec<u8>]);
+        let cases: [(&str, Fault); 4] = [
+            ("lost", |r, _| {
+                r.remove(7);
+            }),
+            ("lost at the end", |r, _| {
+                r.pop();
+            }),
+            ("duplicated", |r, _| r.insert(9, r[8].clone())),
+            ("reordered", |r, _| r.swap(5, 6)),
+        ];
+        for (name, fault) in cases {
+            for sample in [1, 4] {
+                let errors = errors_with(fault, sample);
+                assert!(errors.total() > 0, "{name}, sample {sample}: {errors:?}");
+            }
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! The library is everything; the binaries are thin wrappers over it.
 //!
 //! - [`key`]: the shared key, its hex form and the key file.
+//! - [`commands`]: the `/` commands: parsing a plaintext into text, a
+//!   command, or the error reply; room names.
+//! - [`history`]: one room's last messages, bounded in count and bytes,
+//!   for whoever joins.
 //! - [`members`]: the members file (a name and a key per person) and the
 //!   add / remove / list operations on it.
 //! - [`wire`]: the wire format: a frame as one line,
@@ -30,8 +34,10 @@
 
 pub mod cipher;
 pub mod client;
+pub mod commands;
 pub mod eax_key;
 pub mod guard;
+pub mod history;
 pub mod key;
 pub mod lines;
 pub mod members;

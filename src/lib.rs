@@ -19,6 +19,8 @@
 //! - [`eax_key`]: EAX under one AES key with the key's work done once; what
 //!   [`cipher::Cipher`] seals and opens with.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
+//! - [`msglog`]: the encrypted message log: sealed records in segment
+//!   files, a writer thread behind a bounded queue, replay and recovery.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`guard`]: what a peer without the key can cost: the pre-auth byte
 //!   budget, the first-frame deadline, connections per address.
@@ -41,6 +43,7 @@ pub mod history;
 pub mod key;
 pub mod lines;
 pub mod members;
+pub mod msglog;
 pub mod outbox;
 pub mod relay;
 pub mod seed;

@@ -5,6 +5,9 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Command, Stdio};
 
 use super::*;
+use crate::commands::RoomName;
+use crate::history::EntryKind;
+use crate::members::Name;
 
 fn key(byte: u8) -> Key {
     Key::from_bytes(&[byte; 16]).expect("a 16-byte key")
@@ -420,6 +423,28 @@ fn a_full_queue_drops_and_counts_without_blocking() {
     assert_eq!((stats.queued, stats.written, stats.dropped), (4, 4, 6));
     let (records, _) = open_and_replay(dir.path(), &key(7)).expect("replays");
     assert_eq!(records.len(), 4);
+}
+
+#[test]
+fn a_writer_stopped_by_an_error_drops_and_reports_it() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log_dir = dir.path().join("log");
+    let config = LogConfig {
+        segment_bytes: 1,
+        ..config(&log_dir, Fsync::No)
+    };
+    let writer = LogWriter::start(config, &key(7)).expect("starts");
+    assert!(!writer.is_stopped());
+    // Every record after the first needs a new segment, in a directory
+    // that is gone.
+    fs::remove_dir_all(&log_dir).expect("log directory removed");
+    assert!(writer.append(message(0, "first")));
+    assert!(writer.append(message(1, "second")));
+    wait_for(|| writer.is_stopped());
+    assert!(!writer.append(message(2, "third")));
+    assert_eq!(writer.stats().dropped, 1);
+    let error = writer.close().expect_err("the writer's error");
+    assert!(matches!(error, LogError::Io { .. }), "{error}");
 }
 
 /// Environment variable naming the directory the crash child writes to.

@@ -6,6 +6,10 @@
 //! The library is everything; the binaries are thin wrappers over it.
 //!
 //! - [`key`]: the shared key, its hex form and the key file.
+//! - [`commands`]: the `/` commands: parsing a plaintext into text, a
+//!   command, or the error reply; room names.
+//! - [`history`]: one room's last messages, bounded in count and bytes,
+//!   for whoever joins.
 //! - [`members`]: the members file (a name and a key per person) and the
 //!   add / remove / list operations on it.
 //! - [`wire`]: the wire format: a frame as one line,
@@ -15,6 +19,8 @@
 //! - [`eax_key`]: EAX under one AES key with the key's work done once; what
 //!   [`cipher::Cipher`] seals and opens with.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
+//! - [`msglog`]: the encrypted message log: sealed records in segment
+//!   files, a writer thread behind a bounded queue, replay and recovery.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`guard`]: what a peer without the key can cost: the pre-auth byte
 //!   budget, the first-frame deadline, connections per address.
@@ -32,11 +38,14 @@
 
 pub mod cipher;
 pub mod client;
+pub mod commands;
 pub mod eax_key;
 pub mod guard;
+pub mod history;
 pub mod key;
 pub mod lines;
 pub mod members;
+pub mod msglog;
 pub mod outbox;
 pub mod relay;
 pub mod roster;

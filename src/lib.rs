@@ -14,6 +14,9 @@
 //!   over [`eax_key`].
 //! - [`eax_key`]: EAX under one AES key with the key's work done once; what
 //!   [`cipher::Cipher`] seals and opens with.
+//! - [`nonce`]: the nonces a cipher seals with, unique and marked as its
+//!   own.
+//! - [`replay`]: the window of accepted client nonces that refuses replays.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`outbox`]: one connection's queue of shared frames, written vectored.
 //! - [`guard`]: what a peer without the key can cost: the pre-auth byte
@@ -35,8 +38,10 @@ pub mod guard;
 pub mod key;
 pub mod lines;
 pub mod members;
+pub mod nonce;
 pub mod outbox;
 pub mod relay;
+pub mod replay;
 pub mod seed;
 pub mod server;
 pub mod stats;

@@ -25,8 +25,12 @@
 //! the caller's: [`Relay::set_now`], [`Relay::next_timer`],
 //! [`Relay::run_timers`]).
 //!
-//! A connection that sends a line that does not open, or one too long, is
-//! marked closing and nothing more it sent is relayed. A consumer whose
+//! Every frame that opens passes one replay check ([`check_replay`]): a
+//! nonce the relay sealed with itself, or one accepted before under the same
+//! key within the window of [`crate::replay`], is refused as a replay.
+//!
+//! A connection that sends a line that does not open, a replay, or a line
+//! too long, is marked closing and nothing more it sent is relayed. A consumer whose
 //! queue passes the limit is marked closing and its queue dropped. Closing
 //! connections are handed to the caller by [`Relay::take_closing`], and
 //! removed with [`Relay::remove`]: a connection leaves in that one place.
@@ -46,9 +50,11 @@ use crate::cipher::{Cipher, OpenError};
 use crate::guard::{Deadline, Deadlines, PerAddress, PreAuthBudget};
 use crate::lines::LineReader;
 use crate::outbox::{Frames, Outbox};
+use crate::replay::{self, ReplayWindow, Replayed};
 use crate::seed::{self, Paced, Splitter, Step};
 use crate::stats::Stats;
 use crate::sweep::{Place, Places, WriteSweep};
+use crate::wire::NONCE_LEN;
 
 /// The limits a relay enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +115,9 @@ pub enum CloseReason {
     PeerClosed,
     /// A line did not open: bad base64, too short, or a tag that failed.
     BadFrame(OpenError),
+    /// A frame opened, but its nonce was accepted before under its key, or
+    /// is one the relay sealed with: a replay.
+    Replay,
     /// A line grew past `--max-frame`.
     LineTooLong,
     /// More than `--max-queue` bytes were waiting for this consumer.
@@ -130,6 +139,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("peer closed"),
             CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::Replay => write!(f, "rejected frame: {Replayed}"),
             CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
             CloseReason::PreAuthOverBudget => {
@@ -266,6 +276,8 @@ pub struct Relay<T> {
     /// The seed receivers: the connections whose `paced` is `Some`.
     seed_peers: Vec<ConnId>,
     seed_write_gap: Duration,
+    /// The client nonces accepted lately, for [`check_replay`].
+    replays: ReplayWindow,
 }
 
 impl<T: Write> Relay<T> {
@@ -284,6 +296,7 @@ impl<T: Write> Relay<T> {
             per_address: PerAddress::new(limits.max_per_address),
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
+            replays: ReplayWindow::new(),
         }
     }
 
@@ -436,8 +449,8 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes bytes read from connection `from`: relays every complete line
-    /// in them, or closes `from` on the first line that is too long or does
-    /// not open (the lines before it are still relayed).
+    /// in them, or closes `from` on the first line that is too long, does
+    /// not open or is a replay (the lines before it are still relayed).
     pub fn receive(&mut self, from: ConnId, data: &[u8]) {
         let Some(peer) = self.peers.get_mut(from) else {
             return;
@@ -482,16 +495,32 @@ impl<T: Write> Relay<T> {
                     break;
                 }
                 let splitter = splitter.get_or_insert_with(Box::default);
-                took_seed |= self.take_seed_frames(&mut reader, splitter, &mut batch, most);
+                let before = batch.count;
+                let taken = self.take_seed_frames(&mut reader, splitter, &mut batch, most);
+                took_seed |= batch.count > before;
+                if let Err(error) = taken {
+                    self.reject(from, error);
+                    break;
+                }
             }
         }
-        if fed.is_ok() {
+        let refused = self
+            .peers
+            .get(from)
+            .is_none_or(|peer| peer.closing.is_some());
+        if fed.is_ok() && !refused {
             fed = reader.feed(rest, |line| {
-                match batch.reseal(&mut self.cipher, line, most) {
+                let opened = batch.reseal(
+                    &mut self.cipher,
+                    &mut self.replays,
+                    replay::SHARED_KEY,
+                    line,
+                    most,
+                );
+                match opened {
                     Ok(()) => ControlFlow::Continue(()),
                     Err(error) => {
-                        self.stats.rejected.count(error);
-                        self.close(from, CloseReason::BadFrame(error));
+                        self.reject(from, error);
                         ControlFlow::Break(())
                     }
                 }
@@ -568,15 +597,14 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes every newline-less frame at the front of `reader`'s
-    /// unterminated bytes onto `batch`; returns whether it took one.
+    /// unterminated bytes onto `batch`, up to one that is a replay.
     fn take_seed_frames(
         &mut self,
         reader: &mut LineReader,
         splitter: &mut Splitter,
         batch: &mut Batch,
         most: usize,
-    ) -> bool {
-        let mut took = false;
+    ) -> Result<(), FrameError> {
         while let Some(buf) = reader.unterminated() {
             let Step::Frame(len) = splitter.next_frame(self.cipher.seed_key(), buf) else {
                 break;
@@ -584,14 +612,31 @@ impl<T: Write> Relay<T> {
             // The tag verified; `Cipher` opens it all the same, so nothing
             // is relayed that it did not authenticate.
             let Some(frame) = buf.get(..len) else { break };
-            if batch.reseal(&mut self.cipher, frame, most).is_err() {
-                debug_assert!(false, "a frame the splitter found did not open");
-                break;
+            let key = replay::SHARED_KEY;
+            match batch.reseal(&mut self.cipher, &mut self.replays, key, frame, most) {
+                Ok(()) => reader.consume_frame(len),
+                Err(FrameError::Replayed) => return Err(FrameError::Replayed),
+                Err(FrameError::Open(_)) => {
+                    debug_assert!(false, "a frame the splitter found did not open");
+                    break;
+                }
             }
-            reader.consume_frame(len);
-            took = true;
         }
-        took
+        Ok(())
+    }
+
+    /// Counts a frame of `from`'s refused, and closes `from`.
+    fn reject(&mut self, from: ConnId, error: FrameError) {
+        match error {
+            FrameError::Open(error) => {
+                self.stats.rejected.count(error);
+                self.close(from, CloseReason::BadFrame(error));
+            }
+            FrameError::Replayed => {
+                self.stats.rejected.replayed += 1;
+                self.close(from, CloseReason::Replay);
+            }
+        }
     }
 
     /// Makes `id` a seed receiver.
@@ -676,8 +721,8 @@ impl<T: Write> Relay<T> {
         if peer.closing.is_some() {
             return;
         }
-        if let CloseReason::BadFrame(error) = reason {
-            debug!("conn {id}: {error}");
+        if matches!(reason, CloseReason::BadFrame(_) | CloseReason::Replay) {
+            debug!("conn {id}: {reason}");
         }
         peer.closing = Some(reason);
         if let Trust::Unproven { held } = peer.trust {
@@ -806,23 +851,64 @@ struct Batch {
 }
 
 impl Batch {
-    /// Opens and reseals `line` onto the batch; `most` is the capacity the
-    /// whole read can need, reserved at the first line.
-    fn reseal(&mut self, cipher: &mut Cipher, line: &[u8], most: usize) -> Result<(), OpenError> {
+    /// Opens `line`, refuses it if it is a replay under key index `key`
+    /// ([`check_replay`]), and reseals it onto the batch; `most` is the
+    /// capacity the whole read can need, reserved at the first line. A
+    /// frame refused leaves the batch as it was.
+    fn reseal(
+        &mut self,
+        cipher: &mut Cipher,
+        replays: &mut ReplayWindow,
+        key: u32,
+        line: &[u8],
+        most: usize,
+    ) -> Result<(), FrameError> {
+        let opened = cipher.open_frame(line).map_err(FrameError::Open)?;
+        check_replay(cipher, replays, key, &opened.nonce)
+            .map_err(|Replayed| FrameError::Replayed)?;
         if self.sealed.capacity() == 0 {
             self.sealed.reserve(most);
         }
         if self.keep_plaintexts {
             let start = self.plaintexts.len();
-            seed::push_message(&mut self.plaintexts, &mut self.lens, cipher.open(line)?);
+            seed::push_message(
+                &mut self.plaintexts,
+                &mut self.lens,
+                cipher.plaintext(&opened),
+            );
             let end = self.plaintexts.len() - 1;
             cipher.seal_into(&self.plaintexts[start..end], &mut self.sealed);
         } else {
-            cipher.reseal_into(line, &mut self.sealed)?;
+            cipher.reseal_opened(&opened, &mut self.sealed);
         }
         self.count += 1;
         Ok(())
     }
+}
+
+/// Why a frame from a client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameError {
+    /// It did not open.
+    Open(OpenError),
+    /// It opened, but is a replay.
+    Replayed,
+}
+
+/// The replay check every client frame that opened passes, in both modes:
+/// refuses a nonce `cipher` sealed with itself (a relay frame reflected
+/// back), or one accepted before under key index `key` (0 in shared-key
+/// mode, the member's index in members mode), and remembers it otherwise.
+pub(crate) fn check_replay(
+    cipher: &Cipher,
+    replays: &mut ReplayWindow,
+    key: u32,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<(), Replayed> {
+    if cipher.is_own_nonce(nonce) {
+        return Err(Replayed);
+    }
+    replays.check_and_insert(key, nonce)
 }
 
 /// Queues a seed receiver's next frame if one is due and its queue is
@@ -870,12 +956,16 @@ mod tests {
         Relay::new(Cipher::new(&key).expect("cipher"), Limits::default())
     }
 
-    fn sealed(text: &[u8]) -> Vec<u8> {
+    /// A client's cipher under the relay's key.
+    fn client() -> Cipher {
         let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
+        Cipher::new(&key).expect("cipher")
+    }
+
+    /// A fresh frame of `text` (the relay refuses one sent twice).
+    fn sealed(client: &mut Cipher, text: &[u8]) -> Vec<u8> {
         let mut line = BytesMut::new();
-        Cipher::new(&key)
-            .expect("cipher")
-            .seal_into(text, &mut line);
+        client.seal_into(text, &mut line);
         line.to_vec()
     }
 
@@ -891,12 +981,12 @@ mod tests {
     #[test]
     fn churned_connections_leave_no_pile_of_stale_entries() {
         let mut relay = relay();
-        let line = sealed(b"hello");
+        let mut client = client();
         // `sender` is written once, then only sends: it keeps a live entry
         // in the written list that no fan-out passes.
         let sender = relay.admit(Vec::new()).expect("admitted");
         let first = relay.admit(Vec::new()).expect("admitted");
-        relay.receive(first, &line);
+        relay.receive(first, &sealed(&mut client, b"hello"));
         sweep(&mut relay);
         relay.close(first, CloseReason::PeerClosed);
         assert!(relay.remove(first).is_some());
@@ -906,7 +996,7 @@ mod tests {
             for _ in 0..3 {
                 newcomers.push(relay.admit(Vec::new()).expect("admitted"));
             }
-            relay.receive(sender, &line);
+            relay.receive(sender, &sealed(&mut client, b"hello"));
             sweep(&mut relay);
             for id in newcomers.drain(..) {
                 relay.close(id, CloseReason::PeerClosed);
@@ -917,7 +1007,7 @@ mod tests {
 
         // The sender's entry survived: a frame for it is still written.
         let last = relay.admit(Vec::new()).expect("admitted");
-        relay.receive(last, &line);
+        relay.receive(last, &sealed(&mut client, b"hello"));
         sweep(&mut relay);
         let got = relay.peers[sender]
             .io

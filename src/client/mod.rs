@@ -29,6 +29,7 @@
 mod error;
 pub mod input;
 mod link;
+mod nonce_window;
 pub mod sanitize;
 mod session;
 

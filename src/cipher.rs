@@ -4,7 +4,11 @@
 //! `encrypt_and_digest` seal them: a 16-byte random nonce, a 16-byte tag,
 //! no associated data; [`crate::wire`] says how one is written as a line.
 //! This module owns the nonce generator, the frame buffer and the two
-//! transformations `open` and `seal` over that line format. EAX itself is
+//! transformations `open` and `seal` over that line format. Its nonces
+//! come from [`crate::nonce::Nonces`]: unique within a run, and marked so
+//! that the relay knows a frame it sealed itself ([`Cipher::is_own_nonce`]).
+//! Opening hands back the frame's nonce ([`Cipher::open_frame`]), for the
+//! replay checks of [`crate::replay`]. EAX itself is
 //! [`crate::eax_key::EaxKey`], whose key schedule, CMAC subkeys and
 //! per-key OMAC blocks are computed once, in [`Cipher::new`]; the `eax`
 //! crate is only a reference in tests, fuzzing and benches. This module
@@ -17,11 +21,10 @@
 use std::fmt;
 
 use bytes::BytesMut;
-use rand_chacha::ChaCha20Rng;
-use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
 use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
+use crate::nonce::Nonces;
 use crate::seed::SeedKey;
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
@@ -64,6 +67,15 @@ impl From<DecodeError> for OpenError {
     }
 }
 
+/// A frame [`Cipher::open_frame`] opened: its nonce, and the length of the
+/// frame in the cipher's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opened {
+    /// The frame's nonce, as its sender chose it.
+    pub nonce: [u8; NONCE_LEN],
+    len: usize,
+}
+
 /// The expanded key for `key`, whatever its AES size.
 pub fn eax_key(key: &Key) -> EaxKey {
     // `Key` holds the array its AES size takes, so each constructor gets a
@@ -81,45 +93,18 @@ pub fn eax_key(key: &Key) -> EaxKey {
 /// buffer, so neither direction allocates once the buffer has grown to the
 /// largest frame seen.
 ///
-/// Nonces come from ChaCha20 seeded once from the operating system: 128
-/// random bits per message, so the chance that two frames sealed under one
-/// key (the relay's, or a client's: PyCryptodome also draws them at random)
-/// ever share a nonce stays below 2^-64 for the first 2^32 messages. No
-/// syscall is made per message.
+/// Nonces come from [`Nonces`], whose marker secret and counter start are
+/// drawn once from the operating system: no two of one cipher repeat, and
+/// they are independent of a client's (PyCryptodome draws 128 random bits
+/// per nonce), so the chance that two frames sealed under one key share a
+/// nonce stays below 2^-64 for the first 2^32 client messages. No syscall
+/// is made per message.
 #[derive(Clone)]
 pub struct Cipher {
     key: EaxKey,
     nonces: Nonces,
     frame: Vec<u8>,
     seed: SeedKey,
-}
-
-/// The relay's nonce generator: ChaCha20 seeded once, 128 random bits per
-/// frame. One serves every key (a members relay's members share it), as
-/// nonces drawn at random never need to know the key they go with.
-#[derive(Clone)]
-pub struct Nonces(ChaCha20Rng);
-
-impl Nonces {
-    /// A generator seeded from the operating system.
-    pub fn new() -> std::io::Result<Nonces> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
-        Ok(Nonces::from_seed(seed))
-    }
-
-    /// A generator whose nonces follow `seed`: for tests, benches and
-    /// fuzzing only.
-    pub fn from_seed(seed: [u8; 32]) -> Nonces {
-        Nonces(ChaCha20Rng::from_seed(seed))
-    }
-
-    /// The next nonce.
-    pub fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
-        let mut nonce = [0u8; NONCE_LEN];
-        self.0.fill_bytes(&mut nonce);
-        nonce
-    }
 }
 
 /// Seals plaintexts as lines: what a seed receiver's paced frames need,
@@ -197,17 +182,20 @@ fn seal_in_frame(key: &EaxKey, nonces: &mut Nonces, frame: &mut [u8], out: &mut 
 impl Cipher {
     /// Builds a cipher for `key`, seeding its nonce generator from the OS.
     pub fn new(key: &Key) -> std::io::Result<Cipher> {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(std::io::Error::other)?;
-        Ok(Cipher::with_nonce_seed(key, seed))
+        Ok(Cipher::with_nonces(key, Nonces::from_os()?))
     }
 
-    /// Builds a cipher whose nonces follow `seed`: deterministic, for tests,
-    /// benches and fuzzing only. Never use a fixed seed with a real key.
+    /// Builds a cipher whose nonces (their marker secret and counter) follow
+    /// `seed`: deterministic, for tests, benches and fuzzing only. Never use
+    /// a fixed seed with a real key.
     pub fn with_nonce_seed(key: &Key, seed: [u8; 32]) -> Cipher {
+        Cipher::with_nonces(key, Nonces::from_seed(seed))
+    }
+
+    fn with_nonces(key: &Key, nonces: Nonces) -> Cipher {
         Cipher {
             key: eax_key(key),
-            nonces: Nonces::from_seed(seed),
+            nonces,
             frame: Vec::new(),
             seed: SeedKey::new(key),
         }
@@ -221,8 +209,36 @@ impl Cipher {
     /// Opens one line (base64 text without its `\n` or `\r\n`) and returns
     /// the plaintext, which lives in this cipher's buffer until the next call.
     pub fn open(&mut self, line: &[u8]) -> Result<&mut [u8], OpenError> {
-        let frame_len = self.decode_and_verify(line)?;
-        Ok(&mut self.frame[OVERHEAD..frame_len])
+        let opened = self.open_frame(line)?;
+        Ok(self.plaintext(&opened))
+    }
+
+    /// Opens one line as [`Cipher::open`] does, and returns its nonce and
+    /// where its plaintext lies; the plaintext stays in this cipher's buffer
+    /// until the next call that opens or seals, for [`Cipher::plaintext`]
+    /// or [`Cipher::reseal_opened`].
+    pub fn open_frame(&mut self, line: &[u8]) -> Result<Opened, OpenError> {
+        self.decode_and_verify(line)
+    }
+
+    /// The plaintext of the frame `opened` by the last call to
+    /// [`Cipher::open_frame`].
+    pub fn plaintext(&mut self, opened: &Opened) -> &mut [u8] {
+        self.frame.get_mut(OVERHEAD..opened.len).unwrap_or_default()
+    }
+
+    /// Seals the plaintext of the frame `opened` by the last call to
+    /// [`Cipher::open_frame`] again, in place, under a fresh nonce, and
+    /// appends the new line and `\n` to `out`.
+    pub fn reseal_opened(&mut self, opened: &Opened, out: &mut BytesMut) {
+        self.seal_frame(opened.len, out);
+    }
+
+    /// Whether `nonce` is one this cipher sealed with (or a twin of it
+    /// built from the same seed): a frame of the relay's own, sent back to
+    /// it. A nonce it did not make passes with probability 2^-64.
+    pub fn is_own_nonce(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.nonces.is_own(nonce)
     }
 
     /// Seals `plaintext` and appends the base64 line and its `\n` to `out`.
@@ -241,8 +257,8 @@ impl Cipher {
     /// Decrypts and re-encrypts in place in one buffer: the plaintext is
     /// never copied. On error nothing is appended.
     pub fn reseal_into(&mut self, line: &[u8], out: &mut BytesMut) -> Result<(), OpenError> {
-        let frame_len = self.decode_and_verify(line)?;
-        self.seal_frame(frame_len, out);
+        let opened = self.decode_and_verify(line)?;
+        self.reseal_opened(&opened, out);
         Ok(())
     }
 
@@ -273,12 +289,19 @@ impl Cipher {
     }
 
     /// Decodes `line` into the frame buffer, verifies and decrypts it in
-    /// place, and returns the frame's length.
-    fn decode_and_verify(&mut self, line: &[u8]) -> Result<usize, OpenError> {
+    /// place, and returns its nonce and length.
+    fn decode_and_verify(&mut self, line: &[u8]) -> Result<Opened, OpenError> {
         let frame_len = wire::decode_line(line, &mut self.frame)?;
         let frame = self.frame.get_mut(..frame_len).ok_or(OpenError::TooShort)?;
         open_decoded(&self.key, frame)?;
-        Ok(frame_len)
+        let nonce = frame
+            .first_chunk::<NONCE_LEN>()
+            .copied()
+            .ok_or(OpenError::TooShort)?;
+        Ok(Opened {
+            nonce,
+            len: frame_len,
+        })
     }
 
     /// Encrypts the plaintext at `frame[OVERHEAD..frame_len]` in place under

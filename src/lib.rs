@@ -18,6 +18,9 @@
 //!   over [`eax_key`].
 //! - [`eax_key`]: EAX under one AES key with the key's work done once; what
 //!   [`cipher::Cipher`] seals and opens with.
+//! - [`nonce`]: the nonces a cipher seals with, unique and marked as its
+//!   own.
+//! - [`replay`]: the window of accepted client nonces that refuses replays.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
 //! - [`msglog`]: the encrypted message log: sealed records in segment
 //!   files, a writer thread behind a bounded queue, replay and recovery.
@@ -46,8 +49,10 @@ pub mod key;
 pub mod lines;
 pub mod members;
 pub mod msglog;
+pub mod nonce;
 pub mod outbox;
 pub mod relay;
+pub mod replay;
 pub mod roster;
 pub mod seed;
 pub mod server;

@@ -25,8 +25,12 @@
 //! the caller's: [`Relay::set_now`], [`Relay::next_timer`],
 //! [`Relay::run_timers`]).
 //!
-//! A connection that sends a line that does not open, or one too long, is
-//! marked closing and nothing more it sent is relayed. A consumer whose
+//! Every frame that opens passes one replay check ([`check_replay`]): a
+//! nonce the relay sealed with itself, or one accepted before under the same
+//! key within the window of [`crate::replay`], is refused as a replay.
+//!
+//! A connection that sends a line that does not open, a replay, or a line
+//! too long, is marked closing and nothing more it sent is relayed. A consumer whose
 //! queue passes the limit is marked closing and its queue dropped. Closing
 //! connections are handed to the caller by [`Relay::take_closing`], and
 //! removed with [`Relay::remove`]: a connection leaves in that one place.
@@ -47,11 +51,12 @@ use crate::guard::{Deadline, Deadlines, PerAddress, PreAuthBudget};
 use crate::lines::LineReader;
 use crate::members::{Members, Name};
 use crate::outbox::{Frames, Outbox};
+use crate::replay::{self, ReplayWindow, Replayed};
 use crate::roster::{Changes, Identified, Roster, Seat};
 use crate::seed::{self, Paced, Splitter, Step};
 use crate::stats::Stats;
 use crate::sweep::{FanOut, Place, Places, WriteSweep};
-use crate::wire;
+use crate::wire::{self, NONCE_LEN};
 
 /// Most reads of an unidentified connection's unterminated bytes tried as
 /// a whole first frame against the members' keys (members mode): bounds
@@ -118,6 +123,9 @@ pub enum CloseReason {
     PeerClosed,
     /// A line did not open: bad base64, too short, or a tag that failed.
     BadFrame(OpenError),
+    /// A frame opened, but its nonce was accepted before under its key, or
+    /// is one the relay sealed with: a replay.
+    Replay,
     /// A line grew past `--max-frame`.
     LineTooLong,
     /// More than `--max-queue` bytes were waiting for this consumer.
@@ -145,6 +153,7 @@ impl fmt::Display for CloseReason {
         match self {
             CloseReason::PeerClosed => f.write_str("peer closed"),
             CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::Replay => write!(f, "rejected frame: {Replayed}"),
             CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
             CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
             CloseReason::PreAuthOverBudget => {
@@ -300,6 +309,8 @@ pub struct Relay<T> {
     /// The seed receivers: the connections whose `paced` is `Some`.
     seed_peers: Vec<ConnId>,
     seed_write_gap: Duration,
+    /// The client nonces accepted lately, for [`check_replay`].
+    replays: ReplayWindow,
 }
 
 impl<T: Write> Relay<T> {
@@ -329,6 +340,7 @@ impl<T: Write> Relay<T> {
             per_address: PerAddress::new(limits.max_per_address),
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
+            replays: ReplayWindow::new(),
         }
     }
 
@@ -483,9 +495,10 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes bytes read from connection `from`: relays every complete line
-    /// in them, or closes `from` on the first line that is too long or does
-    /// not open (the lines before it are still relayed). In members mode an
-    /// unidentified connection's first frame identifies it first.
+    /// in them, or closes `from` on the first line that is too long, does
+    /// not open or is a replay (the lines before it are still relayed). In
+    /// members mode an unidentified connection's first frame identifies it
+    /// first.
     pub fn receive(&mut self, from: ConnId, data: &[u8]) {
         let Some(peer) = self.peers.get_mut(from) else {
             return;
@@ -542,7 +555,13 @@ impl<T: Write> Relay<T> {
                     }
                 }
                 let splitter = splitter.get_or_insert_with(Box::default);
-                took_seed |= self.take_seed_frames(member, &mut reader, splitter, &mut batch, most);
+                match self.take_seed_frames(member, &mut reader, splitter, &mut batch, most) {
+                    Ok(took) => took_seed |= took,
+                    Err(error) => {
+                        self.reject(from, error);
+                        break;
+                    }
+                }
             }
         }
         let closed = self
@@ -599,8 +618,8 @@ impl<T: Write> Relay<T> {
     ) -> ControlFlow<()> {
         let taken = match &mut self.mode {
             Mode::Shared(cipher) => batch
-                .reseal(cipher, line, most)
-                .map_err(CloseReason::BadFrame),
+                .reseal(cipher, &mut self.replays, replay::SHARED_KEY, line, most)
+                .map_err(FrameError::reason),
             Mode::Members(roster) => {
                 let seat = match *member {
                     Some(seat) => Ok(seat),
@@ -615,8 +634,8 @@ impl<T: Write> Relay<T> {
                 };
                 seat.and_then(|seat| {
                     batch
-                        .restamp(roster, seat, line)
-                        .map_err(CloseReason::BadFrame)
+                        .restamp(roster, &mut self.replays, seat, line)
+                        .map_err(FrameError::reason)
                 })
             }
         };
@@ -625,6 +644,7 @@ impl<T: Write> Relay<T> {
             Err(reason) => {
                 match reason {
                     CloseReason::BadFrame(error) => self.stats.rejected.count(error),
+                    CloseReason::Replay => self.stats.rejected.replayed += 1,
                     _ => self.stats.rejected.bad_tag += 1,
                 }
                 self.close(from, reason);
@@ -662,9 +682,17 @@ impl<T: Write> Relay<T> {
         match roster.identify(buf) {
             Identified::Member(seat) => {
                 let len = buf.len();
-                if batch.restamp(roster, seat, buf).is_err() {
-                    debug_assert!(false, "a frame that identified did not open");
-                    return None;
+                match batch.restamp(roster, &mut self.replays, seat, buf) {
+                    Ok(()) => {}
+                    Err(FrameError::Replayed) => {
+                        self.stats.rejected.replayed += 1;
+                        self.close(from, CloseReason::Replay);
+                        return None;
+                    }
+                    Err(FrameError::Open(_)) => {
+                        debug_assert!(false, "a frame that identified did not open");
+                        return None;
+                    }
                 }
                 reader.consume_frame(len);
                 Some(seat)
@@ -728,8 +756,9 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes every newline-less frame at the front of `reader`'s
-    /// unterminated bytes onto `batch`; returns whether it took one. In
-    /// members mode the frames are split and opened with `member`'s key.
+    /// unterminated bytes onto `batch`, up to one that is a replay; returns
+    /// whether it took one. In members mode the frames are split and opened
+    /// with `member`'s key.
     fn take_seed_frames(
         &mut self,
         member: Option<Seat>,
@@ -737,7 +766,7 @@ impl<T: Write> Relay<T> {
         splitter: &mut Splitter,
         batch: &mut Batch,
         most: usize,
-    ) -> bool {
+    ) -> Result<bool, FrameError> {
         let mut took = false;
         while let Some(buf) = reader.unterminated() {
             let key = match &self.mode {
@@ -751,18 +780,41 @@ impl<T: Write> Relay<T> {
             // nothing is relayed that was not authenticated.
             let Some(frame) = buf.get(..len) else { break };
             let taken = match (&mut self.mode, member) {
-                (Mode::Shared(cipher), _) => batch.reseal(cipher, frame, most),
-                (Mode::Members(roster), Some(seat)) => batch.restamp(roster, seat, frame),
+                (Mode::Shared(cipher), _) => {
+                    batch.reseal(cipher, &mut self.replays, replay::SHARED_KEY, frame, most)
+                }
+                (Mode::Members(roster), Some(seat)) => {
+                    batch.restamp(roster, &mut self.replays, seat, frame)
+                }
                 (Mode::Members(_), None) => break,
             };
-            if taken.is_err() {
-                debug_assert!(false, "a frame the splitter found did not open");
-                break;
+            match taken {
+                Ok(()) => {
+                    reader.consume_frame(len);
+                    took = true;
+                }
+                Err(FrameError::Replayed) => return Err(FrameError::Replayed),
+                Err(FrameError::Open(_)) => {
+                    debug_assert!(false, "a frame the splitter found did not open");
+                    break;
+                }
             }
-            reader.consume_frame(len);
-            took = true;
         }
-        took
+        Ok(took)
+    }
+
+    /// Counts a frame of `from`'s refused, and closes `from`.
+    fn reject(&mut self, from: ConnId, error: FrameError) {
+        match error {
+            FrameError::Open(error) => {
+                self.stats.rejected.count(error);
+                self.close(from, CloseReason::BadFrame(error));
+            }
+            FrameError::Replayed => {
+                self.stats.rejected.replayed += 1;
+                self.close(from, CloseReason::Replay);
+            }
+        }
     }
 
     /// Makes `id` a seed receiver.
@@ -926,8 +978,8 @@ impl<T: Write> Relay<T> {
         if peer.closing.is_some() {
             return;
         }
-        if let CloseReason::BadFrame(error) = reason {
-            debug!("conn {id}: {error}");
+        if matches!(reason, CloseReason::BadFrame(_) | CloseReason::Replay) {
+            debug!("conn {id}: {reason}");
         }
         peer.closing = Some(reason);
         if let Trust::Unproven { held } = peer.trust {
@@ -1061,19 +1113,35 @@ struct Batch {
 }
 
 impl Batch {
-    /// Opens and reseals `line` onto the batch; `most` is the capacity the
-    /// whole read can need, reserved at the first line.
-    fn reseal(&mut self, cipher: &mut Cipher, line: &[u8], most: usize) -> Result<(), OpenError> {
+    /// Opens `line`, refuses it if it is a replay under key index `key`
+    /// ([`check_replay`]), and reseals it onto the batch; `most` is the
+    /// capacity the whole read can need, reserved at the first line. A
+    /// frame refused leaves the batch as it was.
+    fn reseal(
+        &mut self,
+        cipher: &mut Cipher,
+        replays: &mut ReplayWindow,
+        key: u32,
+        line: &[u8],
+        most: usize,
+    ) -> Result<(), FrameError> {
+        let opened = cipher.open_frame(line).map_err(FrameError::Open)?;
+        check_replay(cipher, replays, key, &opened.nonce)
+            .map_err(|Replayed| FrameError::Replayed)?;
         if self.sealed.capacity() == 0 {
             self.sealed.reserve(most);
         }
         if self.keep_plaintexts {
             let start = self.plaintexts.len();
-            seed::push_message(&mut self.plaintexts, &mut self.lens, cipher.open(line)?);
+            seed::push_message(
+                &mut self.plaintexts,
+                &mut self.lens,
+                cipher.plaintext(&opened),
+            );
             let end = self.plaintexts.len() - 1;
             cipher.seal_into(&self.plaintexts[start..end], &mut self.sealed);
         } else {
-            cipher.reseal_into(line, &mut self.sealed)?;
+            cipher.reseal_opened(&opened, &mut self.sealed);
         }
         self.count += 1;
         self.opened = true;
@@ -1083,8 +1151,28 @@ impl Batch {
     /// Members mode: opens `line` under `seat`'s key and keeps its
     /// plaintext stamped with the member's name; an empty plaintext only
     /// identifies, and is not kept.
-    fn restamp(&mut self, roster: &mut Roster, seat: Seat, line: &[u8]) -> Result<(), OpenError> {
-        let len = roster.open_stamped(seat, line, &mut self.plaintexts)?;
+    /// A replay ([`check_replay`], under the member's replay key) is
+    /// refused and leaves the batch as it was.
+    fn restamp(
+        &mut self,
+        roster: &mut Roster,
+        replays: &mut ReplayWindow,
+        seat: Seat,
+        line: &[u8],
+    ) -> Result<(), FrameError> {
+        let start = self.plaintexts.len();
+        let stamped = roster
+            .open_stamped(seat, line, &mut self.plaintexts)
+            .map_err(FrameError::Open)?;
+        if roster.is_own_nonce(&stamped.nonce)
+            || replays
+                .check_and_insert(stamped.replay_key, &stamped.nonce)
+                .is_err()
+        {
+            self.plaintexts.truncate(start);
+            return Err(FrameError::Replayed);
+        }
+        let len = stamped.len;
         self.opened = true;
         if len > 0 {
             self.lens.push(len);
@@ -1167,6 +1255,41 @@ impl<T> MemberFanOut<'_, T> {
     }
 }
 
+/// Why a frame from a client was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrameError {
+    /// It did not open.
+    Open(OpenError),
+    /// It opened, but is a replay.
+    Replayed,
+}
+
+impl FrameError {
+    /// The reason its sender is closed for.
+    fn reason(self) -> CloseReason {
+        match self {
+            FrameError::Open(error) => CloseReason::BadFrame(error),
+            FrameError::Replayed => CloseReason::Replay,
+        }
+    }
+}
+
+/// The replay check every client frame that opened passes, in both modes:
+/// refuses a nonce `cipher` sealed with itself (a relay frame reflected
+/// back), or one accepted before under key index `key` (0 in shared-key
+/// mode, the member's index in members mode), and remembers it otherwise.
+pub(crate) fn check_replay(
+    cipher: &Cipher,
+    replays: &mut ReplayWindow,
+    key: u32,
+    nonce: &[u8; NONCE_LEN],
+) -> Result<(), Replayed> {
+    if cipher.is_own_nonce(nonce) {
+        return Err(Replayed);
+    }
+    replays.check_and_insert(key, nonce)
+}
+
 /// Queues a seed receiver's next frame if one is due and its queue is
 /// empty (the last one written whole); returns whether it queued one.
 fn queue_paced<T>(peer: &mut Peer<T>, cipher: &mut impl Seal, now: Instant, gap: Duration) -> bool {
@@ -1224,12 +1347,16 @@ mod tests {
         Relay::new(Cipher::new(&key).expect("cipher"), Limits::default())
     }
 
-    fn sealed(text: &[u8]) -> Vec<u8> {
+    /// A client's cipher under the relay's key.
+    fn client() -> Cipher {
         let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
+        Cipher::new(&key).expect("cipher")
+    }
+
+    /// A fresh frame of `text` (the relay refuses one sent twice).
+    fn sealed(client: &mut Cipher, text: &[u8]) -> Vec<u8> {
         let mut line = BytesMut::new();
-        Cipher::new(&key)
-            .expect("cipher")
-            .seal_into(text, &mut line);
+        client.seal_into(text, &mut line);
         line.to_vec()
     }
 
@@ -1245,12 +1372,12 @@ mod tests {
     #[test]
     fn churned_connections_leave_no_pile_of_stale_entries() {
         let mut relay = relay();
-        let line = sealed(b"hello");
+        let mut client = client();
         // `sender` is written once, then only sends: it keeps a live entry
         // in the written list that no fan-out passes.
         let sender = relay.admit(Vec::new()).expect("admitted");
         let first = relay.admit(Vec::new()).expect("admitted");
-        relay.receive(first, &line);
+        relay.receive(first, &sealed(&mut client, b"hello"));
         sweep(&mut relay);
         relay.close(first, CloseReason::PeerClosed);
         assert!(relay.remove(first).is_some());
@@ -1260,7 +1387,7 @@ mod tests {
             for _ in 0..3 {
                 newcomers.push(relay.admit(Vec::new()).expect("admitted"));
             }
-            relay.receive(sender, &line);
+            relay.receive(sender, &sealed(&mut client, b"hello"));
             sweep(&mut relay);
             for id in newcomers.drain(..) {
                 relay.close(id, CloseReason::PeerClosed);
@@ -1271,7 +1398,7 @@ mod tests {
 
         // The sender's entry survived: a frame for it is still written.
         let last = relay.admit(Vec::new()).expect("admitted");
-        relay.receive(last, &line);
+        relay.receive(last, &sealed(&mut client, b"hello"));
         sweep(&mut relay);
         let got = relay.peers[sender]
             .io

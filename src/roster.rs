@@ -16,13 +16,14 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::{BufMut as _, BytesMut};
 
-use crate::cipher::{self, KeySealer, Nonces, OpenError};
+use crate::cipher::{self, KeySealer, OpenError};
 use crate::eax_key::EaxKey;
 use crate::key::Key;
 use crate::members::{Members, Name};
+use crate::nonce::Nonces;
 use crate::relay::ConnId;
 use crate::seed::SeedKey;
-use crate::wire::{self, OVERHEAD};
+use crate::wire::{self, NONCE_LEN, OVERHEAD};
 
 /// Longest first-frame ciphertext tried against the members' keys: the
 /// work of identifying is the number of members times this length.
@@ -53,6 +54,24 @@ struct Seated {
     stamp: Box<[u8]>,
     /// The open connections identified as this member.
     conns: Vec<ConnId>,
+    /// Its key index in the replay window ([`Stamped::replay_key`]).
+    replay_key: u32,
+}
+
+/// The first replay key of a member: 0 is shared-key mode's.
+const FIRST_REPLAY_KEY: u32 = 1;
+
+/// A frame [`Roster::open_stamped`] opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamped {
+    /// Bytes appended without the `\n`: 0 for an empty plaintext, which
+    /// only identifies.
+    pub len: usize,
+    /// The frame's nonce, for the replay check.
+    pub nonce: [u8; NONCE_LEN],
+    /// The member's key index in the replay window: kept across reloads
+    /// while name and key stay, new for a new or re-keyed member.
+    pub replay_key: u32,
 }
 
 /// What a [`Roster::replace`] changed, by name.
@@ -78,6 +97,8 @@ pub struct Roster {
     seats: Vec<Seated>,
     /// The seats with at least one connection, in no order.
     present: Vec<Seat>,
+    /// The next replay key to hand out ([`Stamped::replay_key`]).
+    next_replay_key: u32,
     nonces: Nonces,
     /// Scratch for decoding and opening.
     frame: Vec<u8>,
@@ -97,14 +118,16 @@ impl std::fmt::Debug for Roster {
 impl Roster {
     /// The roster of `members`, its nonces seeded from the OS.
     pub fn new(members: &Members) -> std::io::Result<Roster> {
-        Ok(Roster::with_nonces(members, Nonces::new()?))
+        Ok(Roster::with_nonces(members, Nonces::from_os()?))
     }
 
     /// The roster of `members`, sealing with `nonces` (a fixed seed only
     /// in tests, benches and fuzzing).
     pub fn with_nonces(members: &Members, nonces: Nonces) -> Roster {
+        let mut next_replay_key = FIRST_REPLAY_KEY;
         Roster {
-            seats: seats(members),
+            seats: seats(members, &mut next_replay_key),
+            next_replay_key,
             present: Vec::new(),
             nonces,
             frame: Vec::new(),
@@ -166,20 +189,35 @@ impl Roster {
         seat: Seat,
         line: &[u8],
         out: &mut BytesMut,
-    ) -> Result<usize, OpenError> {
+    ) -> Result<Stamped, OpenError> {
         let Some(seated) = self.seats.get(seat) else {
             return Err(OpenError::BadTag);
         };
         let frame_len = wire::decode_line(line, &mut self.frame)?;
         let frame = self.frame.get_mut(..frame_len).ok_or(OpenError::TooShort)?;
+        let nonce = frame
+            .first_chunk::<NONCE_LEN>()
+            .copied()
+            .ok_or(OpenError::TooShort)?;
         let plaintext = cipher::open_decoded(&seated.eax, frame)?;
-        if plaintext.is_empty() {
-            return Ok(0);
+        let mut stamped = Stamped {
+            len: 0,
+            nonce,
+            replay_key: seated.replay_key,
+        };
+        if !plaintext.is_empty() {
+            out.extend_from_slice(&seated.stamp);
+            out.extend_from_slice(plaintext);
+            out.put_u8(b'\n');
+            stamped.len = seated.stamp.len() + plaintext.len();
         }
-        out.extend_from_slice(&seated.stamp);
-        out.extend_from_slice(plaintext);
-        out.put_u8(b'\n');
-        Ok(seated.stamp.len() + plaintext.len())
+        Ok(stamped)
+    }
+
+    /// Whether `nonce` is one this roster sealed with: a relay frame a
+    /// client sent back.
+    pub fn is_own_nonce(&self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.nonces.is_own(nonce)
     }
 
     /// A sealer for `seat`'s key over the shared nonces and buffer.
@@ -237,7 +275,7 @@ impl Roster {
     /// each old seat, its new seat if the member stayed with the same key
     /// (their connections are carried over) or `None`.
     pub fn replace(&mut self, members: &Members) -> (Changes, Vec<Option<Seat>>) {
-        let mut new = seats(members);
+        let mut new = seats(members, &mut self.next_replay_key);
         let new_seat: HashMap<Name, Seat> = new
             .iter()
             .enumerate()
@@ -254,6 +292,7 @@ impl Roster {
             match new.get_mut(seat) {
                 Some(seated) if seated.key == old.key => {
                     seated.conns = std::mem::take(&mut old.conns);
+                    seated.replay_key = old.replay_key;
                     moved.push(Some(seat));
                 }
                 _ => {
@@ -276,10 +315,12 @@ impl Roster {
     }
 }
 
-fn seats(members: &Members) -> Vec<Seated> {
+fn seats(members: &Members, next_replay_key: &mut u32) -> Vec<Seated> {
     members
         .iter()
         .map(|member| {
+            let replay_key = *next_replay_key;
+            *next_replay_key = next_replay_key.wrapping_add(1).max(FIRST_REPLAY_KEY);
             let mut stamp = member.name().as_str().as_bytes().to_vec();
             stamp.extend_from_slice(b": ");
             Seated {
@@ -289,6 +330,7 @@ fn seats(members: &Members) -> Vec<Seated> {
                 seed: SeedKey::new(member.key()),
                 stamp: stamp.into_boxed_slice(),
                 conns: Vec::new(),
+                replay_key,
             }
         })
         .collect()

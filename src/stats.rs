@@ -18,6 +18,9 @@ pub struct Rejected {
     pub bad_tag: u64,
     /// Lines longer than `--max-frame`.
     pub too_long: u64,
+    /// Frames whose nonce was accepted before under their key, or was one
+    /// the relay sealed with ([`crate::replay`]).
+    pub replayed: u64,
 }
 
 impl Rejected {
@@ -32,7 +35,7 @@ impl Rejected {
 
     /// All rejected frames.
     pub fn total(&self) -> u64 {
-        self.bad_base64 + self.too_short + self.bad_tag + self.too_long
+        self.bad_base64 + self.too_short + self.bad_tag + self.too_long + self.replayed
     }
 }
 
@@ -82,7 +85,7 @@ impl fmt::Display for Stats {
              bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
-             first_frame_timeouts={} members_removed={}",
+             first_frame_timeouts={} members_removed={} rejected_replay={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -100,6 +103,7 @@ impl fmt::Display for Stats {
             self.pre_auth_over_budget,
             self.first_frame_timeouts,
             self.members_removed,
+            r.replayed,
         )
     }
 }

@@ -629,3 +629,48 @@ fn a_shared_key_sends_no_identifying_frame() {
     chat.type_text(b"first\n");
     assert_eq!(conn.recv(), b"first");
 }
+
+/// A frame from the relay sent twice on one connection: chat prints it
+/// once, then reports the replay, closes the connection and exits 1. The
+/// "relay" is a listener in the test.
+#[test]
+fn a_replayed_frame_from_the_relay_ends_chat() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let key = random_key();
+    let mut chat = ChatProcess::start(listener.local_addr().expect("addr"), &key, &[]);
+    let deadline = Instant::now() + WAIT;
+    let mut stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "chat did not connect");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("accept: {error}"),
+        }
+    };
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut line = bytes::BytesMut::new();
+    eaxchat::cipher::Cipher::new(&key)
+        .expect("cipher")
+        .seal_into(b"said once", &mut line);
+    stream.write_all(&line).expect("first copy");
+    chat.wait_for_stdout("said once");
+    stream.write_all(&line).expect("second copy");
+
+    let status = chat.wait_exit();
+    assert_eq!(status.code(), Some(1));
+    let stderr = chat.stderr();
+    assert!(stderr.contains("replayed frame from the relay"), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&chat.stdout())
+            .matches("said once")
+            .count(),
+        1
+    );
+    // The connection is closed: the fake relay reads its end.
+    let mut rest = Vec::new();
+    assert!(stream.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty()));
+}

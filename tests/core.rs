@@ -101,7 +101,8 @@ fn fans_out_to_everyone_but_the_sender() {
 /// reaches nobody; lines before it in the same read still go out.
 #[test]
 fn bad_lines_close_the_sender_only() {
-    let good = seal(b"fine");
+    // A fresh frame for each use: the relay refuses one sent twice.
+    let good = || seal(b"fine");
     // Flip a bit of the decoded frame and re-encode, so the line stays valid
     // base64 whatever the nonce and only the tag check can catch it.
     let forged = {
@@ -127,11 +128,11 @@ fn bad_lines_close_the_sender_only() {
         });
         let sender = relay.admit(Pipe::default()).unwrap();
         let other = relay.admit(Pipe::default()).unwrap();
-        let mut input = good.clone();
+        let mut input = good();
         input.extend_from_slice(bad);
-        input.extend_from_slice(&good);
+        input.extend_from_slice(&good());
         relay.receive(sender, &input);
-        relay.receive(sender, &good);
+        relay.receive(sender, &good());
         assert_eq!(closing(&mut relay), vec![(sender, reason)]);
         assert_eq!(
             delivered(&mut relay, other),
@@ -140,7 +141,7 @@ fn bad_lines_close_the_sender_only() {
         );
         assert_eq!(relay.stats().rejected.total(), 1);
         relay.remove(sender).unwrap();
-        relay.receive(other, &good);
+        relay.receive(other, &good());
         assert_eq!(relay.stats().frames_in, 2, "the relay carries on");
     }
 }
@@ -161,9 +162,8 @@ fn slow_consumer_is_dropped_and_fast_one_is_not() {
             ..Pipe::default()
         })
         .unwrap();
-    let frame = seal(&[7u8; 500]);
     for _ in 0..100 {
-        relay.receive(sender, &frame);
+        relay.receive(sender, &seal(&[7u8; 500]));
         while let Some(id) = relay.next_waiting() {
             let flush = relay.flush(id);
             if id == slow {
@@ -214,14 +214,16 @@ fn newline_less_frames_only_before_the_first_newline() {
     assert!(delivered(&mut relay, other).is_empty());
     relay.receive(legacy, &bare[20..]);
     assert_eq!(delivered(&mut relay, other), vec![b"legacy".to_vec()]);
-    relay.receive(legacy, bare);
+    let again = seal(b"legacy");
+    relay.receive(legacy, &again[..again.len() - 1]);
     assert_eq!(delivered(&mut relay, other).len(), 2);
     assert!(closing(&mut relay).is_empty());
     assert_eq!(relay.stats().rejected.total(), 0);
 
     let modern = relay.admit(Pipe::default()).unwrap();
     relay.receive(modern, &seal(b"with newline"));
-    relay.receive(modern, bare);
+    let late = seal(b"legacy");
+    relay.receive(modern, &late[..late.len() - 1]);
     assert_eq!(
         delivered(&mut relay, other).len(),
         3,
@@ -253,7 +255,8 @@ fn slow_consumer_limit_is_exact() {
             })
             .unwrap();
         for sent in 1..=dropped_after {
-            relay.receive(sender, &frame);
+            // Fresh frames of one length: the relay refuses one sent twice.
+            relay.receive(sender, &seal(b"boundary"));
             assert_eq!(
                 relay.flush(stuck),
                 if sent < dropped_after {
@@ -551,4 +554,123 @@ fn the_per_address_limit_refuses_then_accepts_again() {
     relay.remove(a).unwrap();
     relay.admit_from(Pipe::default(), Some(home)).unwrap();
     assert_eq!(relay.stats().connections, 3);
+}
+
+/// A frame sent again, on the same connection or another, is refused as a
+/// replay: its sender is closed, it reaches nobody, frames before it in the
+/// same read still go out and frames after it do not.
+#[test]
+fn a_replayed_line_closes_its_sender_and_is_not_relayed() {
+    let mut relay = relay(Limits::default());
+    let alice = relay.admit(Pipe::default()).unwrap();
+    let mallory = relay.admit(Pipe::default()).unwrap();
+    let bob = relay.admit(Pipe::default()).unwrap();
+    let captured = seal(b"pay bob 10");
+    relay.receive(alice, &captured);
+    assert_eq!(delivered(&mut relay, bob), vec![b"pay bob 10".to_vec()]);
+
+    let mut input = seal(b"before");
+    input.extend_from_slice(&captured);
+    input.extend_from_slice(&seal(b"after"));
+    relay.receive(mallory, &input);
+    assert_eq!(closing(&mut relay), vec![(mallory, CloseReason::Replay)]);
+    assert_eq!(
+        CloseReason::Replay.to_string(),
+        "rejected frame: replayed nonce"
+    );
+    assert_eq!(
+        delivered(&mut relay, bob),
+        vec![b"pay bob 10".to_vec(), b"before".to_vec()]
+    );
+    assert_eq!(relay.stats().rejected.replayed, 1);
+    assert_eq!(relay.stats().frames_in, 2);
+
+    // The first sender sending it again is refused too.
+    relay.receive(alice, &captured);
+    assert_eq!(closing(&mut relay), vec![(alice, CloseReason::Replay)]);
+    assert_eq!(relay.stats().rejected.replayed, 2);
+    assert_eq!(delivered(&mut relay, bob).len(), 2);
+}
+
+/// The original notebook client's newline-less frames pass the same check:
+/// one sent again, in the same read or on another connection, is refused.
+#[test]
+fn a_replayed_newline_less_frame_is_refused() {
+    let mut relay = relay(Limits::default());
+    let legacy = relay.admit(Pipe::default()).unwrap();
+    let other = relay.admit(Pipe::default()).unwrap();
+    let copycat = relay.admit(Pipe::default()).unwrap();
+    let frame = seal(b"legacy");
+    let bare = &frame[..frame.len() - 1];
+    relay.receive(legacy, bare);
+    assert_eq!(delivered(&mut relay, other), vec![b"legacy".to_vec()]);
+
+    relay.receive(copycat, bare);
+    assert_eq!(closing(&mut relay), vec![(copycat, CloseReason::Replay)]);
+
+    let next = seal(b"next");
+    let mut twice = next[..next.len() - 1].to_vec();
+    twice.extend_from_slice(&next[..next.len() - 1]);
+    relay.receive(legacy, &twice);
+    assert_eq!(closing(&mut relay), vec![(legacy, CloseReason::Replay)]);
+    assert_eq!(
+        delivered(&mut relay, other),
+        vec![b"legacy".to_vec(), b"next".to_vec()],
+        "the first copy went out, the second did not"
+    );
+    assert_eq!(relay.stats().rejected.replayed, 2);
+}
+
+/// A frame the relay sealed, sent back to it by a client, is refused: the
+/// relay knows its own nonces without remembering them.
+#[test]
+fn a_relay_frame_reflected_back_is_refused() {
+    for newline in [true, false] {
+        let mut relay = relay(Limits::default());
+        let alice = relay.admit(Pipe::default()).unwrap();
+        let mirror = relay.admit(Pipe::default()).unwrap();
+        relay.receive(alice, &seal(b"hello"));
+        assert_eq!(delivered(&mut relay, mirror), vec![b"hello".to_vec()]);
+        let mut reflected = relay.io_mut(mirror).unwrap().received.clone();
+        if !newline {
+            reflected.pop();
+        }
+        relay.receive(mirror, &reflected);
+        assert_eq!(
+            closing(&mut relay),
+            vec![(mirror, CloseReason::Replay)],
+            "newline {newline}"
+        );
+        assert!(delivered(&mut relay, alice).is_empty());
+        assert_eq!(relay.stats().rejected.replayed, 1);
+    }
+}
+
+/// The documented limit: the window holds the last 262,144 accepted
+/// nonces (and at most twice that); a frame older than all of them is
+/// accepted again.
+#[test]
+fn a_frame_older_than_the_window_is_accepted_again() {
+    use eaxchat::replay::WINDOW;
+    let mut relay = relay(Limits::default());
+    let sender = relay.admit(Pipe::default()).unwrap();
+    let old = seal(b"very old");
+    relay.receive(sender, &old);
+    let mut client = Cipher::new(&key()).unwrap();
+    let mut lines = BytesMut::new();
+    for sent in 1..2 * WINDOW {
+        client.seal_into(b"", &mut lines);
+        if sent % 4096 == 0 || sent == 2 * WINDOW - 1 {
+            relay.receive(sender, &lines);
+            lines.clear();
+        }
+    }
+    assert!(closing(&mut relay).is_empty());
+    assert_eq!(relay.stats().frames_in, 2 * WINDOW as u64);
+    let late = relay.admit(Pipe::default()).unwrap();
+    let listener = relay.admit(Pipe::default()).unwrap();
+    relay.receive(late, &old);
+    assert!(closing(&mut relay).is_empty());
+    assert_eq!(delivered(&mut relay, listener), vec![b"very old".to_vec()]);
+    assert_eq!(relay.stats().rejected.replayed, 0);
 }

@@ -4,6 +4,7 @@
 
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
@@ -17,10 +18,15 @@ fn key() -> Key {
     Key::from_hex("000102030405060708090a0b0c0d0e0f").expect("a valid key")
 }
 
-/// A sealed line without its `\n`.
+/// A sealed line without its `\n`, under a nonce of its own: the relay
+/// refuses a nonce it has accepted before, so each call seeds its cipher
+/// afresh (deterministically: the calls are counted).
 fn seal(plaintext: &[u8]) -> Vec<u8> {
+    static SEALS: AtomicU64 = AtomicU64::new(0);
+    let mut seed = [2; 32];
+    seed[..8].copy_from_slice(&SEALS.fetch_add(1, Ordering::Relaxed).to_le_bytes());
     let mut line = BytesMut::new();
-    Cipher::with_nonce_seed(&key(), [2; 32]).seal_into(plaintext, &mut line);
+    Cipher::with_nonce_seed(&key(), seed).seal_into(plaintext, &mut line);
     line.truncate(line.len() - 1);
     line.to_vec()
 }

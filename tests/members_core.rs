@@ -9,9 +9,10 @@ use std::io::{self, Write};
 use std::path::Path;
 
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, Nonces, OpenError};
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::members::Members;
+use eaxchat::nonce::Nonces;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 

@@ -544,3 +544,44 @@ fn garbage_gets_no_reply() {
     assert!(reply.is_empty());
     relay.wait_for_log("bad base64");
 }
+
+/// A frame captured off the wire and sent again on another connection is
+/// refused: that connection is closed with a logged reason, the frame is
+/// not delivered a second time, and the refusal is counted. A frame the
+/// relay sent, reflected back to it, is refused the same way.
+#[test]
+fn a_replayed_frame_closes_its_connection() {
+    let mut relay = RelayProcess::start(&[]);
+    let mut alice = relay.connect();
+    let mut bob = relay.connect();
+    wait_connected(&mut relay, 2);
+    let captured = alice.seal(b"open the door");
+    alice.send_raw(&captured);
+    assert_eq!(bob.recv(), b"open the door");
+
+    let mut mallory = relay.connect();
+    wait_connected(&mut relay, 3);
+    mallory.send_raw(&captured);
+    assert!(
+        mallory.closed_within(WAIT),
+        "the replaying sender stays open"
+    );
+    relay.wait_for_log("closed: rejected frame: replayed nonce");
+    bob.expect_silence(SHORT);
+
+    // Bob sends back what the relay sent him.
+    alice.send(b"reflect me");
+    let mut line = bob.recv_line();
+    line.push(b'\n');
+    bob.send_raw(&line);
+    assert!(bob.closed_within(WAIT), "the reflecting client stays open");
+    relay.wait_for_log_count("closed: rejected frame: replayed nonce", 2);
+
+    alice.send(b"still here");
+    alice.expect_silence(SHORT);
+    let (status, log) = relay.terminate();
+    assert!(status.success());
+    assert_eq!(stat(&log, "rejected_replay"), 2);
+    assert_eq!(stat(&log, "rejected_tag"), 0);
+    assert_eq!(stat(&log, "frames_in"), 3);
+}

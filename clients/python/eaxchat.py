@@ -21,7 +21,9 @@ else put on a queue that :meth:`Client.recv` reads. A frame that does not
 open (wrong key, or tampered with) is never shown as text: it is reported
 as an :class:`AuthenticationError` (to ``on_error``, or raised by
 :meth:`Client.recv`) and the connection is closed, as the relay itself
-closes a client that sends one.
+closes a client that sends one. So is a frame whose nonce repeats one of
+the last 65,536 accepted on the connection (:class:`ReplayedFrame`): a
+frame sent twice is a replay, never shown twice.
 
 A relay with members (``relay --members FILE``) gives each person their own
 key file, ``# eaxchat member key for NAME`` then the key in hex. Its
@@ -43,6 +45,7 @@ import queue
 import socket
 import threading
 import unicodedata
+from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Union
 
@@ -58,6 +61,7 @@ __all__ = [
     "FrameReader",
     "MEMBER_COMMENT",
     "MemberKey",
+    "ReplayedFrame",
     "connect",
     "load_key",
     "max_plaintext_len",
@@ -86,6 +90,32 @@ class AuthenticationError(Exception):
     """A received frame did not open: bad base64, too short, or a tag that
     does not verify under our key ("wrong key, or the frame was tampered
     with")."""
+
+
+class ReplayedFrame(AuthenticationError):
+    """A frame from the relay opened, but its nonce repeats one accepted
+    before on this connection: "replayed frame from the relay"."""
+
+
+class _NonceWindow:
+    """The nonces of the last ``size`` frames accepted on one connection:
+    a deque for their order and a set to look them up, about 5.5 MB when
+    65,536 are held."""
+
+    def __init__(self, size: int = 65_536) -> None:
+        self._size = size
+        self._order: deque = deque()
+        self._seen: set = set()
+
+    def accept(self, nonce: bytes) -> None:
+        """Remembers ``nonce``, or raises :class:`ReplayedFrame` for one
+        it holds."""
+        if nonce in self._seen:
+            raise ReplayedFrame("replayed frame from the relay")
+        if len(self._order) >= self._size:
+            self._seen.discard(self._order.popleft())
+        self._order.append(nonce)
+        self._seen.add(nonce)
 
 
 class ConnectionClosed(EOFError):
@@ -177,18 +207,23 @@ def _decode(text: bytes) -> bytes:
         raise AuthenticationError("frame is not valid base64") from None
 
 
-def _open_decoded(key: bytes, data: bytes) -> bytes:
+def _open_decoded(key: bytes, data: bytes, nonces: Optional[_NonceWindow] = None) -> bytes:
+    """The plaintext of one decoded frame; with ``nonces``, a frame whose
+    nonce is held there is refused as a replay."""
     if len(data) < NONCE_LEN + TAG_LEN:
         raise AuthenticationError(f"frame too short ({len(data)} bytes decoded)")
     nonce = data[:NONCE_LEN]
     tag = data[NONCE_LEN : NONCE_LEN + TAG_LEN]
     ciphertext = data[NONCE_LEN + TAG_LEN :]
     try:
-        return AES.new(key, AES.MODE_EAX, nonce=nonce).decrypt_and_verify(ciphertext, tag)
+        plaintext = AES.new(key, AES.MODE_EAX, nonce=nonce).decrypt_and_verify(ciphertext, tag)
     except ValueError:
         raise AuthenticationError(
             "frame did not authenticate: wrong key, or the frame was tampered with"
         ) from None
+    if nonces is not None:
+        nonces.accept(nonce)
+    return plaintext
 
 
 def _omac(key: bytes, domain: int) -> CMAC.CMAC:
@@ -240,7 +275,9 @@ class _TagScan:
         return None
 
 
-def _split_decoded(key: bytes, data: bytes, plaintexts: List[bytes]) -> None:
+def _split_decoded(
+    key: bytes, data: bytes, plaintexts: List[bytes], nonces: Optional[_NonceWindow]
+) -> None:
     """Appends the plaintexts of frames back to back in ``data``, which ends
     where a frame ends: each frame but the last is unpadded, so a run of
     them decodes as one byte string."""
@@ -253,7 +290,7 @@ def _split_decoded(key: bytes, data: bytes, plaintexts: List[bytes]) -> None:
             raise AuthenticationError(
                 "frame did not authenticate: wrong key, or the frame was tampered with"
             )
-        plaintexts.append(_open_decoded(key, data[start:end]))
+        plaintexts.append(_open_decoded(key, data[start:end], nonces))
         start = end
 
 
@@ -263,20 +300,24 @@ def _padding_end(start: int, equals: int) -> int:
     return start + (equals - start) // 4 * 4 + 4
 
 
-def _open_run(key: bytes, run: bytes, plaintexts: List[bytes]) -> None:
+def _open_run(
+    key: bytes, run: bytes, plaintexts: List[bytes], nonces: Optional[_NonceWindow]
+) -> None:
     """Appends the plaintexts in ``run``: base64 that ends where a frame
     ends (at a newline or at padding). Usually one frame; else several
     joined, cut after each padding group and then where the tags verify."""
     try:
-        plaintexts.append(open_frame(key, run))
+        plaintexts.append(_open_decoded(key, _decode(run.rstrip(b"\r\n")), nonces))
         return
+    except ReplayedFrame:
+        raise
     except AuthenticationError:
         pass
     start = 0
     while start < len(run):
         equals = run.find(b"=", start)
         end = len(run) if equals < 0 else min(len(run), _padding_end(start, equals))
-        _split_decoded(key, _decode(run[start:end]), plaintexts)
+        _split_decoded(key, _decode(run[start:end]), plaintexts, nonces)
         start = end
 
 
@@ -293,7 +334,8 @@ class FrameReader:
     a frame has ended with a newline, an unpadded frame is only taken at
     its newline. A frame that does not open raises
     :class:`AuthenticationError`, as does more than ``max_frame`` bytes held
-    without a frame ending."""
+    without a frame ending, and a frame whose nonce repeats one of the last
+    65,536 it accepted (:class:`ReplayedFrame`)."""
 
     def __init__(
         self, key: Union[bytes, bytearray, str], max_frame: int = DEFAULT_MAX_FRAME
@@ -306,6 +348,7 @@ class FrameReader:
         # relay does): then an unfinished frame waits for its newline rather
         # than having its tag tried at every length as it comes in.
         self._saw_newline = False
+        self._nonces = _NonceWindow()
 
     def feed(self, chunk: bytes) -> Iterator[bytes]:
         """Takes the next bytes read and returns an iterator over the
@@ -346,7 +389,7 @@ class FrameReader:
         newline = buffer.find(b"\n", start)
         if newline >= 0:
             line = bytes(buffer[start:newline])
-            _open_run(self._key, line.rstrip(b"\r"), plaintexts)
+            _open_run(self._key, line.rstrip(b"\r"), plaintexts, self._nonces)
             self._saw_newline = True
             return newline + 1
         equals = buffer.find(b"=", start)
@@ -354,7 +397,7 @@ class FrameReader:
             end = _padding_end(start, equals)
             if end > len(buffer):
                 return start
-            _open_run(self._key, bytes(buffer[start:end]), plaintexts)
+            _open_run(self._key, bytes(buffer[start:end]), plaintexts, self._nonces)
             return end
         if self._saw_newline:
             return start
@@ -372,7 +415,7 @@ class FrameReader:
         end = self._scan.find_end(data, 0, final=False)
         if end is None:
             return start
-        plaintexts.append(_open_decoded(self._key, data[:end]))
+        plaintexts.append(_open_decoded(self._key, data[:end], self._nonces))
         return start + end // 3 * 4
 
 

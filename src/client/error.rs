@@ -33,6 +33,12 @@ pub enum ChatError {
         /// Why it did not open.
         error: OpenError,
     },
+    /// A frame from the relay opened, but its nonce repeats one accepted
+    /// before on that connection: a replay.
+    ReplayedFrame {
+        /// The relay's address.
+        addr: String,
+    },
     /// The relay sent a line longer than `--max-frame`.
     LineTooLong {
         /// The relay's address.
@@ -82,6 +88,11 @@ impl fmt::Display for ChatError {
                 f,
                 "the relay at {addr} sent a line that is not a frame ({error}): \
                  is it an eaxchat relay?"
+            ),
+            ChatError::ReplayedFrame { addr } => write!(
+                f,
+                "replayed frame from the relay at {addr}: a frame accepted before \
+                 was sent again, so the connection is closed"
             ),
             ChatError::LineTooLong { addr, limit } => write!(
                 f,
@@ -235,6 +246,10 @@ mod tests {
                     error: io::Error::from(io::ErrorKind::ConnectionRefused),
                 },
                 "relay.example:8080",
+            ),
+            (
+                ChatError::ReplayedFrame { addr: addr.clone() },
+                "replayed frame from the relay at relay.example:8080",
             ),
             (
                 ChatError::RelayClosed {

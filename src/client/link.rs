@@ -21,7 +21,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::Event;
+use super::nonce_window::NonceWindow;
 use crate::lines::LineReader;
+use crate::wire::NONCE_LEN;
 
 /// How long one connection attempt may take before it counts as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,6 +87,7 @@ impl Dialer {
             since: Instant::now(),
             sent: false,
             received: false,
+            nonces: NonceWindow::new(),
         };
         Ok((link, addr))
     }
@@ -147,6 +150,8 @@ pub(super) struct Link {
     since: Instant,
     sent: bool,
     received: bool,
+    /// The nonces of the frames accepted on it.
+    nonces: NonceWindow,
 }
 
 impl Link {
@@ -167,6 +172,12 @@ impl Link {
         }
         self.sent = true;
         true
+    }
+
+    /// Takes a frame from the relay that opened with `nonce`: whether it is
+    /// fresh on this link, not one accepted before (a replay).
+    pub(super) fn accept_nonce(&mut self, nonce: &[u8; NONCE_LEN]) -> bool {
+        self.nonces.accept(nonce)
     }
 
     /// Notes that a frame from the relay opened on this link.

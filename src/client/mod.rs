@@ -35,6 +35,7 @@
 mod error;
 pub mod input;
 mod link;
+mod nonce_window;
 pub mod sanitize;
 mod session;
 

@@ -178,18 +178,25 @@ impl<'a, O: Write> Session<'a, O> {
         self.backlog.clear()
     }
 
-    /// Opens one received line and prints it as one safe line.
+    /// Opens one received line and prints it as one safe line; a frame
+    /// whose nonce this link accepted before is refused as a replay.
     fn print(&mut self, line: &[u8]) -> Result<(), ChatError> {
-        let message = self
+        let opened = self
             .cipher
-            .open(line)
+            .open_frame(line)
             .map_err(|error| ChatError::BadFrame {
                 addr: self.options.connect.clone(),
                 error,
             })?;
         if let Some(link) = &mut self.link {
+            if !link.accept_nonce(&opened.nonce) {
+                return Err(ChatError::ReplayedFrame {
+                    addr: self.options.connect.clone(),
+                });
+            }
             link.mark_received();
         }
+        let message = self.cipher.plaintext(&opened);
         self.printer.print(message).map_err(|error| ChatError::Io {
             what: WRITING_OUTPUT,
             error,

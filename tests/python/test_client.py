@@ -503,3 +503,51 @@ def test_a_shared_key_sends_no_identifying_frame(fake_relay):
             client.send("first")
             (line,) = read_lines(peer, 1)
             assert eaxchat.open_frame(CHUNK_KEY, line) == b"first"
+
+
+@pytest.mark.parametrize("separator", [b"\n", b""], ids=["lf", "none"])
+def test_a_frame_sent_twice_is_refused_as_a_replay(separator):
+    """The same frame twice on one connection: it comes out once, then
+    ReplayedFrame; with or without its newline. A new reader (a new
+    connection) starts afresh."""
+    frame = bare_frame(b"once") + separator
+    reader = eaxchat.FrameReader(CHUNK_KEY)
+    frames = reader.feed(frame + bare_frame(b"between") + separator + frame)
+    assert next(frames) == b"once"
+    assert next(frames) == b"between"
+    with pytest.raises(eaxchat.ReplayedFrame, match="replayed frame from the relay"):
+        next(frames)
+    assert list(eaxchat.FrameReader(CHUNK_KEY).feed(frame)) == [b"once"]
+
+
+def test_the_window_forgets_after_its_length():
+    """The window holds the last 65,536 nonces: the one before them is
+    accepted again."""
+    window = eaxchat._NonceWindow(size=4)
+    for nonce in (b"a", b"b", b"c", b"d"):
+        window.accept(nonce)
+    with pytest.raises(eaxchat.ReplayedFrame):
+        window.accept(b"a")
+    window.accept(b"e")
+    window.accept(b"a")
+    with pytest.raises(eaxchat.ReplayedFrame):
+        window.accept(b"e")
+
+
+def test_the_client_closes_on_a_replayed_frame(fake_relay):
+    """A fake relay sends one frame twice: the Client delivers it once,
+    then reports the replay and closes the connection."""
+    port, accept = fake_relay
+    client = eaxchat.Client("127.0.0.1", port, CHUNK_KEY)
+    try:
+        peer = accept()
+        line = eaxchat.seal(CHUNK_KEY, b"said once")
+        peer.sendall(line)
+        assert client.recv(WAIT) == b"said once"
+        peer.sendall(line)
+        with pytest.raises(eaxchat.ReplayedFrame, match="replayed frame from the relay"):
+            client.recv(WAIT)
+        assert client.closed
+        assert peer.recv(1024) == b"", "the client closed its end"
+    finally:
+        client.close()

@@ -296,3 +296,35 @@ fn a_shared_key_relay_does_not_reload() {
     assert!(!relay.is_members());
     assert!(relay.reload_members(&members(&[("alice", 1)])).is_none());
 }
+
+/// A member's frame sent again (on another of their connections, as a
+/// captured frame would be) closes that connection as a replay, and is
+/// not relayed a second time; so does a relay frame a member sends back.
+#[test]
+fn replayed_and_reflected_frames_are_refused_in_members_mode() {
+    let mut relay = relay(&[("alice", 1), ("bob", 2)]);
+    let alice = join(&mut relay, 1);
+    let bob = join(&mut relay, 2);
+    let frame = seal(1, b"once");
+    relay.receive(alice, &frame);
+    let again = join(&mut relay, 1);
+    relay.receive(again, &frame);
+    assert_eq!(closing(&mut relay), [(again, CloseReason::Replay)]);
+    assert_eq!(delivered(&mut relay, bob, 2), ["alice: once"]);
+    assert_eq!(relay.stats().rejected.replayed, 1);
+
+    // What bob received, sent back by bob: it opens under his key, but the
+    // relay sealed it, so it is refused.
+    relay.receive(alice, &seal(1, b"twice"));
+    while let Some(id) = relay.next_waiting() {
+        relay.flush(id);
+    }
+    let received = std::mem::take(&mut relay.io_mut(bob).unwrap().received);
+    relay.receive(bob, &received);
+    assert_eq!(closing(&mut relay), [(bob, CloseReason::Replay)]);
+    assert_eq!(relay.stats().rejected.replayed, 2);
+    assert!(
+        delivered(&mut relay, alice, 1).is_empty(),
+        "nothing relayed"
+    );
+}

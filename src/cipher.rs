@@ -22,7 +22,6 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 
 use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
-use crate::seed::SeedKey;
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
@@ -91,7 +90,6 @@ pub struct Cipher {
     key: EaxKey,
     nonces: ChaCha20Rng,
     frame: Vec<u8>,
-    seed: SeedKey,
 }
 
 impl Cipher {
@@ -109,13 +107,13 @@ impl Cipher {
             key: eax_key(key),
             nonces: ChaCha20Rng::from_seed(seed),
             frame: Vec::new(),
-            seed: SeedKey::new(key),
         }
     }
 
-    /// The key's state for splitting newline-less frames ([`crate::seed`]).
-    pub fn seed_key(&self) -> &SeedKey {
-        &self.seed
+    /// The expanded key, for finding where newline-less frames end
+    /// ([`crate::seed::Splitter`]).
+    pub fn eax_key(&self) -> &EaxKey {
+        &self.key
     }
 
     /// Opens one line (base64 text without its `\n` or `\r\n`) and returns

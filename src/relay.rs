@@ -578,7 +578,7 @@ impl<T: Write> Relay<T> {
     ) -> bool {
         let mut took = false;
         while let Some(buf) = reader.unterminated() {
-            let Step::Frame(len) = splitter.next_frame(self.cipher.seed_key(), buf) else {
+            let Step::Frame(len) = splitter.next_frame(self.cipher.eax_key(), buf) else {
                 break;
             };
             // The tag verified; `Cipher` opens it all the same, so nothing

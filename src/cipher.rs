@@ -25,7 +25,6 @@ use bytes::BytesMut;
 use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
 use crate::nonce::Nonces;
-use crate::seed::SeedKey;
 use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
@@ -104,7 +103,6 @@ pub struct Cipher {
     key: EaxKey,
     nonces: Nonces,
     frame: Vec<u8>,
-    seed: SeedKey,
 }
 
 /// Seals plaintexts as lines: what a seed receiver's paced frames need,
@@ -197,13 +195,13 @@ impl Cipher {
             key: eax_key(key),
             nonces,
             frame: Vec::new(),
-            seed: SeedKey::new(key),
         }
     }
 
-    /// The key's state for splitting newline-less frames ([`crate::seed`]).
-    pub fn seed_key(&self) -> &SeedKey {
-        &self.seed
+    /// The expanded key, for finding where newline-less frames end
+    /// ([`crate::seed::Splitter`]).
+    pub fn eax_key(&self) -> &EaxKey {
+        &self.key
     }
 
     /// Opens one line (base64 text without its `\n` or `\r\n`) and returns

@@ -770,8 +770,8 @@ impl<T: Write> Relay<T> {
         let mut took = false;
         while let Some(buf) = reader.unterminated() {
             let key = match &self.mode {
-                Mode::Shared(cipher) => Some(cipher.seed_key()),
-                Mode::Members(roster) => member.and_then(|seat| roster.seed_key(seat)),
+                Mode::Shared(cipher) => Some(cipher.eax_key()),
+                Mode::Members(roster) => member.and_then(|seat| roster.eax_key(seat)),
             };
             let Some(Step::Frame(len)) = key.map(|key| splitter.next_frame(key, buf)) else {
                 break;

@@ -3,7 +3,7 @@
 //! from, and which connections are each member's.
 //!
 //! A [`Roster`] is built from a parsed [`Members`] file. Each member's
-//! [`EaxKey`] (and the splitter's [`SeedKey`]) is expanded once, here, so
+//! [`EaxKey`] is expanded once, here, so
 //! that identifying a first frame costs one [`EaxKey::verifies`] per
 //! member tried, in file order ([`Roster::identify`]), and sealing for a
 //! member costs one seal. Every member shares the relay's one nonce
@@ -22,7 +22,6 @@ use crate::key::Key;
 use crate::members::{Members, Name};
 use crate::nonce::Nonces;
 use crate::relay::ConnId;
-use crate::seed::SeedKey;
 use crate::wire::{self, NONCE_LEN, OVERHEAD};
 
 /// Longest first-frame ciphertext tried against the members' keys: the
@@ -49,7 +48,6 @@ struct Seated {
     name: Name,
     key: Key,
     eax: EaxKey,
-    seed: SeedKey,
     /// `NAME: `, put before each message the member sends.
     stamp: Box<[u8]>,
     /// The open connections identified as this member.
@@ -150,9 +148,9 @@ impl Roster {
         self.seats.get(seat).map(|seated| &seated.name)
     }
 
-    /// A member's state for splitting newline-less frames.
-    pub fn seed_key(&self, seat: Seat) -> Option<&SeedKey> {
-        self.seats.get(seat).map(|seated| &seated.seed)
+    /// A member's expanded key, for splitting their newline-less frames.
+    pub fn eax_key(&self, seat: Seat) -> Option<&EaxKey> {
+        self.seats.get(seat).map(|seated| &seated.eax)
     }
 
     /// Finds the member whose key opens `line` (base64 without its
@@ -327,7 +325,6 @@ fn seats(members: &Members, next_replay_key: &mut u32) -> Vec<Seated> {
                 name: member.name().clone(),
                 key: member.key().clone(),
                 eax: cipher::eax_key(member.key()),
-                seed: SeedKey::new(member.key()),
                 stamp: stamp.into_boxed_slice(),
                 conns: Vec::new(),
                 replay_key,

@@ -12,13 +12,13 @@
 //! unpadded one is a multiple of 3 decoded bytes, so a run of them decodes
 //! as one byte string and a frame may end at any quad boundary: it ends
 //! where its tag verifies. The scan decodes each complete quad once as it
-//! arrives, keeps the running OMAC over the ciphertext, and checks each
-//! candidate end with a clone of that state finalised ([`FrameMac`]): O(1)
-//! block work per quad, never a rescan from the frame's start. EAX with no
-//! associated data has `tag = OMAC₀(nonce) ⊕ OMAC₁(ε) ⊕ OMAC₂(ct)`; the
-//! first is computed once per frame, the second once per key. A frame found
-//! this way is then opened by [`crate::cipher::Cipher`] like any line, so nothing here
-//! ever yields plaintext. A padding that does not end a frame, or a byte
+//! arrives and feeds the ciphertext to the key's resumable tag check
+//! ([`TagScan`]), which keeps the CBC-MAC chain at the last block boundary
+//! and finishes it for each candidate end: one block per 16 bytes plus one
+//! per quad, never a rescan from the frame's start. The key is the
+//! caller's ([`EaxKey`]): the relay's, or a member's. A frame found this
+//! way is then opened by [`crate::cipher::Cipher`] like any line, so nothing here ever
+//! yields plaintext. A padding that does not end a frame, or a byte
 //! that is not base64, ends the scan: that connection is not a notebook
 //! client, and its bytes are held to newlines and `--max-frame`.
 //!
@@ -32,16 +32,14 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
-use cmac::{Cmac, KeyInit as _, Mac as _};
 use memchr::memchr;
 
 use crate::cipher::Seal;
-use crate::key::{Key, KeyBytes};
-use crate::wire::{NONCE_LEN, OVERHEAD, TAG_LEN, max_plaintext_len};
+use crate::eax_key::{EaxKey, TagScan};
+use crate::wire::{NONCE_LEN, OVERHEAD, max_plaintext_len};
 
 /// What the seed client reads at once: `sock.recv(4096)`.
 pub const SEED_READ_LEN: usize = 4096;
@@ -57,110 +55,6 @@ const PIECE_QUADS: usize = 64;
 
 /// A `waiting` buffer larger than this is given back once it empties.
 const KEEP_WAITING_CAPACITY: usize = 8 * 1024;
-
-/// A keyed CMAC (OMAC1), one variant per AES key size.
-#[derive(Clone)]
-enum Omac {
-    Aes128(Box<Cmac<Aes128Enc>>),
-    Aes192(Box<Cmac<Aes192Enc>>),
-    Aes256(Box<Cmac<Aes256Enc>>),
-}
-
-impl Omac {
-    fn new(key: &Key) -> Omac {
-        match key.sized() {
-            KeyBytes::Aes128(bytes) => Omac::Aes128(Box::new(Cmac::new(bytes.into()))),
-            KeyBytes::Aes192(bytes) => Omac::Aes192(Box::new(Cmac::new(bytes.into()))),
-            KeyBytes::Aes256(bytes) => Omac::Aes256(Box::new(Cmac::new(bytes.into()))),
-        }
-    }
-
-    /// EAX's `OMAC_t`: a copy of this fresh state, fed `[0; 15] ‖ t`.
-    fn tweaked(&self, t: u8) -> Omac {
-        let mut omac = self.clone();
-        let mut block = [0u8; 16];
-        block[15] = t;
-        omac.update(&block);
-        omac
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Omac::Aes128(mac) => mac.update(data),
-            Omac::Aes192(mac) => mac.update(data),
-            Omac::Aes256(mac) => mac.update(data),
-        }
-    }
-
-    fn finalize(self) -> [u8; TAG_LEN] {
-        match self {
-            Omac::Aes128(mac) => mac.finalize().into_bytes().into(),
-            Omac::Aes192(mac) => mac.finalize().into_bytes().into(),
-            Omac::Aes256(mac) => mac.finalize().into_bytes().into(),
-        }
-    }
-
-    /// Whether the MAC of what was fed so far is `want` (constant time).
-    fn verifies(&self, want: &[u8; TAG_LEN]) -> bool {
-        match self {
-            Omac::Aes128(mac) => mac.as_ref().clone().verify_slice(want).is_ok(),
-            Omac::Aes192(mac) => mac.as_ref().clone().verify_slice(want).is_ok(),
-            Omac::Aes256(mac) => mac.as_ref().clone().verify_slice(want).is_ok(),
-        }
-    }
-}
-
-/// The key's part of the scan: a keyed OMAC and `OMAC₁(ε)`, the empty
-/// header's term of every tag. Built once per key.
-#[derive(Clone)]
-pub struct SeedKey {
-    omac: Omac,
-    empty_header: [u8; TAG_LEN],
-}
-
-impl SeedKey {
-    /// The scan state for `key`.
-    pub fn new(key: &Key) -> SeedKey {
-        let omac = Omac::new(key);
-        let empty_header = omac.tweaked(1).finalize();
-        SeedKey { omac, empty_header }
-    }
-}
-
-/// One frame's tag check as its ciphertext arrives: the running
-/// `OMAC₂(ct)`, and what it must come to for the frame's tag to verify.
-/// The splitter's only MAC code, kept behind this type so that a faster
-/// composed EAX can replace it.
-#[derive(Clone)]
-struct FrameMac {
-    ciphertext: Omac,
-    want: [u8; TAG_LEN],
-}
-
-impl FrameMac {
-    fn start(key: &SeedKey, nonce: &[u8; NONCE_LEN], tag: &[u8; TAG_LEN]) -> FrameMac {
-        let mut omac_nonce = key.omac.tweaked(0);
-        omac_nonce.update(nonce);
-        let omac_nonce = omac_nonce.finalize();
-        let mut want = *tag;
-        for ((w, n), h) in want.iter_mut().zip(omac_nonce).zip(key.empty_header) {
-            *w ^= n ^ h;
-        }
-        FrameMac {
-            ciphertext: key.omac.tweaked(2),
-            want,
-        }
-    }
-
-    fn update(&mut self, ciphertext: &[u8]) {
-        self.ciphertext.update(ciphertext);
-    }
-
-    /// Whether the frame's tag verifies if its ciphertext ends here.
-    fn verifies(&self) -> bool {
-        self.ciphertext.verifies(&self.want)
-    }
-}
 
 /// What the splitter found in a connection's unterminated bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,14 +91,16 @@ pub struct Splitter {
     head: [u8; OVERHEAD],
     /// Bytes of the current frame decoded.
     decoded: usize,
-    mac: Option<FrameMac>,
+    /// Its tag check, once its nonce and tag are in.
+    scan: Option<TagScan>,
     dead: bool,
 }
 
 impl Splitter {
     /// Scans the new complete quads of `buf` (the connection's unterminated
-    /// bytes, of which the first calls have seen a prefix).
-    pub fn next_frame(&mut self, key: &SeedKey, buf: &[u8]) -> Step {
+    /// bytes, of which the first calls have seen a prefix) for a frame
+    /// sealed under `key`.
+    pub fn next_frame(&mut self, key: &EaxKey, buf: &[u8]) -> Step {
         if self.dead {
             return Step::NotSeed;
         }
@@ -236,19 +132,18 @@ impl Splitter {
                     (len, good, false, true)
                 }
             };
-            for (i, quad) in bytes[..len].chunks(3).enumerate() {
-                self.take(key, quad);
-                self.scanned += 4;
-                if i + 1 == quads && ends_padded {
-                    // A padded quad ends the frame, verified or not.
-                    if self.decoded >= OVERHEAD && self.verifies() {
-                        return Step::Frame(self.finish());
-                    }
-                    return self.give_up();
-                }
-                if self.decoded > OVERHEAD && self.verifies() {
+            if let Some(taken) = self.take(key, &bytes[..len]) {
+                // A whole quad's bytes ended the frame.
+                self.scanned += taken / 3 * 4;
+                return Step::Frame(self.finish());
+            }
+            self.scanned += quads * 4;
+            if ends_padded {
+                // A padded quad ends the frame, verified or not.
+                if self.scan.as_ref().is_some_and(|scan| scan.verifies(key)) {
                     return Step::Frame(self.finish());
                 }
+                return self.give_up();
             }
             if then_bad {
                 return self.give_up();
@@ -257,31 +152,38 @@ impl Splitter {
         Step::More
     }
 
-    /// Adds one quad's decoded bytes to the current frame.
-    fn take(&mut self, key: &SeedKey, mut bytes: &[u8]) {
+    /// Adds a piece's decoded bytes (whole quads' worth, from a quad
+    /// boundary; the last quad's may be short) to the current frame. If the
+    /// frame's tag verifies at the end of one of its whole quads, returns
+    /// how many of `bytes` it took.
+    fn take(&mut self, key: &EaxKey, bytes: &[u8]) -> Option<usize> {
+        let mut ciphertext = bytes;
         if let Some(head) = self.head.get_mut(self.decoded..) {
             let n = head.len().min(bytes.len());
             let (into_head, rest) = bytes.split_at(n);
             head[..n].copy_from_slice(into_head);
             self.decoded += n;
-            bytes = rest;
+            ciphertext = rest;
             if n > 0 && self.decoded == OVERHEAD {
                 let (nonce, tag) = self.head.split_at(NONCE_LEN);
                 if let (Ok(nonce), Ok(tag)) = (nonce.try_into(), tag.try_into()) {
-                    self.mac = Some(FrameMac::start(key, nonce, tag));
+                    self.scan = Some(key.start_scan(nonce, tag));
                 }
             }
         }
-        if let Some(mac) = &mut self.mac
-            && !bytes.is_empty()
-        {
-            mac.update(bytes);
-            self.decoded += bytes.len();
+        let scan = self.scan.as_mut()?;
+        let head_taken = bytes.len() - ciphertext.len();
+        let is_quad_end = |n: usize| (head_taken + n).is_multiple_of(3);
+        match scan.feed_until_verified(key, ciphertext, is_quad_end) {
+            Some(n) => {
+                self.decoded += n;
+                Some(head_taken + n)
+            }
+            None => {
+                self.decoded += ciphertext.len();
+                None
+            }
         }
-    }
-
-    fn verifies(&self) -> bool {
-        self.mac.as_ref().is_some_and(FrameMac::verifies)
     }
 
     /// Starts over for the next frame; returns this one's base64 length.
@@ -410,9 +312,15 @@ pub fn push_message(messages: &mut BytesMut, lens: &mut Vec<usize>, message: &[u
 mod tests {
     use super::*;
     use crate::cipher::Cipher;
+    use crate::key::Key;
 
     fn key() -> Key {
         Key::from_hex("000102030405060708090a0b0c0d0e0f").expect("a key")
+    }
+
+    /// The key's EAX state, as the relay hands it to the splitter.
+    fn eax(key: &Key) -> EaxKey {
+        Cipher::with_nonce_seed(key, [0; 32]).eax_key().clone()
     }
 
     fn frame(cipher: &mut Cipher, len: usize) -> Vec<u8> {
@@ -425,7 +333,7 @@ mod tests {
 
     /// Feeds `chunks` as a connection's reads; returns the frames found
     /// (as base64) and the last step.
-    fn split(key: &SeedKey, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Step) {
+    fn split(key: &EaxKey, chunks: &[&[u8]]) -> (Vec<Vec<u8>>, Step) {
         let mut splitter = Splitter::default();
         let mut buf = Vec::new();
         let mut frames = Vec::new();
@@ -452,7 +360,7 @@ mod tests {
 
     #[test]
     fn finds_each_frame_of_any_length_alone_and_joined() {
-        let seed = SeedKey::new(&key());
+        let seed = eax(&key());
         let mut cipher = Cipher::with_nonce_seed(&key(), [4; 32]);
         for len in lengths() {
             let one = frame(&mut cipher, len);
@@ -465,7 +373,7 @@ mod tests {
 
     #[test]
     fn a_joined_run_split_at_every_offset_gives_the_same_frames() {
-        let seed = SeedKey::new(&key());
+        let seed = eax(&key());
         let mut cipher = Cipher::with_nonce_seed(&key(), [5; 32]);
         // Unpadded (1, 4), padded (0, 2, 5), with block boundaries in them.
         let run: Vec<Vec<u8>> = [1usize, 0, 4, 2, 16, 17, 5]
@@ -483,7 +391,7 @@ mod tests {
 
     #[test]
     fn garbage_and_other_keys_find_nothing() {
-        let seed = SeedKey::new(&key());
+        let seed = eax(&key());
         let other = Key::from_hex("ffffffffffffffffffffffffffffffff").expect("a key");
         let mut foreign = Cipher::with_nonce_seed(&other, [6; 32]);
         let cases: Vec<(Vec<u8>, Step)> = vec![
@@ -513,7 +421,7 @@ mod tests {
 
     #[test]
     fn a_tampered_frame_is_not_taken() {
-        let seed = SeedKey::new(&key());
+        let seed = eax(&key());
         let mut cipher = Cipher::with_nonce_seed(&key(), [8; 32]);
         for len in [0usize, 1, 30, 31] {
             let mut bad = frame(&mut cipher, len);
@@ -531,7 +439,7 @@ mod tests {
             let key = Key::from_hex(hex).expect("a key");
             let mut cipher = Cipher::with_nonce_seed(&key, [9; 32]);
             let run: Vec<Vec<u8>> = (0..4).map(|len| frame(&mut cipher, len)).collect();
-            assert_eq!(split(&SeedKey::new(&key), &[&run.concat()]).0, run);
+            assert_eq!(split(&eax(&key), &[&run.concat()]).0, run);
         }
     }
 

@@ -569,3 +569,54 @@ fn verified_prefix_len_finds_nothing_in_garbage() {
         None
     );
 }
+
+/// `TagScan` fed a frame's ciphertext in pieces of every size finds the
+/// same end as `verified_prefix_len` over the whole, for every candidate
+/// filter, key size and frame length, and checks at a piece's end too.
+#[test]
+fn tag_scan_in_pieces_matches_verified_prefix_len() {
+    let sets: [&[usize]; 4] = [&[0, 5], &[1, 2, 3], &[15, 16, 17, 33], &[48, 100, 7]];
+    for key in keys() {
+        let ours = EaxKey::new(&key).unwrap();
+        for (seed, plaintext_lens) in sets.iter().enumerate() {
+            let (mut data, _) = joined(&ours, plaintext_lens, seed);
+            data.extend_from_slice(&bytes(20, seed));
+            for all in [true, false] {
+                let candidate = splitter_candidates(data.len());
+                let is_candidate = |len: usize| all || candidate(len);
+                let want = ours.verified_prefix_len(&data, is_candidate);
+                let nonce: [u8; 16] = data[..16].try_into().unwrap();
+                let tag: [u8; 16] = data[16..OVERHEAD].try_into().unwrap();
+                let ciphertext = &data[OVERHEAD..];
+                for piece in [1, 2, 3, 5, 16, 17, 1000] {
+                    let mut scan = ours.start_scan(&nonce, &tag);
+                    let mut got =
+                        (is_candidate(OVERHEAD) && scan.verifies(&ours)).then_some(OVERHEAD);
+                    let mut fed = 0;
+                    for chunk in ciphertext.chunks(piece) {
+                        if got.is_some() {
+                            break;
+                        }
+                        let base = OVERHEAD + fed;
+                        got = scan
+                            .feed_until_verified(&ours, chunk, |n| is_candidate(base + n))
+                            .map(|n| base + n);
+                        fed += chunk.len();
+                        if got.is_none() && is_candidate(OVERHEAD + fed) {
+                            assert!(!scan.verifies(&ours), "verifies where feeding did not");
+                        }
+                    }
+                    assert_eq!(
+                        got, want,
+                        "{plaintext_lens:?}, pieces of {piece}, all {all}"
+                    );
+                    if let Some(len) = got {
+                        let mut resumed = ours.start_scan(&nonce, &tag);
+                        resumed.feed_until_verified(&ours, &data[OVERHEAD..len], |_| false);
+                        assert!(resumed.verifies(&ours), "verifies where it was found");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -62,7 +62,7 @@ fn check_split(cipher: &mut Cipher, data: &[u8]) {
     let mut buf = Vec::new();
     for read in stream.chunks(1 + usize::from(*read_size)) {
         buf.extend_from_slice(read);
-        while let Step::Frame(len) = splitter.next_frame(cipher.seed_key(), &buf) {
+        while let Step::Frame(len) = splitter.next_frame(cipher.eax_key(), &buf) {
             let frame: Vec<u8> = buf.drain(..len).collect();
             assert!(cipher.open(&frame).is_ok(), "a frame found does not open");
             found.push(frame);

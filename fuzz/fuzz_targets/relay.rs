@@ -1,29 +1,49 @@
-//! Fuzz target `relay`: a script of client actions (connect, send a valid
-//! frame, send garbage, stall mid-line, read slowly, break, disconnect)
-//! driven against the sans-io `Relay` the server runs, with in-memory
-//! sockets that take only as many bytes as their reader has room for.
+//! Fuzz target `relay`: a script of client actions (connect, send valid
+//! frames, send garbage, stall mid-line, read slowly, wait, break,
+//! disconnect) driven against the sans-io `Relay` the server runs, with
+//! in-memory sockets that take only as many bytes as their reader has room
+//! for, and a fake clock the script moves.
 //!
-//! After every action the harness does what the server's loop does (flush
-//! connections with new frames, remove those marked closing) and checks the
-//! relay against a model: every valid frame from a well-behaved client
-//! reaches every other connected client exactly once and in order; nothing
-//! else reaches anyone; after each turn's flush each queue holds exactly the
-//! bytes not yet read and never more than `max_queue`; a consumer is dropped
-//! as slow exactly when that flush leaves more than `max_queue` unread (the
-//! relay judges after the flush, so a consumer that keeps up is never blamed
-//! for a burst); every close has the
-//! reason the model predicts; a connection over `max_clients` is refused.
+//! After every action the harness does what the server's loop does (tell
+//! the relay the time, run its timers, flush connections with new frames,
+//! remove those marked closing) and checks the relay against a model: every
+//! valid frame from a well-behaved client reaches every other connected
+//! client exactly once and in order; nothing else reaches anyone; every
+//! close has the reason the model predicts; a connection over
+//! `max_clients` is refused.
+//!
+//! A newline client gets one message per line. After each turn's flush its
+//! queue holds exactly the bytes not yet read and never more than
+//! `max_queue`, and it is dropped as slow exactly when that flush leaves
+//! more than `max_queue` unread (the relay judges after the flush, so a
+//! consumer that keeps up is never blamed for a burst).
+//!
+//! A notebook client (no `\n`, its frames joined in one send) that had a
+//! frame taken is a seed receiver: each frame it is sent is split on `\n`
+//! into the messages it carries, which must be the ones owed, in order. A
+//! frame carrying more than one message fits one `recv(4096)`; each frame's
+//! first byte is written at least the seed write gap after the last byte of
+//! the one before; nothing waits for it once it has received all it is
+//! owed; its queue and its waiting messages stay within `max_queue`, and it
+//! is dropped as slow only when what it is owed, sealed, passes
+//! `max_queue`. (The first-frame deadline is set beyond any script's
+//! clock: it is the `preauth` tests' concern.)
 
 #![no_main]
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::seed::SEED_READ_LEN;
+use eaxchat::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -37,6 +57,7 @@ struct Script {
     max_queue: u16,
     max_clients: u8,
     pre_auth_budget: u16,
+    seed_write_gap_ms: u8,
     actions: Vec<Action>,
 }
 
@@ -58,11 +79,13 @@ enum Action {
     Reset { client: u8 },
     /// Hangs up.
     Disconnect { client: u8 },
+    /// The clock moves on.
+    Wait { ms: u8 },
 }
 
-/// Up to 8 valid frames (one for a notebook client) with about `len` bytes
-/// of payload each, the last one changed if `bad_last`, all sent in two
-/// reads cut at `split`.
+/// Up to 8 valid frames with about `len` bytes of payload each (joined,
+/// without terminators, for a notebook client), the last one changed if
+/// `bad_last`, all sent in two reads cut at `split`.
 #[derive(Arbitrary, Debug)]
 struct Burst {
     client: u8,
@@ -90,9 +113,11 @@ fuzz_target!(|script: Script| {
         max_queue: usize::from(script.max_queue) % 4096,
         max_clients: 1 + usize::from(script.max_clients) % 8,
         pre_auth_budget: 1 + usize::from(script.pre_auth_budget) % 8192,
+        first_frame_timeout: Duration::from_secs(365 * 24 * 3600),
         ..Limits::default()
     };
-    let mut harness = Harness::new(limits);
+    let gap = Duration::from_millis(1 + u64::from(script.seed_write_gap_ms) % 64);
+    let mut harness = Harness::new(limits, gap);
     for action in script.actions {
         harness.apply(action);
         harness.end_turn();
@@ -101,11 +126,23 @@ fuzz_target!(|script: Script| {
 });
 
 /// A client's socket as the relay sees it: takes at most `room` more bytes
-/// (what its reader has caught up on), then would block.
+/// (what its reader has caught up on), then would block. Remembers when
+/// each write happened, on the harness's clock.
 struct Sink {
     bytes: Vec<u8>,
     room: usize,
     broken: bool,
+    clock: Rc<Cell<Instant>>,
+    /// Where each write began in `bytes`, and when.
+    writes: Vec<(usize, Instant)>,
+}
+
+impl Sink {
+    /// When the byte at `at` was written.
+    fn written_at(&self, at: usize) -> Instant {
+        let later = self.writes.partition_point(|&(start, _)| start <= at);
+        self.writes[later - 1].1
+    }
 }
 
 impl Write for Sink {
@@ -128,6 +165,9 @@ impl Write for Sink {
         }
         let written = self.bytes.len() - start;
         self.room -= written;
+        if written > 0 {
+            self.writes.push((start, self.clock.get()));
+        }
         Ok(written)
     }
 
@@ -159,6 +199,13 @@ struct Client {
     hostile: bool,
     /// A frame of its was taken: the pre-auth budget no longer applies.
     authenticated: bool,
+    /// The relay holds it for a seed receiver now; and once did.
+    seed: bool,
+    was_seed: bool,
+    /// Where its paced frames begin in its sink, while it is a seed
+    /// receiver; and when the last one's last byte was written.
+    paced_from: Option<usize>,
+    last_paced: Option<Instant>,
     broken: bool,
     fate: Fate,
     /// Plaintexts it must receive, in order, and how many it has.
@@ -180,20 +227,34 @@ struct Harness {
     frames_out: u64,
     /// Seals the clients' frames and opens what the relay sent.
     cipher: Cipher,
+    clock: Rc<Cell<Instant>>,
+    seed_write_gap: Duration,
 }
 
 impl Harness {
-    fn new(limits: Limits) -> Harness {
+    fn new(limits: Limits, seed_write_gap: Duration) -> Harness {
         let key = Key::from_bytes(&KEY).expect("a 16-byte key");
+        let mut relay = Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits);
+        relay.set_seed_write_gap(seed_write_gap);
+        let clock = Rc::new(Cell::new(Instant::now()));
+        relay.set_now(clock.get());
         Harness {
-            relay: Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits),
+            relay,
             limits,
             clients: Vec::new(),
             next_serial: 0,
             frames_in: 0,
             frames_out: 0,
             cipher: Cipher::with_nonce_seed(&key, [2; 32]),
+            clock,
+            seed_write_gap,
         }
+    }
+
+    /// Moves the clock on by `by`, the relay's with it.
+    fn wait(&mut self, by: Duration) {
+        self.clock.set(self.clock.get() + by);
+        self.relay.set_now(self.clock.get());
     }
 
     fn pick(&self, client: u8) -> Option<usize> {
@@ -217,8 +278,10 @@ impl Harness {
                 let sender = &mut self.clients[i];
                 if text.is_empty() && sender.took_frame && !sender.hostile {
                     // The `\n` of the frame it just sent unterminated: from
-                    // now on it is a newline client.
+                    // now on it is a newline client, what waited for it
+                    // sent as lines.
                     (sender.newline, sender.sent_newline, sender.took_frame) = (true, true, false);
+                    (sender.seed, sender.paced_from) = (false, None);
                     line.push(b'\n');
                     self.relay.receive(sender.id, &line);
                     return;
@@ -270,6 +333,7 @@ impl Harness {
                     .close(self.clients[i].id, CloseReason::PeerClosed);
                 self.clients[i].fate = Fate::Closed(CloseReason::PeerClosed);
             }
+            Action::Wait { ms } => self.wait(Duration::from_millis(u64::from(ms))),
         }
     }
 
@@ -278,6 +342,8 @@ impl Harness {
             bytes: Vec::new(),
             room: if eager { usize::MAX } else { 0 },
             broken: false,
+            clock: Rc::clone(&self.clock),
+            writes: Vec::new(),
         };
         let open = self.clients.len();
         match self.relay.admit(sink) {
@@ -293,6 +359,10 @@ impl Harness {
                     next_seq: 0,
                     hostile: false,
                     authenticated: false,
+                    seed: false,
+                    was_seed: false,
+                    paced_from: None,
+                    last_paced: None,
                     broken: false,
                     fate: Fate::Open,
                     expected: Vec::new(),
@@ -312,13 +382,9 @@ impl Harness {
     fn send(&mut self, i: usize, send: Burst) {
         let limits = self.limits;
         let sender = &mut self.clients[i];
-        // A notebook client's frames have no terminator: two in one read
-        // would be one blob that never opens, so it sends one at a time.
-        let count = if sender.newline {
-            1 + usize::from(send.frames) % 8
-        } else {
-            1
-        };
+        // A notebook client's frames have no terminator: the relay splits
+        // them where their tags verify.
+        let count = 1 + usize::from(send.frames) % 8;
         let terminator: &[u8] = match (sender.newline, send.crlf) {
             (false, _) => b"",
             (true, false) => b"\n",
@@ -328,10 +394,11 @@ impl Harness {
         let mut planned = Vec::with_capacity(count);
         for k in 0..count {
             let len = (usize::from(send.len) + 97 * k) % 1536;
-            let mut plaintext = Vec::with_capacity(8 + len);
-            plaintext.extend_from_slice(&sender.serial.to_le_bytes());
-            plaintext.extend_from_slice(&sender.next_seq.to_le_bytes());
-            plaintext.resize(8 + len, b'x');
+            // Text without `\n`: a seed receiver's frames join messages
+            // with it.
+            let mut plaintext =
+                format!("{:08x}{:08x}", sender.serial, sender.next_seq).into_bytes();
+            plaintext.resize(16 + len, b'x');
             sender.next_seq += 1;
             let mut sealed = BytesMut::new();
             self.cipher.seal_into(&plaintext, &mut sealed);
@@ -360,23 +427,21 @@ impl Harness {
             return;
         }
 
-        // A client that has never sent a `\n` has a frame taken as soon as
-        // a read ends exactly where its text does: a notebook client's
-        // always, a newline client's first one if the read ends just before
-        // its `\n` (which then only ends it).
+        // A client that has never sent a `\n` has a frame taken by the
+        // splitter as soon as its text is in: a notebook client's always, a
+        // newline client's first one (its `\r` or `\n` then only ends it,
+        // and does not count against `max_frame`).
         let first = &planned[0];
         let unterminated = !sender.newline
-            || !sender.sent_newline
-                && split == first.start + first.text_len
-                && first.error.is_none()
-                && first.text_len <= limits.max_frame;
+            || !sender.sent_newline && first.error.is_none() && first.text_len <= limits.max_frame;
         let mut done = 0;
         let mut batches = Vec::new();
         let mut fate = Fate::Open;
         'reads: for read in reads.iter().filter(|read| !read.is_empty()) {
             let mut batch = Vec::new();
             while let Some(frame) = planned.get(done) {
-                let taken_whole = done == 0 && unterminated;
+                // Taken by the splitter: a notebook client's every frame.
+                let taken_whole = unterminated && (done == 0 || !sender.newline);
                 // A line's `\r` counts against the limit.
                 let counted = if taken_whole {
                     frame.text_len
@@ -417,7 +482,13 @@ impl Harness {
         }
         sender.fate = fate;
         sender.sent_newline |= sender.newline;
-        sender.took_frame = !sender.newline && done == 1;
+        sender.took_frame = !sender.newline && done == count;
+        if !sender.newline && done > 0 && !sender.seed {
+            // Its frames so far were lines; what follows is paced.
+            sender.seed = true;
+            sender.was_seed = true;
+            sender.paced_from = Some(sender.queued_total);
+        }
 
         let id = sender.id;
         let mut batches = batches.into_iter();
@@ -492,6 +563,7 @@ impl Harness {
 
     /// What the server does at the end of a loop turn, checked.
     fn end_turn(&mut self) {
+        self.relay.run_timers();
         while let Some(id) = self.relay.next_waiting() {
             self.relay.flush(id);
         }
@@ -503,7 +575,8 @@ impl Harness {
                 .relay
                 .peer(client.id)
                 .expect("a client not yet removed");
-            self.frames_out += check_received(client, &peer.io.bytes, &mut self.cipher);
+            self.frames_out +=
+                check_received(client, &peer.io, &mut self.cipher, self.seed_write_gap);
             assert!(peer.buffered() <= limits.max_frame);
             let closing = peer.closing();
             assert_eq!(closing.is_some(), ids.contains(&client.id));
@@ -512,14 +585,43 @@ impl Harness {
                 (Fate::Hostile, Some(CloseReason::BadFrame(_) | CloseReason::LineTooLong)) => {}
                 (_, Some(CloseReason::IoError(io::ErrorKind::BrokenPipe))) if client.broken => {}
                 (Fate::Open | Fate::Hostile, Some(CloseReason::SlowConsumer)) => {
-                    let unread = client.queued_total - peer.io.bytes.len();
+                    // What the relay held for it, as lines or waiting, was
+                    // at most what it is owed, sealed one line each.
+                    let unread = if client.was_seed {
+                        client.expected[client.received..]
+                            .iter()
+                            .map(|message| encoded_len(message.len()) + 1)
+                            .sum()
+                    } else {
+                        client.queued_total - peer.io.bytes.len()
+                    };
                     assert!(unread > limits.max_queue, "dropped with {unread} unread");
                     assert_eq!(peer.queued_bytes(), 0, "a slow consumer's queue is dropped");
+                    assert_eq!(
+                        peer.paced_bytes(),
+                        0,
+                        "a slow consumer's messages are dropped"
+                    );
                 }
                 (Fate::Open | Fate::Hostile, None) => {
                     assert!(peer.queued_bytes() <= limits.max_queue);
-                    let unread = client.queued_total - peer.io.bytes.len();
-                    assert_eq!(peer.queued_bytes(), unread, "queue holds the unread bytes");
+                    if client.was_seed {
+                        assert!(peer.paced_bytes() <= limits.max_queue);
+                        if peer.queued_bytes() == 0 && peer.paced_bytes() == 0 {
+                            assert_eq!(
+                                client.received,
+                                client.expected.len(),
+                                "nothing waits, yet a seed receiver is owed messages"
+                            );
+                        }
+                    } else {
+                        let unread = client.queued_total - peer.io.bytes.len();
+                        assert_eq!(peer.queued_bytes(), unread, "queue holds the unread bytes");
+                        assert_eq!(peer.paced_bytes(), 0);
+                    }
+                    if !client.hostile {
+                        assert_eq!(peer.is_seed(), client.seed, "seed receiver or not");
+                    }
                     client.fate = Fate::Open;
                 }
                 (fate, closing) => panic!("client {}: {fate:?}, relay: {closing:?}", client.id),
@@ -541,8 +643,9 @@ impl Harness {
         assert_eq!(stats.frames_out, self.frames_out, "frames written whole");
     }
 
-    /// Every client left reads everything; each must then have received
-    /// exactly what it was owed.
+    /// Every client left reads everything, while the clock moves on a
+    /// write gap at a time until no seed receiver has messages waiting;
+    /// each must then have received exactly what it was owed.
     fn drain(&mut self) {
         for client in &self.clients {
             if let Some(sink) = self.relay.io_mut(client.id) {
@@ -550,14 +653,38 @@ impl Harness {
             }
             self.relay.flush(client.id);
         }
+        // Each round writes a frame to each seed receiver with messages
+        // waiting, so one round per message owed is always enough.
+        let owed: usize = self
+            .clients
+            .iter()
+            .map(|client| client.expected.len())
+            .sum();
+        for _ in 0..=owed {
+            let waiting = self.clients.iter().any(|client| {
+                self.relay
+                    .peer(client.id)
+                    .is_some_and(|peer| peer.closing().is_none() && peer.paced_bytes() > 0)
+            });
+            if !waiting {
+                break;
+            }
+            self.wait(self.seed_write_gap);
+            self.relay.run_timers();
+            while let Some(id) = self.relay.next_waiting() {
+                self.relay.flush(id);
+            }
+        }
         for client in &mut self.clients {
             let peer = self.relay.peer(client.id).expect("a connected client");
-            self.frames_out += check_received(client, &peer.io.bytes, &mut self.cipher);
+            self.frames_out +=
+                check_received(client, &peer.io, &mut self.cipher, self.seed_write_gap);
             if peer.closing().is_some() {
                 assert!(client.broken, "closed while draining");
                 continue;
             }
             assert_eq!(peer.queued_bytes(), 0);
+            assert_eq!(peer.paced_bytes(), 0, "messages still waiting");
             assert_eq!(client.received, client.expected.len(), "frames lost");
         }
         assert_eq!(self.relay.stats().frames_out, self.frames_out);
@@ -565,20 +692,42 @@ impl Harness {
 }
 
 /// Opens the complete lines `client` got since the last check and matches
-/// them with what it is owed, in order; returns how many there were.
-fn check_received(client: &mut Client, bytes: &[u8], cipher: &mut Cipher) -> u64 {
+/// the messages in them (one per line, or joined by `\n` in a seed
+/// receiver's paced frame) with what it is owed, in order; returns how many
+/// lines there were.
+fn check_received(client: &mut Client, sink: &Sink, cipher: &mut Cipher, gap: Duration) -> u64 {
+    let bytes = &sink.bytes;
     let mut lines = 0;
     while let Some(end) = bytes[client.parsed..].iter().position(|&b| b == b'\n') {
-        let line = &bytes[client.parsed..client.parsed + end];
+        let start = client.parsed;
+        let line = &bytes[start..start + end];
         client.parsed += end + 1;
         let plaintext = cipher.open(line).expect("the relay sends frames that open");
-        let want = client.expected.get(client.received);
-        assert_eq!(
-            Some(&plaintext[..]),
-            want.map(|w| &w[..]),
-            "unexpected frame"
+        let mut messages = 0;
+        for message in plaintext.split(|&b| b == b'\n') {
+            let want = client.expected.get(client.received);
+            assert_eq!(Some(message), want.map(|w| &w[..]), "unexpected message");
+            client.received += 1;
+            messages += 1;
+        }
+        assert!(
+            messages == 1 || client.was_seed,
+            "{messages} messages in one line for a newline client"
         );
-        client.received += 1;
+        if client.paced_from.is_some_and(|from| start >= from) {
+            assert!(
+                end + 1 <= SEED_READ_LEN || messages == 1,
+                "a joined seed frame of {} bytes is more than one read",
+                end + 1
+            );
+            if let Some(last) = client.last_paced {
+                assert!(
+                    sink.written_at(start) >= last + gap,
+                    "a seed frame written within the gap"
+                );
+            }
+            client.last_paced = Some(sink.written_at(start + end));
+        }
         let nonce = line[..NONCE_CHARS].try_into().expect("a frame is longer");
         assert!(client.nonces.insert(nonce), "nonce repeated");
         lines += 1;

@@ -374,7 +374,9 @@ fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
 /// memory and needs the machine's cores to itself.
 fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
     static ALONE: Mutex<()> = Mutex::new(());
-    ALONE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The relay's flags for the test's limits.

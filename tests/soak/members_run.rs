@@ -137,17 +137,21 @@ fn members_relay_cuts_off_removed_members_and_the_others_lose_nothing() {
     let file = dir.join("members.txt");
     let roll = removals::write_members(&file, plan.in_file);
     let flags = limit_flags();
-    let mut relay = RelayProcess::start_members(
-        &file,
-        &flags.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let mut relay =
+        RelayProcess::start_members(&file, &flags.iter().map(String::as_str).collect::<Vec<_>>());
     let pid = relay.pid();
     let rss_start = sys::process_status_kib(pid, "VmRSS").expect("relay's /proc status");
     let present = usize::from(plan.active + WITNESSES);
     let bound = rss_start + members_rss_bound_kib(present, usize::from(plan.in_file));
     let sampler = RssSampler::start(pid);
     // The world's own key is no member's: hostile clients seal under it.
-    let world = World::with_roll(relay.addr, relay.key.clone(), relay.log_handle(), LIMITS, roll);
+    let world = World::with_roll(
+        relay.addr,
+        relay.key.clone(),
+        relay.log_handle(),
+        LIMITS,
+        roll,
+    );
     eprintln!(
         "soak members: {:?} of chaos, {} members in the file, {} connecting ({} with two \
          devices), relay pid {pid}, RSS at start {rss_start} KiB, bound {bound} KiB",
@@ -177,7 +181,9 @@ fn members_relay_cuts_off_removed_members_and_the_others_lose_nothing() {
         if !relay.is_running() {
             world.violation("the relay died during the members chaos phase".to_owned());
         }
-        world.actors_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        world
+            .actors_stop
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let hostiles = hostile.join().expect("hostile");
         wait_for(world, "log line for every hostile connection", || {
             let facts = LogFacts::parse(&relay.log());
@@ -242,7 +248,10 @@ fn members_relay_cuts_off_removed_members_and_the_others_lose_nothing() {
         at_sigterm.queued_in_relay,
     );
     let stats_line = log.lines().rev().find(|l| l.contains("] stats: "));
-    eprintln!("soak members: relay {}", stats_line.unwrap_or("logged no stats"));
+    eprintln!(
+        "soak members: relay {}",
+        stats_line.unwrap_or("logged no stats")
+    );
     let violations = world.violations();
     let first: Vec<String> = violations.iter().take(30).cloned().collect();
     assert!(

@@ -164,7 +164,7 @@ pub fn apply(world: &World, path: &Path, relay_pid: u32, step: Step) -> usize {
     let reloaded = |log: &str| {
         wanted.iter().all(|want| {
             log.lines()
-                .filter(|line| line.contains(") reloaded ("))
+                .filter(|line| line.contains(" reloaded ("))
                 .any(|line| reload_lists(line, want))
         })
     };

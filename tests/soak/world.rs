@@ -136,7 +136,13 @@ impl World {
     }
 
     /// A world around a members relay: `key` is no member's.
-    pub fn with_roll(relay: SocketAddr, key: Key, log: LogHandle, limits: Limits, roll: Roll) -> World {
+    pub fn with_roll(
+        relay: SocketAddr,
+        key: Key,
+        log: LogHandle,
+        limits: Limits,
+        roll: Roll,
+    ) -> World {
         World {
             roll: Some(roll),
             ..World::new(relay, key, log, limits)
@@ -178,10 +184,14 @@ impl World {
     /// with the key of `generation`.
     pub fn register_session(&self, conn: u32, client: u16, generation: u32, addr: SocketAddr) {
         if let Some(roll) = &self.roll {
-            roll.sessions
-                .lock()
-                .expect("lock")
-                .insert(conn, Session { client, generation, addr });
+            roll.sessions.lock().expect("lock").insert(
+                conn,
+                Session {
+                    client,
+                    generation,
+                    addr,
+                },
+            );
         }
     }
 

@@ -573,7 +573,7 @@ impl<T: Write> Relay<T> {
                 self.take_line(from, &mut member, &mut batch, line, most)
             });
         }
-        if fed.is_err() {
+        if fed.is_err() && !closed {
             self.stats.rejected.too_long += 1;
             self.close(from, CloseReason::LineTooLong);
         }

@@ -50,6 +50,9 @@ pub enum Hostile {
     /// Base64 letters up to just under `--max-frame`, no newline, then
     /// waits: only the pre-auth budget or the first-frame deadline ends it.
     PreAuthFlood,
+    /// Members mode: a member the test removed or re-keyed, back with its
+    /// old key ([`run_old_key`]).
+    OldKey,
 }
 
 impl Hostile {
@@ -77,6 +80,30 @@ impl Hostile {
             Hostile::Oversized | Hostile::NeverEnding => Some("line longer than --max-frame"),
             Hostile::HalfFrameClose | Hostile::HalfFrameReset => None,
             Hostile::PreAuthFlood => Some(PRE_AUTH_OVER_BUDGET),
+            Hostile::OldKey => Some("rejected frame: tag mismatch"),
+        }
+    }
+
+    /// [`Hostile::reason`] for a shared-key relay (`members` false) or a
+    /// members relay, which closes a connection whose unterminated first
+    /// frame grows past what it identifies before any other limit.
+    pub fn reason_in(self, members: bool) -> Option<&'static str> {
+        match self {
+            Hostile::Oversized | Hostile::NeverEnding | Hostile::PreAuthFlood if members => {
+                Some(FIRST_FRAME_TOO_LONG)
+            }
+            kind => kind.reason(),
+        }
+    }
+
+    /// [`Hostile::counter`] for a shared-key or a members relay (a first
+    /// frame too long to identify counts as a bad tag).
+    pub fn counter_in(self, members: bool) -> Option<&'static str> {
+        match self {
+            Hostile::Oversized | Hostile::NeverEnding | Hostile::PreAuthFlood if members => {
+                Some("rejected_tag")
+            }
+            kind => kind.counter(),
         }
     }
 
@@ -85,7 +112,7 @@ impl Hostile {
         match self {
             Hostile::BadBase64 => Some("rejected_base64"),
             Hostile::TooShort => Some("rejected_short"),
-            Hostile::WrongTag | Hostile::WrongKey => Some("rejected_tag"),
+            Hostile::WrongTag | Hostile::WrongKey | Hostile::OldKey => Some("rejected_tag"),
             Hostile::Oversized | Hostile::NeverEnding => Some("rejected_too_long"),
             Hostile::HalfFrameClose | Hostile::HalfFrameReset | Hostile::PreAuthFlood => None,
         }
@@ -111,6 +138,9 @@ pub const SLOW_CONSUMER: &str = "slow consumer: over --max-queue";
 
 /// The close reason of an unauthenticated connection over the budget.
 const PRE_AUTH_OVER_BUDGET: &str = "unauthenticated, holding the most past --pre-auth-budget";
+/// The close reason of a members relay for a first frame past its
+/// identification cap.
+const FIRST_FRAME_TOO_LONG: &str = "first frame too long to identify";
 /// The close reason of a connection past its first-frame deadline.
 const FIRST_FRAME_TIMEOUT: &str = "no authenticated frame within --first-frame-timeout";
 
@@ -201,6 +231,7 @@ fn attack(
             }
             Vec::new()
         }
+        Hostile::OldKey => sealed(cipher, b""),
         Hostile::HalfFrameClose | Hostile::HalfFrameReset => {
             let frame = sealed(cipher, b"HOSTILE: this frame never ends");
             let _ = stream.write_all(&frame[..frame.len() / 2]);
@@ -216,6 +247,16 @@ fn attack(
             "{kind:?} connection {:?} still open after {CLOSE_WAIT:?}",
             stream.local_addr()
         ));
+    }
+}
+
+/// Members mode: connects as a member with `key`, one the test removed or
+/// replaced, and identifies; the relay must close the connection.
+pub fn run_old_key(world: &World, key: &Key) {
+    let mut cipher = Cipher::new(key).expect("cipher");
+    let mut other = Cipher::new(&world.key).expect("cipher");
+    if let Some(stream) = world.dial(Role::Hostile(Hostile::OldKey), None) {
+        attack(world, stream, Hostile::OldKey, &mut cipher, &mut other);
     }
 }
 

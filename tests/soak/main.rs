@@ -24,10 +24,13 @@ mod util;
 mod audit;
 mod hostile;
 mod member;
+mod members_run;
 mod procfs;
+mod removals;
 mod wire;
 mod world;
 
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -206,10 +209,10 @@ const MAX_ROUNDS: u32 = 400;
 /// from before the pause that was still in flight makes it an underestimate,
 /// so the relay's queue is at most this plus one round when the rounds
 /// stop: far under `--max-queue`.
-fn burst_until_queued(world: &World, profile: &Profile) -> Vec<u64> {
+fn burst_until_queued(world: &World, cast: Cast) -> Vec<u64> {
     let finale = &world.finale;
     let target = member::round_bytes(&world.limits) as u64;
-    let readers = usize::from(profile.members);
+    let readers = usize::from(cast.readers);
     for round in 1..=MAX_ROUNDS {
         finale.round.store(round, Ordering::SeqCst);
         let fenced = || finale.fenced.load(Ordering::SeqCst) == readers * round as usize;
@@ -241,6 +244,15 @@ fn burst_until_queued(world: &World, profile: &Profile) -> Vec<u64> {
     Vec::new()
 }
 
+/// Who takes part in the final phase: the member sessions that read (one
+/// per member thread still running) and the client index of the first
+/// witness.
+#[derive(Debug, Clone, Copy)]
+struct Cast {
+    readers: u16,
+    first_witness: u16,
+}
+
 /// Counts of what the actors did, for the report.
 #[derive(Debug, Default)]
 struct Actors {
@@ -263,6 +275,7 @@ struct AtSigterm {
 /// SIGTERM and the audit.
 #[test]
 fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
+    let _alone = one_at_a_time();
     let profile = Profile::from_env();
     let mut relay = start_relay();
     let pid = relay.pid();
@@ -283,7 +296,11 @@ fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
             scope.spawn(move || member::run(world, client, pace, profile.session_ms));
         }
         let actors = chaos(scope, &world, &profile, &mut relay);
-        let at_sigterm = finale(scope, &world, &profile, &relay);
+        let cast = Cast {
+            readers: profile.members,
+            first_witness: profile.members,
+        };
+        let at_sigterm = finale(scope, &world, &profile, cast, &relay);
         (actors, at_sigterm)
     });
 
@@ -353,8 +370,17 @@ fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
     );
 }
 
-/// Starts the relay with the test's limits.
-fn start_relay() -> RelayProcess {
+/// Runs the soak tests one after the other: each measures the relay's
+/// memory and needs the machine's cores to itself.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ALONE: Mutex<()> = Mutex::new(());
+    ALONE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The relay's flags for the test's limits.
+fn limit_flags() -> Vec<String> {
     let values = [
         LIMITS.max_frame.to_string(),
         LIMITS.max_clients.to_string(),
@@ -363,20 +389,25 @@ fn start_relay() -> RelayProcess {
         PRE_AUTH_BUDGET.to_string(),
         FIRST_FRAME_TIMEOUT_SECS.to_string(),
     ];
-    RelayProcess::start(&[
+    let names = [
         "--max-frame",
-        &values[0],
         "--max-clients",
-        &values[1],
         "--max-queue",
-        &values[2],
         "--shutdown-grace-ms",
-        &values[3],
         "--pre-auth-budget",
-        &values[4],
         "--first-frame-timeout",
-        &values[5],
-    ])
+    ];
+    names
+        .iter()
+        .zip(values)
+        .flat_map(|(name, value)| [name.to_string(), value])
+        .collect()
+}
+
+/// Starts the relay with the test's limits.
+fn start_relay() -> RelayProcess {
+    let flags = limit_flags();
+    RelayProcess::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 /// The chaos phase: hostile clients, churn, bursts and stopped consumers
@@ -453,15 +484,16 @@ fn finale<'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     world: &'scope World,
     profile: &'scope Profile,
+    cast: Cast,
     relay: &RelayProcess,
 ) -> AtSigterm {
     world.final_phase.store(true, Ordering::SeqCst);
     for w in 0..WITNESSES {
-        let client = profile.members + w;
+        let client = cast.first_witness + w;
         scope.spawn(move || member::run_witness(world, client, profile.pace(false)));
     }
     let finale = &world.finale;
-    let everyone = usize::from(profile.members + WITNESSES);
+    let everyone = usize::from(cast.readers + WITNESSES);
     let mut at_sigterm = AtSigterm::default();
     let full = wait_for(world, "full roster", || {
         finale.roster.lock().expect("lock").len() == everyone
@@ -472,7 +504,7 @@ fn finale<'scope>(
         finale.pause.store(true, Ordering::SeqCst);
         let paused = || finale.paused.load(Ordering::SeqCst) == usize::from(WITNESSES);
         if wait_for(world, "witnesses pausing", paused) {
-            at_sigterm.queued_in_relay = burst_until_queued(world, profile);
+            at_sigterm.queued_in_relay = burst_until_queued(world, cast);
         }
     }
     finale.done.store(true, Ordering::SeqCst);

@@ -33,6 +33,14 @@
 //! fences the relay has processed all of it. Rounds go on until the
 //! witnesses' share no longer fits in the kernel's socket buffers and part
 //! of it waits in the relay's own queues: SIGTERM must deliver it.
+//!
+//! **Members mode.** Each member seals under its own key and sends an empty
+//! frame first (identification, never relayed, not a message); every line
+//! it receives must open under its own key as `NAME: ` and a message of the
+//! member called NAME. A member the test removes or re-keys is *doomed*:
+//! the relay closes its connections, which is then the expected end, and
+//! its peers stop waiting for its `Ack` once the relay has closed them all
+//! (it is *gone*). A re-keyed member comes back with its new key.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{ErrorKind, Read, Write};
@@ -103,6 +111,9 @@ pub struct EpochRecord {
     pub delivered: u64,
     /// How it ended.
     pub end: End,
+    /// Members mode: the test removed or re-keyed its member while it was
+    /// open, so the relay closing it is expected.
+    pub cut: bool,
 }
 
 /// Why a session stopped early.
@@ -153,7 +164,9 @@ pub fn run(world: &World, client: u16, pace: Pace, session_ms: (u64, u64)) {
         };
         let result = session.live(&mut jitter, session_ms);
         // A refused connection (even in the final phase) is retried.
-        let done = session.finale_entered && session.record.end != End::ClosedAtOnce;
+        let done = session.finale_entered
+            && session.record.end != End::ClosedAtOnce
+            && !world.is_doomed(session.record.conn);
         session.finish(result);
         if done {
             return;
@@ -184,6 +197,7 @@ impl<'w> Session<'w> {
         } else {
             READER_RCVBUF
         };
+        let (key, generation) = world.session_key(client)?;
         let stream = world.dial(Role::Member, Some(rcvbuf))?;
         stream
             .set_read_timeout(Some(Duration::from_millis(5)))
@@ -195,7 +209,7 @@ impl<'w> Session<'w> {
         let mut session = Session {
             world,
             stream,
-            cipher: Cipher::new(&world.key).expect("cipher"),
+            cipher: Cipher::new(&key).expect("cipher"),
             inbox: Vec::new(),
             read_buf: vec![0; 64 * 1024].into_boxed_slice(),
             line: BytesMut::new(),
@@ -211,6 +225,7 @@ impl<'w> Session<'w> {
                 received: HashMap::new(),
                 delivered: 0,
                 end: End::Abandoned,
+                cut: false,
             },
             known: HashSet::new(),
             awaiting: HashSet::new(),
@@ -220,6 +235,13 @@ impl<'w> Session<'w> {
             next_data: Instant::now() + pace.every,
             pace,
         };
+        world.register_session(session.record.conn, client, generation, addr);
+        if world.roll.is_some() {
+            // Identification: an empty frame, not a message.
+            session.line.clear();
+            session.cipher.seal_into(b"", &mut session.line);
+            let _ = session.stream.write_all(&session.line);
+        }
         // A refused connection shows up as a failed write or an early close.
         let _ = session.send(Kind::Hello, 0, 0);
         Some(session)
@@ -264,6 +286,8 @@ impl<'w> Session<'w> {
                 break;
             }
             self.pump(Duration::from_millis(20))?;
+            let world = self.world;
+            self.awaiting.retain(|&conn| !world.is_gone(conn));
         }
         self.record.end = End::Left;
         let _ = self.stream.shutdown(Shutdown::Write);
@@ -481,11 +505,13 @@ impl<'w> Session<'w> {
     }
 
     fn handle_lines(&mut self) {
+        let world = self.world;
         let mut start = 0;
         while let Some(len) = memchr::memchr(b'\n', &self.inbox[start..]) {
             let line = &self.inbox[start..start + len];
             start += len + 1;
             let msg = match self.cipher.open(line) {
+                Ok(plaintext) if world.roll.is_some() => unstamp(world, plaintext),
                 Ok(plaintext) => Msg::decode(plaintext),
                 Err(e) => Err(format!("a line that does not open ({e})")),
             };
@@ -552,13 +578,30 @@ impl<'w> Session<'w> {
     }
 
     /// Files the record; a session that stopped early says why.
-    fn finish(self, result: Result<(), Closed>) {
-        if result.is_err() && self.record.end == End::ClosedByRelay {
+    fn finish(mut self, result: Result<(), Closed>) {
+        self.record.cut = self.world.is_doomed(self.record.conn);
+        if result.is_err() && self.record.end == End::ClosedByRelay && !self.record.cut {
             self.world.violation(format!(
                 "relay closed member conn {} ({}) after {} messages",
                 self.record.conn, self.record.addr, self.record.delivered
             ));
         }
         self.world.records.lock().expect("lock").push(self.record);
+    }
+}
+
+/// Members mode: a received plaintext must be `NAME: ` and a message whose
+/// sender is the member called NAME.
+fn unstamp(world: &World, plaintext: &[u8]) -> Result<Msg, String> {
+    let at = memchr::memmem::find(plaintext, b": ")
+        .ok_or_else(|| format!("no NAME stamp: {:?}", String::from_utf8_lossy(plaintext)))?;
+    let (name, rest) = plaintext.split_at(at);
+    let msg = Msg::decode(&rest[2..])?;
+    match world.name_of(msg.client) {
+        Some(want) if want.as_bytes() == name => Ok(msg),
+        want => Err(format!(
+            "{msg:?} stamped {:?}, sent by {want:?}",
+            String::from_utf8_lossy(name)
+        )),
     }
 }

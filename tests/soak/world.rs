@@ -2,6 +2,8 @@
 //! limits and log; the phase of the run; the registry of every connection
 //! the test opened (each from its own loopback address, so the relay's log
 //! names it unambiguously); and the list of violations found along the way.
+//! In members mode it also holds each member's key and whether the test has
+//! removed or re-keyed it ([`Roll`]).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
@@ -105,6 +107,8 @@ pub struct World {
     pub finale: Finale,
     /// Every member connection's record, once it has ended.
     pub records: Mutex<Vec<EpochRecord>>,
+    /// Members mode: every member's name, key and standing.
+    pub roll: Option<Roll>,
     attempts: Mutex<Vec<Attempt>>,
     next_source: AtomicU32,
     next_conn: AtomicU32,
@@ -123,11 +127,94 @@ impl World {
             final_phase: AtomicBool::new(false),
             finale: Finale::default(),
             records: Mutex::new(Vec::new()),
+            roll: None,
             attempts: Mutex::new(Vec::new()),
             next_source: AtomicU32::new(0),
             next_conn: AtomicU32::new(1),
             violations: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A world around a members relay: `key` is no member's.
+    pub fn with_roll(
+        relay: SocketAddr,
+        key: Key,
+        log: LogHandle,
+        limits: Limits,
+        roll: Roll,
+    ) -> World {
+        World {
+            roll: Some(roll),
+            ..World::new(relay, key, log, limits)
+        }
+    }
+
+    /// The key a new session of `client` uses and the generation it is
+    /// of; `None` once the member is removed. While the test re-keys the
+    /// member this waits (bounded) for the relay to have reloaded, so that
+    /// a new session never holds a key the relay does not know yet.
+    pub fn session_key(&self, client: u16) -> Option<(Key, u32)> {
+        let Some(roll) = &self.roll else {
+            return Some((self.key.clone(), 0));
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            {
+                let states = roll.states.lock().expect("lock");
+                let state = states.get(usize::from(client))?;
+                if state.removed {
+                    return None;
+                }
+                if state.settled || Instant::now() > deadline {
+                    return Some((state.key.clone(), state.generation));
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Members mode: the name the relay stamps on `client`'s messages.
+    pub fn name_of(&self, client: u16) -> Option<String> {
+        let roll = self.roll.as_ref()?;
+        let states = roll.states.lock().expect("lock");
+        states.get(usize::from(client)).map(|s| s.name.clone())
+    }
+
+    /// Notes that member connection `conn` of `client` opened from `addr`
+    /// with the key of `generation`.
+    pub fn register_session(&self, conn: u32, client: u16, generation: u32, addr: SocketAddr) {
+        if let Some(roll) = &self.roll {
+            roll.sessions.lock().expect("lock").insert(
+                conn,
+                Session {
+                    client,
+                    generation,
+                    addr,
+                },
+            );
+        }
+    }
+
+    /// Whether the test removed or re-keyed the member of connection
+    /// `conn` since it opened: the relay may (must, once it reloads) close
+    /// it.
+    pub fn is_doomed(&self, conn: u32) -> bool {
+        self.standing(conn).is_some_and(|(doomed, _)| doomed)
+    }
+
+    /// Whether `conn` is doomed and the relay has closed it and every other
+    /// connection of its member's old key: nothing more comes from it.
+    pub fn is_gone(&self, conn: u32) -> bool {
+        self.standing(conn) == Some((true, true))
+    }
+
+    fn standing(&self, conn: u32) -> Option<(bool, bool)> {
+        let roll = self.roll.as_ref()?;
+        let session = *roll.sessions.lock().expect("lock").get(&conn)?;
+        let states = roll.states.lock().expect("lock");
+        let state = states.get(usize::from(session.client))?;
+        let doomed = state.removed || state.generation != session.generation;
+        Some((doomed, doomed && state.settled))
     }
 
     /// Connects to the relay from a loopback address no other connection of
@@ -238,4 +325,40 @@ impl Jitter {
     pub fn millis(&mut self, lo: u64, hi: u64) -> Duration {
         Duration::from_millis(lo + self.below(hi - lo + 1))
     }
+}
+
+/// Members mode: what the test knows of each member (index = client).
+#[derive(Default)]
+pub struct Roll {
+    /// Each member's standing, by client index.
+    pub states: Mutex<Vec<Standing>>,
+    /// Member connection → whose and with which key it opened.
+    pub sessions: Mutex<HashMap<u32, Session>>,
+}
+
+/// One member as the test last wrote it to the members file.
+#[derive(Debug, Clone)]
+pub struct Standing {
+    /// Its name in the file.
+    pub name: String,
+    /// Its current key.
+    pub key: Key,
+    /// How many times the test gave it a new key.
+    pub generation: u32,
+    /// Removed from the file.
+    pub removed: bool,
+    /// The relay has applied the last change: it reloaded, and closed every
+    /// connection the change dooms.
+    pub settled: bool,
+}
+
+/// A member connection's owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Session {
+    /// The member's client index.
+    pub client: u16,
+    /// The generation of the key it opened with.
+    pub generation: u32,
+    /// Its local address.
+    pub addr: SocketAddr,
 }

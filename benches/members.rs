@@ -71,26 +71,18 @@ impl Fixture {
             last: Cipher::with_nonce_seed(&last_key, [9; 32]),
         }
     }
+}
 
-    /// A first frame (its line, `\n` included) under the last member's key.
-    fn first_frame(&mut self, plaintext: &[u8]) -> BytesMut {
-        let mut line = BytesMut::new();
-        self.last.seal_into(plaintext, &mut line);
-        line
-    }
-
-    /// Admits a connection, takes `line` as its first read, and removes
-    /// it; returns whether it identified as the last member.
-    fn identify(&mut self, line: &[u8]) -> bool {
-        let id = self.relay.admit(Sink).expect("room for a connection");
-        self.relay.receive(id, black_box(line));
-        let identified = self
-            .relay
-            .member_name(id)
-            .is_some_and(|name| name.as_str() == LAST);
-        self.relay.remove(id);
-        identified
-    }
+/// Admits a connection, takes `line` as its first read, and removes it;
+/// returns whether it identified as the last member.
+fn identify(relay: &mut Relay<Sink>, line: &[u8]) -> bool {
+    let id = relay.admit(Sink).expect("room for a connection");
+    relay.receive(id, black_box(line));
+    let identified = relay
+        .member_name(id)
+        .is_some_and(|name| name.as_str() == LAST);
+    relay.remove(id);
+    identified
 }
 
 const CASES: [(&str, Option<usize>); 3] = [
@@ -99,9 +91,15 @@ const CASES: [(&str, Option<usize>); 3] = [
     ("admit_remove", None),
 ];
 
-fn setup(fixture: &mut Fixture, plaintext: Option<usize>) -> BytesMut {
+/// The first frame (its line, `\n` included) of a case: sealed under the
+/// last member's key, or not base64 at all.
+fn setup(last: &mut Cipher, plaintext: Option<usize>) -> BytesMut {
     match plaintext {
-        Some(len) => fixture.first_frame(&vec![b'x'; len]),
+        Some(len) => {
+            let mut line = BytesMut::new();
+            last.seal_into(&vec![b'x'; len], &mut line);
+            line
+        }
         None => BytesMut::from(&b"!not base64!\n"[..]),
     }
 }
@@ -112,8 +110,8 @@ fn criterion_groups(c: &mut Criterion, fixture: &mut Fixture) {
     for (name, plaintext) in CASES {
         group.bench_function(name, |b| {
             b.iter_batched_ref(
-                || setup(fixture, plaintext),
-                |line| black_box(fixture.identify(line)),
+                || setup(&mut fixture.last, plaintext),
+                |line| black_box(identify(&mut fixture.relay, line)),
                 BatchSize::SmallInput,
             )
         });
@@ -127,9 +125,9 @@ fn median_ns(fixture: &mut Fixture, plaintext: Option<usize>, budget: Duration) 
     let mut times = Vec::new();
     let deadline = Instant::now() + budget;
     while Instant::now() < deadline || times.len() < 11 {
-        let line = setup(fixture, plaintext);
+        let line = setup(&mut fixture.last, plaintext);
         let start = Instant::now();
-        let identified = fixture.identify(&line);
+        let identified = identify(&mut fixture.relay, &line);
         times.push(start.elapsed().as_nanos() as f64);
         assert_eq!(identified, plaintext.is_some(), "identified as {LAST}");
     }
@@ -140,8 +138,8 @@ fn median_ns(fixture: &mut Fixture, plaintext: Option<usize>, budget: Duration) 
 fn main() {
     let mut fixture = Fixture::new();
     for (_, plaintext) in CASES {
-        let line = setup(&mut fixture, plaintext);
-        assert_eq!(fixture.identify(&line), plaintext.is_some());
+        let line = setup(&mut fixture.last, plaintext);
+        assert_eq!(identify(&mut fixture.relay, &line), plaintext.is_some());
     }
     let mut criterion = Criterion::default().configure_from_args();
     criterion_groups(&mut criterion, &mut fixture);

@@ -697,6 +697,13 @@ impl<T: Write> Relay<T> {
                 reader.consume_frame(len);
                 Some(seat)
             }
+            // A whole frame whose base64 length is at the cap's but whose
+            // plaintext is a byte or two past it.
+            Identified::TooLong => {
+                self.stats.rejected.bad_tag += 1;
+                self.close(from, CloseReason::FirstFrameTooLong);
+                None
+            }
             Identified::Nobody(OpenError::BadTag) if buf.ends_with(b"=") => {
                 self.stats.rejected.bad_tag += 1;
                 self.close(from, CloseReason::BadFrame(OpenError::BadTag));

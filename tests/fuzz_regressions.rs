@@ -165,3 +165,30 @@ fn decrypt_seeds_open_exactly_when_they_should() {
     // 4 PyCryptodome frames, 4 relayed ones, 3 padding cases.
     assert_eq!(opened, 11);
 }
+
+/// Found by the `members` target: a notebook client's lone newline-less
+/// first frame of 2049 or 2050 plaintext bytes has the same base64 length
+/// as one of `IDENTIFY_MAX` (2048), so it passed the length check, then
+/// identified as "too long" and was kept, neither identified nor closed.
+/// It must close as a first frame too long to identify, as a line does.
+#[test]
+fn a_newline_less_first_frame_just_past_the_identification_cap_closes() {
+    use eaxchat::cipher::Nonces;
+    use eaxchat::members::Members;
+    use eaxchat::roster::{IDENTIFY_MAX, Roster};
+    for len in [IDENTIFY_MAX + 1, IDENTIFY_MAX + 2] {
+        assert_eq!(encoded_len(len), encoded_len(IDENTIFY_MAX));
+        let text = format!("alice {}\n", key().to_hex());
+        let members = Members::parse(text.as_bytes(), Path::new("members.txt")).expect("parses");
+        let roster = Roster::with_nonces(&members, Nonces::from_seed([3; 32]));
+        let mut relay: Relay<Vec<u8>> = Relay::with_members(roster, Limits::default());
+        let notebook = relay.admit(Vec::new()).expect("room");
+        relay.receive(notebook, &seal(&vec![b'x'; len]));
+        let mut closing = Vec::new();
+        relay.take_closing(&mut closing);
+        assert_eq!(closing, [notebook], "plaintext of {len} bytes");
+        let reason = relay.peer(notebook).and_then(|peer| peer.closing());
+        assert_eq!(reason, Some(CloseReason::FirstFrameTooLong));
+        assert_eq!(relay.stats().rejected.bad_tag, 1);
+    }
+}

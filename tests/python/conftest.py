@@ -86,14 +86,25 @@ class Relay:
     """A ``relay`` process on a free loopback port, its stderr drained into
     :attr:`log` by a thread so it never blocks on a full pipe."""
 
-    def __init__(self, binary: Path, key_hex: str, extra: Sequence[str]) -> None:
+    def __init__(
+        self,
+        binary: Path,
+        key_hex: str,
+        extra: Sequence[str],
+        members: Optional[Path] = None,
+    ) -> None:
         self.key_hex = key_hex
         self.key = bytes.fromhex(key_hex)
+        #: The members file it serves (``--members``), or ``None`` for a
+        #: shared-key relay; a members relay loads no shared key, so
+        #: :attr:`key` opens nothing it sends then.
+        self.members = members
         self.host = "127.0.0.1"
         env = {k: v for k, v in os.environ.items() if k != "EAXCHAT_KEY"}
         env["RUST_LOG"] = "info"
+        keys = ["--members", str(members)] if members is not None else ["--key-hex", key_hex]
         self.process = subprocess.Popen(
-            [str(binary), "--listen", "127.0.0.1:0", "--key-hex", key_hex,
+            [str(binary), "--listen", "127.0.0.1:0", *keys,
              "--stats-interval", "0", *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -170,12 +181,18 @@ class Relay:
 
 @pytest.fixture
 def start_relay(bins: Binaries) -> Iterator[Callable[..., Relay]]:
-    """A factory: ``start_relay(key_hex=None, extra=())`` starts a relay
-    (a random AES-128 key unless given); all are terminated at teardown."""
+    """A factory: ``start_relay(key_hex=None, extra=(), members=None)``
+    starts a relay (a random AES-128 key unless given; with ``members``, a
+    members relay serving that file instead); all are terminated at
+    teardown."""
     started: List[Relay] = []
 
-    def start(key_hex: Optional[str] = None, extra: Sequence[str] = ()) -> Relay:
-        relay = Relay(bins.relay, key_hex or secrets.token_hex(16), extra)
+    def start(
+        key_hex: Optional[str] = None,
+        extra: Sequence[str] = (),
+        members: Optional[Path] = None,
+    ) -> Relay:
+        relay = Relay(bins.relay, key_hex or secrets.token_hex(16), extra, members)
         started.append(relay)
         return relay
 
@@ -188,6 +205,49 @@ def start_relay(bins: Binaries) -> Iterator[Callable[..., Relay]]:
 def relay(start_relay: Callable[..., Relay]) -> Relay:
     """One relay with a random key."""
     return start_relay()
+
+
+class MembersFile:
+    """A members file made with the real ``relay members add``, and the key
+    file it wrote for each member (mode 0600, in the same directory)."""
+
+    def __init__(self, binary: Path, directory: Path, names: Sequence[str]) -> None:
+        self.path = directory / "members.txt"
+        self.key_files = {}
+        for name in names:
+            subprocess.run(
+                [str(binary.resolve()), "members", "add", name, "--file", str(self.path),
+                 "--key-out", str(directory / f"{name}.key")],
+                check=True,
+                timeout=WAIT,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+            self.key_files[name] = directory / f"{name}.key"
+        assert self.path.stat().st_mode & 0o777 == 0o600
+
+    def key(self, name: str) -> bytes:
+        """The member's key bytes, as the members file holds them."""
+        for line in self.path.read_text().splitlines():
+            member, _, hex_key = line.partition(" ")
+            if member == name:
+                return bytes.fromhex(hex_key.strip())
+        raise KeyError(name)
+
+
+@pytest.fixture
+def members_relay(
+    bins: Binaries, start_relay: Callable[..., Relay], tmp_path: Path
+) -> Iterator[Relay]:
+    """A members relay (``relay --members FILE``) serving ``alice`` and
+    ``bob``, made with ``relay members add``: :attr:`Relay.members_file`
+    holds the file and each member's key file. Stopped at teardown by
+    ``start_relay``."""
+    members = MembersFile(bins.relay, tmp_path, ["alice", "bob"])
+    relay = start_relay(members=members.path)
+    relay.members_file = members  # type: ignore[attr-defined]
+    relay.wait_for_log("members mode: 2 members")
+    yield relay
 
 
 class LineSocket:

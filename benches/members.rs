@@ -23,9 +23,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion};
-use eaxchat::cipher::{Cipher, Nonces};
+use eaxchat::cipher::Cipher;
 use eaxchat::key::Key;
 use eaxchat::members::Members;
+use eaxchat::nonce::Nonces;
 use eaxchat::relay::{Limits, Relay};
 use eaxchat::roster::Roster;
 

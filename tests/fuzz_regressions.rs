@@ -173,8 +173,8 @@ fn decrypt_seeds_open_exactly_when_they_should() {
 /// It must close as a first frame too long to identify, as a line does.
 #[test]
 fn a_newline_less_first_frame_just_past_the_identification_cap_closes() {
-    use eaxchat::cipher::Nonces;
     use eaxchat::members::Members;
+    use eaxchat::nonce::Nonces;
     use eaxchat::roster::{IDENTIFY_MAX, Roster};
     for len in [IDENTIFY_MAX + 1, IDENTIFY_MAX + 2] {
         assert_eq!(encoded_len(len), encoded_len(IDENTIFY_MAX));

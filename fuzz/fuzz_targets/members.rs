@@ -29,9 +29,10 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, Nonces, OpenError};
+use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::members::Members;
+use eaxchat::nonce::Nonces;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 use libfuzzer_sys::fuzz_target;

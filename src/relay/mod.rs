@@ -26,7 +26,7 @@
 //! [`Relay::run_timers`]).
 //!
 //! Every frame that opens passes one replay check
-//! ([`check_replay`](receive::check_replay)): a nonce the relay sealed with
+//! (`check_replay` in `receive.rs`): a nonce the relay sealed with
 //! itself, or one accepted before under the same key within the window of
 //! [`crate::replay`], is refused as a replay.
 //!
@@ -173,7 +173,7 @@ pub struct Relay<T> {
     seed_peers: Vec<ConnId>,
     seed_write_gap: Duration,
     /// The client nonces accepted lately, for
-    /// [`check_replay`](receive::check_replay).
+    /// `check_replay` (in `receive.rs`).
     replays: ReplayWindow,
 }
 

@@ -275,16 +275,10 @@ fn run(args: Args) -> Result<(), Failure> {
         .and_then(|handle| handle.stop_on_signals())
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     info!(
-        "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); max-frame={} max-clients={} max-queue={} \
-         pre-auth-budget={} first-frame-timeout={}s max-per-address={}",
+        "listening on {addr}; key from {origin} (AES-{}, AES-NI {}); {}",
         key.as_bytes().len() * 8,
         aes_ni(),
-        limits.max_frame,
-        limits.max_clients,
-        limits.max_queue,
-        limits.pre_auth_budget,
-        limits.first_frame_timeout.as_secs(),
-        limits.max_per_address,
+        limits_line(&limits),
     );
     server
         .run()
@@ -319,21 +313,29 @@ fn serve_members(path: &std::path::Path, config: Config) -> Result<(), Failure> 
         .and_then(|()| server.reload_on_sighup())
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     info!(
-        "listening on {addr}; members mode: {count} members from {} (AES-NI {}); max-frame={} \
-         max-clients={} max-queue={} pre-auth-budget={} first-frame-timeout={}s max-per-address={}",
+        "listening on {addr}; members mode: {count} members from {} (AES-NI {}); {}",
         path.display(),
         aes_ni(),
+        limits_line(&limits),
+    );
+    server
+        .run()
+        .map(|_| ())
+        .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
+}
+
+/// The limits in force, as the start-up line shows them.
+fn limits_line(limits: &Limits) -> String {
+    format!(
+        "max-frame={} max-clients={} max-queue={} pre-auth-budget={} first-frame-timeout={}s \
+         max-per-address={}",
         limits.max_frame,
         limits.max_clients,
         limits.max_queue,
         limits.pre_auth_budget,
         limits.first_frame_timeout.as_secs(),
         limits.max_per_address,
-    );
-    server
-        .run()
-        .map(|_| ())
-        .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
+    )
 }
 
 fn aes_ni() -> &'static str {

@@ -9,12 +9,14 @@
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod util;
+
 use aead::{AeadInOut, KeyInit};
 use aes::{Aes128, Aes192, Aes256};
 use cmac::{Cmac, Mac};
 use eax::Eax;
 use eaxchat::eax_key::{EaxKey, InvalidKeyLength, OVERHEAD, TagError};
-use serde_json::Value;
+use util::vectors::{Case, eax_paper, wycheproof};
 
 /// The `eax` and `cmac` crates under one key.
 enum Reference {
@@ -138,18 +140,6 @@ fn rfc4493_cmac_vectors() {
     }
 }
 
-/// One known-answer EAX case.
-struct Case {
-    id: String,
-    key: Vec<u8>,
-    nonce: Vec<u8>,
-    header: Vec<u8>,
-    msg: Vec<u8>,
-    ct: Vec<u8>,
-    tag: Vec<u8>,
-    valid: bool,
-}
-
 /// How many cases ran through each implementation.
 #[derive(Debug, Default, PartialEq)]
 struct Tally {
@@ -218,35 +208,6 @@ fn check(cases: impl IntoIterator<Item = Case>) -> Tally {
     tally
 }
 
-fn load(name: &str) -> Value {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn wycheproof(name: &str) -> Vec<Case> {
-    let file = load(name);
-    let mut cases = Vec::new();
-    for group in file["testGroups"].as_array().unwrap() {
-        for test in group["tests"].as_array().unwrap() {
-            let field = |name: &str| hex(test[name].as_str().unwrap());
-            cases.push(Case {
-                id: format!("{name} tcId {}", test["tcId"]),
-                key: field("key"),
-                nonce: field("iv"),
-                header: field("aad"),
-                msg: field("msg"),
-                ct: field("ct"),
-                tag: field("tag"),
-                // "acceptable" (legacy file only) marks short nonces: EAX
-                // defines them, so they must compute as the vector says.
-                valid: test["result"].as_str().unwrap() != "invalid",
-            });
-        }
-    }
-    cases
-}
-
 /// Wycheproof's current edition, all 240 cases: EaxKey takes any nonce
 /// length, so none is skipped; the `eax` crate runs the 186 with 16 bytes.
 #[test]
@@ -275,25 +236,7 @@ fn wycheproof_legacy_vectors() {
 /// The ten vectors of the EAX paper's appendix (all with a header).
 #[test]
 fn eax_paper_vectors() {
-    let file = load("eax_paper_vectors.json");
-    let cases = file["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let field = |name: &str| hex(v[name].as_str().unwrap());
-            Case {
-                id: format!("paper #{i}"),
-                key: field("key"),
-                nonce: field("nonce"),
-                header: field("header"),
-                msg: field("msg"),
-                ct: field("ct"),
-                tag: field("tag"),
-                valid: true,
-            }
-        });
+    let cases = eax_paper();
     let tally = check(cases);
     assert_eq!(tally.valid, 10);
     assert_eq!(tally.through_eax_crate, 10);

@@ -9,43 +9,19 @@
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod util;
+
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::wire::{NONCE_LEN, TAG_LEN};
-use serde_json::Value;
-
-fn load(name: &str) -> Value {
-    let path = format!("{}/tests/vectors/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap()
-}
-
-fn hex(value: &Value) -> Vec<u8> {
-    let text = value.as_str().unwrap();
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
+use util::vectors::{Case, eax_paper, hex, load, wycheproof};
 
 fn base64(bytes: &[u8]) -> Vec<u8> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD
         .encode(bytes)
         .into_bytes()
-}
-
-/// One known-answer case.
-struct Case {
-    id: String,
-    key: Vec<u8>,
-    nonce: Vec<u8>,
-    aad: Vec<u8>,
-    msg: Vec<u8>,
-    ct: Vec<u8>,
-    tag: Vec<u8>,
-    valid: bool,
 }
 
 /// What checking a set of cases found.
@@ -69,13 +45,13 @@ fn check(cases: impl IntoIterator<Item = Case>) -> Tally {
         let tag: [u8; TAG_LEN] = case.tag[..].try_into().unwrap();
 
         let mut buf = case.ct.clone();
-        let opened = cipher.decrypt_detached(&nonce, &case.aad, &tag, &mut buf);
+        let opened = cipher.decrypt_detached(&nonce, &case.header, &tag, &mut buf);
         if case.valid {
             tally.valid += 1;
             assert_eq!(opened, Ok(()), "{}: valid case rejected", case.id);
             assert_eq!(buf, case.msg, "{}: wrong plaintext", case.id);
             let mut sealed = case.msg.clone();
-            let got_tag = cipher.encrypt_detached(&nonce, &case.aad, &mut sealed);
+            let got_tag = cipher.encrypt_detached(&nonce, &case.header, &mut sealed);
             assert_eq!(sealed, case.ct, "{}: wrong ciphertext", case.id);
             assert_eq!(&got_tag[..], &case.tag[..], "{}: wrong tag", case.id);
         } else {
@@ -89,7 +65,7 @@ fn check(cases: impl IntoIterator<Item = Case>) -> Tally {
         }
 
         // Without associated data the case is also a wire frame.
-        if case.aad.is_empty() {
+        if case.header.is_empty() {
             tally.through_frames += 1;
             let frame = [&case.nonce[..], &case.tag, &case.ct].concat();
             let line = base64(&frame);
@@ -106,28 +82,6 @@ fn check(cases: impl IntoIterator<Item = Case>) -> Tally {
         }
     }
     tally
-}
-
-fn wycheproof(name: &str) -> Vec<Case> {
-    let file = load(name);
-    let mut cases = Vec::new();
-    for group in file["testGroups"].as_array().unwrap() {
-        for test in group["tests"].as_array().unwrap() {
-            let result = test["result"].as_str().unwrap();
-            cases.push(Case {
-                id: format!("{name} tcId {}", test["tcId"]),
-                key: hex(&test["key"]),
-                nonce: hex(&test["iv"]),
-                aad: hex(&test["aad"]),
-                msg: hex(&test["msg"]),
-                ct: hex(&test["ct"]),
-                tag: hex(&test["tag"]),
-                // "acceptable" cases in the legacy file are all short nonces.
-                valid: result != "invalid",
-            });
-        }
-    }
-    cases
 }
 
 /// Wycheproof's current edition: 240 cases, 186 with 16-byte nonces.
@@ -157,22 +111,7 @@ fn wycheproof_legacy_vectors() {
 /// The ten vectors from the EAX paper's appendix.
 #[test]
 fn eax_paper_vectors() {
-    let file = load("eax_paper_vectors.json");
-    let cases = file["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Case {
-            id: format!("paper #{i}"),
-            key: hex(&v["key"]),
-            nonce: hex(&v["nonce"]),
-            aad: hex(&v["header"]),
-            msg: hex(&v["msg"]),
-            ct: hex(&v["ct"]),
-            tag: hex(&v["tag"]),
-            valid: true,
-        });
+    let cases = eax_paper();
     let tally = check(cases);
     assert_eq!(tally.valid, 10);
 }

@@ -74,23 +74,7 @@ fn every_scenario_runs_clean_against_the_relay() {
     let pid = relay.pid().to_string();
     let common = ["--addr", &addr, "--key-hex", &key, "--pid", &pid];
 
-    let fanout = [
-        "fanout",
-        "--clients",
-        "8",
-        "--messages",
-        "3000",
-        "--window",
-        "200",
-    ];
-    for verify in [&[][..], &["--verify-all"][..]] {
-        let args = [&fanout[..], verify, &common[..]].concat();
-        let (code, report) = relay_bench(&args);
-        assert_eq!(code, Some(0), "{report}");
-        assert_eq!(number(&report, "errors"), 0.0, "{report}");
-        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
-        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
-        assert!(number(&report, "verified") > 0.0, "{report}");
+    for report in clean_fanouts(&common) {
         assert!(number(&report, "relay_cpu_s") >= 0.0, "{report}");
     }
 
@@ -603,32 +587,12 @@ fn a_members_fanout_reads_its_own_key_and_checks_the_name() {
 fn a_members_fanout_runs_clean_against_the_members_relay() {
     let dir = scratch("members-relay");
     let members = make_members(&dir, 9);
-    let mut command = Command::new(util::relay_binary());
-    command.args(["--listen", "127.0.0.1:0", "--members", &members]);
-    // In members mode no shared key is loaded: the key given here is unused.
-    let relay = RelayProcess::spawn(command, util::random_key());
+    let relay = RelayProcess::start_members(std::path::Path::new(&members), &[]);
     let addr = relay.addr.to_string();
     let pid = relay.pid().to_string();
     let common = ["--members-file", &members, "--addr", &addr, "--pid", &pid];
 
-    let fanout = [
-        "fanout",
-        "--clients",
-        "8",
-        "--messages",
-        "3000",
-        "--window",
-        "200",
-    ];
-    for verify in [&[][..], &["--verify-all"][..]] {
-        let args = [&fanout[..], verify, &common[..]].concat();
-        let (code, report) = relay_bench(&args);
-        assert_eq!(code, Some(0), "{report}");
-        assert_eq!(number(&report, "errors"), 0.0, "{report}");
-        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
-        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
-        assert!(number(&report, "verified") > 0.0, "{report}");
-    }
+    clean_fanouts(&common);
 
     let latency = [
         "latency",
@@ -650,4 +614,30 @@ fn a_members_fanout_runs_clean_against_the_members_relay() {
     assert!(status.success(), "{log}");
     assert!(log.contains("slow_consumers=0"), "{log}");
     std::fs::remove_dir_all(dir).expect("remove scratch dir");
+}
+
+/// A fanout of 3,000 messages to 8 subscribers, with and without
+/// `--verify-all`, both clean; returns the two reports.
+fn clean_fanouts(common: &[&str]) -> Vec<Value> {
+    let fanout = [
+        "fanout",
+        "--clients",
+        "8",
+        "--messages",
+        "3000",
+        "--window",
+        "200",
+    ];
+    let mut reports = Vec::new();
+    for verify in [&[][..], &["--verify-all"][..]] {
+        let args = [&fanout[..], verify, common].concat();
+        let (code, report) = relay_bench(&args);
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "messages"), 3000.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 8.0 * 3000.0, "{report}");
+        assert!(number(&report, "verified") > 0.0, "{report}");
+        reports.push(report);
+    }
+    reports
 }

@@ -35,7 +35,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use audit::LogFacts;
-use procfs::{RssSampler, tcp_queued};
+use procfs::{RssSampler, RssSeen, tcp_queued};
 use relay_bench::sys;
 use util::RelayProcess;
 use world::{Limits, World};
@@ -304,35 +304,14 @@ fn relay_survives_load_faults_and_hostile_clients_and_loses_nothing() {
         (actors, at_sigterm)
     });
 
-    let (status, _) = relay.wait_exit(Duration::from_millis(SHUTDOWN_GRACE_MS) + STEP_WAIT);
-    let rss = sampler.finish();
-    let log = {
-        // The stderr reader may lag the exit by a moment.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut log = world.log.since(0).0;
-        while !log.contains("] stats: ") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-            log = world.log.since(0).0;
-        }
-        log
-    };
-    if !status.success() {
-        world.violation(format!("relay exited with {status} after SIGTERM"));
-    }
-    if log.contains("panicked") {
-        world.violation("the relay panicked".to_owned());
-    }
-    let peak = rss.max_kib.max(at_sigterm.hwm_kib);
-    if peak > bound {
-        world.violation(format!(
-            "relay RSS peaked at {peak} KiB, over the bound of {bound} KiB"
-        ));
-    }
-    let facts = LogFacts::parse(&log);
-    let records = std::mem::take(&mut *world.records.lock().expect("lock"));
-    let mut tally = audit::check_connections(&world, &facts, &records);
-    audit::check_deliveries(&world, &records, &mut tally);
-    audit::check_counters(&world, &facts, &tally);
+    let Audited {
+        rss,
+        peak,
+        log,
+        facts,
+        tally,
+        ..
+    } = wind_down(&world, relay, sampler, at_sigterm.hwm_kib, bound);
     check_exercised(&world, &profile, &facts, &tally);
 
     eprintln!(
@@ -535,4 +514,63 @@ fn check_exercised(world: &World, profile: &Profile, facts: &LogFacts, tally: &a
     if tally.owed == 0 || tally.member_conns <= u64::from(profile.members + WITNESSES) {
         world.violation("members never came and went with messages owed".to_owned());
     }
+}
+
+/// After the finale, in either run: waits (bounded) for the relay to exit
+/// after SIGTERM and for its last stats line; records a violation for a
+/// failed exit, a panic, or RSS over `bound`; then audits connections,
+/// deliveries and counters against the log.
+fn wind_down(
+    world: &World,
+    relay: RelayProcess,
+    sampler: RssSampler,
+    hwm_at_sigterm_kib: u64,
+    bound: u64,
+) -> Audited {
+    let (status, _) = relay.wait_exit(Duration::from_millis(SHUTDOWN_GRACE_MS) + STEP_WAIT);
+    let rss = sampler.finish();
+    // The stderr reader may lag the exit by a moment.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut log = world.log.since(0).0;
+    while !log.contains("] stats: ") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        log = world.log.since(0).0;
+    }
+    if !status.success() {
+        world.violation(format!("relay exited with {status} after SIGTERM"));
+    }
+    if log.contains("panicked") {
+        world.violation("the relay panicked".to_owned());
+    }
+    let peak = rss.max_kib.max(hwm_at_sigterm_kib);
+    if peak > bound {
+        world.violation(format!(
+            "relay RSS peaked at {peak} KiB, over the bound of {bound} KiB"
+        ));
+    }
+    let facts = LogFacts::parse(&log);
+    let records = std::mem::take(&mut *world.records.lock().expect("lock"));
+    let mut tally = audit::check_connections(world, &facts, &records);
+    audit::check_deliveries(world, &records, &mut tally);
+    audit::check_counters(world, &facts, &tally);
+    Audited {
+        rss,
+        peak,
+        log,
+        facts,
+        records,
+        tally,
+    }
+}
+
+/// What [`wind_down`] found.
+struct Audited {
+    rss: RssSeen,
+    /// The highest RSS seen, sampled or at SIGTERM, in KiB.
+    peak: u64,
+    /// The relay's whole log.
+    log: String,
+    facts: LogFacts,
+    records: Vec<member::EpochRecord>,
+    tally: audit::Tally,
 }

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use relay_bench::sys;
 
 use super::{
-    Cast, LIMITS, PRE_AUTH_BUDGET, Profile, SHUTDOWN_GRACE_MS, STEP_WAIT, WITNESSES, finale,
-    limit_flags, one_at_a_time, wait_for,
+    Audited, Cast, LIMITS, PRE_AUTH_BUDGET, Profile, WITNESSES, finale, limit_flags, one_at_a_time,
+    wait_for, wind_down,
 };
-use crate::audit::{self, LogFacts, Tally};
+use crate::audit::{LogFacts, Tally};
 use crate::procfs::RssSampler;
 use crate::removals::{self, Change, Step};
 use crate::util::RelayProcess;
@@ -200,31 +200,14 @@ fn members_relay_cuts_off_removed_members_and_the_others_lose_nothing() {
         (old_keys, hostiles, at_sigterm)
     });
 
-    let (status, _) = relay.wait_exit(Duration::from_millis(SHUTDOWN_GRACE_MS) + STEP_WAIT);
-    let rss = sampler.finish();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut log = world.log.since(0).0;
-    while !log.contains("] stats: ") && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-        log = world.log.since(0).0;
-    }
-    if !status.success() {
-        world.violation(format!("relay exited with {status} after SIGTERM"));
-    }
-    if log.contains("panicked") {
-        world.violation("the relay panicked".to_owned());
-    }
-    let peak = rss.max_kib.max(at_sigterm.hwm_kib);
-    if peak > bound {
-        world.violation(format!(
-            "relay RSS peaked at {peak} KiB, over the bound of {bound} KiB"
-        ));
-    }
-    let facts = LogFacts::parse(&log);
-    let records = std::mem::take(&mut *world.records.lock().expect("lock"));
-    let mut tally = audit::check_connections(&world, &facts, &records);
-    audit::check_deliveries(&world, &records, &mut tally);
-    audit::check_counters(&world, &facts, &tally);
+    let Audited {
+        rss,
+        peak,
+        log,
+        facts,
+        records,
+        tally,
+    } = wind_down(&world, relay, sampler, at_sigterm.hwm_kib, bound);
     let siblings = check_members_exercised(&world, &plan, &facts, &records, &tally);
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -91,7 +91,8 @@ wait_port() {
     fi
 }
 
-start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0 --max-per-address 0
+start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0 --max-per-address 0 \
+    --history 0 --presence off
 RELAY_PID=$STARTED
 # ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
 start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
@@ -105,7 +106,7 @@ wait_port "$FLOOR_PORT"
 MEMBERS=$WORK/members.txt
 "$BIN/relay-bench" make-members --count 101 --file "$MEMBERS"
 start members "$BIN/relay" --listen "127.0.0.1:$MEMBERS_PORT" --members "$MEMBERS" \
-    --stats-interval 0 --max-per-address 0
+    --stats-interval 0 --max-per-address 0 --history 0 --presence off --rate 0
 MEMBERS_PID=$STARTED
 HAVE_MEMBERS=1
 if ! port_up "$MEMBERS_PORT"; then
@@ -204,7 +205,8 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" idle "* ]]; then
     echo "idle-10000: 10,000 idle connections" >&2
     for rep in $(seq "$REPEATS"); do
         idle eaxchat "$rep" "$IDLE_PORT" "$BIN/relay" --listen "127.0.0.1:$IDLE_PORT" \
-            --key-hex "$KEY" --stats-interval 0 --max-clients 10000 --max-per-address 0
+            --key-hex "$KEY" --stats-interval 0 --max-clients 10000 --max-per-address 0 \
+            --history 0 --presence off
         if [ "$HAVE_REDIS" = 1 ]; then
             idle redis "$rep" "$REDIS_IDLE_PORT" redis-server --port "$REDIS_IDLE_PORT" \
                 --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000

@@ -35,8 +35,9 @@ pub enum EntryKind {
 /// One message as a newcomer must be sent it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Who said it.
-    pub sender: Name,
+    /// Who said it: `None` for a shared-key connection that never took a
+    /// name with `/nick`.
+    pub sender: Option<Name>,
     /// What they said (the plaintext, or a `/me` action's text).
     pub text: Box<[u8]>,
     /// When the relay received it, in milliseconds since the Unix epoch.
@@ -49,7 +50,7 @@ impl Entry {
     /// The bytes this entry counts against the byte bound: its sender's
     /// name and its text.
     pub fn size(&self) -> usize {
-        self.sender.as_str().len() + self.text.len()
+        self.sender.as_ref().map_or(0, |name| name.as_str().len()) + self.text.len()
     }
 }
 
@@ -122,7 +123,7 @@ mod tests {
 
     fn entry(sender: &str, text: &str, ts_millis: u64) -> Entry {
         Entry {
-            sender: Name::new(sender).expect("a valid test name"),
+            sender: Some(Name::new(sender).expect("a valid test name")),
             text: text.as_bytes().into(),
             ts_millis,
             kind: EntryKind::Message,
@@ -201,7 +202,7 @@ mod tests {
         history.push(action.clone());
         let first = history.iter().next().expect("one entry");
         assert_eq!(first, &action);
-        assert_eq!(first.sender.as_str(), "carol");
+        assert_eq!(first.sender.as_ref().map(Name::as_str), Some("carol"));
         assert_eq!(&*first.text, b"waves");
     }
 }

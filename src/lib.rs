@@ -8,6 +8,9 @@
 //! - [`key`]: the shared key, its hex form and the key file.
 //! - [`commands`]: the `/` commands: parsing a plaintext into text, a
 //!   command, or the error reply; room names.
+//! - [`events`]: what the relay tells people, as plain text or as the
+//!   `eaxchat/1` structured events (one-line JSON).
+//! - [`flood`]: flood control, a token bucket per connection.
 //! - [`history`]: one room's last messages, bounded in count and bytes,
 //!   for whoever joins.
 //! - [`members`]: the members file (a name and a key per person) and the
@@ -29,6 +32,7 @@
 //!   budget, the first-frame deadline, connections per address.
 //! - [`relay`]: the relay's logic without sockets: connections, fan-out,
 //!   limits, and why a connection closes ([`relay::CloseReason`]).
+//! - [`rooms`]: the rooms, who is in each, and each room's history.
 //! - [`roster`]: a members relay's members as served: each key's state,
 //!   identifying a first frame, each member's connections.
 //! - `sweep` (private): the write sweep, the fair order in which
@@ -43,6 +47,8 @@ pub mod cipher;
 pub mod client;
 pub mod commands;
 pub mod eax_key;
+pub mod events;
+pub mod flood;
 pub mod guard;
 pub mod history;
 pub mod key;
@@ -53,6 +59,7 @@ pub mod nonce;
 pub mod outbox;
 pub mod relay;
 pub mod replay;
+pub mod rooms;
 pub mod roster;
 pub mod seed;
 pub mod server;

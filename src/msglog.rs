@@ -66,6 +66,7 @@ use rand_chacha::rand_core::{Rng as _, SeedableRng as _};
 use crate::eax_key::{EaxKey, NONCE_LEN, OVERHEAD, TAG_LEN};
 use crate::key::{Key, KeyError};
 
+pub mod export;
 mod record;
 
 pub use record::Record;
@@ -281,6 +282,24 @@ pub struct RecoveryReport {
 /// Reads every record in `dir` (created, mode 0700, if missing), oldest
 /// first, truncating torn or corrupt tails. See the module docs.
 pub fn open_and_replay(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), LogError> {
+    let (records, report) = read_log(dir, key)?;
+    // Cut only once the whole log has been read: a wrong key found in a
+    // later segment must leave every file as it was.
+    for cut in &report.truncated {
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&cut.segment)
+            .map_err(io_error(&cut.segment))?;
+        file.set_len(cut.offset).map_err(io_error(&cut.segment))?;
+        file.sync_all().map_err(io_error(&cut.segment))?;
+    }
+    Ok((records, report))
+}
+
+/// Reads every record in `dir` as [`open_and_replay`] does, but changes
+/// nothing: a torn tail is reported in [`RecoveryReport::truncated`] and
+/// left on disk (`relay log`).
+pub fn read_log(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), LogError> {
     let key = eax_key(key);
     let segments = list_segments(dir)?;
     let mut records = Vec::new();
@@ -299,16 +318,6 @@ pub fn open_and_replay(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryRe
                 problem,
             });
         }
-    }
-    // Cut only once the whole log has been read: a wrong key found in a
-    // later segment must leave every file as it was.
-    for cut in &report.truncated {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .open(&cut.segment)
-            .map_err(io_error(&cut.segment))?;
-        file.set_len(cut.offset).map_err(io_error(&cut.segment))?;
-        file.sync_all().map_err(io_error(&cut.segment))?;
     }
     report.records = records.len();
     Ok((records, report))

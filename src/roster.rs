@@ -148,6 +148,20 @@ impl Roster {
         self.seats.get(seat).map(|seated| &seated.name)
     }
 
+    /// How long the stamp put before each of a member's messages is: its
+    /// text starts there.
+    pub fn stamp_len(&self, seat: Seat) -> usize {
+        self.seats.get(seat).map_or(0, |seated| seated.stamp.len())
+    }
+
+    /// The open connections of the member called `name`, if there is one.
+    pub fn connections_of(&self, name: &Name) -> Option<&[ConnId]> {
+        self.seats
+            .iter()
+            .find(|seated| seated.name == *name)
+            .map(|seated| seated.conns.as_slice())
+    }
+
     /// A member's expanded key, for splitting their newline-less frames.
     pub fn eax_key(&self, seat: Seat) -> Option<&EaxKey> {
         self.seats.get(seat).map(|seated| &seated.eax)

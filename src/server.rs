@@ -35,7 +35,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
 use crate::members::{self, Members, Name};
-use crate::relay::{CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
+use crate::msglog::{LogWriter, Record};
+use crate::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
 use crate::roster::Roster;
 use crate::stats::Stats;
 
@@ -207,6 +208,10 @@ pub struct Server {
     members: Option<MembersWatch>,
     /// Readable when SIGHUP came ([`Server::reload_on_sighup`]).
     reload_rx: Option<UnixStream>,
+    /// The message log's writer thread, if `--log` is on.
+    log: Option<LogWriter>,
+    /// Scratch list of records for the log, reused every turn.
+    records: Vec<Record>,
 }
 
 impl Server {
@@ -257,7 +262,40 @@ impl Server {
             turn: 0,
             members,
             reload_rx: None,
+            log: None,
+            records: Vec::new(),
         })
+    }
+
+    /// Sets up the chat layer (rooms, history, flood control). Call before
+    /// [`Server::run`].
+    pub fn set_chat(&mut self, config: ChatConfig) {
+        self.relay.set_chat(config);
+    }
+
+    /// Puts the room messages of `records`, read from the message log,
+    /// back in their rooms' history.
+    pub fn restore_history(&mut self, records: &[Record]) {
+        self.relay.restore_history(records);
+    }
+
+    /// Hands every room message, join and leave to `log` from now on. The
+    /// chat must have been set up to keep records ([`ChatConfig::log`]).
+    pub fn set_log(&mut self, log: LogWriter) {
+        self.log = Some(log);
+    }
+
+    /// Hands the records made this turn to the log's writer thread: never
+    /// waits (a full queue drops and counts, [`LogWriter::append`]).
+    fn write_log(&mut self) {
+        self.relay.take_log_records(&mut self.records);
+        let Some(log) = &self.log else {
+            self.records.clear();
+            return;
+        };
+        for record in self.records.drain(..) {
+            log.append(record);
+        }
     }
 
     /// Members mode: makes SIGHUP read the members file again.
@@ -328,6 +366,7 @@ impl Server {
             self.relay.run_timers();
             self.write_waiting();
             self.remove_closed();
+            self.write_log();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
                 info!("{}", self.relay.stats());
                 next_stats = self.config.stats_interval.map(|i| at + i);
@@ -623,6 +662,16 @@ impl Server {
         self.remove_closed();
         let mut sink = [0u8; 64];
         while matches!((&self.stop_rx).read(&mut sink), Ok(n) if n > 0) {}
+        self.write_log();
+        if let Some(log) = self.log.take() {
+            match log.close() {
+                Ok(log) => info!(
+                    "message log closed: {} records written, {} dropped (queue full)",
+                    log.written, log.dropped
+                ),
+                Err(e) => error!("{e}"),
+            }
+        }
         let stats = self.relay.stats();
         info!("{stats}");
         Ok(stats)

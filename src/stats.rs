@@ -74,6 +74,10 @@ pub struct Stats {
     /// Connections closed because their member was removed from the
     /// members file, or given a new key.
     pub members_removed: u64,
+    /// Frames refused by flood control (`--rate`).
+    pub flood_refused: u64,
+    /// `/` commands run or refused.
+    pub commands: u64,
 }
 
 impl fmt::Display for Stats {
@@ -85,7 +89,8 @@ impl fmt::Display for Stats {
              bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
-             first_frame_timeouts={} members_removed={} rejected_replay={}",
+             first_frame_timeouts={} members_removed={} rejected_replay={} \
+             flood_refused={} commands={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -104,6 +109,8 @@ impl fmt::Display for Stats {
             self.first_frame_timeouts,
             self.members_removed,
             r.replayed,
+            self.flood_refused,
+            self.commands,
         )
     }
 }

@@ -13,7 +13,9 @@ use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::members::Members;
 use eaxchat::nonce::Nonces;
+use eaxchat::relay::ChatConfig;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::rooms::RoomsConfig;
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 
 /// An in-memory connection that remembers each write's bytes and where
@@ -45,9 +47,20 @@ fn members(list: &[(&str, u8)]) -> Members {
     Members::parse(text.as_bytes(), Path::new("members.txt")).unwrap()
 }
 
+/// A members relay without history or join notices: these tests count
+/// every frame a member gets (the chat layer's are in `chat_layer.rs`).
 fn relay(list: &[(&str, u8)]) -> Relay<Pipe> {
     let roster = Roster::with_nonces(&members(list), Nonces::from_seed([3; 32]));
-    Relay::with_members(roster, Limits::default())
+    let mut relay = Relay::with_members(roster, Limits::default());
+    relay.set_chat(ChatConfig {
+        rooms: RoomsConfig {
+            history_entries: 0,
+            ..RoomsConfig::default()
+        },
+        presence: false,
+        ..ChatConfig::default()
+    });
+    relay
 }
 
 fn seal(byte: u8, text: &[u8]) -> Vec<u8> {

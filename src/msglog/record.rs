@@ -20,8 +20,8 @@ pub enum Record {
     Message {
         /// Where.
         room: RoomName,
-        /// Who said it.
-        sender: Name,
+        /// Who said it (`None`: a shared-key connection with no name).
+        sender: Option<Name>,
         /// What.
         text: Box<[u8]>,
         /// When, in milliseconds since the Unix epoch.
@@ -86,23 +86,24 @@ impl Record {
                     EntryKind::Message => KIND_MESSAGE,
                     EntryKind::Action => KIND_ACTION,
                 };
-                (kind, room, sender, ts_millis, Some(text))
+                (kind, room, sender.as_ref(), ts_millis, Some(text))
             }
             Record::Join {
                 room,
                 name,
                 ts_millis,
-            } => (KIND_JOIN, room, name, ts_millis, None),
+            } => (KIND_JOIN, room, Some(name), ts_millis, None),
             Record::Leave {
                 room,
                 name,
                 ts_millis,
-            } => (KIND_LEAVE, room, name, ts_millis, None),
+            } => (KIND_LEAVE, room, Some(name), ts_millis, None),
         };
         out.extend_from_slice(&[FORMAT_VERSION, kind]);
         out.extend_from_slice(&ts_millis.to_le_bytes());
-        // Room names and member names are at most 32 bytes, so fit a u8.
-        for short in [room.as_str(), name.as_str()] {
+        // Room names and member names are at most 32 bytes, so fit a u8; a
+        // message with no sender has a name of length 0.
+        for short in [room.as_str(), name.map_or("", |name| name.as_str())] {
             out.push(short.len() as u8);
             out.extend_from_slice(short.as_bytes());
         }
@@ -123,10 +124,15 @@ impl Record {
         let room_len = usize::from(reader.u8()?);
         let room = RoomName::new(reader.take(room_len)?).map_err(|_| "bad room name")?;
         let name_len = usize::from(reader.u8()?);
-        let name = std::str::from_utf8(reader.take(name_len)?)
-            .ok()
-            .and_then(|name| Name::new(name).ok())
-            .ok_or("bad name")?;
+        let name = match name_len {
+            0 => None,
+            len => Some(
+                std::str::from_utf8(reader.take(len)?)
+                    .ok()
+                    .and_then(|name| Name::new(name).ok())
+                    .ok_or("bad name")?,
+            ),
+        };
         let record = match kind {
             KIND_MESSAGE | KIND_ACTION => {
                 let text_len = u32::from_le_bytes(reader.array()?) as usize;
@@ -144,12 +150,12 @@ impl Record {
             }
             KIND_JOIN => Record::Join {
                 room,
-                name,
+                name: name.ok_or("a join with no name")?,
                 ts_millis,
             },
             KIND_LEAVE => Record::Leave {
                 room,
-                name,
+                name: name.ok_or("a leave with no name")?,
                 ts_millis,
             },
             _ => return Err("unknown record kind"),

@@ -16,7 +16,7 @@ fn key(byte: u8) -> Key {
 fn message(i: u64, text: &str) -> Record {
     Record::Message {
         room: RoomName::new(b"lobby").expect("a room"),
-        sender: Name::new("alice").expect("a name"),
+        sender: Some(Name::new("alice").expect("a name")),
         text: text.as_bytes().into(),
         ts_millis: 1_700_000_000_000 + i,
         kind: EntryKind::Message,
@@ -70,14 +70,14 @@ fn every_kind_of_record_round_trips() {
         message(1, "hello"),
         Record::Message {
             room: room.clone(),
-            sender: name.clone(),
+            sender: Some(name.clone()),
             text: b"waves \xff\x00".as_slice().into(),
             ts_millis: u64::MAX,
             kind: EntryKind::Action,
         },
         Record::Message {
             room: room.clone(),
-            sender: name.clone(),
+            sender: Some(name.clone()),
             text: Box::default(),
             ts_millis: 0,
             kind: EntryKind::Message,
@@ -134,7 +134,7 @@ fn no_plaintext_on_disk() {
     let secret = "the eagle lands at midnight 4711";
     let record = Record::Message {
         room: RoomName::new(b"secretroomname").expect("a room"),
-        sender: Name::new("whistleblower").expect("a name"),
+        sender: Some(Name::new("whistleblower").expect("a name")),
         text: secret.as_bytes().into(),
         ts_millis: 1,
         kind: EntryKind::Message,

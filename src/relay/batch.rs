@@ -1,78 +1,107 @@
-//! One read's frames: opened, checked against replays, and sealed again
-//! into one buffer to be queued as one run, with their plaintexts kept
-//! while some recipient needs them (a seed receiver, or members mode).
+//! One read's messages: each frame opened and checked against replays, its
+//! plaintext kept in the form plain-text clients get (stamped with its
+//! sender's name in members mode), and, with a shared key, sealed again
+//! into one buffer to be queued as one run.
+//!
+//! A frame is opened into a [`Pending`] message first: the relay then
+//! decides whether it is text for the room ([`Batch::commit`]), a command
+//! or a refused one ([`Batch::discard`]).
 
 use bytes::BytesMut;
 
 use super::receive::{FrameError, check_replay};
 use crate::cipher::{Cipher, Seal};
+use crate::commands::RoomName;
+use crate::events::Event;
+use crate::members::Name;
 use crate::replay::{ReplayWindow, Replayed};
 use crate::roster::{Roster, Seat};
 use crate::seed;
 use crate::wire;
 
-/// The lines sealed from one read, gathered to be queued as one run; and
-/// their plaintexts, kept only while there are seed receivers.
+/// The messages taken from one read of one sender, gathered to be queued
+/// as one run for its room.
 #[derive(Default)]
 pub(super) struct Batch {
+    /// Shared-key mode: each committed message's plain form, sealed.
     pub(super) sealed: BytesMut,
     pub(super) count: usize,
     /// A frame opened (in members mode, maybe only an empty one).
     pub(super) opened: bool,
-    pub(super) keep_plaintexts: bool,
-    /// Each kept plaintext followed by `\n`, and their lengths.
+    /// Each message's plain form followed by `\n`, and their lengths
+    /// (without the `\n`), as seed receivers take them.
     pub(super) plaintexts: BytesMut,
     pub(super) lens: Vec<usize>,
+    /// Where each message's text starts in its plain form: the length of
+    /// the sender's stamp (0 with a shared key).
+    pub(super) text_start: usize,
+    /// When the read came, for structured events and history.
+    pub(super) ts: u64,
+}
+
+/// A frame opened onto the end of [`Batch::plaintexts`], not yet taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    start: usize,
+    /// The plain form's length, without the `\n`; 0 for a members-mode
+    /// frame with an empty plaintext, which only identifies.
+    len: usize,
 }
 
 impl Batch {
+    /// An empty batch for a read at `ts`.
+    pub(super) fn new(ts: u64) -> Batch {
+        Batch {
+            ts,
+            ..Batch::default()
+        }
+    }
+
+    /// Hands over the messages gathered so far, leaving this batch empty
+    /// but still knowing a frame opened.
+    pub(super) fn take(&mut self) -> Batch {
+        let opened = self.opened;
+        let taken = std::mem::replace(self, Batch::new(self.ts));
+        self.opened = opened;
+        self.text_start = taken.text_start;
+        taken
+    }
+
     /// Opens `line`, refuses it if it is a replay under key index `key`
-    /// ([`check_replay`]), and reseals it onto the batch; `most` is the
-    /// capacity the whole read can need, reserved at the first line. A
-    /// frame refused leaves the batch as it was.
-    pub(super) fn reseal(
+    /// ([`check_replay`]), and appends its plaintext as pending. A frame
+    /// refused leaves the batch as it was.
+    pub(super) fn open_shared(
         &mut self,
         cipher: &mut Cipher,
         replays: &mut ReplayWindow,
         key: u32,
         line: &[u8],
-        most: usize,
-    ) -> Result<(), FrameError> {
+    ) -> Result<Pending, FrameError> {
         let opened = cipher.open_frame(line).map_err(FrameError::Open)?;
         check_replay(cipher, replays, key, &opened.nonce)
             .map_err(|Replayed| FrameError::Replayed)?;
-        if self.sealed.capacity() == 0 {
-            self.sealed.reserve(most);
-        }
-        if self.keep_plaintexts {
-            let start = self.plaintexts.len();
-            seed::push_message(
-                &mut self.plaintexts,
-                &mut self.lens,
-                cipher.plaintext(&opened),
-            );
-            let end = self.plaintexts.len() - 1;
-            cipher.seal_into(&self.plaintexts[start..end], &mut self.sealed);
-        } else {
-            cipher.reseal_opened(&opened, &mut self.sealed);
-        }
-        self.count += 1;
         self.opened = true;
-        Ok(())
+        let start = self.plaintexts.len();
+        let mut lens = Vec::new();
+        seed::push_message(&mut self.plaintexts, &mut lens, cipher.plaintext(&opened));
+        Ok(Pending {
+            start,
+            len: self.plaintexts.len() - 1 - start,
+        })
     }
 
-    /// Members mode: opens `line` under `seat`'s key and keeps its
-    /// plaintext stamped with the member's name; an empty plaintext only
-    /// identifies, and is not kept.
-    /// A replay ([`check_replay`], under the member's replay key) is
-    /// refused and leaves the batch as it was.
-    pub(super) fn restamp(
+    /// Members mode: opens `line` under `seat`'s key and appends its
+    /// plaintext, stamped with the member's name, as pending; an empty
+    /// plaintext appends nothing (it only identifies). A replay
+    /// ([`check_replay`], under the member's replay key) is refused and
+    /// leaves the batch as it was.
+    pub(super) fn open_member(
         &mut self,
         roster: &mut Roster,
         replays: &mut ReplayWindow,
         seat: Seat,
         line: &[u8],
-    ) -> Result<(), FrameError> {
+    ) -> Result<Pending, FrameError> {
         let start = self.plaintexts.len();
         let stamped = roster
             .open_stamped(seat, line, &mut self.plaintexts)
@@ -85,13 +114,59 @@ impl Batch {
             self.plaintexts.truncate(start);
             return Err(FrameError::Replayed);
         }
-        let len = stamped.len;
         self.opened = true;
-        if len > 0 {
-            self.lens.push(len);
-            self.count += 1;
+        self.text_start = roster.stamp_len(seat);
+        Ok(Pending {
+            start,
+            len: stamped.len,
+        })
+    }
+
+    /// Whether `pending` only identifies: members mode, empty plaintext.
+    pub(super) fn identifies_only(&self, pending: Pending) -> bool {
+        pending.len == 0 && self.plaintexts.len() == pending.start
+    }
+
+    /// The text of a pending message: its plaintext, without the stamp.
+    pub(super) fn text(&self, pending: Pending) -> &[u8] {
+        let end = pending.start + pending.len;
+        let start = (pending.start + self.text_start).min(end);
+        self.plaintexts.get(start..end).unwrap_or_default()
+    }
+
+    /// Drops a pending message.
+    pub(super) fn discard(&mut self, pending: Pending) {
+        self.plaintexts.truncate(pending.start);
+    }
+
+    /// Drops the first byte of a pending message's text: the escape of
+    /// `//`.
+    pub(super) fn unescape(&mut self, pending: &mut Pending) {
+        let at = pending.start + self.text_start;
+        if pending.len > self.text_start {
+            let end = self.plaintexts.len();
+            self.plaintexts.copy_within(at + 1..end, at);
+            self.plaintexts.truncate(end - 1);
+            pending.len -= 1;
         }
-        Ok(())
+    }
+
+    /// Takes a pending message as one to relay; with a shared key, seals
+    /// its plain form onto [`Batch::sealed`] (`most` is the capacity the
+    /// whole read can need, reserved at the first message).
+    pub(super) fn commit(&mut self, pending: Pending, cipher: Option<&mut Cipher>, most: usize) {
+        self.lens.push(pending.len);
+        self.count += 1;
+        if let Some(cipher) = cipher {
+            if self.sealed.capacity() == 0 {
+                self.sealed.reserve(most);
+            }
+            let plain = self
+                .plaintexts
+                .get(pending.start..pending.start + pending.len)
+                .unwrap_or_default();
+            cipher.seal_into(plain, &mut self.sealed);
+        }
     }
 
     /// Bytes the kept plaintexts take sealed, as lines.
@@ -102,14 +177,57 @@ impl Batch {
             .sum()
     }
 
-    /// Seals every kept plaintext, as a line each, into `out`.
+    /// Seals every message's plain form, as a line each, into `out`.
     pub(super) fn seal_plaintexts(&self, sealer: &mut impl Seal, out: &mut BytesMut) {
+        self.each_plain(|plain| sealer.seal_into(plain, out));
+    }
+
+    fn each_plain(&self, mut each: impl FnMut(&[u8])) {
         let mut start = 0;
         for &len in &self.lens {
-            if let Some(plaintext) = self.plaintexts.get(start..start + len) {
-                sealer.seal_into(plaintext, out);
+            if let Some(plain) = self.plaintexts.get(start..start + len) {
+                each(plain);
             }
             start += len + 1;
         }
+    }
+
+    /// Every message's `eaxchat/1` form (a `msg` event), as `\n`-joined
+    /// plaintexts and their lengths, the shape [`Batch::plaintexts`] has.
+    pub(super) fn events(&self, room: &RoomName, from: Option<&Name>) -> (BytesMut, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut lens = Vec::with_capacity(self.lens.len());
+        self.each_plain(|plain| {
+            let start = out.len();
+            Event::Message {
+                room,
+                from,
+                text: plain.get(self.text_start..).unwrap_or_default(),
+                ts: self.ts,
+                history: false,
+                action: false,
+                stamped: false,
+            }
+            .json(&mut out);
+            lens.push(out.len() - start);
+            out.push(b'\n');
+        });
+        (BytesMut::from(&out[..]), lens)
+    }
+}
+
+/// Seals `\n`-joined plaintexts of lengths `lens`, a line each, into `out`.
+pub(super) fn seal_joined(
+    plaintexts: &[u8],
+    lens: &[usize],
+    sealer: &mut impl Seal,
+    out: &mut BytesMut,
+) {
+    let mut start = 0;
+    for &len in lens {
+        if let Some(plain) = plaintexts.get(start..start + len) {
+            sealer.seal_into(plain, out);
+        }
+        start += len + 1;
     }
 }

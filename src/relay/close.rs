@@ -1,7 +1,8 @@
 //! Why a connection leaves, and the one place it leaves: a connection is
 //! marked closing ([`Relay::close`]), handed to the caller
 //! ([`Relay::take_closing`]) and removed ([`Relay::remove`]), which lets go
-//! of everything it held: its members seat, its seed pacing, its place in
+//! of everything it held: its room (the room is told it left), its
+//! `/nick`, its members seat, its seed pacing, its place in
 //! the write sweep, its address count and its pre-auth bytes.
 
 use std::fmt;
@@ -45,6 +46,8 @@ pub enum CloseReason {
     /// Members mode: the first frame's ciphertext is longer than
     /// [`crate::roster::IDENTIFY_MAX`].
     FirstFrameTooLong,
+    /// It said `/quit`.
+    Quit,
 }
 
 impl fmt::Display for CloseReason {
@@ -65,6 +68,7 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => f.write_str("relay shutting down"),
             CloseReason::MemberRemoved => f.write_str("member removed from the members file"),
             CloseReason::FirstFrameTooLong => f.write_str("first frame too long to identify"),
+            CloseReason::Quit => f.write_str("said /quit"),
         }
     }
 }
@@ -100,7 +104,10 @@ impl<T: Write> Relay<T> {
 
     /// Removes a connection and returns it with the reason it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
+        // Out of its room first, while its name can still be told.
+        self.leave_room(id);
         let peer = self.peers.try_remove(id)?;
+        self.drop_nick(id, &peer);
         self.stats.connections -= 1;
         if let (Some(seat), Mode::Members(roster)) = (peer.member, &mut self.mode) {
             roster.leave(seat, id);

@@ -12,10 +12,11 @@ use bytes::BytesMut;
 use log::debug;
 use slab::Slab;
 
-use super::batch::Batch;
+use super::batch::{Batch, seal_joined};
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::cipher::{KeySealer, Seal};
 use crate::outbox::Frames;
+use crate::rooms::RoomId;
 use crate::stats::Stats;
 use crate::sweep::FanOut;
 
@@ -56,12 +57,15 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// Queues `batch` for every open connection except `from`.
+    /// Queues `batch` for every open connection in `from`'s room but
+    /// `from`.
     ///
-    /// With a shared key one sealed run serves all. In members mode the
-    /// stamped plaintexts are sealed once per recipient member instead, all
-    /// into one arena ([`MemberFanOut`]). A seed receiver gets the
-    /// plaintexts, sealed into its own frame when one is due.
+    /// With a shared key one sealed run serves all (and one more, of the
+    /// `eaxchat/1` forms, serves those who asked for structured events). In
+    /// members mode the stamped plaintexts are sealed once per recipient
+    /// member instead, all into one arena ([`MemberFanOut`]). A seed
+    /// receiver gets the plaintexts, sealed into its own frame when one is
+    /// due.
     ///
     /// The `max_queue` limit is not checked here but in [`Relay::flush`],
     /// after the recipient had its chance to take this turn's frames: a
@@ -69,8 +73,17 @@ impl<T: Write> Relay<T> {
     /// must not blame consumers that are reading fine. A seed receiver's
     /// waiting messages are checked here: they wait for the gap, not for
     /// the socket.
-    pub(super) fn queue_for_all_but(&mut self, from: ConnId, batch: &Batch) {
+    pub(super) fn queue_for_room(&mut self, from: ConnId, batch: &Batch) {
+        let Some(room_id) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
+            return;
+        };
+        let sender = self.name_of(from).cloned();
         let (now, gap, max_queue) = (self.now, self.seed_write_gap, self.limits.max_queue);
+        let Some(room) = self.chat.rooms.get(room_id) else {
+            return;
+        };
+        let events = (room.events() > 0).then(|| batch.events(room.name(), sender.as_ref()));
+        let events = events.as_ref().map(|(texts, lens)| (&texts[..], &lens[..]));
         let cipher = match &mut self.mode {
             Mode::Shared(cipher) => cipher,
             Mode::Members(roster) => {
@@ -81,7 +94,9 @@ impl<T: Write> Relay<T> {
                     closing: &mut self.closing,
                     arena: BytesMut::with_capacity(batch.sealed_len() * roster.present()),
                     from,
+                    room: room_id,
                     batch,
+                    events,
                     now,
                     gap,
                     max_queue,
@@ -93,17 +108,34 @@ impl<T: Write> Relay<T> {
             }
         };
         let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
+        let event_frames = events.map(|(texts, lens)| {
+            let mut out = BytesMut::with_capacity(texts.len() * 2);
+            seal_joined(texts, lens, cipher, &mut out);
+            Frames::new(out.freeze(), batch.count)
+        });
         let mut fan_out = self.sweep.fan_out();
-        for (id, peer) in self.peers.iter_mut() {
-            if id == from || peer.closing.is_some() {
+        for &id in room.conns() {
+            if id == from {
                 continue;
             }
-            let Some(paced) = peer.paced.as_mut().filter(|_| batch.keep_plaintexts) else {
-                peer.outbox.push(frames.clone());
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
+            if peer.closing.is_some() {
+                continue;
+            }
+            let Some(paced) = peer.paced.as_mut() else {
+                match (&event_frames, peer.chat.events) {
+                    (Some(event_frames), true) => peer.outbox.push(event_frames.clone()),
+                    _ => peer.outbox.push(frames.clone()),
+                }
                 fan_out.queued(id, &mut peer.place);
                 continue;
             };
-            paced.push(&batch.plaintexts, &batch.lens);
+            match (events, peer.chat.events) {
+                (Some((texts, lens)), true) => paced.push(texts, lens),
+                _ => paced.push(&batch.plaintexts, &batch.lens),
+            }
             if paced.waiting_bytes() + peer.outbox.queued_bytes() > max_queue {
                 peer.paced = Some(Box::default());
                 peer.outbox.clear();
@@ -131,7 +163,10 @@ struct MemberFanOut<'a, T> {
     /// Sized for every member's run at once: one allocation per read.
     arena: BytesMut,
     from: ConnId,
+    room: RoomId,
     batch: &'a Batch,
+    /// The `eaxchat/1` forms, if someone in the room asked for them.
+    events: Option<(&'a [u8], &'a [usize])>,
     now: Instant,
     gap: Duration,
     max_queue: usize,
@@ -140,7 +175,7 @@ struct MemberFanOut<'a, T> {
 impl<T> MemberFanOut<'_, T> {
     /// Queues the batch for one member's connections, `conns`.
     fn queue(&mut self, conns: &[ConnId], sealer: &mut KeySealer<'_>) {
-        let mut run: Option<Frames> = None;
+        let (mut run, mut event_run): (Option<Frames>, Option<Frames>) = (None, None);
         for &id in conns {
             if id == self.from {
                 continue;
@@ -148,11 +183,15 @@ impl<T> MemberFanOut<'_, T> {
             let Some(peer) = self.peers.get_mut(id) else {
                 continue;
             };
-            if peer.closing.is_some() {
+            if peer.closing.is_some() || peer.chat.room != Some(self.room) {
                 continue;
             }
+            let events = self.events.filter(|_| peer.chat.events);
             if let Some(paced) = peer.paced.as_mut() {
-                paced.push(&self.batch.plaintexts, &self.batch.lens);
+                match events {
+                    Some((texts, lens)) => paced.push(texts, lens),
+                    None => paced.push(&self.batch.plaintexts, &self.batch.lens),
+                }
                 if paced.waiting_bytes() + peer.outbox.queued_bytes() > self.max_queue {
                     peer.paced = Some(Box::default());
                     peer.outbox.clear();
@@ -164,10 +203,17 @@ impl<T> MemberFanOut<'_, T> {
                 }
                 continue;
             }
-            let frames = run.get_or_insert_with(|| {
-                self.batch.seal_plaintexts(sealer, &mut self.arena);
-                Frames::new(self.arena.split().freeze(), self.batch.count)
-            });
+            let (batch, arena) = (self.batch, &mut self.arena);
+            let frames = match events {
+                Some((texts, lens)) => event_run.get_or_insert_with(|| {
+                    seal_joined(texts, lens, sealer, arena);
+                    Frames::new(arena.split().freeze(), batch.count)
+                }),
+                None => run.get_or_insert_with(|| {
+                    batch.seal_plaintexts(sealer, arena);
+                    Frames::new(arena.split().freeze(), batch.count)
+                }),
+            };
             peer.outbox.push(frames.clone());
             self.fan_out.queued(id, &mut peer.place);
         }

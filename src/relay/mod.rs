@@ -47,6 +47,7 @@
 //! out).
 
 mod batch;
+mod chat;
 mod close;
 mod fanout;
 mod flush;
@@ -73,6 +74,7 @@ use crate::seed::{self, Paced, Splitter};
 use crate::stats::Stats;
 use crate::sweep::{Place, WriteSweep};
 
+pub use chat::{ChatConfig, MAX_COMMAND_TEXT};
 pub use close::CloseReason;
 pub use flush::Flush;
 pub use limits::{Limits, Refusal, Refused};
@@ -106,6 +108,8 @@ pub struct Peer<T> {
     member: Option<Seat>,
     /// Members mode: reads of its unterminated bytes tried as a first frame.
     identify_tries: u8,
+    /// Its room, name and flood-control bucket.
+    chat: chat::Chat,
 }
 
 impl<T> Peer<T> {
@@ -175,6 +179,10 @@ pub struct Relay<T> {
     /// The client nonces accepted lately, for
     /// `check_replay` (in `receive.rs`).
     replays: ReplayWindow,
+    /// Rooms, history, flood control and the log's records (`chat.rs`).
+    chat: chat::ChatState,
+    /// The first time the relay was told, for wall-clock stamps.
+    epoch: Instant,
 }
 
 impl<T: Write> Relay<T> {
@@ -205,6 +213,8 @@ impl<T: Write> Relay<T> {
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
+            chat: chat::ChatState::new(ChatConfig::default()),
+            epoch: Instant::now(),
         }
     }
 
@@ -282,7 +292,7 @@ impl<T: Write> Relay<T> {
         }
         self.stats.connections += 1;
         self.stats.connections_total += 1;
-        Ok(self.peers.insert(Peer {
+        let id = self.peers.insert(Peer {
             io,
             reader: LineReader::new(self.limits.max_frame),
             splitter: None,
@@ -295,7 +305,12 @@ impl<T: Write> Relay<T> {
             ip,
             member: None,
             identify_tries: 0,
-        }))
+            chat: chat::Chat::default(),
+        });
+        if !self.is_members() {
+            self.enter_default_room(id);
+        }
+        Ok(id)
     }
 
     /// Whether this relay serves members, each under their own key.

@@ -46,7 +46,6 @@ impl<T: Write> Relay<T> {
         // borrow the relay.
         let mut reader = std::mem::take(&mut peer.reader);
         let mut splitter = peer.splitter.take();
-        let was_member = peer.member;
         let mut member = peer.member;
         let mut tries = peer.identify_tries;
         // A resealed line is as long as the line it came from (less a
@@ -54,10 +53,7 @@ impl<T: Write> Relay<T> {
         // can produce is bounded by what it completes. Allocated at the
         // first line, not for a read that only adds to an unfinished one.
         let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
-        let mut batch = Batch {
-            keep_plaintexts: !self.seed_peers.is_empty() || matches!(self.mode, Mode::Members(_)),
-            ..Batch::default()
-        };
+        let mut batch = Batch::new(self.wall_millis());
         let mut took_seed = false;
         let mut rest = data;
         let mut fed = Ok(());
@@ -81,7 +77,13 @@ impl<T: Write> Relay<T> {
                     break;
                 }
                 if member.is_none() && matches!(self.mode, Mode::Members(_)) {
-                    match self.identify_unterminated(from, &mut reader, &mut batch, &mut tries) {
+                    match self.identify_unterminated(
+                        from,
+                        &mut reader,
+                        &mut batch,
+                        &mut tries,
+                        most,
+                    ) {
                         Some(seat) => {
                             member = Some(seat);
                             took_seed = true;
@@ -90,7 +92,7 @@ impl<T: Write> Relay<T> {
                     }
                 }
                 let splitter = splitter.get_or_insert_with(Box::default);
-                match self.take_seed_frames(member, &mut reader, splitter, &mut batch, most) {
+                match self.take_seed_frames(from, member, &mut reader, splitter, &mut batch, most) {
                     Ok(took) => took_seed |= took,
                     Err(error) => {
                         self.reject(from, error);
@@ -117,15 +119,6 @@ impl<T: Write> Relay<T> {
             peer.reader = reader;
             peer.splitter = if newline { None } else { splitter };
             peer.identify_tries = tries;
-            if was_member.is_none()
-                && let (Some(seat), Mode::Members(roster)) = (member, &mut self.mode)
-            {
-                peer.member = Some(seat);
-                roster.join(seat, from);
-                if let Some(name) = roster.name(seat) {
-                    info!("conn {from}: identified as {name}");
-                }
-            }
         }
         if took_seed && !newline {
             self.become_seed(from);
@@ -133,16 +126,12 @@ impl<T: Write> Relay<T> {
             self.stop_seed(from);
         }
         self.account_trust(from, batch.opened);
-        if batch.count > 0 {
-            self.stats.frames_in += batch.count as u64;
-            self.queue_for_all_but(from, &batch);
-        }
+        self.queue_batch(from, &batch);
     }
 
-    /// One line from `from`: opened and sealed again onto `batch` (shared
-    /// key), or opened under its member's key and stamped (members mode,
-    /// identifying the member by it if not yet known). Closes `from` and
-    /// stops the reading if it does not open.
+    /// One line from `from`, taken ([`Relay::take_frame`]); in members
+    /// mode the line identifies the member first if not yet known. Closes
+    /// `from` and stops the reading if it does not open.
     fn take_line(
         &mut self,
         from: ConnId,
@@ -151,41 +140,109 @@ impl<T: Write> Relay<T> {
         line: &[u8],
         most: usize,
     ) -> ControlFlow<()> {
-        let taken = match &mut self.mode {
-            Mode::Shared(cipher) => batch
-                .reseal(cipher, &mut self.replays, replay::SHARED_KEY, line, most)
-                .map_err(FrameError::reason),
-            Mode::Members(roster) => {
-                let seat = match *member {
-                    Some(seat) => Ok(seat),
-                    None => match roster.identify(line) {
-                        Identified::Member(seat) => {
-                            *member = Some(seat);
-                            Ok(seat)
-                        }
-                        Identified::Nobody(error) => Err(CloseReason::BadFrame(error)),
-                        Identified::TooLong => Err(CloseReason::FirstFrameTooLong),
-                    },
-                };
-                seat.and_then(|seat| {
-                    batch
-                        .restamp(roster, &mut self.replays, seat, line)
-                        .map_err(FrameError::reason)
-                })
-            }
-        };
-        match taken {
-            Ok(()) => ControlFlow::Continue(()),
-            Err(reason) => {
-                match reason {
-                    CloseReason::BadFrame(error) => self.stats.rejected.count(error),
-                    CloseReason::Replay => self.stats.rejected.replayed += 1,
-                    _ => self.stats.rejected.bad_tag += 1,
+        if member.is_none()
+            && let Mode::Members(roster) = &mut self.mode
+        {
+            let refused = match roster.identify(line) {
+                Identified::Member(seat) => {
+                    *member = Some(seat);
+                    self.seat_member(from, seat);
+                    None
                 }
+                Identified::Nobody(error) => {
+                    self.stats.rejected.count(error);
+                    Some(CloseReason::BadFrame(error))
+                }
+                Identified::TooLong => {
+                    self.stats.rejected.bad_tag += 1;
+                    Some(CloseReason::FirstFrameTooLong)
+                }
+            };
+            if let Some(reason) = refused {
                 self.close(from, reason);
+                return ControlFlow::Break(());
+            }
+        }
+        match self.take_frame(from, *member, batch, line, most) {
+            Ok(()) if self.is_closing(from) => ControlFlow::Break(()),
+            Ok(()) => ControlFlow::Continue(()),
+            Err(error) => {
+                self.reject(from, error);
                 ControlFlow::Break(())
             }
         }
+    }
+
+    /// Whether `id` is gone or closing.
+    fn is_closing(&self, id: ConnId) -> bool {
+        self.peers.get(id).is_none_or(|peer| peer.closing.is_some())
+    }
+
+    /// Members mode: `from` identified as `seat`. It is the member's from
+    /// now on, and in the default room.
+    fn seat_member(&mut self, from: ConnId, seat: Seat) {
+        let Mode::Members(roster) = &mut self.mode else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        peer.member = Some(seat);
+        roster.join(seat, from);
+        if let Some(name) = roster.name(seat) {
+            info!("conn {from}: identified as {name}");
+        }
+        self.enter_default_room(from);
+    }
+
+    /// One frame of `from`'s (a line, or a newline-less frame), opened
+    /// under the shared key or member `seat`'s and checked against replays,
+    /// then taken: a command is run ([`Relay::take_command`]), text that
+    /// flood control lets go is committed onto `batch`, an empty members
+    /// frame only identifies. A frame refused leaves `batch` as it was.
+    fn take_frame(
+        &mut self,
+        from: ConnId,
+        seat: Option<Seat>,
+        batch: &mut Batch,
+        frame: &[u8],
+        most: usize,
+    ) -> Result<(), FrameError> {
+        let mut pending = match (&mut self.mode, seat) {
+            (Mode::Shared(cipher), _) => {
+                batch.open_shared(cipher, &mut self.replays, replay::SHARED_KEY, frame)?
+            }
+            (Mode::Members(roster), Some(seat)) => {
+                batch.open_member(roster, &mut self.replays, seat, frame)?
+            }
+            (Mode::Members(_), None) => return Err(FrameError::Open(OpenError::BadTag)),
+        };
+        if batch.identifies_only(pending) {
+            self.arrive(from);
+            return Ok(());
+        }
+        let text = batch.text(pending);
+        if text.first() == Some(&b'/') && text.get(1) != Some(&b'/') {
+            let command = text.to_vec();
+            batch.discard(pending);
+            self.take_command(from, &command, batch);
+            return Ok(());
+        }
+        let escaped = text.starts_with(b"//");
+        let text = if escaped { &text[1..] } else { text };
+        if !self.take_message(from, text) {
+            batch.discard(pending);
+            return Ok(());
+        }
+        if escaped {
+            batch.unescape(&mut pending);
+        }
+        let cipher = match &mut self.mode {
+            Mode::Shared(cipher) => Some(cipher),
+            Mode::Members(_) => None,
+        };
+        batch.commit(pending, cipher, most);
+        Ok(())
     }
 
     /// Members mode, `from` not identified and no `\n` yet: tries its
@@ -200,10 +257,11 @@ impl<T: Write> Relay<T> {
         reader: &mut LineReader,
         batch: &mut Batch,
         tries: &mut u8,
+        most: usize,
     ) -> Option<Seat> {
-        let Mode::Members(roster) = &mut self.mode else {
+        if !matches!(self.mode, Mode::Members(_)) {
             return None;
-        };
+        }
         let buf = reader.unterminated()?;
         if buf.len() > wire::encoded_len(crate::roster::IDENTIFY_MAX) {
             self.stats.rejected.bad_tag += 1;
@@ -214,10 +272,14 @@ impl<T: Write> Relay<T> {
             return None;
         }
         *tries += 1;
+        let Mode::Members(roster) = &mut self.mode else {
+            return None;
+        };
         match roster.identify(buf) {
             Identified::Member(seat) => {
                 let len = buf.len();
-                match batch.restamp(roster, &mut self.replays, seat, buf) {
+                self.seat_member(from, seat);
+                match self.take_frame(from, Some(seat), batch, buf, most) {
                     Ok(()) => {}
                     Err(FrameError::Replayed) => {
                         self.stats.rejected.replayed += 1;
@@ -254,6 +316,7 @@ impl<T: Write> Relay<T> {
     /// with `member`'s key.
     fn take_seed_frames(
         &mut self,
+        from: ConnId,
         member: Option<Seat>,
         reader: &mut LineReader,
         splitter: &mut Splitter,
@@ -272,19 +335,16 @@ impl<T: Write> Relay<T> {
             // The tag verified; the frame is opened all the same, so
             // nothing is relayed that was not authenticated.
             let Some(frame) = buf.get(..len) else { break };
-            let taken = match (&mut self.mode, member) {
-                (Mode::Shared(cipher), _) => {
-                    batch.reseal(cipher, &mut self.replays, replay::SHARED_KEY, frame, most)
-                }
-                (Mode::Members(roster), Some(seat)) => {
-                    batch.restamp(roster, &mut self.replays, seat, frame)
-                }
-                (Mode::Members(_), None) => break,
-            };
-            match taken {
+            if matches!(self.mode, Mode::Members(_)) && member.is_none() {
+                break;
+            }
+            match self.take_frame(from, member, batch, frame, most) {
                 Ok(()) => {
                     reader.consume_frame(len);
                     took = true;
+                    if self.is_closing(from) {
+                        break;
+                    }
                 }
                 Err(FrameError::Replayed) => return Err(FrameError::Replayed),
                 Err(FrameError::Open(_)) => {
@@ -318,16 +378,6 @@ pub(super) enum FrameError {
     Open(OpenError),
     /// It opened, but is a replay.
     Replayed,
-}
-
-impl FrameError {
-    /// The reason its sender is closed for.
-    fn reason(self) -> CloseReason {
-        match self {
-            FrameError::Open(error) => CloseReason::BadFrame(error),
-            FrameError::Replayed => CloseReason::Replay,
-        }
-    }
 }
 
 /// The replay check every client frame that opened passes, in both modes:

@@ -103,9 +103,16 @@ class Relay:
         env = {k: v for k, v in os.environ.items() if k != "EAXCHAT_KEY"}
         env["RUST_LOG"] = "info"
         keys = ["--members", str(members)] if members is not None else ["--key-hex", key_hex]
+        # Tests that count every line a client gets run without history,
+        # join notices or flood control unless they ask for them (the chat
+        # layer's tests do).
+        quiet = []
+        for flag, off in (("--history", "0"), ("--presence", "off"), ("--rate", "0")):
+            if flag not in extra:
+                quiet += [flag, off]
         self.process = subprocess.Popen(
             [str(binary), "--listen", "127.0.0.1:0", *keys,
-             "--stats-interval", "0", *extra],
+             "--stats-interval", "0", *quiet, *extra],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -100,13 +100,22 @@ impl RelayProcess {
     }
 
     /// Starts a prepared `relay` command with a quiet stats line, no
-    /// per-address limit unless it sets one, and its stderr drained into
+    /// per-address limit, history, presence or flood control unless it sets
+    /// them, and its stderr drained into
     /// the log; does not wait for it to listen.
     fn launch(mut command: Command, addr: SocketAddr, key: Key) -> RelayProcess {
         // Tests open many loopback connections: no per-address limit unless
         // the test sets one.
         if !command.get_args().any(|arg| arg == "--max-per-address") {
             command.args(["--max-per-address", "0"]);
+        }
+        // The tests of fan-out, limits and hostile input count every frame
+        // a client gets: no history, join notices or flood control unless
+        // the test sets them (the chat layer's own tests do).
+        for (flag, off) in [("--history", "0"), ("--presence", "off"), ("--rate", "0")] {
+            if !command.get_args().any(|arg| arg == flag) {
+                command.args([flag, off]);
+            }
         }
         let mut child = command
             .args(["--stats-interval", "0"])

@@ -273,7 +273,9 @@ impl Wire {
     pub fn encode(&mut self, header: Header, out: &mut BytesMut) {
         match &mut self.kind {
             Kind::Sealed { cipher, plaintext } => {
-                plaintext[..8].copy_from_slice(&header.seq.to_le_bytes());
+                // Big-endian: the plaintext starts with the sequence's top
+                // byte, 0, never a `/` the relay would take for a command.
+                plaintext[..8].copy_from_slice(&header.seq.to_be_bytes());
                 plaintext[8..12].copy_from_slice(&header.sender.to_le_bytes());
                 plaintext[12..HEADER_LEN].copy_from_slice(&header.stamp_ns.to_le_bytes());
                 cipher.seal_into(plaintext, out);
@@ -358,7 +360,7 @@ fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
         bytes
     };
     Ok(Header {
-        seq: u64::from_le_bytes(word(0..8)),
+        seq: u64::from_be_bytes(word(0..8)),
         sender: u64::from_le_bytes(word(8..12)) as u32,
         stamp_ns: u64::from_le_bytes(word(12..HEADER_LEN)),
     })

@@ -4,7 +4,10 @@
 //! key (or, with `--members`, reads the members file), and runs
 //! [`eaxchat::server::Server`] until SIGINT or SIGTERM.
 //! `relay members ...` instead manages a members file through
-//! [`eaxchat::members`].
+//! [`eaxchat::members`]; `relay log ...` prints the message log. The chat
+//! layer's flags and the log are set up in `chat.rs`.
+
+mod chat;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -93,6 +96,57 @@ struct Args {
     )]
     seed_write_gap_ms: u64,
 
+    /// the room every connection starts in (default lobby)
+    #[argh(option, default = "eaxchat::rooms::DEFAULT_ROOM.to_owned()")]
+    default_room: String,
+
+    /// most rooms with someone in them (default 1000)
+    #[argh(option, default = "eaxchat::rooms::DEFAULT_MAX_ROOMS")]
+    max_rooms: usize,
+
+    /// messages of a room's history sent to whoever joins; 0 for none
+    /// (default 100)
+    #[argh(option, default = "eaxchat::history::DEFAULT_MAX_ENTRIES")]
+    history: usize,
+
+    /// most bytes of one room's history (default 65536)
+    #[argh(option, default = "eaxchat::history::DEFAULT_MAX_BYTES")]
+    history_bytes: usize,
+
+    /// flood control: messages a second each connection may send; 0 for
+    /// none (default 5 with --members, 0 with a shared key)
+    #[argh(option)]
+    rate: Option<f64>,
+
+    /// flood control: messages a connection may send at once before
+    /// --rate applies (default 20)
+    #[argh(option)]
+    burst: Option<u32>,
+
+    /// tell rooms who joins and leaves: on or off (default on)
+    #[argh(option, default = "chat::Switch::On")]
+    presence: chat::Switch,
+
+    /// keep every room message, join and leave in an encrypted log in this
+    /// directory; room history is rebuilt from it on start
+    #[argh(option)]
+    log: Option<PathBuf>,
+
+    /// the log's key file, created (mode 0600) if missing (default: the
+    /// log directory's name with .key, beside it)
+    #[argh(option)]
+    log_key: Option<PathBuf>,
+
+    /// when the log is synced to disk: always, everysec or no
+    /// (default everysec)
+    #[argh(option, default = "eaxchat::msglog::Fsync::EverySec")]
+    log_fsync: eaxchat::msglog::Fsync,
+
+    /// most bytes the log keeps; the oldest segments are deleted past it
+    /// (default 268435456)
+    #[argh(option, default = "eaxchat::msglog::DEFAULT_MAX_BYTES")]
+    log_max_bytes: u64,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -107,6 +161,7 @@ struct Args {
 #[argh(subcommand)]
 enum Command {
     Members(MembersArgs),
+    Log(chat::LogArgs),
 }
 
 /// Manage a members file (one `NAME HEXKEY` per line): add, remove or list
@@ -176,8 +231,13 @@ fn main() -> ExitCode {
         println!("relay (eaxchat) {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
-    if let Some(Command::Members(members)) = args.command.take() {
-        return match run_members(members.command) {
+    let outcome = match args.command.take() {
+        Some(Command::Members(members)) => Some(run_members(members.command)),
+        Some(Command::Log(log)) => Some(chat::print_log(&log)),
+        None => None,
+    };
+    if let Some(outcome) = outcome {
+        return match outcome {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
                 eprintln!("relay: {message}");
@@ -224,6 +284,7 @@ fn run(args: Args) -> Result<(), Failure> {
         first_frame_timeout: Duration::from_secs(args.first_frame_timeout),
         max_per_address: args.max_per_address,
     };
+    let chat = chat::Options::from_args(&args, args.members.is_some())?;
     let config = Config {
         listen: args.listen,
         limits,
@@ -239,7 +300,7 @@ fn run(args: Args) -> Result<(), Failure> {
                  give no shared key with it (--key-file, --key-hex or ${KEY_ENV})"
             )));
         }
-        return serve_members(path, config);
+        return serve_members(path, config, &chat);
     }
     let key_file = args.key_file.unwrap_or_else(|| PathBuf::from("relay.key"));
     let source = KeySource {
@@ -265,8 +326,9 @@ fn run(args: Args) -> Result<(), Failure> {
         _ => {}
     }
     let cipher = Cipher::new(&key).map_err(|e| Failure::Runtime(format!("random seed: {e}")))?;
-    let server = Server::bind(config, cipher)
+    let mut server = Server::bind(config, cipher)
         .map_err(|e| Failure::Runtime(format!("cannot listen on {}: {e}", args.listen)))?;
+    chat.set_up(&mut server)?;
     let addr = server
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
@@ -287,7 +349,11 @@ fn run(args: Args) -> Result<(), Failure> {
 }
 
 /// Serves the members of the file at `path`.
-fn serve_members(path: &std::path::Path, config: Config) -> Result<(), Failure> {
+fn serve_members(
+    path: &std::path::Path,
+    config: Config,
+    chat: &chat::Options,
+) -> Result<(), Failure> {
     let file = Members::read_file(path).map_err(|e| match e {
         MembersError::Io { .. } => Failure::Runtime(e.to_string()),
         _ => Failure::Usage(e.to_string()),
@@ -304,6 +370,7 @@ fn serve_members(path: &std::path::Path, config: Config) -> Result<(), Failure> 
     let listen = config.listen;
     let mut server = Server::bind_members(config, roster, MembersWatch::new(path.to_owned()))
         .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    chat.set_up(&mut server)?;
     let addr = server
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;

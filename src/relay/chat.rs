@@ -459,6 +459,11 @@ impl<T: Write> Relay<T> {
             }
         };
         self.leave_room(from);
+        // A first frame that is a `/join` is the arrival: the new room is
+        // told, and the history sent, once, here.
+        if let Some(peer) = self.peers.get_mut(from) {
+            peer.chat.arrived = true;
+        }
         self.enter(from, room);
         let count = self.chat.rooms.get(room).map_or(0, |room| room.len());
         let who = self.name_of(from).cloned();

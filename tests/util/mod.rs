@@ -237,6 +237,12 @@ impl RelayProcess {
         LogHandle(Arc::clone(&self.log))
     }
 
+    /// Kills the relay with SIGKILL, as a crash would, and reaps it.
+    pub fn kill_hard(mut self) -> ExitStatus {
+        let _ = self.child.kill();
+        self.child.wait().expect("reap the killed relay")
+    }
+
     /// Sends SIGTERM and returns at once (see [`RelayProcess::wait_exit`]).
     pub fn send_sigterm(&self) {
         let _ = relay_bench::sys::terminate(self.child.id());

@@ -33,7 +33,8 @@ use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::members::Members;
 use eaxchat::nonce::Nonces;
-use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::rooms::RoomsConfig;
+use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 use libfuzzer_sys::fuzz_target;
 
@@ -164,6 +165,16 @@ impl Harness {
         );
         let mut relay = Relay::with_members(roster, Limits::default());
         relay.set_seed_write_gap(Duration::ZERO);
+        // The model counts every frame: no history or join notices (the
+        // commands a script sends are modelled one by one).
+        relay.set_chat(ChatConfig {
+            rooms: RoomsConfig {
+                history_entries: 0,
+                ..RoomsConfig::default()
+            },
+            presence: false,
+            ..ChatConfig::default()
+        });
         Harness {
             relay,
             members,

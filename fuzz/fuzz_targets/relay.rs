@@ -41,7 +41,8 @@ use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat::rooms::RoomsConfig;
+use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
 use eaxchat::seed::SEED_READ_LEN;
 use eaxchat::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
@@ -236,6 +237,16 @@ impl Harness {
         let key = Key::from_bytes(&KEY).expect("a 16-byte key");
         let mut relay = Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits);
         relay.set_seed_write_gap(seed_write_gap);
+        // The model counts every frame: no history or join notices (the
+        // commands a script sends are modelled one by one).
+        relay.set_chat(ChatConfig {
+            rooms: RoomsConfig {
+                history_entries: 0,
+                ..RoomsConfig::default()
+            },
+            presence: false,
+            ..ChatConfig::default()
+        });
         let clock = Rc::new(Cell::new(Instant::now()));
         relay.set_now(clock.get());
         Harness {

@@ -33,6 +33,17 @@ message as soon as it connects, which identifies the member to the relay
 (and is never relayed), and the relay stamps every message with the
 member's name, so there is nothing to prefix.
 
+A relay has rooms, history and commands (``/join ROOM``, ``/who``,
+``/msg NAME TEXT``, ...; a message starting with ``/`` is a command, ``//``
+sends a literal ``/``). ``Client(..., events=True)`` asks the relay for its
+structured events (``/hello eaxchat/1``): each message then arrives as an
+:class:`Event` from :meth:`Client.recv_event`, telling a message from a
+notice and history from live, with its room, sender and time. Without it
+the relay sends plain text lines, which is what the original notebook's
+code reads. :meth:`Client.join`, :meth:`Client.who`, :meth:`Client.rooms`,
+:meth:`Client.msg`, :meth:`Client.me` and :meth:`Client.nick` send the
+commands; :meth:`Client.say` sends text, escaping a leading ``/``.
+
 This module owns the client side of the wire format only; it never prints.
 """
 
@@ -40,14 +51,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+from time import monotonic as _monotonic
 import hmac
+import json
 import queue
 import socket
 import threading
 import unicodedata
 from collections import deque
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Union
 
 from Crypto.Cipher import AES
 from Crypto.Hash import CMAC
@@ -58,6 +72,7 @@ __all__ = [
     "Client",
     "ConnectionClosed",
     "DEFAULT_MAX_FRAME",
+    "Event",
     "FrameReader",
     "MEMBER_COMMENT",
     "MemberKey",
@@ -66,6 +81,8 @@ __all__ = [
     "load_key",
     "max_plaintext_len",
     "open_frame",
+    "PROTOCOL",
+    "parse_event",
     "parse_key",
     "safe_text",
     "seal",
@@ -81,6 +98,9 @@ DEFAULT_MAX_FRAME = 64 * 1024
 
 #: The comment line that opens a member's key file, before the member's name.
 MEMBER_COMMENT = "# eaxchat member key for "
+
+#: The structured-events protocol this client speaks (``/hello eaxchat/1``).
+PROTOCOL = "eaxchat/1"
 
 #: How many bytes one ``recv`` on the socket asks for.
 _READ_SIZE = 64 * 1024
@@ -428,6 +448,99 @@ def safe_text(data: bytes) -> str:
     return "".join("\ufffd" if unicodedata.category(ch) == "Cc" else ch for ch in text)
 
 
+# -- structured events (eaxchat/1) --------------------------------------------
+
+#: Event kinds that are something someone said; every other kind is a notice.
+_MESSAGE_KINDS = ("msg", "action", "private")
+
+
+@dataclass(frozen=True)
+class Event:
+    """One thing the relay sent, as ``eaxchat/1`` describes it.
+
+    ``kind`` is ``msg``, ``action``, ``private`` (something someone said),
+    or a notice: ``welcome``, ``join``, ``leave``, ``nick``, ``history``
+    (history follows), ``who``, ``rooms``, ``notice``, ``error``; or
+    ``text`` for a plain-text line from a relay not asked for events.
+    ``sender`` is the JSON ``from`` (``None`` for a shared-key connection
+    with no name); ``history`` is true for messages sent as history on
+    joining; ``data`` holds the whole object. Texts are safe to show
+    (:func:`safe_text`)."""
+
+    kind: str
+    text: str = ""
+    room: Optional[str] = None
+    sender: Optional[str] = None
+    ts: Optional[int] = None
+    history: bool = False
+    data: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_message(self) -> bool:
+        """Whether someone said it (a message, an action, a private message)."""
+        return self.kind in _MESSAGE_KINDS or self.kind == "text"
+
+    @property
+    def is_notice(self) -> bool:
+        """Whether the relay says it: presence, replies, errors."""
+        return not self.is_message
+
+    def line(self) -> str:
+        """One readable line, as the relay's plain text would show it."""
+        d = self.data
+        who = self.sender or "someone"
+        if self.kind == "msg":
+            return f"{who}: {self.text}" if self.sender else self.text
+        if self.kind == "action":
+            return f"* {who} {self.text}"
+        if self.kind == "private":
+            if d.get("echo"):
+                return f"[private to {safe_text(str(d.get('to', '')).encode())}] {self.text}"
+            return f"[private] {who}: {self.text}"
+        if self.kind in ("join", "leave"):
+            verb = "joined" if self.kind == "join" else "left"
+            return f"* {d.get('name')} {verb} #{self.room} ({d.get('count')} here)"
+        if self.kind == "nick":
+            return f"* {who} is now {d.get('to')}"
+        if self.kind == "history":
+            return f"* the last {d.get('count')} messages in #{self.room}:"
+        if self.kind == "who":
+            names = ", ".join(d.get("names", []))
+            unnamed = d.get("unnamed", 0)
+            extra = f" ({unnamed} with no name)" if unnamed else ""
+            return f"* here in #{self.room}: {names}{extra}"
+        if self.kind == "rooms":
+            rooms = ", ".join(f"#{r['room']} ({r['count']})" for r in d.get("rooms", []))
+            return f"* rooms: {rooms}"
+        if self.kind == "welcome":
+            return f"* welcome, {d.get('name') or '(no name)'} in #{self.room}"
+        return self.text
+
+
+def parse_event(plaintext: bytes) -> Event:
+    """An ``eaxchat/1`` event from one plaintext; a plaintext that is not a
+    JSON object with a ``kind`` (a plain-text line) is a ``text`` event."""
+    try:
+        data = json.loads(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+        return Event("text", text=safe_text(plaintext))
+
+    def clean(value: Any) -> Optional[str]:
+        return safe_text(value.encode("utf-8")) if isinstance(value, str) else None
+
+    return Event(
+        kind=data["kind"],
+        text=clean(data.get("text")) or "",
+        room=clean(data.get("room")),
+        sender=clean(data.get("from")),
+        ts=data.get("ts") if isinstance(data.get("ts"), int) else None,
+        history=data.get("history") is True,
+        data=data,
+    )
+
+
 class Client:
     """A connection to a relay.
 
@@ -441,6 +554,11 @@ class Client:
     identifies the member to the relay, which never relays it, so even a
     client that only listens is let in. The relay stamps each message with
     the member's name.
+
+    With ``events=True`` the client's first message is ``/hello
+    eaxchat/1`` (in members mode it identifies the member too): the relay
+    then sends structured events, read with :meth:`recv_event`, and
+    :meth:`who` and :meth:`rooms` can wait for their answers.
 
     Received messages (``bytes``) go to ``on_message`` if given, called on
     the receive thread, else to a queue read with :meth:`recv`. An error in
@@ -466,9 +584,13 @@ class Client:
         timeout: float = 10.0,
         max_frame: int = DEFAULT_MAX_FRAME,
         member: Optional[bool] = None,
+        events: bool = False,
     ) -> None:
         self.member: bool = isinstance(key, MemberKey) if member is None else bool(member)
         """Whether this client runs in members mode."""
+        self.events: bool = bool(events)
+        """Whether this client asked for structured events."""
+        self._stash: "deque[Event]" = deque()
         self._key = parse_key(key)
         self._on_message = on_message
         self._on_error = on_error
@@ -481,9 +603,10 @@ class Client:
         # data arrives or close() shuts the socket down.
         self._sock.settimeout(None)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if self.member:
+        first = f"/hello {PROTOCOL}".encode() if self.events else b"" if self.member else None
+        if first is not None:
             try:
-                self._sock.sendall(seal(self._key, b""))
+                self._sock.sendall(seal(self._key, first))
             except OSError:
                 self._sock.close()
                 raise
@@ -542,6 +665,72 @@ class Client:
     def recv_text(self, timeout: Optional[float] = None) -> str:
         """:meth:`recv`, made safe to show by :func:`safe_text`."""
         return safe_text(self.recv(timeout))
+
+    def recv_event(self, timeout: Optional[float] = None) -> Event:
+        """The next :class:`Event`, waiting as :meth:`recv` does. Without
+        ``events=True`` every line is a ``text`` event."""
+        if self._stash:
+            return self._stash.popleft()
+        return parse_event(self.recv(timeout))
+
+    def _wait_for(self, kind: str, timeout: float) -> Event:
+        """Waits for the next event of ``kind``; the events read meanwhile
+        stay, in order, for :meth:`recv_event`."""
+        if not self.events:
+            raise RuntimeError("waiting for a reply needs Client(..., events=True)")
+        skipped: List[Event] = []
+        deadline = _monotonic() + timeout
+        try:
+            while True:
+                left = deadline - _monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no {kind} reply within {timeout} s")
+                event = parse_event(self.recv(left))
+                if event.kind == kind or event.kind == "error":
+                    if event.kind == "error":
+                        raise ValueError(event.text)
+                    return event
+                skipped.append(event)
+        finally:
+            self._stash.extend(skipped)
+
+    # -- commands ----------------------------------------------------------
+
+    def say(self, text: Union[str, bytes]) -> None:
+        """Sends ``text`` to the room as text, even if it starts with ``/``
+        (sent as ``//``, which the relay turns back into one ``/``)."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        self.send(b"/" + data if data.startswith(b"/") else data)
+
+    def join(self, room: str) -> None:
+        """Leaves the current room for ``room`` (made if new): ``/join ROOM``."""
+        self.send(f"/join {room}")
+
+    def msg(self, name: str, text: str) -> None:
+        """A private message to ``name``'s connections: ``/msg NAME TEXT``."""
+        self.send(f"/msg {name} {text}")
+
+    def me(self, action: str) -> None:
+        """``* NAME ACTION`` to the room: ``/me ACTION``."""
+        self.send(f"/me {action}")
+
+    def nick(self, name: str) -> None:
+        """Takes a name (shared-key relays only): ``/nick NAME``."""
+        self.send(f"/nick {name}")
+
+    def who(self, timeout: float = 10.0) -> List[str]:
+        """The names in this room (``/who``); needs ``events=True``.
+        Raises ``ValueError`` with the relay's error, if it refused."""
+        self.send("/who")
+        names = self._wait_for("who", timeout).data.get("names", [])
+        return [safe_text(str(name).encode()) for name in names]
+
+    def rooms(self, timeout: float = 10.0) -> Dict[str, int]:
+        """The rooms with someone in them, and how many (``/rooms``);
+        needs ``events=True``."""
+        self.send("/rooms")
+        rooms = self._wait_for("rooms", timeout).data.get("rooms", [])
+        return {safe_text(str(r["room"]).encode()): int(r["count"]) for r in rooms}
 
     def _receive_loop(self) -> None:
         reader = FrameReader(self._key, self._max_frame)

@@ -279,6 +279,9 @@ impl<T: Write> Relay<T> {
             Identified::Member(seat) => {
                 let len = buf.len();
                 self.seat_member(from, seat);
+                // A newline-less frame: what it is sent first (history, a
+                // reply) is paced, as a seed receiver's must be.
+                self.become_seed(from);
                 match self.take_frame(from, Some(seat), batch, buf, most) {
                     Ok(()) => {}
                     Err(FrameError::Replayed) => {
@@ -338,6 +341,7 @@ impl<T: Write> Relay<T> {
             if matches!(self.mode, Mode::Members(_)) && member.is_none() {
                 break;
             }
+            self.become_seed(from);
             match self.take_frame(from, member, batch, frame, most) {
                 Ok(()) => {
                     reader.consume_frame(len);

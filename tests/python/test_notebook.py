@@ -117,13 +117,14 @@ def test_the_notebook_falls_back_to_send_message_calls(relay, monkeypatch):
 
 
 def test_the_notebook_runs_in_members_mode_with_a_member_key_file(relay, monkeypatch, tmp_path):
-    """Given a member's key file, the notebook identifies itself with one
-    empty message first and sends its messages without a name (a members
-    relay stamps it). The relay here holds the same key as its shared key,
-    and relays the empty message as it relays any, so the peer hears it."""
+    """Given a member's key file, the notebook identifies itself with its
+    first frame, ``/hello eaxchat/1`` (a command: never relayed), and sends
+    its messages without a name (a members relay stamps it). The relay here
+    holds the same key as its shared key, so the peer hears just the
+    messages."""
     key_file = tmp_path / "notebook-test.key"
     key_file.write_text(f"# eaxchat member key for notebook-test\n{relay.key_hex}\n")
-    notebook, messages = run_notebook(relay, monkeypatch, False, PLAIN_CELL, 3, key_file)
-    assert messages == ["", "hello from the notebook", "a plain call"]
+    notebook, messages = run_notebook(relay, monkeypatch, False, PLAIN_CELL, 2, key_file)
+    assert messages == ["hello from the notebook", "a plain call"]
     assert "as notebook-test (members mode" in cell_text(notebook, "import sys")
     assert SAFE_REPLY in cell_text(notebook, "import time")

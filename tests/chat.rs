@@ -322,13 +322,16 @@ fn missing_or_malformed_key_fails_clearly() {
 /// "wrong key" message and a non-zero exit; nothing of it is printed.
 #[test]
 fn a_frame_under_another_key_is_reported_and_ends_chat() {
-    let mut relay = RelayProcess::start(&[]);
-    let mut chat = ChatProcess::start(relay.addr, &random_key(), &[]);
-    chat.wait_for_stderr("connected to");
-    let mut peer = relay.connect();
-    relay.wait_for_log_count("connected from", 2);
-
-    peer.send(b"secret");
+    let key = random_key();
+    let relay = FakeRelay::start(&key);
+    let mut chat = ChatProcess::start(relay.addr(), &key, &[]);
+    let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"/hello eaxchat/1");
+    let mut line = bytes::BytesMut::new();
+    Cipher::new(&random_key())
+        .expect("cipher")
+        .seal_into(b"secret", &mut line);
+    conn.stream.write_all(&line).expect("write the frame");
     let status = chat.wait_exit();
     assert!(!status.success());
     let stderr = chat.stderr();
@@ -530,9 +533,9 @@ fn member_key_file(dir: &Path, member: &str, key: &Key) -> String {
     path.to_str().expect("UTF-8 path").to_owned()
 }
 
-/// With a member key file, chat's first frame is an empty message (it
-/// identifies the member), then each typed line without any prefix; no
-/// `--name` is needed.
+/// With a member key file, chat's first frame is `/hello eaxchat/1` (it
+/// asks for structured events and identifies the member), then each typed
+/// line without any prefix; no `--name` is needed.
 #[test]
 fn a_member_key_file_identifies_first_then_sends_plain_lines() {
     let key = random_key();
@@ -542,7 +545,11 @@ fn a_member_key_file_identifies_first_then_sends_plain_lines() {
     let addr = relay.addr().to_string();
     let mut chat = ChatProcess::start_args(&["--connect", &addr, "--key-file", &key_file]);
     let mut conn = relay.accept();
-    assert_eq!(conn.recv(), b"", "the identifying frame comes first");
+    assert_eq!(
+        conn.recv(),
+        b"/hello eaxchat/1",
+        "the identifying frame comes first"
+    );
     chat.type_text(b"hello\n");
     assert_eq!(conn.recv(), b"hello");
     chat.close_stdin();
@@ -559,7 +566,7 @@ fn member_switch_warns_about_name_and_adds_no_prefix() {
     let relay = FakeRelay::start(&key);
     let mut chat = ChatProcess::start(relay.addr(), &key, &["--member", "--name", "mallory"]);
     let mut conn = relay.accept();
-    assert_eq!(conn.recv(), b"");
+    assert_eq!(conn.recv(), b"/hello eaxchat/1");
     chat.type_text(b"one\ntwo\n");
     assert_eq!(conn.recv(), b"one");
     assert_eq!(conn.recv(), b"two");
@@ -573,8 +580,8 @@ fn member_switch_warns_about_name_and_adds_no_prefix() {
     );
 }
 
-/// `--listen-only` in members mode sends the identifying empty frame and
-/// nothing else, whatever is typed.
+/// `--listen-only` in members mode sends the identifying frame (the hello)
+/// and nothing else, whatever is typed.
 #[test]
 fn listen_only_member_sends_only_the_identifying_frame() {
     let key = random_key();
@@ -585,33 +592,34 @@ fn listen_only_member_sends_only_the_identifying_frame() {
     let mut chat =
         ChatProcess::start_args(&["--connect", &addr, "--key-file", &key_file, "--listen-only"]);
     let mut conn = relay.accept();
-    assert_eq!(conn.recv(), b"");
+    assert_eq!(conn.recv(), b"/hello eaxchat/1");
     chat.type_text(b"must not be sent\n");
     conn.expect_silence(Duration::from_millis(300));
     assert!(chat.is_running());
 }
 
 /// After a reconnect, a member identifies again before anything else: the
-/// empty frame, then the line typed while away.
+/// hello, then the line typed while away.
 #[test]
 fn a_member_identifies_again_after_reconnecting() {
     let key = random_key();
     let relay = FakeRelay::start(&key);
     let mut chat = ChatProcess::start(relay.addr(), &key, &["--member", "--reconnect"]);
     let mut first = relay.accept();
-    assert_eq!(first.recv(), b"");
+    assert_eq!(first.recv(), b"/hello eaxchat/1");
     drop(first);
     chat.wait_for_stderr("relay went away");
     chat.type_text(b"while away\n");
     let mut second = relay.accept();
-    assert_eq!(second.recv(), b"", "identified again first");
+    assert_eq!(second.recv(), b"/hello eaxchat/1", "identified again first");
     assert_eq!(second.recv(), b"while away");
 }
 
 /// A shared key (a key file without the member line) sends no empty frame:
-/// the first frame is the first typed line, as before.
+/// the first frame asks for structured events, the next is the first typed
+/// line.
 #[test]
-fn a_shared_key_sends_no_identifying_frame() {
+fn a_shared_key_asks_for_events_and_sends_no_empty_frame() {
     let key = random_key();
     let dir = tempfile::tempdir().expect("temporary directory");
     let key_file = dir.path().join("relay.key");
@@ -625,6 +633,7 @@ fn a_shared_key_sends_no_identifying_frame() {
         key_file.to_str().expect("UTF-8 path"),
     ]);
     let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"/hello eaxchat/1");
     conn.expect_silence(Duration::from_millis(300));
     chat.type_text(b"first\n");
     assert_eq!(conn.recv(), b"first");
@@ -670,7 +679,43 @@ fn a_replayed_frame_from_the_relay_ends_chat() {
             .count(),
         1
     );
-    // The connection is closed: the fake relay reads its end.
+    // The connection is closed: the fake relay reads its end, after the
+    // one frame chat sent (its hello).
     let mut rest = Vec::new();
-    assert!(stream.read_to_end(&mut rest).is_ok_and(|_| rest.is_empty()));
+    assert!(stream.read_to_end(&mut rest).is_ok());
+    assert_eq!(rest.iter().filter(|&&b| b == b'\n').count(), 1);
+}
+
+/// chat asks for structured events and prints each as the relay's plain
+/// text would read: history on joining, notices, actions, private
+/// messages; the welcome is not printed.
+#[test]
+fn events_print_as_the_plain_lines_they_stand_for() {
+    let mut relay = RelayProcess::start(&["--history", "10", "--presence", "on"]);
+    let mut peer = relay.connect();
+    peer.send(b"/nick peer");
+    assert_eq!(peer.recv(), b"* you are now peer");
+    peer.send(b"said before chat came");
+    let mut chat = ChatProcess::start(relay.addr, &relay.key, &[]);
+    chat.wait_for_stdout("said before chat came");
+    relay.wait_for_log_count("connected from", 2);
+    peer.send(b"/me waves");
+    chat.wait_for_stdout("* peer waves");
+    chat.type_text(b"/nick chatter\n");
+    chat.wait_for_stdout("* you are now chatter");
+    assert_eq!(peer.recv(), b"* chatter joined #lobby (2 here)");
+    peer.send(b"/msg chatter psst");
+    chat.wait_for_stdout("[private] peer: psst");
+    let stdout = String::from_utf8_lossy(&chat.stdout()).into_owned();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "* the last 1 message in #lobby:",
+            "said before chat came",
+            "* peer waves",
+            "* you are now chatter",
+            "[private] peer: psst",
+        ]
+    );
 }

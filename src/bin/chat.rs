@@ -113,6 +113,7 @@ fn main() -> ExitCode {
         linger: Duration::from_millis(args.linger_ms),
         listen_only: args.listen_only,
         reconnect: args.reconnect,
+        events: true,
     };
     let mut stdout = io::stdout().lock();
     let mut status = |status: client::Status| eprintln!("chat: {status}");

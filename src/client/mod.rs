@@ -33,6 +33,7 @@
 //! | [`sanitize`] | making a peer's message safe to print |
 
 mod error;
+pub mod event;
 pub mod input;
 mod link;
 mod nonce_window;
@@ -74,12 +75,16 @@ pub struct Options {
     pub listen_only: bool,
     /// Reconnect when the relay goes away instead of failing.
     pub reconnect: bool,
+    /// Ask the relay for structured events (`/hello eaxchat/1`) on every
+    /// connection, and show each as the line the relay's plain text would
+    /// be; in members mode the hello is what identifies us.
+    pub events: bool,
 }
 
 impl Options {
     /// Options for `connect` with every default: no name, a shared key,
     /// the relay's default `--max-frame`, 300 ms linger, reading input, no
-    /// reconnect.
+    /// reconnect, structured events.
     pub fn new(connect: impl Into<String>) -> Options {
         Options {
             connect: connect.into(),
@@ -89,6 +94,7 @@ impl Options {
             linger: Duration::from_millis(300),
             listen_only: false,
             reconnect: false,
+            events: true,
         }
     }
 

@@ -18,11 +18,15 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::error::WRITING_OUTPUT;
+use super::event::{Incoming, Kind};
 use super::input::Input;
 use super::link::{Dialer, Link, LinkEnd};
 use super::{ChatError, Event, Options, Status, sanitize};
 use crate::cipher::Cipher;
 use crate::wire::encoded_len;
+
+/// The first frame of a connection that asks for structured events.
+const HELLO: &[u8] = b"/hello eaxchat/1";
 
 /// Most bytes of sealed messages held while reconnecting; past this, new
 /// messages are refused rather than queued without bound.
@@ -197,7 +201,11 @@ impl<'a, O: Write> Session<'a, O> {
             link.mark_received();
         }
         let message = self.cipher.plaintext(&opened);
-        self.printer.print(message).map_err(|error| ChatError::Io {
+        let shown = match Incoming::parse(message) {
+            Some(event) => self.printer.show(&event),
+            None => self.printer.print(message),
+        };
+        shown.map_err(|error| ChatError::Io {
             what: WRITING_OUTPUT,
             error,
         })
@@ -242,19 +250,27 @@ impl<'a, O: Write> Session<'a, O> {
         Ok(())
     }
 
-    /// Makes `stream` the connection and starts its reader thread; in
-    /// members mode, first sends the empty message that identifies us.
+    /// Makes `stream` the connection and starts its reader thread, and
+    /// sends the first frame: `/hello eaxchat/1` for structured events, or
+    /// (members mode without them) the empty message that identifies us.
     fn open_link(&mut self, stream: TcpStream) -> Result<SocketAddr, ChatError> {
         let (mut link, addr) = self.dialer.open(stream).map_err(|error| ChatError::Io {
             what: "setting up the connection",
             error,
         })?;
-        if self.options.member {
+        let first: Option<&[u8]> = if self.options.events {
+            Some(HELLO)
+        } else if self.options.member {
+            Some(b"")
+        } else {
+            None
+        };
+        if let Some(first) = first {
             // A failed write shuts the link down; its reader then reports
             // the end, which decides between reconnecting and failing.
-            let mut identify = BytesMut::new();
-            self.cipher.seal_into(b"", &mut identify);
-            link.write_frames(&identify);
+            let mut frame = BytesMut::new();
+            self.cipher.seal_into(first, &mut frame);
+            link.write_frames(&frame);
         }
         self.link = Some(link);
         Ok(addr)
@@ -345,6 +361,11 @@ struct Printer<'a, O> {
     status: &'a mut dyn FnMut(Status),
     /// Reused: the message being printed, made safe.
     text: String,
+    /// Reused: an event's line before it is made safe.
+    line: String,
+    /// Whether the relay vouches for names (its `welcome` said so), so that
+    /// messages show as `NAME: TEXT`.
+    members: bool,
 }
 
 impl<'a, O: Write> Printer<'a, O> {
@@ -353,7 +374,25 @@ impl<'a, O: Write> Printer<'a, O> {
             output,
             status,
             text: String::new(),
+            line: String::new(),
+            members: false,
         }
+    }
+
+    /// Shows one event as the line the relay's plain text would be. The
+    /// `welcome` is not shown (a plain client never gets one): it says
+    /// whether names are stamped.
+    fn show(&mut self, event: &Incoming) -> io::Result<()> {
+        if let Kind::Welcome { members, .. } = event.kind {
+            self.members = members;
+            return Ok(());
+        }
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        event.line(self.members, &mut line);
+        let shown = self.print(line.as_bytes());
+        self.line = line;
+        shown
     }
 
     fn report(&mut self, status: Status) {

@@ -74,7 +74,7 @@ fn a_first_frame_read_apart_from_its_newline_is_relayed_once_and_kept_open() {
         relay.receive(sender, &[seal(b"second"), terminator.to_vec()].concat());
         let (received, closing) = settle(&mut relay, listener);
         assert_eq!(received, [b"first".to_vec(), b"second".to_vec()]);
-        assert_eq!(closing, []);
+        assert_eq!(closing, Vec::<ConnId>::new());
         assert_eq!(relay.peer(sender).unwrap().closing(), None);
         assert_eq!(relay.stats().rejected.total(), 0);
     }
@@ -91,7 +91,7 @@ fn a_bare_newline_after_a_newline_less_frame_ends_that_frame() {
     assert_eq!(received, [b"no newline".to_vec()]);
     relay.receive(sender, b"\n");
     let (_, closing) = settle(&mut relay, listener);
-    assert_eq!(closing, []);
+    assert_eq!(closing, Vec::<ConnId>::new());
     // Only one terminator is forgiven: a second empty line is bad input.
     relay.receive(sender, b"\n");
     let (received, closing) = settle(&mut relay, listener);

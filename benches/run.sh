@@ -9,6 +9,10 @@
 # neighbours hit them alike), and prints a table of medians with the ratio
 # to ncat from this same run. Everything it starts is stopped on exit.
 #
+# rooms-100 runs 1 -> 100 in a room while 900 connections sit in other
+# rooms, against the same fanout alone. The relays run with --history 0
+# --presence off: relay-bench counts every byte a client gets.
+#
 # members-100 drives a members relay (`relay --members FILE`, 101 members
 # with keys of their own: the publisher and 100 subscribers) against Redis
 # pub/sub and the shared-key relay, alternating, with the ratio to Redis.
@@ -180,6 +184,19 @@ if [ "$HAVE_MEMBERS" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" members-100
         fi
     done
 fi
+# fanout 1 -> 100 in the default room while 900 bystanders sit in 9 other
+# rooms (each sent /join first; any byte one receives is an error), against
+# the same 1 -> 100 with nobody else connected, alternating, on the same
+# relay: rooms must not slow the fan-out.
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" rooms-100 "* ]]; then
+    echo "rooms-100: fanout --clients 100 --bystanders 900 --bystander-rooms 9" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench rooms-100 rooms "$rep" fanout --clients 100 --bystanders 900 --bystander-rooms 9 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench rooms-100 alone "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+    done
+fi
 # 500 messages of 4 KiB in flight stay under the relay's default 4 MiB
 # --max-queue; 1000 would not.
 scenario fanout-100-4k redis fanout --clients 100 --size 4096 --window 500 $D
@@ -296,6 +313,20 @@ if ("members-100", "members") in by:
     err = errors("members-100", "members")
     met = x is not None and m >= x and err == 0
     print(f"target members >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
+
+if ("rooms-100", "rooms") in by:
+    print("\nrooms-100: fanout 1 -> 100 in a room of 100, with 900 bystanders in 9 other rooms")
+    print(f"{'contender':<11}{'dlv/s':>11}{'vs alone':>9}{'errors':>8}{'server ns/dlv':>15}")
+    alone = median("rooms-100", "alone", "deliveries_per_s")
+    for contender in ["rooms", "alone"]:
+        v = median("rooms-100", contender, "deliveries_per_s")
+        print(f"{contender:<11}{mps(v):>11}{ratio(v, alone):>9}{errors('rooms-100', contender):>8}"
+              f"{cpu_per_delivery('rooms-100', contender):>15}")
+    r = median("rooms-100", "rooms", "deliveries_per_s")
+    err = errors("rooms-100", "rooms")
+    met = alone and r >= 0.95 * alone and err == 0
+    print(f"target rooms >= 0.95x alone (noise), no errors, no byte to a bystander: "
+          f"{'met' if met else 'MISSED'}")
 
 if ("latency-100", "eaxchat") in by:
     print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")

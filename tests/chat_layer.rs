@@ -503,3 +503,23 @@ fn a_seed_receiver_gets_notices_as_lines() {
     relay.run_timers();
     assert_eq!(seed.got(&mut relay), ["[private] alice: hello notebook"]);
 }
+
+/// `--presence off` silences joins, leaves and nick changes alike (found by
+/// the `relay` fuzz target: a nick change still reached the room), while
+/// the commands still answer.
+#[test]
+fn presence_off_silences_every_notice_but_replies() {
+    let mut relay = shared_relay(ChatConfig {
+        presence: false,
+        ..ChatConfig::default()
+    });
+    let (one, two) = (guest(&mut relay), guest(&mut relay));
+    one.say(&mut relay, "/nick a");
+    one.say(&mut relay, "/nick b");
+    assert_eq!(one.got(&mut relay), ["* you are now a", "* you are now b"]);
+    two.say(&mut relay, "/join dev");
+    assert_eq!(two.got(&mut relay), ["* you joined #dev (1 here)"]);
+    relay.close(one.id, CloseReason::PeerClosed);
+    relay.remove(one.id);
+    assert_eq!(two.got(&mut relay), Vec::<String>::new());
+}

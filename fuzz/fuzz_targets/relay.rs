@@ -78,6 +78,11 @@ enum Action {
     Read { client: u8, bytes: u16 },
     /// The socket breaks: every later write fails.
     Reset { client: u8 },
+    /// Sends one `/` command line, of the few whose every effect the model
+    /// knows (`which` picks it): an unknown command, `/me`, a `//` escaped
+    /// text, `/nick`, `/join` of the room it is in. Only a newline client
+    /// in good standing sends one.
+    Command { client: u8, which: u8, arg: u8 },
     /// Hangs up.
     Disconnect { client: u8 },
     /// The clock moves on.
@@ -216,6 +221,8 @@ struct Client {
     queued_total: usize,
     parsed: usize,
     nonces: HashSet<[u8; NONCE_CHARS]>,
+    /// The name it took with `/nick`.
+    nick: Option<String>,
 }
 
 struct Harness {
@@ -345,7 +352,84 @@ impl Harness {
                 self.clients[i].fate = Fate::Closed(CloseReason::PeerClosed);
             }
             Action::Wait { ms } => self.wait(Duration::from_millis(u64::from(ms))),
+            Action::Command { client, which, arg } => {
+                if let Some(i) = self.pick(client) {
+                    self.command(i, which, arg);
+                }
+            }
         }
+    }
+
+    /// Client `i` sends one command line (see [`Action::Command`]); the
+    /// reply it is owed, or the message every other client is, follows.
+    fn command(&mut self, i: usize, which: u8, arg: u8) {
+        let sender = &self.clients[i];
+        if !sender.newline || sender.hostile || sender.fate != Fate::Open || sender.seed {
+            return;
+        }
+        // Names no other client can hold: `/nick` is never refused here.
+        let nick = format!("n{}x{}", sender.serial, arg % 2);
+        let (plaintext, reply, to_others): (String, Option<String>, Option<String>) =
+            match which % 5 {
+                0 => {
+                    let word = format!("bogus{}", arg % 10);
+                    (
+                        format!("/{word}"),
+                        Some(format!("error: unknown command /{word} (try /help)")),
+                        None,
+                    )
+                }
+                1 => {
+                    let who = sender.nick.clone().unwrap_or_else(|| "someone".into());
+                    (
+                        format!("/me acts {arg}"),
+                        None,
+                        Some(format!("* {who} acts {arg}")),
+                    )
+                }
+                2 => (format!("//lit {arg}"), None, Some(format!("/lit {arg}"))),
+                3 => {
+                    let reply = (sender.nick.as_deref() != Some(nick.as_str()))
+                        .then(|| format!("* you are now {nick}"));
+                    (format!("/nick {nick}"), reply, None)
+                }
+                _ => (
+                    "/join #Lobby".into(),
+                    Some("* you are already in #lobby".into()),
+                    None,
+                ),
+            };
+        let mut line = BytesMut::new();
+        self.cipher.seal_into(plaintext.as_bytes(), &mut line);
+        if line.len() - 1 > self.limits.max_frame {
+            return;
+        }
+        let id = sender.id;
+        self.relay.receive(id, &line);
+        let sender = &mut self.clients[i];
+        sender.authenticated = true;
+        sender.sent_newline = true;
+        sender.took_frame = false;
+        if which % 5 == 3 {
+            sender.nick = Some(nick);
+        }
+        if let Some(reply) = reply {
+            sender.queued_total += encoded_len(reply.len()) + 1;
+            sender.expected.push(reply.into_bytes());
+        }
+        if let Some(message) = to_others {
+            if which % 5 == 2 {
+                self.frames_in += 1;
+            }
+            for (j, receiver) in self.clients.iter_mut().enumerate() {
+                if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
+                    continue;
+                }
+                receiver.queued_total += encoded_len(message.len()) + 1;
+                receiver.expected.push(message.clone().into_bytes());
+            }
+        }
+        self.weigh_pre_auth();
     }
 
     fn connect(&mut self, newline: bool, eager: bool) {
@@ -378,6 +462,7 @@ impl Harness {
                     fate: Fate::Open,
                     expected: Vec::new(),
                     received: 0,
+                    nick: None,
                     queued_total: 0,
                     parsed: 0,
                     nonces: HashSet::new(),

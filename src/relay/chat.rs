@@ -627,7 +627,7 @@ impl<T: Write> Relay<T> {
         };
         match old {
             None => self.announce(room, &name, true, Some(from)),
-            Some(old) => {
+            Some(old) if self.chat.presence => {
                 if let Some(room_name) = self.chat.rooms.get(room).map(|r| r.name().clone()) {
                     let ts = self.wall_millis();
                     self.tell_room(
@@ -642,6 +642,7 @@ impl<T: Write> Relay<T> {
                     );
                 }
             }
+            Some(_) => {}
         }
     }
 

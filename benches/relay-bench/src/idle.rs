@@ -84,6 +84,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
                 rss_idle,
                 rss_after_message,
             }),
+        bystanders: 0,
     })
 }
 

@@ -25,6 +25,7 @@
 //! Only loopback addresses are accepted: this is a benchmark, not a flood
 //! tool.
 
+pub mod bystanders;
 mod fanout;
 pub mod floor;
 pub mod histogram;
@@ -140,6 +141,10 @@ pub struct Options {
     pub progress: bool,
     /// How long clients may take to be connected and served.
     pub setup_timeout: Duration,
+    /// Connections held in other rooms during the run ([`bystanders`]).
+    pub bystanders: usize,
+    /// How many rooms the bystanders are spread over.
+    pub bystander_rooms: usize,
 }
 
 impl Options {
@@ -159,6 +164,8 @@ impl Options {
             relay_pid: None,
             progress: false,
             setup_timeout: Duration::from_secs(20),
+            bystanders: 0,
+            bystander_rooms: 9,
         }
     }
 }
@@ -225,13 +232,24 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
             "--members-file works with the fanout and latency scenarios only".into(),
         ));
     }
+    if options.bystanders > 0 && options.scenario != Scenario::Fanout {
+        return Err(LoadError::Options(
+            "--bystanders works with the fanout scenario only".into(),
+        ));
+    }
     // Each client is a descriptor; a thousand of them pass the usual 1024.
     sys::raise_open_file_limit()?;
-    match options.scenario {
+    let mut bystanders = bystanders::Bystanders::join(options)?;
+    let mut report = match options.scenario {
         Scenario::Fanout | Scenario::Latency => fanout::run(options),
         Scenario::Room => room::run(options),
         Scenario::Idle => idle::run(options),
+    }?;
+    if let Some(bystanders) = &mut bystanders {
+        report.bystanders = bystanders.len();
+        report.errors.unexpected += bystanders.received();
     }
+    Ok(report)
 }
 
 /// Opens one client connection: blocking connect, `greeting` sent, then

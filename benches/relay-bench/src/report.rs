@@ -97,6 +97,8 @@ pub struct Report {
     pub relay_cpu_time: Option<Duration>,
     /// Relay memory, for the idle scenario.
     pub idle: Option<IdleMemory>,
+    /// Connections held in other rooms meanwhile (`--bystanders`).
+    pub bystanders: usize,
 }
 
 impl Report {
@@ -132,6 +134,7 @@ impl Report {
         json.string("scenario", self.scenario);
         json.string("protocol", self.protocol);
         json.number("clients", self.clients as f64);
+        json.number("bystanders", self.bystanders as f64);
         json.number("size", self.size as f64);
         json.number("line_len", self.line_len as f64);
         json.number("window", self.window as f64);
@@ -347,6 +350,7 @@ mod tests {
             cpu_time: Duration::from_millis(750),
             relay_cpu_time: None,
             idle: None,
+            bystanders: 0,
         };
         let json = report.to_json();
         assert!(json.starts_with("{\"scenario\":\"fanout\",\"protocol\":\"eaxchat\""));

@@ -147,6 +147,7 @@ impl Measurement {
             cpu_time,
             relay_cpu_time,
             idle: None,
+            bystanders: 0,
         }
     }
 }

@@ -109,6 +109,16 @@ struct Args {
     #[argh(option, default = "20.0")]
     setup_timeout: f64,
 
+    /// fanout against an eaxchat relay: hold this many more connections in
+    /// other rooms meanwhile, each having sent /join; any byte one
+    /// receives is an error (default 0)
+    #[argh(option, default = "0")]
+    bystanders: usize,
+
+    /// how many rooms the bystanders are spread over (default 9)
+    #[argh(option, default = "9")]
+    bystander_rooms: usize,
+
     /// print the report as one JSON object
     #[argh(switch)]
     json: bool,
@@ -235,5 +245,7 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.relay_pid = args.pid;
     options.progress = !args.quiet;
     options.setup_timeout = seconds(args.setup_timeout, "--setup-timeout")?;
+    options.bystanders = args.bystanders;
+    options.bystander_rooms = args.bystander_rooms;
     Ok(options)
 }

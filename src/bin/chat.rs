@@ -1,10 +1,12 @@
 #![forbid(unsafe_code)]
 
 //! `chat`: the eaxchat terminal client. Parses the command line, finds the
-//! key, and runs [`eaxchat::client::run`] on stdin and stdout; status and
-//! errors go to stderr, one line each.
+//! key, and runs the full-screen app ([`eaxchat::client::tui::run`]) when
+//! stdin and stdout are terminals, else the line mode
+//! ([`eaxchat::client::run`]) on stdin and stdout; status and errors go to
+//! stderr, one line each.
 
-use std::io;
+use std::io::{self, IsTerminal as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -15,9 +17,11 @@ use eaxchat::key::{KEY_ENV, KeyError, KeySource, readable_by_others};
 use eaxchat::relay::Limits;
 
 /// Chat through an eaxchat relay: every line typed is sealed with the
-/// key (the relay's shared key, or your own member key) and sent; every message received is printed, made safe for
-/// the terminal. When stdin ends (a pipe, or Ctrl-D) it waits --linger-ms
-/// for replies and exits.
+/// key (the relay's shared key, or your own member key) and sent; every
+/// message received is shown, made safe for the terminal. In a terminal it
+/// is a full-screen app (messages above, the input line below); with stdin
+/// or stdout not a terminal, or --plain, it reads and prints lines, and
+/// when stdin ends it waits --linger-ms for replies and exits.
 #[derive(FromArgs)]
 struct Args {
     /// the relay, as HOST:PORT (default 127.0.0.1:8080)
@@ -61,6 +65,15 @@ struct Args {
     /// milliseconds to keep printing after stdin ends (default 300)
     #[argh(option, default = "300")]
     linger_ms: u64,
+
+    /// line mode even in a terminal: print each message as a line, read
+    /// lines from stdin (what pipes and scripts get anyway)
+    #[argh(switch)]
+    plain: bool,
+
+    /// the terminal app: do not ring the bell when someone names you
+    #[argh(switch)]
+    no_bell: bool,
 
     /// print the version and exit
     #[argh(switch)]
@@ -115,6 +128,13 @@ fn main() -> ExitCode {
         reconnect: args.reconnect,
         events: true,
     };
+    let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
+    if terminal && !args.plain && !args.listen_only {
+        return match client::tui::run(&options, &found.key, !args.no_bell) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(error.to_string(), error.exit_code()),
+        };
+    }
     let mut stdout = io::stdout().lock();
     let mut status = |status: client::Status| eprintln!("chat: {status}");
     match client::run(&options, &found.key, io::stdin(), &mut stdout, &mut status) {

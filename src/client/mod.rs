@@ -39,9 +39,11 @@ mod link;
 mod nonce_window;
 pub mod sanitize;
 mod session;
+pub mod tui;
 
 pub use error::{ChatError, Status};
 pub use link::Backoff;
+pub use session::UiAction;
 
 use std::io::{self, Read, Write};
 use std::sync::mpsc::{self, Sender};
@@ -54,7 +56,7 @@ use crate::relay::Limits;
 use crate::wire::{encoded_len, max_plaintext_len};
 use input::{Input, InputLines};
 use link::LinkEnd;
-use session::Session;
+use session::{Printer, Session};
 
 /// How a session behaves: the `chat` command line, parsed.
 #[derive(Debug, Clone)]
@@ -128,7 +130,12 @@ enum Event {
     Received { link: u64, line: Vec<u8> },
     /// Connection `link` ended.
     LinkEnded { link: u64, end: LinkEnd },
+    /// A key, the mouse, a resize: the terminal app's input.
+    Ui(UiEvent),
 }
+
+/// A terminal event, as crossterm reads it.
+pub type UiEvent = ratatui::crossterm::event::Event;
 
 /// Runs a chat session until the input ends (then lingers), the relay goes
 /// away for good, or something fails.
@@ -161,7 +168,7 @@ where
         let max_len = options.max_frame;
         thread::spawn(move || read_input(input, max_len, sender));
     }
-    let mut session = Session::new(options, cipher, output, status, events);
+    let mut session = Session::new(options, cipher, Printer::new(output, status), events);
     session.start(stream)?;
     match session.run(&inbox) {
         Err(error) if error.is_output_closed() => Ok(()),

@@ -8,7 +8,10 @@
 //! text that only prints: invalid UTF-8 becomes U+FFFD, every C0 control but
 //! tab and `DEL` become their visible Control Pictures (`␛`, `␍`, `␊`, …),
 //! and C1 controls (U+0080–U+009F, which some terminals obey like `ESC`)
-//! become U+FFFD. Everything else, tab included, is kept as it is.
+//! become U+FFFD. So do the bidirectional controls (U+061C, U+200E–U+200F,
+//! U+202A–U+202E, U+2066–U+2069), which would let one message reorder how
+//! the rest of its line, or a name before it, reads. Everything else, tab
+//! included, is kept as it is.
 //!
 //! It never drops a character silently: a neutralised sequence stays
 //! visible (`␛[2J`) so the reader can see something odd was sent.
@@ -40,7 +43,15 @@ pub fn sanitize(message: &[u8]) -> String {
 }
 
 fn needs_neutralising(c: char) -> bool {
-    c != '\t' && c.is_control()
+    (c != '\t' && c.is_control()) || is_bidi_control(c)
+}
+
+/// The characters that change the direction text is laid out in.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// The character shown for `c`.
@@ -51,6 +62,7 @@ fn printable(c: char) -> char {
         '\0'..='\x1f' => char::from_u32(0x2400 + u32::from(c)).unwrap_or(REPLACEMENT),
         '\x7f' => '\u{2421}',
         '\u{80}'..='\u{9f}' => REPLACEMENT,
+        c if is_bidi_control(c) => REPLACEMENT,
         _ => c,
     }
 }
@@ -76,6 +88,15 @@ mod tests {
             // C1 controls arrive as UTF-8 for U+0080..U+009F: CSI is U+009B.
             ("\u{9b}2J".as_bytes(), "\u{fffd}2J"),
             ("\u{80}\u{85}\u{9f}".as_bytes(), "\u{fffd}\u{fffd}\u{fffd}"),
+            // Bidirectional overrides and isolates cannot reorder the line.
+            (
+                "a\u{202e}evil\u{202c}b".as_bytes(),
+                "a\u{fffd}evil\u{fffd}b",
+            ),
+            (
+                "\u{2066}\u{2067}\u{2068}\u{2069}\u{200e}\u{200f}\u{61c}".as_bytes(),
+                "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+            ),
             // U+00A0 and beyond are printable again.
             ("\u{a0}x".as_bytes(), "\u{a0}x"),
             // Raw C1 bytes are not UTF-8 at all.

@@ -32,13 +32,48 @@ const HELLO: &[u8] = b"/hello eaxchat/1";
 /// messages are refused rather than queued without bound.
 const BACKLOG_LIMIT: usize = 1024 * 1024;
 
+/// Where a session's words go: the line printer of pipe mode
+/// ([`Printer`]) or the terminal app ([`super::tui`]), which also brings
+/// keys in.
+pub(super) trait Front {
+    /// Shows one received plaintext: an `eaxchat/1` event, or raw text.
+    fn show(&mut self, plaintext: &[u8]) -> io::Result<()>;
+    /// Reports a change of the connection's state, or a refusal.
+    fn report(&mut self, status: Status);
+    /// A terminal event (the app only), and what the session is to do.
+    fn ui(&mut self, _event: super::UiEvent) -> UiAction {
+        UiAction::None
+    }
+    /// Lines the front end wants sent of its own accord (the app's `/who`).
+    fn outgoing(&mut self) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
+    /// When the front end wants waking next (the app's countdown), if ever.
+    fn next_tick(&self) -> Option<Instant> {
+        None
+    }
+    /// The wake-up [`Front::next_tick`] asked for.
+    fn tick(&mut self) {}
+}
+
+/// What a terminal event asks of the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UiAction {
+    /// Nothing (the front end handled it).
+    None,
+    /// Send this line (typed, then Enter).
+    Send(Vec<u8>),
+    /// Quit now.
+    Quit,
+}
+
 /// The session's state, owned by the thread that called [`run`](super::run).
-pub(super) struct Session<'a, O> {
+pub(super) struct Session<'a, F> {
     options: &'a Options,
     cipher: Cipher,
     composer: Composer,
     backlog: Backlog,
-    printer: Printer<'a, O>,
+    printer: F,
     dialer: Dialer,
     link: Option<Link>,
     linger_until: Option<Instant>,
@@ -46,23 +81,22 @@ pub(super) struct Session<'a, O> {
     not_sent: usize,
 }
 
-impl<'a, O: Write> Session<'a, O> {
+impl<'a, F: Front> Session<'a, F> {
     /// A session for `options`, not yet connected: it seals and opens with
-    /// `cipher`, prints messages on `output`, reports through `status`, and
-    /// hands `events` to each connection's reader thread.
+    /// `cipher`, shows and reports through `front`, and hands `events` to
+    /// each connection's reader thread.
     pub(super) fn new(
         options: &'a Options,
         cipher: Cipher,
-        output: &'a mut O,
-        status: &'a mut dyn FnMut(Status),
+        front: F,
         events: Sender<Event>,
-    ) -> Session<'a, O> {
+    ) -> Session<'a, F> {
         Session {
             options,
             cipher,
             composer: Composer::new(options.prefix()),
             backlog: Backlog::default(),
-            printer: Printer::new(output, status),
+            printer: front,
             dialer: Dialer::new(&options.connect, options.max_frame, events),
             link: None,
             linger_until: None,
@@ -88,14 +122,21 @@ impl<'a, O: Write> Session<'a, O> {
                 self.retry()?;
                 continue;
             }
-            let wake = [self.linger_until, self.dialer.retry_at()]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake = [
+                self.linger_until,
+                self.dialer.retry_at(),
+                self.printer.next_tick(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let event = match wake {
                 Some(at) => match inbox.recv_timeout(at.saturating_duration_since(now)) {
                     Ok(event) => event,
-                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.printer.tick();
+                        continue;
+                    }
                     // The session holds a sender itself, so this cannot
                     // happen; ending is the only sensible answer if it did.
                     Err(RecvTimeoutError::Disconnected) => return self.finish(),
@@ -105,11 +146,27 @@ impl<'a, O: Write> Session<'a, O> {
                     Err(_) => return self.finish(),
                 },
             };
-            self.handle(event)?;
+            if self.handle(event)? == Flow::Quit {
+                return self.finish();
+            }
+            for line in self.printer.outgoing() {
+                self.send(&line)?;
+            }
         }
     }
 
-    fn handle(&mut self, event: Event) -> Result<(), ChatError> {
+    fn handle(&mut self, event: Event) -> Result<Flow, ChatError> {
+        if let Event::Ui(event) = event {
+            return match self.printer.ui(event) {
+                UiAction::None => Ok(Flow::Go),
+                UiAction::Send(line) => self.send(&line).map(|()| Flow::Go),
+                UiAction::Quit => Ok(Flow::Quit),
+            };
+        }
+        self.handle_io(event).map(|()| Flow::Go)
+    }
+
+    fn handle_io(&mut self, event: Event) -> Result<(), ChatError> {
         match event {
             Event::Typed(Input::Line(line)) => self.send(&line),
             Event::Typed(Input::TooLong(len)) => {
@@ -127,7 +184,7 @@ impl<'a, O: Write> Session<'a, O> {
             Event::Received { link, line } if self.is_current(link) => self.print(&line),
             Event::LinkEnded { link, end } if self.is_current(link) => self.link_ended(end),
             // From a connection already given up: nothing to do.
-            Event::Received { .. } | Event::LinkEnded { .. } => Ok(()),
+            Event::Received { .. } | Event::LinkEnded { .. } | Event::Ui(_) => Ok(()),
         }
     }
 
@@ -201,11 +258,7 @@ impl<'a, O: Write> Session<'a, O> {
             link.mark_received();
         }
         let message = self.cipher.plaintext(&opened);
-        let shown = match Incoming::parse(message) {
-            Some(event) => self.printer.show(&event),
-            None => self.printer.print(message),
-        };
-        shown.map_err(|error| ChatError::Io {
+        self.printer.show(message).map_err(|error| ChatError::Io {
             what: WRITING_OUTPUT,
             error,
         })
@@ -354,9 +407,16 @@ impl Backlog {
     }
 }
 
-/// Where the session's words go: received messages to the output, status
-/// changes to the callback.
-struct Printer<'a, O> {
+/// Whether the session goes on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Quit,
+}
+
+/// Pipe mode's front end: received messages to the output, one line each,
+/// status changes to the callback.
+pub(super) struct Printer<'a, O> {
     output: &'a mut O,
     status: &'a mut dyn FnMut(Status),
     /// Reused: the message being printed, made safe.
@@ -368,8 +428,21 @@ struct Printer<'a, O> {
     members: bool,
 }
 
+impl<O: Write> Front for Printer<'_, O> {
+    fn show(&mut self, plaintext: &[u8]) -> io::Result<()> {
+        match Incoming::parse(plaintext) {
+            Some(event) => self.show_event(&event),
+            None => self.print(plaintext),
+        }
+    }
+
+    fn report(&mut self, status: Status) {
+        (self.status)(status);
+    }
+}
+
 impl<'a, O: Write> Printer<'a, O> {
-    fn new(output: &'a mut O, status: &'a mut dyn FnMut(Status)) -> Printer<'a, O> {
+    pub(super) fn new(output: &'a mut O, status: &'a mut dyn FnMut(Status)) -> Printer<'a, O> {
         Printer {
             output,
             status,
@@ -382,7 +455,7 @@ impl<'a, O: Write> Printer<'a, O> {
     /// Shows one event as the line the relay's plain text would be. The
     /// `welcome` is not shown (a plain client never gets one): it says
     /// whether names are stamped.
-    fn show(&mut self, event: &Incoming) -> io::Result<()> {
+    fn show_event(&mut self, event: &Incoming) -> io::Result<()> {
         if let Kind::Welcome { members, .. } = event.kind {
             self.members = members;
             return Ok(());
@@ -393,10 +466,6 @@ impl<'a, O: Write> Printer<'a, O> {
         let shown = self.print(line.as_bytes());
         self.line = line;
         shown
-    }
-
-    fn report(&mut self, status: Status) {
-        (self.status)(status);
     }
 
     /// Prints `message`, sanitised, as one line.

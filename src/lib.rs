@@ -41,7 +41,9 @@
 //!   frames split by where their tag verifies, and paced frames to it.
 //! - [`stats`]: the relay's counters.
 //! - [`server`]: the single-threaded `mio` loop that moves bytes between
-//!   sockets and [`relay::Relay`].
+//!   sockets and [`relay::Relay`], the TCP port's and `--web`'s.
+//! - [`web`]: the browser's way in: HTTP heads, WebSocket frames, the
+//!   embedded chat page, `/metrics`.
 
 pub mod cipher;
 pub mod client;
@@ -65,4 +67,5 @@ pub mod seed;
 pub mod server;
 pub mod stats;
 mod sweep;
+pub mod web;
 pub mod wire;

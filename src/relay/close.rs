@@ -48,6 +48,10 @@ pub enum CloseReason {
     FirstFrameTooLong,
     /// It said `/quit`.
     Quit,
+    /// A browser's WebSocket broke the protocol or its limits.
+    WebSocket(crate::web::ws::WsError),
+    /// A browser heard from nothing for twice `--web-idle-timeout`.
+    IdleTimeout,
 }
 
 impl fmt::Display for CloseReason {
@@ -69,6 +73,8 @@ impl fmt::Display for CloseReason {
             CloseReason::MemberRemoved => f.write_str("member removed from the members file"),
             CloseReason::FirstFrameTooLong => f.write_str("first frame too long to identify"),
             CloseReason::Quit => f.write_str("said /quit"),
+            CloseReason::WebSocket(error) => write!(f, "{error}"),
+            CloseReason::IdleTimeout => f.write_str("silent past --web-idle-timeout, pinged"),
         }
     }
 }

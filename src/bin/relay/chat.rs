@@ -1,6 +1,7 @@
-//! The chat layer's flags (rooms, history, flood control, presence) and
-//! the message log: opened, replayed into room history and handed to the
-//! server; and `relay log`, which prints it.
+//! The chat layer's flags (rooms, history, flood control, presence), the
+//! message log (opened, replayed into room history and handed to the
+//! server), the web listener (`--web`); and `relay log`, which prints the
+//! log.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -11,7 +12,7 @@ use eaxchat::flood::{self, Rate};
 use eaxchat::msglog::{self, LogConfig, LogWriter};
 use eaxchat::relay::ChatConfig;
 use eaxchat::rooms::RoomsConfig;
-use eaxchat::server::Server;
+use eaxchat::server::{Server, WebConfig};
 use log::{info, warn};
 
 use super::{Args, Failure};
@@ -57,6 +58,7 @@ pub struct LogArgs {
 pub struct Options {
     config: ChatConfig,
     log: Option<(LogConfig, PathBuf)>,
+    web: Option<WebConfig>,
 }
 
 impl Options {
@@ -84,7 +86,18 @@ impl Options {
             let key = args.log_key.clone().unwrap_or_else(|| default_key(dir));
             (config, key)
         });
+        if args.web.is_some() && args.web_idle_timeout == 0 {
+            return Err(Failure::Usage(
+                "--web-idle-timeout must be at least 1".into(),
+            ));
+        }
+        let web = args.web.map(|listen| WebConfig {
+            listen,
+            origins: args.web_origin.clone(),
+            idle_timeout: std::time::Duration::from_secs(args.web_idle_timeout),
+        });
         Ok(Options {
+            web,
             config: ChatConfig {
                 rooms: RoomsConfig {
                     default_room,
@@ -118,6 +131,20 @@ impl Options {
             self.config.rooms.history_bytes,
             if self.config.presence { "on" } else { "off" },
         );
+        if let Some(web) = &self.web {
+            let addr = server.listen_web(web.clone()).map_err(|e| {
+                Failure::Runtime(format!("cannot listen on {} (--web): {e}", web.listen))
+            })?;
+            info!(
+                "web: the chat page on http://{addr}/, its websocket on /ws, /metrics, /healthz; \
+                 origins: {}",
+                if web.origins.is_empty() {
+                    "the page's own".to_owned()
+                } else {
+                    web.origins.join(" ")
+                }
+            );
+        }
         let Some((config, key_path)) = &self.log else {
             return Ok(());
         };

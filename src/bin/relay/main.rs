@@ -147,6 +147,21 @@ struct Args {
     #[argh(option, default = "eaxchat::msglog::DEFAULT_MAX_BYTES")]
     log_max_bytes: u64,
 
+    /// also serve the chat page, its WebSocket (/ws), /metrics and
+    /// /healthz on this address, e.g. 127.0.0.1:8081
+    #[argh(option)]
+    web: Option<SocketAddr>,
+
+    /// an origin allowed to open /ws (repeat for more; "*" for any);
+    /// default: only the page's own
+    #[argh(option)]
+    web_origin: Vec<String>,
+
+    /// seconds a browser may be silent before it is pinged; silent twice
+    /// as long, it is closed (default 60)
+    #[argh(option, default = "eaxchat::web::DEFAULT_IDLE_TIMEOUT.as_secs()")]
+    web_idle_timeout: u64,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,

@@ -40,6 +40,11 @@ use crate::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Refusal, Refu
 use crate::roster::Roster;
 use crate::stats::Stats;
 
+mod web;
+
+pub use web::WebConfig;
+use web::{HTTP_BASE, WEB_LISTENER, Web, WebConn};
+
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
 const RELOAD: Token = Token(usize::MAX - 2);
@@ -93,15 +98,22 @@ pub struct Conn {
     write_interest: bool,
     /// The loop turn this connection was last read in.
     read_turn: u64,
+    /// A browser's connection (`--web`): its WebSocket state.
+    web: Option<Box<WebConn>>,
 }
 
 impl Write for Conn {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.stream.write(buf)
+        self.write_vectored(&[io::IoSlice::new(buf)])
     }
 
+    /// The relay's lines: as they are on the TCP port, one WebSocket text
+    /// frame each for a browser.
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.stream.write_vectored(bufs)
+        match &mut self.web {
+            Some(web) => web.write_lines(&mut self.stream, bufs),
+            None => self.stream.write_vectored(bufs),
+        }
     }
 
     /// Nothing to do: writes go straight to the socket, which has no
@@ -212,6 +224,8 @@ pub struct Server {
     log: Option<LogWriter>,
     /// Scratch list of records for the log, reused every turn.
     records: Vec<Record>,
+    /// The web listener and its connections (`--web`).
+    web: Option<Web>,
 }
 
 impl Server {
@@ -264,7 +278,20 @@ impl Server {
             reload_rx: None,
             log: None,
             records: Vec::new(),
+            web: None,
         })
+    }
+
+    /// Opens the web listener (`--web`): the chat page, `/ws`, `/metrics`
+    /// and `/healthz`, in this same loop. Returns the address bound.
+    pub fn listen_web(&mut self, config: WebConfig) -> io::Result<SocketAddr> {
+        let mut web = Web::bind(config)?;
+        self.poll
+            .registry()
+            .register(web.listener_mut(), WEB_LISTENER, Interest::READABLE)?;
+        let addr = web.local_addr()?;
+        self.web = Some(web);
+        Ok(addr)
     }
 
     /// Sets up the chat layer (rooms, history, flood control). Call before
@@ -348,11 +375,14 @@ impl Server {
                     LISTENER => self.accept_ready = true,
                     STOP => stopping = true,
                     RELOAD => hangup = true,
+                    WEB_LISTENER => self.web_accept_ready(),
+                    Token(key) if key >= HTTP_BASE => self.http_event(key - HTTP_BASE),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             self.read_from(id);
                         }
                         if event.is_writable() {
+                            self.flush_web_control(id);
                             self.write_queued(id);
                         }
                     }
@@ -363,6 +393,8 @@ impl Server {
             }
             self.watch_members(hangup);
             self.accept_some();
+            self.accept_web();
+            self.sweep_web(Instant::now());
             self.relay.run_timers();
             self.write_waiting();
             self.remove_closed();
@@ -388,6 +420,7 @@ impl Server {
             self.accept_paused_until,
             self.relay.next_timer(),
             self.members.as_ref().map(|watch| watch.next_check),
+            self.web.as_ref().map(Web::next_sweep),
         ]
         .into_iter()
         .flatten()
@@ -475,8 +508,14 @@ impl Server {
                 read => break read,
             }
         };
+        let web = conn.web.is_some();
         match read {
             Ok(0) => self.relay.close(id, CloseReason::PeerClosed),
+            Ok(n) if web => {
+                let data = self.read_buf[..n].to_vec();
+                self.take_web_bytes(id, &data);
+                self.read_again.push(id);
+            }
             Ok(n) => {
                 self.relay.receive(id, &self.read_buf[..n]);
                 self.read_again.push(id);
@@ -535,6 +574,7 @@ impl Server {
             addr,
             write_interest: false,
             read_turn: 0,
+            web: None,
         };
         let id = match self.relay.admit_from(conn, Some(addr.ip())) {
             Ok(id) => id,
@@ -609,6 +649,13 @@ impl Server {
                 continue;
             };
             let _ = self.poll.registry().deregister(&mut peer.io.stream);
+            if let Some(web) = peer.io.web.as_mut() {
+                // The close frame, if the socket takes it now.
+                if matches!(reason, CloseReason::Shutdown) {
+                    web.close_for_shutdown();
+                }
+                let _ = web.flush_control(&mut peer.io.stream);
+            }
             let addr = peer.io.addr;
             match reason {
                 CloseReason::PeerClosed | CloseReason::Shutdown | CloseReason::MemberRemoved => {

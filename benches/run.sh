@@ -9,6 +9,9 @@
 # neighbours hit them alike), and prints a table of medians with the ratio
 # to ncat from this same run. Everything it starts is stopped on exit.
 #
+# web-100 runs 1 -> 100 to WebSocket subscribers of the relay's --web port
+# against TCP subscribers and Redis pub/sub.
+#
 # rooms-100 runs 1 -> 100 in a room while 900 connections sit in other
 # rooms, against the same fanout alone. The relays run with --history 0
 # --presence off: relay-bench counts every byte a client gets.
@@ -67,6 +70,7 @@ REDIS_PORT=${REDIS_PORT:-17404}
 REDIS_IDLE_PORT=${REDIS_IDLE_PORT:-17405}
 FLOOR_PORT=${FLOOR_PORT:-17406}
 MEMBERS_PORT=${MEMBERS_PORT:-17407}
+WEB_PORT=${WEB_PORT:-17408}
 
 # Starts a server in the background; its pid lands in $STARTED.
 start() {
@@ -96,7 +100,7 @@ wait_port() {
 }
 
 start relay "$BIN/relay" --listen "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --stats-interval 0 --max-per-address 0 \
-    --history 0 --presence off
+    --history 0 --presence off --web "127.0.0.1:$WEB_PORT"
 RELAY_PID=$STARTED
 # ncat's broker uses select(): 1000 clients fit under FD_SETSIZE, 10,000 do not.
 start ncat ncat --broker --listen 127.0.0.1 "$NCAT_PORT" --max-conns 2000 </dev/null
@@ -180,6 +184,22 @@ if [ "$HAVE_MEMBERS" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" members-100
             --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
         if [ "$HAVE_REDIS" = 1 ]; then
             bench members-100 redis "$rep" fanout --clients 100 $D \
+                --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+    done
+fi
+# fanout 1 -> 100 to WebSocket subscribers (the relay's --web port; the
+# publisher on TCP), against TCP subscribers of the same relay and Redis
+# pub/sub, alternating.
+if [ -z "$ONLY" ] || [[ " $ONLY " == *" web-100 "* ]]; then
+    echo "web-100: fanout --clients 100 --web (WebSocket subscribers)" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench web-100 websocket "$rep" fanout --clients 100 $D --web "127.0.0.1:$WEB_PORT" \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench web-100 tcp "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        if [ "$HAVE_REDIS" = 1 ]; then
+            bench web-100 redis "$rep" fanout --clients 100 $D \
                 --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
         fi
     done
@@ -313,6 +333,22 @@ if ("members-100", "members") in by:
     err = errors("members-100", "members")
     met = x is not None and m >= x and err == 0
     print(f"target members >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
+
+if ("web-100", "websocket") in by:
+    print("\nweb-100: fanout 1 -> 100, 64-byte messages, WebSocket subscribers (publisher on TCP)")
+    print(f"{'contender':<11}{'dlv/s':>11}{'vs redis':>9}{'errors':>8}{'server ns/dlv':>15}{'bench CPU':>10}")
+    x = median("web-100", "redis", "deliveries_per_s")
+    for contender in ["websocket", "tcp", "redis"]:
+        if ("web-100", contender) not in by:
+            continue
+        v = median("web-100", contender, "deliveries_per_s")
+        share = median("web-100", contender, "cpu_share") or 0
+        print(f"{contender:<11}{mps(v):>11}{ratio(v, x):>9}{errors('web-100', contender):>8}"
+              f"{cpu_per_delivery('web-100', contender):>15}{share:>10.0%}")
+    w = median("web-100", "websocket", "deliveries_per_s")
+    err = errors("web-100", "websocket")
+    met = x is not None and w >= x and err == 0
+    print(f"target websocket >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
 
 if ("rooms-100", "rooms") in by:
     print("\nrooms-100: fanout 1 -> 100 in a room of 100, with 900 bystanders in 9 other rooms")

@@ -25,8 +25,9 @@ use tungstenite::protocol::frame::{CloseFrame, Frame, FrameHeader};
 /// cut here.
 pub const MAX_FRAGMENTS: usize = 64;
 
-/// Most frames gathered into one `writev`.
-const FRAMES_PER_WRITE: usize = 64;
+/// Most frames gathered into one `writev`: two slices each, within the
+/// 1024 of `IOV_MAX`.
+const FRAMES_PER_WRITE: usize = 500;
 
 /// What a browser's bytes held.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -259,7 +260,8 @@ impl Outgoing {
 
     /// Writes the relay's lines in `bufs` (each a run of whole `base64\n`
     /// lines) as text frames; returns how many bytes of `bufs` are done
-    /// with: whole lines only, so the next call starts at a line.
+    /// with: whole lines only, so the next call starts at a line. Nothing
+    /// is allocated: the headers and the gather list live on the stack.
     pub fn write_lines(
         &mut self,
         socket: &mut impl Write,
@@ -269,73 +271,100 @@ impl Outgoing {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         // The lines of this call, each with its header.
-        let mut headers: Vec<([u8; 10], usize)> = Vec::new();
-        let mut lines: Vec<&[u8]> = Vec::new();
+        let mut headers = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
+        let mut header_lens = [0usize; FRAMES_PER_WRITE];
+        let mut lines: [&[u8]; FRAMES_PER_WRITE] = [&[]; FRAMES_PER_WRITE];
+        let mut count = 0;
+        // Every line of a run is usually as long as the last: its header is
+        // formatted once.
+        let mut last_len = None;
         'gather: for buf in bufs {
             let mut rest: &[u8] = buf;
             while let Some(end) = memchr::memchr(b'\n', rest) {
                 let line = &rest[..end];
                 rest = &rest[end + 1..];
-                let mut header = [0u8; 10];
-                let mut cursor = Cursor::new(&mut header[..]);
-                let text = FrameHeader {
-                    is_final: true,
-                    opcode: OpCode::Data(Data::Text),
-                    mask: None,
-                    ..FrameHeader::default()
-                };
-                text.format(line.len() as u64, &mut cursor)
-                    .map_err(|_| io::Error::other("formatting a frame header"))?;
-                let header_len = cursor.position() as usize;
-                headers.push((header, header_len));
-                lines.push(line);
-                if lines.len() == FRAMES_PER_WRITE {
+                if last_len == Some(line.len()) && count > 0 {
+                    headers[count] = headers[count - 1];
+                    header_lens[count] = header_lens[count - 1];
+                } else {
+                    header_lens[count] = text_header(line.len(), &mut headers[count])?;
+                    last_len = Some(line.len());
+                }
+                lines[count] = line;
+                count += 1;
+                if count == FRAMES_PER_WRITE {
                     break 'gather;
                 }
             }
         }
-        if lines.is_empty() {
+        if count == 0 {
             return Ok(0);
         }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(2 * lines.len());
-        for (i, line) in lines.iter().enumerate() {
-            let (header, header_len) = &headers[i];
-            let frame = [&header[..*header_len], line];
-            // The head frame may be partly written already.
-            let mut skip = if i == 0 { self.head_written } else { 0 };
-            for part in frame {
-                let from = skip.min(part.len());
-                skip -= from;
-                if from < part.len() {
-                    slices.push(IoSlice::new(&part[from..]));
+        // Until a whole frame is written: a partial one is no line done
+        // with, and `Ok(0)` would read as a closed socket.
+        loop {
+            let mut slices = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+            let mut used = 0;
+            for i in 0..count {
+                let frame = [&headers[i][..header_lens[i]], lines[i]];
+                // The head frame may be partly written already.
+                let mut skip = if i == 0 { self.head_written } else { 0 };
+                for part in frame {
+                    let from = skip.min(part.len());
+                    skip -= from;
+                    if from < part.len() {
+                        slices[used] = IoSlice::new(&part[from..]);
+                        used += 1;
+                    }
                 }
             }
-        }
-        let mut written = loop {
-            match socket.write_vectored(&slices) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                result => break result?,
+            let mut written = loop {
+                match socket.write_vectored(&slices[..used]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    result => break result?,
+                }
+            };
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
             }
-        };
-        if written == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        // Whole frames written are lines done with; the rest of a partly
-        // written one is resumed next time.
-        let mut done = 0;
-        for (i, line) in lines.iter().enumerate() {
-            let frame_len = headers[i].1 + line.len() - if i == 0 { self.head_written } else { 0 };
-            if written >= frame_len {
-                written -= frame_len;
-                done += line.len() + 1;
-                self.head_written = 0;
-            } else {
-                self.head_written += written;
-                break;
+            // Whole frames written are lines done with; the rest of a
+            // partly written one is resumed next time.
+            let mut done = 0;
+            for i in 0..count {
+                let already = if i == 0 { self.head_written } else { 0 };
+                let left = header_lens[i] + lines[i].len() - already;
+                if written >= left {
+                    written -= left;
+                    done += lines[i].len() + 1;
+                    self.head_written = 0;
+                } else {
+                    self.head_written += written;
+                    break;
+                }
+            }
+            if done > 0 {
+                return Ok(done);
             }
         }
-        Ok(done)
     }
+}
+
+/// The longest frame header a server sends: no mask, a 64-bit length.
+const MAX_HEADER: usize = 10;
+
+/// Formats a final, unmasked text frame's header for `len` bytes into
+/// `out`; returns its length.
+fn text_header(len: usize, out: &mut [u8; MAX_HEADER]) -> io::Result<usize> {
+    let mut cursor = Cursor::new(&mut out[..]);
+    FrameHeader {
+        is_final: true,
+        opcode: OpCode::Data(Data::Text),
+        mask: None,
+        ..FrameHeader::default()
+    }
+    .format(len as u64, &mut cursor)
+    .map_err(|_| io::Error::other("formatting a frame header"))?;
+    Ok(cursor.position() as usize)
 }
 
 #[cfg(test)]
@@ -477,7 +506,10 @@ mod tests {
             let mut done = 0;
             while done < run.len() {
                 match outgoing.write_lines(&mut socket, &[IoSlice::new(&run[done..])]) {
-                    Ok(n) => done += n,
+                    Ok(n) => {
+                        assert!(n > 0, "Ok(0) would read as a closed socket");
+                        done += n;
+                    }
                     Err(e) => panic!("{e}"),
                 }
             }

@@ -108,6 +108,11 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
 impl<'a> Fanout<'a> {
     fn connect(options: &'a Options) -> Result<Fanout<'a>, LoadError> {
         let wire = Wire::new(&options.protocol, options.size)?;
+        let wire = match options.web {
+            Some(web) => wire.over_websocket(web)?,
+            None => wire,
+        };
+        let subscribe_at = options.web.unwrap_or(options.addr);
         let paced = options.scenario == Scenario::Latency;
         if paced && options.rate == 0 {
             return Err(LoadError::Options("--rate must be at least 1".into()));
@@ -145,7 +150,7 @@ impl<'a> Fanout<'a> {
         let mut subscribers = Vec::with_capacity(options.clients);
         for index in 0..options.clients {
             let (inbox, greeting) = Fanout::inbox(options, &wire, index)?;
-            let mut stream = connect(options.addr, greeting.as_deref().unwrap_or(&request))?;
+            let mut stream = connect(subscribe_at, greeting.as_deref().unwrap_or(&request))?;
             if paced {
                 sys::enable_receive_timestamps(&stream)?;
             }
@@ -204,7 +209,8 @@ impl<'a> Fanout<'a> {
                 wire.subscribe_reply_len(),
                 sample,
                 open_all,
-            );
+            )
+            .with_frame_prefix(wire.frame_prefix());
             return Ok((inbox, None));
         };
         let mut reader = reader;

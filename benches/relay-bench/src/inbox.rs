@@ -85,6 +85,9 @@ pub trait Inbox {
 /// and carries the unfinished record at the end of a read over to the next.
 pub struct Records {
     len: usize,
+    /// Over a WebSocket, what every record starts with (its frame header);
+    /// else records end in `\n`.
+    prefix: Option<Vec<u8>>,
     /// Bytes still to discard before the first record.
     skip: usize,
     /// The unfinished record at the end of the last read.
@@ -96,8 +99,38 @@ impl Records {
     pub fn new(len: usize, skip: usize) -> Records {
         Records {
             len,
+            prefix: None,
             skip,
             carry: Vec::with_capacity(len),
+        }
+    }
+
+    /// Records that are WebSocket frames: each starts with `prefix` (its
+    /// header) instead of ending in `\n`.
+    pub fn set_frame_prefix(&mut self, prefix: Vec<u8>) {
+        self.prefix = Some(prefix);
+    }
+
+    /// Whether `record` sits where a record should: it ends in `\n`, or
+    /// (frames) starts with the frame header.
+    pub fn is_whole(&self, record: &[u8]) -> bool {
+        match &self.prefix {
+            Some(prefix) => record.starts_with(prefix),
+            None => record.last() == Some(&b'\n'),
+        }
+    }
+
+    /// Where the next record may start after a malformed one at `pos`.
+    fn resync(&self, data: &[u8], pos: usize) -> usize {
+        match &self.prefix {
+            Some(prefix) => data
+                .get(pos + 1..)
+                .and_then(|rest| rest.windows(prefix.len()).position(|w| w == prefix))
+                .map_or(data.len(), |at| pos + 1 + at),
+            None => match memchr(b'\n', &data[pos..]) {
+                Some(newline) => pos + newline + 1,
+                None => data.len(),
+            },
         }
     }
 
@@ -131,14 +164,11 @@ impl Records {
         let mut pos = 0;
         let mut records = 0;
         while let Some(record) = data.get(pos..pos + len) {
-            if record[len - 1] != b'\n' {
+            if !self.is_whole(record) {
                 // Not where a record should end: count it and start again
-                // after the next newline.
+                // after the next newline (or frame header).
                 check.errors.malformed += 1;
-                pos = match memchr(b'\n', &data[pos..]) {
-                    Some(newline) => pos + newline + 1,
-                    None => data.len(),
-                };
+                pos = self.resync(data, pos);
                 continue;
             }
             let taken = take(&data[pos..], check).max(1);

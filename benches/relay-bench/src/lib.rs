@@ -145,6 +145,8 @@ pub struct Options {
     pub bystanders: usize,
     /// How many rooms the bystanders are spread over.
     pub bystander_rooms: usize,
+    /// Subscribers read the relay's WebSocket here (`relay --web`).
+    pub web: Option<SocketAddr>,
 }
 
 impl Options {
@@ -166,6 +168,7 @@ impl Options {
             setup_timeout: Duration::from_secs(20),
             bystanders: 0,
             bystander_rooms: 9,
+            web: None,
         }
     }
 }
@@ -230,6 +233,17 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
     {
         return Err(LoadError::Options(
             "--members-file works with the fanout and latency scenarios only".into(),
+        ));
+    }
+    if options.web.is_some() && options.scenario != Scenario::Fanout {
+        return Err(LoadError::Options(
+            "--web works with the fanout scenario only".into(),
+        ));
+    }
+    if options.web.is_some_and(|web| !web.ip().is_loopback()) {
+        return Err(LoadError::Options(
+            "--web must be a loopback address: relay-bench only drives relays on this machine"
+                .into(),
         ));
     }
     if options.bystanders > 0 && options.scenario != Scenario::Fanout {

@@ -105,7 +105,13 @@ pub struct Wire {
     /// Members mode: the publisher's frame that identifies it, and the
     /// `NAME: ` the relay puts before every message it delivers.
     members: Option<MembersWire>,
+    /// Subscribers read the relay's WebSocket (`relay --web`) at this
+    /// address: each record is a text frame, its header then the line.
+    websocket: Option<std::net::SocketAddr>,
 }
+
+/// The handshake key every WebSocket subscriber sends (RFC 6455's example).
+const WS_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 struct MembersWire {
     identification: Vec<u8>,
@@ -179,7 +185,34 @@ impl Wire {
             record_len: record_prefix.len() + line_len + terminator,
             record_prefix,
             members,
+            websocket: None,
         })
+    }
+
+    /// Subscribers read frames from the relay's WebSocket at `web` instead
+    /// of lines from its TCP port (eaxchat with a shared key only); the
+    /// publisher still writes to the TCP port.
+    pub fn over_websocket(mut self, web: std::net::SocketAddr) -> Result<Wire, SizeError> {
+        if !matches!(self.kind, Kind::Sealed { .. }) || self.members.is_some() {
+            return Err(SizeError(
+                "--web subscribers need an eaxchat relay with a shared key".into(),
+            ));
+        }
+        let mut header = Vec::new();
+        tungstenite::protocol::frame::FrameHeader {
+            is_final: true,
+            opcode: tungstenite::protocol::frame::coding::OpCode::Data(
+                tungstenite::protocol::frame::coding::Data::Text,
+            ),
+            mask: None,
+            ..Default::default()
+        }
+        .format(self.line_len as u64, &mut header)
+        .map_err(|e| SizeError(format!("a frame header: {e}")))?;
+        self.record_len = header.len() + self.line_len;
+        self.record_prefix = header;
+        self.websocket = Some(web);
+        Ok(self)
     }
 
     /// The codec of sealed `size`-byte messages under `key`.
@@ -221,13 +254,18 @@ impl Wire {
         )
     }
 
+    /// Over a WebSocket, the frame header every record starts with.
+    pub fn frame_prefix(&self) -> Option<&[u8]> {
+        self.websocket.map(|_| self.record_prefix.as_slice())
+    }
+
     /// Length of the line carrying one message, without its terminator.
     pub fn line_len(&self) -> usize {
         self.line_len
     }
 
     /// Bytes one delivered message takes in a subscriber's stream; the last
-    /// is always `\n`.
+    /// is `\n`, but over a WebSocket (a frame has no terminator).
     pub fn record_len(&self) -> usize {
         self.record_len
     }
@@ -238,8 +276,16 @@ impl Wire {
         start..start + self.line_len
     }
 
-    /// What a subscriber sends once connected (Redis's `SUBSCRIBE`).
+    /// What a subscriber sends once connected (Redis's `SUBSCRIBE`, a
+    /// WebSocket's upgrade).
     pub fn subscribe_request(&self) -> Vec<u8> {
+        if let Some(web) = self.websocket {
+            return format!(
+                "GET /ws HTTP/1.1\r\nHost: {web}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {WS_KEY}\r\n\r\n"
+            )
+            .into_bytes();
+        }
         match self.kind {
             Kind::Redis { .. } => format!(
                 "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{CHANNEL}\r\n",
@@ -253,6 +299,9 @@ impl Wire {
     /// Bytes at the start of a subscriber's stream that are not messages
     /// (Redis's confirmation of the subscription).
     pub fn subscribe_reply_len(&self) -> usize {
+        if self.websocket.is_some() {
+            return eaxchat::web::http::switching_protocols(WS_KEY).len();
+        }
         match self.kind {
             Kind::Redis { .. } => format!(
                 "*3\r\n$9\r\nsubscribe\r\n${}\r\n{CHANNEL}\r\n:1\r\n",
@@ -302,7 +351,8 @@ impl Wire {
         let terminator = &record[self.line_range().end..];
         match &mut self.kind {
             Kind::Sealed { cipher, .. } => {
-                if terminator != b"\n" {
+                let want: &[u8] = if self.websocket.is_some() { b"" } else { b"\n" };
+                if terminator != want {
                     return Err(Forged);
                 }
                 let plaintext = cipher.open(line).map_err(|_| Forged)?;

@@ -115,6 +115,11 @@ struct Args {
     #[argh(option, default = "0")]
     bystanders: usize,
 
+    /// fanout against an eaxchat relay's --web address: subscribers read
+    /// its WebSocket (/ws), the publisher writes to --addr
+    #[argh(option)]
+    web: Option<SocketAddr>,
+
     /// how many rooms the bystanders are spread over (default 9)
     #[argh(option, default = "9")]
     bystander_rooms: usize,
@@ -247,5 +252,6 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.setup_timeout = seconds(args.setup_timeout, "--setup-timeout")?;
     options.bystanders = args.bystanders;
     options.bystander_rooms = args.bystander_rooms;
+    options.web = args.web;
     Ok(options)
 }

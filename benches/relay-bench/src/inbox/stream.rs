@@ -130,6 +130,14 @@ struct Own {
 }
 
 impl StreamInbox {
+    /// Records that are WebSocket frames starting with `prefix`.
+    pub fn with_frame_prefix(mut self, prefix: Option<&[u8]>) -> StreamInbox {
+        if let Some(prefix) = prefix {
+            self.records.set_frame_prefix(prefix.to_vec());
+        }
+        self
+    }
+
     /// A subscriber of one publisher that discards `skip` bytes of preamble.
     /// It opens the first copy of one message in `sample` (every message
     /// with a sample of 1), or every delivery with `open_all`.

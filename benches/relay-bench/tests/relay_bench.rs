@@ -641,3 +641,42 @@ fn clean_fanouts(common: &[&str]) -> Vec<Value> {
     }
     reports
 }
+
+/// Subscribers on the relay's WebSocket (`--web`), the publisher on TCP:
+/// every message reaches every subscriber as one text frame, opened and
+/// checked; and bystanders in other rooms get nothing.
+#[test]
+fn websocket_subscribers_and_bystanders_run_clean() {
+    let mut relay = RelayProcess::start(&["--web", "127.0.0.1:0"]);
+    let line = relay.wait_for_log("web: the chat page on http://");
+    let web = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .expect("the web address")
+        .to_owned();
+    let addr = relay.addr.to_string();
+    let key = relay.key.to_hex();
+    let common = ["--addr", &addr, "--key-hex", &key];
+    let ws = ["--web", &web];
+    for report in clean_fanouts(&[&common[..], &ws[..]].concat()) {
+        assert_eq!(report["protocol"], "eaxchat", "{report}");
+    }
+    let bystanders = [
+        "fanout",
+        "--clients",
+        "4",
+        "--messages",
+        "500",
+        "--bystanders",
+        "30",
+        "--bystander-rooms",
+        "3",
+    ];
+    let (code, report) = relay_bench(&[&bystanders[..], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    assert_eq!(number(&report, "bystanders"), 30.0, "{report}");
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+}

@@ -15,7 +15,6 @@ use eaxchat::members::Members;
 use eaxchat::nonce::Nonces;
 use eaxchat::relay::ChatConfig;
 use eaxchat::relay::{CloseReason, ConnId, Limits, Relay};
-use eaxchat::rooms::RoomsConfig;
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 
 /// An in-memory connection that remembers each write's bytes and where
@@ -52,14 +51,7 @@ fn members(list: &[(&str, u8)]) -> Members {
 fn relay(list: &[(&str, u8)]) -> Relay<Pipe> {
     let roster = Roster::with_nonces(&members(list), Nonces::from_seed([3; 32]));
     let mut relay = Relay::with_members(roster, Limits::default());
-    relay.set_chat(ChatConfig {
-        rooms: RoomsConfig {
-            history_entries: 0,
-            ..RoomsConfig::default()
-        },
-        presence: false,
-        ..ChatConfig::default()
-    });
+    relay.set_chat(ChatConfig::quiet());
     relay
 }
 

@@ -33,7 +33,6 @@ use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
 use eaxchat::members::Members;
 use eaxchat::nonce::Nonces;
-use eaxchat::rooms::RoomsConfig;
 use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
 use eaxchat::roster::{IDENTIFY_MAX, Roster};
 use libfuzzer_sys::fuzz_target;
@@ -167,14 +166,7 @@ impl Harness {
         relay.set_seed_write_gap(Duration::ZERO);
         // The model counts every frame: no history or join notices (the
         // commands a script sends are modelled one by one).
-        relay.set_chat(ChatConfig {
-            rooms: RoomsConfig {
-                history_entries: 0,
-                ..RoomsConfig::default()
-            },
-            presence: false,
-            ..ChatConfig::default()
-        });
+        relay.set_chat(ChatConfig::quiet());
         Harness {
             relay,
             members,

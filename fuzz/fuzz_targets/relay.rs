@@ -41,7 +41,6 @@ use arbitrary::Arbitrary;
 use bytes::BytesMut;
 use eaxchat::cipher::{Cipher, OpenError};
 use eaxchat::key::Key;
-use eaxchat::rooms::RoomsConfig;
 use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
 use eaxchat::seed::SEED_READ_LEN;
 use eaxchat::wire::encoded_len;
@@ -246,14 +245,7 @@ impl Harness {
         relay.set_seed_write_gap(seed_write_gap);
         // The model counts every frame: no history or join notices (the
         // commands a script sends are modelled one by one).
-        relay.set_chat(ChatConfig {
-            rooms: RoomsConfig {
-                history_entries: 0,
-                ..RoomsConfig::default()
-            },
-            presence: false,
-            ..ChatConfig::default()
-        });
+        relay.set_chat(ChatConfig::quiet());
         let clock = Rc::new(Cell::new(Instant::now()));
         relay.set_now(clock.get());
         Harness {

@@ -154,14 +154,7 @@ where
     I: Read + Send + 'static,
     O: Write,
 {
-    let cipher = Cipher::new(key).map_err(|error| ChatError::Io {
-        what: "random seed",
-        error,
-    })?;
-    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
-        addr: options.connect.clone(),
-        error,
-    })?;
+    let (cipher, stream) = dial(options, key)?;
     let (events, inbox) = mpsc::channel();
     if !options.listen_only {
         let sender = events.clone();
@@ -174,6 +167,19 @@ where
         Err(error) if error.is_output_closed() => Ok(()),
         result => result,
     }
+}
+
+/// The session's cipher, and the first connection to the relay.
+fn dial(options: &Options, key: &Key) -> Result<(Cipher, std::net::TcpStream), ChatError> {
+    let cipher = Cipher::new(key).map_err(|error| ChatError::Io {
+        what: "random seed",
+        error,
+    })?;
+    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
+        addr: options.connect.clone(),
+        error,
+    })?;
+    Ok((cipher, stream))
 }
 
 /// The input thread: every line typed, then the end.

@@ -49,6 +49,21 @@ pub struct ChatConfig {
     pub log: bool,
 }
 
+impl ChatConfig {
+    /// No history and no presence notices, the rest as default: for tests
+    /// and fuzz targets whose models count every frame a client gets.
+    pub fn quiet() -> ChatConfig {
+        ChatConfig {
+            rooms: RoomsConfig {
+                history_entries: 0,
+                ..RoomsConfig::default()
+            },
+            presence: false,
+            ..ChatConfig::default()
+        }
+    }
+}
+
 impl Default for ChatConfig {
     fn default() -> ChatConfig {
         ChatConfig {

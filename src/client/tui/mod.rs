@@ -33,8 +33,7 @@ use ratatui::crossterm::terminal::{
 };
 
 use super::session::{Front, Session, UiAction};
-use super::{ChatError, Event, Options, Status, UiEvent, link};
-use crate::cipher::Cipher;
+use super::{ChatError, Event, Options, Status, UiEvent};
 use crate::key::Key;
 
 /// Raw mode, the alternate screen, mouse and paste reporting, for as long
@@ -79,14 +78,7 @@ impl Drop for TerminalGuard {
 /// the relay goes away for good; `bell` rings the terminal's bell on a
 /// mention.
 pub fn run(options: &Options, key: &Key, bell: bool) -> Result<(), ChatError> {
-    let cipher = Cipher::new(key).map_err(|error| ChatError::Io {
-        what: "random seed",
-        error,
-    })?;
-    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
-        addr: options.connect.clone(),
-        error,
-    })?;
+    let (cipher, stream) = super::dial(options, key)?;
     let guard = TerminalGuard::enter().map_err(|error| ChatError::Io {
         what: "setting up the terminal",
         error,

@@ -28,8 +28,17 @@ use crate::wire::NONCE_LEN;
 #[derive(Clone)]
 pub struct Nonces {
     marker: Aes128,
+    /// The counter of the next nonce to be made (not yet in `pool`).
     counter: u64,
+    /// Nonces made ahead, [`POOL`] at a time in one parallel call: the
+    /// same sequence one at a time would give, a fraction of the cost.
+    pool: [[u8; NONCE_LEN]; POOL],
+    /// The next nonce of `pool` to hand out; `POOL` when it is spent.
+    next: usize,
 }
+
+/// Nonces made per call of the block cipher: AES-NI pipelines eight.
+const POOL: usize = 8;
 
 impl Nonces {
     /// A generator whose marker secret is `secret` and whose counter starts
@@ -38,6 +47,8 @@ impl Nonces {
         Nonces {
             marker: Aes128::new(&Array::from(secret)),
             counter: start,
+            pool: [[0; NONCE_LEN]; POOL],
+            next: POOL,
         }
     }
 
@@ -62,12 +73,27 @@ impl Nonces {
 
     /// The next nonce: unique within this generator's life.
     pub fn next_nonce(&mut self) -> [u8; NONCE_LEN] {
-        let mut block = [0u8; NONCE_LEN];
-        block[..8].copy_from_slice(&self.counter.to_be_bytes());
-        self.counter = self.counter.wrapping_add(1);
-        let mut block = Array::from(block);
-        self.marker.encrypt_block(&mut block);
-        block.into()
+        if self.next == POOL {
+            self.refill();
+        }
+        let nonce = self.pool[self.next];
+        self.next += 1;
+        nonce
+    }
+
+    /// Makes the next [`POOL`] nonces, counters `counter..counter + POOL`,
+    /// in one call.
+    fn refill(&mut self) {
+        let mut blocks = [Array::from([0u8; NONCE_LEN]); POOL];
+        for block in &mut blocks {
+            block[..8].copy_from_slice(&self.counter.to_be_bytes());
+            self.counter = self.counter.wrapping_add(1);
+        }
+        self.marker.encrypt_blocks(&mut blocks);
+        for (slot, block) in self.pool.iter_mut().zip(blocks) {
+            *slot = block.into();
+        }
+        self.next = 0;
     }
 
     /// Whether `nonce` came from this generator (or from any generator with
@@ -89,6 +115,24 @@ impl std::fmt::Debug for Nonces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pool gives exactly the nonces made one at a time would:
+    /// `AES_s(counter ‖ 0^8)` for consecutive counters.
+    #[test]
+    fn the_pool_is_the_one_at_a_time_sequence() {
+        let secret = [9; 16];
+        let start = u64::MAX - 5;
+        let mut nonces = Nonces::new(secret, start);
+        let marker = Aes128::new(&Array::from(secret));
+        for i in 0..3 * POOL as u64 {
+            let mut block = [0u8; NONCE_LEN];
+            block[..8].copy_from_slice(&start.wrapping_add(i).to_be_bytes());
+            let mut block = Array::from(block);
+            marker.encrypt_block(&mut block);
+            let want: [u8; NONCE_LEN] = block.into();
+            assert_eq!(nonces.next_nonce(), want, "nonce {i}");
+        }
+    }
 
     #[test]
     fn recognises_its_own_nonces_and_not_others() {

@@ -154,9 +154,11 @@ fn a_kill_and_a_torn_tail_keep_every_synced_record() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let dir = scratch.path().join("chatlog");
     let key = random_key();
-    let relay = start(&key, &log_flags(&dir, "always"));
+    let mut relay = start(&key, &log_flags(&dir, "always"));
     let mut talker = relay.connect();
     let mut listener = relay.connect();
+    // Both in the room before the talker is announced.
+    relay.wait_for_log_count("connected from", 2);
     talker.send(b"/nick talker");
     assert_eq!(talker.recv(), b"* you are now talker");
     assert_eq!(listener.recv(), b"* talker joined #lobby (2 here)");

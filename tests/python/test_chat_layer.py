@@ -142,6 +142,7 @@ def test_plain_clients_are_untouched_by_another_asking_for_events(start_relay):
     with eaxchat.Client(relay.host, relay.port, relay.key, events=True) as rich, \
             eaxchat.Client(relay.host, relay.port, relay.key) as plain:
         assert rich.recv_event(WAIT).kind == "welcome"
+        relay.wait_for_clients(2)
         rich.nick("rich")
         assert rich.recv_event(WAIT).kind == "notice"
         assert plain.recv_text(WAIT) == "* rich joined #lobby (2 here)"

@@ -177,6 +177,11 @@ def test_a_browser_member_chats_with_chat_and_python(browser, bins, start_relay,
             if mode == "shared":
                 python.nick(py_name)
             wait_for_line(page, f"* {py_name} joined #lobby")
+            # chat is in the room too before anyone speaks: a member once it
+            # has identified, a shared-key client once it is accepted.
+            relay.wait_for_clients(2)
+            if mode == "members":
+                wait_for_line(page, f"* {chat_name} joined #lobby")
             # Browser -> Python and chat.
             say(page, "hello from the browser")
             event = python.recv_event(WAIT)
@@ -322,6 +327,8 @@ def test_hostile_websockets_close_only_themselves(start_relay):
     # A good pair: a browser-like WebSocket member and a TCP client.
     with ws_connect(f"ws://{web}/ws", open_timeout=WAIT) as good, \
             eaxchat.Client(relay.host, relay.port, relay.key) as tcp:
+        relay.wait_for_log("websocket from")
+        relay.wait_for_clients(1)
         hostile_inputs(relay, web, good, tcp)
 
 

@@ -8,6 +8,8 @@
 //! member's, or one taken with `/nick`), the room is told it joined. A
 //! shared-key connection with no name is never announced.
 //!
+//! The commands themselves are `command.rs`'s.
+//!
 //! Replies, notices and private messages are sealed for each connection
 //! they go to (once per form for a room with a shared key); room messages
 //! take the batch path of `fanout.rs`. A connection that said `/hello
@@ -18,11 +20,10 @@ use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
-use log::info;
 
 use super::batch::Batch;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
-use crate::commands::{self, Command, CommandKind, Input, RoomName};
+use crate::commands::{self, Input, RoomName};
 use crate::events::Event;
 use crate::flood::{Bucket, Rate};
 use crate::history::{Entry, EntryKind};
@@ -80,15 +81,15 @@ impl Default for ChatConfig {
 pub(super) struct Chat {
     pub(super) room: Option<RoomId>,
     /// History entries numbered below this are owed at arrival.
-    owed: u64,
+    pub(super) owed: u64,
     /// It asked for structured events.
     pub(super) events: bool,
     /// Its first frame was handled.
-    arrived: bool,
+    pub(super) arrived: bool,
     /// It was told it is flooding, and has not sent since.
     warned: bool,
     /// Shared-key mode: the name it took with `/nick`.
-    nick: Option<Box<Name>>,
+    pub(super) nick: Option<Box<Name>>,
     bucket: Option<Box<Bucket>>,
 }
 
@@ -96,14 +97,14 @@ pub(super) struct Chat {
 pub(super) struct ChatState {
     pub(super) rooms: Rooms,
     rate: Option<Rate>,
-    presence: bool,
+    pub(super) presence: bool,
     /// Records for the message log, taken by the caller; `None` when no
     /// log is kept.
     log: Option<Vec<Record>>,
     /// The wall clock at the relay's epoch, in Unix milliseconds.
     wall_millis: u64,
     /// Shared-key mode: the names taken with `/nick`, and by whom.
-    nicks: HashMap<Name, ConnId>,
+    pub(super) nicks: HashMap<Name, ConnId>,
     /// Scratch for one event's plaintext.
     scratch: Vec<u8>,
 }
@@ -189,7 +190,7 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    fn enter(&mut self, id: ConnId, room: RoomId) {
+    pub(super) fn enter(&mut self, id: ConnId, room: RoomId) {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
@@ -216,7 +217,13 @@ impl<T: Write> Relay<T> {
     }
 
     /// Tells room `room` that `name` joined or left, and logs it.
-    fn announce(&mut self, room: RoomId, name: &Name, joined: bool, except: Option<ConnId>) {
+    pub(super) fn announce(
+        &mut self,
+        room: RoomId,
+        name: &Name,
+        joined: bool,
+        except: Option<ConnId>,
+    ) {
         let Some(room_name) = self.chat.rooms.get(room).map(|room| room.name().clone()) else {
             return;
         };
@@ -272,7 +279,7 @@ impl<T: Write> Relay<T> {
     }
 
     /// Sends `id` room `room`'s history said before message `before`.
-    fn send_history(&mut self, id: ConnId, room: RoomId, before: u64) {
+    pub(super) fn send_history(&mut self, id: ConnId, room: RoomId, before: u64) {
         let Some(entries) = self.chat.rooms.get(room).map(|room| {
             (
                 room.name().clone(),
@@ -380,7 +387,7 @@ impl<T: Write> Relay<T> {
     }
 
     /// Keeps a room message of `from`'s in its room's history and the log.
-    fn remember(&mut self, from: ConnId, text: &[u8], kind: EntryKind) {
+    pub(super) fn remember(&mut self, from: ConnId, text: &[u8], kind: EntryKind) {
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             return;
         };
@@ -404,261 +411,6 @@ impl<T: Write> Relay<T> {
             });
         }
         self.chat.rooms.remember(room, entry);
-    }
-
-    fn run(&mut self, from: ConnId, command: Command<'_>) {
-        match command {
-            Command::Join(room) => self.join(from, &room),
-            Command::Rooms => {
-                let rooms: Vec<(RoomName, usize)> = self
-                    .chat
-                    .rooms
-                    .occupied()
-                    .into_iter()
-                    .map(|(name, count)| (name.clone(), count))
-                    .collect();
-                let rooms: Vec<(&RoomName, usize)> =
-                    rooms.iter().map(|(name, count)| (name, *count)).collect();
-                self.send_event(from, &Event::Rooms(&rooms));
-            }
-            Command::Who => self.who(from),
-            Command::Me(action) => self.action(from, action),
-            Command::Msg { to, text } => self.private(from, &to, text),
-            Command::Nick(name) => self.nick(from, name),
-            Command::Help => {
-                let usages: Vec<&str> = CommandKind::ALL.iter().map(|kind| kind.usage()).collect();
-                let text = format!(
-                    "* commands: {}; a message starting // sends a leading /",
-                    usages.join(", ")
-                );
-                self.send_event(from, &Event::Notice(&text));
-            }
-            Command::Quit => self.close(from, CloseReason::Quit),
-            Command::Hello(_) => {
-                let Some(peer) = self.peers.get_mut(from) else {
-                    return;
-                };
-                if !std::mem::replace(&mut peer.chat.events, true)
-                    && let Some(room) = peer.chat.room
-                {
-                    self.chat.rooms.asked_for_events(room);
-                }
-                let name = self.name_of(from).cloned();
-                let room = self.room_of(from).cloned();
-                if let Some(room) = room {
-                    let members = self.is_members();
-                    self.send_event(
-                        from,
-                        &Event::Welcome {
-                            name: name.as_ref(),
-                            room: &room,
-                            members,
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    fn join(&mut self, from: ConnId, name: &RoomName) {
-        if self.room_of(from) == Some(name) {
-            let text = format!("* you are already in {name}");
-            self.send_event(from, &Event::Notice(&text));
-            return;
-        }
-        let room = match self.chat.rooms.find_or_make(name) {
-            Ok(room) => room,
-            Err(full) => {
-                self.send_event(from, &Event::Error(&full.to_string()));
-                return;
-            }
-        };
-        self.leave_room(from);
-        // A first frame that is a `/join` is the arrival: the new room is
-        // told, and the history sent, once, here.
-        if let Some(peer) = self.peers.get_mut(from) {
-            peer.chat.arrived = true;
-        }
-        self.enter(from, room);
-        let count = self.chat.rooms.get(room).map_or(0, |room| room.len());
-        let who = self.name_of(from).cloned();
-        match who {
-            Some(who) if self.chat.presence => self.announce(room, &who, true, None),
-            who => {
-                if let Some(who) = who {
-                    self.announce(room, &who, true, Some(from));
-                }
-                let text = format!("* you joined {name} ({count} here)");
-                self.send_event(from, &Event::Notice(&text));
-            }
-        }
-        self.send_history(from, room, u64::MAX);
-        info!("conn {from}: joined {name}");
-    }
-
-    fn who(&mut self, from: ConnId) {
-        let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
-            return;
-        };
-        let Some(conns) = self.chat.rooms.get(room).map(|room| room.conns().to_vec()) else {
-            return;
-        };
-        let mut names: Vec<Name> = conns
-            .iter()
-            .filter(|&&id| self.peers.get(id).is_some_and(|peer| peer.chat.arrived))
-            .filter_map(|&id| self.name_of(id).cloned())
-            .collect();
-        names.sort();
-        names.dedup();
-        let named = conns
-            .iter()
-            .filter(|&&id| {
-                self.name_of(id).is_some()
-                    && self.peers.get(id).is_some_and(|peer| peer.chat.arrived)
-            })
-            .count();
-        let room_name = self.room_of(from).cloned();
-        let refs: Vec<&Name> = names.iter().collect();
-        if let Some(room_name) = room_name {
-            self.send_event(
-                from,
-                &Event::Who {
-                    room: &room_name,
-                    names: &refs,
-                    unnamed: conns.len() - named,
-                },
-            );
-        }
-    }
-
-    fn action(&mut self, from: ConnId, action: &[u8]) {
-        let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
-            return;
-        };
-        let Some(room_name) = self.room_of(from).cloned() else {
-            return;
-        };
-        let who = self.name_of(from).cloned();
-        let ts = self.wall_millis();
-        let stamped = self.is_members();
-        self.tell_room(
-            room,
-            Some(from),
-            &Event::Message {
-                room: &room_name,
-                from: who.as_ref(),
-                text: action,
-                ts,
-                history: false,
-                action: true,
-                stamped,
-            },
-        );
-        self.remember(from, action, EntryKind::Action);
-    }
-
-    fn private(&mut self, from: ConnId, to: &Name, text: &[u8]) {
-        let recipients: Vec<ConnId> = match &self.mode {
-            Mode::Members(roster) => roster
-                .connections_of(to)
-                .map(<[ConnId]>::to_vec)
-                .unwrap_or_default(),
-            Mode::Shared(_) => self
-                .chat
-                .nicks
-                .get(to)
-                .map(|&id| vec![id])
-                .unwrap_or_default(),
-        };
-        let recipients: Vec<ConnId> = recipients
-            .into_iter()
-            .filter(|&id| id != from)
-            .filter(|&id| self.peers.get(id).is_some_and(|peer| peer.chat.arrived))
-            .collect();
-        if recipients.is_empty() {
-            let text = format!("error: no one named {to} is here");
-            self.send_event(from, &Event::Error(&text));
-            return;
-        }
-        let sender = self.name_of(from).cloned();
-        let ts = self.wall_millis();
-        for id in recipients {
-            self.send_event(
-                id,
-                &Event::Private {
-                    from: sender.as_ref(),
-                    to,
-                    text,
-                    ts,
-                    echo: false,
-                },
-            );
-        }
-        self.send_event(
-            from,
-            &Event::Private {
-                from: sender.as_ref(),
-                to,
-                text,
-                ts,
-                echo: true,
-            },
-        );
-    }
-
-    fn nick(&mut self, from: ConnId, name: Name) {
-        if self.is_members() {
-            self.send_event(
-                from,
-                &Event::Error("error: /nick is not for members: your name is the members file's"),
-            );
-            return;
-        }
-        if let Some(&holder) = self.chat.nicks.get(&name) {
-            if holder != from {
-                let text = format!("error: the name {name} is taken");
-                self.send_event(from, &Event::Error(&text));
-            }
-            return;
-        }
-        let Some(peer) = self.peers.get_mut(from) else {
-            return;
-        };
-        let old = peer
-            .chat
-            .nick
-            .replace(Box::new(name.clone()))
-            .map(|old| *old);
-        let arrived = peer.chat.arrived;
-        let room = peer.chat.room;
-        if let Some(old) = &old {
-            self.chat.nicks.remove(old);
-        }
-        self.chat.nicks.insert(name.clone(), from);
-        let text = format!("* you are now {name}");
-        self.send_event(from, &Event::Notice(&text));
-        let Some(room) = room.filter(|_| arrived) else {
-            return;
-        };
-        match old {
-            None => self.announce(room, &name, true, Some(from)),
-            Some(old) if self.chat.presence => {
-                if let Some(room_name) = self.chat.rooms.get(room).map(|r| r.name().clone()) {
-                    let ts = self.wall_millis();
-                    self.tell_room(
-                        room,
-                        Some(from),
-                        &Event::Nick {
-                            room: &room_name,
-                            from: Some(&old),
-                            to: &name,
-                            ts,
-                        },
-                    );
-                }
-            }
-            Some(_) => {}
-        }
     }
 
     /// Shared-key mode: lets go of `id`'s `/nick`.
@@ -690,7 +442,7 @@ impl<T: Write> Relay<T> {
 
     /// Sends `event` to everyone in room `room` but `except`: with a
     /// shared key each form is sealed once for all.
-    fn tell_room(&mut self, room: RoomId, except: Option<ConnId>, event: &Event<'_>) {
+    pub(super) fn tell_room(&mut self, room: RoomId, except: Option<ConnId>, event: &Event<'_>) {
         let Some(conns) = self.chat.rooms.get(room).map(|room| room.conns().to_vec()) else {
             return;
         };

@@ -43,12 +43,15 @@
 //! (the bytes a connection sent, to frames), `batch.rs` (one read's frames,
 //! sealed), `fanout.rs` (a batch queued for every other connection, and
 //! the seed receivers' pacing), `trust.rs` (the pre-auth budget,
-//! first-frame deadlines and the clock) and `flush.rs` (the queues written
-//! out).
+//! first-frame deadlines and the clock), `flush.rs` (the queues written
+//! out), `chat.rs` (rooms, presence, history on arrival, flood control,
+//! and what each connection is told) and `command.rs` (the `/` commands,
+//! run).
 
 mod batch;
 mod chat;
 mod close;
+mod command;
 mod fanout;
 mod flush;
 mod limits;

@@ -512,8 +512,10 @@ impl Server {
         match read {
             Ok(0) => self.relay.close(id, CloseReason::PeerClosed),
             Ok(n) if web => {
-                let data = self.read_buf[..n].to_vec();
-                self.take_web_bytes(id, &data);
+                // The buffer is lent out for the call: no copy of the read.
+                let buf = std::mem::take(&mut self.read_buf);
+                self.take_web_bytes(id, &buf[..n]);
+                self.read_buf = buf;
                 self.read_again.push(id);
             }
             Ok(n) => {

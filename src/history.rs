@@ -87,6 +87,12 @@ impl History {
         }
     }
 
+    /// Drops every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
     /// The entries, oldest first.
     pub fn iter(&self) -> std::collections::vec_deque::Iter<'_, Entry> {
         self.entries.iter()

@@ -47,6 +47,7 @@
 
 pub mod cipher;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod eax_key;
 pub mod events;

@@ -278,6 +278,22 @@ impl Rooms {
         self.remember(id, entry);
     }
 
+    /// Sets the history of the room `name` to `entries` (oldest first),
+    /// made dormant if it does not exist: the cluster's stream holds the
+    /// room's history as every relay said it.
+    pub fn replace_history(&mut self, name: &RoomName, entries: impl IntoIterator<Item = Entry>) {
+        let id = match self.find(name) {
+            Some(id) => id,
+            None => self.make(name),
+        };
+        if let Some(room) = self.rooms.get_mut(id) {
+            room.history.clear();
+        }
+        for entry in entries {
+            self.remember(id, entry);
+        }
+    }
+
     /// The rooms with someone in them and how many, most first.
     pub fn occupied(&self) -> Vec<(&RoomName, usize)> {
         let mut rooms: Vec<_> = self

@@ -78,6 +78,17 @@ pub struct Stats {
     pub flood_refused: u64,
     /// `/` commands run or refused.
     pub commands: u64,
+    /// Envelopes taken from the other relays of the cluster.
+    pub cluster_in: u64,
+    /// Payloads from NATS that did not open under the cluster key, or
+    /// were not envelopes.
+    pub cluster_rejected: u64,
+    /// Envelopes from NATS refused as replays, or stamped too far from
+    /// this relay's clock.
+    pub cluster_replayed: u64,
+    /// Envelopes lost because a queue to or from NATS was full, or NATS
+    /// was down.
+    pub cluster_dropped: u64,
 }
 
 impl fmt::Display for Stats {
@@ -90,7 +101,8 @@ impl fmt::Display for Stats {
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
              first_frame_timeouts={} members_removed={} rejected_replay={} \
-             flood_refused={} commands={}",
+             flood_refused={} commands={} cluster_in={} cluster_rejected={} \
+             cluster_replayed={} cluster_dropped={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -111,6 +123,10 @@ impl fmt::Display for Stats {
             r.replayed,
             self.flood_refused,
             self.commands,
+            self.cluster_in,
+            self.cluster_rejected,
+            self.cluster_replayed,
+            self.cluster_dropped,
         )
     }
 }

@@ -169,6 +169,37 @@ impl Batch {
         }
     }
 
+    /// A message from another relay of the cluster: `stamp` and `text`
+    /// taken as one to relay, like a committed one (sealed onto
+    /// [`Batch::sealed`] with a shared key). Every message of a batch has
+    /// the same stamp ([`Batch::text_start`]).
+    pub(super) fn push_remote(&mut self, stamp: &[u8], text: &[u8], cipher: Option<&mut Cipher>) {
+        let start = self.plaintexts.len();
+        self.plaintexts.extend_from_slice(stamp);
+        self.plaintexts.extend_from_slice(text);
+        let len = self.plaintexts.len() - start;
+        self.plaintexts.extend_from_slice(b"\n");
+        self.text_start = stamp.len();
+        self.lens.push(len);
+        self.count += 1;
+        if let Some(cipher) = cipher {
+            let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
+            cipher.seal_into(plain, &mut self.sealed);
+        }
+    }
+
+    /// Each message's text (its plain form without the stamp), in order.
+    pub(super) fn texts(&self) -> Vec<&[u8]> {
+        let mut texts = Vec::with_capacity(self.lens.len());
+        let mut start = 0;
+        for &len in &self.lens {
+            let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
+            texts.push(plain.get(self.text_start..).unwrap_or_default());
+            start += len + 1;
+        }
+        texts
+    }
+
     /// Bytes the kept plaintexts take sealed, as lines.
     pub(super) fn sealed_len(&self) -> usize {
         self.lens

@@ -23,6 +23,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::batch::Batch;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
+use crate::cluster::envelope::Change;
 use crate::commands::{self, Input, RoomName};
 use crate::events::Event;
 use crate::flood::{Bucket, Rate};
@@ -198,6 +199,7 @@ impl<T: Write> Relay<T> {
         self.chat.rooms.enter(room, id, peer.chat.events);
         peer.chat.room = Some(room);
         peer.chat.owed = said;
+        self.cluster_interest_changed();
     }
 
     /// Takes `id` out of its room, telling the room if it has a name and
@@ -211,6 +213,7 @@ impl<T: Write> Relay<T> {
         };
         let (events, arrived) = (peer.chat.events, peer.chat.arrived);
         self.chat.rooms.leave(room, id, events);
+        self.cluster_interest_changed();
         if arrived && let Some(name) = self.name_of(id).cloned() {
             self.announce(room, &name, false, Some(id));
         }
@@ -227,8 +230,11 @@ impl<T: Write> Relay<T> {
         let Some(room_name) = self.chat.rooms.get(room).map(|room| room.name().clone()) else {
             return;
         };
-        let count = self.chat.rooms.get(room).map_or(0, |room| room.len());
+        let count =
+            self.chat.rooms.get(room).map_or(0, |room| room.len()) + self.remote_count(&room_name);
         let ts = self.wall_millis();
+        let change = if joined { Change::Joined } else { Change::Left };
+        self.publish_presence(&room_name, name, change);
         if self.chat.presence {
             self.tell_room(
                 room,
@@ -353,6 +359,7 @@ impl<T: Write> Relay<T> {
         if batch.count > 0 {
             self.stats.frames_in += batch.count as u64;
             self.queue_for_room(from, batch);
+            self.publish_batch(from, batch);
         }
     }
 
@@ -391,14 +398,28 @@ impl<T: Write> Relay<T> {
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             return;
         };
+        let (sender, ts) = (self.name_of(from).cloned(), self.wall_millis());
+        self.remember_in(room, sender, text, kind, ts);
+    }
+
+    /// Keeps a message `sender` said in `room` at `ts` in the room's
+    /// history and the log.
+    pub(super) fn remember_in(
+        &mut self,
+        room: RoomId,
+        sender: Option<Name>,
+        text: &[u8],
+        kind: EntryKind,
+        ts: u64,
+    ) {
         let keep = self.chat.log.is_some() || self.chat.rooms.config().history_entries > 0;
         if !keep {
             return;
         }
         let entry = Entry {
-            sender: self.name_of(from).cloned(),
+            sender,
             text: text.into(),
-            ts_millis: self.wall_millis(),
+            ts_millis: ts,
             kind,
         };
         if let Some(room_name) = self.chat.rooms.get(room).map(|room| room.name().clone()) {

@@ -18,13 +18,18 @@ impl<T: Write> Relay<T> {
         match command {
             Command::Join(room) => self.join(from, &room),
             Command::Rooms => {
-                let rooms: Vec<(RoomName, usize)> = self
+                let mut counts: std::collections::HashMap<RoomName, usize> = self
                     .chat
                     .rooms
                     .occupied()
                     .into_iter()
                     .map(|(name, count)| (name.clone(), count))
                     .collect();
+                for (name, count) in self.remote_rooms() {
+                    *counts.entry(name).or_default() += count;
+                }
+                let mut rooms: Vec<(RoomName, usize)> = counts.into_iter().collect();
+                rooms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                 let rooms: Vec<(&RoomName, usize)> =
                     rooms.iter().map(|(name, count)| (name, *count)).collect();
                 self.send_event(from, &Event::Rooms(&rooms));
@@ -125,18 +130,22 @@ impl<T: Write> Relay<T> {
                     && self.peers.get(id).is_some_and(|peer| peer.chat.arrived)
             })
             .count();
-        let room_name = self.room_of(from).cloned();
+        let Some(room_name) = self.room_of(from).cloned() else {
+            return;
+        };
+        let (remote_names, remote_unnamed) = self.remote_who(&room_name);
+        names.extend(remote_names);
+        names.sort();
+        names.dedup();
         let refs: Vec<&Name> = names.iter().collect();
-        if let Some(room_name) = room_name {
-            self.send_event(
-                from,
-                &Event::Who {
-                    room: &room_name,
-                    names: &refs,
-                    unnamed: conns.len() - named,
-                },
-            );
-        }
+        self.send_event(
+            from,
+            &Event::Who {
+                room: &room_name,
+                names: &refs,
+                unnamed: conns.len() - named + remote_unnamed,
+            },
+        );
     }
 
     fn action(&mut self, from: ConnId, action: &[u8]) {
@@ -163,6 +172,7 @@ impl<T: Write> Relay<T> {
             },
         );
         self.remember(from, action, EntryKind::Action);
+        self.publish_action(&room_name, who.as_ref(), action);
     }
 
     fn private(&mut self, from: ConnId, to: &Name, text: &[u8]) {
@@ -183,12 +193,16 @@ impl<T: Write> Relay<T> {
             .filter(|&id| id != from)
             .filter(|&id| self.peers.get(id).is_some_and(|peer| peer.chat.arrived))
             .collect();
-        if recipients.is_empty() {
+        let elsewhere = self.remote_has(to);
+        if recipients.is_empty() && !elsewhere {
             let text = format!("error: no one named {to} is here");
             self.send_event(from, &Event::Error(&text));
             return;
         }
         let sender = self.name_of(from).cloned();
+        if elsewhere {
+            self.publish_private(sender.as_ref(), to, text);
+        }
         let ts = self.wall_millis();
         for id in recipients {
             self.send_event(
@@ -243,6 +257,7 @@ impl<T: Write> Relay<T> {
             self.chat.nicks.remove(old);
         }
         self.chat.nicks.insert(name.clone(), from);
+        self.cluster_interest_changed();
         let text = format!("* you are now {name}");
         self.send_event(from, &Event::Notice(&text));
         let Some(room) = room.filter(|_| arrived) else {
@@ -252,6 +267,11 @@ impl<T: Write> Relay<T> {
             None => self.announce(room, &name, true, Some(from)),
             Some(old) if self.chat.presence => {
                 if let Some(room_name) = self.chat.rooms.get(room).map(|r| r.name().clone()) {
+                    self.publish_presence(
+                        &room_name,
+                        &name,
+                        crate::cluster::envelope::Change::Renamed(old.clone()),
+                    );
                     let ts = self.wall_millis();
                     self.tell_room(
                         room,

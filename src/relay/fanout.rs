@@ -15,6 +15,7 @@ use slab::Slab;
 use super::batch::{Batch, seal_joined};
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::cipher::{KeySealer, Seal};
+use crate::members::Name;
 use crate::outbox::Frames;
 use crate::rooms::RoomId;
 use crate::stats::Stats;
@@ -78,11 +79,26 @@ impl<T: Write> Relay<T> {
             return;
         };
         let sender = self.name_of(from).cloned();
+        self.queue_in_room(room_id, Some(from), sender.as_ref(), batch);
+    }
+
+    /// Queues `batch`, said by `sender`, for every open connection in room
+    /// `room_id` but `except` (the sender, if it is here).
+    pub(super) fn queue_in_room(
+        &mut self,
+        room_id: RoomId,
+        except: Option<ConnId>,
+        sender: Option<&Name>,
+        batch: &Batch,
+    ) {
+        if batch.count == 0 {
+            return;
+        }
         let (now, gap, max_queue) = (self.now, self.seed_write_gap, self.limits.max_queue);
         let Some(room) = self.chat.rooms.get(room_id) else {
             return;
         };
-        let events = (room.events() > 0).then(|| batch.events(room.name(), sender.as_ref()));
+        let events = (room.events() > 0).then(|| batch.events(room.name(), sender));
         let events = events.as_ref().map(|(texts, lens)| (&texts[..], &lens[..]));
         let cipher = match &mut self.mode {
             Mode::Shared(cipher) => cipher,
@@ -93,7 +109,7 @@ impl<T: Write> Relay<T> {
                     stats: &mut self.stats,
                     closing: &mut self.closing,
                     arena: BytesMut::with_capacity(batch.sealed_len() * roster.present()),
-                    from,
+                    except,
                     room: room_id,
                     batch,
                     events,
@@ -115,7 +131,7 @@ impl<T: Write> Relay<T> {
         });
         let mut fan_out = self.sweep.fan_out();
         for &id in room.conns() {
-            if id == from {
+            if Some(id) == except {
                 continue;
             }
             let Some(peer) = self.peers.get_mut(id) else {
@@ -162,7 +178,7 @@ struct MemberFanOut<'a, T> {
     closing: &'a mut Vec<ConnId>,
     /// Sized for every member's run at once: one allocation per read.
     arena: BytesMut,
-    from: ConnId,
+    except: Option<ConnId>,
     room: RoomId,
     batch: &'a Batch,
     /// The `eaxchat/1` forms, if someone in the room asked for them.
@@ -177,7 +193,7 @@ impl<T> MemberFanOut<'_, T> {
     fn queue(&mut self, conns: &[ConnId], sealer: &mut KeySealer<'_>) {
         let (mut run, mut event_run): (Option<Frames>, Option<Frames>) = (None, None);
         for &id in conns {
-            if id == self.from {
+            if Some(id) == self.except {
                 continue;
             }
             let Some(peer) = self.peers.get_mut(id) else {

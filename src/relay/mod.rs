@@ -45,12 +45,14 @@
 //! the seed receivers' pacing), `trust.rs` (the pre-auth budget,
 //! first-frame deadlines and the clock), `flush.rs` (the queues written
 //! out), `chat.rs` (rooms, presence, history on arrival, flood control,
-//! and what each connection is told) and `command.rs` (the `/` commands,
-//! run).
+//! and what each connection is told), `command.rs` (the `/` commands,
+//! run) and `cluster.rs` (what is published to, and taken from, the other
+//! relays of a cluster).
 
 mod batch;
 mod chat;
 mod close;
+mod cluster;
 mod command;
 mod fanout;
 mod flush;
@@ -186,6 +188,8 @@ pub struct Relay<T> {
     chat: chat::ChatState,
     /// The first time the relay was told, for wall-clock stamps.
     epoch: Instant,
+    /// The cluster this relay is in (`--cluster`), if any (`cluster.rs`).
+    cluster: Option<Box<crate::cluster::Cluster>>,
 }
 
 impl<T: Write> Relay<T> {
@@ -218,6 +222,7 @@ impl<T: Write> Relay<T> {
             replays: ReplayWindow::new(),
             chat: chat::ChatState::new(ChatConfig::default()),
             epoch: Instant::now(),
+            cluster: None,
         }
     }
 

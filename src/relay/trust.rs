@@ -50,10 +50,14 @@ impl<T: Write> Relay<T> {
                 peer.paced.as_ref()?.next_due(self.now, gap)
             })
             .min();
-        [self.deadlines.next_due(), next_paced]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.deadlines.next_due(),
+            next_paced,
+            self.cluster_next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Does the timed work due at the time last set: closes every
@@ -78,6 +82,7 @@ impl<T: Write> Relay<T> {
             }
         }
         fan_out.finish(&self.peers);
+        self.cluster_timers();
     }
 
     /// Whether `deadline` still names an open, unproven connection.

@@ -18,6 +18,12 @@
 //! about once a second, from the loop), and handed to
 //! [`Relay::reload_members`].
 //!
+//! A relay in a cluster (`--cluster`) has one more source of readiness:
+//! the NATS thread ([`crate::cluster::link`]) wakes the loop when it has
+//! handed envelopes over; they are given to the relay after the turn's
+//! reads, and what the relay has for NATS is handed to the thread at the
+//! end of each turn, never waiting.
+//!
 //! This module owns sockets, readiness, accept back-off, signals, the
 //! members file's reloads and the shutdown drain; it never looks inside a
 //! frame.
@@ -34,6 +40,8 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
+use crate::cluster::link::{Link, LinkConfig};
+use crate::cluster::{Cluster, Outgoing};
 use crate::members::{self, Members, Name};
 use crate::msglog::{LogWriter, Record};
 use crate::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
@@ -48,6 +56,12 @@ use web::{HTTP_BASE, WEB_LISTENER, Web, WebConn};
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
 const RELOAD: Token = Token(usize::MAX - 2);
+/// The NATS thread's waker (`--cluster`).
+const CLUSTER_WAKE: Token = Token(usize::MAX - 4);
+
+/// Most hand-overs from the NATS thread taken per loop turn: the rest wait
+/// for the next turn, after this turn's writes.
+pub const CLUSTER_PER_TURN: usize = 1024;
 
 /// How often the members file is looked at for a change.
 pub const MEMBERS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -226,6 +240,12 @@ pub struct Server {
     records: Vec<Record>,
     /// The web listener and its connections (`--web`).
     web: Option<Web>,
+    /// The NATS thread (`--cluster`).
+    link: Option<Link>,
+    /// The last turn took [`CLUSTER_PER_TURN`] hand-overs: more may wait.
+    link_busy: bool,
+    /// Scratch list of hand-overs for the NATS thread, reused every turn.
+    outgoing: Vec<Outgoing>,
 }
 
 impl Server {
@@ -279,6 +299,9 @@ impl Server {
             log: None,
             records: Vec::new(),
             web: None,
+            link: None,
+            link_busy: false,
+            outgoing: Vec::new(),
         })
     }
 
@@ -292,6 +315,53 @@ impl Server {
         let addr = web.local_addr()?;
         self.web = Some(web);
         Ok(addr)
+    }
+
+    /// Joins `cluster` through NATS as `link` says: starts the NATS
+    /// thread, which connects (and keeps trying) in the background. Call
+    /// after [`Server::set_chat`].
+    pub fn join_cluster(&mut self, cluster: Cluster, link: LinkConfig) -> io::Result<()> {
+        let waker = mio::Waker::new(self.poll.registry(), CLUSTER_WAKE)?;
+        self.link = Some(Link::start(link, waker)?);
+        self.relay.join_cluster(cluster);
+        Ok(())
+    }
+
+    /// Gives the relay what the NATS thread handed over, at most
+    /// [`CLUSTER_PER_TURN`].
+    fn take_from_cluster(&mut self) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        link.rearm();
+        let mut taken = 0;
+        while taken < CLUSTER_PER_TURN {
+            let Some(incoming) = link.try_recv() else {
+                break;
+            };
+            self.relay.cluster_incoming(incoming);
+            taken += 1;
+        }
+        self.link_busy = taken == CLUSTER_PER_TURN;
+    }
+
+    /// Hands what the relay has for NATS to the thread, never waiting: a
+    /// full queue drops, counted.
+    fn give_to_cluster(&mut self) {
+        let Some(link) = &mut self.link else {
+            return;
+        };
+        self.relay.take_cluster_out(&mut self.outgoing);
+        let mut dropped = 0;
+        for out in self.outgoing.drain(..) {
+            if !link.send(out) {
+                dropped += 1;
+            }
+        }
+        dropped += link.take_dropped();
+        if dropped > 0 {
+            self.relay.count_cluster_dropped(dropped);
+        }
     }
 
     /// Sets up the chat layer (rooms, history, flood control). Call before
@@ -375,6 +445,7 @@ impl Server {
                     LISTENER => self.accept_ready = true,
                     STOP => stopping = true,
                     RELOAD => hangup = true,
+                    CLUSTER_WAKE => {}
                     WEB_LISTENER => self.web_accept_ready(),
                     Token(key) if key >= HTTP_BASE => self.http_event(key - HTTP_BASE),
                     Token(id) => {
@@ -391,6 +462,7 @@ impl Server {
             for id in retry.drain(..) {
                 self.read_from(id);
             }
+            self.take_from_cluster();
             self.watch_members(hangup);
             self.accept_some();
             self.accept_web();
@@ -399,6 +471,7 @@ impl Server {
             self.write_waiting();
             self.remove_closed();
             self.write_log();
+            self.give_to_cluster();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
                 info!("{}", self.relay.stats());
                 next_stats = self.config.stats_interval.map(|i| at + i);
@@ -411,7 +484,7 @@ impl Server {
 
     fn poll_timeout(&self, next_stats: Option<Instant>) -> Option<Duration> {
         let accept_now = self.accept_ready && self.accept_paused_until.is_none();
-        if !self.read_again.is_empty() || accept_now || self.relay.has_waiting() {
+        if !self.read_again.is_empty() || accept_now || self.relay.has_waiting() || self.link_busy {
             return Some(Duration::ZERO);
         }
         let now = Instant::now();
@@ -709,6 +782,11 @@ impl Server {
             self.relay.close(id, CloseReason::Shutdown);
         }
         self.remove_closed();
+        self.relay.leave_cluster();
+        self.give_to_cluster();
+        if let Some(link) = self.link.take() {
+            link.close(Duration::from_secs(2));
+        }
         let mut sink = [0u8; 64];
         while matches!((&self.stop_rx).read(&mut sink), Ok(n) if n > 0) {}
         self.write_log();

@@ -5,9 +5,11 @@
 //! [`eaxchat::server::Server`] until SIGINT or SIGTERM.
 //! `relay members ...` instead manages a members file through
 //! [`eaxchat::members`]; `relay log ...` prints the message log. The chat
-//! layer's flags and the log are set up in `chat.rs`.
+//! layer's flags and the log are set up in `chat.rs`, the cluster's in
+//! `cluster.rs`.
 
 mod chat;
+mod cluster;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -162,6 +164,55 @@ struct Args {
     #[argh(option, default = "eaxchat::web::DEFAULT_IDLE_TIMEOUT.as_secs()")]
     web_idle_timeout: u64,
 
+    /// join relays into one chat through NATS: nats://HOST:PORT, comma
+    /// separated for several servers of a NATS cluster
+    #[argh(option)]
+    cluster: Option<String>,
+
+    /// the cluster's name: its NATS subjects start eaxchat.NAME.
+    /// (default main)
+    #[argh(option, default = "String::from(\"main\")")]
+    cluster_name: String,
+
+    /// the key the relays of the cluster share, and only they; created
+    /// (mode 0600) if missing: copy the same file to every relay
+    #[argh(option)]
+    cluster_key_file: Option<PathBuf>,
+
+    /// NATS authentication: a token
+    #[argh(option)]
+    cluster_token: Option<String>,
+
+    /// NATS authentication: a user (with --cluster-password)
+    #[argh(option)]
+    cluster_user: Option<String>,
+
+    /// NATS authentication: the user's password
+    #[argh(option)]
+    cluster_password: Option<String>,
+
+    /// NATS authentication: a file holding an nkey seed
+    #[argh(option)]
+    cluster_nkey: Option<PathBuf>,
+
+    /// NATS authentication: a credentials (.creds) file
+    #[argh(option)]
+    cluster_creds: Option<PathBuf>,
+
+    /// seconds another relay may be silent before its people are
+    /// announced gone (default 5)
+    #[argh(option, default = "eaxchat::cluster::DEFAULT_TIMEOUT.as_secs()")]
+    cluster_timeout: u64,
+
+    /// keep room history in a JetStream stream (--history messages a
+    /// room), filled from on start and on every reconnect
+    #[argh(switch)]
+    cluster_history: bool,
+
+    /// most bytes of the JetStream history stream (default 67108864)
+    #[argh(option, default = "64 << 20")]
+    cluster_history_bytes: u64,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -300,6 +351,7 @@ fn run(args: Args) -> Result<(), Failure> {
         max_per_address: args.max_per_address,
     };
     let chat = chat::Options::from_args(&args, args.members.is_some())?;
+    let cluster = cluster::Options::from_args(&args)?;
     let config = Config {
         listen: args.listen,
         limits,
@@ -315,7 +367,7 @@ fn run(args: Args) -> Result<(), Failure> {
                  give no shared key with it (--key-file, --key-hex or ${KEY_ENV})"
             )));
         }
-        return serve_members(path, config, &chat);
+        return serve_members(path, config, &chat, cluster);
     }
     let key_file = args.key_file.unwrap_or_else(|| PathBuf::from("relay.key"));
     let source = KeySource {
@@ -347,6 +399,9 @@ fn run(args: Args) -> Result<(), Failure> {
     let addr = server
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if let Some(cluster) = cluster {
+        cluster.set_up(&mut server, addr)?;
+    }
     server
         .stop_handle()
         .and_then(|handle| handle.stop_on_signals())
@@ -368,6 +423,7 @@ fn serve_members(
     path: &std::path::Path,
     config: Config,
     chat: &chat::Options,
+    cluster: Option<cluster::Options>,
 ) -> Result<(), Failure> {
     let file = Members::read_file(path).map_err(|e| match e {
         MembersError::Io { .. } => Failure::Runtime(e.to_string()),
@@ -389,6 +445,9 @@ fn serve_members(
     let addr = server
         .local_addr()
         .map_err(|e| Failure::Runtime(e.to_string()))?;
+    if let Some(cluster) = cluster {
+        cluster.set_up(&mut server, addr)?;
+    }
     server
         .stop_handle()
         .and_then(|handle| handle.stop_on_signals())

@@ -16,6 +16,13 @@
 # rooms, against the same fanout alone. The relays run with --history 0
 # --presence off: relay-bench counts every byte a client gets.
 #
+# cluster-100 runs 1 -> 100 across three relays joined through NATS
+# (relay --cluster; the publisher on relay A, the subscribers spread over A,
+# B and C), against one relay alone and NATS's own 1 -> 100 fan-out to 100
+# NATS subscribers (relay-bench --nats), alternating. cluster-latency paces
+# 1,000 msgs/s from A to 100 subscribers on B (the NATS hop) and to 100 on
+# A. Both need nats-server (Debian's package), else they are skipped.
+#
 # members-100 drives a members relay (`relay --members FILE`, 101 members
 # with keys of their own: the publisher and 100 subscribers) against Redis
 # pub/sub and the shared-key relay, alternating, with the ratio to Redis.
@@ -71,6 +78,10 @@ REDIS_IDLE_PORT=${REDIS_IDLE_PORT:-17405}
 FLOOR_PORT=${FLOOR_PORT:-17406}
 MEMBERS_PORT=${MEMBERS_PORT:-17407}
 WEB_PORT=${WEB_PORT:-17408}
+NATS_PORT=${NATS_PORT:-17409}
+CLUSTER_A=${CLUSTER_A:-17410}
+CLUSTER_B=${CLUSTER_B:-17411}
+CLUSTER_C=${CLUSTER_C:-17412}
 
 # Starts a server in the background; its pid lands in $STARTED.
 start() {
@@ -127,6 +138,30 @@ if [ "$HAVE_REDIS" = 1 ]; then
         --appendonly no --maxclients 20000
     REDIS_PID=$STARTED
     wait_port "$REDIS_PORT"
+fi
+
+# Three relays joined through one nats-server, for cluster-100 and
+# cluster-latency.
+HAVE_CLUSTER=0
+if command -v nats-server >/dev/null; then
+    start nats nats-server -a 127.0.0.1 -p "$NATS_PORT"
+    NATS_PID=$STARTED
+    wait_port "$NATS_PORT"
+    CLUSTER_PIDS=()
+    for port in "$CLUSTER_A" "$CLUSTER_B" "$CLUSTER_C"; do
+        start "cluster-$port" "$BIN/relay" --listen "127.0.0.1:$port" --key-hex "$KEY" \
+            --cluster "nats://127.0.0.1:$NATS_PORT" --cluster-key-file "$WORK/cluster.key" \
+            --stats-interval 0 --max-per-address 0 --history 0 --presence off --rate 0
+        CLUSTER_PIDS+=("$STARTED")
+        wait_port "$port"
+        # The first relay makes the cluster key; the others read it.
+        for _ in $(seq 100); do
+            [ -s "$WORK/cluster.key" ] && break
+            sleep 0.05
+        done
+    done
+    HAVE_CLUSTER=1
+    sleep 1
 fi
 
 mkdir -p "$(dirname "$OUT")"
@@ -215,6 +250,33 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" rooms-100 "* ]]; then
             --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
         bench rooms-100 alone "$rep" fanout --clients 100 $D \
             --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+    done
+fi
+# fanout 1 -> 100 across the three relays of a cluster, against one relay
+# alone and NATS's own fan-out, alternating.
+if [ "$HAVE_CLUSTER" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" cluster-100 "* ]]; }; then
+    echo "cluster-100: fanout --clients 100 over relays A, B and C" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench cluster-100 cluster "$rep" fanout --clients 100 $D --key-hex "$KEY" \
+            --addr "127.0.0.1:$CLUSTER_A" --subscribe-at "127.0.0.1:$CLUSTER_A" \
+            --subscribe-at "127.0.0.1:$CLUSTER_B" --subscribe-at "127.0.0.1:$CLUSTER_C" \
+            --pid "${CLUSTER_PIDS[0]}"
+        bench cluster-100 single "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench cluster-100 nats "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$NATS_PORT" --nats --pid "$NATS_PID"
+    done
+fi
+# 1,000 msgs/s from relay A to 100 subscribers on relay B (through NATS)
+# and to 100 on relay A itself, alternating: what the hop adds.
+if [ "$HAVE_CLUSTER" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" cluster-latency "* ]]; }; then
+    echo "cluster-latency: latency --clients 100 --rate 1000, on relay B and on relay A" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench cluster-latency remote "$rep" latency --clients 100 --rate 1000 $D --key-hex "$KEY" \
+            --addr "127.0.0.1:$CLUSTER_A" --subscribe-at "127.0.0.1:$CLUSTER_B" \
+            --pid "${CLUSTER_PIDS[1]}"
+        bench cluster-latency local "$rep" latency --clients 100 --rate 1000 $D --key-hex "$KEY" \
+            --addr "127.0.0.1:$CLUSTER_A" --pid "${CLUSTER_PIDS[0]}"
     done
 fi
 # 500 messages of 4 KiB in flight stay under the relay's default 4 MiB
@@ -363,6 +425,41 @@ if ("rooms-100", "rooms") in by:
     met = alone and r >= 0.95 * alone and err == 0
     print(f"target rooms >= 0.95x alone (noise), no errors, no byte to a bystander: "
           f"{'met' if met else 'MISSED'}")
+
+if ("cluster-100", "cluster") in by:
+    print("\ncluster-100: fanout 1 -> 100, 64-byte messages; publisher on relay A, subscribers on A, B, C")
+    print(f"{'contender':<11}{'dlv/s':>11}{'vs nats':>9}{'vs single':>10}{'errors':>8}{'p99 us':>9}")
+    nats = median("cluster-100", "nats", "deliveries_per_s")
+    single = median("cluster-100", "single", "deliveries_per_s")
+    for contender in ["cluster", "single", "nats"]:
+        if ("cluster-100", contender) not in by:
+            continue
+        v = median("cluster-100", contender, "deliveries_per_s")
+        p99 = median("cluster-100", contender, "latency_p99_us")
+        print(f"{contender:<11}{mps(v):>11}{ratio(v, nats):>9}{ratio(v, single):>10}"
+              f"{errors('cluster-100', contender):>8}{p99:>9.0f}")
+    c = median("cluster-100", "cluster", "deliveries_per_s")
+    err = errors("cluster-100", "cluster")
+    met = nats and c >= nats and err == 0
+    print(f"target cluster >= 1.0x nats (1 -> 100 NATS subscribers), no errors: {'met' if met else 'MISSED'}")
+
+if ("cluster-latency", "remote") in by:
+    print("\ncluster-latency: 1,000 msgs/s from relay A to 100 subscribers, microseconds")
+    print(f"{'subscribers':<12}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'errors':>8}{'relay ns/msg':>14}")
+    for contender in ["remote", "local"]:
+        cells = [median("cluster-latency", contender, f"latency_{p}_us") for p in ["p50", "p90", "p99", "p999"]]
+        per_msg = [r["relay_cpu_s"] * 1e9 / r["messages"] for r in by.get(("cluster-latency", contender), [])
+                   if r.get("relay_cpu_s") is not None and r.get("messages")]
+        per = f"{statistics.median(per_msg):.0f}" if per_msg else "-"
+        name = "on B (hop)" if contender == "remote" else "on A"
+        print(f"{name:<12}" + "".join(f"{c:>9.0f}" for c in cells)
+              + f"{errors('cluster-latency', contender):>8}{per:>14}")
+    hop = median("cluster-latency", "remote", "latency_p99_us") - median("cluster-latency", "local", "latency_p99_us")
+    hop50 = median("cluster-latency", "remote", "latency_p50_us") - median("cluster-latency", "local", "latency_p50_us")
+    err = errors("cluster-latency", "remote") + errors("cluster-latency", "local")
+    print(f"the NATS hop adds {hop50:.0f} us at p50, {hop:.0f} us at p99 (relay ns/msg: relay B's CPU per "
+          f"message taken from NATS and sealed for 100, against relay A's per message relayed to 100)")
+    print(f"target hop <= 1000 us at p99, no errors: {'met' if hop <= 1000 and err == 0 else 'MISSED'}")
 
 if ("latency-100", "eaxchat") in by:
     print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")

@@ -482,7 +482,7 @@ fn nats_unreachable_at_start_is_retried_while_local_chat_works() {
     let ckey_arg = ckey.display().to_string();
     let flags = ["--cluster", &url, "--cluster-key-file", &ckey_arg];
     let mut a = RelayProcess::start_with_key(key.clone(), &flags);
-    a.wait_for_log_count("NATS not reached (attempt", 2);
+    a.wait_for_log_count("connecting to NATS, attempt", 3);
     let mut one = a.connect();
     let mut two = a.connect();
     one.send(b"hello");
@@ -493,4 +493,95 @@ fn nats_unreachable_at_start_is_retried_while_local_chat_works() {
     a.wait_for_log("cluster: connected to NATS");
     let addr: SocketAddr = a.addr;
     assert!(TcpStream::connect(addr).is_ok());
+}
+
+/// `relay members add NAME --file FILE`; returns the member's key.
+fn add_member(file: &Path, name: &str) -> Key {
+    let key_out = file.with_file_name(format!("{name}.key"));
+    let output = Command::new(util::relay_binary())
+        .args(["members", "add", name, "--file"])
+        .arg(file)
+        .arg("--key-out")
+        .arg(&key_out)
+        .output()
+        .expect("run relay members add");
+    assert!(output.status.success(), "{output:?}");
+    let text = std::fs::read_to_string(&key_out).expect("the key file");
+    let hex = text
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .expect("a key line");
+    Key::from_hex(hex.trim()).expect("a hex key")
+}
+
+#[test]
+fn members_are_stamped_across_relays_and_removal_reaches_each_relay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(None);
+    let ckey = cluster_key(dir.path(), "cluster.key");
+    // Each relay has its own copy of the same members file.
+    let (file_a, file_b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    let alice_key = add_member(&file_a, "alice");
+    let bob_key = add_member(&file_a, "bob");
+    std::fs::copy(&file_a, &file_b).expect("copy the members file");
+    let start = |file: &Path| {
+        let ckey = ckey.display().to_string();
+        let nats_url = nats.url();
+        let flags = [
+            "--cluster",
+            &nats_url,
+            "--cluster-key-file",
+            &ckey,
+            "--rate",
+            "0",
+        ];
+        let mut relay = RelayProcess::start_members(file, &flags);
+        relay.wait_for_log("cluster: connected to NATS");
+        relay
+    };
+    let (mut a, mut b) = (start(&file_a), start(&file_b));
+    let mut alice = TestClient::connect(a.addr, &alice_key);
+    alice.send(b"");
+    a.wait_for_log("identified as alice");
+    let mut bob = TestClient::connect(b.addr, &bob_key);
+    bob.send(b"");
+    b.wait_for_log("identified as bob");
+    wait_for_who(&mut alice, &["alice", "bob"]);
+    // A message from alice reaches bob on the other relay under bob's key,
+    // stamped by alice's relay; what she typed cannot change the name.
+    alice.send(b"bob: I am bob");
+    let heard = recv_until(&mut bob, "alice's message", |line| {
+        line.contains("I am bob")
+    });
+    assert_eq!(heard, "alice: bob: I am bob");
+    bob.send(b"/msg alice psst");
+    let private = recv_until(&mut alice, "bob's private message", |line| {
+        line.contains("psst")
+    });
+    assert!(private.contains("bob"), "{private}");
+    // Removed on a only: alice is cut off there; b still knows her key.
+    let output = Command::new(util::relay_binary())
+        .args(["members", "remove", "alice", "--file"])
+        .arg(&file_a)
+        .output()
+        .expect("run relay members remove");
+    assert!(output.status.success(), "{output:?}");
+    a.wait_for_log("member removed from the members file");
+    assert!(alice.closed_within(WAIT));
+    let who = wait_for_who_without(&mut bob, "alice");
+    assert!(who.contains("bob"), "{who}");
+}
+
+/// Asks `/who` until `name` is gone from the answer (bounded).
+fn wait_for_who_without(client: &mut TestClient, name: &str) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        client.send(b"/who");
+        let who = recv_until(client, "/who reply", |line| line.starts_with("* here in"));
+        if !who.contains(name) {
+            return who;
+        }
+        assert!(Instant::now() < deadline, "/who still names {name}: {who}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

@@ -220,7 +220,7 @@ async fn options(config: &LinkConfig) -> io::Result<async_nats::ConnectOptions> 
         .ping_interval(Duration::from_secs(2))
         .reconnect_delay_callback(|attempts| {
             let wait = backoff(attempts);
-            info!("cluster: NATS not reached (attempt {attempts}); trying again in {wait:?}");
+            info!("cluster: connecting to NATS, attempt {attempts}, after {wait:?}");
             wait
         }))
 }

@@ -465,8 +465,8 @@ impl Cluster {
     }
 
     /// Subscribes to what `rooms` and `names` need, and unsubscribes what
-    /// they no longer do.
-    pub fn want(&mut self, rooms: &[RoomName], names: &[Name]) {
+    /// they no longer do; a new room brings the heartbeat forward to `now`.
+    pub fn want(&mut self, rooms: &[RoomName], names: &[Name], now: Instant) {
         self.interest_changed = false;
         let mut dropped: Vec<String> = Vec::new();
         self.rooms.retain(|room, subject| {
@@ -490,6 +490,9 @@ impl Cluster {
                 let subject = self.subjects.room(&self.key, room).to_owned();
                 self.out.push(Outgoing::Subscribe(subject.clone()));
                 self.rooms.insert(room.clone(), subject);
+                // The others hear of the room at once, and answer with who
+                // they have in it.
+                self.next_heartbeat = self.next_heartbeat.min(now);
             }
         }
         for name in names {
@@ -570,12 +573,16 @@ mod tests {
         assert_eq!(out, vec![Outgoing::Subscribe("eaxchat.main.state".into())]);
         let lobby = RoomName::new(b"#lobby").expect("a room");
         let alice = Name::new("alice").expect("a name");
-        cluster.want(std::slice::from_ref(&lobby), std::slice::from_ref(&alice));
+        cluster.want(
+            std::slice::from_ref(&lobby),
+            std::slice::from_ref(&alice),
+            Instant::now(),
+        );
         out.clear();
         cluster.take_out(&mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|o| matches!(o, Outgoing::Subscribe(_))));
-        cluster.want(std::slice::from_ref(&lobby), &[]);
+        cluster.want(std::slice::from_ref(&lobby), &[], Instant::now());
         out.clear();
         cluster.take_out(&mut out);
         assert!(matches!(&out[..], [Outgoing::Unsubscribe(s)] if s.contains(".to.")));

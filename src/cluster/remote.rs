@@ -202,20 +202,32 @@ impl Remotes {
     }
 
     /// `origin`'s whole state, from its envelope `seq`: replaces what was
-    /// known, unless a later envelope set it already.
-    pub fn set_state(&mut self, origin: u64, seq: u64, label: String, rooms: Vec<RoomState>) {
+    /// known, unless a later envelope set it already. Returns whether it
+    /// has people in a room it had none in before (its people there have
+    /// not heard who is here yet).
+    pub fn set_state(
+        &mut self,
+        origin: u64,
+        seq: u64,
+        label: String,
+        rooms: Vec<RoomState>,
+    ) -> bool {
         let Some(relay) = self.alive_mut(origin) else {
-            return;
+            return false;
         };
         relay.label = label;
         if seq < relay.applied {
-            return;
+            return false;
         }
         relay.applied = seq;
+        let new_room = rooms
+            .iter()
+            .any(|state| !relay.rooms.contains_key(&state.room));
         relay.rooms = rooms
             .into_iter()
             .map(|state| (state.room.clone(), state))
             .collect();
+        new_room
     }
 
     /// Someone on `origin` joined, left or was renamed in `room`, by its

@@ -57,7 +57,7 @@ impl<T: Write> Relay<T> {
                 .collect();
             let names = self.local_names();
             if let Some(cluster) = &mut self.cluster {
-                cluster.want(&rooms, &names);
+                cluster.want(&rooms, &names, self.now);
             }
         }
         if let Some(cluster) = &mut self.cluster {
@@ -347,7 +347,13 @@ impl<T: Write> Relay<T> {
                 cluster.remotes.change(origin, seq, &room, &name, &change);
                 self.remote_presence(&room, &name, &change, ts);
             }
-            Body::State { label, rooms } => cluster.remotes.set_state(origin, seq, label, rooms),
+            Body::State { label, rooms } => {
+                // Someone there just came into a room: they learn who is
+                // here from this relay's heartbeat, sent now.
+                if cluster.remotes.set_state(origin, seq, label, rooms) {
+                    cluster.heartbeat_soon(now);
+                }
+            }
             Body::Bye => {
                 if let Some(relay) = cluster.remotes.depart(origin) {
                     info!("cluster: relay {} left the cluster", relay.label);

@@ -21,13 +21,13 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Ledger, StreamInbox};
+use super::inbox::{Checker, Ledger, Opener, StreamInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::scenario::{self, Measurement, PROBE_EVERY, READ_LEN, Setup};
 use super::sys::{self, Ticker};
 use super::wire::{BARRIER, Header, PROBE, Protocol, Wire};
-use super::{Clock, LoadError, Options, Scenario, Verify, connect, would_block};
+use super::{Clock, LoadError, Options, Scenario, Verify, connect_after, would_block};
 
 const PUBLISHER: Token = Token(usize::MAX);
 const TICKER: Token = Token(usize::MAX - 1);
@@ -112,7 +112,12 @@ impl<'a> Fanout<'a> {
             Some(web) => wire.over_websocket(web)?,
             None => wire,
         };
-        let subscribe_at = options.web.unwrap_or(options.addr);
+        let subscribe_at = |index: usize| match (options.web, &options.subscribe_at[..]) {
+            (Some(web), _) => web,
+            (None, []) => options.addr,
+            (None, relays) => relays[index % relays.len()],
+        };
+        let greeted = wire.greets_with_a_line();
         let paced = options.scenario == Scenario::Latency;
         if paced && options.rate == 0 {
             return Err(LoadError::Options("--rate must be at least 1".into()));
@@ -148,9 +153,44 @@ impl<'a> Fanout<'a> {
         let poll = Poll::new()?;
         let request = wire.subscribe_request();
         let mut subscribers = Vec::with_capacity(options.clients);
+        let mut inboxes = Vec::with_capacity(options.clients);
+        let mut targets = Vec::with_capacity(options.clients);
         for index in 0..options.clients {
             let (inbox, greeting) = Fanout::inbox(options, &wire, index)?;
-            let mut stream = connect(subscribe_at, greeting.as_deref().unwrap_or(&request))?;
+            inboxes.push(inbox);
+            targets.push((
+                subscribe_at(index),
+                greeting.unwrap_or_else(|| request.clone()),
+            ));
+        }
+        // A NATS server pings each connection about two seconds after it
+        // connects: they are connected all at once, each answering its
+        // ping before the run, so no ping lands among the records.
+        let streams: Vec<Result<TcpStream, LoadError>> = if greeted {
+            std::thread::scope(|scope| {
+                let connecting: Vec<_> = targets
+                    .iter()
+                    .map(|(addr, greeting)| {
+                        scope.spawn(move || connect_after(*addr, greeting, true))
+                    })
+                    .collect();
+                connecting
+                    .into_iter()
+                    .map(|thread| {
+                        thread.join().unwrap_or_else(|_| {
+                            Err(LoadError::Setup("a connecting thread panicked".into()))
+                        })
+                    })
+                    .collect()
+            })
+        } else {
+            targets
+                .iter()
+                .map(|(addr, greeting)| connect_after(*addr, greeting, false))
+                .collect()
+        };
+        for (index, (stream, inbox)) in streams.into_iter().zip(inboxes).enumerate() {
+            let mut stream = stream?;
             if paced {
                 sys::enable_receive_timestamps(&stream)?;
             }
@@ -158,7 +198,7 @@ impl<'a> Fanout<'a> {
                 .register(&mut stream, Token(index), Interest::READABLE)?;
             subscribers.push(Receiver::new(stream, inbox));
         }
-        let mut stream = connect(options.addr, wire.publisher_greeting())?;
+        let mut stream = connect_after(options.addr, wire.publisher_greeting(), greeted)?;
         poll.registry().register(
             &mut stream,
             PUBLISHER,
@@ -203,6 +243,16 @@ impl<'a> Fanout<'a> {
             _ => None,
         };
         let reader = member.and_then(|(_, key)| wire.member_reader(key));
+        let spread = options.subscribe_at.len() > 1;
+        if let (Protocol::Eaxchat(_), true) = (&options.protocol, spread) {
+            // Each relay of the cluster seals for its own subscribers:
+            // records are opened, one in `sample`, not compared.
+            let own = Wire::new(&options.protocol, options.size)?;
+            let opener = Opener::Relay(Box::new(own));
+            let inbox =
+                StreamInbox::for_member(wire.record_len(), sample, open_all, opener, index as u64);
+            return Ok((inbox, None));
+        }
         let Some(reader) = reader.transpose()? else {
             let inbox = StreamInbox::new(
                 wire.record_len(),
@@ -215,8 +265,9 @@ impl<'a> Fanout<'a> {
         };
         let mut reader = reader;
         let greeting = reader.greeting();
+        let opener = Opener::Member(Box::new(reader));
         let inbox =
-            StreamInbox::for_member(wire.record_len(), sample, open_all, reader, index as u64);
+            StreamInbox::for_member(wire.record_len(), sample, open_all, opener, index as u64);
         Ok((inbox, Some(greeting)))
     }
 

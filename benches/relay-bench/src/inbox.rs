@@ -29,7 +29,7 @@ mod stream;
 use memchr::memchr;
 
 pub use room::RoomInbox;
-pub use stream::{Ledger, StreamInbox};
+pub use stream::{Ledger, Opener, StreamInbox};
 
 use super::histogram::Histogram;
 use super::report::Errors;

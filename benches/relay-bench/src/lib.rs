@@ -40,7 +40,7 @@ pub mod sys;
 pub mod wire;
 
 use std::fmt;
-use std::io::{self, IsTerminal as _, Write as _};
+use std::io::{self, IsTerminal as _, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -147,6 +147,9 @@ pub struct Options {
     pub bystander_rooms: usize,
     /// Subscribers read the relay's WebSocket here (`relay --web`).
     pub web: Option<SocketAddr>,
+    /// Subscribers are spread over these relays (of one cluster), in turn;
+    /// empty for all on `addr` with the publisher.
+    pub subscribe_at: Vec<SocketAddr>,
 }
 
 impl Options {
@@ -169,6 +172,7 @@ impl Options {
             bystanders: 0,
             bystander_rooms: 9,
             web: None,
+            subscribe_at: Vec::new(),
         }
     }
 }
@@ -246,6 +250,29 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
                 .into(),
         ));
     }
+    if matches!(options.protocol, Protocol::Nats)
+        && matches!(options.scenario, Scenario::Room | Scenario::Idle)
+    {
+        return Err(LoadError::Options(
+            "--nats works with the fanout and latency scenarios only".into(),
+        ));
+    }
+    if options
+        .subscribe_at
+        .iter()
+        .any(|addr| !addr.ip().is_loopback())
+    {
+        return Err(LoadError::Options(
+            "--subscribe-at must be loopback addresses: relay-bench only drives relays on this \
+             machine"
+                .into(),
+        ));
+    }
+    if !options.subscribe_at.is_empty() && options.web.is_some() {
+        return Err(LoadError::Options(
+            "--subscribe-at and --web exclude each other".into(),
+        ));
+    }
     if options.bystanders > 0 && options.scenario != Scenario::Fanout {
         return Err(LoadError::Options(
             "--bystanders works with the fanout scenario only".into(),
@@ -269,12 +296,55 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
 /// Opens one client connection: blocking connect, `greeting` sent, then
 /// non-blocking for the poll loop.
 fn connect(addr: SocketAddr, greeting: &[u8]) -> Result<mio::net::TcpStream, LoadError> {
+    connect_after(addr, greeting, false)
+}
+
+/// [`connect`], and when `greeted` (NATS) the server's first line
+/// (`INFO`) read and dropped before anything is sent, and after the
+/// greeting the server's first `PING` awaited and answered.
+fn connect_after(
+    addr: SocketAddr,
+    greeting: &[u8],
+    greeted: bool,
+) -> Result<mio::net::TcpStream, LoadError> {
     let connect_error = |error| LoadError::Connect { addr, error };
     let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(connect_error)?;
     stream.set_nodelay(true)?;
+    if greeted {
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut byte = [0u8; 1];
+        let mut last = 0u8;
+        let mut read = 0usize;
+        loop {
+            (&stream).read_exact(&mut byte)?;
+            read += 1;
+            if last == b'\r' && byte[0] == b'\n' {
+                break;
+            }
+            if read > 64 * 1024 {
+                return Err(LoadError::Setup(
+                    "the server's first line never ended".into(),
+                ));
+            }
+            last = byte[0];
+        }
+    }
     if !greeting.is_empty() {
         (&stream).write_all(greeting)?;
+    }
+    if greeted {
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !seen.ends_with(b"PING\r\n") {
+            (&stream).read_exact(&mut byte)?;
+            seen.push(byte[0]);
+            if seen.len() > 64 * 1024 {
+                return Err(LoadError::Setup("the server never pinged".into()));
+            }
+        }
+        (&stream).write_all(b"PONG\r\n")?;
+        stream.set_read_timeout(None)?;
     }
     stream.set_nonblocking(true)?;
     Ok(mio::net::TcpStream::from_std(stream))

@@ -1,7 +1,9 @@
 //! What relay-bench's messages look like on the wire, for each kind of relay
 //! it can drive: eaxchat (sealed frames), a plain line broker such as
-//! `ncat --broker` (unencrypted lines of the same length), and Redis
-//! pub/sub (the same plain lines inside `PUBLISH` and `message` replies).
+//! `ncat --broker` (unencrypted lines of the same length), Redis pub/sub
+//! (the same plain lines inside `PUBLISH` and `message` replies), and NATS
+//! core pub/sub (inside `PUB` and `MSG`; the text protocol, as the NATS
+//! docs give it: this is a load generator's baseline, not a NATS client).
 //!
 //! Every message carries a [`Header`]: who sent it, its sequence number and
 //! when it was sent. Every message of one run has the same length, so a
@@ -51,7 +53,12 @@ pub enum Protocol {
     Plain,
     /// Redis pub/sub: `PUBLISH` and `SUBSCRIBE` on one channel.
     Redis,
+    /// NATS core pub/sub: `PUB` and `SUB` on one subject.
+    Nats,
 }
+
+/// What every NATS connection of a run sends first.
+const NATS_CONNECT: &[u8] = b"CONNECT {\"verbose\":false,\"pedantic\":false,\"echo\":false}\r\n";
 
 impl Protocol {
     /// A short name for reports.
@@ -61,6 +68,7 @@ impl Protocol {
             Protocol::Members(_) => "eaxchat-members",
             Protocol::Plain => "plain",
             Protocol::Redis => "redis",
+            Protocol::Nats => "nats",
         }
     }
 }
@@ -127,6 +135,9 @@ enum Kind {
     Redis {
         publish_prefix: Vec<u8>,
     },
+    Nats {
+        publish_prefix: Vec<u8>,
+    },
 }
 
 impl Wire {
@@ -173,8 +184,16 @@ impl Wire {
                 };
                 (kind, message_prefix.into_bytes(), line_len)
             }
+            Protocol::Nats => {
+                let line_len = wire::encoded_len(size);
+                let kind = Kind::Nats {
+                    publish_prefix: format!("PUB {CHANNEL} {line_len}\r\n").into_bytes(),
+                };
+                let message_prefix = format!("MSG {CHANNEL} 1 {line_len}\r\n");
+                (kind, message_prefix.into_bytes(), line_len)
+            }
         };
-        let terminator = if matches!(kind, Kind::Redis { .. }) {
+        let terminator = if matches!(kind, Kind::Redis { .. } | Kind::Nats { .. }) {
             2
         } else {
             1
@@ -233,6 +252,9 @@ impl Wire {
     /// What the publisher sends once connected: in members mode the empty
     /// frame that identifies it; otherwise nothing.
     pub fn publisher_greeting(&self) -> &[u8] {
+        if matches!(self.kind, Kind::Nats { .. }) {
+            return NATS_CONNECT;
+        }
         self.members
             .as_ref()
             .map_or(&[], |m| m.identification.as_slice())
@@ -292,8 +314,20 @@ impl Wire {
                 CHANNEL.len()
             )
             .into_bytes(),
+            Kind::Nats { .. } => {
+                let mut request = NATS_CONNECT.to_vec();
+                request.extend_from_slice(format!("SUB {CHANNEL} 1\r\n").as_bytes());
+                request
+            }
             _ => Vec::new(),
         }
+    }
+
+    /// Whether the server greets every connection with one line first
+    /// (NATS's `INFO`), of a length no one knows ahead: read and dropped
+    /// when connecting.
+    pub fn greets_with_a_line(&self) -> bool {
+        matches!(self.kind, Kind::Nats { .. })
     }
 
     /// Bytes at the start of a subscriber's stream that are not messages
@@ -333,7 +367,7 @@ impl Wire {
                 put_plain_line(header, self.line_len, out);
                 out.put_u8(b'\n');
             }
-            Kind::Redis { publish_prefix } => {
+            Kind::Redis { publish_prefix } | Kind::Nats { publish_prefix } => {
                 out.extend_from_slice(publish_prefix);
                 put_plain_line(header, self.line_len, out);
                 out.extend_from_slice(b"\r\n");
@@ -359,7 +393,9 @@ impl Wire {
                 parse_plaintext(plaintext)
             }
             Kind::Plain if terminator == b"\n" => parse_plain_line(line),
-            Kind::Redis { .. } if terminator == b"\r\n" => parse_plain_line(line),
+            Kind::Redis { .. } | Kind::Nats { .. } if terminator == b"\r\n" => {
+                parse_plain_line(line)
+            }
             _ => Err(Forged),
         }
     }
@@ -462,13 +498,18 @@ pub(crate) mod tests {
 
     fn protocols() -> Vec<Protocol> {
         let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        vec![Protocol::Eaxchat(key), Protocol::Plain, Protocol::Redis]
+        vec![
+            Protocol::Eaxchat(key),
+            Protocol::Plain,
+            Protocol::Redis,
+            Protocol::Nats,
+        ]
     }
 
     /// What a relay would deliver for `sent`: the same line, reframed.
     fn delivered(wire: &Wire, sent: &[u8]) -> Vec<u8> {
         match wire.kind {
-            Kind::Redis { ref publish_prefix } => {
+            Kind::Redis { ref publish_prefix } | Kind::Nats { ref publish_prefix } => {
                 let mut record = wire.record_prefix.clone();
                 record.extend_from_slice(&sent[publish_prefix.len()..]);
                 record

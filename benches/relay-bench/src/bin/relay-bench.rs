@@ -21,7 +21,7 @@ use relay_bench::{Options, Protocol, Scenario, Verify};
 /// msgs/s, latency percentiles), idle (N idle connections; relay RSS per
 /// connection with --pid). With --plain it sends unencrypted lines of the
 /// same length to a plain line broker such as `ncat --broker`; with --redis
-/// it uses Redis pub/sub. With --members-file it drives a members relay
+/// it uses Redis pub/sub, with --nats NATS core pub/sub. With --members-file it drives a members relay
 /// (`relay --members FILE`), each connection under its own member's key.
 /// `relay-bench make-members --count N --file F` writes a members file of N
 /// members with random keys (mode 0600).
@@ -63,6 +63,16 @@ struct Args {
     /// speak Redis pub/sub (PUBLISH/SUBSCRIBE) with plain lines
     #[argh(switch)]
     redis: bool,
+
+    /// speak NATS core pub/sub (PUB/SUB on one subject) with plain lines:
+    /// the baseline for a cluster's fan-out
+    #[argh(switch)]
+    nats: bool,
+
+    /// spread the subscribers over these relays in turn (repeat the
+    /// option; one cluster), the publisher staying on --addr
+    #[argh(option)]
+    subscribe_at: Vec<SocketAddr>,
 
     /// subscribers (fanout, latency), clients (room) or connections (idle);
     /// default 100
@@ -205,7 +215,11 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     if args.count.is_some() || args.file.is_some() {
         return Err("--count and --file are for make-members".into());
     }
+    if args.nats && (args.plain || args.redis || args.members_file.is_some()) {
+        return Err("--nats excludes --plain, --redis and --members-file".into());
+    }
     let protocol = match (args.plain, args.redis, &args.members_file) {
+        _ if args.nats => Protocol::Nats,
         (true, true, _) => return Err("--plain and --redis exclude each other".into()),
         (true, _, Some(_)) | (_, true, Some(_)) => {
             return Err(
@@ -253,5 +267,6 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.bystanders = args.bystanders;
     options.bystander_rooms = args.bystander_rooms;
     options.web = args.web;
+    options.subscribe_at = args.subscribe_at.clone();
     Ok(options)
 }

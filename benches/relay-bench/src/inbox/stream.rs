@@ -9,7 +9,7 @@
 //! shows at the next record it opens, and the count at the end.
 
 use super::{Checker, Inbox, Records};
-use crate::wire::{BARRIER, Forged, Header, MemberReader, PROBE};
+use crate::wire::{BARRIER, Forged, Header, MemberReader, PROBE, Wire};
 
 /// What the subscribers of one publisher check deliveries against: for
 /// each of the last `capacity` messages, when it was sent (or, when paced,
@@ -125,8 +125,27 @@ struct Sequence {
 /// A members-mode subscriber's reader, and which records it opens: those
 /// at positions `k` with `(k + phase) % sample == 0`.
 struct Own {
-    reader: MemberReader,
+    reader: Opener,
     phase: u64,
+}
+
+/// How a subscriber that cannot compare its records with the others'
+/// opens its own.
+pub enum Opener {
+    /// Under its member's key (a members relay).
+    Member(Box<MemberReader>),
+    /// Under the shared key, but sealed by its own relay of a cluster: the
+    /// same message differs in bytes from one relay to another.
+    Relay(Box<Wire>),
+}
+
+impl Opener {
+    fn decode(&mut self, record: &[u8]) -> Result<Header, Forged> {
+        match self {
+            Opener::Member(reader) => reader.decode(record),
+            Opener::Relay(wire) => wire.decode(record),
+        }
+    }
 }
 
 impl StreamInbox {
@@ -162,7 +181,7 @@ impl StreamInbox {
         record_len: usize,
         sample: u64,
         open_all: bool,
-        reader: MemberReader,
+        reader: Opener,
         phase: u64,
     ) -> StreamInbox {
         let mut inbox = StreamInbox::new(record_len, 0, sample, open_all);
@@ -540,7 +559,8 @@ mod member_tests {
             .unwrap();
         let len = wire.record_len();
         let mut check = Checker::new(wire);
-        let mut inbox = StreamInbox::for_member(len, sample, false, reader, 1);
+        let mut inbox =
+            StreamInbox::for_member(len, sample, false, Opener::Member(Box::new(reader)), 1);
         feed(&mut inbox, &records, 97, &mut check, &mut ledger);
         assert!(inbox.ready());
         let mut errors = check.errors;

@@ -1,0 +1,80 @@
+//! Fuzz target `cluster`: what another relay of a cluster could send.
+//!
+//! Input: arbitrary bytes, taken three ways. Checked: `Envelope::decode`
+//! never panics, and what it accepts encodes back to the same bytes; the
+//! bytes as a payload from NATS never open under the cluster key (they were
+//! not sealed under it) and are counted refused; and an envelope that
+//! decodes, sealed under the key and stamped now, is taken by a relay with
+//! two clients in its lobby without a panic, and reaches neither of them
+//! unless it is a room message, a private message or presence for them.
+
+#![no_main]
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use eaxchat::cipher::Cipher;
+use eaxchat::cluster::envelope::{Body, Envelope};
+use eaxchat::cluster::{Cluster, ClusterConfig, ClusterKey, Incoming};
+use eaxchat::key::Key;
+use eaxchat::nonce::Nonces;
+use eaxchat::relay::{ChatConfig, Limits, Relay};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
+    let mut sealer = ClusterKey::with_nonces(&key, Nonces::from_seed([1; 32]));
+    let decoded = Envelope::decode(data);
+    if let Ok(envelope) = &decoded {
+        let mut again = Vec::new();
+        envelope.encode(&mut again);
+        assert_eq!(again, data);
+    }
+
+    let mut relay: Relay<Vec<u8>> = Relay::new(Cipher::with_nonce_seed(&key, [2; 32]), Limits::default());
+    relay.set_chat(ChatConfig::quiet());
+    let cluster = Cluster::new(
+        ClusterConfig::new("fuzz", "fuzz"),
+        ClusterKey::with_nonces(&Key::from_bytes(&[9; 16]).expect("key"), Nonces::from_seed([3; 32])),
+        1,
+        Instant::now(),
+    );
+    relay.join_cluster(cluster);
+    let ids: Vec<_> = (0..2).map(|_| relay.admit(Vec::new()).expect("room")).collect();
+    relay.cluster_incoming(Incoming::Envelope(bytes::Bytes::copy_from_slice(data)));
+    assert_eq!(relay.stats().cluster_rejected, 1);
+    for &id in &ids {
+        assert!(relay.peer(id).expect("open").queued_bytes() == 0);
+    }
+
+    // The same relay's key, this time: the envelope, if it decoded, sealed
+    // as a relay of the cluster would.
+    let Ok(mut envelope) = decoded else { return };
+    let mut relay: Relay<Vec<u8>> = Relay::new(Cipher::with_nonce_seed(&key, [2; 32]), Limits::default());
+    relay.set_chat(ChatConfig::quiet());
+    relay.join_cluster(Cluster::new(
+        ClusterConfig::new("fuzz", "fuzz"),
+        ClusterKey::with_nonces(&key, Nonces::from_seed([4; 32])),
+        1,
+        Instant::now(),
+    ));
+    let ids: Vec<_> = (0..2).map(|_| relay.admit(Vec::new()).expect("room")).collect();
+    envelope.origin = envelope.origin.max(2);
+    envelope.ts_millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64);
+    let mut plain = Vec::new();
+    envelope.encode(&mut plain);
+    relay.cluster_incoming(Incoming::Envelope(sealer.seal(&plain)));
+    let stats = relay.stats();
+    assert_eq!(stats.cluster_rejected, 0);
+    assert_eq!(stats.cluster_in + stats.cluster_replayed, 1);
+    let may_reach = matches!(envelope.body, Body::Room { .. } | Body::Private { .. });
+    for &id in &ids {
+        if !may_reach {
+            assert_eq!(relay.peer(id).expect("open").queued_bytes(), 0);
+        }
+    }
+    // Taken twice, it is a replay.
+    relay.cluster_incoming(Incoming::Envelope(sealer.seal(&plain)));
+    assert_eq!(relay.stats().cluster_replayed, stats.cluster_replayed + 1);
+});

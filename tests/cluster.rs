@@ -345,7 +345,10 @@ fn nats_restarted_is_reconnected_and_history_lives_in_jetstream() {
         line == "after the restart"
     });
 
-    // A relay started late gets the history from the stream.
+    // Once the stream holds both (a record sent while JetStream was still
+    // recovering from the restart is stored on a later try), a relay
+    // started late gets the history from it.
+    wait_for_stream_messages(&nats, "EAXCHAT_main", 2);
     let mut c = relay(&key, &nats, &ckey, &flags);
     c.wait_for_log("history of");
     let mut late = c.connect();
@@ -485,6 +488,7 @@ fn nats_unreachable_at_start_is_retried_while_local_chat_works() {
     a.wait_for_log_count("connecting to NATS, attempt", 3);
     let mut one = a.connect();
     let mut two = a.connect();
+    a.wait_for_log_count("connected from", 2);
     one.send(b"hello");
     two.send(b"there");
     assert_eq!(two.recv(), b"hello");
@@ -584,4 +588,136 @@ fn wait_for_who_without(client: &mut TestClient, name: &str) -> String {
         assert!(Instant::now() < deadline, "/who still names {name}: {who}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_stuck_link_drops_counted_and_local_clients_are_unharmed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let nats = Nats::start(None);
+    let ckey = cluster_key(dir.path(), "cluster.key");
+    let key = random_key();
+    let mut a = relay(&key, &nats, &ckey, &["--cluster-queue", "8"]);
+    let _b = relay(&key, &nats, &ckey, &[]);
+    let mut alice = a.connect();
+    let mut ann = a.connect();
+    a.wait_for_log_count("connected from", 2);
+    alice.send(b"before");
+    assert_eq!(ann.recv(), b"before");
+    // NATS stops reading and answering (SIGSTOP, by PID): the link is
+    // stuck until the client's pings go unanswered.
+    let signal = |signal: &str| {
+        let status = Command::new("kill")
+            .args([signal, &nats.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let stuck = Instant::now();
+    let mut sent = 0;
+    let mut say = |alice: &mut TestClient| {
+        alice.send(format!("local {sent}").as_bytes());
+        let line = ann
+            .try_recv(Duration::from_secs(1))
+            .expect("a local message within a second");
+        assert_eq!(line, format!("local {sent}").as_bytes());
+        sent += 1;
+    };
+    // Local chat goes on, each message at once, while the link is stuck and
+    // after it is found dead (what is said then is dropped, counted).
+    while !a.log().contains("NATS connection lost") {
+        assert!(
+            stuck.elapsed() < 2 * WAIT,
+            "the stuck link was never noticed"
+        );
+        say(&mut alice);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..20 {
+        say(&mut alice);
+    }
+    recv_until(&mut alice, "the link-down notice", |line| {
+        line.contains("cluster link is down")
+    });
+    signal("-CONT");
+    a.wait_for_log_count("cluster: connected to NATS", 2);
+    let (_, log) = a.terminate();
+    assert!(stat(&log, "cluster_dropped") > 0, "{log}");
+}
+
+#[test]
+fn nats_authentication_is_nats_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let child = Command::new(nats_binary())
+        .args([
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "--auth",
+            "s3cret-token",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nats-server");
+    let nats = Nats {
+        child,
+        port,
+        store: None,
+    };
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ckey = cluster_key(dir.path(), "cluster.key");
+    let key = random_key();
+    let a = relay(&key, &nats, &ckey, &["--cluster-token", "s3cret-token"]);
+    let b = relay(&key, &nats, &ckey, &["--cluster-token", "s3cret-token"]);
+    let mut alice = named(&a, "alice");
+    let mut bob = named(&b, "bob");
+    wait_for_who(&mut alice, &["alice", "bob"]);
+    // Without the token the relay never joins, and says why.
+    let ckey_arg = ckey.display().to_string();
+    let url = nats.url();
+    let mut stranger = RelayProcess::start_with_key(
+        key.clone(),
+        &["--cluster", &url, "--cluster-key-file", &ckey_arg],
+    );
+    stranger.wait_for_log_count("connecting to NATS, attempt", 3);
+    assert!(!stranger.log().contains("cluster: connected to NATS"));
+    let mut eve = named(&stranger, "eve");
+    eve.send(b"anyone?");
+    bob.expect_silence(Duration::from_millis(300));
+}
+
+/// Waits (bounded) until JetStream stream `name` holds `count` messages.
+fn wait_for_stream_messages(nats: &Nats, name: &str, count: u64) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = async_nats::connect(nats.url())
+            .await
+            .expect("connect to NATS");
+        let js = async_nats::jetstream::new(client);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(mut stream) = js.get_stream(name).await
+                && let Ok(info) = stream.info().await
+                && info.state.messages >= count
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stream {name} never held {count} messages"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
 }

@@ -8,7 +8,8 @@
 //! version(1)=1  origin(8)  seq(8)  ts_millis(8)  kind(1)  body
 //! room     = room:str8  from:str8  count:u16  (kind:u8 text:bytes32)*count
 //! private  = from:str8  to:str8  text:bytes32
-//! presence = room:str8  name:str8  change:u8 (0 left, 1 joined, 2 renamed: old:str8)
+//! presence = room:str8  name:str8  change:u8 (0 left, 1 joined, 2 renamed: old:str8)  here
+//! here     = unnamed:u32 names:u16 (name:str8 conns:u16)*   (the room on the origin, after)
 //! state    = label:str8  rooms:u32  (room:str8 unnamed:u32 names:u16 (name:str8 conns:u16)*)*
 //! bye      = (nothing)
 //! ```
@@ -73,6 +74,8 @@ pub enum Body {
         name: Name,
         /// What happened.
         change: Change,
+        /// Who is in the room on the origin now.
+        here: RoomState,
     },
     /// Who is on the origin, room by room: sent every heartbeat.
     State {
@@ -167,7 +170,12 @@ impl Envelope {
                 put_str8(out, to.as_str());
                 put_bytes32(out, text);
             }
-            Body::Presence { room, name, change } => {
+            Body::Presence {
+                room,
+                name,
+                change,
+                here,
+            } => {
                 out.push(PRESENCE);
                 put_str8(out, room.as_str());
                 put_str8(out, name.as_str());
@@ -179,6 +187,7 @@ impl Envelope {
                         put_str8(out, old.as_str());
                     }
                 }
+                put_people(out, here);
             }
             Body::State { label, rooms } => {
                 out.push(STATE);
@@ -186,13 +195,7 @@ impl Envelope {
                 out.extend_from_slice(&(rooms.len() as u32).to_be_bytes());
                 for room in rooms {
                     put_str8(out, room.room.as_str());
-                    out.extend_from_slice(&room.unnamed.to_be_bytes());
-                    let names = room.names.len().min(u16::MAX as usize);
-                    out.extend_from_slice(&(names as u16).to_be_bytes());
-                    for (name, conns) in room.names.iter().take(names) {
-                        put_str8(out, name.as_str());
-                        out.extend_from_slice(&conns.to_be_bytes());
-                    }
+                    put_people(out, room);
                 }
             }
             Body::Bye => out.push(BYE),
@@ -240,7 +243,13 @@ impl Envelope {
                     2 => Change::Renamed(r.name()?),
                     _ => return Err(DecodeError::UnknownKind),
                 };
-                Body::Presence { room, name, change }
+                let here = r.people(room.clone())?;
+                Body::Presence {
+                    room,
+                    name,
+                    change,
+                    here,
+                }
             }
             STATE => {
                 let label = String::from_utf8_lossy(r.str8()?).into_owned();
@@ -248,17 +257,7 @@ impl Envelope {
                 let mut rooms = Vec::with_capacity(count.min(r.0.len() / 7));
                 for _ in 0..count {
                     let room = r.room()?;
-                    let unnamed = r.u32()?;
-                    let names_len = r.u16()? as usize;
-                    let mut names = Vec::with_capacity(names_len.min(r.0.len() / 4));
-                    for _ in 0..names_len {
-                        names.push((r.name()?, r.u16()?));
-                    }
-                    rooms.push(RoomState {
-                        room,
-                        names,
-                        unnamed,
-                    });
+                    rooms.push(r.people(room)?);
                 }
                 Body::State { label, rooms }
             }
@@ -302,6 +301,18 @@ pub fn put_message(out: &mut Vec<u8>, kind: EntryKind, text: &[u8]) {
         EntryKind::Action => 1,
     });
     put_bytes32(out, text);
+}
+
+/// Who is in a room: its unnamed count, then each name and its
+/// connections.
+fn put_people(out: &mut Vec<u8>, room: &RoomState) {
+    out.extend_from_slice(&room.unnamed.to_be_bytes());
+    let names = room.names.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(names as u16).to_be_bytes());
+    for (name, conns) in room.names.iter().take(names) {
+        put_str8(out, name.as_str());
+        out.extend_from_slice(&conns.to_be_bytes());
+    }
 }
 
 fn put_str8(out: &mut Vec<u8>, text: &str) {
@@ -376,6 +387,20 @@ impl<'a> Reader<'a> {
         Name::new(text).map(Some).map_err(|_| DecodeError::BadName)
     }
 
+    fn people(&mut self, room: RoomName) -> Result<RoomState, DecodeError> {
+        let unnamed = self.u32()?;
+        let names_len = self.u16()? as usize;
+        let mut names = Vec::with_capacity(names_len.min(self.0.len() / 4));
+        for _ in 0..names_len {
+            names.push((self.name()?, self.u16()?));
+        }
+        Ok(RoomState {
+            room,
+            names,
+            unnamed,
+        })
+    }
+
     fn room(&mut self) -> Result<RoomName, DecodeError> {
         RoomName::new(self.str8()?).map_err(|_| DecodeError::BadName)
     }
@@ -437,6 +462,11 @@ mod tests {
                 room: room("#lobby"),
                 name: name("alice"),
                 change,
+                here: RoomState {
+                    room: room("#lobby"),
+                    names: vec![(name("alice"), 1)],
+                    unnamed: 2,
+                },
             });
         }
         round_trip(Body::State {

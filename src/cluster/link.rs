@@ -29,13 +29,21 @@ use futures_util::StreamExt as _;
 use log::{debug, info, warn};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use super::{IN_QUEUE, Incoming, OUT_QUEUE, Outgoing};
+use super::{IN_QUEUE, Incoming, Outgoing};
 
 /// Longest wait between two attempts to reach NATS.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Most time a history fill may take before it is given up.
 const FILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// History records waiting for the stream's acknowledgement at most; past
+/// it they are dropped, counted.
+const STORES_IN_FLIGHT: usize = 1024;
+
+/// Tries to store one history record (the stream may be recovering just
+/// after NATS restarted).
+const STORE_ATTEMPTS: u32 = 5;
 
 /// How the relay proves itself to NATS: NATS's own options.
 #[derive(Clone, Default)]
@@ -90,6 +98,9 @@ pub struct LinkConfig {
     pub connection_name: String,
     /// The history stream, if history is kept in JetStream.
     pub history: Option<HistoryStream>,
+    /// Envelopes the queue to the NATS thread holds at most
+    /// (`--cluster-queue`); past it they are dropped, counted.
+    pub queue: usize,
 }
 
 /// Wakes the poll loop at most once until it drains.
@@ -121,7 +132,7 @@ pub struct Link {
 impl Link {
     /// Starts the thread; it wakes the poll loop through `waker`.
     pub fn start(config: LinkConfig, waker: mio::Waker) -> io::Result<Link> {
-        let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+        let (out_tx, out_rx) = mpsc::channel(config.queue.max(1));
         let (in_tx, in_rx) = mpsc::channel(IN_QUEUE);
         let pending = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
@@ -263,6 +274,8 @@ async fn run(
         dropped: Arc::clone(&dropped),
     };
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let js = jetstream::new(client.clone());
+    let stores = Arc::new(tokio::sync::Semaphore::new(STORES_IN_FLIGHT));
     let mut fill: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
@@ -294,6 +307,22 @@ async fn run(
                     } else if let Err(e) = client.publish(subject, payload).await {
                         dropped.fetch_add(1, Ordering::Relaxed);
                         debug!("cluster: publish failed: {e}");
+                    }
+                }
+                Some(Outgoing::Store { subject, payload }) => {
+                    match Arc::clone(&stores).try_acquire_owned() {
+                        Ok(permit) if client.connection_state() == State::Connected => {
+                            let (js, dropped) = (js.clone(), Arc::clone(&dropped));
+                            tokio::spawn(async move {
+                                if !store(&js, subject, payload).await {
+                                    dropped.fetch_add(1, Ordering::Relaxed);
+                                }
+                                drop(permit);
+                            });
+                        }
+                        _ => {
+                            dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
                 Some(Outgoing::Subscribe(subject)) => {
@@ -351,6 +380,24 @@ async fn forward(mut subscriber: async_nats::Subscriber, hand: Hand) {
     while let Some(message) = subscriber.next().await {
         hand.give(Incoming::Envelope(message.payload));
     }
+}
+
+/// Stores one history record, acknowledged by the stream; tries again
+/// while the stream is not ready. Returns whether it was stored.
+async fn store(js: &jetstream::Context, subject: String, payload: bytes::Bytes) -> bool {
+    for attempt in 1..=STORE_ATTEMPTS {
+        let acked = match js.publish(subject.clone(), payload.clone()).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match acked {
+            Ok(()) => return true,
+            Err(e) => debug!("cluster: history record not stored (attempt {attempt}): {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+    }
+    warn!("cluster: a history record was not stored after {STORE_ATTEMPTS} attempts");
+    false
 }
 
 /// Makes sure the history stream exists, reads every record in it, and

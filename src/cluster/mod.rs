@@ -90,6 +90,14 @@ pub enum Outgoing {
         /// The sealed envelope.
         payload: Bytes,
     },
+    /// Store a sealed history record in the JetStream stream, waiting for
+    /// the stream's acknowledgement (and trying again) off the loop.
+    Store {
+        /// The room's history subject.
+        subject: String,
+        /// The sealed record.
+        payload: Bytes,
+    },
     /// Start receiving a subject.
     Subscribe(String),
     /// Stop receiving a subject.
@@ -340,6 +348,12 @@ impl Cluster {
 
     /// Seals `body` and queues it for `subject`.
     fn publish(&mut self, subject: String, body: Body, ts_millis: u64) {
+        let payload = self.seal(body, ts_millis);
+        self.out.push(Outgoing::Publish { subject, payload });
+    }
+
+    /// Seals `body` as this relay's next envelope.
+    fn seal(&mut self, body: Body, ts_millis: u64) -> Bytes {
         let envelope = Envelope {
             origin: self.origin,
             seq: self.next_seq(),
@@ -351,7 +365,7 @@ impl Cluster {
         envelope.encode(&mut plain);
         let payload = self.key.seal(&plain);
         self.scratch = plain;
-        self.out.push(Outgoing::Publish { subject, payload });
+        payload
     }
 
     /// Publishes `messages`, said in `room` by `from`, on the room's
@@ -389,7 +403,8 @@ impl Cluster {
                     from: from.cloned(),
                     messages: vec![(kind, text.into())],
                 };
-                self.publish(subject, body, ts_millis);
+                let payload = self.seal(body, ts_millis);
+                self.out.push(Outgoing::Store { subject, payload });
             }
         }
     }
@@ -405,19 +420,21 @@ impl Cluster {
         self.publish(subject, body, ts);
     }
 
-    /// Publishes a join, leave or rename in `room`.
+    /// Publishes a join, leave or rename of `name` in the room of `here`
+    /// (who is in it on this relay now).
     pub fn publish_presence(
         &mut self,
-        room: &RoomName,
         name: &Name,
         change: envelope::Change,
+        here: envelope::RoomState,
         ts: u64,
     ) {
-        let subject = self.subjects.room(&self.key, room).to_owned();
+        let subject = self.subjects.room(&self.key, &here.room).to_owned();
         let body = Body::Presence {
-            room: room.clone(),
+            room: here.room.clone(),
             name: name.clone(),
             change,
+            here,
         };
         self.publish(subject, body, ts);
     }

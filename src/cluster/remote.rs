@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::envelope::{Change, RoomState};
+use super::envelope::RoomState;
 use crate::commands::RoomName;
 use crate::members::Name;
 
@@ -230,9 +230,9 @@ impl Remotes {
         new_room
     }
 
-    /// Someone on `origin` joined, left or was renamed in `room`, by its
-    /// envelope `seq`.
-    pub fn change(&mut self, origin: u64, seq: u64, room: &RoomName, name: &Name, change: &Change) {
+    /// Someone on `origin` joined, left or was renamed in a room, by its
+    /// envelope `seq`: `here` is who is in that room there now.
+    pub fn change(&mut self, origin: u64, seq: u64, here: RoomState) {
         let Some(relay) = self.alive_mut(origin) else {
             return;
         };
@@ -240,24 +240,10 @@ impl Remotes {
             return;
         }
         relay.applied = seq;
-        let state = relay
-            .rooms
-            .entry(room.clone())
-            .or_insert_with(|| RoomState {
-                room: room.clone(),
-                names: Vec::new(),
-                unnamed: 0,
-            });
-        match change {
-            Change::Joined => add_name(state, name),
-            Change::Left => remove_name(state, name),
-            Change::Renamed(old) => {
-                remove_name(state, old);
-                add_name(state, name);
-            }
-        }
-        if state.names.is_empty() && state.unnamed == 0 {
-            relay.rooms.remove(room);
+        if here.names.is_empty() && here.unnamed == 0 {
+            relay.rooms.remove(&here.room);
+        } else {
+            relay.rooms.insert(here.room.clone(), here);
         }
     }
 
@@ -400,23 +386,6 @@ impl Remotes {
     }
 }
 
-fn add_name(state: &mut RoomState, name: &Name) {
-    match state.names.iter_mut().find(|(n, _)| n == name) {
-        Some((_, conns)) => *conns = conns.saturating_add(1),
-        None => state.names.push((name.clone(), 1)),
-    }
-}
-
-fn remove_name(state: &mut RoomState, name: &Name) {
-    if let Some(at) = state.names.iter().position(|(n, _)| n == name) {
-        let conns = &mut state.names[at].1;
-        *conns = conns.saturating_sub(1);
-        if *conns == 0 {
-            state.names.remove(at);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +399,14 @@ mod tests {
     }
 
     const WALL: u64 = 1_800_000_000_000;
+
+    fn here(room_name: &str, names: &[&str], unnamed: u32) -> RoomState {
+        RoomState {
+            room: room(room_name),
+            names: names.iter().map(|n| (name(n), 1)).collect(),
+            unnamed,
+        }
+    }
 
     #[test]
     fn sequence_numbers_are_taken_once_within_the_window() {
@@ -494,19 +471,19 @@ mod tests {
             }],
         );
         remotes.take(2, 1, WALL, now, WALL).expect("fresh");
-        remotes.change(2, 1, &room("#lobby"), &name("bob"), &Change::Joined);
+        remotes.change(2, 1, here("#lobby", &["bob"], 0));
         assert_eq!(remotes.count(&room("#lobby")), 4);
         let (mut names, unnamed) = remotes.who(&room("#lobby"));
         names.sort();
         assert_eq!((names, unnamed), (vec![name("alice"), name("bob")], 1));
         assert!(remotes.has_name(&name("bob")));
-        remotes.change(2, 2, &room("#lobby"), &name("bob"), &Change::Left);
+        remotes.change(2, 2, here("#lobby", &[], 0));
         assert!(!remotes.has_name(&name("bob")));
         // An older state does not undo a later change.
-        remotes.change(1, 3, &room("#lobby"), &name("alice"), &Change::Left);
+        remotes.change(1, 3, here("#lobby", &[], 1));
         remotes.set_state(1, 2, "a".into(), Vec::new());
-        assert_eq!(remotes.count(&room("#lobby")), 2);
-        assert_eq!(remotes.occupied().get(&room("#lobby")), Some(&2));
+        assert_eq!(remotes.count(&room("#lobby")), 1);
+        assert_eq!(remotes.occupied().get(&room("#lobby")), Some(&1));
     }
 
     #[test]
@@ -514,7 +491,7 @@ mod tests {
         let now = Instant::now();
         let mut remotes = Remotes::new(Duration::from_secs(5));
         remotes.take(1, 1, WALL, now, WALL).expect("fresh");
-        remotes.change(1, 1, &room("#lobby"), &name("alice"), &Change::Joined);
+        remotes.change(1, 1, here("#lobby", &["alice"], 0));
         assert_eq!(remotes.next_expiry(), Some(now + Duration::from_secs(5)));
         assert!(remotes.expire(now + Duration::from_secs(4)).is_empty());
         let lost = remotes.expire(now + Duration::from_secs(5));

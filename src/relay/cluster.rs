@@ -27,6 +27,7 @@ use crate::commands::RoomName;
 use crate::events::Event;
 use crate::history::{Entry, EntryKind};
 use crate::members::Name;
+use crate::rooms::RoomId;
 
 impl<T: Write> Relay<T> {
     /// Joins a cluster: from now on this relay publishes what its clients
@@ -149,11 +150,23 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// Publishes a join, leave or rename in `room`.
+    /// Publishes a join, leave or rename in `room`, with who is in it
+    /// here now.
     pub(super) fn publish_presence(&mut self, room: &RoomName, name: &Name, change: Change) {
+        if self.cluster.is_none() {
+            return;
+        }
         let ts = self.wall_millis();
+        let Some(here) = self
+            .chat
+            .rooms
+            .find(room)
+            .map(|id| self.room_state(id, room))
+        else {
+            return;
+        };
         if let Some(cluster) = &mut self.cluster {
-            cluster.publish_presence(room, name, change, ts);
+            cluster.publish_presence(name, change, here, ts);
         }
     }
 
@@ -213,35 +226,35 @@ impl<T: Write> Relay<T> {
 
     /// Who is in each room here, for the heartbeat.
     fn room_states(&self) -> Vec<RoomState> {
-        let mut states = Vec::new();
-        for (name, _) in self.chat.rooms.occupied() {
-            let Some(room) = self
-                .chat
-                .rooms
-                .find(name)
-                .and_then(|id| self.chat.rooms.get(id))
-            else {
+        self.chat
+            .rooms
+            .occupied()
+            .into_iter()
+            .filter_map(|(name, _)| Some(self.room_state(self.chat.rooms.find(name)?, name)))
+            .collect()
+    }
+
+    /// Who is in room `id` (called `name`) here: the names of those who
+    /// arrived, and how many connections have none (as `/who` counts).
+    fn room_state(&self, id: RoomId, name: &RoomName) -> RoomState {
+        let mut names: BTreeMap<Name, u16> = BTreeMap::new();
+        let mut named = 0;
+        let conns = self.chat.rooms.get(id).map_or(&[][..], |room| room.conns());
+        for &conn in conns {
+            if !self.peers.get(conn).is_some_and(|peer| peer.chat.arrived) {
                 continue;
-            };
-            let mut names: BTreeMap<Name, u16> = BTreeMap::new();
-            let mut named = 0;
-            for &id in room.conns() {
-                if !self.peers.get(id).is_some_and(|peer| peer.chat.arrived) {
-                    continue;
-                }
-                if let Some(name) = self.name_of(id) {
-                    let conns = names.entry(name.clone()).or_default();
-                    *conns = conns.saturating_add(1);
-                    named += 1;
-                }
             }
-            states.push(RoomState {
-                room: name.clone(),
-                names: names.into_iter().collect(),
-                unnamed: (room.len() - named) as u32,
-            });
+            if let Some(name) = self.name_of(conn) {
+                let count = names.entry(name.clone()).or_default();
+                *count = count.saturating_add(1);
+                named += 1;
+            }
         }
-        states
+        RoomState {
+            room: name.clone(),
+            names: names.into_iter().collect(),
+            unnamed: (conns.len() - named) as u32,
+        }
     }
 
     /// Takes what the NATS thread handed over.
@@ -343,8 +356,13 @@ impl<T: Write> Relay<T> {
                 messages,
             } => self.remote_room(&room, from.as_ref(), &messages, ts),
             Body::Private { from, to, text } => self.remote_private(from.as_ref(), &to, &text, ts),
-            Body::Presence { room, name, change } => {
-                cluster.remotes.change(origin, seq, &room, &name, &change);
+            Body::Presence {
+                room,
+                name,
+                change,
+                here,
+            } => {
+                cluster.remotes.change(origin, seq, here);
                 self.remote_presence(&room, &name, &change, ts);
             }
             Body::State { label, rooms } => {
@@ -491,7 +509,7 @@ impl<T: Write> Relay<T> {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let mut rooms: BTreeMap<RoomName, Vec<Entry>> = BTreeMap::new();
+        let mut rooms: BTreeMap<RoomName, Vec<(u64, u64, u64, Entry)>> = BTreeMap::new();
         let mut seen = HashSet::new();
         let mut refused = 0;
         for record in records {
@@ -513,18 +531,23 @@ impl<T: Write> Relay<T> {
             {
                 let entries = rooms.entry(room).or_default();
                 for (kind, text) in messages {
-                    entries.push(Entry {
+                    let entry = Entry {
                         sender: from.clone(),
                         text,
                         ts_millis: envelope.ts_millis,
                         kind,
-                    });
+                    };
+                    entries.push((envelope.ts_millis, envelope.origin, envelope.seq, entry));
                 }
             }
         }
         self.stats.cluster_rejected += refused;
         let (room_count, entries) = (rooms.len(), rooms.values().map(Vec::len).sum::<usize>());
-        for (room, entries) in rooms {
+        for (room, mut entries) in rooms {
+            // In the order they were said (records stored after a retry
+            // may come later in the stream), each relay's in its order.
+            entries.sort_by_key(|&(ts, origin, seq, _)| (ts, origin, seq));
+            let entries = entries.into_iter().map(|(_, _, _, entry)| entry);
             self.chat.rooms.replace_history(&room, entries);
         }
         info!(

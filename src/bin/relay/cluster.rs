@@ -65,6 +65,9 @@ impl Options {
             ));
         };
         let auth = auth(args)?;
+        if args.cluster_queue == 0 {
+            return Err(Failure::Usage("--cluster-queue must be at least 1".into()));
+        }
         if args.cluster_timeout == 0 {
             return Err(Failure::Usage(
                 "--cluster-timeout must be at least 1".into(),
@@ -92,6 +95,7 @@ impl Options {
                 auth,
                 connection_name: format!("eaxchat relay {label}"),
                 history,
+                queue: args.cluster_queue,
             },
             key_file,
         }))

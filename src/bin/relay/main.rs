@@ -204,6 +204,11 @@ struct Args {
     #[argh(option, default = "eaxchat::cluster::DEFAULT_TIMEOUT.as_secs()")]
     cluster_timeout: u64,
 
+    /// envelopes waiting for NATS at most; past it they are dropped and
+    /// counted (cluster_dropped), never waited for (default 8192)
+    #[argh(option, default = "eaxchat::cluster::OUT_QUEUE")]
+    cluster_queue: usize,
+
     /// keep room history in a JetStream stream (--history messages a
     /// room), filled from on start and on every reconnect
     #[argh(switch)]

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -36,6 +36,11 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Most time a history fill may take before it is given up.
 const FILL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of envelopes handed to the loop and not yet taken, at most; past
+/// it they are dropped, counted (with [`super::IN_QUEUE`], this bounds
+/// what a stalled loop lets pile up).
+pub const IN_BYTES: usize = 64 << 20;
 
 /// History records waiting for the stream's acknowledgement at most; past
 /// it they are dropped, counted.
@@ -126,6 +131,8 @@ pub struct Link {
     /// Dropped by the thread (its queue to the loop full, or NATS down).
     dropped: Arc<AtomicU64>,
     reported: u64,
+    /// Bytes of envelopes handed over and not yet taken.
+    in_bytes: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -136,6 +143,8 @@ impl Link {
         let (in_tx, in_rx) = mpsc::channel(IN_QUEUE);
         let pending = Arc::new(AtomicBool::new(false));
         let dropped = Arc::new(AtomicU64::new(0));
+        let in_bytes = Arc::new(AtomicUsize::new(0));
+        let thread_in_bytes = Arc::clone(&in_bytes);
         let wake = Wake {
             waker: Arc::new(waker),
             pending: Arc::clone(&pending),
@@ -147,7 +156,13 @@ impl Link {
         let thread = std::thread::Builder::new()
             .name("nats".into())
             .spawn(move || {
-                runtime.block_on(run(config, out_rx, in_tx, wake, thread_dropped));
+                let hand = Hand {
+                    tx: in_tx,
+                    wake,
+                    dropped: Arc::clone(&thread_dropped),
+                    in_bytes: thread_in_bytes,
+                };
+                runtime.block_on(run(config, out_rx, hand, thread_dropped));
             })?;
         Ok(Link {
             out: Some(out_tx),
@@ -155,6 +170,7 @@ impl Link {
             pending,
             dropped,
             reported: 0,
+            in_bytes,
             thread: Some(thread),
         })
     }
@@ -175,7 +191,11 @@ impl Link {
 
     /// The next thing the thread handed over, if any.
     pub fn try_recv(&mut self) -> Option<Incoming> {
-        self.incoming.try_recv().ok()
+        let incoming = self.incoming.try_recv().ok()?;
+        if let Incoming::Envelope(payload) = &incoming {
+            self.in_bytes.fetch_sub(payload.len(), Ordering::AcqRel);
+        }
+        Some(incoming)
     }
 
     /// Envelopes the thread dropped since the last call.
@@ -240,8 +260,7 @@ async fn options(config: &LinkConfig) -> io::Result<async_nats::ConnectOptions> 
 async fn run(
     config: LinkConfig,
     mut out_rx: mpsc::Receiver<Outgoing>,
-    in_tx: mpsc::Sender<Incoming>,
-    wake: Wake,
+    hand: Hand,
     dropped: Arc<AtomicU64>,
 ) {
     let (event_tx, mut event_rx) = mpsc::channel(64);
@@ -267,11 +286,6 @@ async fn run(
             warn!("cluster: cannot connect to NATS: {e}; not joining");
             return;
         }
-    };
-    let hand = Hand {
-        tx: in_tx,
-        wake,
-        dropped: Arc::clone(&dropped),
     };
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     let js = jetstream::new(client.clone());
@@ -360,17 +374,28 @@ struct Hand {
     tx: mpsc::Sender<Incoming>,
     wake: Wake,
     dropped: Arc<AtomicU64>,
+    in_bytes: Arc<AtomicUsize>,
 }
 
 impl Hand {
     fn give(&self, incoming: Incoming) {
+        let len = match &incoming {
+            Incoming::Envelope(payload) => payload.len(),
+            _ => 0,
+        };
+        if len > 0 && self.in_bytes.fetch_add(len, Ordering::AcqRel) + len > IN_BYTES {
+            self.in_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            self.wake.wake();
+            return;
+        }
         match self.tx.try_send(incoming) {
             Ok(()) => self.wake.wake(),
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
+                self.in_bytes.fetch_sub(len, Ordering::AcqRel);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
                 self.wake.wake();
             }
-            Err(TrySendError::Closed(_)) => {}
         }
     }
 }

@@ -213,6 +213,10 @@ impl ClusterKey {
     }
 }
 
+/// Room subjects kept named at most: past it the cache starts again (a
+/// subject costs one CMAC to name).
+const MAX_CACHED_SUBJECTS: usize = 4096;
+
 /// The subjects of one cluster under one key.
 #[derive(Debug)]
 pub struct Subjects {
@@ -235,6 +239,9 @@ impl Subjects {
 
     /// Room `room`'s messages and presence.
     fn room(&mut self, key: &ClusterKey, room: &RoomName) -> &str {
+        if self.rooms.len() >= MAX_CACHED_SUBJECTS && !self.rooms.contains_key(room) {
+            self.rooms.clear();
+        }
         let prefix = &self.prefix;
         self.rooms
             .entry(room.clone())

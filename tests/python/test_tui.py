@@ -84,7 +84,8 @@ def terminals(bins):
 def modes_after_exit(terminal: Terminal) -> str:
     """Waits for chat's exit and the ``stty -a`` after it; its output."""
     terminal.wait_for_raw(b"CHAT-EXIT=")
-    terminal.wait_for_raw(b"eol2")
+    # The local modes (icanon, echo...) are its last line; "extproc" ends it.
+    terminal.wait_for_raw(b"extproc")
     return terminal.raw.split(b"CHAT-EXIT=", 1)[1].decode("utf-8", "replace")
 
 

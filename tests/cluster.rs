@@ -34,12 +34,23 @@ impl Nats {
     }
 
     fn start_on(port: u16, store: Option<&Path>) -> Nats {
-        let mut command = Command::new(nats_binary());
-        command.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        let mut args = Vec::new();
         if let Some(store) = store {
-            command.arg("-js").arg("-sd").arg(store);
+            args.extend([
+                "-js".to_owned(),
+                "-sd".to_owned(),
+                store.display().to_string(),
+            ]);
         }
-        let child = command
+        Nats::start_with(port, store, &args)
+    }
+
+    /// Starts `nats-server` on `port` with `args` besides the address, and
+    /// waits (bounded) until it accepts.
+    fn start_with(port: u16, store: Option<&Path>, args: &[String]) -> Nats {
+        let child = Command::new(nats_binary())
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -285,6 +296,11 @@ fn a_relay_killed_is_announced_gone() {
     let mut alice = named(&a, "alice");
     let mut bob = named(&b, "bob");
     let _carol = named(&c, "carol");
+    // Joins come from wherever the member is.
+    let joined = recv_until(&mut alice, "carol's join", |line| {
+        line.contains("carol joined #lobby")
+    });
+    assert!(joined.contains("(3 here)"), "{joined}");
     wait_for_who(&mut alice, &["alice", "bob", "carol"]);
     let killed = Instant::now();
     assert!(!c.kill_hard().success());
@@ -304,6 +320,22 @@ fn a_relay_killed_is_announced_gone() {
     recv_until(&mut alice, "bob's message", |line| line == "still here");
     let who = wait_for_who(&mut alice, &["alice", "bob"]);
     assert!(!who.contains("carol"), "{who}");
+    // A relay that stops says goodbye: its people leave at once, not after
+    // the timeout.
+    let b_addr = b.addr;
+    b.send_sigterm();
+    recv_until(&mut alice, "bob's leave", |line| {
+        line.contains("bob left #lobby")
+    });
+    let (status, _) = b.wait_exit(WAIT);
+    assert!(status.success());
+    let mut a = a;
+    a.wait_for_log(&format!("relay {b_addr} left the cluster"));
+    assert!(
+        !a.log().contains(&format!("relay {b_addr} lost")),
+        "{}",
+        a.log()
+    );
 }
 
 #[test]
@@ -648,31 +680,8 @@ fn a_stuck_link_drops_counted_and_local_clients_are_unharmed() {
 #[test]
 fn nats_authentication_is_nats_own() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let child = Command::new(nats_binary())
-        .args([
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "--auth",
-            "s3cret-token",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn nats-server");
-    let nats = Nats {
-        child,
-        port,
-        store: None,
-    };
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "nats-server did not listen");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let token = ["--auth".to_owned(), "s3cret-token".to_owned()];
+    let nats = Nats::start_with(free_port(), None, &token);
     let ckey = cluster_key(dir.path(), "cluster.key");
     let key = random_key();
     let a = relay(&key, &nats, &ckey, &["--cluster-token", "s3cret-token"]);

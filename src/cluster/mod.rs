@@ -2,8 +2,8 @@
 //!
 //! This module owns what a relay says to the others and how: the sealed
 //! envelopes ([`envelope`]), the subjects they go on, who is on the other
-//! relays ([`remote`]), and, in [`link`], the one thread that talks to
-//! NATS. The relay core ([`crate::relay`]) decides what to publish and
+//! relays ([`remote`]), and, in `link` (the `nats` feature, on by
+//! default), the one thread that talks to NATS. The relay core ([`crate::relay`]) decides what to publish and
 //! what an envelope that came means for its clients; the poll loop only
 //! carries [`Outgoing`] and [`Incoming`] between the two.
 //!
@@ -20,6 +20,7 @@
 //! ```
 
 pub mod envelope;
+#[cfg(feature = "nats")]
 pub mod link;
 pub mod remote;
 

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use log::info;
 
-use super::{CloseReason, ConnId, Mode, Relay};
+use super::{CloseReason, ConnId, Relay};
 use crate::commands::{Command, CommandKind, RoomName};
 use crate::events::Event;
 use crate::history::EntryKind;
@@ -176,23 +176,8 @@ impl<T: Write> Relay<T> {
     }
 
     fn private(&mut self, from: ConnId, to: &Name, text: &[u8]) {
-        let recipients: Vec<ConnId> = match &self.mode {
-            Mode::Members(roster) => roster
-                .connections_of(to)
-                .map(<[ConnId]>::to_vec)
-                .unwrap_or_default(),
-            Mode::Shared(_) => self
-                .chat
-                .nicks
-                .get(to)
-                .map(|&id| vec![id])
-                .unwrap_or_default(),
-        };
-        let recipients: Vec<ConnId> = recipients
-            .into_iter()
-            .filter(|&id| id != from)
-            .filter(|&id| self.peers.get(id).is_some_and(|peer| peer.chat.arrived))
-            .collect();
+        let mut recipients = self.connections_named(to);
+        recipients.retain(|&id| id != from);
         let elsewhere = self.remote_has(to);
         if recipients.is_empty() && !elsewhere {
             let text = format!("error: no one named {to} is here");

@@ -40,14 +40,16 @@ use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 use crate::cipher::Cipher;
-use crate::cluster::link::{Link, LinkConfig};
-use crate::cluster::{Cluster, Outgoing};
+#[cfg(feature = "nats")]
+use crate::cluster::{Outgoing, link::Link};
 use crate::members::{self, Members, Name};
 use crate::msglog::{LogWriter, Record};
 use crate::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay};
 use crate::roster::Roster;
 use crate::stats::Stats;
 
+#[cfg(feature = "nats")]
+mod cluster;
 mod web;
 
 pub use web::WebConfig;
@@ -57,10 +59,12 @@ const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
 const RELOAD: Token = Token(usize::MAX - 2);
 /// The NATS thread's waker (`--cluster`).
+#[cfg(feature = "nats")]
 const CLUSTER_WAKE: Token = Token(usize::MAX - 4);
 
 /// Most hand-overs from the NATS thread taken per loop turn: the rest wait
 /// for the next turn, after this turn's writes.
+#[cfg(feature = "nats")]
 pub const CLUSTER_PER_TURN: usize = 1024;
 
 /// How often the members file is looked at for a change.
@@ -241,10 +245,12 @@ pub struct Server {
     /// The web listener and its connections (`--web`).
     web: Option<Web>,
     /// The NATS thread (`--cluster`).
+    #[cfg(feature = "nats")]
     link: Option<Link>,
     /// The last turn took [`CLUSTER_PER_TURN`] hand-overs: more may wait.
     link_busy: bool,
     /// Scratch list of hand-overs for the NATS thread, reused every turn.
+    #[cfg(feature = "nats")]
     outgoing: Vec<Outgoing>,
 }
 
@@ -299,8 +305,10 @@ impl Server {
             log: None,
             records: Vec::new(),
             web: None,
+            #[cfg(feature = "nats")]
             link: None,
             link_busy: false,
+            #[cfg(feature = "nats")]
             outgoing: Vec::new(),
         })
     }
@@ -315,53 +323,6 @@ impl Server {
         let addr = web.local_addr()?;
         self.web = Some(web);
         Ok(addr)
-    }
-
-    /// Joins `cluster` through NATS as `link` says: starts the NATS
-    /// thread, which connects (and keeps trying) in the background. Call
-    /// after [`Server::set_chat`].
-    pub fn join_cluster(&mut self, cluster: Cluster, link: LinkConfig) -> io::Result<()> {
-        let waker = mio::Waker::new(self.poll.registry(), CLUSTER_WAKE)?;
-        self.link = Some(Link::start(link, waker)?);
-        self.relay.join_cluster(cluster);
-        Ok(())
-    }
-
-    /// Gives the relay what the NATS thread handed over, at most
-    /// [`CLUSTER_PER_TURN`].
-    fn take_from_cluster(&mut self) {
-        let Some(link) = &mut self.link else {
-            return;
-        };
-        link.rearm();
-        let mut taken = 0;
-        while taken < CLUSTER_PER_TURN {
-            let Some(incoming) = link.try_recv() else {
-                break;
-            };
-            self.relay.cluster_incoming(incoming);
-            taken += 1;
-        }
-        self.link_busy = taken == CLUSTER_PER_TURN;
-    }
-
-    /// Hands what the relay has for NATS to the thread, never waiting: a
-    /// full queue drops, counted.
-    fn give_to_cluster(&mut self) {
-        let Some(link) = &mut self.link else {
-            return;
-        };
-        self.relay.take_cluster_out(&mut self.outgoing);
-        let mut dropped = 0;
-        for out in self.outgoing.drain(..) {
-            if !link.send(out) {
-                dropped += 1;
-            }
-        }
-        dropped += link.take_dropped();
-        if dropped > 0 {
-            self.relay.count_cluster_dropped(dropped);
-        }
     }
 
     /// Sets up the chat layer (rooms, history, flood control). Call before
@@ -445,6 +406,7 @@ impl Server {
                     LISTENER => self.accept_ready = true,
                     STOP => stopping = true,
                     RELOAD => hangup = true,
+                    #[cfg(feature = "nats")]
                     CLUSTER_WAKE => {}
                     WEB_LISTENER => self.web_accept_ready(),
                     Token(key) if key >= HTTP_BASE => self.http_event(key - HTTP_BASE),
@@ -462,6 +424,7 @@ impl Server {
             for id in retry.drain(..) {
                 self.read_from(id);
             }
+            #[cfg(feature = "nats")]
             self.take_from_cluster();
             self.watch_members(hangup);
             self.accept_some();
@@ -471,6 +434,7 @@ impl Server {
             self.write_waiting();
             self.remove_closed();
             self.write_log();
+            #[cfg(feature = "nats")]
             self.give_to_cluster();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
                 info!("{}", self.relay.stats());
@@ -782,11 +746,8 @@ impl Server {
             self.relay.close(id, CloseReason::Shutdown);
         }
         self.remove_closed();
-        self.relay.leave_cluster();
-        self.give_to_cluster();
-        if let Some(link) = self.link.take() {
-            link.close(Duration::from_secs(2));
-        }
+        #[cfg(feature = "nats")]
+        self.leave_cluster();
         let mut sink = [0u8; 64];
         while matches!((&self.stop_rx).read(&mut sink), Ok(n) if n > 0) {}
         self.write_log();

@@ -297,10 +297,9 @@ fn a_relay_killed_is_announced_gone() {
     let mut bob = named(&b, "bob");
     let _carol = named(&c, "carol");
     // Joins come from wherever the member is.
-    let joined = recv_until(&mut alice, "carol's join", |line| {
+    recv_until(&mut alice, "carol's join", |line| {
         line.contains("carol joined #lobby")
     });
-    assert!(joined.contains("(3 here)"), "{joined}");
     wait_for_who(&mut alice, &["alice", "bob", "carol"]);
     let killed = Instant::now();
     assert!(!c.kill_hard().success());

@@ -260,8 +260,13 @@ impl Subjects {
     }
 
     /// Every room's history records: the JetStream stream's subjects.
-    pub fn all_history(&self) -> String {
-        format!("{}.hist.*", self.prefix)
+    pub fn all_history(cluster: &str) -> String {
+        format!("eaxchat.{cluster}.hist.*")
+    }
+
+    /// The JetStream stream that keeps cluster `cluster`'s history.
+    pub fn history_stream(cluster: &str) -> String {
+        format!("EAXCHAT_{cluster}")
     }
 }
 

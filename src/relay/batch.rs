@@ -13,6 +13,7 @@ use super::receive::{FrameError, check_replay};
 use crate::cipher::{Cipher, Seal};
 use crate::commands::RoomName;
 use crate::events::Event;
+use crate::history::EntryKind;
 use crate::members::Name;
 use crate::replay::{ReplayWindow, Replayed};
 use crate::roster::{Roster, Seat};
@@ -188,13 +189,15 @@ impl Batch {
         }
     }
 
-    /// Each message's text (its plain form without the stamp), in order.
-    pub(super) fn texts(&self) -> Vec<&[u8]> {
+    /// Each message's text (its plain form without the stamp), in order,
+    /// as room messages.
+    pub(super) fn texts(&self) -> Vec<(EntryKind, &[u8])> {
         let mut texts = Vec::with_capacity(self.lens.len());
         let mut start = 0;
         for &len in &self.lens {
             let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
-            texts.push(plain.get(self.text_start..).unwrap_or_default());
+            let text = plain.get(self.text_start..).unwrap_or_default();
+            texts.push((EntryKind::Message, text));
             start += len + 1;
         }
         texts

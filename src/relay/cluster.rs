@@ -132,11 +132,7 @@ impl<T: Write> Relay<T> {
             return;
         };
         let sender = self.name_of(from).cloned();
-        let messages: Vec<(EntryKind, &[u8])> = batch
-            .texts()
-            .into_iter()
-            .map(|text| (EntryKind::Message, text))
-            .collect();
+        let messages = batch.texts();
         if let Some(cluster) = &mut self.cluster {
             cluster.publish_room(&room, sender.as_ref(), &messages, batch.ts);
         }

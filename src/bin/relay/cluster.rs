@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use eaxchat::cluster::link::{Auth, HistoryStream, LinkConfig};
-use eaxchat::cluster::{Cluster, ClusterConfig, ClusterKey};
+use eaxchat::cluster::{Cluster, ClusterConfig, ClusterKey, Subjects};
 use eaxchat::key::{Key, readable_by_others};
 use eaxchat::server::Server;
 use log::{info, warn};
@@ -83,8 +83,8 @@ impl Options {
         config.timeout = Duration::from_secs(args.cluster_timeout);
         config.history = args.cluster_history;
         let history = args.cluster_history.then(|| HistoryStream {
-            name: format!("EAXCHAT_{name}"),
-            subjects: format!("eaxchat.{name}.hist.*"),
+            name: Subjects::history_stream(name),
+            subjects: Subjects::all_history(name),
             per_room: args.history as i64,
             max_bytes: args.cluster_history_bytes as i64,
         });

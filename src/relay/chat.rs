@@ -230,8 +230,7 @@ impl<T: Write> Relay<T> {
         let Some(room_name) = self.chat.rooms.get(room).map(|room| room.name().clone()) else {
             return;
         };
-        let count =
-            self.chat.rooms.get(room).map_or(0, |room| room.len()) + self.remote_count(&room_name);
+        let count = self.people_in(room, &room_name);
         let ts = self.wall_millis();
         let change = if joined { Change::Joined } else { Change::Left };
         self.publish_presence(&room_name, name, change);

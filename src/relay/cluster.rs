@@ -8,7 +8,7 @@
 //! for each recipient (once per key), stamped with its sender's name, in
 //! the order its relay sent it, and kept in the room's history. `/who`,
 //! `/rooms` and the counts in presence notices add what the other relays
-//! have (`command.rs` and `chat.rs` ask [`Relay::remote_count`] and the
+//! have (`command.rs` and `chat.rs` ask [`Relay::people_in`] and the
 //! like).
 
 use std::collections::{BTreeMap, HashSet};
@@ -95,11 +95,15 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// Connections in `room` on the other relays.
-    pub(super) fn remote_count(&self, room: &RoomName) -> usize {
-        self.cluster
+    /// Connections in room `id`, called `room`, here and on the other
+    /// relays: the count presence notices give.
+    pub(super) fn people_in(&self, id: RoomId, room: &RoomName) -> usize {
+        let here = self.chat.rooms.get(id).map_or(0, |r| r.len());
+        let elsewhere = self
+            .cluster
             .as_ref()
-            .map_or(0, |cluster| cluster.remotes.count(room))
+            .map_or(0, |cluster| cluster.remotes.count(room));
+        here + elsewhere
     }
 
     /// Names in `room` on the other relays, and connections with none.
@@ -452,7 +456,7 @@ impl<T: Write> Relay<T> {
         let Some(room_id) = self.chat.rooms.find(room) else {
             return;
         };
-        let count = self.chat.rooms.get(room_id).map_or(0, |r| r.len()) + self.remote_count(room);
+        let count = self.people_in(room_id, room);
         let event = match change {
             Change::Joined | Change::Left => Event::Presence {
                 room,
@@ -481,8 +485,7 @@ impl<T: Write> Relay<T> {
             let Some(room_id) = self.chat.rooms.find(&state.room) else {
                 continue;
             };
-            let count = self.chat.rooms.get(room_id).map_or(0, |r| r.len())
-                + self.remote_count(&state.room);
+            let count = self.people_in(room_id, &state.room);
             for (name, _) in &state.names {
                 self.tell_room(
                     room_id,

@@ -1,7 +1,10 @@
 //! `EaxKey` against the `eax` crate: seal and open at 64 B, 1 KiB and
 //! 16 KiB, finding the member whose key verifies a 64-byte first frame among
-//! 10,000 keys (the matching key last), and `verified_prefix_len` over
-//! newline-less garbage (what a keyless peer costs per byte, per key).
+//! 10,000 keys (the matching key last), `verified_prefix_len` over
+//! newline-less garbage (what a keyless peer costs per byte, per key), and
+//! one read of 100 messages of 70 bytes (a stamped 64-byte text) sealed for
+//! one member side by side (`seal_frames_in_place`) against one frame at a
+//! time.
 //!
 //! After criterion's groups, a summary times each pair alternately, batch by
 //! batch in the same run, and prints the medians and their ratio.
@@ -95,6 +98,53 @@ impl Fixture {
     }
 }
 
+/// A members relay's fan-out to one member: one read's messages, laid out
+/// as frames and sealed.
+struct Read {
+    key: EaxKey,
+    unsealed: Vec<u8>,
+    frames: Vec<u8>,
+    lens: Vec<usize>,
+}
+
+/// Messages in the read, and their plaintext length.
+const READ: usize = 100;
+const STAMPED: usize = 70;
+
+impl Read {
+    fn new() -> Read {
+        let mut unsealed = Vec::new();
+        for i in 0..READ {
+            unsealed.extend_from_slice(&(i as u128).to_be_bytes());
+            unsealed.extend_from_slice(&[0; 16]);
+            unsealed.extend((0..STAMPED).map(|j| (i + j) as u8));
+        }
+        Read {
+            key: EaxKey::new(&KEY).expect("16-byte key"),
+            frames: unsealed.clone(),
+            unsealed,
+            lens: vec![STAMPED; READ],
+        }
+    }
+
+    fn side_by_side(&mut self) {
+        self.frames.copy_from_slice(&self.unsealed);
+        self.key.seal_frames_in_place(&mut self.frames, &self.lens);
+        black_box(&self.frames);
+    }
+
+    fn one_at_a_time(&mut self) {
+        self.frames.copy_from_slice(&self.unsealed);
+        for frame in self.frames.chunks_exact_mut(OVERHEAD + STAMPED) {
+            let (head, body) = frame.split_at_mut(OVERHEAD);
+            let nonce: [u8; 16] = head[..16].try_into().expect("16 bytes");
+            let tag = self.key.seal_in_place_detached(&nonce, body);
+            head[16..].copy_from_slice(&tag);
+        }
+        black_box(&self.frames);
+    }
+}
+
 /// 10,000 members' keys and a first frame sealed under the last one.
 struct Members {
     ours: Vec<EaxKey>,
@@ -185,6 +235,13 @@ fn criterion_groups(c: &mut Criterion, members: &Members) {
     group.bench_function("eax_crate", |b| b.iter(|| members.theirs_identify()));
     group.finish();
 
+    let mut read = Read::new();
+    let mut group = c.benchmark_group("seal_read_100x70B");
+    group.throughput(Throughput::Elements(READ as u64));
+    group.bench_function("side_by_side", |b| b.iter(|| read.side_by_side()));
+    group.bench_function("one_at_a_time", |b| b.iter(|| read.one_at_a_time()));
+    group.finish();
+
     let key = EaxKey::new(&KEY).expect("16-byte key");
     let garbage: Vec<u8> = (0..GARBAGE).map(|i| (i * 7 + 1) as u8).collect();
     let mut group = c.benchmark_group("verified_prefix_len_garbage");
@@ -268,6 +325,15 @@ fn summary(budget: Duration, members: &Members) {
         ours_ns / theirs_ns,
         ours_ns / MEMBERS as f64,
         theirs_ns / MEMBERS as f64
+    );
+    let (mut a, mut b) = (Read::new(), Read::new());
+    let (side_ns, one_ns) = alternate(budget, 64, || a.side_by_side(), || b.one_at_a_time());
+    println!(
+        "{:>28} {:>12.1} {:>12.1} {:>7.3}x  (side by side against one at a time, ns per frame)",
+        format!("seal {READ} x {STAMPED} B"),
+        side_ns / READ as f64,
+        one_ns / READ as f64,
+        side_ns / one_ns
     );
     let key = EaxKey::new(&KEY).expect("16-byte key");
     let garbage: Vec<u8> = (0..GARBAGE).map(|i| (i * 7 + 1) as u8).collect();

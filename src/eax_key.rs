@@ -192,6 +192,25 @@ impl EaxKey {
         }
     }
 
+    /// Seals frames laid end to end in `frames`, in place: frame `i` is
+    /// `nonce ‖ tag ‖ body` with a body of `body_lens[i]` bytes, its nonce
+    /// and plaintext body filled in by the caller; each body is encrypted
+    /// and each tag written, exactly as [`EaxKey::seal_in_place_detached`]
+    /// would, one frame at a time. Bytes after the last frame are left
+    /// alone; a length that runs past the end of `frames` stops there.
+    ///
+    /// Faster than one frame at a time: the frames are taken [`LANES`] at a
+    /// time, and their CBC-MAC chains, each a run of dependent AES blocks,
+    /// advance side by side, one block of every chain in one call, so the
+    /// CPU overlaps the blocks of different frames.
+    pub fn seal_frames_in_place(&self, frames: &mut [u8], body_lens: &[usize]) {
+        self.aes.run(SealFramesJob {
+            pre: &self.pre,
+            frames,
+            body_lens,
+        });
+    }
+
     /// Encrypts `buf` in place under `nonce`, with no header, and returns
     /// the tag.
     pub fn seal_in_place_detached(&self, nonce: &[u8; NONCE_LEN], buf: &mut [u8]) -> [u8; TAG_LEN] {
@@ -427,6 +446,14 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// empty one is all padding): 10* padding and K2 unless it is complete,
     /// K1 if it is.
     fn finish(&self, state: Block, last: &[u8]) -> Block {
+        let mut state = self.last_block(state, last);
+        self.aes.encrypt_block_inplace(&mut state);
+        state
+    }
+
+    /// What the chain encrypts for its last block `last`: [`Chain::finish`]
+    /// before the encryption.
+    fn last_block(&self, state: Block, last: &[u8]) -> Block {
         let mut state = xor(state, last);
         let subkey = if let Some(pad) = state.get_mut(last.len()) {
             *pad ^= 0x80;
@@ -434,9 +461,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
         } else {
             &self.pre.k1
         };
-        state = xor(state, subkey);
-        self.aes.encrypt_block_inplace(&mut state);
-        state
+        xor(state, subkey)
     }
 
     /// CMAC over `data`, from the chaining value `state` of what came before
@@ -475,12 +500,14 @@ fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(aes: &B, counter: Block, buf: 
         aes.encrypt_par_blocks_inplace(&mut keystream);
         xor_keystream(chunk, &keystream);
     }
-    // Fewer than the backend's parallel blocks are left: encrypt them eight
-    // at a time, independent blocks that the CPU overlaps.
+    // Fewer than the backend's parallel blocks are left, the last maybe a
+    // partial one: eight at a time, independent blocks that the CPU
+    // overlaps. (Eight blocks are a whole parallel call on a backend of
+    // eight, the AES-NI one: never its tail, which takes fewer.)
     for chunk in chunks.into_remainder().chunks_mut(8 * BLOCK) {
         let mut keystream: [Block; 8] = std::array::from_fn(|_| next());
         let keystream = &mut keystream[..chunk.len().div_ceil(BLOCK)];
-        aes.encrypt_tail_blocks_inplace(keystream);
+        encrypt_all(aes, keystream);
         xor_keystream(chunk, keystream);
     }
 }
@@ -521,6 +548,131 @@ impl BlockCipherEncClosure for SealJob<'_> {
         let c = chain.omac(CIPHERTEXT, self.buf);
         *self.tag = xor(xor(n, &h), &c);
     }
+}
+
+/// Frames sealed side by side: at most this many CBC-MAC chains advance
+/// together. Eight blocks in flight keep AES-NI's pipeline full.
+pub const LANES: usize = 8;
+
+/// Seals frames laid end to end ([`EaxKey::seal_frames_in_place`]).
+struct SealFramesJob<'a> {
+    pre: &'a Precomputed,
+    frames: &'a mut [u8],
+    body_lens: &'a [usize],
+}
+aes_job!(SealFramesJob);
+
+impl BlockCipherEncClosure for SealFramesJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        let mut rest = self.frames;
+        for lens in self.body_lens.chunks(LANES) {
+            let mut group: [&mut [u8]; LANES] = Default::default();
+            let mut count = 0;
+            for (slot, &len) in group.iter_mut().zip(lens) {
+                let Some((frame, after)) =
+                    std::mem::take(&mut rest).split_at_mut_checked(OVERHEAD + len)
+                else {
+                    break;
+                };
+                *slot = frame;
+                rest = after;
+                count += 1;
+            }
+            chain.seal_group(&mut group[..count]);
+            if count < lens.len() {
+                return;
+            }
+        }
+    }
+}
+
+impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
+    /// Seals up to [`LANES`] frames `nonce ‖ tag ‖ body` at once: their
+    /// `N'` in one call, CTR frame by frame (each already runs its blocks
+    /// in parallel), then their `C'` chains side by side.
+    fn seal_group(&self, frames: &mut [&mut [u8]]) {
+        let mut n = [Block::default(); LANES];
+        let mut c = [Block::default(); LANES];
+        for (n, frame) in n.iter_mut().zip(frames.iter()) {
+            // The nonce is one complete block after the prefix: K1.
+            *n = xor(
+                xor(self.pre.after_prefix[NONCE], &frame[..NONCE_LEN]),
+                &self.pre.k1,
+            );
+        }
+        encrypt_all(self.aes, &mut n[..frames.len()]);
+        for (n, frame) in n.iter().zip(frames.iter_mut()) {
+            ctr(self.aes, *n, &mut frame[OVERHEAD..]);
+        }
+        let bodies: [&[u8]; LANES] = std::array::from_fn(|i| match frames.get(i) {
+            Some(frame) => &frame[OVERHEAD..],
+            None => &[],
+        });
+        self.omac_side_by_side(CIPHERTEXT, &bodies[..frames.len()], &mut c);
+        for ((frame, n), c) in frames.iter_mut().zip(&n).zip(&c) {
+            let tag = xor(xor(*n, &self.pre.of_empty[HEADER]), c);
+            frame[NONCE_LEN..OVERHEAD].copy_from_slice(&tag);
+        }
+    }
+
+    /// `OMAC_t` of each of up to [`LANES`] messages into `macs`, the chains
+    /// advancing together: each step gathers the next block of every chain
+    /// not yet finished (a middle block, or the last with its padding and
+    /// subkey) and encrypts them in one call.
+    fn omac_side_by_side(&self, t: usize, data: &[&[u8]], macs: &mut [Block; LANES]) {
+        let mut left: [&[u8]; LANES] = [&[]; LANES];
+        let mut open = [false; LANES];
+        for (i, message) in data.iter().enumerate() {
+            if message.is_empty() {
+                macs[i] = self.pre.of_empty[t];
+            } else {
+                macs[i] = self.pre.after_prefix[t];
+                left[i] = message;
+                open[i] = true;
+            }
+        }
+        let mut step = [Block::default(); LANES];
+        let mut lane_of = [0usize; LANES];
+        loop {
+            let mut count = 0;
+            for lane in 0..data.len() {
+                if !open[lane] {
+                    continue;
+                }
+                let message = left[lane];
+                step[count] = if message.len() > BLOCK {
+                    let (block, after) = message.split_at(BLOCK);
+                    left[lane] = after;
+                    xor(macs[lane], block)
+                } else {
+                    open[lane] = false;
+                    self.last_block(macs[lane], message)
+                };
+                lane_of[count] = lane;
+                count += 1;
+            }
+            if count == 0 {
+                return;
+            }
+            encrypt_all(self.aes, &mut step[..count]);
+            for (block, &lane) in step.iter().zip(&lane_of[..count]) {
+                macs[lane] = *block;
+            }
+        }
+    }
+}
+
+/// Encrypts `blocks` in place, independent of each other: the backend's
+/// parallel blocks at a time, then the rest, which the CPU overlaps.
+fn encrypt_all<B: BlockCipherEncBackend<BlockSize = U16>>(aes: &B, blocks: &mut [Block]) {
+    let mut chunks = blocks.chunks_exact_mut(B::ParBlocksSize::USIZE);
+    for chunk in &mut chunks {
+        if let Ok(par) = <&mut ParBlocks<B>>::try_from(chunk) {
+            aes.encrypt_par_blocks_inplace(par);
+        }
+    }
+    aes.encrypt_tail_blocks_inplace(chunks.into_remainder());
 }
 
 /// What verifying found: whether the tag matched, and `N'` (CTR's first

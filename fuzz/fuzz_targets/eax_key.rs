@@ -3,7 +3,8 @@
 //! headers and data.
 //!
 //! Checked: seal gives the `eax` crate's ciphertext and tag, with and without
-//! a header; open and `verifies` accept exactly what the `eax` crate accepts,
+//! a header, one frame at a time and frames side by side
+//! (`seal_frames_in_place`); open and `verifies` accept exactly what the `eax` crate accepts,
 //! and a rejected buffer is left unchanged; any one flipped bit is refused;
 //! `cmac` is the `cmac` crate's; `verified_prefix_len` over sealed frames
 //! joined with garbage, and over the raw input, returns what trying every
@@ -59,6 +60,8 @@ fuzz_target!(|input: Input<'_>| {
     check_prefix(&ours, &reference, raw, input.every_candidate);
 
     let mut joined = Vec::new();
+    // The same frames unsealed, and their lengths, for sealing side by side.
+    let (mut unsealed, mut lens) = (Vec::new(), Vec::new());
     let mut rest = input.data;
     for &len in &input.frame_lens {
         let (plaintext, after) = rest.split_at(usize::from(len).min(rest.len()));
@@ -69,11 +72,20 @@ fuzz_target!(|input: Input<'_>| {
         nonce[0] ^= joined.len() as u8;
         let mut buf = plaintext.to_vec();
         let tag = ours.seal_in_place_detached(&nonce, &mut buf);
+        let mut their_buf = plaintext.to_vec();
+        assert_eq!(tag, reference.seal(&nonce, &[], &mut their_buf));
+        assert_eq!(buf, their_buf);
         joined.extend_from_slice(&nonce);
         joined.extend_from_slice(&tag);
         joined.extend_from_slice(&buf);
+        unsealed.extend_from_slice(&nonce);
+        unsealed.extend_from_slice(&[0; 16]);
+        unsealed.extend_from_slice(plaintext);
+        lens.push(plaintext.len());
         rest = after;
     }
+    ours.seal_frames_in_place(&mut unsealed, &lens);
+    assert_eq!(unsealed, joined, "frames sealed side by side");
     // Garbage after the frames: what is left of the input.
     let room = MAX_JOINED.saturating_sub(joined.len());
     joined.extend_from_slice(&rest[..rest.len().min(room)]);

@@ -213,7 +213,7 @@ impl Batch {
 
     /// Seals every message's plain form, as a line each, into `out`.
     pub(super) fn seal_plaintexts(&self, sealer: &mut impl Seal, out: &mut BytesMut) {
-        self.each_plain(|plain| sealer.seal_into(plain, out));
+        sealer.seal_joined(&self.plaintexts, &self.lens, out);
     }
 
     fn each_plain(&self, mut each: impl FnMut(&[u8])) {
@@ -247,21 +247,5 @@ impl Batch {
             out.push(b'\n');
         });
         (BytesMut::from(&out[..]), lens)
-    }
-}
-
-/// Seals `\n`-joined plaintexts of lengths `lens`, a line each, into `out`.
-pub(super) fn seal_joined(
-    plaintexts: &[u8],
-    lens: &[usize],
-    sealer: &mut impl Seal,
-    out: &mut BytesMut,
-) {
-    let mut start = 0;
-    for &len in lens {
-        if let Some(plain) = plaintexts.get(start..start + len) {
-            sealer.seal_into(plain, out);
-        }
-        start += len + 1;
     }
 }

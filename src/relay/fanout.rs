@@ -12,7 +12,7 @@ use bytes::BytesMut;
 use log::debug;
 use slab::Slab;
 
-use super::batch::{Batch, seal_joined};
+use super::batch::Batch;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::cipher::{KeySealer, Seal};
 use crate::members::Name;
@@ -126,7 +126,7 @@ impl<T: Write> Relay<T> {
         let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
         let event_frames = events.map(|(texts, lens)| {
             let mut out = BytesMut::with_capacity(texts.len() * 2);
-            seal_joined(texts, lens, cipher, &mut out);
+            cipher.seal_joined(texts, lens, &mut out);
             Frames::new(out.freeze(), batch.count)
         });
         let mut fan_out = self.sweep.fan_out();
@@ -222,7 +222,7 @@ impl<T> MemberFanOut<'_, T> {
             let (batch, arena) = (self.batch, &mut self.arena);
             let frames = match events {
                 Some((texts, lens)) => event_run.get_or_insert_with(|| {
-                    seal_joined(texts, lens, sealer, arena);
+                    sealer.seal_joined(texts, lens, arena);
                     Frames::new(arena.split().freeze(), batch.count)
                 }),
                 None => run.get_or_insert_with(|| {

@@ -288,6 +288,66 @@ impl EaxKey {
         verified.ok
     }
 
+    /// The position, among `keys`, of the first key under which the
+    /// decoded frame `nonce(16) ‖ tag(16) ‖ ciphertext` verifies; `None` if
+    /// none does. Decrypts nothing.
+    ///
+    /// What [`EaxKey::verifies`] on each key in turn answers, faster: every
+    /// key's chain runs over the same ciphertext blocks, so the keys are
+    /// taken [`LANES`] at a time and each block goes through all of their
+    /// chains before the next, independent blocks that the CPU overlaps.
+    /// A members relay finds who sent a first frame this way.
+    pub fn first_verifying<'k>(
+        keys: impl IntoIterator<Item = &'k EaxKey>,
+        frame: &[u8],
+    ) -> Option<usize> {
+        let (nonce, tag, ciphertext) = split_frame(frame)?;
+        let tag = Block::from(*tag);
+        let body_len = ciphertext.len().saturating_sub(1) / BLOCK * BLOCK;
+        let (body, last) = ciphertext.split_at(body_len);
+        let mut keys = keys.into_iter().fuse();
+        let mut tried = 0;
+        loop {
+            let group: [Option<&EaxKey>; LANES] = std::array::from_fn(|_| keys.next());
+            let count = group.iter().flatten().count();
+            if count == 0 {
+                return None;
+            }
+            let group = &group[..count];
+            // Each key's C' must come to `tag ^ N' ^ H'`.
+            let mut wanted = [Block::default(); LANES];
+            let mut state = [Block::default(); LANES];
+            for (i, key) in group.iter().flatten().enumerate() {
+                let pre = &key.pre;
+                wanted[i] = xor(xor(pre.after_prefix[NONCE], nonce), &pre.k1);
+                key.aes.encrypt(&mut wanted[i]);
+                wanted[i] = xor(xor(wanted[i], &tag), &pre.of_empty[HEADER]);
+                state[i] = pre.after_prefix[CIPHERTEXT];
+            }
+            if ciphertext.is_empty() {
+                for (i, key) in group.iter().flatten().enumerate() {
+                    state[i] = key.pre.of_empty[CIPHERTEXT];
+                }
+            } else {
+                for block in body.chunks_exact(BLOCK) {
+                    for (i, key) in group.iter().flatten().enumerate() {
+                        state[i] = xor(state[i], block);
+                        key.aes.encrypt(&mut state[i]);
+                    }
+                }
+                for (i, key) in group.iter().flatten().enumerate() {
+                    state[i] = last_block(&key.pre, state[i], last);
+                    key.aes.encrypt(&mut state[i]);
+                }
+            }
+            let found = (0..count).find(|&i| equal(&state[i], &wanted[i]));
+            if let Some(i) = found {
+                return Some(tried + i);
+            }
+            tried += count;
+        }
+    }
+
     /// The shortest `len`, with `OVERHEAD <= len <= data.len()` and
     /// `is_candidate(len)`, such that `data[..len]` is a frame whose tag
     /// verifies; `None` if there is none.
@@ -428,6 +488,20 @@ fn equal(a: &Block, b: &Block) -> bool {
     bool::from(folded.ct_eq(&0))
 }
 
+/// What CMAC's chain encrypts for the message's last block `last` (at most
+/// 16 bytes; an empty one is all padding) after the chaining value
+/// `state`: 10* padding and K2 unless it is complete, K1 if it is.
+fn last_block(pre: &Precomputed, state: Block, last: &[u8]) -> Block {
+    let mut state = xor(state, last);
+    let subkey = if let Some(pad) = state.get_mut(last.len()) {
+        *pad ^= 0x80;
+        &pre.k2
+    } else {
+        &pre.k1
+    };
+    xor(state, subkey)
+}
+
 /// The CBC-MAC chain of CMAC over one AES backend.
 struct Chain<'a, B> {
     aes: &'a B,
@@ -454,14 +528,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// What the chain encrypts for its last block `last`: [`Chain::finish`]
     /// before the encryption.
     fn last_block(&self, state: Block, last: &[u8]) -> Block {
-        let mut state = xor(state, last);
-        let subkey = if let Some(pad) = state.get_mut(last.len()) {
-            *pad ^= 0x80;
-            &self.pre.k2
-        } else {
-            &self.pre.k1
-        };
-        xor(state, subkey)
+        last_block(self.pre, state, last)
     }
 
     /// CMAC over `data`, from the chaining value `state` of what came before

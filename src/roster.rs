@@ -183,11 +183,7 @@ impl Roster {
         if frame.len() - OVERHEAD > IDENTIFY_MAX {
             return Identified::TooLong;
         }
-        match self
-            .seats
-            .iter()
-            .position(|seated| seated.eax.verifies(frame))
-        {
+        match EaxKey::first_verifying(self.seats.iter().map(|seated| &seated.eax), frame) {
             Some(seat) => Identified::Member(seat),
             None => Identified::Nobody(OpenError::BadTag),
         }

@@ -386,6 +386,45 @@ fn seal_frames_matches_the_eax_crate() {
     assert_eq!(&frames[37..], &before[37..]);
 }
 
+/// `first_verifying` answers what `verifies` on each key in turn answers:
+/// 21 keys of every size (two groups of lanes and a few), frames sealed
+/// under each at lengths around the block boundaries, changed frames,
+/// garbage, short frames, and a key listed twice (the first wins).
+#[test]
+fn first_verifying_is_verifies_on_each_key_in_turn() {
+    let keys: Vec<EaxKey> = (0..21)
+        .map(|i| EaxKey::new(&bytes([16, 24, 32][i % 3], 500 + i)).unwrap())
+        .collect();
+    let position = |frame: &[u8]| keys.iter().position(|key| key.verifies(frame));
+    for (j, key) in keys.iter().enumerate() {
+        for len in [0, 1, 15, 16, 17, 31, 32, 33, 64, 70, 300] {
+            let nonce: [u8; 16] = bytes(16, j * 1000 + len).try_into().unwrap();
+            let mut ct = bytes(len, j + len);
+            let tag = key.seal_in_place_detached(&nonce, &mut ct);
+            let frame = [&nonce[..], &tag, &ct].concat();
+            assert_eq!(
+                EaxKey::first_verifying(&keys, &frame),
+                Some(j),
+                "key {j}, {len} bytes"
+            );
+            assert_eq!(position(&frame), Some(j));
+            for at in [0, 16, 31, frame.len() - 1] {
+                let mut changed = frame.clone();
+                changed[at] ^= 4;
+                assert_eq!(EaxKey::first_verifying(&keys, &changed), position(&changed));
+                assert_eq!(EaxKey::first_verifying(&keys, &changed), None);
+            }
+            assert_eq!(EaxKey::first_verifying(&keys[..j], &frame), None);
+            let twice = [&keys[j], &keys[0], &keys[j]];
+            assert_eq!(EaxKey::first_verifying(twice, &frame), Some(0));
+        }
+    }
+    for garbage in [&b""[..], &[7; 31], &[7; 32], &[9; 100]] {
+        assert_eq!(EaxKey::first_verifying(&keys, garbage), None);
+    }
+    assert_eq!(EaxKey::first_verifying(std::iter::empty(), &[0; 48]), None);
+}
+
 /// With a header (the general path), against the `eax` crate.
 #[test]
 fn matches_the_eax_crate_with_headers() {

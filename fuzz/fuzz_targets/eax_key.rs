@@ -4,8 +4,9 @@
 //!
 //! Checked: seal gives the `eax` crate's ciphertext and tag, with and without
 //! a header, one frame at a time and frames side by side
-//! (`seal_frames_in_place`); open and `verifies` accept exactly what the `eax` crate accepts,
-//! and a rejected buffer is left unchanged; any one flipped bit is refused;
+//! (`seal_frames_in_place`); open and `verifies` accept exactly what the
+//! `eax` crate accepts, and `first_verifying` among several keys finds the
+//! first key `verifies` accepts; a rejected buffer is left unchanged; any one flipped bit is refused;
 //! `cmac` is the `cmac` crate's; `verified_prefix_len` over sealed frames
 //! joined with garbage, and over the raw input, returns what trying every
 //! candidate with the `eax` crate returns.
@@ -56,6 +57,18 @@ fuzz_target!(|input: Input<'_>| {
     // The input itself as a frame, and as joined frames.
     let raw_frame_ok = input.data.len() >= OVERHEAD && reference.opens_frame(input.data);
     assert_eq!(ours.verifies(input.data), raw_frame_ok);
+    // Among other keys side by side (before it, and twice after it).
+    let mut other_key = key.to_vec();
+    other_key.reverse();
+    other_key[0] ^= 1;
+    let other = EaxKey::new(&other_key).expect("an AES key length");
+    let keys = [&other, &other, &ours, &other, &ours];
+    let want = if other.verifies(input.data) {
+        Some(0)
+    } else {
+        raw_frame_ok.then_some(2)
+    };
+    assert_eq!(EaxKey::first_verifying(keys, input.data), want);
     let raw = &input.data[..input.data.len().min(MAX_JOINED)];
     check_prefix(&ours, &reference, raw, input.every_candidate);
 

@@ -50,6 +50,10 @@ if ! command -v ncat >/dev/null; then
     echo "installing ncat (Debian package ncat)" >&2
     apt-get install -y ncat >/dev/null
 fi
+if ! command -v redis-server >/dev/null; then
+    echo "installing redis-server (Debian package redis-server)" >&2
+    apt-get install -y redis-server >/dev/null 2>&1 || echo "could not install redis-server: Redis is skipped" >&2
+fi
 HAVE_REDIS=0
 command -v redis-server >/dev/null && HAVE_REDIS=1
 

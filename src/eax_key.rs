@@ -520,15 +520,9 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// empty one is all padding): 10* padding and K2 unless it is complete,
     /// K1 if it is.
     fn finish(&self, state: Block, last: &[u8]) -> Block {
-        let mut state = self.last_block(state, last);
+        let mut state = last_block(self.pre, state, last);
         self.aes.encrypt_block_inplace(&mut state);
         state
-    }
-
-    /// What the chain encrypts for its last block `last`: [`Chain::finish`]
-    /// before the encryption.
-    fn last_block(&self, state: Block, last: &[u8]) -> Block {
-        last_block(self.pre, state, last)
     }
 
     /// CMAC over `data`, from the chaining value `state` of what came before
@@ -714,7 +708,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                     xor(macs[lane], block)
                 } else {
                     open[lane] = false;
-                    self.last_block(macs[lane], message)
+                    last_block(self.pre, macs[lane], message)
                 };
                 lane_of[count] = lane;
                 count += 1;

@@ -117,6 +117,12 @@ impl<'a> Fanout<'a> {
             (None, []) => options.addr,
             (None, relays) => relays[index % relays.len()],
         };
+        // Subscribers spread over several relays: latencies kept apart for
+        // each, subscriber `index` being on relay `index % relays`.
+        let relays = match (options.web, options.subscribe_at.len()) {
+            (None, n) if n > 1 => n,
+            _ => 0,
+        };
         let greeted = wire.greets_with_a_line();
         let paced = options.scenario == Scenario::Latency;
         if paced && options.rate == 0 {
@@ -215,7 +221,7 @@ impl<'a> Fanout<'a> {
                 sent: 0,
                 open: true,
             },
-            checker: Checker::new(wire),
+            checker: Checker::new(wire).by_relay(relays),
             window,
             ledger: Ledger::new(window, record_len),
             buf: vec![0; READ_LEN + record_len],
@@ -387,6 +393,13 @@ impl<'a> Fanout<'a> {
             messages: sent,
             deliveries: self.deliveries(),
             send_lag: paced.then(|| Duration::from_nanos(self.send_lag_ns)),
+            latency_by_relay: self
+                .options
+                .subscribe_at
+                .iter()
+                .zip(&self.checker.latency_by_relay)
+                .map(|(addr, histogram)| (*addr, histogram.percentiles()))
+                .collect(),
             errors,
             ..common
         })
@@ -520,6 +533,10 @@ impl<'a> Fanout<'a> {
         let Some(subscriber) = self.subscribers.get_mut(index) else {
             return;
         };
+        let relays = self.checker.latency_by_relay.len();
+        if relays > 0 {
+            self.checker.relay = index % relays;
+        }
         let mut with = ReadWith {
             buf: &mut self.buf,
             checker: &mut self.checker,

@@ -73,6 +73,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
         deliveries: delivered,
         verified: delivered,
         latency: None,
+        latency_by_relay: Vec::new(),
         send_lag: None,
         errors,
         cpu_time,

@@ -36,12 +36,17 @@ use super::report::Errors;
 use super::wire::Wire;
 
 /// What the subscribers of one run share: the codec, the latency
-/// histogram and the error counts.
+/// histograms and the error counts.
 pub struct Checker {
     /// Decodes records.
     pub wire: Wire,
     /// Delivery latencies, in nanoseconds.
     pub latency: Histogram,
+    /// The same latencies apart for each relay the subscribers are spread
+    /// over (`--subscribe-at`, more than one): empty otherwise.
+    pub latency_by_relay: Vec<Histogram>,
+    /// Which of those the subscriber being read is connected to.
+    pub relay: usize,
     /// Everything that went wrong.
     pub errors: Errors,
     /// Records opened and verified.
@@ -54,8 +59,25 @@ impl Checker {
         Checker {
             wire,
             latency: Histogram::default(),
+            latency_by_relay: Vec::new(),
+            relay: 0,
             errors: Errors::default(),
             opened: 0,
+        }
+    }
+
+    /// Keeps latencies apart for each of `relays` relays as well.
+    pub fn by_relay(mut self, relays: usize) -> Checker {
+        self.latency_by_relay = vec![Histogram::default(); relays];
+        self
+    }
+
+    /// Counts `n` deliveries that took `ns` nanoseconds, to the subscriber
+    /// being read.
+    pub fn record_latency(&mut self, ns: u64, n: u64) {
+        self.latency.record_n(ns, n);
+        if let Some(histogram) = self.latency_by_relay.get_mut(self.relay) {
+            histogram.record_n(ns, n);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! JSON object for scripts.
 
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::histogram::Percentiles;
@@ -87,6 +88,9 @@ pub struct Report {
     /// subscriber's socket (latency scenario: the kernel's receive stamp)
     /// or to relay-bench reading it (the others).
     pub latency: Option<Percentiles>,
+    /// The same for each relay the subscribers were spread over
+    /// (`--subscribe-at`, more than one), in the order given.
+    pub latency_by_relay: Vec<(SocketAddr, Percentiles)>,
     /// How far behind its schedule a paced publisher fell at worst.
     pub send_lag: Option<Duration>,
     /// What went wrong.
@@ -152,6 +156,15 @@ impl Report {
             json.number("latency_p99_us", micros(p.p99));
             json.number("latency_p999_us", micros(p.p999));
             json.number("latency_max_us", micros(p.max));
+        }
+        // Flat keys, one set per relay: latency_at0_p99_us and so on.
+        for (i, (addr, p)) in self.latency_by_relay.iter().enumerate() {
+            json.string(&format!("latency_at{i}_addr"), &addr.to_string());
+            json.number(&format!("latency_at{i}_count"), p.count as f64);
+            json.number(&format!("latency_at{i}_p50_us"), micros(p.p50));
+            json.number(&format!("latency_at{i}_p90_us"), micros(p.p90));
+            json.number(&format!("latency_at{i}_p99_us"), micros(p.p99));
+            json.number(&format!("latency_at{i}_p999_us"), micros(p.p999));
         }
         json.optional(
             "send_lag_max_us",
@@ -226,6 +239,17 @@ impl fmt::Display for Report {
                 micros(p.p99),
                 micros(p.p999),
                 micros(p.max),
+                p.count
+            )?;
+        }
+        for (addr, p) in &self.latency_by_relay {
+            writeln!(
+                f,
+                "    on {addr}: p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  ({} samples)",
+                micros(p.p50),
+                micros(p.p90),
+                micros(p.p99),
+                micros(p.p999),
                 p.count
             )?;
         }
@@ -342,6 +366,14 @@ mod tests {
             deliveries: 300,
             verified: 5,
             latency: None,
+            latency_by_relay: vec![(
+                "127.0.0.1:9001".parse().unwrap(),
+                Percentiles {
+                    count: 10,
+                    p99: 1500,
+                    ..Percentiles::default()
+                },
+            )],
             send_lag: None,
             errors: Errors {
                 lost: 2,
@@ -358,6 +390,11 @@ mod tests {
         assert!(json.contains("\"errors\":2,"), "{json}");
         assert!(json.contains("\"cpu_share\":0.500,"), "{json}");
         assert!(json.contains("\"relay_cpu_s\":null"), "{json}");
+        assert!(
+            json.contains("\"latency_at0_addr\":\"127.0.0.1:9001\",\"latency_at0_count\":10,"),
+            "{json}"
+        );
+        assert!(json.contains("\"latency_at0_p99_us\":1.500,"), "{json}");
         assert!(json.ends_with('}'));
         assert!(report.to_string().contains("errors: 2 (lost 2"));
     }

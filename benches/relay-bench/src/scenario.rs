@@ -142,6 +142,7 @@ impl Measurement {
             deliveries: 0,
             verified: checker.opened,
             latency: Some(checker.latency.percentiles()),
+            latency_by_relay: Vec::new(),
             send_lag: None,
             errors: checker.errors,
             cpu_time,

@@ -97,7 +97,7 @@ impl Senders {
             return;
         };
         self.deliveries += 1;
-        check.latency.record(now_ns.saturating_sub(header.stamp_ns));
+        check.record_latency(now_ns.saturating_sub(header.stamp_ns), 1);
         if header.seq > *want {
             check.errors.lost += header.seq - *want;
         } else if header.seq < *want {

@@ -298,14 +298,14 @@ impl Sequence {
         for seq in next..next + run as u64 {
             let at = ledger.sent_at(seq);
             if same > 0 && at != sent_at {
-                check.latency.record_n(now_ns.saturating_sub(sent_at), same);
+                check.record_latency(now_ns.saturating_sub(sent_at), same);
                 same = 0;
             }
             sent_at = at;
             same += 1;
         }
         if same > 0 {
-            check.latency.record_n(now_ns.saturating_sub(sent_at), same);
+            check.record_latency(now_ns.saturating_sub(sent_at), same);
         }
         self.next = Some(next + run as u64);
         self.delivered += run as u64;
@@ -330,9 +330,7 @@ impl Sequence {
             }
             return;
         };
-        check
-            .latency
-            .record(now_ns.saturating_sub(ledger.sent_at(k)));
+        check.record_latency(now_ns.saturating_sub(ledger.sent_at(k)), 1);
         if self.own.is_some() {
             // Records cannot be compared across subscribers: open it.
             check.opened += 1;

@@ -21,8 +21,10 @@
 //! A relay in a cluster (`--cluster`) has one more source of readiness:
 //! the NATS thread ([`crate::cluster::link`]) wakes the loop when it has
 //! handed envelopes over; they are given to the relay after the turn's
-//! reads, and what the relay has for NATS is handed to the thread at the
-//! end of each turn, never waiting.
+//! reads. What the relay has for NATS is handed to the thread, never
+//! waiting, right after the reads (before the local writes, so the NATS
+//! thread publishes while this one writes) and again at the end of the
+//! turn (what timers and closes had).
 //!
 //! This module owns sockets, readiness, accept back-off, signals, the
 //! members file's reloads and the shutdown drain; it never looks inside a
@@ -425,7 +427,13 @@ impl Server {
                 self.read_from(id);
             }
             #[cfg(feature = "nats")]
-            self.take_from_cluster();
+            {
+                self.take_from_cluster();
+                // What this turn's reads have for other relays goes to the
+                // NATS thread before the local writes: it publishes on the
+                // other core while this one writes to local sockets.
+                self.give_to_cluster();
+            }
             self.watch_members(hangup);
             self.accept_some();
             self.accept_web();
@@ -434,6 +442,7 @@ impl Server {
             self.write_waiting();
             self.remove_closed();
             self.write_log();
+            // And what the timers and closes since had (a leave, say).
             #[cfg(feature = "nats")]
             self.give_to_cluster();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {

@@ -99,6 +99,12 @@ struct Fanout<'a> {
     receive_stamps: bool,
 }
 
+/// Which of `relays` relays (`--subscribe-at`, in order) subscriber
+/// `index` connects to.
+fn relay_of(index: usize, relays: usize) -> usize {
+    index % relays
+}
+
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let mut fanout = Fanout::connect(options)?;
     fanout.setup()?;
@@ -115,10 +121,10 @@ impl<'a> Fanout<'a> {
         let subscribe_at = |index: usize| match (options.web, &options.subscribe_at[..]) {
             (Some(web), _) => web,
             (None, []) => options.addr,
-            (None, relays) => relays[index % relays.len()],
+            (None, relays) => relays[relay_of(index, relays.len())],
         };
         // Subscribers spread over several relays: latencies kept apart for
-        // each, subscriber `index` being on relay `index % relays`.
+        // each (subscriber `index` is on relay `relay_of(index, relays)`).
         let relays = match (options.web, options.subscribe_at.len()) {
             (None, n) if n > 1 => n,
             _ => 0,
@@ -535,7 +541,7 @@ impl<'a> Fanout<'a> {
         };
         let relays = self.checker.latency_by_relay.len();
         if relays > 0 {
-            self.checker.relay = index % relays;
+            self.checker.relay = relay_of(index, relays);
         }
         let mut with = ReadWith {
             buf: &mut self.buf,

@@ -61,7 +61,7 @@ command -v redis-server >/dev/null && HAVE_REDIS=1
 
 # relay from the eaxchat package, the bench tools from benches/relay-bench;
 # both land in the workspace's one target directory.
-cargo build --release --quiet -p eaxchat --bin relay -p relay-bench --bin relay-bench --bin relay-floor
+cargo build --release --quiet -p eaxchat-server --bin relay -p relay-bench --bin relay-bench --bin relay-floor
 
 WORK=$(mktemp -d)
 PIDS=()

@@ -13,12 +13,12 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use eaxchat::cipher::Cipher;
-use eaxchat::cluster::envelope::{Body, Envelope};
-use eaxchat::cluster::{Cluster, ClusterConfig, ClusterKey, Incoming};
-use eaxchat::key::Key;
-use eaxchat::nonce::Nonces;
-use eaxchat::relay::{ChatConfig, Limits, Relay};
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_core::cluster::envelope::{Body, Envelope};
+use eaxchat_core::cluster::{Cluster, ClusterConfig, ClusterKey, Incoming};
+use eaxchat_proto::key::Key;
+use eaxchat_proto::nonce::Nonces;
+use eaxchat_core::relay::{ChatConfig, Limits, Relay};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

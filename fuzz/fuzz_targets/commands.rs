@@ -1,4 +1,4 @@
-//! Fuzz target `commands`: `eaxchat::commands::parse` on arbitrary bytes.
+//! Fuzz target `commands`: `eaxchat_proto::commands::parse` on arbitrary bytes.
 //!
 //! Input: `[max_text, plaintext..]`. Checked: parsing never panics; text is
 //! never a command's (a plaintext starting with a single `/` is never
@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use eaxchat::commands::{Command, Input, escape_text, parse};
+use eaxchat_proto::commands::{Command, Input, escape_text, parse};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,7 +10,7 @@
 //! an unchanged one must.
 //!
 //! A third reading covers the split of joined newline-less frames
-//! ([`eaxchat::seed::Splitter`]): frames of the lengths the input names,
+//! ([`eaxchat_proto::seed::Splitter`]): frames of the lengths the input names,
 //! joined, maybe changed at one byte, followed by the input's tail, cut into
 //! reads of the input's size. The splitter must find exactly the frames a
 //! reference split finds: from each frame's start, the first end (a whole
@@ -19,10 +19,10 @@
 #![no_main]
 
 use bytes::BytesMut;
-use eaxchat::cipher::Cipher;
-use eaxchat::key::Key;
-use eaxchat::seed::{Splitter, Step};
-use eaxchat::wire::encoded_len;
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::seed::{Splitter, Step};
+use eaxchat_proto::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

@@ -1,4 +1,4 @@
-//! Fuzz target `eax_key`: `eaxchat::eax_key::EaxKey` against the `eax` and
+//! Fuzz target `eax_key`: `eaxchat_proto::eax_key::EaxKey` against the `eax` and
 //! `cmac` crates on fuzzer-chosen keys (all three AES sizes), nonces,
 //! headers and data.
 //!
@@ -18,7 +18,7 @@ use aes::{Aes128, Aes192, Aes256};
 use arbitrary::Arbitrary;
 use cmac::{Cmac, Mac};
 use eax::Eax;
-use eaxchat::eax_key::{EaxKey, OVERHEAD, TagError};
+use eaxchat_proto::eax_key::{EaxKey, OVERHEAD, TagError};
 use libfuzzer_sys::fuzz_target;
 
 /// Joined frames are checked against a quadratic reference: keep them short.

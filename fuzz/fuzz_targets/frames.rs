@@ -21,9 +21,9 @@
 
 use std::ops::ControlFlow;
 
-use eaxchat::cipher::Cipher;
-use eaxchat::key::Key;
-use eaxchat::lines::{LineError, LineReader};
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::lines::{LineError, LineReader};
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

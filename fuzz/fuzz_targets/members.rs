@@ -29,12 +29,12 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, OpenError};
-use eaxchat::key::Key;
-use eaxchat::members::Members;
-use eaxchat::nonce::Nonces;
-use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
-use eaxchat::roster::{IDENTIFY_MAX, Roster};
+use eaxchat_proto::cipher::{Cipher, OpenError};
+use eaxchat_proto::key::Key;
+use eaxchat_core::members::Members;
+use eaxchat_proto::nonce::Nonces;
+use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
+use eaxchat_core::roster::{IDENTIFY_MAX, Roster};
 use libfuzzer_sys::fuzz_target;
 
 /// Names `n0`…`n5`, each with 3 possible keys (a re-key moves to the next).
@@ -359,7 +359,7 @@ impl Harness {
             return; // The server keeps the old members on a file that does not parse.
         };
         let changes = self.relay.reload_members(&file).expect("a members relay");
-        let names = |list: &[eaxchat::members::Name]| -> Vec<String> {
+        let names = |list: &[eaxchat_proto::name::Name]| -> Vec<String> {
             list.iter().map(|n| n.as_str().to_owned()).collect()
         };
         let diff = |keep: &dyn Fn(usize) -> bool| -> Vec<String> {

@@ -39,11 +39,11 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use eaxchat::cipher::{Cipher, OpenError};
-use eaxchat::key::Key;
-use eaxchat::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
-use eaxchat::seed::SEED_READ_LEN;
-use eaxchat::wire::encoded_len;
+use eaxchat_proto::cipher::{Cipher, OpenError};
+use eaxchat_proto::key::Key;
+use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
+use eaxchat_proto::seed::SEED_READ_LEN;
+use eaxchat_proto::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];

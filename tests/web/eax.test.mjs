@@ -1,10 +1,10 @@
-// The page's EAX (src/web/page/eax.js) against the published vectors, in
+// The page's EAX (crates/server/src/web/page/eax.js) against the published vectors, in
 // node's WebCrypto: the EAX paper's and Wycheproof's, and frames that
 // PyCryptodome sealed. Run with `node --test tests/web/`.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { EaxKey, openFrame, sealFrame, parseHexKey } from "../../src/web/page/eax.js";
+import { EaxKey, openFrame, sealFrame, parseHexKey } from "../../crates/server/src/web/page/eax.js";
 
 const here = new URL("../vectors/", import.meta.url);
 const json = (name) => JSON.parse(readFileSync(new URL(name, here), "utf8"));

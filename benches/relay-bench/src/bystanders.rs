@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use eaxchat::cipher::Cipher;
+use eaxchat_proto::cipher::Cipher;
 
 use super::{LoadError, Options, Protocol};
 

@@ -10,7 +10,7 @@
 //! which part of the relay's latency is the kernel's price of a hundred
 //! loopback writes and which is the relay's own.
 //!
-//! Where it differs from the server (`eaxchat::server`), none of which
+//! Where it differs from the server (`eaxchat_server::event_loop`), none of which
 //! matters at the hundred connections it is measured with:
 //! - a connection whose write would block is written again by the sweep
 //!   after it is writable, not at once on the writable event;
@@ -32,7 +32,7 @@ use slab::Slab;
 
 // As eaxchat's server: the largest read, and the connections written per
 // turn.
-use eaxchat::server::{FLUSHES_PER_TURN, READ_BUF_LEN};
+use eaxchat_server::event_loop::{FLUSHES_PER_TURN, READ_BUF_LEN};
 
 const LISTENER: Token = Token(usize::MAX);
 /// Chunks gathered into one `writev`.

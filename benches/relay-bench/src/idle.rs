@@ -90,7 +90,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
 }
 
 fn cipher_line_len(size: usize) -> usize {
-    eaxchat::wire::encoded_len(size) + 1
+    eaxchat_proto::wire::encoded_len(size) + 1
 }
 
 /// The relay's open descriptors once the count has held still for a

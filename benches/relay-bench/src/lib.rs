@@ -36,7 +36,7 @@ pub mod report;
 mod room;
 pub mod roster;
 mod scenario;
-pub mod sys;
+pub use eaxchat_test_support::sys;
 pub mod wire;
 
 use std::fmt;

@@ -1,7 +1,7 @@
 //! Who is who in a run against a members relay (`relay --members FILE`):
 //! the members file's members in file order, each connection under its own
 //! member's key. The publisher is member 0; subscriber i is member i + 1.
-//! The file is parsed by `eaxchat::members`, the same code the relay runs.
+//! The file is parsed by `eaxchat_core::members`, the same code the relay runs.
 //!
 //! Also [`make_members_file`], which writes a members file of N members with
 //! fresh random keys for `benches/run.sh`. This module never prints a key.
@@ -12,8 +12,9 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
-use eaxchat::key::Key;
-use eaxchat::members::{Members, Name};
+use eaxchat_core::members::Members;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::name::Name;
 
 /// The members of a members file, in file order.
 #[derive(Debug, Clone)]
@@ -34,7 +35,7 @@ impl Roster {
 
     /// Reads a members file as the relay would.
     pub fn read_file(path: &Path) -> Result<Roster, String> {
-        let file = Members::read_file(path).map_err(|e| e.to_string())?;
+        let file = eaxchat_server::members_file::read(path).map_err(|e| e.to_string())?;
         if file.members.is_empty() {
             return Err(format!("members file {} has no members", path.display()));
         }

@@ -22,9 +22,9 @@ use std::ops::Range;
 
 use bytes::{BufMut as _, BytesMut};
 
-use eaxchat::cipher::Cipher;
-use eaxchat::key::Key;
-use eaxchat::wire;
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::wire;
 
 use super::roster::Roster;
 
@@ -334,7 +334,7 @@ impl Wire {
     /// (Redis's confirmation of the subscription).
     pub fn subscribe_reply_len(&self) -> usize {
         if self.websocket.is_some() {
-            return eaxchat::web::http::switching_protocols(WS_KEY).len();
+            return eaxchat_server::web::http::switching_protocols(WS_KEY).len();
         }
         match self.kind {
             Kind::Redis { .. } => format!(
@@ -569,7 +569,8 @@ pub(crate) mod tests {
             .map(|(i, name)| format!("{name} {:032x}\n", i + 1))
             .collect();
         let members =
-            eaxchat::members::Members::parse(text.as_bytes(), std::path::Path::new("t")).unwrap();
+            eaxchat_core::members::Members::parse(text.as_bytes(), std::path::Path::new("t"))
+                .unwrap();
         Roster::new(&members)
     }
 

@@ -3,9 +3,8 @@
 //! written here that loses or corrupts one line: relay-bench must say so
 //! and fail. No speed is asserted; speed is for `benches/run.sh`.
 
-// The relay's test helpers, shared with the eaxchat package's own tests.
-#[path = "../../../tests/util/mod.rs"]
-mod util;
+// The relay's test helpers, shared with the workspace's own tests.
+use eaxchat_test_support as util;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -396,20 +395,20 @@ struct MembersBroker {
 /// Each identified client's socket and member; a sealer per member.
 struct MembersState {
     clients: HashMap<usize, (TcpStream, usize)>,
-    sealers: Vec<eaxchat::cipher::Cipher>,
+    sealers: Vec<eaxchat_proto::cipher::Cipher>,
 }
 
 impl MembersBroker {
     fn start(members_file: &str, misname: Option<usize>) -> MembersBroker {
-        let members = eaxchat::members::Members::read_file(std::path::Path::new(members_file))
+        let members = eaxchat_server::members_file::read(std::path::Path::new(members_file))
             .expect("members file")
             .members;
         let names: Arc<Vec<String>> =
             Arc::new(members.iter().map(|m| m.name().to_string()).collect());
-        let keys: Vec<eaxchat::key::Key> = members.iter().map(|m| m.key().clone()).collect();
+        let keys: Vec<eaxchat_proto::key::Key> = members.iter().map(|m| m.key().clone()).collect();
         let sealers = keys
             .iter()
-            .map(|key| eaxchat::cipher::Cipher::new(key).expect("cipher"))
+            .map(|key| eaxchat_proto::cipher::Cipher::new(key).expect("cipher"))
             .collect();
         let state = Arc::new(Mutex::new(MembersState {
             clients: HashMap::new(),
@@ -462,7 +461,7 @@ fn serve_member(
     stream: TcpStream,
     state: &Mutex<MembersState>,
     names: &[String],
-    keys: &[eaxchat::key::Key],
+    keys: &[eaxchat_proto::key::Key],
     misname: Option<usize>,
 ) {
     let writer = stream.try_clone().expect("clone");
@@ -473,12 +472,12 @@ fn serve_member(
     }
     let first = line.strip_suffix(b"\n").unwrap_or(&line);
     let Some(member) = keys.iter().position(|key| {
-        let mut opener = eaxchat::cipher::Cipher::new(key).expect("cipher");
+        let mut opener = eaxchat_proto::cipher::Cipher::new(key).expect("cipher");
         opener.open(first).is_ok_and(|text| text.is_empty())
     }) else {
         return;
     };
-    let mut opener = eaxchat::cipher::Cipher::new(&keys[member]).expect("cipher");
+    let mut opener = eaxchat_proto::cipher::Cipher::new(&keys[member]).expect("cipher");
     state
         .lock()
         .expect("state lock")

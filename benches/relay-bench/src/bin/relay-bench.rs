@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use eaxchat::key::{KEY_ENV, KeySource};
+use eaxchat_proto::key::{KEY_ENV, KeySource};
 use relay_bench::roster::Roster;
 use relay_bench::{Options, Protocol, Scenario, Verify};
 

@@ -404,7 +404,7 @@ mod tests {
     use crate::inbox::tests::{feed, record};
     use crate::report::Errors;
     use crate::wire::{Protocol, Wire};
-    use eaxchat::key::Key;
+    use eaxchat_proto::key::Key;
 
     const MESSAGES: u64 = 40;
 

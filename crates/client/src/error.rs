@@ -1,0 +1,269 @@
+//! How a chat session reports itself: [`ChatError`], why a session ended in
+//! failure (and the exit code that goes with it), and [`Status`], what is
+//! worth telling the user along the way.
+//!
+//! Each `Display` is one line, with no trailing newline and no `chat:`
+//! prefix (the binary adds that), naming the relay's address where it
+//! helps and saying what to check. None of them prints a key or a message.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use eaxchat_proto::cipher::OpenError;
+
+/// What [`ChatError::Io`] says when printing failed.
+pub(super) const WRITING_OUTPUT: &str = "writing output";
+
+/// Why a session ended in failure.
+#[derive(Debug)]
+pub enum ChatError {
+    /// The relay could not be reached at start.
+    Unreachable {
+        /// The address as given.
+        addr: String,
+        /// What connecting said.
+        error: io::Error,
+    },
+    /// A frame from the relay did not open.
+    BadFrame {
+        /// The relay's address.
+        addr: String,
+        /// Why it did not open.
+        error: OpenError,
+    },
+    /// A frame from the relay opened, but its nonce repeats one accepted
+    /// before on that connection: a replay.
+    ReplayedFrame {
+        /// The relay's address.
+        addr: String,
+    },
+    /// The relay sent a line longer than `--max-frame`.
+    LineTooLong {
+        /// The relay's address.
+        addr: String,
+        /// The limit it passed.
+        limit: usize,
+    },
+    /// The relay closed the connection and reconnecting was not asked for.
+    RelayClosed {
+        /// The relay's address.
+        addr: String,
+        /// What the socket said, when it was not a plain close.
+        error: Option<io::Error>,
+        /// Whether messages were sent on the connection and none received,
+        /// which is what a relay with a different key looks like.
+        sent_only: bool,
+    },
+    /// Some input was not sent (too long, or the relay was away).
+    NotSent {
+        /// How many messages.
+        count: usize,
+    },
+    /// Reading the input, writing the output, or seeding the cipher failed.
+    Io {
+        /// Which of them.
+        what: &'static str,
+        /// The underlying error.
+        error: io::Error,
+    },
+}
+
+impl fmt::Display for ChatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChatError::Unreachable { addr, error } => {
+                write!(f, "cannot reach the relay at {addr}: {error}")
+            }
+            ChatError::BadFrame {
+                addr,
+                error: OpenError::BadTag,
+            } => write!(
+                f,
+                "a frame from the relay at {addr} does not authenticate: \
+                 wrong key, or the frame was tampered with"
+            ),
+            ChatError::BadFrame { addr, error } => write!(
+                f,
+                "the relay at {addr} sent a line that is not a frame ({error}): \
+                 is it an eaxchat relay?"
+            ),
+            ChatError::ReplayedFrame { addr } => write!(
+                f,
+                "replayed frame from the relay at {addr}: a frame accepted before \
+                 was sent again, so the connection is closed"
+            ),
+            ChatError::LineTooLong { addr, limit } => write!(
+                f,
+                "the relay at {addr} sent a line longer than {limit} bytes: \
+                 give chat the relay's --max-frame"
+            ),
+            ChatError::RelayClosed {
+                addr,
+                error,
+                sent_only,
+            } => {
+                write!(f, "the relay at {addr} closed the connection")?;
+                if let Some(error) = error {
+                    write!(f, " ({error})")?;
+                }
+                if *sent_only {
+                    f.write_str(
+                        "; it drops clients whose frames do not authenticate: is the key right?",
+                    )?;
+                }
+                Ok(())
+            }
+            ChatError::NotSent { count: 1 } => f.write_str("1 message was not sent"),
+            ChatError::NotSent { count } => write!(f, "{count} messages were not sent"),
+            ChatError::Io { what, error } => write!(f, "{what}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ChatError {}
+
+impl ChatError {
+    /// The process exit code for a session that ended this way. Every
+    /// session failure is 1, which leaves 2 for the `chat` binary's own
+    /// usage and key errors.
+    pub fn exit_code(&self) -> u8 {
+        1
+    }
+
+    /// Whether this is printing failing because the reader went away
+    /// (`chat | head`): the session is over, but nothing went wrong.
+    pub(super) fn is_output_closed(&self) -> bool {
+        matches!(
+            self,
+            ChatError::Io { what, error }
+                if *what == WRITING_OUTPUT && error.kind() == io::ErrorKind::BrokenPipe
+        )
+    }
+}
+
+/// Something worth telling the user that does not end the session.
+#[derive(Debug)]
+pub enum Status {
+    /// Connected to the relay.
+    Connected {
+        /// The relay's address.
+        addr: SocketAddr,
+    },
+    /// A message was not sent because the relay would refuse its length.
+    TooLong {
+        /// The message's length, name prefix included.
+        len: usize,
+        /// The longest the relay accepts.
+        max_len: usize,
+        /// The `--max-frame` that limit comes from.
+        max_frame: usize,
+    },
+    /// The connection ended; a reconnect is scheduled.
+    WentAway {
+        /// What the socket said, when it was not a plain close.
+        error: Option<io::Error>,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// A reconnect attempt failed; another is scheduled.
+    StillAway {
+        /// What connecting said.
+        error: io::Error,
+        /// When the next attempt is.
+        retry_in: Duration,
+    },
+    /// Connected again; `sent` messages typed meanwhile went out.
+    Reconnected {
+        /// The relay's address.
+        addr: SocketAddr,
+        /// How many messages were waiting.
+        sent: usize,
+    },
+    /// A message typed while reconnecting was dropped: too much was waiting.
+    BacklogFull,
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Connected { addr } => write!(f, "connected to {addr}"),
+            Status::TooLong {
+                len,
+                max_len,
+                max_frame,
+            } => write!(
+                f,
+                "message not sent: {len} bytes is more than the {max_len} the relay \
+                 accepts (--max-frame {max_frame})"
+            ),
+            Status::WentAway { error, retry_in } => {
+                f.write_str("relay went away")?;
+                if let Some(error) = error {
+                    write!(f, " ({error})")?;
+                }
+                write!(f, ", reconnecting in {}", seconds(*retry_in))
+            }
+            Status::StillAway { error, retry_in } => write!(
+                f,
+                "relay still unreachable ({error}), reconnecting in {}",
+                seconds(*retry_in)
+            ),
+            Status::Reconnected { addr, sent: 0 } => write!(f, "reconnected to {addr}"),
+            Status::Reconnected { addr, sent } => {
+                write!(f, "reconnected to {addr}; sent {sent} queued message(s)")
+            }
+            Status::BacklogFull => f.write_str(
+                "message not sent: too much is already waiting for the relay to come back",
+            ),
+        }
+    }
+}
+
+fn seconds(duration: Duration) -> String {
+    format!("{:.1}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_what_went_wrong_and_where() {
+        let addr = "relay.example:8080".to_owned();
+        let cases = [
+            (
+                ChatError::BadFrame {
+                    addr: addr.clone(),
+                    error: OpenError::BadTag,
+                },
+                "wrong key, or the frame was tampered with",
+            ),
+            (
+                ChatError::Unreachable {
+                    addr: addr.clone(),
+                    error: io::Error::from(io::ErrorKind::ConnectionRefused),
+                },
+                "relay.example:8080",
+            ),
+            (
+                ChatError::ReplayedFrame { addr: addr.clone() },
+                "replayed frame from the relay at relay.example:8080",
+            ),
+            (
+                ChatError::RelayClosed {
+                    addr,
+                    error: None,
+                    sent_only: true,
+                },
+                "is the key right?",
+            ),
+        ];
+        for (error, want) in cases {
+            let text = error.to_string();
+            assert!(text.contains(want), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! Client side of the wire format, shared by the `chat` binary: connecting,
+//! sending sealed lines, reading and opening frames, and making peers' text
+//! safe to print.
+//!
+//! [`run`] is the whole client. Two plain threads only move bytes: one reads
+//! the user's lines ([`input`]), one per connection splits the relay's
+//! stream into lines ([`eaxchat_proto::lines::LineReader`]). Both send `Event`s
+//! to the calling thread, which owns everything else: the one [`Cipher`]
+//! (sealing and opening), the connection, the reconnect timer, the backlog
+//! of messages typed while disconnected, and the output. Every received
+//! message is opened, passed through [`sanitize`] and printed as one line;
+//! every status change is reported through a callback as a [`Status`].
+//!
+//! In members mode ([`Options::member`]) every connection, the first and
+//! each reconnect, starts with one sealed empty message: the relay finds
+//! the member from it (and never relays it), so even a listen-only client
+//! is identified. The relay stamps each message with the member's name, so
+//! no `NAME: ` prefix is added.
+//!
+//! A message that would make a line longer than the relay's `--max-frame`
+//! is refused here, before sealing: the relay would only drop the
+//! connection. A frame that does not authenticate ends the session: either
+//! the key is wrong or someone is tampering with the stream, and neither
+//! gets better by carrying on.
+//!
+//! | module | owns |
+//! |---|---|
+//! | this one | [`Options`], [`run`], the input thread, the `Event`s |
+//! | `error` | [`ChatError`], [`Status`], their one-line texts, the exit code |
+//! | `session` | the calling thread's state and its loop over events |
+//! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
+//! | [`input`] | splitting what the user types into lines |
+//! | [`sanitize`] | making a peer's message safe to print |
+
+mod error;
+pub mod event;
+pub mod input;
+mod link;
+mod nonce_window;
+mod session;
+pub mod tui;
+
+pub use error::{ChatError, Status};
+pub use link::Backoff;
+pub use session::UiAction;
+
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Sender};
+use std::thread;
+use std::time::Duration;
+
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::wire::{DEFAULT_MAX_FRAME, encoded_len, max_plaintext_len};
+use input::{Input, InputLines};
+use link::LinkEnd;
+use session::{Printer, Session};
+
+/// How a session behaves: the `chat` command line, parsed.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The relay, as `HOST:PORT`.
+    pub connect: String,
+    /// Prefixed as `NAME: ` to every message sent (not in members mode).
+    pub name: Option<String>,
+    /// Members mode: the key is this member's own, so each connection
+    /// starts with an empty message that identifies it, and the relay
+    /// stamps names (`name` is not used).
+    pub member: bool,
+    /// The relay's `--max-frame`: the longest line it accepts (and sends).
+    pub max_frame: usize,
+    /// How long to keep printing after the input ends, before exiting.
+    pub linger: Duration,
+    /// Only print; never read the input.
+    pub listen_only: bool,
+    /// Reconnect when the relay goes away instead of failing.
+    pub reconnect: bool,
+    /// Ask the relay for structured events (`/hello eaxchat/1`) on every
+    /// connection, and show each as the line the relay's plain text would
+    /// be; in members mode the hello is what identifies us.
+    pub events: bool,
+}
+
+impl Options {
+    /// Options for `connect` with every default: no name, a shared key,
+    /// the relay's default `--max-frame`, 300 ms linger, reading input, no
+    /// reconnect, structured events.
+    pub fn new(connect: impl Into<String>) -> Options {
+        Options {
+            connect: connect.into(),
+            name: None,
+            member: false,
+            max_frame: DEFAULT_MAX_FRAME,
+            linger: Duration::from_millis(300),
+            listen_only: false,
+            reconnect: false,
+            events: true,
+        }
+    }
+
+    /// The smallest `max_frame` that carries a one-byte message.
+    pub fn min_max_frame() -> usize {
+        encoded_len(1)
+    }
+
+    /// The longest message (name prefix included) the relay accepts.
+    pub fn max_message_len(&self) -> usize {
+        max_plaintext_len(self.max_frame)
+    }
+
+    fn prefix(&self) -> Vec<u8> {
+        self.name
+            .as_ref()
+            .filter(|_| !self.member)
+            .map(|name| format!("{name}: ").into_bytes())
+            .unwrap_or_default()
+    }
+}
+
+/// What the helper threads tell the session.
+#[derive(Debug)]
+enum Event {
+    /// The user entered a line.
+    Typed(Input),
+    /// The input ended (`None`) or failed.
+    InputEnded(Option<io::Error>),
+    /// Connection `link` delivered a line.
+    Received { link: u64, line: Vec<u8> },
+    /// Connection `link` ended.
+    LinkEnded { link: u64, end: LinkEnd },
+    /// A key, the mouse, a resize: the terminal app's input.
+    Ui(UiEvent),
+}
+
+/// A terminal event, as crossterm reads it.
+pub type UiEvent = ratatui::crossterm::event::Event;
+
+/// Runs a chat session until the input ends (then lingers), the relay goes
+/// away for good, or something fails.
+///
+/// Reads lines from `input` (unless listen-only), prints each received
+/// message as one sanitised line on `output`, and reports changes through
+/// `status`. A closed `output` (`chat | head`) ends the session quietly.
+pub fn run<I, O>(
+    options: &Options,
+    key: &Key,
+    input: I,
+    output: &mut O,
+    status: &mut dyn FnMut(Status),
+) -> Result<(), ChatError>
+where
+    I: Read + Send + 'static,
+    O: Write,
+{
+    let (cipher, stream) = dial(options, key)?;
+    let (events, inbox) = mpsc::channel();
+    if !options.listen_only {
+        let sender = events.clone();
+        let max_len = options.max_frame;
+        thread::spawn(move || read_input(input, max_len, sender));
+    }
+    let mut session = Session::new(options, cipher, Printer::new(output, status), events);
+    session.start(stream)?;
+    match session.run(&inbox) {
+        Err(error) if error.is_output_closed() => Ok(()),
+        result => result,
+    }
+}
+
+/// The session's cipher, and the first connection to the relay.
+fn dial(options: &Options, key: &Key) -> Result<(Cipher, std::net::TcpStream), ChatError> {
+    let cipher = Cipher::new(key).map_err(|error| ChatError::Io {
+        what: "random seed",
+        error,
+    })?;
+    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
+        addr: options.connect.clone(),
+        error,
+    })?;
+    Ok((cipher, stream))
+}
+
+/// The input thread: every line typed, then the end.
+fn read_input(input: impl Read, max_len: usize, events: Sender<Event>) {
+    let mut lines = InputLines::new(io::BufReader::new(input), max_len);
+    loop {
+        let event = match lines.next_line() {
+            Ok(Some(line)) => Event::Typed(line),
+            Ok(None) => Event::InputEnded(None),
+            Err(error) => Event::InputEnded(Some(error)),
+        };
+        let last = matches!(event, Event::InputEnded(_));
+        if events.send(event).is_err() || last {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_message_fills_the_frame_exactly() {
+        for max_frame in [Options::min_max_frame(), 100, DEFAULT_MAX_FRAME] {
+            let options = Options {
+                max_frame,
+                ..Options::new("127.0.0.1:1")
+            };
+            let max_len = options.max_message_len();
+            assert!(encoded_len(max_len) <= max_frame, "{max_frame}");
+            assert!(encoded_len(max_len + 1) > max_frame, "{max_frame}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The client's tests, one binary: the terminal app drawn in memory, and the
+//! `chat` binary against the real relay.
+
+// A test or bench binary exports nothing: `pub` marks what its modules share.
+#![allow(unreachable_pub)]
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod chat;
+mod tui;

@@ -1,0 +1,544 @@
+//! What relays say to each other through NATS, and its binary form.
+//!
+//! Every envelope carries its origin (a relay's random id for this run),
+//! the origin's sequence number, and the origin's wall clock; then one of
+//! the [`Body`] kinds. The layout is length-prefixed big-endian fields:
+//!
+//! ```text
+//! version(1)=1  origin(8)  seq(8)  ts_millis(8)  kind(1)  body
+//! room     = room:str8  from:str8  count:u16  (kind:u8 text:bytes32)*count
+//! private  = from:str8  to:str8  text:bytes32
+//! presence = room:str8  name:str8  change:u8 (0 left, 1 joined, 2 renamed: old:str8)  here
+//! here     = unnamed:u32 names:u16 (name:str8 conns:u16)*   (the room on the origin, after)
+//! state    = label:str8  rooms:u32  (room:str8 unnamed:u32 names:u16 (name:str8 conns:u16)*)*
+//! bye      = (nothing)
+//! ```
+//!
+//! `str8` is a length byte and UTF-8; an empty `from` is no name. Names and
+//! rooms are checked as the relay checks its own ([`Name::new`],
+//! [`RoomName::new`]) so a decoded envelope holds nothing a local client
+//! could not have sent. Sealing is `super`'s: this module sees plaintext
+//! only.
+
+use std::fmt;
+
+use crate::history::EntryKind;
+use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::name::Name;
+
+/// The one version of the layout.
+pub const VERSION: u8 = 1;
+
+/// Messages in one room envelope, at most.
+pub const MAX_MESSAGES: usize = u16::MAX as usize;
+
+/// One envelope: who sent it, when, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    /// The relay that sent it: random, new at every start.
+    pub origin: u64,
+    /// The origin's count of envelopes sent, from 1.
+    pub seq: u64,
+    /// The origin's wall clock when it sent it, in Unix milliseconds.
+    pub ts_millis: u64,
+    /// What it says.
+    pub body: Body,
+}
+
+/// What an envelope says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Body {
+    /// Messages said in a room, in order, by one sender.
+    Room {
+        /// The room.
+        room: RoomName,
+        /// The sender's name; `None` for an unnamed shared-key connection.
+        from: Option<Name>,
+        /// Each message or action, in the order it was said.
+        messages: Vec<(EntryKind, Box<[u8]>)>,
+    },
+    /// A `/msg` to a name that is on another relay.
+    Private {
+        /// The sender's name, if any.
+        from: Option<Name>,
+        /// Who it is for.
+        to: Name,
+        /// What it says.
+        text: Box<[u8]>,
+    },
+    /// Someone on the origin joined or left a room, or took a new name.
+    Presence {
+        /// The room.
+        room: RoomName,
+        /// The name that came, went, or was taken.
+        name: Name,
+        /// What happened.
+        change: Change,
+        /// Who is in the room on the origin now.
+        here: RoomState,
+    },
+    /// Who is on the origin, room by room: sent every heartbeat.
+    State {
+        /// How the origin calls itself in logs (its listen address).
+        label: String,
+        /// Each room with someone on the origin in it.
+        rooms: Vec<RoomState>,
+    },
+    /// The origin is shutting down: its people left.
+    Bye,
+}
+
+/// What a [`Body::Presence`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The name left the room.
+    Left,
+    /// The name joined the room.
+    Joined,
+    /// The name was taken by someone called this before.
+    Renamed(Name),
+}
+
+/// One room as one relay has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomState {
+    /// The room.
+    pub room: RoomName,
+    /// Each name in it and how many of its connections.
+    pub names: Vec<(Name, u16)>,
+    /// Connections in it with no name.
+    pub unnamed: u32,
+}
+
+/// Why bytes are not an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// Not version [`VERSION`].
+    Version,
+    /// It ended inside a field.
+    Truncated,
+    /// A kind or change byte no version has.
+    UnknownKind,
+    /// A name or room the relay would not accept from a client.
+    BadName,
+    /// Bytes after the body.
+    Trailing,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecodeError::Version => "unknown envelope version",
+            DecodeError::Truncated => "envelope truncated",
+            DecodeError::UnknownKind => "unknown envelope kind",
+            DecodeError::BadName => "invalid name or room in envelope",
+            DecodeError::Trailing => "bytes after the envelope",
+        })
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+const ROOM: u8 = 1;
+const PRIVATE: u8 = 2;
+const PRESENCE: u8 = 3;
+const STATE: u8 = 4;
+const BYE: u8 = 5;
+
+impl Envelope {
+    /// Appends the binary form to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        encode_head(self.origin, self.seq, self.ts_millis, out);
+        match &self.body {
+            Body::Room {
+                room,
+                from,
+                messages,
+            } => {
+                out.push(ROOM);
+                put_str8(out, room.as_str());
+                put_str8(out, from.as_ref().map_or("", Name::as_str));
+                let count = messages.len().min(MAX_MESSAGES);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for (kind, text) in messages.iter().take(count) {
+                    put_message(out, *kind, text);
+                }
+            }
+            Body::Private { from, to, text } => {
+                out.push(PRIVATE);
+                put_str8(out, from.as_ref().map_or("", Name::as_str));
+                put_str8(out, to.as_str());
+                put_bytes32(out, text);
+            }
+            Body::Presence {
+                room,
+                name,
+                change,
+                here,
+            } => {
+                out.push(PRESENCE);
+                put_str8(out, room.as_str());
+                put_str8(out, name.as_str());
+                match change {
+                    Change::Left => out.push(0),
+                    Change::Joined => out.push(1),
+                    Change::Renamed(old) => {
+                        out.push(2);
+                        put_str8(out, old.as_str());
+                    }
+                }
+                put_people(out, here);
+            }
+            Body::State { label, rooms } => {
+                out.push(STATE);
+                put_str8(out, label);
+                out.extend_from_slice(&(rooms.len() as u32).to_be_bytes());
+                for room in rooms {
+                    put_str8(out, room.room.as_str());
+                    put_people(out, room);
+                }
+            }
+            Body::Bye => out.push(BYE),
+        }
+    }
+
+    /// Reads an envelope, checking every name and room in it.
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+        let mut r = Reader(bytes);
+        if r.u8()? != VERSION {
+            return Err(DecodeError::Version);
+        }
+        let (origin, seq, ts_millis) = (r.u64()?, r.u64()?, r.u64()?);
+        let body = match r.u8()? {
+            ROOM => {
+                let room = r.room()?;
+                let from = r.name_or_none()?;
+                let count = r.u16()? as usize;
+                let mut messages = Vec::with_capacity(count.min(r.0.len() / 5));
+                for _ in 0..count {
+                    let kind = match r.u8()? {
+                        0 => EntryKind::Message,
+                        1 => EntryKind::Action,
+                        _ => return Err(DecodeError::UnknownKind),
+                    };
+                    messages.push((kind, r.bytes32()?.into()));
+                }
+                Body::Room {
+                    room,
+                    from,
+                    messages,
+                }
+            }
+            PRIVATE => Body::Private {
+                from: r.name_or_none()?,
+                to: r.name()?,
+                text: r.bytes32()?.into(),
+            },
+            PRESENCE => {
+                let room = r.room()?;
+                let name = r.name()?;
+                let change = match r.u8()? {
+                    0 => Change::Left,
+                    1 => Change::Joined,
+                    2 => Change::Renamed(r.name()?),
+                    _ => return Err(DecodeError::UnknownKind),
+                };
+                let here = r.people(room.clone())?;
+                Body::Presence {
+                    room,
+                    name,
+                    change,
+                    here,
+                }
+            }
+            STATE => {
+                let label = String::from_utf8_lossy(r.str8()?).into_owned();
+                let count = r.u32()? as usize;
+                let mut rooms = Vec::with_capacity(count.min(r.0.len() / 7));
+                for _ in 0..count {
+                    let room = r.room()?;
+                    rooms.push(r.people(room)?);
+                }
+                Body::State { label, rooms }
+            }
+            BYE => Body::Bye,
+            _ => return Err(DecodeError::UnknownKind),
+        };
+        if !r.0.is_empty() {
+            return Err(DecodeError::Trailing);
+        }
+        Ok(Envelope {
+            origin,
+            seq,
+            ts_millis,
+            body,
+        })
+    }
+}
+
+/// Writes the fields every envelope starts with.
+pub fn encode_head(origin: u64, seq: u64, ts_millis: u64, out: &mut Vec<u8>) {
+    out.push(VERSION);
+    out.extend_from_slice(&origin.to_be_bytes());
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&ts_millis.to_be_bytes());
+}
+
+/// Writes the head of a room envelope whose `count` messages follow, each
+/// written with [`put_message`]: the hot path encodes a read's messages
+/// without gathering them first.
+pub fn encode_room_head(room: &RoomName, from: Option<&Name>, count: u16, out: &mut Vec<u8>) {
+    out.push(ROOM);
+    put_str8(out, room.as_str());
+    put_str8(out, from.map_or("", Name::as_str));
+    out.extend_from_slice(&count.to_be_bytes());
+}
+
+/// Writes one message of a room envelope.
+pub fn put_message(out: &mut Vec<u8>, kind: EntryKind, text: &[u8]) {
+    out.push(match kind {
+        EntryKind::Message => 0,
+        EntryKind::Action => 1,
+    });
+    put_bytes32(out, text);
+}
+
+/// Who is in a room: its unnamed count, then each name and its
+/// connections.
+fn put_people(out: &mut Vec<u8>, room: &RoomState) {
+    out.extend_from_slice(&room.unnamed.to_be_bytes());
+    let names = room.names.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(names as u16).to_be_bytes());
+    for (name, conns) in room.names.iter().take(names) {
+        put_str8(out, name.as_str());
+        out.extend_from_slice(&conns.to_be_bytes());
+    }
+}
+
+fn put_str8(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let len = bytes.len().min(u8::MAX as usize);
+    out.push(len as u8);
+    out.extend_from_slice(&bytes[..len]);
+}
+
+fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The unread rest of an envelope.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.0.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        let bytes = self.take(N)?;
+        let mut out = [0; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_be_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_be_bytes(self.array()?))
+    }
+
+    fn str8(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u8()? as usize;
+        self.take(len)
+    }
+
+    fn bytes32(&mut self) -> Result<&'a [u8], DecodeError> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+
+    fn name(&mut self) -> Result<Name, DecodeError> {
+        let text = std::str::from_utf8(self.str8()?).map_err(|_| DecodeError::BadName)?;
+        Name::new(text).map_err(|_| DecodeError::BadName)
+    }
+
+    fn name_or_none(&mut self) -> Result<Option<Name>, DecodeError> {
+        let text = self.str8()?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let text = std::str::from_utf8(text).map_err(|_| DecodeError::BadName)?;
+        Name::new(text).map(Some).map_err(|_| DecodeError::BadName)
+    }
+
+    fn people(&mut self, room: RoomName) -> Result<RoomState, DecodeError> {
+        let unnamed = self.u32()?;
+        let names_len = self.u16()? as usize;
+        let mut names = Vec::with_capacity(names_len.min(self.0.len() / 4));
+        for _ in 0..names_len {
+            names.push((self.name()?, self.u16()?));
+        }
+        Ok(RoomState {
+            room,
+            names,
+            unnamed,
+        })
+    }
+
+    fn room(&mut self) -> Result<RoomName, DecodeError> {
+        RoomName::new(self.str8()?).map_err(|_| DecodeError::BadName)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(text: &str) -> Name {
+        Name::new(text).expect("a valid name")
+    }
+
+    fn room(text: &str) -> RoomName {
+        RoomName::new(text.as_bytes()).expect("a valid room")
+    }
+
+    fn round_trip(body: Body) {
+        let envelope = Envelope {
+            origin: 0x0102_0304_0506_0708,
+            seq: 42,
+            ts_millis: 1_700_000_000_000,
+            body,
+        };
+        let mut bytes = Vec::new();
+        envelope.encode(&mut bytes);
+        assert_eq!(Envelope::decode(&bytes), Ok(envelope));
+        // Every proper prefix is refused, never misread.
+        for cut in 0..bytes.len() {
+            assert!(Envelope::decode(&bytes[..cut]).is_err(), "prefix {cut}");
+        }
+        bytes.push(0);
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Trailing));
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        round_trip(Body::Room {
+            room: room("#lobby"),
+            from: Some(name("alice")),
+            messages: vec![
+                (EntryKind::Message, b"hello".to_vec().into()),
+                (EntryKind::Action, b"waves".to_vec().into()),
+                (EntryKind::Message, Vec::new().into()),
+            ],
+        });
+        round_trip(Body::Room {
+            room: room("#x"),
+            from: None,
+            messages: vec![(EntryKind::Message, b"\0\xff".to_vec().into())],
+        });
+        round_trip(Body::Private {
+            from: None,
+            to: name("bob"),
+            text: b"psst".to_vec().into(),
+        });
+        for change in [Change::Left, Change::Joined, Change::Renamed(name("al"))] {
+            round_trip(Body::Presence {
+                room: room("#lobby"),
+                name: name("alice"),
+                change,
+                here: RoomState {
+                    room: room("#lobby"),
+                    names: vec![(name("alice"), 1)],
+                    unnamed: 2,
+                },
+            });
+        }
+        round_trip(Body::State {
+            label: "127.0.0.1:8080".into(),
+            rooms: vec![
+                RoomState {
+                    room: room("#lobby"),
+                    names: vec![(name("alice"), 2), (name("bob"), 1)],
+                    unnamed: 3,
+                },
+                RoomState {
+                    room: room("#empty-names"),
+                    names: Vec::new(),
+                    unnamed: 1,
+                },
+            ],
+        });
+        round_trip(Body::Bye);
+    }
+
+    #[test]
+    fn the_hot_path_head_matches_encode() {
+        let body = Body::Room {
+            room: room("#lobby"),
+            from: Some(name("alice")),
+            messages: vec![(EntryKind::Message, b"hi".to_vec().into())],
+        };
+        let envelope = Envelope {
+            origin: 7,
+            seq: 8,
+            ts_millis: 9,
+            body,
+        };
+        let mut whole = Vec::new();
+        envelope.encode(&mut whole);
+        let mut pieces = Vec::new();
+        encode_head(7, 8, 9, &mut pieces);
+        encode_room_head(&room("#lobby"), Some(&name("alice")), 1, &mut pieces);
+        put_message(&mut pieces, EntryKind::Message, b"hi");
+        assert_eq!(whole, pieces);
+    }
+
+    #[test]
+    fn names_are_checked_as_a_client_s_would_be() {
+        let mut bytes = Vec::new();
+        encode_head(1, 1, 1, &mut bytes);
+        bytes.push(PRIVATE);
+        bytes.push(0);
+        bytes.push(3);
+        bytes.extend_from_slice(b"a b");
+        bytes.extend_from_slice(&0u32.to_be_bytes());
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::BadName));
+    }
+
+    #[test]
+    fn unknown_versions_and_kinds_are_refused() {
+        let mut bytes = Vec::new();
+        encode_head(1, 1, 1, &mut bytes);
+        bytes.push(99);
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::UnknownKind));
+        bytes[0] = 2;
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Version));
+        assert_eq!(Envelope::decode(&[]), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn a_huge_count_in_a_short_envelope_allocates_nothing_big() {
+        let mut bytes = Vec::new();
+        encode_head(1, 1, 1, &mut bytes);
+        bytes.push(STATE);
+        bytes.push(0);
+        bytes.extend_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Truncated));
+    }
+}

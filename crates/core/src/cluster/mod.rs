@@ -1,0 +1,619 @@
+//! Relays joined through NATS into one chat (`relay --cluster`).
+//!
+//! This module owns what a relay says to the others and how: the sealed
+//! envelopes ([`envelope`]), the subjects they go on, who is on the other
+//! relays ([`remote`]), and, in `link` (the `nats` feature, on by
+//! default), the one thread that talks to NATS. The relay core ([`crate::relay`]) decides what to publish and
+//! what an envelope that came means for its clients; the poll loop only
+//! carries [`Outgoing`] and [`Incoming`] between the two.
+//!
+//! Every envelope is sealed under the cluster key (AES-EAX, a fresh nonce
+//! each): NATS, and anyone else on it, sees subjects, sizes and timing,
+//! never a name, a room or a message. Subjects are named by a keyed hash
+//! too ([`Subjects`]):
+//!
+//! ```text
+//! eaxchat.CLUSTER.state          every relay's heartbeat, who is on it
+//! eaxchat.CLUSTER.room.TOKEN     a room's messages and presence
+//! eaxchat.CLUSTER.to.TOKEN       private messages for a name
+//! eaxchat.CLUSTER.hist.TOKEN     a room's history (--cluster-history)
+//! ```
+
+pub mod envelope;
+pub mod remote;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::eax_key::EaxKey;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::name::Name;
+use eaxchat_proto::nonce::Nonces;
+use eaxchat_proto::wire::{NONCE_LEN, TAG_LEN};
+use envelope::{Body, DecodeError, Envelope};
+use remote::Remotes;
+
+/// How often a relay tells the others who is on it.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+
+/// How long a relay may be quiet before the others count it lost.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Envelopes queued for NATS at most; past it they are dropped, counted.
+pub const OUT_QUEUE: usize = 8192;
+
+/// Envelopes from NATS waiting for the relay at most; past it they are
+/// dropped, counted.
+pub const IN_QUEUE: usize = 8192;
+
+/// How one relay joins the cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// The cluster's name: its subjects start `eaxchat.NAME.`.
+    pub name: String,
+    /// How this relay calls itself to the others (its listen address).
+    pub label: String,
+    /// How often it sends its heartbeat.
+    pub heartbeat: Duration,
+    /// How long another relay may be quiet before it is lost.
+    pub timeout: Duration,
+    /// Whether room history is kept in a JetStream stream.
+    pub history: bool,
+}
+
+impl ClusterConfig {
+    /// A cluster called `name`, heartbeats and timeout as default, no
+    /// JetStream history.
+    pub fn new(name: &str, label: &str) -> ClusterConfig {
+        ClusterConfig {
+            name: name.to_owned(),
+            label: label.to_owned(),
+            heartbeat: DEFAULT_HEARTBEAT,
+            timeout: DEFAULT_TIMEOUT,
+            history: false,
+        }
+    }
+}
+
+/// What the relay hands the NATS thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    /// Publish a sealed envelope.
+    Publish {
+        /// Where.
+        subject: String,
+        /// The sealed envelope.
+        payload: Bytes,
+    },
+    /// Store a sealed history record in the JetStream stream, waiting for
+    /// the stream's acknowledgement (and trying again) off the loop.
+    Store {
+        /// The room's history subject.
+        subject: String,
+        /// The sealed record.
+        payload: Bytes,
+    },
+    /// Start receiving a subject.
+    Subscribe(String),
+    /// Stop receiving a subject.
+    Unsubscribe(String),
+}
+
+/// What the NATS thread hands the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A sealed envelope from a subject this relay receives.
+    Envelope(Bytes),
+    /// NATS is reachable: connected, or reconnected.
+    Up,
+    /// NATS was lost; the thread is reconnecting.
+    Down,
+    /// The history records of the JetStream stream, oldest first, read
+    /// after (re)connecting.
+    History(Vec<Bytes>),
+}
+
+/// Why a payload from NATS was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Shorter than a nonce and a tag.
+    TooShort,
+    /// It does not open under the cluster key.
+    BadTag,
+    /// It opened but is not an envelope.
+    Malformed(DecodeError),
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refused::TooShort => f.write_str("too short for an envelope"),
+            Refused::BadTag => f.write_str("does not open under the cluster key"),
+            Refused::Malformed(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+/// The cluster key, kept ready: seals and opens envelopes, and names
+/// subjects.
+pub struct ClusterKey {
+    eax: EaxKey,
+    /// A key of its own for subject names, derived from the cluster key.
+    subjects: EaxKey,
+    nonces: Nonces,
+}
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
+}
+
+impl ClusterKey {
+    /// Readies `key`, with nonces from the operating system.
+    pub fn new(key: &Key) -> std::io::Result<ClusterKey> {
+        Ok(ClusterKey::with_nonces(key, Nonces::from_os()?))
+    }
+
+    /// Readies `key` with the nonce generator `nonces` (fixed in tests).
+    pub fn with_nonces(key: &Key, nonces: Nonces) -> ClusterKey {
+        let eax = eaxchat_proto::cipher::eax_key(key);
+        let derived = eax.cmac(b"eaxchat subjects");
+        ClusterKey {
+            eax,
+            subjects: EaxKey::aes128(&derived),
+            nonces,
+        }
+    }
+
+    /// Seals the plaintext `plain` as `nonce ‖ tag ‖ ciphertext`.
+    pub fn seal(&mut self, plain: &[u8]) -> Bytes {
+        let nonce = self.nonces.next_nonce();
+        let mut out = Vec::with_capacity(NONCE_LEN + TAG_LEN + plain.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&[0; TAG_LEN]);
+        out.extend_from_slice(plain);
+        let tag = self
+            .eax
+            .seal_in_place_detached(&nonce, &mut out[NONCE_LEN + TAG_LEN..]);
+        out[NONCE_LEN..NONCE_LEN + TAG_LEN].copy_from_slice(&tag);
+        Bytes::from(out)
+    }
+
+    /// Opens a sealed envelope and reads it.
+    pub fn open(&self, payload: &[u8]) -> Result<Envelope, Refused> {
+        if payload.len() < NONCE_LEN + TAG_LEN {
+            return Err(Refused::TooShort);
+        }
+        let (nonce, rest) = payload.split_at(NONCE_LEN);
+        let (tag, ciphertext) = rest.split_at(TAG_LEN);
+        let mut plain = ciphertext.to_vec();
+        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| Refused::TooShort)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Refused::TooShort)?;
+        self.eax
+            .open_in_place_detached(nonce, &mut plain, tag)
+            .map_err(|_| Refused::BadTag)?;
+        Envelope::decode(&plain).map_err(Refused::Malformed)
+    }
+
+    /// The subject token for `what` (a room's or a name's text, after a
+    /// kind byte): 24 hex digits of a keyed hash, the same on every relay
+    /// with this key and unguessable without it.
+    fn token(&self, kind: u8, what: &str) -> String {
+        let mut input = Vec::with_capacity(what.len() + 1);
+        input.push(kind);
+        input.extend_from_slice(what.as_bytes());
+        let mac = self.subjects.cmac(&input);
+        mac[..12].iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
+/// Room subjects kept named at most: past it the cache starts again (a
+/// subject costs one CMAC to name).
+const MAX_CACHED_SUBJECTS: usize = 4096;
+
+/// The subjects of one cluster under one key.
+#[derive(Debug)]
+pub struct Subjects {
+    prefix: String,
+    rooms: HashMap<RoomName, String>,
+}
+
+impl Subjects {
+    fn new(cluster: &str) -> Subjects {
+        Subjects {
+            prefix: format!("eaxchat.{cluster}"),
+            rooms: HashMap::new(),
+        }
+    }
+
+    /// Every relay's heartbeats.
+    pub fn state(&self) -> String {
+        format!("{}.state", self.prefix)
+    }
+
+    /// Room `room`'s messages and presence.
+    fn room(&mut self, key: &ClusterKey, room: &RoomName) -> &str {
+        if self.rooms.len() >= MAX_CACHED_SUBJECTS && !self.rooms.contains_key(room) {
+            self.rooms.clear();
+        }
+        let prefix = &self.prefix;
+        self.rooms
+            .entry(room.clone())
+            .or_insert_with(|| format!("{prefix}.room.{}", key.token(b'r', room.as_str())))
+    }
+
+    /// Private messages to `name`.
+    fn to(&self, key: &ClusterKey, name: &Name) -> String {
+        format!("{}.to.{}", self.prefix, key.token(b'n', name.as_str()))
+    }
+
+    /// Room `room`'s history records.
+    fn history(&self, key: &ClusterKey, room: &RoomName) -> String {
+        format!("{}.hist.{}", self.prefix, key.token(b'r', room.as_str()))
+    }
+
+    /// Every room's history records: the JetStream stream's subjects.
+    pub fn all_history(cluster: &str) -> String {
+        format!("eaxchat.{cluster}.hist.*")
+    }
+
+    /// The JetStream stream that keeps cluster `cluster`'s history.
+    pub fn history_stream(cluster: &str) -> String {
+        format!("EAXCHAT_{cluster}")
+    }
+}
+
+/// A relay's share of the cluster: what it has published and subscribed,
+/// and what it knows of the others.
+pub struct Cluster {
+    config: ClusterConfig,
+    key: ClusterKey,
+    subjects: Subjects,
+    /// This relay's random id for this run.
+    origin: u64,
+    seq: u64,
+    /// The other relays.
+    pub remotes: Remotes,
+    out: Vec<Outgoing>,
+    /// Subjects subscribed for rooms and names, by what they are for.
+    rooms: HashMap<RoomName, String>,
+    names: HashMap<Name, String>,
+    /// Rooms or names changed since the subscriptions were last matched.
+    pub interest_changed: bool,
+    next_heartbeat: Instant,
+    /// Whether NATS is reachable now.
+    pub up: bool,
+    /// Whether NATS was ever reached.
+    pub was_connected: bool,
+    scratch: Vec<u8>,
+}
+
+impl fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cluster")
+            .field("name", &self.config.name)
+            .field("origin", &format_args!("{:016x}", self.origin))
+            .field("up", &self.up)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// Joins `config`'s cluster under `key`, as the relay with random id
+    /// `origin`, at `now`. The heartbeat subject is subscribed at once.
+    pub fn new(config: ClusterConfig, key: ClusterKey, origin: u64, now: Instant) -> Cluster {
+        let subjects = Subjects::new(&config.name);
+        let out = vec![Outgoing::Subscribe(subjects.state())];
+        Cluster {
+            remotes: Remotes::new(config.timeout),
+            config,
+            key,
+            subjects,
+            origin,
+            seq: 0,
+            out,
+            rooms: HashMap::new(),
+            names: HashMap::new(),
+            interest_changed: true,
+            next_heartbeat: now,
+            up: false,
+            was_connected: false,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// How this relay is set up in the cluster.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// This relay's id for this run.
+    pub fn origin(&self) -> u64 {
+        self.origin
+    }
+
+    /// The subjects.
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    /// Opens a payload from NATS.
+    pub fn open(&self, payload: &[u8]) -> Result<Envelope, Refused> {
+        self.key.open(payload)
+    }
+
+    /// Moves what is to be handed to NATS into `out`.
+    pub fn take_out(&mut self, out: &mut Vec<Outgoing>) {
+        out.append(&mut self.out);
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// Seals `body` and queues it for `subject`.
+    fn publish(&mut self, subject: String, body: Body, ts_millis: u64) {
+        let payload = self.seal(body, ts_millis);
+        self.out.push(Outgoing::Publish { subject, payload });
+    }
+
+    /// Seals `body` as this relay's next envelope.
+    fn seal(&mut self, body: Body, ts_millis: u64) -> Bytes {
+        let envelope = Envelope {
+            origin: self.origin,
+            seq: self.next_seq(),
+            ts_millis,
+            body,
+        };
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        envelope.encode(&mut plain);
+        let payload = self.key.seal(&plain);
+        self.scratch = plain;
+        payload
+    }
+
+    /// Publishes `messages`, said in `room` by `from`, on the room's
+    /// subject (one envelope for up to [`envelope::MAX_MESSAGES`]), and,
+    /// with `--cluster-history`, each message again as a history record.
+    pub fn publish_room(
+        &mut self,
+        room: &RoomName,
+        from: Option<&Name>,
+        messages: &[(crate::history::EntryKind, &[u8])],
+        ts_millis: u64,
+    ) {
+        if messages.is_empty() {
+            return;
+        }
+        let mut plain = std::mem::take(&mut self.scratch);
+        for chunk in messages.chunks(envelope::MAX_MESSAGES) {
+            let seq = self.next_seq();
+            plain.clear();
+            envelope::encode_head(self.origin, seq, ts_millis, &mut plain);
+            envelope::encode_room_head(room, from, chunk.len() as u16, &mut plain);
+            for &(kind, text) in chunk {
+                envelope::put_message(&mut plain, kind, text);
+            }
+            let payload = self.key.seal(&plain);
+            let subject = self.subjects.room(&self.key, room).to_owned();
+            self.out.push(Outgoing::Publish { subject, payload });
+        }
+        self.scratch = plain;
+        if self.config.history {
+            for &(kind, text) in messages {
+                let subject = self.subjects.history(&self.key, room);
+                let body = Body::Room {
+                    room: room.clone(),
+                    from: from.cloned(),
+                    messages: vec![(kind, text.into())],
+                };
+                let payload = self.seal(body, ts_millis);
+                self.out.push(Outgoing::Store { subject, payload });
+            }
+        }
+    }
+
+    /// Publishes a private message for `to`, wherever it is.
+    pub fn publish_private(&mut self, from: Option<&Name>, to: &Name, text: &[u8], ts: u64) {
+        let subject = self.subjects.to(&self.key, to);
+        let body = Body::Private {
+            from: from.cloned(),
+            to: to.clone(),
+            text: text.into(),
+        };
+        self.publish(subject, body, ts);
+    }
+
+    /// Publishes a join, leave or rename of `name` in the room of `here`
+    /// (who is in it on this relay now).
+    pub fn publish_presence(
+        &mut self,
+        name: &Name,
+        change: envelope::Change,
+        here: envelope::RoomState,
+        ts: u64,
+    ) {
+        let subject = self.subjects.room(&self.key, &here.room).to_owned();
+        let body = Body::Presence {
+            room: here.room.clone(),
+            name: name.clone(),
+            change,
+            here,
+        };
+        self.publish(subject, body, ts);
+    }
+
+    /// Whether the heartbeat is due at `now`.
+    pub fn heartbeat_due(&self, now: Instant) -> bool {
+        now >= self.next_heartbeat
+    }
+
+    /// Sends the heartbeat soon: another relay is new, and should learn who
+    /// is here without waiting a whole interval.
+    pub fn heartbeat_soon(&mut self, now: Instant) {
+        self.next_heartbeat = self.next_heartbeat.min(now);
+    }
+
+    /// Publishes the heartbeat: `rooms`, who is in each here.
+    pub fn publish_state(&mut self, rooms: Vec<envelope::RoomState>, now: Instant, ts: u64) {
+        self.next_heartbeat = now + self.config.heartbeat;
+        let body = Body::State {
+            label: self.config.label.clone(),
+            rooms,
+        };
+        let subject = self.subjects.state();
+        self.publish(subject, body, ts);
+    }
+
+    /// Skips the heartbeat due now (NATS is down).
+    pub fn skip_heartbeat(&mut self, now: Instant) {
+        self.next_heartbeat = now + self.config.heartbeat;
+    }
+
+    /// Says goodbye: the others let this relay's people go at once.
+    pub fn publish_bye(&mut self, ts: u64) {
+        let subject = self.subjects.state();
+        self.publish(subject, Body::Bye, ts);
+    }
+
+    /// When the cluster next has timed work: the heartbeat, or another
+    /// relay's timeout.
+    pub fn next_timer(&self) -> Instant {
+        match self.remotes.next_expiry() {
+            Some(at) => at.min(self.next_heartbeat),
+            None => self.next_heartbeat,
+        }
+    }
+
+    /// Subscribes to what `rooms` and `names` need, and unsubscribes what
+    /// they no longer do; a new room brings the heartbeat forward to `now`.
+    pub fn want(&mut self, rooms: &[RoomName], names: &[Name], now: Instant) {
+        self.interest_changed = false;
+        let mut dropped: Vec<String> = Vec::new();
+        self.rooms.retain(|room, subject| {
+            let keep = rooms.contains(room);
+            if !keep {
+                dropped.push(std::mem::take(subject));
+            }
+            keep
+        });
+        self.names.retain(|name, subject| {
+            let keep = names.contains(name);
+            if !keep {
+                dropped.push(std::mem::take(subject));
+            }
+            keep
+        });
+        self.out
+            .extend(dropped.into_iter().map(Outgoing::Unsubscribe));
+        for room in rooms {
+            if !self.rooms.contains_key(room) {
+                let subject = self.subjects.room(&self.key, room).to_owned();
+                self.out.push(Outgoing::Subscribe(subject.clone()));
+                self.rooms.insert(room.clone(), subject);
+                // The others hear of the room at once, and answer with who
+                // they have in it.
+                self.next_heartbeat = self.next_heartbeat.min(now);
+            }
+        }
+        for name in names {
+            if !self.names.contains_key(name) {
+                let subject = self.subjects.to(&self.key, name);
+                self.out.push(Outgoing::Subscribe(subject.clone()));
+                self.names.insert(name.clone(), subject);
+            }
+        }
+    }
+
+    /// The subject names subscribed now (heartbeats, rooms, names).
+    pub fn subscriptions(&self) -> usize {
+        1 + self.rooms.len() + self.names.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> ClusterKey {
+        let key = Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
+        ClusterKey::with_nonces(&key, Nonces::from_seed([byte; 32]))
+    }
+
+    #[test]
+    fn envelopes_open_only_under_their_key() {
+        let (mut a, b) = (key(1), key(2));
+        let envelope = Envelope {
+            origin: 1,
+            seq: 1,
+            ts_millis: 5,
+            body: Body::Bye,
+        };
+        let mut plain = Vec::new();
+        envelope.encode(&mut plain);
+        let sealed = a.seal(&plain);
+        assert_eq!(a.open(&sealed), Ok(envelope));
+        assert_eq!(b.open(&sealed), Err(Refused::BadTag));
+        assert_eq!(a.open(&sealed[..31]), Err(Refused::TooShort));
+        let mut flipped = sealed.to_vec();
+        *flipped.last_mut().expect("not empty") ^= 1;
+        assert_eq!(a.open(&flipped), Err(Refused::BadTag));
+        let garbage = a.seal(b"not an envelope");
+        assert!(matches!(a.open(&garbage), Err(Refused::Malformed(_))));
+    }
+
+    #[test]
+    fn subjects_name_nothing_and_differ_by_key() {
+        let room = RoomName::new(b"#lobby").expect("a room");
+        let (a, b) = (key(1), key(2));
+        let mut subjects = Subjects::new("main");
+        let on_a = subjects.room(&a, &room).to_owned();
+        assert!(on_a.starts_with("eaxchat.main.room."));
+        assert!(!on_a.contains("lobby"));
+        assert_eq!(on_a.len(), "eaxchat.main.room.".len() + 24);
+        let mut other = Subjects::new("main");
+        assert_ne!(other.room(&b, &room), on_a);
+        let name = Name::new("lobby").expect("a name");
+        assert_ne!(
+            subjects.to(&a, &name).rsplit('.').next(),
+            on_a.rsplit('.').next(),
+            "a room and a name of the same text get different tokens"
+        );
+    }
+
+    #[test]
+    fn subscriptions_follow_what_is_wanted() {
+        let mut cluster = Cluster::new(
+            ClusterConfig::new("main", "test"),
+            key(1),
+            7,
+            Instant::now(),
+        );
+        let mut out = Vec::new();
+        cluster.take_out(&mut out);
+        assert_eq!(out, vec![Outgoing::Subscribe("eaxchat.main.state".into())]);
+        let lobby = RoomName::new(b"#lobby").expect("a room");
+        let alice = Name::new("alice").expect("a name");
+        cluster.want(
+            std::slice::from_ref(&lobby),
+            std::slice::from_ref(&alice),
+            Instant::now(),
+        );
+        out.clear();
+        cluster.take_out(&mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|o| matches!(o, Outgoing::Subscribe(_))));
+        cluster.want(std::slice::from_ref(&lobby), &[], Instant::now());
+        out.clear();
+        cluster.take_out(&mut out);
+        assert!(matches!(&out[..], [Outgoing::Unsubscribe(s)] if s.contains(".to.")));
+        assert_eq!(cluster.subscriptions(), 2);
+    }
+}

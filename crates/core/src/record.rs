@@ -1,0 +1,193 @@
+//! The message log's records and their version-1 plaintext encoding (the layout is described in the server crate's `msglog` docs). Only what is sealed: nothing here
+//! touches the disk.
+
+use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::name::Name;
+
+use crate::history::{Entry, EntryKind};
+
+/// The plaintext format's version byte.
+pub const FORMAT_VERSION: u8 = 1;
+
+const KIND_MESSAGE: u8 = 1;
+const KIND_ACTION: u8 = 2;
+const KIND_JOIN: u8 = 3;
+const KIND_LEAVE: u8 = 4;
+
+/// One logged event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// A message or `/me` action said in a room.
+    Message {
+        /// Where.
+        room: RoomName,
+        /// Who said it (`None`: a shared-key connection with no name).
+        sender: Option<Name>,
+        /// What.
+        text: Box<[u8]>,
+        /// When, in milliseconds since the Unix epoch.
+        ts_millis: u64,
+        /// A message or an action.
+        kind: EntryKind,
+    },
+    /// Someone entered a room.
+    Join {
+        /// Which room.
+        room: RoomName,
+        /// Who.
+        name: Name,
+        /// When, in milliseconds since the Unix epoch.
+        ts_millis: u64,
+    },
+    /// Someone left a room.
+    Leave {
+        /// Which room.
+        room: RoomName,
+        /// Who.
+        name: Name,
+        /// When, in milliseconds since the Unix epoch.
+        ts_millis: u64,
+    },
+}
+
+impl Record {
+    /// For a room message, its room and the history entry it makes.
+    pub fn history_entry(&self) -> Option<(&RoomName, Entry)> {
+        match self {
+            Record::Message {
+                room,
+                sender,
+                text,
+                ts_millis,
+                kind,
+            } => Some((
+                room,
+                Entry {
+                    sender: sender.clone(),
+                    text: text.clone(),
+                    ts_millis: *ts_millis,
+                    kind: *kind,
+                },
+            )),
+            Record::Join { .. } | Record::Leave { .. } => None,
+        }
+    }
+
+    /// Appends the version-1 plaintext of this record to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let (kind, room, name, ts_millis, text) = match self {
+            Record::Message {
+                room,
+                sender,
+                text,
+                ts_millis,
+                kind,
+            } => {
+                let kind = match kind {
+                    EntryKind::Message => KIND_MESSAGE,
+                    EntryKind::Action => KIND_ACTION,
+                };
+                (kind, room, sender.as_ref(), ts_millis, Some(text))
+            }
+            Record::Join {
+                room,
+                name,
+                ts_millis,
+            } => (KIND_JOIN, room, Some(name), ts_millis, None),
+            Record::Leave {
+                room,
+                name,
+                ts_millis,
+            } => (KIND_LEAVE, room, Some(name), ts_millis, None),
+        };
+        out.extend_from_slice(&[FORMAT_VERSION, kind]);
+        out.extend_from_slice(&ts_millis.to_le_bytes());
+        // Room names and member names are at most 32 bytes, so fit a u8; a
+        // message with no sender has a name of length 0.
+        for short in [room.as_str(), name.map_or("", |name| name.as_str())] {
+            out.push(short.len() as u8);
+            out.extend_from_slice(short.as_bytes());
+        }
+        if let Some(text) = text {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text);
+        }
+    }
+
+    /// Reads a version-1 plaintext; `Err` says what is wrong.
+    pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
+        let mut reader = Reader(bytes);
+        if reader.u8()? != FORMAT_VERSION {
+            return Err("unsupported record version");
+        }
+        let kind = reader.u8()?;
+        let ts_millis = u64::from_le_bytes(reader.array()?);
+        let room_len = usize::from(reader.u8()?);
+        let room = RoomName::new(reader.take(room_len)?).map_err(|_| "bad room name")?;
+        let name_len = usize::from(reader.u8()?);
+        let name = match name_len {
+            0 => None,
+            len => Some(
+                std::str::from_utf8(reader.take(len)?)
+                    .ok()
+                    .and_then(|name| Name::new(name).ok())
+                    .ok_or("bad name")?,
+            ),
+        };
+        let record = match kind {
+            KIND_MESSAGE | KIND_ACTION => {
+                let text_len = u32::from_le_bytes(reader.array()?) as usize;
+                Record::Message {
+                    room,
+                    sender: name,
+                    text: reader.take(text_len)?.into(),
+                    ts_millis,
+                    kind: if kind == KIND_ACTION {
+                        EntryKind::Action
+                    } else {
+                        EntryKind::Message
+                    },
+                }
+            }
+            KIND_JOIN => Record::Join {
+                room,
+                name: name.ok_or("a join with no name")?,
+                ts_millis,
+            },
+            KIND_LEAVE => Record::Leave {
+                room,
+                name: name.ok_or("a leave with no name")?,
+                ts_millis,
+            },
+            _ => return Err("unknown record kind"),
+        };
+        if !reader.0.is_empty() {
+            return Err("bytes after the record");
+        }
+        Ok(record)
+    }
+}
+
+/// A cursor over a record's plaintext.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], &'static str> {
+        if len > self.0.len() {
+            return Err("record too short");
+        }
+        let (head, rest) = self.0.split_at(len);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let (head, rest) = self.0.split_first_chunk::<N>().ok_or("record too short")?;
+        self.0 = rest;
+        Ok(*head)
+    }
+}

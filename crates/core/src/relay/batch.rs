@@ -1,0 +1,251 @@
+//! One read's messages: each frame opened and checked against replays, its
+//! plaintext kept in the form plain-text clients get (stamped with its
+//! sender's name in members mode), and, with a shared key, sealed again
+//! into one buffer to be queued as one run.
+//!
+//! A frame is opened into a [`Pending`] message first: the relay then
+//! decides whether it is text for the room ([`Batch::commit`]), a command
+//! or a refused one ([`Batch::discard`]).
+
+use bytes::BytesMut;
+
+use super::receive::{FrameError, check_replay};
+use crate::history::EntryKind;
+use crate::roster::{Roster, Seat};
+use eaxchat_proto::cipher::{Cipher, Seal};
+use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::events::Event;
+use eaxchat_proto::name::Name;
+use eaxchat_proto::replay::{ReplayWindow, Replayed};
+use eaxchat_proto::seed;
+use eaxchat_proto::wire;
+
+/// The messages taken from one read of one sender, gathered to be queued
+/// as one run for its room.
+#[derive(Default)]
+pub(super) struct Batch {
+    /// Shared-key mode: each committed message's plain form, sealed.
+    pub(super) sealed: BytesMut,
+    pub(super) count: usize,
+    /// A frame opened (in members mode, maybe only an empty one).
+    pub(super) opened: bool,
+    /// Each message's plain form followed by `\n`, and their lengths
+    /// (without the `\n`), as seed receivers take them.
+    pub(super) plaintexts: BytesMut,
+    pub(super) lens: Vec<usize>,
+    /// Where each message's text starts in its plain form: the length of
+    /// the sender's stamp (0 with a shared key).
+    pub(super) text_start: usize,
+    /// When the read came, for structured events and history.
+    pub(super) ts: u64,
+}
+
+/// A frame opened onto the end of [`Batch::plaintexts`], not yet taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Pending {
+    start: usize,
+    /// The plain form's length, without the `\n`; 0 for a members-mode
+    /// frame with an empty plaintext, which only identifies.
+    len: usize,
+}
+
+impl Batch {
+    /// An empty batch for a read at `ts`.
+    pub(super) fn new(ts: u64) -> Batch {
+        Batch {
+            ts,
+            ..Batch::default()
+        }
+    }
+
+    /// Hands over the messages gathered so far, leaving this batch empty
+    /// but still knowing a frame opened.
+    pub(super) fn take(&mut self) -> Batch {
+        let opened = self.opened;
+        let taken = std::mem::replace(self, Batch::new(self.ts));
+        self.opened = opened;
+        self.text_start = taken.text_start;
+        taken
+    }
+
+    /// Opens `line`, refuses it if it is a replay under key index `key`
+    /// ([`check_replay`]), and appends its plaintext as pending. A frame
+    /// refused leaves the batch as it was.
+    pub(super) fn open_shared(
+        &mut self,
+        cipher: &mut Cipher,
+        replays: &mut ReplayWindow,
+        key: u32,
+        line: &[u8],
+    ) -> Result<Pending, FrameError> {
+        let opened = cipher.open_frame(line).map_err(FrameError::Open)?;
+        check_replay(cipher, replays, key, &opened.nonce)
+            .map_err(|Replayed| FrameError::Replayed)?;
+        self.opened = true;
+        let start = self.plaintexts.len();
+        let mut lens = Vec::new();
+        seed::push_message(&mut self.plaintexts, &mut lens, cipher.plaintext(&opened));
+        Ok(Pending {
+            start,
+            len: self.plaintexts.len() - 1 - start,
+        })
+    }
+
+    /// Members mode: opens `line` under `seat`'s key and appends its
+    /// plaintext, stamped with the member's name, as pending; an empty
+    /// plaintext appends nothing (it only identifies). A replay
+    /// ([`check_replay`], under the member's replay key) is refused and
+    /// leaves the batch as it was.
+    pub(super) fn open_member(
+        &mut self,
+        roster: &mut Roster,
+        replays: &mut ReplayWindow,
+        seat: Seat,
+        line: &[u8],
+    ) -> Result<Pending, FrameError> {
+        let start = self.plaintexts.len();
+        let stamped = roster
+            .open_stamped(seat, line, &mut self.plaintexts)
+            .map_err(FrameError::Open)?;
+        if roster.is_own_nonce(&stamped.nonce)
+            || replays
+                .check_and_insert(stamped.replay_key, &stamped.nonce)
+                .is_err()
+        {
+            self.plaintexts.truncate(start);
+            return Err(FrameError::Replayed);
+        }
+        self.opened = true;
+        self.text_start = roster.stamp_len(seat);
+        Ok(Pending {
+            start,
+            len: stamped.len,
+        })
+    }
+
+    /// Whether `pending` only identifies: members mode, empty plaintext.
+    pub(super) fn identifies_only(&self, pending: Pending) -> bool {
+        pending.len == 0 && self.plaintexts.len() == pending.start
+    }
+
+    /// The text of a pending message: its plaintext, without the stamp.
+    pub(super) fn text(&self, pending: Pending) -> &[u8] {
+        let end = pending.start + pending.len;
+        let start = (pending.start + self.text_start).min(end);
+        self.plaintexts.get(start..end).unwrap_or_default()
+    }
+
+    /// Drops a pending message.
+    pub(super) fn discard(&mut self, pending: Pending) {
+        self.plaintexts.truncate(pending.start);
+    }
+
+    /// Drops the first byte of a pending message's text: the escape of
+    /// `//`.
+    pub(super) fn unescape(&mut self, pending: &mut Pending) {
+        let at = pending.start + self.text_start;
+        if pending.len > self.text_start {
+            let end = self.plaintexts.len();
+            self.plaintexts.copy_within(at + 1..end, at);
+            self.plaintexts.truncate(end - 1);
+            pending.len -= 1;
+        }
+    }
+
+    /// Takes a pending message as one to relay; with a shared key, seals
+    /// its plain form onto [`Batch::sealed`] (`most` is the capacity the
+    /// whole read can need, reserved at the first message).
+    pub(super) fn commit(&mut self, pending: Pending, cipher: Option<&mut Cipher>, most: usize) {
+        self.lens.push(pending.len);
+        self.count += 1;
+        if let Some(cipher) = cipher {
+            if self.sealed.capacity() == 0 {
+                self.sealed.reserve(most);
+            }
+            let plain = self
+                .plaintexts
+                .get(pending.start..pending.start + pending.len)
+                .unwrap_or_default();
+            cipher.seal_into(plain, &mut self.sealed);
+        }
+    }
+
+    /// A message from another relay of the cluster: `stamp` and `text`
+    /// taken as one to relay, like a committed one (sealed onto
+    /// [`Batch::sealed`] with a shared key). Every message of a batch has
+    /// the same stamp ([`Batch::text_start`]).
+    pub(super) fn push_remote(&mut self, stamp: &[u8], text: &[u8], cipher: Option<&mut Cipher>) {
+        let start = self.plaintexts.len();
+        self.plaintexts.extend_from_slice(stamp);
+        self.plaintexts.extend_from_slice(text);
+        let len = self.plaintexts.len() - start;
+        self.plaintexts.extend_from_slice(b"\n");
+        self.text_start = stamp.len();
+        self.lens.push(len);
+        self.count += 1;
+        if let Some(cipher) = cipher {
+            let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
+            cipher.seal_into(plain, &mut self.sealed);
+        }
+    }
+
+    /// Each message's text (its plain form without the stamp), in order,
+    /// as room messages.
+    pub(super) fn texts(&self) -> Vec<(EntryKind, &[u8])> {
+        let mut texts = Vec::with_capacity(self.lens.len());
+        let mut start = 0;
+        for &len in &self.lens {
+            let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
+            let text = plain.get(self.text_start..).unwrap_or_default();
+            texts.push((EntryKind::Message, text));
+            start += len + 1;
+        }
+        texts
+    }
+
+    /// Bytes the kept plaintexts take sealed, as lines.
+    pub(super) fn sealed_len(&self) -> usize {
+        self.lens
+            .iter()
+            .map(|&len| wire::encoded_len(len) + 1)
+            .sum()
+    }
+
+    /// Seals every message's plain form, as a line each, into `out`.
+    pub(super) fn seal_plaintexts(&self, sealer: &mut impl Seal, out: &mut BytesMut) {
+        sealer.seal_joined(&self.plaintexts, &self.lens, out);
+    }
+
+    fn each_plain(&self, mut each: impl FnMut(&[u8])) {
+        let mut start = 0;
+        for &len in &self.lens {
+            if let Some(plain) = self.plaintexts.get(start..start + len) {
+                each(plain);
+            }
+            start += len + 1;
+        }
+    }
+
+    /// Every message's `eaxchat/1` form (a `msg` event), as `\n`-joined
+    /// plaintexts and their lengths, the shape [`Batch::plaintexts`] has.
+    pub(super) fn events(&self, room: &RoomName, from: Option<&Name>) -> (BytesMut, Vec<usize>) {
+        let mut out = Vec::new();
+        let mut lens = Vec::with_capacity(self.lens.len());
+        self.each_plain(|plain| {
+            let start = out.len();
+            Event::Message {
+                room,
+                from,
+                text: plain.get(self.text_start..).unwrap_or_default(),
+                ts: self.ts,
+                history: false,
+                action: false,
+                stamped: false,
+            }
+            .json(&mut out);
+            lens.push(out.len() - start);
+            out.push(b'\n');
+        });
+        (BytesMut::from(&out[..]), lens)
+    }
+}

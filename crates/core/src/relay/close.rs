@@ -1,0 +1,141 @@
+//! Why a connection leaves, and the one place it leaves: a connection is
+//! marked closing ([`Relay::close`]), handed to the caller
+//! ([`Relay::take_closing`]) and removed ([`Relay::remove`]), which lets go
+//! of everything it held: its room (the room is told it left), its
+//! `/nick`, its members seat, its seed pacing, its place in
+//! the write sweep, its address count and its pre-auth bytes.
+
+use std::fmt;
+use std::io::Write;
+
+use log::debug;
+
+use super::trust::Trust;
+use super::{ConnId, Mode, Peer, Relay};
+use eaxchat_proto::cipher::OpenError;
+use eaxchat_proto::lines::LineReader;
+use eaxchat_proto::replay::Replayed;
+
+/// Why the relay closed a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer closed its end (or reset it).
+    PeerClosed,
+    /// A line did not open: bad base64, too short, or a tag that failed.
+    BadFrame(OpenError),
+    /// A frame opened, but its nonce was accepted before under its key, or
+    /// is one the relay sealed with: a replay.
+    Replay,
+    /// A line grew past `--max-frame`.
+    LineTooLong,
+    /// More than `--max-queue` bytes were waiting for this consumer.
+    SlowConsumer,
+    /// Not authenticated, and holding the most when the bytes held for
+    /// unauthenticated connections passed `--pre-auth-budget`.
+    PreAuthOverBudget,
+    /// Sent bytes, but no authenticated frame within
+    /// `--first-frame-timeout`.
+    FirstFrameTimeout,
+    /// Reading or writing the socket failed.
+    IoError(std::io::ErrorKind),
+    /// The relay is shutting down.
+    Shutdown,
+    /// Members mode: the member was removed from the members file, or
+    /// given a new key.
+    MemberRemoved,
+    /// Members mode: the first frame's ciphertext is longer than
+    /// [`crate::roster::IDENTIFY_MAX`].
+    FirstFrameTooLong,
+    /// It said `/quit`.
+    Quit,
+    /// The transport in front of the connection (a browser's WebSocket)
+    /// broke its protocol or its limits; the text says how, as logged.
+    Transport(&'static str),
+    /// A browser heard from nothing for twice `--web-idle-timeout`.
+    IdleTimeout,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("peer closed"),
+            CloseReason::BadFrame(error) => write!(f, "rejected frame: {error}"),
+            CloseReason::Replay => write!(f, "rejected frame: {Replayed}"),
+            CloseReason::LineTooLong => f.write_str("line longer than --max-frame"),
+            CloseReason::SlowConsumer => f.write_str("slow consumer: over --max-queue"),
+            CloseReason::PreAuthOverBudget => {
+                f.write_str("unauthenticated, holding the most past --pre-auth-budget")
+            }
+            CloseReason::FirstFrameTimeout => {
+                f.write_str("no authenticated frame within --first-frame-timeout")
+            }
+            CloseReason::IoError(kind) => write!(f, "socket error: {kind}"),
+            CloseReason::Shutdown => f.write_str("relay shutting down"),
+            CloseReason::MemberRemoved => f.write_str("member removed from the members file"),
+            CloseReason::FirstFrameTooLong => f.write_str("first frame too long to identify"),
+            CloseReason::Quit => f.write_str("said /quit"),
+            CloseReason::Transport(why) => f.write_str(why),
+            CloseReason::IdleTimeout => f.write_str("silent past --web-idle-timeout, pinged"),
+        }
+    }
+}
+
+impl<T: Write> Relay<T> {
+    /// Marks `id` closing for `reason`. Its queue is kept (for a final
+    /// flush) unless the reason is that it could not keep up.
+    pub fn close(&mut self, id: ConnId, reason: CloseReason) {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        if peer.closing.is_some() {
+            return;
+        }
+        if matches!(reason, CloseReason::BadFrame(_) | CloseReason::Replay) {
+            debug!("conn {id}: {reason}");
+        }
+        peer.closing = Some(reason);
+        if let Trust::Unproven { held } = peer.trust {
+            // Nothing more is read from it: what it held is let go now, not
+            // at the end of the turn.
+            peer.reader = LineReader::default();
+            peer.trust = Trust::Unproven { held: 0 };
+            self.pre_auth.update(held, 0);
+        }
+        self.closing.push(id);
+    }
+
+    /// Moves the ids marked closing since the last call into `out`.
+    pub fn take_closing(&mut self, out: &mut Vec<ConnId>) {
+        out.append(&mut self.closing);
+    }
+
+    /// Removes a connection and returns it with the reason it closed.
+    pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
+        // Out of its room first, while its name can still be told.
+        self.leave_room(id);
+        let peer = self.peers.try_remove(id)?;
+        self.drop_nick(id, &peer);
+        self.stats.connections -= 1;
+        if let (Some(seat), Mode::Members(roster)) = (peer.member, &mut self.mode) {
+            roster.leave(seat, id);
+        }
+        if peer.paced.is_some() {
+            self.seed_peers.retain(|&seed| seed != id);
+        }
+        self.sweep.remove(peer.place, &self.peers);
+        if let Some(ip) = peer.ip {
+            self.per_address.release(ip);
+        }
+        if let Trust::Unproven { held } = peer.trust {
+            self.pre_auth.update(held, 0);
+        }
+        let peers = &self.peers;
+        self.deadlines.compact(peers.len(), |deadline| {
+            peers.get(deadline.id).is_some_and(|peer| {
+                peer.serial == deadline.serial && matches!(peer.trust, Trust::Unproven { .. })
+            })
+        });
+        let reason = peer.closing.unwrap_or(CloseReason::Shutdown);
+        Some((peer, reason))
+    }
+}

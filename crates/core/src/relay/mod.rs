@@ -1,0 +1,377 @@
+//! The relay's logic, without sockets: who is connected, what each sent,
+//! and what each is owed.
+//!
+//! [`Relay`] owns every connection's state in a slab: its line reader, its
+//! queue of outgoing frames, and why it is closing. The caller moves bytes:
+//! it hands what it read to [`Relay::receive`], and writes each queue out
+//! with [`Relay::flush`] into the connection's `io` (a `TcpStream` in the
+//! server, an in-memory writer in tests and fuzz targets).
+//!
+//! Each line received is opened and sealed once. The lines sealed from one
+//! read of a connection are gathered in one buffer, and that one shared
+//! `Bytes` is queued for every other open connection: the cost per recipient
+//! is one reference-count increment per read, however many lines it held.
+//! Connections with frames to write are handed out oldest first, so the
+//! caller's writes sweep over them fairly ([`Relay::next_waiting`], kept
+//! by the write sweep in `sweep.rs`).
+//!
+//! A connection that has never sent a `\n` may be the original notebook
+//! client, whose frames have none: its unterminated bytes are split into
+//! frames where their tags verify ([`eaxchat_proto::seed`]), each opened and sealed
+//! like a line. Once one is taken that way the connection is a seed
+//! receiver: instead of the shared run it gets the plaintexts, joined as
+//! lines into one frame of its own at a time, written only when the last
+//! one was written whole and at least the seed write gap ago (the clock is
+//! the caller's: [`Relay::set_now`], [`Relay::next_timer`],
+//! [`Relay::run_timers`]).
+//!
+//! Every frame that opens passes one replay check
+//! (`check_replay` in `receive.rs`): a nonce the relay sealed with
+//! itself, or one accepted before under the same key within the window of
+//! [`eaxchat_proto::replay`], is refused as a replay.
+//!
+//! A connection that sends a line that does not open, a replay, or a line
+//! too long, is marked closing and nothing more it sent is relayed. A consumer whose
+//! queue passes the limit is marked closing and its queue dropped. Closing
+//! connections are handed to the caller by [`Relay::take_closing`], and
+//! removed with [`Relay::remove`]: a connection leaves in that one place.
+//!
+//! The code is split by concern. This file holds the [`Relay`] and
+//! [`Peer`] types, admission, the accessors and the members reload; beside
+//! it are `limits.rs` (what a relay enforces, and the connections it
+//! refuses), `close.rs` (why and how a connection leaves), `receive.rs`
+//! (the bytes a connection sent, to frames), `batch.rs` (one read's frames,
+//! sealed), `fanout.rs` (a batch queued for every other connection, and
+//! the seed receivers' pacing), `trust.rs` (the pre-auth budget,
+//! first-frame deadlines and the clock), `flush.rs` (the queues written
+//! out), `chat.rs` (rooms, presence, history on arrival, flood control,
+//! and what each connection is told), `command.rs` (the `/` commands,
+//! run) and `cluster.rs` (what is published to, and taken from, the other
+//! relays of a cluster).
+
+mod batch;
+mod chat;
+mod close;
+mod cluster;
+mod command;
+mod fanout;
+mod flush;
+mod limits;
+mod receive;
+#[cfg(test)]
+mod tests;
+mod trust;
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use crate::guard::{Deadlines, PerAddress, PreAuthBudget};
+use crate::members::Members;
+use crate::outbox::Outbox;
+use crate::roster::{Changes, Roster, Seat};
+use crate::stats::Stats;
+use crate::sweep::{Place, WriteSweep};
+use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::lines::LineReader;
+use eaxchat_proto::name::Name;
+use eaxchat_proto::replay::ReplayWindow;
+use eaxchat_proto::seed::{self, Paced, Splitter};
+
+pub use chat::{ChatConfig, MAX_COMMAND_TEXT};
+pub use close::CloseReason;
+pub use flush::Flush;
+pub use limits::{Limits, Refusal, Refused};
+use trust::Trust;
+
+/// Identifies a connection while it is open. Ids are reused after removal.
+pub type ConnId = usize;
+
+/// One connection's state.
+#[derive(Debug)]
+pub struct Peer<T> {
+    /// The transport: what frames are written to.
+    pub io: T,
+    reader: LineReader,
+    /// Looks for newline-less frames while no `\n` has come.
+    splitter: Option<Box<Splitter>>,
+    /// Messages waiting for a seed receiver; `Some` makes it one.
+    paced: Option<Box<Paced>>,
+    outbox: Outbox,
+    closing: Option<CloseReason>,
+    /// Where it stands in the write sweep: kept beside its queue, so a
+    /// fan-out touches only the recipient's memory.
+    place: Place,
+    /// Whether it has proven it holds a key, and what it holds until then.
+    trust: Trust,
+    /// Its admission number: tells it from a later holder of its id.
+    serial: u64,
+    /// The address it is counted under for `max_per_address`, if any.
+    ip: Option<IpAddr>,
+    /// Members mode: the member it identified as.
+    member: Option<Seat>,
+    /// Members mode: reads of its unterminated bytes tried as a first frame.
+    identify_tries: u8,
+    /// Its room, name and flood-control bucket.
+    chat: chat::Chat,
+}
+
+impl<T> Peer<T> {
+    /// Bytes queued for this connection.
+    pub fn queued_bytes(&self) -> usize {
+        self.outbox.queued_bytes()
+    }
+
+    /// Why this connection is closing, if it is.
+    pub fn closing(&self) -> Option<CloseReason> {
+        self.closing
+    }
+
+    /// Bytes held for an unfinished line from this connection.
+    pub fn buffered(&self) -> usize {
+        self.reader.buffered()
+    }
+
+    /// Whether this is a seed receiver: it sent a newline-less frame, and
+    /// never a `\n`.
+    pub fn is_seed(&self) -> bool {
+        self.paced.is_some()
+    }
+
+    /// Bytes of messages waiting for this seed receiver's next frame.
+    pub fn paced_bytes(&self) -> usize {
+        self.paced.as_ref().map_or(0, |paced| paced.waiting_bytes())
+    }
+
+    /// Whether one of its frames has opened under the key (in members
+    /// mode: whether it identified as a member).
+    pub fn is_authenticated(&self) -> bool {
+        self.trust == Trust::Authenticated
+    }
+}
+
+/// Whose keys a relay serves.
+// One per relay: the shared-key cipher stays inline, no pointer to chase
+// on the hot path.
+#[allow(clippy::large_enum_variant)]
+enum Mode {
+    /// One key for everybody: each message sealed once for all.
+    Shared(Cipher),
+    /// A key per member: each message stamped with its sender's name and
+    /// sealed once per recipient member.
+    Members(Roster),
+}
+
+/// Every connection and the keys they use.
+pub struct Relay<T> {
+    peers: Slab<Peer<T>>,
+    mode: Mode,
+    limits: Limits,
+    stats: Stats,
+    sweep: WriteSweep,
+    closing: Vec<ConnId>,
+    /// The time as last told by [`Relay::set_now`].
+    now: Instant,
+    /// Bytes held for unauthenticated connections, in all.
+    pre_auth: PreAuthBudget,
+    /// First-frame deadlines of unproven connections.
+    deadlines: Deadlines,
+    per_address: PerAddress,
+    /// The seed receivers: the connections whose `paced` is `Some`.
+    seed_peers: Vec<ConnId>,
+    seed_write_gap: Duration,
+    /// The client nonces accepted lately, for
+    /// `check_replay` (in `receive.rs`).
+    replays: ReplayWindow,
+    /// Rooms, history, flood control and the log's records (`chat.rs`).
+    chat: chat::ChatState,
+    /// The first time the relay was told, for wall-clock stamps.
+    epoch: Instant,
+    /// The cluster this relay is in (`--cluster`), if any (`cluster.rs`).
+    cluster: Option<Box<crate::cluster::Cluster>>,
+}
+
+impl<T: Write> Relay<T> {
+    /// A shared-key relay with no connections, its clock at
+    /// `Instant::now()`.
+    pub fn new(cipher: Cipher, limits: Limits) -> Relay<T> {
+        Relay::with_mode(Mode::Shared(cipher), limits)
+    }
+
+    /// A members relay with no connections: each connection identifies as
+    /// one of `roster`'s members by its first frame.
+    pub fn with_members(roster: Roster, limits: Limits) -> Relay<T> {
+        Relay::with_mode(Mode::Members(roster), limits)
+    }
+
+    fn with_mode(mode: Mode, limits: Limits) -> Relay<T> {
+        Relay {
+            peers: Slab::new(),
+            mode,
+            limits,
+            stats: Stats::default(),
+            sweep: WriteSweep::default(),
+            closing: Vec::new(),
+            now: Instant::now(),
+            pre_auth: PreAuthBudget::new(limits.pre_auth_budget),
+            deadlines: Deadlines::new(limits.first_frame_timeout),
+            per_address: PerAddress::new(limits.max_per_address),
+            seed_peers: Vec::new(),
+            seed_write_gap: seed::DEFAULT_WRITE_GAP,
+            replays: ReplayWindow::new(),
+            chat: chat::ChatState::new(ChatConfig::default()),
+            epoch: Instant::now(),
+            cluster: None,
+        }
+    }
+
+    /// Sets the least time between two frames written to a seed receiver.
+    pub fn set_seed_write_gap(&mut self, gap: Duration) {
+        self.seed_write_gap = gap;
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Counts an `accept` that failed.
+    pub fn count_accept_error(&mut self) {
+        self.stats.accept_errors += 1;
+    }
+
+    /// Connections open (including those closing but not yet removed).
+    pub fn len(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    /// A connection, if `id` is open.
+    pub fn peer(&self, id: ConnId) -> Option<&Peer<T>> {
+        self.peers.get(id)
+    }
+
+    /// A connection's transport, if `id` is open.
+    pub fn io_mut(&mut self, id: ConnId) -> Option<&mut T> {
+        self.peers.get_mut(id).map(|peer| &mut peer.io)
+    }
+
+    /// Ids of every open connection.
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.peers.iter().map(|(id, _)| id)
+    }
+
+    /// Adds a connection with no address (in-memory transports), or hands
+    /// `io` back (and counts it refused) when `max_clients` are already
+    /// connected.
+    pub fn admit(&mut self, io: T) -> Result<ConnId, T> {
+        self.admit_from(io, None).map_err(|refused| refused.io)
+    }
+
+    /// Adds a connection from `ip`, or hands `io` back and counts it
+    /// refused: when `max_clients` are already connected, or when `ip`'s
+    /// address has `max_per_address` open.
+    pub fn admit_from(&mut self, io: T, ip: Option<IpAddr>) -> Result<ConnId, Refused<T>> {
+        if self.peers.len() >= self.limits.max_clients {
+            self.stats.clients_refused += 1;
+            return Err(Refused {
+                io,
+                limit: Refusal::MaxClients,
+            });
+        }
+        if let Some(ip) = ip
+            && !self.per_address.admit(ip)
+        {
+            self.stats.refused_per_address += 1;
+            return Err(Refused {
+                io,
+                limit: Refusal::MaxPerAddress,
+            });
+        }
+        self.stats.connections += 1;
+        self.stats.connections_total += 1;
+        let id = self.peers.insert(Peer {
+            io,
+            reader: LineReader::new(self.limits.max_frame),
+            splitter: None,
+            paced: None,
+            outbox: Outbox::default(),
+            closing: None,
+            place: Place::default(),
+            trust: Trust::Silent,
+            serial: self.stats.connections_total,
+            ip,
+            member: None,
+            identify_tries: 0,
+            chat: chat::Chat::default(),
+        });
+        if !self.is_members() {
+            self.enter_default_room(id);
+        }
+        Ok(id)
+    }
+
+    /// Whether this relay serves members, each under their own key.
+    pub fn is_members(&self) -> bool {
+        matches!(self.mode, Mode::Members(_))
+    }
+
+    /// Members mode: how many members there are (0 in shared-key mode).
+    pub fn member_count(&self) -> usize {
+        match &self.mode {
+            Mode::Shared(_) => 0,
+            Mode::Members(roster) => roster.len(),
+        }
+    }
+
+    /// Members mode: the name of the member connection `id` identified as.
+    pub fn member_name(&self, id: ConnId) -> Option<&Name> {
+        let Mode::Members(roster) = &self.mode else {
+            return None;
+        };
+        roster.name(self.peers.get(id)?.member?)
+    }
+
+    /// Members mode: serves `members` from now on. The connections of
+    /// members no longer in it, or whose key changed, are closed
+    /// ([`CloseReason::MemberRemoved`]); those of the others stay as they
+    /// are. Connections not yet identified identify against `members`.
+    /// Returns what changed; `None` in shared-key mode, which has no
+    /// members to reload.
+    pub fn reload_members(&mut self, members: &Members) -> Option<Changes> {
+        let Mode::Members(roster) = &mut self.mode else {
+            return None;
+        };
+        let (changes, moved) = roster.replace(members);
+        let mut removed = Vec::new();
+        for (id, peer) in self.peers.iter_mut() {
+            let Some(old) = peer.member else { continue };
+            peer.member = moved.get(old).copied().flatten();
+            if peer.member.is_none() {
+                removed.push(id);
+            }
+        }
+        for id in removed {
+            if self
+                .peers
+                .get(id)
+                .is_some_and(|peer| peer.closing.is_none())
+            {
+                self.stats.members_removed += 1;
+                self.close(id, CloseReason::MemberRemoved);
+            }
+        }
+        Some(changes)
+    }
+}

@@ -1,0 +1,12 @@
+//! The relay core's tests, one binary, in memory: no sockets, no threads, the
+//! clock passed in.
+
+// A test or bench binary exports nothing: `pub` marks what its modules share.
+#![allow(unreachable_pub)]
+// Tests may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+mod chat_layer;
+mod fuzz_regressions;
+mod members;
+mod relay;

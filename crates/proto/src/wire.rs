@@ -1,0 +1,150 @@
+//! The wire format: how a sealed frame is written as one line.
+//!
+//! A frame on the wire is `base64(nonce(16) ‖ tag(16) ‖ ciphertext)`
+//! followed by `\n`, in padded standard-alphabet base64: exactly what
+//! PyCryptodome's `AES.new(key, AES.MODE_EAX)` + `encrypt_and_digest`
+//! produce, encoded with `base64.b64encode`. This module owns the lengths,
+//! the layout of a decoded frame and the base64 step in both directions.
+//!
+//! It knows nothing of keys or the AEAD (that is [`crate::cipher`]) nor of
+//! splitting a stream into lines (that is [`crate::lines`]): it is handed
+//! one line without its terminator.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{BufMut, BytesMut};
+
+/// Length of the EAX nonce carried at the front of every frame.
+pub const NONCE_LEN: usize = 16;
+/// Length of the EAX tag that follows the nonce.
+pub const TAG_LEN: usize = 16;
+/// Bytes a decoded frame carries besides the ciphertext.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// The longest line the relay takes by default (`--max-frame`'s default,
+/// which `chat` must match): 64 KiB.
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// Length of the base64 line (without `\n`) that carries `plaintext_len` bytes.
+pub fn encoded_len(plaintext_len: usize) -> usize {
+    (OVERHEAD + plaintext_len).div_ceil(3) * 4
+}
+
+/// Largest plaintext whose sealed line (without `\n`) fits in `max_line` bytes.
+pub const fn max_plaintext_len(max_line: usize) -> usize {
+    (max_line / 4 * 3).saturating_sub(OVERHEAD)
+}
+
+/// Why a line is not a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecodeError {
+    /// The line is not padded standard-alphabet base64.
+    Base64,
+    /// The decoded frame is shorter than nonce + tag (32 bytes).
+    TooShort,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DecodeError::Base64 => "bad base64",
+            DecodeError::TooShort => "frame too short",
+        })
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// Decodes base64 `line` into `out` (grown as needed, never shrunk) and
+/// returns the decoded frame's length, at least [`OVERHEAD`].
+pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+    // Padded base64 is always a multiple of four; checking first also keeps
+    // the estimate below exact.
+    if !line.len().is_multiple_of(4) {
+        return Err(DecodeError::Base64);
+    }
+    let estimate = line.len() / 4 * 3;
+    if out.len() < estimate {
+        out.resize(estimate, 0);
+    }
+    let frame_len = BASE64
+        .decode_slice(line, &mut out[..])
+        .map_err(|_| DecodeError::Base64)?;
+    if frame_len < OVERHEAD {
+        return Err(DecodeError::TooShort);
+    }
+    Ok(frame_len)
+}
+
+/// Splits a decoded frame into its nonce, its tag and the ciphertext after
+/// them; `None` if it is shorter than [`OVERHEAD`].
+pub fn split_frame(
+    frame: &mut [u8],
+) -> Option<(&mut [u8; NONCE_LEN], &mut [u8; TAG_LEN], &mut [u8])> {
+    let (nonce, rest) = frame.split_first_chunk_mut::<NONCE_LEN>()?;
+    let (tag, body) = rest.split_first_chunk_mut::<TAG_LEN>()?;
+    Some((nonce, tag, body))
+}
+
+/// Appends `base64(frame)` and `\n` to `out`.
+pub fn encode_line(frame: &[u8], out: &mut BytesMut) {
+    let line_len = frame.len().div_ceil(3) * 4;
+    out.reserve(line_len + 1);
+    let start = out.len();
+    out.resize(start + line_len, 0);
+    let written = BASE64.encode_slice(frame, &mut out[start..]).unwrap_or(0);
+    debug_assert_eq!(written, line_len);
+    out.truncate(start + written);
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_round_trips_and_has_the_predicted_length() {
+        for len in [0usize, 1, 2, 3, 16, 100] {
+            let frame: Vec<u8> = (0..OVERHEAD + len).map(|i| i as u8).collect();
+            let mut line = BytesMut::new();
+            encode_line(&frame, &mut line);
+            assert_eq!(line.len(), encoded_len(len) + 1);
+            assert_eq!(line.last(), Some(&b'\n'));
+            let mut out = Vec::new();
+            let got = decode_line(&line[..line.len() - 1], &mut out).unwrap();
+            assert_eq!(&out[..got], &frame[..]);
+        }
+    }
+
+    #[test]
+    fn rejects_lines_that_are_not_frames() {
+        let cases: &[(&[u8], DecodeError)] = &[
+            (b"!!!!", DecodeError::Base64),
+            (b"abc", DecodeError::Base64),
+            (b"QUJD", DecodeError::TooShort),
+            (b"", DecodeError::TooShort),
+        ];
+        for (line, want) in cases {
+            assert_eq!(decode_line(line, &mut Vec::new()), Err(*want), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn a_frame_splits_into_nonce_tag_and_ciphertext() {
+        let mut frame: Vec<u8> = (0..OVERHEAD as u8 + 3).collect();
+        let (nonce, tag, body) = split_frame(&mut frame).unwrap();
+        assert_eq!((nonce[0], tag[0], &body[..]), (0, 16, &[32, 33, 34][..]));
+        assert!(split_frame(&mut frame[..OVERHEAD - 1]).is_none());
+    }
+
+    #[test]
+    fn max_plaintext_fits_the_line_limit() {
+        for max_line in [44usize, 45, 64, 65536, 65537] {
+            let n = max_plaintext_len(max_line);
+            assert!(encoded_len(n) <= max_line);
+            assert!(encoded_len(n + 1) > max_line || encoded_len(n + 1) == encoded_len(n));
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! A members relay over real sockets: `relay --members FILE` with members
+//! added and removed by `relay members`, reloads on a file change and on
+//! SIGHUP, and the permissions warning.
+
+// Test helpers may unwrap: a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use eaxchat_test_support as util;
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use eaxchat_proto::key::Key;
+use util::{RelayProcess, TestClient, relay_binary};
+
+/// A fresh directory for one test's files.
+fn scratch(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("eaxchat-members-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `relay members add NAME --file FILE`; returns the member's key.
+fn add(file: &Path, name: &str) -> Key {
+    let key_out = file.with_file_name(format!("{name}.key"));
+    let _ = std::fs::remove_file(&key_out);
+    let status = Command::new(relay_binary())
+        .args(["members", "add", name, "--file"])
+        .arg(file)
+        .arg("--key-out")
+        .arg(&key_out)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let text = std::fs::read_to_string(&key_out).unwrap();
+    let hex = text
+        .lines()
+        .find(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .unwrap();
+    Key::from_hex(hex.trim()).unwrap()
+}
+
+fn remove(file: &Path, name: &str) {
+    let status = Command::new(relay_binary())
+        .args(["members", "remove", name, "--file"])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+}
+
+/// Connects as a member, identifies with an empty frame, and waits
+/// (bounded) until the relay logs the `count`th identification.
+fn member(relay: &mut RelayProcess, key: &Key, count: usize) -> TestClient {
+    let mut client = TestClient::connect(relay.addr, key);
+    client.send(b"");
+    relay.wait_for_log_count("identified as", count);
+    client
+}
+
+/// Waits (bounded) until `alice` and `bob` reach each other: both
+/// identified.
+fn chat(alice: &mut TestClient, bob: &mut TestClient) {
+    alice.send(b"bob: I am bob");
+    assert_eq!(bob.recv(), b"alice: bob: I am bob");
+    bob.send(b"hi");
+    assert_eq!(alice.recv(), b"bob: hi");
+}
+
+/// Impersonation fails, a removed member is cut off at once and refused
+/// on reconnect, and the others go on chatting.
+#[test]
+fn removal_by_file_change_cuts_a_member_off() {
+    let dir = scratch("remove");
+    let file = dir.join("members.txt");
+    let alice_key = add(&file, "alice");
+    let bob_key = add(&file, "bob");
+    let carol_key = add(&file, "carol");
+    let mut relay = RelayProcess::start_members(&file, &[]);
+    assert!(
+        relay.log().contains("members mode: 3 members"),
+        "{}",
+        relay.log()
+    );
+    let mut alice = member(&mut relay, &alice_key, 1);
+    let mut bob = member(&mut relay, &bob_key, 2);
+    let mut carol = member(&mut relay, &carol_key, 3);
+    chat(&mut alice, &mut bob);
+    assert_eq!(carol.recv(), b"alice: bob: I am bob");
+    assert_eq!(carol.recv(), b"bob: hi");
+    let mut stranger = TestClient::connect(relay.addr, &util::random_key());
+    stranger.send(b"hello");
+    assert!(stranger.closed_within(util::WAIT));
+
+    remove(&file, "bob");
+    assert!(bob.closed_within(util::WAIT), "bob cut off");
+    relay.wait_for_log("removed bob");
+    relay.wait_for_log("member removed from the members file");
+    let mut again = TestClient::connect(relay.addr, &bob_key);
+    again.send(b"back");
+    assert!(again.closed_within(util::WAIT), "bob refused");
+    alice.send(b"still here");
+    assert_eq!(carol.recv(), b"alice: still here");
+    let (_, log) = relay.terminate();
+    assert!(log.contains("members_removed=1"), "{log}");
+    assert!(!log.contains(&bob_key.to_hex()), "no key in the log");
+}
+
+/// SIGHUP rereads the file: a changed key cuts its member off; a malformed
+/// file is refused and the members are kept.
+#[test]
+fn sighup_reloads_and_a_malformed_file_keeps_the_members() {
+    let dir = scratch("sighup");
+    let file = dir.join("members.txt");
+    let alice_key = add(&file, "alice");
+    let bob_key = add(&file, "bob");
+    let mut relay = RelayProcess::start_members(&file, &[]);
+    let mut alice = member(&mut relay, &alice_key, 1);
+    let mut bob = member(&mut relay, &bob_key, 2);
+    chat(&mut alice, &mut bob);
+
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("{good}this is not a member line\n")).unwrap();
+    let hup = |relay: &RelayProcess| {
+        let status = Command::new("kill")
+            .args(["-HUP", &relay.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    hup(&relay);
+    relay.wait_for_log("not reloaded (SIGHUP), keeping the 2 members");
+    chat(&mut alice, &mut bob);
+
+    let new_bob = Key::generate().unwrap();
+    let rekeyed = good.replace(&bob_key.to_hex(), &new_bob.to_hex());
+    std::fs::write(&file, rekeyed).unwrap();
+    hup(&relay);
+    assert!(bob.closed_within(util::WAIT), "old bob cut off");
+    relay.wait_for_log("new key bob");
+    let mut bob = member(&mut relay, &new_bob, 3);
+    chat(&mut alice, &mut bob);
+    relay.terminate();
+}
+
+/// A members file readable by others is warned about, and `--members`
+/// with a shared key is a usage error.
+#[test]
+fn permissions_are_checked_and_a_shared_key_is_refused() {
+    let dir = scratch("perms");
+    let file = dir.join("members.txt");
+    add(&file, "alice");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let relay = RelayProcess::start_members(&file, &[]);
+    assert!(
+        relay.log().contains("readable by group or others"),
+        "{}",
+        relay.log()
+    );
+    relay.terminate();
+    let output = Command::new(relay_binary())
+        .args(["--listen", "127.0.0.1:0", "--members"])
+        .arg(&file)
+        .args(["--key-hex", "000102030405060708090a0b0c0d0e0f"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(!dir.join("relay.key").exists());
+}

@@ -18,7 +18,8 @@ use aes::{Aes128, Aes192, Aes256};
 use arbitrary::Arbitrary;
 use cmac::{Cmac, Mac};
 use eax::Eax;
-use eaxchat_proto::eax_key::{EaxKey, OVERHEAD, TagError};
+use eaxchat_proto::eax_key::{EaxKey, TagError};
+use eaxchat_proto::wire::OVERHEAD;
 use libfuzzer_sys::fuzz_target;
 
 /// Joined frames are checked against a quadratic reference: keep them short.

@@ -12,14 +12,14 @@ use memchr::memchr;
 
 /// One line of input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Input {
+pub enum InputLine {
     /// A line within the limit, without its terminator.
     Line(Vec<u8>),
     /// A line over the limit, skipped; how long it was.
     TooLong(usize),
 }
 
-/// Splits a reader into [`Input`] lines of at most `max_len` bytes.
+/// Splits a reader into [`InputLine`]s of at most `max_len` bytes.
 #[derive(Debug)]
 pub struct InputLines<R> {
     reader: R,
@@ -33,7 +33,7 @@ impl<R: BufRead> InputLines<R> {
     }
 
     /// The next line, or `None` at the end of the input.
-    pub fn next_line(&mut self) -> io::Result<Option<Input>> {
+    pub fn next_line(&mut self) -> io::Result<Option<InputLine>> {
         // One byte beyond the limit is kept so that a line of exactly
         // `max_len` bytes plus `\r` is still recognised as fitting.
         let keep = self.max_len.saturating_add(1);
@@ -72,9 +72,9 @@ impl<R: BufRead> InputLines<R> {
             line.truncate(len);
         }
         if len > self.max_len {
-            return Ok(Some(Input::TooLong(len)));
+            return Ok(Some(InputLine::TooLong(len)));
         }
-        Ok(Some(Input::Line(line)))
+        Ok(Some(InputLine::Line(line)))
     }
 }
 
@@ -82,7 +82,7 @@ impl<R: BufRead> InputLines<R> {
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], max_len: usize) -> Vec<Input> {
+    fn lines(input: &[u8], max_len: usize) -> Vec<InputLine> {
         // A tiny buffer makes lines cross many reads.
         let reader = io::BufReader::with_capacity(3, input);
         let mut lines = InputLines::new(reader, max_len);
@@ -93,13 +93,13 @@ mod tests {
         out
     }
 
-    fn line(text: &str) -> Input {
-        Input::Line(text.as_bytes().to_vec())
+    fn line(text: &str) -> InputLine {
+        InputLine::Line(text.as_bytes().to_vec())
     }
 
     #[test]
     fn splits_lines_and_skips_the_ones_too_long() {
-        let cases: &[(&[u8], Vec<Input>)] = &[
+        let cases: &[(&[u8], Vec<InputLine>)] = &[
             (b"", vec![]),
             (b"a\nb\n", vec![line("a"), line("b")]),
             (b"a\r\nb", vec![line("a"), line("b")]),
@@ -107,9 +107,9 @@ mod tests {
             (b"a\r\r\n", vec![line("a\r")]),
             (b"12345\n", vec![line("12345")]),
             (b"12345\r\n", vec![line("12345")]),
-            (b"123456\nok\n", vec![Input::TooLong(6), line("ok")]),
-            (b"123456\r\nok", vec![Input::TooLong(6), line("ok")]),
-            (b"0123456789abcdef", vec![Input::TooLong(16)]),
+            (b"123456\nok\n", vec![InputLine::TooLong(6), line("ok")]),
+            (b"123456\r\nok", vec![InputLine::TooLong(6), line("ok")]),
+            (b"0123456789abcdef", vec![InputLine::TooLong(16)]),
         ];
         for (input, want) in cases {
             assert_eq!(
@@ -123,6 +123,9 @@ mod tests {
 
     #[test]
     fn keeps_invalid_utf8_as_bytes() {
-        assert_eq!(lines(b"\xff\xfe\n", 5), vec![Input::Line(vec![0xff, 0xfe])]);
+        assert_eq!(
+            lines(b"\xff\xfe\n", 5),
+            vec![InputLine::Line(vec![0xff, 0xfe])]
+        );
     }
 }

@@ -4,11 +4,11 @@
 //!
 //! [`run`] is the whole client. Two plain threads only move bytes: one reads
 //! the user's lines ([`input`]), one per connection splits the relay's
-//! stream into lines ([`eaxchat_proto::lines::LineReader`]). Both send `Event`s
+//! stream into lines ([`eaxchat_proto::lines::LineReader`]). Both send `SessionEvent`s
 //! to the calling thread, which owns everything else: the one [`Cipher`]
 //! (sealing and opening), the connection, the reconnect timer, the backlog
 //! of messages typed while disconnected, and the output. Every received
-//! message is opened, passed through [`sanitize`] and printed as one line;
+//! message is opened, passed through [`sanitize`](eaxchat_proto::sanitize) and printed as one line;
 //! every status change is reported through a callback as a [`Status`].
 //!
 //! In members mode ([`Options::member`]) every connection, the first and
@@ -25,15 +25,19 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | this one | [`Options`], [`run`], the input thread, the `Event`s |
+//! | this one | [`Options`], [`run`], the input thread, the `SessionEvent`s |
 //! | `error` | [`ChatError`], [`Status`], their one-line texts, the exit code |
 //! | `session` | the calling thread's state and its loop over events |
 //! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
 //! | [`input`] | splitting what the user types into lines |
-//! | [`sanitize`] | making a peer's message safe to print |
+//! | [`tui`] | the full-screen terminal app |
+//!
+//! What the relay sends is the protocol crate's to read: its `eaxchat/1`
+//! events are parsed and shown as plain text by
+//! [`eaxchat_proto::events::ParsedEvent`], and peer text is made safe to
+//! print by [`sanitize`](eaxchat_proto::sanitize).
 
 mod error;
-pub mod event;
 pub mod input;
 mod link;
 mod nonce_window;
@@ -52,7 +56,7 @@ use std::time::Duration;
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
 use eaxchat_proto::wire::{DEFAULT_MAX_FRAME, encoded_len, max_plaintext_len};
-use input::{Input, InputLines};
+use input::{InputLine, InputLines};
 use link::LinkEnd;
 use session::{Printer, Session};
 
@@ -119,9 +123,9 @@ impl Options {
 
 /// What the helper threads tell the session.
 #[derive(Debug)]
-enum Event {
+enum SessionEvent {
     /// The user entered a line.
-    Typed(Input),
+    Typed(InputLine),
     /// The input ended (`None`) or failed.
     InputEnded(Option<io::Error>),
     /// Connection `link` delivered a line.
@@ -181,15 +185,15 @@ fn dial(options: &Options, key: &Key) -> Result<(Cipher, std::net::TcpStream), C
 }
 
 /// The input thread: every line typed, then the end.
-fn read_input(input: impl Read, max_len: usize, events: Sender<Event>) {
+fn read_input(input: impl Read, max_len: usize, events: Sender<SessionEvent>) {
     let mut lines = InputLines::new(io::BufReader::new(input), max_len);
     loop {
         let event = match lines.next_line() {
-            Ok(Some(line)) => Event::Typed(line),
-            Ok(None) => Event::InputEnded(None),
-            Err(error) => Event::InputEnded(Some(error)),
+            Ok(Some(line)) => SessionEvent::Typed(line),
+            Ok(None) => SessionEvent::InputEnded(None),
+            Err(error) => SessionEvent::InputEnded(Some(error)),
         };
-        let last = matches!(event, Event::InputEnded(_));
+        let last = matches!(event, SessionEvent::InputEnded(_));
         if events.send(event).is_err() || last {
             return;
         }

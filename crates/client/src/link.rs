@@ -4,7 +4,7 @@
 //!
 //! A [`Dialer`] makes every connection: it resolves and dials the address,
 //! numbers the connection and starts its reader thread, which owns a clone
-//! of the socket and reports each line, then the end, as an [`Event`]
+//! of the socket and reports each line, then the end, as a [`SessionEvent`]
 //! tagged with that number. The session keeps the one current [`Link`] and
 //! ignores events from older ones. Dropping a `Link` shuts its socket down,
 //! which also ends its reader's blocking read, so no thread outlives its
@@ -20,7 +20,7 @@ use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::Event;
+use super::SessionEvent;
 use super::nonce_window::NonceWindow;
 use eaxchat_proto::lines::LineReader;
 use eaxchat_proto::wire::NONCE_LEN;
@@ -45,7 +45,7 @@ pub(super) struct Dialer {
     /// The longest line a reader thread accepts: the relay's `--max-frame`.
     max_line: usize,
     /// Handed to each new connection's reader thread.
-    events: Sender<Event>,
+    events: Sender<SessionEvent>,
     /// The number of the last connection made.
     last_id: u64,
     backoff: Backoff,
@@ -55,7 +55,7 @@ pub(super) struct Dialer {
 impl Dialer {
     /// A dialer for `addr` whose connections accept lines of up to
     /// `max_line` bytes and report on `events`.
-    pub(super) fn new(addr: &str, max_line: usize, events: Sender<Event>) -> Dialer {
+    pub(super) fn new(addr: &str, max_line: usize, events: Sender<SessionEvent>) -> Dialer {
         Dialer {
             addr: addr.to_owned(),
             max_line,
@@ -211,7 +211,7 @@ pub(super) enum LinkEnd {
 }
 
 /// A connection's reader thread: every line the relay sends, then the end.
-fn read_lines(link: u64, mut stream: TcpStream, max_line: usize, events: Sender<Event>) {
+fn read_lines(link: u64, mut stream: TcpStream, max_line: usize, events: Sender<SessionEvent>) {
     let mut reader = LineReader::new(max_line);
     let mut buf = vec![0u8; READ_CHUNK];
     let end = loop {
@@ -221,7 +221,7 @@ fn read_lines(link: u64, mut stream: TcpStream, max_line: usize, events: Sender<
                 let mut session_gone = false;
                 let fed = reader.feed(&buf[..n], |line| {
                     let line = line.to_vec();
-                    if events.send(Event::Received { link, line }).is_err() {
+                    if events.send(SessionEvent::Received { link, line }).is_err() {
                         session_gone = true;
                         return ControlFlow::Break(());
                     }
@@ -238,7 +238,7 @@ fn read_lines(link: u64, mut stream: TcpStream, max_line: usize, events: Sender<
             Err(e) => break LinkEnd::Failed(e),
         }
     };
-    let _ = events.send(Event::LinkEnded { link, end });
+    let _ = events.send(SessionEvent::LinkEnded { link, end });
 }
 
 /// Reconnect delays: doubling from [`Backoff::INITIAL`] up to

@@ -1,5 +1,5 @@
 //! The session: everything the thread that called [`run`](super::run) owns
-//! while chatting, and the loop that turns [`Event`]s into sends, prints and
+//! while chatting, and the loop that turns [`SessionEvent`]s into sends, prints and
 //! status reports.
 //!
 //! It holds the one [`Cipher`] (sealing what is typed, opening what
@@ -18,11 +18,11 @@ use std::time::Instant;
 use bytes::BytesMut;
 
 use super::error::WRITING_OUTPUT;
-use super::event::{Incoming, Kind};
-use super::input::Input;
+use super::input::InputLine;
 use super::link::{Dialer, Link, LinkEnd};
-use super::{ChatError, Event, Options, Status};
+use super::{ChatError, Options, SessionEvent, Status};
 use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::events::{ParsedEvent, ParsedKind};
 use eaxchat_proto::sanitize;
 use eaxchat_proto::wire::encoded_len;
 
@@ -90,7 +90,7 @@ impl<'a, F: Front> Session<'a, F> {
         options: &'a Options,
         cipher: Cipher,
         front: F,
-        events: Sender<Event>,
+        events: Sender<SessionEvent>,
     ) -> Session<'a, F> {
         Session {
             options,
@@ -113,7 +113,7 @@ impl<'a, F: Front> Session<'a, F> {
     }
 
     /// Handles events from `inbox` until the session ends.
-    pub(super) fn run(&mut self, inbox: &Receiver<Event>) -> Result<(), ChatError> {
+    pub(super) fn run(&mut self, inbox: &Receiver<SessionEvent>) -> Result<(), ChatError> {
         loop {
             let now = Instant::now();
             if self.linger_until.is_some_and(|at| at <= now) {
@@ -156,8 +156,8 @@ impl<'a, F: Front> Session<'a, F> {
         }
     }
 
-    fn handle(&mut self, event: Event) -> Result<Flow, ChatError> {
-        if let Event::Ui(event) = event {
+    fn handle(&mut self, event: SessionEvent) -> Result<Flow, ChatError> {
+        if let SessionEvent::Ui(event) = event {
             return match self.printer.ui(event) {
                 UiAction::None => Ok(Flow::Go),
                 UiAction::Send(line) => self.send(&line).map(|()| Flow::Go),
@@ -167,25 +167,27 @@ impl<'a, F: Front> Session<'a, F> {
         self.handle_io(event).map(|()| Flow::Go)
     }
 
-    fn handle_io(&mut self, event: Event) -> Result<(), ChatError> {
+    fn handle_io(&mut self, event: SessionEvent) -> Result<(), ChatError> {
         match event {
-            Event::Typed(Input::Line(line)) => self.send(&line),
-            Event::Typed(Input::TooLong(len)) => {
+            SessionEvent::Typed(InputLine::Line(line)) => self.send(&line),
+            SessionEvent::Typed(InputLine::TooLong(len)) => {
                 self.refuse(self.composer.prefix_len() + len);
                 Ok(())
             }
-            Event::InputEnded(None) => {
+            SessionEvent::InputEnded(None) => {
                 self.linger_until = Some(Instant::now() + self.options.linger);
                 Ok(())
             }
-            Event::InputEnded(Some(error)) => Err(ChatError::Io {
+            SessionEvent::InputEnded(Some(error)) => Err(ChatError::Io {
                 what: "reading input",
                 error,
             }),
-            Event::Received { link, line } if self.is_current(link) => self.print(&line),
-            Event::LinkEnded { link, end } if self.is_current(link) => self.link_ended(end),
+            SessionEvent::Received { link, line } if self.is_current(link) => self.print(&line),
+            SessionEvent::LinkEnded { link, end } if self.is_current(link) => self.link_ended(end),
             // From a connection already given up: nothing to do.
-            Event::Received { .. } | Event::LinkEnded { .. } | Event::Ui(_) => Ok(()),
+            SessionEvent::Received { .. }
+            | SessionEvent::LinkEnded { .. }
+            | SessionEvent::Ui(_) => Ok(()),
         }
     }
 
@@ -423,7 +425,7 @@ pub(super) struct Printer<'a, O> {
     /// Reused: the message being printed, made safe.
     text: String,
     /// Reused: an event's line before it is made safe.
-    line: String,
+    line: Vec<u8>,
     /// Whether the relay vouches for names (its `welcome` said so), so that
     /// messages show as `NAME: TEXT`.
     members: bool,
@@ -431,7 +433,7 @@ pub(super) struct Printer<'a, O> {
 
 impl<O: Write> Front for Printer<'_, O> {
     fn show(&mut self, plaintext: &[u8]) -> io::Result<()> {
-        match Incoming::parse(plaintext) {
+        match ParsedEvent::parse(plaintext) {
             Some(event) => self.show_event(&event),
             None => self.print(plaintext),
         }
@@ -448,7 +450,7 @@ impl<'a, O: Write> Printer<'a, O> {
             output,
             status,
             text: String::new(),
-            line: String::new(),
+            line: Vec::new(),
             members: false,
         }
     }
@@ -456,15 +458,15 @@ impl<'a, O: Write> Printer<'a, O> {
     /// Shows one event as the line the relay's plain text would be. The
     /// `welcome` is not shown (a plain client never gets one): it says
     /// whether names are stamped.
-    fn show_event(&mut self, event: &Incoming) -> io::Result<()> {
-        if let Kind::Welcome { members, .. } = event.kind {
+    fn show_event(&mut self, event: &ParsedEvent) -> io::Result<()> {
+        if let ParsedKind::Welcome { members, .. } = event.kind {
             self.members = members;
             return Ok(());
         }
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        event.line(self.members, &mut line);
-        let shown = self.print(line.as_bytes());
+        event.plain(self.members, &mut line);
+        let shown = self.print(&line);
         self.line = line;
         shown
     }

@@ -22,7 +22,8 @@ use aead::{AeadInOut, KeyInit};
 use aes::Aes128Enc;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eax::Eax;
-use eaxchat_proto::eax_key::{EaxKey, OVERHEAD};
+use eaxchat_proto::eax_key::EaxKey;
+use eaxchat_proto::wire::OVERHEAD;
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const KEY: [u8; 16] = *b"0123456789abcdef";

@@ -25,7 +25,7 @@ use bytes::BytesMut;
 use crate::eax_key::EaxKey;
 use crate::key::{Key, KeyBytes};
 use crate::nonce::Nonces;
-use crate::wire::{self, DecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
+use crate::wire::{self, LineDecodeError, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 /// Why a line could not be opened. Every variant is the peer's fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,11 +57,11 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-impl From<DecodeError> for OpenError {
-    fn from(error: DecodeError) -> OpenError {
+impl From<LineDecodeError> for OpenError {
+    fn from(error: LineDecodeError) -> OpenError {
         match error {
-            DecodeError::Base64 => OpenError::Base64,
-            DecodeError::TooShort => OpenError::TooShort,
+            LineDecodeError::Base64 => OpenError::Base64,
+            LineDecodeError::TooShort => OpenError::TooShort,
         }
     }
 }
@@ -98,6 +98,27 @@ pub fn eax_key(key: &Key) -> EaxKey {
 /// per nonce), so the chance that two frames sealed under one key share a
 /// nonce stays below 2^-64 for the first 2^32 client messages. No syscall
 /// is made per message.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use eaxchat_proto::cipher::{Cipher, OpenError};
+/// use eaxchat_proto::key::Key;
+///
+/// let key = Key::from_hex("000102030405060708090a0b0c0d0e0f")?;
+/// let mut cipher = Cipher::new(&key)?;
+/// let mut line = BytesMut::new();
+/// cipher.seal_into(b"hello", &mut line);
+/// assert_eq!(line.last(), Some(&b'\n'));
+///
+/// // Opened as the relay and every client open it: without its `\n`.
+/// let frame = &line[..line.len() - 1];
+/// assert_eq!(cipher.open(frame)?, b"hello");
+///
+/// // Under another key the tag does not verify; nothing is decrypted.
+/// let other = Key::from_hex("ffffffffffffffffffffffffffffffff")?;
+/// assert_eq!(Cipher::new(&other)?.open(frame), Err(OpenError::BadTag));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone)]
 pub struct Cipher {
     key: EaxKey,

@@ -8,6 +8,25 @@
 //! `relay members add` writes it) reads like any other, and says whose it
 //! is. This module never logs or displays key material: `Key`'s `Debug`
 //! prints only its length.
+//!
+//! Two errors, one per boundary: [`KeyParseError`] says why a text is not
+//! a key (parsing, which touches nothing else), and [`KeyError`] why a key
+//! could not be had from where it was looked for (a flag, the variable, a
+//! file), naming that place.
+//!
+//! ```
+//! use eaxchat_proto::key::{Key, KeyParseError};
+//!
+//! let key = Key::from_hex(" 000102030405060708090a0b0c0d0e0f\n")?;
+//! assert_eq!(key.as_bytes().len(), 16);
+//! assert_eq!(key.to_hex(), "000102030405060708090a0b0c0d0e0f");
+//! assert_eq!(format!("{key:?}"), "Key(AES-128, redacted)");
+//!
+//! assert_eq!(Key::from_hex("abc"), Err(KeyParseError::WrongLength { found: 3 }));
+//! let typo = Key::from_hex("000102030405060708090a0b0c0d0e0g").unwrap_err();
+//! assert_eq!(typo.to_string(), "not a hex digit at position 31");
+//! # Ok::<(), KeyParseError>(())
+//! ```
 
 use std::fmt;
 use std::fs;
@@ -43,15 +62,56 @@ impl fmt::Debug for Key {
     }
 }
 
+/// Why a text is not a key, or a key file's text holds none. `Display` is
+/// the problem as users read it (after `malformed key in SOURCE: `).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyParseError {
+    /// Not 32, 48 or 64 hex digits long once surrounding whitespace is
+    /// trimmed.
+    WrongLength {
+        /// How long it is, in bytes.
+        found: usize,
+    },
+    /// A character that is not a hex digit.
+    NotHexDigit {
+        /// The 1-based position of the first digit of the pair holding it.
+        position: usize,
+    },
+    /// A key file with more than one line besides `#` comments.
+    MoreThanOneKey,
+    /// A key file with only blank or `#` lines.
+    NoKey,
+}
+
+impl fmt::Display for KeyParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyParseError::WrongLength { found } => write!(
+                f,
+                "expected 32, 48 or 64 hex digits, found {found} characters"
+            ),
+            KeyParseError::NotHexDigit { position } => {
+                write!(f, "not a hex digit at position {position}")
+            }
+            KeyParseError::MoreThanOneKey => {
+                f.write_str("more than one line besides # comments; expected one key")
+            }
+            KeyParseError::NoKey => f.write_str("no key in it (only blank or # lines)"),
+        }
+    }
+}
+
+impl std::error::Error for KeyParseError {}
+
 /// Why a key could not be had.
 #[derive(Debug)]
 pub enum KeyError {
-    /// The text is not 32, 48 or 64 hex digits.
+    /// The text is not a key ([`KeyParseError`]).
     Malformed {
         /// Where the text came from (a path, a flag or the variable's name).
         source: String,
         /// What is wrong with it.
-        problem: String,
+        problem: KeyParseError,
     },
     /// The key file could not be read or written.
     Io {
@@ -90,17 +150,13 @@ impl Key {
     }
 
     /// Parses 32, 48 or 64 hex digits, ignoring surrounding whitespace.
-    pub fn from_hex(text: &str) -> Result<Key, String> {
+    pub fn from_hex(text: &str) -> Result<Key, KeyParseError> {
         let digits = text.trim().as_bytes();
         let sized = match digits.len() {
             32 => KeyBytes::Aes128(decode_hex(digits)?),
             48 => KeyBytes::Aes192(decode_hex(digits)?),
             64 => KeyBytes::Aes256(decode_hex(digits)?),
-            len => {
-                return Err(format!(
-                    "expected 32, 48 or 64 hex digits, found {len} characters"
-                ));
-            }
+            found => return Err(KeyParseError::WrongLength { found }),
         };
         Ok(Key(sized))
     }
@@ -187,17 +243,17 @@ impl KeyFile {
     /// Parses a key file's text: one line of hex, with blank lines and
     /// `#` comment lines skipped; a `# eaxchat member key for NAME` comment
     /// names the member.
-    pub fn parse(text: &str) -> Result<KeyFile, String> {
+    pub fn parse(text: &str) -> Result<KeyFile, KeyParseError> {
         let mut member = None;
         let mut hex = None;
         for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
             if let Some(comment) = line.strip_prefix('#') {
                 member = member.or_else(|| member_name(comment));
             } else if hex.replace(line).is_some() {
-                return Err("more than one line besides # comments; expected one key".to_owned());
+                return Err(KeyParseError::MoreThanOneKey);
             }
         }
-        let hex = hex.ok_or_else(|| "no key in it (only blank or # lines)".to_owned())?;
+        let hex = hex.ok_or(KeyParseError::NoKey)?;
         let key = Key::from_hex(hex)?;
         Ok(KeyFile { key, member })
     }
@@ -315,11 +371,13 @@ fn parse_named(hex: &str, source: &str) -> Result<Key, KeyError> {
 }
 
 /// Decodes `2 * N` hex digits; `digits` holds exactly that many.
-fn decode_hex<const N: usize>(digits: &[u8]) -> Result<[u8; N], String> {
+fn decode_hex<const N: usize>(digits: &[u8]) -> Result<[u8; N], KeyParseError> {
     let mut bytes = [0u8; N];
     for (i, (byte, pair)) in bytes.iter_mut().zip(digits.chunks_exact(2)).enumerate() {
         let (Some(hi), Some(lo)) = (hex_value(pair[0]), hex_value(pair[1])) else {
-            return Err(format!("not a hex digit at position {}", i * 2 + 1));
+            return Err(KeyParseError::NotHexDigit {
+                position: i * 2 + 1,
+            });
         };
         *byte = hi << 4 | lo;
     }

@@ -48,6 +48,27 @@ impl fmt::Display for LineError {
 impl std::error::Error for LineError {}
 
 /// One connection's line splitter.
+///
+/// ```
+/// use std::ops::ControlFlow;
+///
+/// use eaxchat_proto::lines::{LineError, LineReader};
+///
+/// let mut reader = LineReader::new(16);
+/// let mut lines = Vec::new();
+/// let mut keep = |line: &[u8]| {
+///     lines.push(line.to_vec());
+///     ControlFlow::Continue(())
+/// };
+/// // A read may end mid-line: the rest of it waits for the next read.
+/// reader.feed(b"one\r\ntw", &mut keep)?;
+/// reader.feed(b"o\n", &mut keep)?;
+/// assert_eq!(lines, [b"one".to_vec(), b"two".to_vec()]);
+///
+/// let runaway = reader.feed(&[b'x'; 17], |_| ControlFlow::Continue(()));
+/// assert_eq!(runaway, Err(LineError::TooLong { limit: 16 }));
+/// # Ok::<(), LineError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct LineReader {
     pending: BytesMut,

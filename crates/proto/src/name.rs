@@ -14,6 +14,19 @@ pub const NAME_MAX: usize = 32;
 ///
 /// The character set keeps names safe to print after `NAME: ` in a chat
 /// line and to use as a file name (`NAME.key`).
+///
+/// ```
+/// use eaxchat_proto::name::{Name, NameError};
+///
+/// let alice: Name = "alice".parse()?;
+/// assert_eq!(alice.as_str(), "alice");
+/// assert_eq!(Name::new("bob smith"), Err(NameError::BadCharacter { position: 4 }));
+/// assert_eq!(
+///     Name::new("000102030405060708090a0b0c0d0e0f"),
+///     Err(NameError::LooksLikeKey),
+/// );
+/// # Ok::<(), NameError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Name(String);
 

@@ -6,9 +6,32 @@
 //! produce, encoded with `base64.b64encode`. This module owns the lengths,
 //! the layout of a decoded frame and the base64 step in both directions.
 //!
-//! It knows nothing of keys or the AEAD (that is [`crate::cipher`]) nor of
-//! splitting a stream into lines (that is [`crate::lines`]): it is handed
-//! one line without its terminator.
+//! It is the lowest layer: the frame's lengths ([`NONCE_LEN`], [`TAG_LEN`],
+//! [`OVERHEAD`]) are defined here once, and [`crate::eax_key`] and
+//! [`crate::cipher`] build on them. It knows nothing of keys or the AEAD
+//! (that is [`crate::cipher`]) nor of splitting a stream into lines (that is
+//! [`crate::lines`]): it is handed one line without its terminator.
+//!
+//! ```
+//! use bytes::BytesMut;
+//! use eaxchat_proto::wire::{self, LineDecodeError, OVERHEAD};
+//!
+//! // A decoded frame: nonce, tag, then a 5-byte ciphertext.
+//! let frame = [7u8; OVERHEAD + 5];
+//! let mut line = BytesMut::new();
+//! wire::encode_line(&frame, &mut line);
+//! assert_eq!(line.len(), wire::encoded_len(5) + 1);
+//! assert_eq!(line.last(), Some(&b'\n'));
+//!
+//! let mut decoded = Vec::new();
+//! let len = wire::decode_line(&line[..line.len() - 1], &mut decoded)?;
+//! assert_eq!(&decoded[..len], &frame[..]);
+//! let (nonce, tag, ciphertext) = wire::split_frame(&mut decoded[..len]).ok_or("short")?;
+//! assert_eq!((nonce.len(), tag.len(), ciphertext.len()), (16, 16, 5));
+//!
+//! assert_eq!(wire::decode_line(b"QUJD", &mut decoded), Err(LineDecodeError::TooShort));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use std::fmt;
 
@@ -39,31 +62,31 @@ pub const fn max_plaintext_len(max_line: usize) -> usize {
 
 /// Why a line is not a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DecodeError {
+pub enum LineDecodeError {
     /// The line is not padded standard-alphabet base64.
     Base64,
     /// The decoded frame is shorter than nonce + tag (32 bytes).
     TooShort,
 }
 
-impl fmt::Display for DecodeError {
+impl fmt::Display for LineDecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DecodeError::Base64 => "bad base64",
-            DecodeError::TooShort => "frame too short",
+            LineDecodeError::Base64 => "bad base64",
+            LineDecodeError::TooShort => "frame too short",
         })
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for LineDecodeError {}
 
 /// Decodes base64 `line` into `out` (grown as needed, never shrunk) and
 /// returns the decoded frame's length, at least [`OVERHEAD`].
-pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> Result<usize, DecodeError> {
+pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> Result<usize, LineDecodeError> {
     // Padded base64 is always a multiple of four; checking first also keeps
     // the estimate below exact.
     if !line.len().is_multiple_of(4) {
-        return Err(DecodeError::Base64);
+        return Err(LineDecodeError::Base64);
     }
     let estimate = line.len() / 4 * 3;
     if out.len() < estimate {
@@ -71,9 +94,9 @@ pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> Result<usize, DecodeError>
     }
     let frame_len = BASE64
         .decode_slice(line, &mut out[..])
-        .map_err(|_| DecodeError::Base64)?;
+        .map_err(|_| LineDecodeError::Base64)?;
     if frame_len < OVERHEAD {
-        return Err(DecodeError::TooShort);
+        return Err(LineDecodeError::TooShort);
     }
     Ok(frame_len)
 }
@@ -120,11 +143,11 @@ mod tests {
 
     #[test]
     fn rejects_lines_that_are_not_frames() {
-        let cases: &[(&[u8], DecodeError)] = &[
-            (b"!!!!", DecodeError::Base64),
-            (b"abc", DecodeError::Base64),
-            (b"QUJD", DecodeError::TooShort),
-            (b"", DecodeError::TooShort),
+        let cases: &[(&[u8], LineDecodeError)] = &[
+            (b"!!!!", LineDecodeError::Base64),
+            (b"abc", LineDecodeError::Base64),
+            (b"QUJD", LineDecodeError::TooShort),
+            (b"", LineDecodeError::TooShort),
         ];
         for (line, want) in cases {
             assert_eq!(decode_line(line, &mut Vec::new()), Err(*want), "{line:?}");

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::editor::Editor;
-use crate::event::{Incoming, Kind};
 use crate::{Status, UiAction};
 use eaxchat_proto::commands::CommandKind;
+use eaxchat_proto::events::{ParsedEvent, ParsedKind};
 use eaxchat_proto::sanitize::sanitize;
 
 /// Most entries the scrollback keeps; older ones are dropped.
@@ -76,7 +76,7 @@ impl Entry {
 
 /// The connection, as the status line shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Link {
+pub enum LinkState {
     /// Connected to this relay.
     Connected(String),
     /// Gone; the next attempt is at this time.
@@ -105,7 +105,7 @@ pub struct App {
     /// How many in our room have no name.
     pub unnamed: u64,
     /// The connection.
-    pub link: Link,
+    pub link: LinkState,
     /// The members panel, unless hidden (F2) or the terminal is narrow.
     pub show_panel: bool,
     /// Ring the bell when someone names us.
@@ -130,7 +130,7 @@ impl App {
             members_mode: false,
             members: BTreeSet::new(),
             unnamed: 0,
-            link: Link::Connected(relay.to_owned()),
+            link: LinkState::Connected(relay.to_owned()),
             show_panel: true,
             bell,
             rang: false,
@@ -178,7 +178,7 @@ impl App {
 
     /// One plaintext from the relay.
     pub fn receive(&mut self, plaintext: &[u8]) {
-        let Some(event) = Incoming::parse(plaintext) else {
+        let Some(event) = ParsedEvent::parse(plaintext) else {
             // Not an event: a relay not asked, or a peer's raw text.
             self.push(Entry::notice(Look::Message, sanitize(plaintext)));
             return;
@@ -187,14 +187,14 @@ impl App {
         let text = sanitize(event.text.as_bytes());
         let from = event.from.as_deref().map(|name| sanitize(name.as_bytes()));
         match &event.kind {
-            Kind::Welcome { name, members } => {
+            ParsedKind::Welcome { name, members } => {
                 self.own_whos = 0;
                 self.name = name.clone();
                 self.members_mode = *members;
                 self.room = event.room.clone();
                 self.ask_who();
             }
-            Kind::Message | Kind::Action => {
+            ParsedKind::Message | ParsedKind::Action => {
                 let ours = from.is_some() && from == self.name;
                 let mention = !ours && self.mentions_us(&text);
                 if mention && !event.history && self.bell {
@@ -213,15 +213,15 @@ impl App {
                 self.push(Entry {
                     time,
                     from: from.filter(|_| {
-                        self.members_mode || event.kind == Kind::Action || !named_in_text
+                        self.members_mode || event.kind == ParsedKind::Action || !named_in_text
                     }),
                     text,
-                    action: event.kind == Kind::Action,
+                    action: event.kind == ParsedKind::Action,
                     look,
                     mention,
                 });
             }
-            Kind::Private { to, echo } => {
+            ParsedKind::Private { to, echo } => {
                 let text = if *echo {
                     format!("[private to {}] {text}", sanitize(to.as_bytes()))
                 } else {
@@ -239,7 +239,7 @@ impl App {
                     mention: !echo,
                 });
             }
-            Kind::Presence { name, joined, .. } => {
+            ParsedKind::Presence { name, joined, .. } => {
                 let name = sanitize(name.as_bytes());
                 if Some(&name) == self.name.as_ref() && *joined {
                     // We moved: a new room, a new list.
@@ -253,14 +253,14 @@ impl App {
                 }
                 self.push_notice(&event, time);
             }
-            Kind::Nick { to } => {
+            ParsedKind::Nick { to } => {
                 if let Some(old) = &from {
                     self.members.remove(old);
                 }
                 self.members.insert(sanitize(to.as_bytes()));
                 self.push_notice(&event, time);
             }
-            Kind::Who { names, unnamed } => {
+            ParsedKind::Who { names, unnamed } => {
                 self.members = names.iter().map(|name| sanitize(name.as_bytes())).collect();
                 self.unnamed = *unnamed;
                 if self.own_whos > 0 {
@@ -270,7 +270,7 @@ impl App {
                 }
                 self.push_notice(&event, time);
             }
-            Kind::Notice => {
+            ParsedKind::Notice => {
                 if let Some(nick) = text.strip_prefix("* you are now ") {
                     self.name = Some(nick.to_owned());
                     // Named now: the panel's counts change.
@@ -282,22 +282,22 @@ impl App {
                 }
                 self.push_notice(&event, time);
             }
-            Kind::Error => self.push(Entry {
+            ParsedKind::Error => self.push(Entry {
                 time,
                 ..Entry::notice(Look::Error, text)
             }),
-            Kind::History { .. } | Kind::Rooms(_) | Kind::Other(_) => {
+            ParsedKind::HistoryStart { .. } | ParsedKind::Rooms(_) | ParsedKind::Other(_) => {
                 self.push_notice(&event, time);
             }
         }
     }
 
-    fn push_notice(&mut self, event: &Incoming, time: Option<String>) {
-        let mut line = String::new();
-        event.line(self.members_mode, &mut line);
+    fn push_notice(&mut self, event: &ParsedEvent, time: Option<String>) {
+        let mut line = Vec::new();
+        event.plain(self.members_mode, &mut line);
         self.push(Entry {
             time,
-            ..Entry::notice(Look::Notice, sanitize(line.as_bytes()))
+            ..Entry::notice(Look::Notice, sanitize(&line))
         });
     }
 
@@ -309,13 +309,13 @@ impl App {
     /// A change of the connection's state.
     pub fn status(&mut self, status: &Status, now: Instant) {
         match status {
-            Status::Connected { addr } => self.link = Link::Connected(addr.to_string()),
+            Status::Connected { addr } => self.link = LinkState::Connected(addr.to_string()),
             Status::Reconnected { addr, .. } => {
-                self.link = Link::Connected(addr.to_string());
+                self.link = LinkState::Connected(addr.to_string());
                 self.push(Entry::notice(Look::Notice, format!("* {status}")));
             }
             Status::WentAway { retry_in, .. } | Status::StillAway { retry_in, .. } => {
-                self.link = Link::Reconnecting(now + *retry_in);
+                self.link = LinkState::Reconnecting(now + *retry_in);
                 self.push(Entry::notice(Look::Error, format!("* {status}")));
             }
             Status::TooLong { .. } | Status::BacklogFull => {
@@ -327,8 +327,8 @@ impl App {
     /// What the status line says of the connection.
     pub fn link_text(&self, now: Instant) -> String {
         match &self.link {
-            Link::Connected(addr) => format!("connected to {addr}"),
-            Link::Reconnecting(at) => {
+            LinkState::Connected(addr) => format!("connected to {addr}"),
+            LinkState::Reconnecting(at) => {
                 let left = at.saturating_duration_since(now);
                 format!(
                     "reconnecting in {}s",
@@ -341,8 +341,8 @@ impl App {
     /// When the status line's countdown next changes.
     pub fn next_tick(&self, now: Instant) -> Option<Instant> {
         match self.link {
-            Link::Reconnecting(_) => Some(now + Duration::from_millis(250)),
-            Link::Connected(_) => None,
+            LinkState::Reconnecting(_) => Some(now + Duration::from_millis(250)),
+            LinkState::Connected(_) => None,
         }
     }
 

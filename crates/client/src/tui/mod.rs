@@ -1,18 +1,18 @@
 //! `chat` as a full-screen terminal app, when stdin and stdout are both
 //! terminals: arrivals scroll above an input line they never break.
 //!
-//! The same [`Session`] as pipe mode runs the connection (sealing,
+//! The same `Session` as pipe mode runs the connection (sealing,
 //! reconnects, the backlog, replay refusal); this module is its front end.
-//! [`App`] holds the state, [`view`] draws it with ratatui, and a thread
-//! reads crossterm's events into the session's inbox. The terminal is put
-//! back as it was on every way out: a quit, the relay going away, an
-//! error, and a panic ([`TerminalGuard`] and the panic hook).
+//! [`App`] holds the state, `view` draws it with ratatui ([`draw`]), and a
+//! thread reads crossterm's events into the session's inbox. The terminal
+//! is put back as it was on every way out: a quit, the relay going away,
+//! an error, and a panic ([`TerminalGuard`] and the panic hook).
 
 mod app;
 mod editor;
 mod view;
 
-pub use app::{App, Entry, Link, Look, SCROLLBACK};
+pub use app::{App, Entry, LinkState, Look, SCROLLBACK};
 pub use editor::{Editor, text_width};
 pub use view::{PANEL_MIN_WIDTH, draw, name_colour};
 
@@ -33,7 +33,7 @@ use ratatui::crossterm::terminal::{
 };
 
 use super::session::{Front, Session, UiAction};
-use super::{ChatError, Event, Options, Status, UiEvent};
+use super::{ChatError, Options, SessionEvent, Status, UiEvent};
 use eaxchat_proto::key::Key;
 
 /// Raw mode, the alternate screen, mouse and paste reporting, for as long
@@ -109,9 +109,9 @@ pub fn run(options: &Options, key: &Key, bell: bool) -> Result<(), ChatError> {
 }
 
 /// The terminal's events, into the session's inbox, until it is gone.
-fn read_terminal(events: Sender<Event>) {
+fn read_terminal(events: Sender<SessionEvent>) {
     while let Ok(event) = event::read() {
-        if events.send(Event::Ui(event)).is_err() {
+        if events.send(SessionEvent::Ui(event)).is_err() {
             return;
         }
     }

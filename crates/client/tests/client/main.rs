@@ -1,10 +1,12 @@
 //! The client's tests, one binary: the terminal app drawn in memory, and the
-//! `chat` binary against the real relay.
+//! `chat` binary against the real relay and against a stand-in for one.
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-mod chat;
+mod process;
+mod real_relay;
+mod stand_in_relay;
 mod tui;

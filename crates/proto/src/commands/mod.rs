@@ -1,0 +1,231 @@
+//! The `/` commands: a pure parser from one message's plaintext to ordinary
+//! text, a [`Command`], or the [`CommandError`] whose `Display` is the reply
+//! the sender sees. It never looks at who is connected, so "no such member"
+//! or "name taken" are the relay's to decide.
+//!
+//! This file owns the grammar; the words, usages and replies are `reply`'s
+//! ([`CommandKind`], [`CommandError`]), and the room-name rules are
+//! `room_name`'s ([`RoomName`]). Member names follow [`Name`]'s rules and
+//! are compared exactly, as the members file compares them.
+//!
+//! The grammar:
+//!
+//! - A plaintext that does not start with `/` is text, whole (a leading
+//!   space makes ` /join x` text). One that starts with `//` is text with the
+//!   first `/` removed: [`escape_text`] is the inverse.
+//! - Otherwise the command word runs from after the `/` to the first space
+//!   or tab, and is matched ignoring ASCII case (`/JOIN` is `/join`). The
+//!   argument is the rest after any run of spaces and tabs.
+//! - A one-word argument (a room, a name, a protocol) has trailing spaces,
+//!   tabs, `\r` and `\n` ignored and must then hold no space or tab. A text
+//!   argument (`/me`, `/msg`) is kept byte for byte; it must hold at least
+//!   one byte other than space or tab, and at most the `max_text` bytes the
+//!   caller passes (the relay passes what fits in one frame). Commands that
+//!   take no argument refuse one.
+//!
+//! ```
+//! use eaxchat_proto::commands::{self, Command, Input, RoomName};
+//!
+//! let max_text = 100;
+//! assert_eq!(commands::parse(b"hello", max_text)?, Input::Text(b"hello"));
+//! assert_eq!(commands::parse(b"//etc", max_text)?, Input::Text(b"/etc"));
+//! assert_eq!(
+//!     commands::parse(b"/JOIN #Lobby", max_text)?,
+//!     Input::Command(Command::Join(RoomName::new(b"lobby")?)),
+//! );
+//! assert_eq!(
+//!     commands::parse(b"/me waves", max_text)?,
+//!     Input::Command(Command::Me(b"waves")),
+//! );
+//!
+//! let refused = commands::parse(b"/nick", max_text).unwrap_err();
+//! assert_eq!(refused.to_string(), "error: /nick needs an argument: /nick NAME");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod reply;
+mod room_name;
+#[cfg(test)]
+mod tests;
+
+pub use reply::{CommandError, CommandKind};
+pub use room_name::{ROOM_NAME_MAX, RoomName, RoomNameError};
+
+use crate::name::{Name, NameError};
+use reply::echoable;
+use room_name::is_name_byte;
+
+/// The only structured-events protocol there is, as `/hello` names it.
+pub const PROTOCOL_V1: &str = "eaxchat/1";
+
+/// What a plaintext is: text for the room, or a command for the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input<'a> {
+    /// Text to relay, with a leading `//` already unescaped to `/`.
+    Text(&'a [u8]),
+    /// A command, never relayed as text.
+    Command(Command<'a>),
+}
+
+/// A parsed command; text arguments borrow from the plaintext.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command<'a> {
+    /// `/join ROOM`: leave the current room and enter `ROOM`.
+    Join(RoomName),
+    /// `/rooms`: the rooms and their member counts.
+    Rooms,
+    /// `/who`: who is in the current room.
+    Who,
+    /// `/me ACTION`: `* NAME ACTION` to the room.
+    Me(&'a [u8]),
+    /// `/msg NAME TEXT`: a private message to that member's connections.
+    Msg {
+        /// Whom it is for.
+        to: Name,
+        /// What it says.
+        text: &'a [u8],
+    },
+    /// `/nick NAME`: take a new name (shared-key mode only).
+    Nick(Name),
+    /// `/help`: the list of commands.
+    Help,
+    /// `/quit`: close this connection.
+    Quit,
+    /// `/hello eaxchat/1`: from now on, send this connection structured
+    /// events instead of plain text.
+    Hello(Protocol),
+}
+
+/// A structured-events protocol version a client may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `eaxchat/1`: one-line JSON objects.
+    V1,
+}
+
+fn is_separator(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// Parses one message's plaintext. `max_text` bounds the text of `/me` and
+/// `/msg`, in bytes.
+pub fn parse(plaintext: &[u8], max_text: usize) -> Result<Input<'_>, CommandError> {
+    let Some(after_slash) = plaintext.strip_prefix(b"/") else {
+        return Ok(Input::Text(plaintext));
+    };
+    if after_slash.starts_with(b"/") {
+        return Ok(Input::Text(after_slash));
+    }
+    let word_end = after_slash
+        .iter()
+        .position(|&b| is_separator(b))
+        .unwrap_or(after_slash.len());
+    let (word, rest) = after_slash.split_at(word_end);
+    let (word, argument) = (trim_end(word), trim_start(rest));
+    let Some(kind) = CommandKind::from_word(word) else {
+        return Err(CommandError::UnknownCommand {
+            word: echoable(word),
+        });
+    };
+    let command = match kind {
+        CommandKind::Join => Command::Join(
+            RoomName::new(one_word(kind, argument)?).map_err(CommandError::MalformedRoom)?,
+        ),
+        CommandKind::Rooms => no_argument(kind, argument, Command::Rooms)?,
+        CommandKind::Who => no_argument(kind, argument, Command::Who)?,
+        CommandKind::Me => Command::Me(text(kind, argument, max_text)?),
+        CommandKind::Msg => {
+            let name_end = argument
+                .iter()
+                .position(|&b| is_separator(b))
+                .unwrap_or(argument.len());
+            let (name, rest) = argument.split_at(name_end);
+            let name = trim_end(name);
+            if name.is_empty() {
+                return Err(CommandError::MissingArgument(kind));
+            }
+            Command::Msg {
+                to: member_name(name)?,
+                text: text(kind, trim_start(rest), max_text)?,
+            }
+        }
+        CommandKind::Nick => Command::Nick(member_name(one_word(kind, argument)?)?),
+        CommandKind::Help => no_argument(kind, argument, Command::Help)?,
+        CommandKind::Quit => no_argument(kind, argument, Command::Quit)?,
+        CommandKind::Hello => match one_word(kind, argument)? {
+            b"eaxchat/1" => Command::Hello(Protocol::V1),
+            _ => return Err(CommandError::UnsupportedProtocol),
+        },
+    };
+    Ok(Input::Command(command))
+}
+
+/// Appends `text` as a plaintext that [`parse`] reads back as
+/// `Input::Text(text)`: a leading `/` is doubled.
+pub fn escape_text(text: &[u8], out: &mut Vec<u8>) {
+    if text.starts_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(text);
+}
+
+fn trim_start(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|&b| !is_separator(b))
+        .unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn trim_end(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+fn no_argument<'a>(
+    kind: CommandKind,
+    argument: &[u8],
+    command: Command<'a>,
+) -> Result<Command<'a>, CommandError> {
+    if trim_end(argument).is_empty() {
+        Ok(command)
+    } else {
+        Err(CommandError::UnexpectedArgument(kind))
+    }
+}
+
+fn one_word(kind: CommandKind, argument: &[u8]) -> Result<&[u8], CommandError> {
+    let word = trim_end(argument);
+    if word.is_empty() {
+        Err(CommandError::MissingArgument(kind))
+    } else if word.iter().any(|&b| is_separator(b)) {
+        Err(CommandError::UnexpectedArgument(kind))
+    } else {
+        Ok(word)
+    }
+}
+
+fn text(kind: CommandKind, argument: &[u8], max: usize) -> Result<&[u8], CommandError> {
+    if argument.iter().all(|&b| is_separator(b)) {
+        Err(CommandError::MissingArgument(kind))
+    } else if argument.len() > max {
+        Err(CommandError::TooLong { command: kind, max })
+    } else {
+        Ok(argument)
+    }
+}
+
+fn member_name(bytes: &[u8]) -> Result<Name, CommandError> {
+    let name = match std::str::from_utf8(bytes) {
+        Ok(text) => Name::new(text),
+        // Every byte before the first non-name byte is ASCII, so its byte
+        // position is its character position.
+        Err(_) => Err(NameError::BadCharacter {
+            position: bytes.iter().position(|&b| !is_name_byte(b)).unwrap_or(0) + 1,
+        }),
+    };
+    name.map_err(CommandError::MalformedName)
+}

@@ -1,0 +1,170 @@
+//! The commands' words and usages ([`CommandKind`]) and the replies that
+//! refuse a command ([`CommandError`], whose `Display` is what the sender
+//! reads).
+//!
+//! A reply never echoes what the sender typed except an unknown command
+//! word that is short printable ASCII: a reply must never carry bytes a
+//! terminal would interpret.
+
+use std::fmt;
+
+use super::{PROTOCOL_V1, ROOM_NAME_MAX, RoomNameError};
+use crate::name::{NAME_MAX, NameError};
+
+/// The longest unknown command word an error reply repeats.
+const ECHO_MAX: usize = 16;
+
+/// Which command an error is about, for its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// `/join`
+    Join,
+    /// `/rooms`
+    Rooms,
+    /// `/who`
+    Who,
+    /// `/me`
+    Me,
+    /// `/msg`
+    Msg,
+    /// `/nick`
+    Nick,
+    /// `/help`
+    Help,
+    /// `/quit`
+    Quit,
+    /// `/hello`
+    Hello,
+}
+
+impl CommandKind {
+    /// Every command, in the order `/help` lists them.
+    pub const ALL: [CommandKind; 9] = [
+        CommandKind::Join,
+        CommandKind::Rooms,
+        CommandKind::Who,
+        CommandKind::Me,
+        CommandKind::Msg,
+        CommandKind::Nick,
+        CommandKind::Help,
+        CommandKind::Quit,
+        CommandKind::Hello,
+    ];
+
+    /// The command word, without its `/`.
+    pub fn word(self) -> &'static str {
+        match self {
+            CommandKind::Join => "join",
+            CommandKind::Rooms => "rooms",
+            CommandKind::Who => "who",
+            CommandKind::Me => "me",
+            CommandKind::Msg => "msg",
+            CommandKind::Nick => "nick",
+            CommandKind::Help => "help",
+            CommandKind::Quit => "quit",
+            CommandKind::Hello => "hello",
+        }
+    }
+
+    /// How it is used, for `/help` and error replies.
+    pub fn usage(self) -> &'static str {
+        match self {
+            CommandKind::Join => "/join ROOM",
+            CommandKind::Rooms => "/rooms",
+            CommandKind::Who => "/who",
+            CommandKind::Me => "/me ACTION",
+            CommandKind::Msg => "/msg NAME TEXT",
+            CommandKind::Nick => "/nick NAME",
+            CommandKind::Help => "/help",
+            CommandKind::Quit => "/quit",
+            CommandKind::Hello => "/hello eaxchat/1",
+        }
+    }
+
+    /// The command `word` names, ignoring ASCII case.
+    pub(super) fn from_word(word: &[u8]) -> Option<CommandKind> {
+        CommandKind::ALL
+            .into_iter()
+            .find(|kind| kind.word().as_bytes().eq_ignore_ascii_case(word))
+    }
+}
+
+/// Why a command was refused. `Display` is the reply the sender sees.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandError {
+    /// No such command. Holds the word only when it is short printable
+    /// ASCII, safe to repeat.
+    UnknownCommand {
+        /// The word after `/`, if safe to show.
+        word: Option<String>,
+    },
+    /// The command needs an argument it was not given.
+    MissingArgument(CommandKind),
+    /// The command takes no argument, or fewer than it was given.
+    UnexpectedArgument(CommandKind),
+    /// The room name breaks [`RoomName`](super::RoomName)'s rules.
+    MalformedRoom(RoomNameError),
+    /// The member name breaks [`Name`](crate::name::Name)'s rules.
+    MalformedName(NameError),
+    /// A text argument is longer than the limit.
+    TooLong {
+        /// The command.
+        command: CommandKind,
+        /// The limit, in bytes.
+        max: usize,
+    },
+    /// `/hello` named a protocol this relay does not speak.
+    UnsupportedProtocol,
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::UnknownCommand { word: Some(word) } => {
+                write!(f, "error: unknown command /{word} (try /help)")
+            }
+            CommandError::UnknownCommand { word: None } => {
+                f.write_str("error: unknown command (try /help)")
+            }
+            CommandError::MissingArgument(kind) => {
+                write!(
+                    f,
+                    "error: /{} needs an argument: {}",
+                    kind.word(),
+                    kind.usage()
+                )
+            }
+            CommandError::UnexpectedArgument(kind) => {
+                write!(f, "error: too many arguments: {}", kind.usage())
+            }
+            CommandError::MalformedRoom(problem) => write!(
+                f,
+                "error: bad room name: {problem}; a room name is 1 to {ROOM_NAME_MAX} \
+                 of A-Z a-z 0-9 _ - . after an optional #"
+            ),
+            CommandError::MalformedName(problem) => write!(
+                f,
+                "error: bad name: {problem}; a name is 1 to {NAME_MAX} of A-Z a-z 0-9 _ - ."
+            ),
+            CommandError::TooLong { command, max } => write!(
+                f,
+                "error: /{} text too long: at most {max} bytes",
+                command.word()
+            ),
+            CommandError::UnsupportedProtocol => {
+                write!(
+                    f,
+                    "error: unknown protocol; this relay speaks {PROTOCOL_V1}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for CommandError {}
+
+/// The unknown command `word`, if it is safe to repeat in a reply.
+pub(super) fn echoable(word: &[u8]) -> Option<String> {
+    let printable = word.iter().all(|&b| b.is_ascii_graphic());
+    (printable && word.len() <= ECHO_MAX).then(|| String::from_utf8_lossy(word).into_owned())
+}

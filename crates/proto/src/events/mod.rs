@@ -1,0 +1,281 @@
+//! What the relay tells people, in the two forms a client can get: plain
+//! text lines, which the original notebook client prints readably, and
+//! the structured events of `eaxchat/1`, one-line JSON objects, for a
+//! client that asked with `/hello eaxchat/1`.
+//!
+//! This module owns both forms in both directions. The relay writes an
+//! [`Event`], which borrows what it shows: [`Event::plain`] and
+//! [`Event::json`] append its plaintext to a buffer for the caller to seal.
+//! A client reads the JSON back into a [`ParsedEvent`]
+//! ([`ParsedEvent::parse`]) and shows it as the plain text the relay would
+//! have sent ([`ParsedEvent::plain`]). The kind words are written and
+//! matched from one table (`kind`) and the plain text is rendered in one
+//! place (`plain`), so the two directions cannot drift apart; `json` holds
+//! the JSON form both ways.
+//!
+//! The JSON form is written by hand, with every string escaped; a text that
+//! is not UTF-8 is shown with U+FFFD in place of each bad sequence. Parsing
+//! is lenient: a missing field reads as empty, and a kind this version does
+//! not know is kept ([`ParsedKind::Other`]) and shown by its text.
+//!
+//! # `eaxchat/1`
+//!
+//! Every object has a `kind`; times (`ts`) are milliseconds since the Unix
+//! epoch, as the relay's clock read them; rooms are shown without `#`;
+//! `from` is `null` for a shared-key connection that never took a name.
+//!
+//! | kind | fields |
+//! |---|---|
+//! | `welcome` | `protocol`, `name`, `room`, `members` (whether names are vouched for by a members file) |
+//! | `msg`, `action` | `room`, `from`, `text`, `ts`, `history` (true for history sent on joining) |
+//! | `private` | `from`, `to`, `text`, `ts`, `echo` (true on the sender's copy) |
+//! | `join`, `leave` | `room`, `name`, `count` (connections in the room after it), `ts` |
+//! | `nick` | `room`, `from` (the old name or `null`), `to`, `ts` |
+//! | `history` | `room`, `count`: that many `msg`/`action` events with `history: true` follow |
+//! | `who` | `room`, `names`, `unnamed` (connections in it with no name) |
+//! | `rooms` | `rooms`: a list of `{"room", "count"}` |
+//! | `notice`, `error` | `text`: a reply to a command, or why it was refused |
+//!
+//! ```
+//! use eaxchat_proto::commands::RoomName;
+//! use eaxchat_proto::events::{Event, ParsedEvent, ParsedKind};
+//! use eaxchat_proto::name::Name;
+//!
+//! let (alice, lobby) = (Name::new("alice")?, RoomName::new(b"lobby")?);
+//! let event = Event::Message {
+//!     room: &lobby,
+//!     from: Some(&alice),
+//!     text: b"hi",
+//!     ts: 7,
+//!     history: false,
+//!     action: false,
+//!     stamped: true,
+//! };
+//! let (mut plain, mut json) = (Vec::new(), Vec::new());
+//! event.plain(&mut plain);
+//! event.json(&mut json);
+//! assert_eq!(plain, b"alice: hi");
+//! assert_eq!(
+//!     json,
+//!     br#"{"kind":"msg","room":"lobby","from":"alice","text":"hi","ts":7,"history":false}"#
+//! );
+//!
+//! // A client reads it back, and shows it as the relay's plain text.
+//! let parsed = ParsedEvent::parse(&json).ok_or("not an event")?;
+//! assert_eq!(parsed.kind, ParsedKind::Message);
+//! assert_eq!(parsed.from.as_deref(), Some("alice"));
+//! let mut shown = Vec::new();
+//! parsed.plain(true, &mut shown);
+//! assert_eq!(shown, plain);
+//!
+//! // Text that is not an event is not parsed: it is shown as it came.
+//! assert_eq!(ParsedEvent::parse(b"hello"), None);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod json;
+mod plain;
+#[cfg(test)]
+mod tests;
+
+use crate::commands::RoomName;
+use crate::name::Name;
+
+/// The version a `welcome` event names.
+pub const PROTOCOL: &str = crate::commands::PROTOCOL_V1;
+
+/// The `kind` of each event in its JSON form: written by [`Event::json`]
+/// and matched by [`ParsedEvent::parse`], from here only.
+mod kind {
+    pub(super) const WELCOME: &str = "welcome";
+    pub(super) const MSG: &str = "msg";
+    pub(super) const ACTION: &str = "action";
+    pub(super) const PRIVATE: &str = "private";
+    pub(super) const JOIN: &str = "join";
+    pub(super) const LEAVE: &str = "leave";
+    pub(super) const NICK: &str = "nick";
+    pub(super) const HISTORY: &str = "history";
+    pub(super) const WHO: &str = "who";
+    pub(super) const ROOMS: &str = "rooms";
+    pub(super) const NOTICE: &str = "notice";
+    pub(super) const ERROR: &str = "error";
+}
+
+/// Something the relay sends one connection, borrowing what it shows; a
+/// client reads it back as a [`ParsedEvent`].
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// The answer to `/hello`.
+    Welcome {
+        /// The connection's name, if it has one.
+        name: Option<&'a Name>,
+        /// Its room.
+        room: &'a RoomName,
+        /// Whether the relay serves members.
+        members: bool,
+    },
+    /// A message or `/me` action said in a room.
+    Message {
+        /// Where.
+        room: &'a RoomName,
+        /// Who said it.
+        from: Option<&'a Name>,
+        /// What.
+        text: &'a [u8],
+        /// When.
+        ts: u64,
+        /// Sent as history on joining, not live.
+        history: bool,
+        /// A `/me` action rather than text.
+        action: bool,
+        /// The plain form starts `NAME: ` (members mode: the relay vouches
+        /// for the name). In shared-key mode the text goes as it came.
+        stamped: bool,
+    },
+    /// A private message.
+    Private {
+        /// Who sent it.
+        from: Option<&'a Name>,
+        /// Whom it is for.
+        to: &'a Name,
+        /// What it says.
+        text: &'a [u8],
+        /// When.
+        ts: u64,
+        /// The sender's own copy.
+        echo: bool,
+    },
+    /// Someone came into a room, or went out of it.
+    Presence {
+        /// Which room.
+        room: &'a RoomName,
+        /// Who.
+        name: &'a Name,
+        /// Connections in the room now.
+        count: usize,
+        /// When.
+        ts: u64,
+        /// Came in (`join`) or went out (`leave`).
+        joined: bool,
+    },
+    /// Someone took a name, or a new one.
+    Nick {
+        /// Where they are.
+        room: &'a RoomName,
+        /// Their name before, if they had one.
+        from: Option<&'a Name>,
+        /// Their name now.
+        to: &'a Name,
+        /// When.
+        ts: u64,
+    },
+    /// History follows: `count` messages of `room`.
+    HistoryStart {
+        /// The room.
+        room: &'a RoomName,
+        /// How many messages follow.
+        count: usize,
+    },
+    /// Who is in a room.
+    Who {
+        /// The room.
+        room: &'a RoomName,
+        /// The names of those with one.
+        names: &'a [&'a Name],
+        /// Connections with no name.
+        unnamed: usize,
+    },
+    /// The rooms and how many are in each.
+    Rooms(&'a [(&'a RoomName, usize)]),
+    /// A reply to a command.
+    Notice(&'a str),
+    /// A command refused, and why.
+    Error(&'a str),
+}
+
+/// What kind of event a client read, with the fields only that kind has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedKind {
+    /// Someone's message in a room.
+    Message,
+    /// A `/me` action.
+    Action,
+    /// A private message; `echo` is the sender's own copy.
+    Private {
+        /// Whom it was for.
+        to: String,
+        /// The sender's own copy.
+        echo: bool,
+    },
+    /// Someone came into the room, or left it.
+    Presence {
+        /// Who.
+        name: String,
+        /// Connections in the room now.
+        count: u64,
+        /// Came in or went out.
+        joined: bool,
+    },
+    /// Someone took a new name.
+    Nick {
+        /// The new name.
+        to: String,
+    },
+    /// `count` history messages follow.
+    HistoryStart {
+        /// How many.
+        count: u64,
+    },
+    /// Who is in the room.
+    Who {
+        /// The names.
+        names: Vec<String>,
+        /// Connections with no name.
+        unnamed: u64,
+    },
+    /// The rooms and how many are in each.
+    Rooms(Vec<(String, u64)>),
+    /// The answer to `/hello`.
+    Welcome {
+        /// Our name, if we have one.
+        name: Option<String>,
+        /// Whether the relay vouches for names (members mode).
+        members: bool,
+    },
+    /// A reply to a command.
+    Notice,
+    /// A command refused.
+    Error,
+    /// A kind this client does not know (a newer relay's): shown by its
+    /// text.
+    Other(String),
+}
+
+/// An `eaxchat/1` event as a client reads it back: owned, and lenient
+/// about what is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedEvent {
+    /// What it is.
+    pub kind: ParsedKind,
+    /// The room it concerns, if any.
+    pub room: Option<String>,
+    /// Who said it (`None`: nobody, or a shared-key connection with no
+    /// name).
+    pub from: Option<String>,
+    /// What was said, or the notice's text.
+    pub text: String,
+    /// When, in Unix milliseconds.
+    pub ts: Option<u64>,
+    /// Sent as history on joining, not live.
+    pub history: bool,
+}
+
+/// `fmt::Write` onto a byte buffer.
+struct Text<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for Text<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(text.as_bytes());
+        Ok(())
+    }
+}

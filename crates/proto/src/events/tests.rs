@@ -1,0 +1,210 @@
+//! Both forms of every event: the plain text and JSON the relay writes,
+//! and the JSON read back and shown, which must be the plain text again.
+
+use super::*;
+
+fn name(text: &str) -> Name {
+    Name::new(text).expect("a test name")
+}
+
+fn room(text: &str) -> RoomName {
+    RoomName::new(text.as_bytes()).expect("a test room")
+}
+
+fn both(event: Event<'_>) -> (String, String) {
+    let (mut plain, mut json) = (Vec::new(), Vec::new());
+    event.plain(&mut plain);
+    event.json(&mut json);
+    // Plain text goes as it came: shown here as a lossy string.
+    (
+        String::from_utf8_lossy(&plain).into_owned(),
+        String::from_utf8(json).expect("JSON is UTF-8"),
+    )
+}
+
+#[test]
+fn a_members_message_is_stamped_in_plain_text() {
+    let (alice, lobby) = (name("alice"), room("lobby"));
+    let (plain, json) = both(Event::Message {
+        room: &lobby,
+        from: Some(&alice),
+        text: b"hi \"there\"\n\x1b[2J",
+        ts: 7,
+        history: true,
+        action: false,
+        stamped: true,
+    });
+    assert_eq!(plain, "alice: hi \"there\"\n\x1b[2J");
+    assert_eq!(
+        json,
+        r#"{"kind":"msg","room":"lobby","from":"alice","text":"hi \"there\"\n\u001b[2J","ts":7,"history":true}"#
+    );
+}
+
+#[test]
+fn a_shared_key_message_goes_as_it_came() {
+    let lobby = room("lobby");
+    let (plain, json) = both(Event::Message {
+        room: &lobby,
+        from: None,
+        text: b"bob: \xff hi",
+        ts: 1,
+        history: false,
+        action: false,
+        stamped: false,
+    });
+    assert_eq!(plain.as_bytes(), b"bob: \xef\xbf\xbd hi".as_slice());
+    assert!(json.contains(r#""from":null,"text":"bob: � hi""#), "{json}");
+}
+
+#[test]
+fn notices_read_as_sentences() {
+    let (alice, bob, lobby, dev) = (name("alice"), name("bob"), room("Lobby"), room("dev"));
+    let presence = Event::Presence {
+        room: &lobby,
+        name: &alice,
+        count: 3,
+        ts: 1,
+        joined: true,
+    };
+    let (plain, json) = both(presence);
+    assert_eq!(plain, "* alice joined #lobby (3 here)");
+    assert_eq!(
+        json,
+        r#"{"kind":"join","room":"lobby","name":"alice","count":3,"ts":1}"#
+    );
+    let names = [&alice, &bob];
+    let (plain, json) = both(Event::Who {
+        room: &lobby,
+        names: &names,
+        unnamed: 2,
+    });
+    assert_eq!(plain, "* here in #lobby: alice, bob, and 2 with no name");
+    assert_eq!(
+        json,
+        r#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":2}"#
+    );
+    let rooms = [(&lobby, 3), (&dev, 1)];
+    let (plain, json) = both(Event::Rooms(&rooms));
+    assert_eq!(plain, "* rooms: #lobby (3), #dev (1)");
+    assert_eq!(
+        json,
+        r#"{"kind":"rooms","rooms":[{"room":"lobby","count":3},{"room":"dev","count":1}]}"#
+    );
+    let (plain, _) = both(Event::Message {
+        room: &lobby,
+        from: Some(&bob),
+        text: b"waves",
+        ts: 1,
+        history: false,
+        action: true,
+        stamped: true,
+    });
+    assert_eq!(plain, "* bob waves");
+    let (plain, json) = both(Event::Private {
+        from: Some(&alice),
+        to: &bob,
+        text: b"psst",
+        ts: 2,
+        echo: false,
+    });
+    assert_eq!(plain, "[private] alice: psst");
+    assert_eq!(
+        json,
+        r#"{"kind":"private","from":"alice","to":"bob","text":"psst","ts":2,"echo":false}"#
+    );
+}
+
+/// The relay's JSON form, read back and shown, is its plain form.
+fn round_trip(event: Event<'_>, members: bool) {
+    let (mut plain, mut json) = (Vec::new(), Vec::new());
+    event.plain(&mut plain);
+    event.json(&mut json);
+    let parsed = ParsedEvent::parse(&json).expect("an event");
+    let mut line = Vec::new();
+    parsed.plain(members, &mut line);
+    assert_eq!(line, plain, "{parsed:?}");
+}
+
+#[test]
+fn every_event_shows_as_the_relays_plain_text() {
+    let alice = Name::new("alice").expect("name");
+    let bob = Name::new("bob").expect("name");
+    let lobby = RoomName::new(b"lobby").expect("room");
+    for (members, stamped) in [(true, true), (false, false)] {
+        for action in [false, true] {
+            round_trip(
+                Event::Message {
+                    room: &lobby,
+                    from: Some(&alice),
+                    text: b"hi \"you\"",
+                    ts: 5,
+                    history: true,
+                    action,
+                    stamped,
+                },
+                members,
+            );
+        }
+    }
+    for echo in [false, true] {
+        round_trip(
+            Event::Private {
+                from: Some(&alice),
+                to: &bob,
+                text: b"psst",
+                ts: 1,
+                echo,
+            },
+            true,
+        );
+    }
+    for joined in [false, true] {
+        round_trip(
+            Event::Presence {
+                room: &lobby,
+                name: &bob,
+                count: 2,
+                ts: 1,
+                joined,
+            },
+            true,
+        );
+    }
+    let names = [&alice, &bob];
+    let rooms = [(&lobby, 2)];
+    for event in [
+        Event::Nick {
+            room: &lobby,
+            from: Some(&alice),
+            to: &bob,
+            ts: 1,
+        },
+        Event::HistoryStart {
+            room: &lobby,
+            count: 1,
+        },
+        Event::Who {
+            room: &lobby,
+            names: &names,
+            unnamed: 1,
+        },
+        Event::Rooms(&rooms),
+        Event::Welcome {
+            name: None,
+            room: &lobby,
+            members: false,
+        },
+        Event::Notice("* you are now bob"),
+        Event::Error("error: no"),
+    ] {
+        round_trip(event, true);
+    }
+}
+
+#[test]
+fn text_that_is_not_an_event_is_left_alone() {
+    for text in [&b"hello"[..], b"{not json", b"{\"no\":\"kind\"}", b"[1,2]"] {
+        assert_eq!(ParsedEvent::parse(text), None);
+    }
+}

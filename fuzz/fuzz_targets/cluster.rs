@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_core::cluster::envelope::{Body, Envelope};
-use eaxchat_core::cluster::{Cluster, ClusterConfig, ClusterKey, Incoming};
+use eaxchat_core::cluster::{Cluster, ClusterConfig, ClusterKey, FromNats};
 use eaxchat_proto::key::Key;
 use eaxchat_proto::nonce::Nonces;
 use eaxchat_core::relay::{ChatConfig, Limits, Relay};
@@ -33,8 +33,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(Envelope::decode(&again).as_ref(), Ok(envelope));
     }
 
-    let mut relay: Relay<Vec<u8>> =
-        Relay::new(Cipher::with_nonce_seed(&key, [2; 32]), Limits::default());
+    let mut relay: Relay<Vec<u8>> = Relay::new(
+        Cipher::with_nonce_seed(&key, [2; 32]),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     relay.set_chat(ChatConfig::quiet());
     let cluster = Cluster::new(
         ClusterConfig::new("fuzz", "fuzz"),
@@ -49,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
     let ids: Vec<_> = (0..2)
         .map(|_| relay.admit(Vec::new()).expect("room"))
         .collect();
-    relay.cluster_incoming(Incoming::Envelope(bytes::Bytes::copy_from_slice(data)));
+    relay.cluster_incoming(FromNats::Envelope(bytes::Bytes::copy_from_slice(data)));
     assert_eq!(relay.stats().cluster_rejected, 1);
     for &id in &ids {
         assert!(relay.peer(id).expect("open").queued_bytes() == 0);
@@ -58,8 +62,12 @@ fuzz_target!(|data: &[u8]| {
     // The same relay's key, this time: the envelope, if it decoded, sealed
     // as a relay of the cluster would.
     let Ok(mut envelope) = decoded else { return };
-    let mut relay: Relay<Vec<u8>> =
-        Relay::new(Cipher::with_nonce_seed(&key, [2; 32]), Limits::default());
+    let mut relay: Relay<Vec<u8>> = Relay::new(
+        Cipher::with_nonce_seed(&key, [2; 32]),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     relay.set_chat(ChatConfig::quiet());
     relay.join_cluster(Cluster::new(
         ClusterConfig::new("fuzz", "fuzz"),
@@ -76,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
         .map_or(0, |since| since.as_millis() as u64);
     let mut plain = Vec::new();
     envelope.encode(&mut plain);
-    relay.cluster_incoming(Incoming::Envelope(sealer.seal(&plain)));
+    relay.cluster_incoming(FromNats::Envelope(sealer.seal(&plain)));
     let stats = relay.stats();
     assert_eq!(stats.cluster_rejected, 0);
     assert_eq!(stats.cluster_in + stats.cluster_replayed, 1);
@@ -87,6 +95,6 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     // Taken twice, it is a replay.
-    relay.cluster_incoming(Incoming::Envelope(sealer.seal(&plain)));
+    relay.cluster_incoming(FromNats::Envelope(sealer.seal(&plain)));
     assert_eq!(relay.stats().cluster_replayed, stats.cluster_replayed + 1);
 });

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
@@ -162,7 +162,8 @@ impl Harness {
             &members_file(&members).expect("a valid members file"),
             Nonces::from_seed([5; 32]),
         );
-        let mut relay = Relay::with_members(roster, Limits::default());
+        let mut relay =
+            Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
         relay.set_seed_write_gap(Duration::ZERO);
         // The model counts every frame: no history or join notices (the
         // commands a script sends are modelled one by one).

@@ -35,7 +35,7 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
@@ -241,7 +241,12 @@ struct Harness {
 impl Harness {
     fn new(limits: Limits, seed_write_gap: Duration) -> Harness {
         let key = Key::from_bytes(&KEY).expect("a 16-byte key");
-        let mut relay = Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits);
+        let mut relay = Relay::new(
+            Cipher::with_nonce_seed(&key, [1; 32]),
+            limits,
+            Instant::now(),
+            SystemTime::now(),
+        );
         relay.set_seed_write_gap(seed_write_gap);
         // The model counts every frame: no history or join notices (the
         // commands a script sends are modelled one by one).

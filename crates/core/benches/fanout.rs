@@ -21,6 +21,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput};
@@ -108,7 +109,12 @@ impl Room {
             max_clients: fanout + 1,
             ..Limits::default()
         };
-        let mut relay = Relay::new(Cipher::with_nonce_seed(&key, [1; 32]), limits);
+        let mut relay = Relay::new(
+            Cipher::with_nonce_seed(&key, [1; 32]),
+            limits,
+            Instant::now(),
+            SystemTime::now(),
+        );
         let admit = |relay: &mut Relay<Sink>| {
             relay
                 .admit(Sink::default())

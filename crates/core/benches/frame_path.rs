@@ -24,7 +24,7 @@
 #![allow(unreachable_pub)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aead::inout::InOutBuf;
 use aead::{AeadInOut, KeyInit};
@@ -37,7 +37,7 @@ use eax::Eax;
 use eaxchat_core::relay::{Limits, Relay};
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
-use eaxchat_proto::wire::{NONCE_LEN, OVERHEAD, TAG_LEN};
+use eaxchat_proto::wire::{DEFAULT_MAX_FRAME, NONCE_LEN, OVERHEAD, TAG_LEN};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const KEY: [u8; 16] = *b"0123456789abcdef";
@@ -188,8 +188,12 @@ fn keyless_group(c: &mut Criterion) {
     }
     unkeyed.truncate(max_frame);
     let key = Key::from_bytes(&KEY).expect("a key");
-    let mut relay: Relay<std::io::Sink> =
-        Relay::new(Cipher::new(&key).expect("cipher"), Limits::default());
+    let mut relay: Relay<std::io::Sink> = Relay::new(
+        Cipher::new(&key).expect("cipher"),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     let mut group = c.benchmark_group("keyless_newline_less");
     group.throughput(Throughput::Bytes(max_frame as u64));
     for (name, stream) in [

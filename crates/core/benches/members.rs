@@ -22,7 +22,7 @@
 use std::hint::black_box;
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use criterion::{BatchSize, Criterion};
@@ -71,7 +71,12 @@ impl Fixture {
         let last_key = members.iter().last().expect("members").key().clone();
         let roster = Roster::with_nonces(&members, Nonces::from_seed([7; 32]));
         Fixture {
-            relay: Relay::with_members(roster, Limits::default()),
+            relay: Relay::with_members(
+                roster,
+                Limits::default(),
+                Instant::now(),
+                SystemTime::now(),
+            ),
             last: Cipher::with_nonce_seed(&last_key, [9; 32]),
         }
     }

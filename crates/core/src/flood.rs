@@ -3,7 +3,8 @@
 //! A bucket holds at most `burst` tokens and gains `rate` a second; each
 //! frame a connection sends after its first takes one, and a frame that
 //! finds the bucket empty is refused (its sender is told, its room never
-//! sees it). The clock is the relay's, so tests drive it.
+//! sees it). The clock is the relay's, so tests drive it: this module
+//! never reads one, and never tells the sender anything itself.
 
 use std::time::Instant;
 

@@ -1,28 +1,26 @@
-//! The members file: who may use a members relay, each under their own key,
-//! and the add / remove / list operations that manage it.
+//! The members file's format: who may use a members relay, each under
+//! their own key, as parsed from the file's text.
 //!
 //! The file holds one member per line, `NAME HEXKEY`, the two separated by
 //! spaces or tabs. The key is 32, 48 or 64 hex digits (AES-128/192/256),
-//! parsed by [`Key::from_hex`]. A name is 1 to [`NAME_MAX`] characters of
+//! parsed by [`Key::from_hex`]. A name is 1 to
+//! [`NAME_MAX`](eaxchat_proto::name::NAME_MAX) characters of
 //! `A-Z a-z 0-9 _ - .`, compared exactly (so `alice` and `Alice` are two
 //! names); a name of exactly 32 hex digits is refused, as it looks like a
-//! key written in the wrong place. Blank lines are allowed, and so are comments, which take a whole
-//! line whose first non-blank character is `#`; there are no trailing
-//! comments, so anything after the key is an error. Lines may end in `\n` or
-//! `\r\n`. A name or a key that appears twice is an error, and the whole file
-//! is refused on the first bad line: a members file is read completely or not
-//! at all.
+//! key written in the wrong place. Blank lines are allowed, and so are
+//! comments, which take a whole line whose first non-blank character is
+//! `#`; there are no trailing comments, so anything after the key is an
+//! error. Lines may end in `\n` or `\r\n`. A name or a key that appears
+//! twice is an error, and the whole file is refused on the first bad line:
+//! a members file is read completely or not at all.
 //!
 //! This module never displays key material: errors say which file, which
 //! line and what is wrong, never the text of a key (nor the text of a bad
 //! name, in case a key was written where a name belongs).
 //!
-//! [`add`] and [`remove`] rewrite the file atomically (a private temporary
-//! file in the same directory, renamed over it), so a relay reading the file
-//! at any moment sees either the old file or the new one. They keep every
-//! other line, comments included, byte for byte. Two management commands run
-//! at the same moment on the same file can lose one of the changes; run them
-//! one at a time.
+//! This module parses text it is handed and never reads or writes a file:
+//! the server crate's `members_file` reads the file, and its `add` and
+//! `remove` rewrite it atomically, keeping every other line byte for byte.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -30,7 +28,7 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use eaxchat_proto::key::{Key, KeyError};
+use eaxchat_proto::key::{Key, KeyError, KeyParseError};
 use eaxchat_proto::name::{Name, NameError};
 
 /// One member: a name and the key they, and only they, hold.
@@ -69,9 +67,9 @@ pub enum LineProblem {
     TrailingText,
     /// The name is not valid.
     BadName(NameError),
-    /// The key is not 32, 48 or 64 hex digits; the text says why, without
+    /// The key is not 32, 48 or 64 hex digits; the error says why, without
     /// the key.
-    BadKey(String),
+    BadKey(KeyParseError),
     /// The name was already given on an earlier line.
     DuplicateName {
         /// The repeated name.
@@ -127,7 +125,7 @@ pub enum MembersError {
     },
     /// A name given to a management command is not valid.
     BadName(NameError),
-    /// [`add`] was asked for a name that is already a member.
+    /// `add` was asked for a name that is already a member.
     AlreadyMember {
         /// The members file.
         path: PathBuf,
@@ -136,7 +134,7 @@ pub enum MembersError {
         /// The line it is on.
         line: usize,
     },
-    /// [`remove`] was asked for a name that is not a member.
+    /// `remove` was asked for a name that is not a member.
     NotMember {
         /// The members file.
         path: PathBuf,

@@ -7,6 +7,9 @@
 //! as many queued runs as fit in one `write_vectored` call. The queue counts
 //! the bytes it holds so the relay can drop a consumer that falls too far
 //! behind, and counts frames as they are written whole.
+//!
+//! It never seals, copies or looks inside a frame, and never decides who
+//! gets one: the relay queues, this module only holds and writes.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};

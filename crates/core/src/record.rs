@@ -1,5 +1,7 @@
-//! The message log's records and their version-1 plaintext encoding (the layout is described in the server crate's `msglog` docs). Only what is sealed: nothing here
-//! touches the disk.
+//! The message log's records and their version-1 plaintext encoding (the
+//! layout is described in the server crate's `msglog` docs). It owns only
+//! what is sealed: nothing here touches the disk, and the writer, recovery
+//! and export are the server crate's.
 
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;

@@ -10,10 +10,10 @@
 //!
 //! NATS unreachable at start, or lost later, is the client's to retry
 //! (with backoff, each attempt logged here); the relay is told
-//! [`Incoming::Down`] and [`Incoming::Up`], and publishes nothing while
+//! [`FromNats::Down`] and [`FromNats::Up`], and publishes nothing while
 //! NATS is down. Subscriptions are the client's to restore on reconnect.
 //! With a history stream, every (re)connection reads the stream's records
-//! and hands them over as [`Incoming::History`].
+//! and hands them over as [`FromNats::History`].
 
 use std::collections::HashMap;
 use std::io;
@@ -29,7 +29,7 @@ use futures_util::StreamExt as _;
 use log::{debug, info, warn};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use eaxchat_core::cluster::{IN_QUEUE, Incoming, Outgoing};
+use eaxchat_core::cluster::{FromNats, IN_QUEUE, ToNats};
 
 /// Longest wait between two attempts to reach NATS.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -38,7 +38,7 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FILL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes of envelopes handed to the loop and not yet taken, at most; past
-/// it they are dropped, counted (with [`super::IN_QUEUE`], this bounds
+/// it they are dropped, counted (with [`IN_QUEUE`], this bounds
 /// what a stalled loop lets pile up).
 pub const IN_BYTES: usize = 64 << 20;
 
@@ -125,8 +125,8 @@ impl Wake {
 
 /// The poll loop's end of the link.
 pub struct Link {
-    out: Option<mpsc::Sender<Outgoing>>,
-    incoming: mpsc::Receiver<Incoming>,
+    out: Option<mpsc::Sender<ToNats>>,
+    incoming: mpsc::Receiver<FromNats>,
     pending: Arc<AtomicBool>,
     /// Dropped by the thread (its queue to the loop full, or NATS down).
     dropped: Arc<AtomicU64>,
@@ -176,7 +176,7 @@ impl Link {
     }
 
     /// Hands `out` to the thread; `false` if its queue was full (dropped).
-    pub fn send(&mut self, out: Outgoing) -> bool {
+    pub fn send(&mut self, out: ToNats) -> bool {
         match &self.out {
             Some(tx) => tx.try_send(out).is_ok(),
             None => false,
@@ -190,9 +190,9 @@ impl Link {
     }
 
     /// The next thing the thread handed over, if any.
-    pub fn try_recv(&mut self) -> Option<Incoming> {
+    pub fn try_recv(&mut self) -> Option<FromNats> {
         let incoming = self.incoming.try_recv().ok()?;
-        if let Incoming::Envelope(payload) = &incoming {
+        if let FromNats::Envelope(payload) = &incoming {
             self.in_bytes.fetch_sub(payload.len(), Ordering::AcqRel);
         }
         Some(incoming)
@@ -259,7 +259,7 @@ async fn options(config: &LinkConfig) -> io::Result<async_nats::ConnectOptions> 
 /// The thread's work: connect, then carry both ways until the loop lets go.
 async fn run(
     config: LinkConfig,
-    mut out_rx: mpsc::Receiver<Outgoing>,
+    mut out_rx: mpsc::Receiver<ToNats>,
     hand: Hand,
     dropped: Arc<AtomicU64>,
 ) {
@@ -295,7 +295,7 @@ async fn run(
         tokio::select! {
             event = event_rx.recv() => match event {
                 Some(async_nats::Event::Connected) => {
-                    hand.give(Incoming::Up);
+                    hand.give(FromNats::Up);
                     if let Some(stream) = &config.history {
                         if let Some(old) = fill.take() {
                             old.abort();
@@ -309,13 +309,13 @@ async fn run(
                 }
                 Some(async_nats::Event::Disconnected) => {
                     warn!("cluster: NATS connection lost; reconnecting");
-                    hand.give(Incoming::Down);
+                    hand.give(FromNats::Down);
                 }
                 Some(event) => info!("cluster: NATS: {event}"),
                 None => {}
             },
             out = out_rx.recv() => match out {
-                Some(Outgoing::Publish { subject, payload }) => {
+                Some(ToNats::Publish { subject, payload }) => {
                     if client.connection_state() != State::Connected {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     } else if let Err(e) = client.publish(subject, payload).await {
@@ -323,7 +323,7 @@ async fn run(
                         debug!("cluster: publish failed: {e}");
                     }
                 }
-                Some(Outgoing::Store { subject, payload }) => {
+                Some(ToNats::Store { subject, payload }) => {
                     match Arc::clone(&stores).try_acquire_owned() {
                         Ok(permit) if client.connection_state() == State::Connected => {
                             let (js, dropped) = (js.clone(), Arc::clone(&dropped));
@@ -339,7 +339,7 @@ async fn run(
                         }
                     }
                 }
-                Some(Outgoing::Subscribe(subject)) => {
+                Some(ToNats::Subscribe(subject)) => {
                     match client.subscribe(subject.clone()).await {
                         Ok(subscriber) => {
                             let task = tokio::spawn(forward(subscriber, hand.clone()));
@@ -350,7 +350,7 @@ async fn run(
                         Err(e) => warn!("cluster: cannot subscribe: {e}"),
                     }
                 }
-                Some(Outgoing::Unsubscribe(subject)) => {
+                Some(ToNats::Unsubscribe(subject)) => {
                     if let Some(task) = subscriptions.remove(&subject) {
                         // Dropping the subscriber unsubscribes it.
                         task.abort();
@@ -371,16 +371,16 @@ async fn run(
 /// What the thread hands the loop, and how it counts what does not fit.
 #[derive(Clone)]
 struct Hand {
-    tx: mpsc::Sender<Incoming>,
+    tx: mpsc::Sender<FromNats>,
     wake: Wake,
     dropped: Arc<AtomicU64>,
     in_bytes: Arc<AtomicUsize>,
 }
 
 impl Hand {
-    fn give(&self, incoming: Incoming) {
+    fn give(&self, incoming: FromNats) {
         let len = match &incoming {
-            Incoming::Envelope(payload) => payload.len(),
+            FromNats::Envelope(payload) => payload.len(),
             _ => 0,
         };
         if len > 0 && self.in_bytes.fetch_add(len, Ordering::AcqRel) + len > IN_BYTES {
@@ -403,7 +403,7 @@ impl Hand {
 /// Hands every message of one subscription to the loop.
 async fn forward(mut subscriber: async_nats::Subscriber, hand: Hand) {
     while let Some(message) = subscriber.next().await {
-        hand.give(Incoming::Envelope(message.payload));
+        hand.give(FromNats::Envelope(message.payload));
     }
 }
 
@@ -429,7 +429,7 @@ async fn store(js: &jetstream::Context, subject: String, payload: bytes::Bytes) 
 /// hands them over.
 async fn fill_history(js: jetstream::Context, config: HistoryStream, hand: Hand) {
     match tokio::time::timeout(FILL_TIMEOUT, read_history(&js, &config)).await {
-        Ok(Ok(records)) => hand.give(Incoming::History(records)),
+        Ok(Ok(records)) => hand.give(FromNats::History(records)),
         Ok(Err(e)) => warn!(
             "cluster: history stream {}: {e}; history stays this relay's own",
             config.name

@@ -1,6 +1,8 @@
 //! The members file on disk: reading it (with a warning for open
 //! permissions), and the add / remove / list operations of `relay members`.
-//! The file's format is `eaxchat_core::members`'; this module owns the file.
+//! The file's format and its parser are `eaxchat_core::members`'; this
+//! module owns the file: its bytes, its mode and its atomic replacement.
+//! Watching it for changes is the poll loop's (`event_loop::MembersWatch`).
 //!
 //! [`add`] and [`remove`] rewrite the file atomically (a private temporary
 //! file in the same directory, renamed over it), so a relay reading the file
@@ -9,6 +11,7 @@
 //! at the same moment on the same file can lose one of the changes; run them
 //! one at a time.
 
+use std::fmt;
 use std::fs;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
@@ -77,18 +80,36 @@ impl KeySize {
 }
 
 impl FromStr for KeySize {
-    type Err = String;
+    type Err = KeySizeError;
 
     /// Parses `128`, `192` or `256`.
-    fn from_str(text: &str) -> Result<KeySize, String> {
+    fn from_str(text: &str) -> Result<KeySize, KeySizeError> {
         match text {
             "128" => Ok(KeySize::Aes128),
             "192" => Ok(KeySize::Aes192),
             "256" => Ok(KeySize::Aes256),
-            _ => Err(format!("expected 128, 192 or 256, found {text:?}")),
+            _ => Err(KeySizeError {
+                found: text.to_owned(),
+            }),
         }
     }
 }
+
+/// A key size that is not `128`, `192` or `256` (`relay members add
+/// --bits`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySizeError {
+    /// What was given instead.
+    pub found: String,
+}
+
+impl fmt::Display for KeySizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "expected 128, 192 or 256, found {:?}", self.found)
+    }
+}
+
+impl std::error::Error for KeySizeError {}
 
 /// The key file [`add`] writes for `name` when the caller names none:
 /// `NAME.key` in the current directory.
@@ -99,8 +120,8 @@ pub fn default_key_file(name: &Name) -> PathBuf {
 /// Adds a member called `name` with a fresh random key of `size`, and writes
 /// that key to a new file `key_out` (mode 0600) to hand to them, as a
 /// member key file: `# eaxchat member key for NAME`, then the key in hex
-/// (see [`KeyFile`](crate::key::KeyFile)), so their client knows it is a
-/// member.
+/// (see [`KeyFile`](eaxchat_proto::key::KeyFile)), so their client knows
+/// it is a member.
 ///
 /// The members file is created (mode 0600) if it does not exist; otherwise
 /// it must parse, must not already hold `name`, and keeps its content and
@@ -262,6 +283,16 @@ mod tests {
         assert_eq!("192".parse::<KeySize>().unwrap().bytes(), 24);
         assert_eq!("256".parse::<KeySize>().unwrap().bytes(), 32);
         assert!("512".parse::<KeySize>().is_err());
+    }
+
+    #[test]
+    fn a_bad_key_size_says_what_it_expected() {
+        let error = "512".parse::<KeySize>().unwrap_err();
+        assert_eq!(error.found, "512");
+        assert_eq!(
+            error.to_string(),
+            r#"expected 128, 192 or 256, found "512""#
+        );
     }
 
     fn mode(path: &Path) -> u32 {

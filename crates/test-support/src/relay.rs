@@ -1,11 +1,16 @@
-//! Helpers shared by the integration tests: start the real `relay` binary on
-//! `127.0.0.1:0`, talk to it as clients do, and wait for things with bounds.
+//! Starting the real binaries and talking to them as clients do: a
+//! [`RelayProcess`] is the `relay` binary on `127.0.0.1:0` (or a fixed
+//! address) with its log captured, a [`TestClient`] a blocking client
+//! speaking the wire format, and [`binary`] finds any of the workspace's
+//! binaries next to the running test.
 //!
-//! Every wait here has a timeout; every process started is killed on drop.
+//! Shared by every layer's integration tests (server, client) and by
+//! relay-bench's. Every wait here is bounded by [`WAIT`] or by a time the
+//! caller gives; every process started is killed on drop, by its PID.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -81,13 +86,32 @@ impl RelayProcess {
     /// Starts `relay --members FILE` with `extra` flags; waits (bounded)
     /// until it logs its address. `key` is a placeholder: members each have
     /// their own.
-    pub fn start_members(file: &std::path::Path, extra: &[&str]) -> RelayProcess {
+    pub fn start_members(file: &Path, extra: &[&str]) -> RelayProcess {
         let mut command = Command::new(relay_binary());
         command
             .args(["--listen", "127.0.0.1:0", "--members"])
             .arg(file)
             .args(extra);
         RelayProcess::spawn(command, random_key())
+    }
+
+    /// Starts `relay` listening on `listen` (a fixed address, such as a port
+    /// another relay just left) with `key` and `extra` flags. `None` if it
+    /// exits before it listens, as it does while the port is still taken.
+    pub fn try_start_on(listen: SocketAddr, key: Key, extra: &[&str]) -> Option<RelayProcess> {
+        let mut command = Command::new(relay_binary());
+        command
+            .args(["--listen", &listen.to_string(), "--key-hex", &key.to_hex()])
+            .args(extra);
+        let mut relay = RelayProcess::launch(command, listen, key);
+        let deadline = Instant::now() + WAIT;
+        while !relay.log().contains("listening on ") {
+            if !relay.is_running() || Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Some(relay)
     }
 
     /// Starts a prepared `relay` command (its flags must give it a key and a
@@ -158,6 +182,11 @@ impl RelayProcess {
         self.log.lock().expect("log lock").clone()
     }
 
+    /// A handle on this relay's log for other threads.
+    pub fn log_handle(&self) -> LogHandle {
+        LogHandle(Arc::clone(&self.log))
+    }
+
     /// Waits (bounded) for a log line containing `needle`; returns it.
     pub fn wait_for_log(&mut self, needle: &str) -> String {
         self.wait_for_log_count(needle, 1)
@@ -213,35 +242,6 @@ impl RelayProcess {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A handle on a relay's captured log that other threads can read while it
-/// grows (the relay itself stays with its owner).
-#[derive(Clone)]
-pub struct LogHandle(Arc<Mutex<String>>);
-
-impl LogHandle {
-    /// The log from byte `offset` on, and the offset where it now ends: pass
-    /// that back to read only what was added since.
-    pub fn since(&self, offset: usize) -> (String, usize) {
-        let log = self.0.lock().expect("log lock");
-        let from = offset.min(log.len());
-        (log[from..].to_owned(), log.len())
-    }
-}
-
-impl RelayProcess {
-    /// A handle on this relay's log for other threads.
-    pub fn log_handle(&self) -> LogHandle {
-        LogHandle(Arc::clone(&self.log))
-    }
 
     /// Kills the relay with SIGKILL, as a crash would, and reaps it.
     pub fn kill_hard(mut self) -> ExitStatus {
@@ -270,6 +270,28 @@ impl RelayProcess {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A handle on a relay's captured log that other threads can read while it
+/// grows (the relay itself stays with its owner).
+#[derive(Clone)]
+pub struct LogHandle(Arc<Mutex<String>>);
+
+impl LogHandle {
+    /// The log from byte `offset` on, and the offset where it now ends: pass
+    /// that back to read only what was added since.
+    pub fn since(&self, offset: usize) -> (String, usize) {
+        let log = self.0.lock().expect("log lock");
+        let from = offset.min(log.len());
+        (log[from..].to_owned(), log.len())
     }
 }
 
@@ -335,12 +357,7 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return None,
                 Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return None;
                 }
                 Err(_) => return None,
@@ -386,38 +403,12 @@ impl TestClient {
             match self.stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                     return false;
                 }
                 Err(_) => return true,
             }
         }
         false
-    }
-}
-
-impl RelayProcess {
-    /// Starts `relay` listening on `listen` (a fixed address, such as a port
-    /// another relay just left) with `key` and `extra` flags. `None` if it
-    /// exits before it listens, as it does while the port is still taken.
-    pub fn try_start_on(listen: SocketAddr, key: Key, extra: &[&str]) -> Option<RelayProcess> {
-        let mut command = Command::new(relay_binary());
-        command
-            .args(["--listen", &listen.to_string(), "--key-hex", &key.to_hex()])
-            .args(extra);
-        let mut relay = RelayProcess::launch(command, listen, key);
-        let deadline = Instant::now() + WAIT;
-        while !relay.log().contains("listening on ") {
-            if !relay.is_running() || Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Some(relay)
     }
 }

@@ -17,8 +17,8 @@
 //! `str8` is a length byte and UTF-8; an empty `from` is no name. Names and
 //! rooms are checked as the relay checks its own ([`Name::new`],
 //! [`RoomName::new`]) so a decoded envelope holds nothing a local client
-//! could not have sent. Sealing is `super`'s: this module sees plaintext
-//! only.
+//! could not have sent. Sealing is the cluster key's (`key.rs`): this
+//! module sees plaintext only, and never decides what an envelope means.
 
 use std::fmt;
 
@@ -112,7 +112,7 @@ pub struct RoomState {
 
 /// Why bytes are not an envelope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DecodeError {
+pub enum EnvelopeError {
     /// Not version [`VERSION`].
     Version,
     /// It ended inside a field.
@@ -125,19 +125,19 @@ pub enum DecodeError {
     Trailing,
 }
 
-impl fmt::Display for DecodeError {
+impl fmt::Display for EnvelopeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            DecodeError::Version => "unknown envelope version",
-            DecodeError::Truncated => "envelope truncated",
-            DecodeError::UnknownKind => "unknown envelope kind",
-            DecodeError::BadName => "invalid name or room in envelope",
-            DecodeError::Trailing => "bytes after the envelope",
+            EnvelopeError::Version => "unknown envelope version",
+            EnvelopeError::Truncated => "envelope truncated",
+            EnvelopeError::UnknownKind => "unknown envelope kind",
+            EnvelopeError::BadName => "invalid name or room in envelope",
+            EnvelopeError::Trailing => "bytes after the envelope",
         })
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for EnvelopeError {}
 
 const ROOM: u8 = 1;
 const PRIVATE: u8 = 2;
@@ -203,10 +203,10 @@ impl Envelope {
     }
 
     /// Reads an envelope, checking every name and room in it.
-    pub fn decode(bytes: &[u8]) -> Result<Envelope, DecodeError> {
+    pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
         let mut r = Reader(bytes);
         if r.u8()? != VERSION {
-            return Err(DecodeError::Version);
+            return Err(EnvelopeError::Version);
         }
         let (origin, seq, ts_millis) = (r.u64()?, r.u64()?, r.u64()?);
         let body = match r.u8()? {
@@ -219,7 +219,7 @@ impl Envelope {
                     let kind = match r.u8()? {
                         0 => EntryKind::Message,
                         1 => EntryKind::Action,
-                        _ => return Err(DecodeError::UnknownKind),
+                        _ => return Err(EnvelopeError::UnknownKind),
                     };
                     messages.push((kind, r.bytes32()?.into()));
                 }
@@ -241,7 +241,7 @@ impl Envelope {
                     0 => Change::Left,
                     1 => Change::Joined,
                     2 => Change::Renamed(r.name()?),
-                    _ => return Err(DecodeError::UnknownKind),
+                    _ => return Err(EnvelopeError::UnknownKind),
                 };
                 let here = r.people(room.clone())?;
                 Body::Presence {
@@ -262,10 +262,10 @@ impl Envelope {
                 Body::State { label, rooms }
             }
             BYE => Body::Bye,
-            _ => return Err(DecodeError::UnknownKind),
+            _ => return Err(EnvelopeError::UnknownKind),
         };
         if !r.0.is_empty() {
-            return Err(DecodeError::Trailing);
+            return Err(EnvelopeError::Trailing);
         }
         Ok(Envelope {
             origin,
@@ -331,63 +331,65 @@ fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], EnvelopeError> {
         if self.0.len() < n {
-            return Err(DecodeError::Truncated);
+            return Err(EnvelopeError::Truncated);
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
         Ok(head)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], EnvelopeError> {
         let bytes = self.take(N)?;
         let mut out = [0; N];
         out.copy_from_slice(bytes);
         Ok(out)
     }
 
-    fn u8(&mut self) -> Result<u8, DecodeError> {
+    fn u8(&mut self) -> Result<u8, EnvelopeError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u16(&mut self) -> Result<u16, DecodeError> {
+    fn u16(&mut self) -> Result<u16, EnvelopeError> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
-    fn u32(&mut self) -> Result<u32, DecodeError> {
+    fn u32(&mut self) -> Result<u32, EnvelopeError> {
         Ok(u32::from_be_bytes(self.array()?))
     }
 
-    fn u64(&mut self) -> Result<u64, DecodeError> {
+    fn u64(&mut self) -> Result<u64, EnvelopeError> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
-    fn str8(&mut self) -> Result<&'a [u8], DecodeError> {
+    fn str8(&mut self) -> Result<&'a [u8], EnvelopeError> {
         let len = self.u8()? as usize;
         self.take(len)
     }
 
-    fn bytes32(&mut self) -> Result<&'a [u8], DecodeError> {
+    fn bytes32(&mut self) -> Result<&'a [u8], EnvelopeError> {
         let len = self.u32()? as usize;
         self.take(len)
     }
 
-    fn name(&mut self) -> Result<Name, DecodeError> {
-        let text = std::str::from_utf8(self.str8()?).map_err(|_| DecodeError::BadName)?;
-        Name::new(text).map_err(|_| DecodeError::BadName)
+    fn name(&mut self) -> Result<Name, EnvelopeError> {
+        let text = std::str::from_utf8(self.str8()?).map_err(|_| EnvelopeError::BadName)?;
+        Name::new(text).map_err(|_| EnvelopeError::BadName)
     }
 
-    fn name_or_none(&mut self) -> Result<Option<Name>, DecodeError> {
+    fn name_or_none(&mut self) -> Result<Option<Name>, EnvelopeError> {
         let text = self.str8()?;
         if text.is_empty() {
             return Ok(None);
         }
-        let text = std::str::from_utf8(text).map_err(|_| DecodeError::BadName)?;
-        Name::new(text).map(Some).map_err(|_| DecodeError::BadName)
+        let text = std::str::from_utf8(text).map_err(|_| EnvelopeError::BadName)?;
+        Name::new(text)
+            .map(Some)
+            .map_err(|_| EnvelopeError::BadName)
     }
 
-    fn people(&mut self, room: RoomName) -> Result<RoomState, DecodeError> {
+    fn people(&mut self, room: RoomName) -> Result<RoomState, EnvelopeError> {
         let unnamed = self.u32()?;
         let names_len = self.u16()? as usize;
         let mut names = Vec::with_capacity(names_len.min(self.0.len() / 4));
@@ -401,8 +403,8 @@ impl<'a> Reader<'a> {
         })
     }
 
-    fn room(&mut self) -> Result<RoomName, DecodeError> {
-        RoomName::new(self.str8()?).map_err(|_| DecodeError::BadName)
+    fn room(&mut self) -> Result<RoomName, EnvelopeError> {
+        RoomName::new(self.str8()?).map_err(|_| EnvelopeError::BadName)
     }
 }
 
@@ -433,7 +435,7 @@ mod tests {
             assert!(Envelope::decode(&bytes[..cut]).is_err(), "prefix {cut}");
         }
         bytes.push(0);
-        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Trailing));
+        assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::Trailing));
     }
 
     #[test]
@@ -518,7 +520,7 @@ mod tests {
         bytes.push(3);
         bytes.extend_from_slice(b"a b");
         bytes.extend_from_slice(&0u32.to_be_bytes());
-        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::BadName));
+        assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::BadName));
     }
 
     #[test]
@@ -526,10 +528,10 @@ mod tests {
         let mut bytes = Vec::new();
         encode_head(1, 1, 1, &mut bytes);
         bytes.push(99);
-        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::UnknownKind));
+        assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::UnknownKind));
         bytes[0] = 2;
-        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Version));
-        assert_eq!(Envelope::decode(&[]), Err(DecodeError::Truncated));
+        assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::Version));
+        assert_eq!(Envelope::decode(&[]), Err(EnvelopeError::Truncated));
     }
 
     #[test]
@@ -539,6 +541,6 @@ mod tests {
         bytes.push(STATE);
         bytes.push(0);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());
-        assert_eq!(Envelope::decode(&bytes), Err(DecodeError::Truncated));
+        assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::Truncated));
     }
 }

@@ -1,26 +1,27 @@
-//! Relays joined through NATS into one chat (`relay --cluster`).
+//! Relays joined through NATS into one chat (`relay --cluster`): what a
+//! relay says to the others, and what it knows of them.
 //!
-//! This module owns what a relay says to the others and how: the sealed
-//! envelopes ([`envelope`]), the subjects they go on, who is on the other
-//! relays ([`remote`]), and, in `link` (the `nats` feature, on by
-//! default), the one thread that talks to NATS. The relay core ([`crate::relay`]) decides what to publish and
-//! what an envelope that came means for its clients; the poll loop only
-//! carries [`Outgoing`] and [`Incoming`] between the two.
+//! This module owns [`Cluster`], one relay's share of the cluster as a
+//! state machine: what it has subscribed, its heartbeat, its sequence
+//! numbers, and the [`ToNats`] hand-overs it queues; the relay core
+//! ([`crate::relay`]) decides what to publish and what a [`FromNats`]
+//! means for its clients. Beside it are the sealed envelopes
+//! ([`envelope`]), the cluster key that seals them ([`ClusterKey`], in
+//! `key.rs`), the subjects they go on ([`Subjects`], in `subjects.rs`) and
+//! who is on the other relays ([`remote`]). The one thread that talks to
+//! NATS is the server crate's `link`; the poll loop only carries
+//! [`ToNats`] and [`FromNats`] between the two.
 //!
 //! Every envelope is sealed under the cluster key (AES-EAX, a fresh nonce
-//! each): NATS, and anyone else on it, sees subjects, sizes and timing,
-//! never a name, a room or a message. Subjects are named by a keyed hash
-//! too ([`Subjects`]):
-//!
-//! ```text
-//! eaxchat.CLUSTER.state          every relay's heartbeat, who is on it
-//! eaxchat.CLUSTER.room.TOKEN     a room's messages and presence
-//! eaxchat.CLUSTER.to.TOKEN       private messages for a name
-//! eaxchat.CLUSTER.hist.TOKEN     a room's history (--cluster-history)
-//! ```
+//! each), and subjects are named by a keyed hash: NATS, and anyone else on
+//! it, sees subjects, sizes and timing, never a name, a room or a message.
+//! Nothing here touches a socket, a thread or the clock: the time is
+//! passed in.
 
 pub mod envelope;
+mod key;
 pub mod remote;
+mod subjects;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,13 +30,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use eaxchat_proto::commands::RoomName;
-use eaxchat_proto::eax_key::EaxKey;
-use eaxchat_proto::key::Key;
 use eaxchat_proto::name::Name;
-use eaxchat_proto::nonce::Nonces;
-use eaxchat_proto::wire::{NONCE_LEN, TAG_LEN};
-use envelope::{Body, DecodeError, Envelope};
+use envelope::{Body, Envelope};
+pub use key::{ClusterKey, PayloadError};
 use remote::Remotes;
+pub use subjects::Subjects;
 
 /// How often a relay tells the others who is on it.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -81,7 +80,7 @@ impl ClusterConfig {
 
 /// What the relay hands the NATS thread.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outgoing {
+pub enum ToNats {
     /// Publish a sealed envelope.
     Publish {
         /// Where.
@@ -105,7 +104,7 @@ pub enum Outgoing {
 
 /// What the NATS thread hands the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
+pub enum FromNats {
     /// A sealed envelope from a subject this relay receives.
     Envelope(Bytes),
     /// NATS is reachable: connected, or reconnected.
@@ -115,157 +114,6 @@ pub enum Incoming {
     /// The history records of the JetStream stream, oldest first, read
     /// after (re)connecting.
     History(Vec<Bytes>),
-}
-
-/// Why a payload from NATS was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Shorter than a nonce and a tag.
-    TooShort,
-    /// It does not open under the cluster key.
-    BadTag,
-    /// It opened but is not an envelope.
-    Malformed(DecodeError),
-}
-
-impl fmt::Display for Refused {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refused::TooShort => f.write_str("too short for an envelope"),
-            Refused::BadTag => f.write_str("does not open under the cluster key"),
-            Refused::Malformed(error) => write!(f, "{error}"),
-        }
-    }
-}
-
-/// The cluster key, kept ready: seals and opens envelopes, and names
-/// subjects.
-pub struct ClusterKey {
-    eax: EaxKey,
-    /// A key of its own for subject names, derived from the cluster key.
-    subjects: EaxKey,
-    nonces: Nonces,
-}
-
-impl fmt::Debug for ClusterKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ClusterKey(..)")
-    }
-}
-
-impl ClusterKey {
-    /// Readies `key`, with nonces from the operating system.
-    pub fn new(key: &Key) -> std::io::Result<ClusterKey> {
-        Ok(ClusterKey::with_nonces(key, Nonces::from_os()?))
-    }
-
-    /// Readies `key` with the nonce generator `nonces` (fixed in tests).
-    pub fn with_nonces(key: &Key, nonces: Nonces) -> ClusterKey {
-        let eax = eaxchat_proto::cipher::eax_key(key);
-        let derived = eax.cmac(b"eaxchat subjects");
-        ClusterKey {
-            eax,
-            subjects: EaxKey::aes128(&derived),
-            nonces,
-        }
-    }
-
-    /// Seals the plaintext `plain` as `nonce ‖ tag ‖ ciphertext`.
-    pub fn seal(&mut self, plain: &[u8]) -> Bytes {
-        let nonce = self.nonces.next_nonce();
-        let mut out = Vec::with_capacity(NONCE_LEN + TAG_LEN + plain.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&[0; TAG_LEN]);
-        out.extend_from_slice(plain);
-        let tag = self
-            .eax
-            .seal_in_place_detached(&nonce, &mut out[NONCE_LEN + TAG_LEN..]);
-        out[NONCE_LEN..NONCE_LEN + TAG_LEN].copy_from_slice(&tag);
-        Bytes::from(out)
-    }
-
-    /// Opens a sealed envelope and reads it.
-    pub fn open(&self, payload: &[u8]) -> Result<Envelope, Refused> {
-        if payload.len() < NONCE_LEN + TAG_LEN {
-            return Err(Refused::TooShort);
-        }
-        let (nonce, rest) = payload.split_at(NONCE_LEN);
-        let (tag, ciphertext) = rest.split_at(TAG_LEN);
-        let mut plain = ciphertext.to_vec();
-        let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| Refused::TooShort)?;
-        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Refused::TooShort)?;
-        self.eax
-            .open_in_place_detached(nonce, &mut plain, tag)
-            .map_err(|_| Refused::BadTag)?;
-        Envelope::decode(&plain).map_err(Refused::Malformed)
-    }
-
-    /// The subject token for `what` (a room's or a name's text, after a
-    /// kind byte): 24 hex digits of a keyed hash, the same on every relay
-    /// with this key and unguessable without it.
-    fn token(&self, kind: u8, what: &str) -> String {
-        let mut input = Vec::with_capacity(what.len() + 1);
-        input.push(kind);
-        input.extend_from_slice(what.as_bytes());
-        let mac = self.subjects.cmac(&input);
-        mac[..12].iter().map(|byte| format!("{byte:02x}")).collect()
-    }
-}
-
-/// Room subjects kept named at most: past it the cache starts again (a
-/// subject costs one CMAC to name).
-const MAX_CACHED_SUBJECTS: usize = 4096;
-
-/// The subjects of one cluster under one key.
-#[derive(Debug)]
-pub struct Subjects {
-    prefix: String,
-    rooms: HashMap<RoomName, String>,
-}
-
-impl Subjects {
-    fn new(cluster: &str) -> Subjects {
-        Subjects {
-            prefix: format!("eaxchat.{cluster}"),
-            rooms: HashMap::new(),
-        }
-    }
-
-    /// Every relay's heartbeats.
-    pub fn state(&self) -> String {
-        format!("{}.state", self.prefix)
-    }
-
-    /// Room `room`'s messages and presence.
-    fn room(&mut self, key: &ClusterKey, room: &RoomName) -> &str {
-        if self.rooms.len() >= MAX_CACHED_SUBJECTS && !self.rooms.contains_key(room) {
-            self.rooms.clear();
-        }
-        let prefix = &self.prefix;
-        self.rooms
-            .entry(room.clone())
-            .or_insert_with(|| format!("{prefix}.room.{}", key.token(b'r', room.as_str())))
-    }
-
-    /// Private messages to `name`.
-    fn to(&self, key: &ClusterKey, name: &Name) -> String {
-        format!("{}.to.{}", self.prefix, key.token(b'n', name.as_str()))
-    }
-
-    /// Room `room`'s history records.
-    fn history(&self, key: &ClusterKey, room: &RoomName) -> String {
-        format!("{}.hist.{}", self.prefix, key.token(b'r', room.as_str()))
-    }
-
-    /// Every room's history records: the JetStream stream's subjects.
-    pub fn all_history(cluster: &str) -> String {
-        format!("eaxchat.{cluster}.hist.*")
-    }
-
-    /// The JetStream stream that keeps cluster `cluster`'s history.
-    pub fn history_stream(cluster: &str) -> String {
-        format!("EAXCHAT_{cluster}")
-    }
 }
 
 /// A relay's share of the cluster: what it has published and subscribed,
@@ -279,7 +127,7 @@ pub struct Cluster {
     seq: u64,
     /// The other relays.
     pub remotes: Remotes,
-    out: Vec<Outgoing>,
+    out: Vec<ToNats>,
     /// Subjects subscribed for rooms and names, by what they are for.
     rooms: HashMap<RoomName, String>,
     names: HashMap<Name, String>,
@@ -308,7 +156,7 @@ impl Cluster {
     /// `origin`, at `now`. The heartbeat subject is subscribed at once.
     pub fn new(config: ClusterConfig, key: ClusterKey, origin: u64, now: Instant) -> Cluster {
         let subjects = Subjects::new(&config.name);
-        let out = vec![Outgoing::Subscribe(subjects.state())];
+        let out = vec![ToNats::Subscribe(subjects.state())];
         Cluster {
             remotes: Remotes::new(config.timeout),
             config,
@@ -343,12 +191,12 @@ impl Cluster {
     }
 
     /// Opens a payload from NATS.
-    pub fn open(&self, payload: &[u8]) -> Result<Envelope, Refused> {
+    pub fn open(&self, payload: &[u8]) -> Result<Envelope, PayloadError> {
         self.key.open(payload)
     }
 
     /// Moves what is to be handed to NATS into `out`.
-    pub fn take_out(&mut self, out: &mut Vec<Outgoing>) {
+    pub fn take_out(&mut self, out: &mut Vec<ToNats>) {
         out.append(&mut self.out);
     }
 
@@ -360,7 +208,7 @@ impl Cluster {
     /// Seals `body` and queues it for `subject`.
     fn publish(&mut self, subject: String, body: Body, ts_millis: u64) {
         let payload = self.seal(body, ts_millis);
-        self.out.push(Outgoing::Publish { subject, payload });
+        self.out.push(ToNats::Publish { subject, payload });
     }
 
     /// Seals `body` as this relay's next envelope.
@@ -403,7 +251,7 @@ impl Cluster {
             }
             let payload = self.key.seal(&plain);
             let subject = self.subjects.room(&self.key, room).to_owned();
-            self.out.push(Outgoing::Publish { subject, payload });
+            self.out.push(ToNats::Publish { subject, payload });
         }
         self.scratch = plain;
         if self.config.history {
@@ -415,7 +263,7 @@ impl Cluster {
                     messages: vec![(kind, text.into())],
                 };
                 let payload = self.seal(body, ts_millis);
-                self.out.push(Outgoing::Store { subject, payload });
+                self.out.push(ToNats::Store { subject, payload });
             }
         }
     }
@@ -512,11 +360,11 @@ impl Cluster {
             keep
         });
         self.out
-            .extend(dropped.into_iter().map(Outgoing::Unsubscribe));
+            .extend(dropped.into_iter().map(ToNats::Unsubscribe));
         for room in rooms {
             if !self.rooms.contains_key(room) {
                 let subject = self.subjects.room(&self.key, room).to_owned();
-                self.out.push(Outgoing::Subscribe(subject.clone()));
+                self.out.push(ToNats::Subscribe(subject.clone()));
                 self.rooms.insert(room.clone(), subject);
                 // The others hear of the room at once, and answer with who
                 // they have in it.
@@ -526,7 +374,7 @@ impl Cluster {
         for name in names {
             if !self.names.contains_key(name) {
                 let subject = self.subjects.to(&self.key, name);
-                self.out.push(Outgoing::Subscribe(subject.clone()));
+                self.out.push(ToNats::Subscribe(subject.clone()));
                 self.names.insert(name.clone(), subject);
             }
         }
@@ -541,51 +389,12 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use eaxchat_proto::key::Key;
+    use eaxchat_proto::nonce::Nonces;
 
     fn key(byte: u8) -> ClusterKey {
         let key = Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
         ClusterKey::with_nonces(&key, Nonces::from_seed([byte; 32]))
-    }
-
-    #[test]
-    fn envelopes_open_only_under_their_key() {
-        let (mut a, b) = (key(1), key(2));
-        let envelope = Envelope {
-            origin: 1,
-            seq: 1,
-            ts_millis: 5,
-            body: Body::Bye,
-        };
-        let mut plain = Vec::new();
-        envelope.encode(&mut plain);
-        let sealed = a.seal(&plain);
-        assert_eq!(a.open(&sealed), Ok(envelope));
-        assert_eq!(b.open(&sealed), Err(Refused::BadTag));
-        assert_eq!(a.open(&sealed[..31]), Err(Refused::TooShort));
-        let mut flipped = sealed.to_vec();
-        *flipped.last_mut().expect("not empty") ^= 1;
-        assert_eq!(a.open(&flipped), Err(Refused::BadTag));
-        let garbage = a.seal(b"not an envelope");
-        assert!(matches!(a.open(&garbage), Err(Refused::Malformed(_))));
-    }
-
-    #[test]
-    fn subjects_name_nothing_and_differ_by_key() {
-        let room = RoomName::new(b"#lobby").expect("a room");
-        let (a, b) = (key(1), key(2));
-        let mut subjects = Subjects::new("main");
-        let on_a = subjects.room(&a, &room).to_owned();
-        assert!(on_a.starts_with("eaxchat.main.room."));
-        assert!(!on_a.contains("lobby"));
-        assert_eq!(on_a.len(), "eaxchat.main.room.".len() + 24);
-        let mut other = Subjects::new("main");
-        assert_ne!(other.room(&b, &room), on_a);
-        let name = Name::new("lobby").expect("a name");
-        assert_ne!(
-            subjects.to(&a, &name).rsplit('.').next(),
-            on_a.rsplit('.').next(),
-            "a room and a name of the same text get different tokens"
-        );
     }
 
     #[test]
@@ -598,7 +407,7 @@ mod tests {
         );
         let mut out = Vec::new();
         cluster.take_out(&mut out);
-        assert_eq!(out, vec![Outgoing::Subscribe("eaxchat.main.state".into())]);
+        assert_eq!(out, vec![ToNats::Subscribe("eaxchat.main.state".into())]);
         let lobby = RoomName::new(b"#lobby").expect("a room");
         let alice = Name::new("alice").expect("a name");
         cluster.want(
@@ -609,11 +418,11 @@ mod tests {
         out.clear();
         cluster.take_out(&mut out);
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|o| matches!(o, Outgoing::Subscribe(_))));
+        assert!(out.iter().all(|o| matches!(o, ToNats::Subscribe(_))));
         cluster.want(std::slice::from_ref(&lobby), &[], Instant::now());
         out.clear();
         cluster.take_out(&mut out);
-        assert!(matches!(&out[..], [Outgoing::Unsubscribe(s)] if s.contains(".to.")));
+        assert!(matches!(&out[..], [ToNats::Unsubscribe(s)] if s.contains(".to.")));
         assert_eq!(cluster.subscriptions(), 2);
     }
 }

@@ -11,6 +11,10 @@
 //! than [`MAX_AGE`] away from this relay's clock is refused too, and a
 //! relay's numbers are kept for [`REMEMBER`] after it is lost, so that an
 //! envelope captured and published again is refused at any age.
+//!
+//! It only keeps accounts: it never opens or seals an envelope, never
+//! tells a client anything, and never reads the clock (the time is passed
+//! in).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -5,7 +5,8 @@
 //!
 //! A frame is opened into a [`Pending`] message first: the relay then
 //! decides whether it is text for the room ([`Batch::commit`]), a command
-//! or a refused one ([`Batch::discard`]).
+//! or a refused one ([`Batch::discard`]). A batch never queues anything
+//! for a connection: that is `fanout.rs`'s.
 
 use bytes::BytesMut;
 

@@ -4,6 +4,10 @@
 //! of everything it held: its room (the room is told it left), its
 //! `/nick`, its members seat, its seed pacing, its place in
 //! the write sweep, its address count and its pre-auth bytes.
+//!
+//! Nothing else removes a connection, and a connection marked closing is
+//! never written to or relayed from again; closing its socket is the
+//! caller's.
 
 use std::fmt;
 use std::io::Write;

@@ -8,8 +8,13 @@
 //! for each recipient (once per key), stamped with its sender's name, in
 //! the order its relay sent it, and kept in the room's history. `/who`,
 //! `/rooms` and the counts in presence notices add what the other relays
-//! have (`command.rs` and `chat.rs` ask [`Relay::people_in`] and the
+//! have (`apply/` and `chat_layer.rs` ask [`Relay::people_in`] and the
 //! like).
+//!
+//! This file never talks to NATS: it queues [`ToNats`] hand-overs and takes
+//! [`FromNats`] ones, and the server carries them. It never relays an
+//! envelope that fails [`crate::cluster::ClusterKey::open`] or the replay
+//! and age checks of [`crate::cluster::remote`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -22,7 +27,7 @@ use super::batch::Batch;
 use super::{ConnId, Mode, Relay};
 use crate::cluster::envelope::{Body, Change, RoomState};
 use crate::cluster::remote::Lost;
-use crate::cluster::{Cluster, Incoming, Outgoing};
+use crate::cluster::{Cluster, FromNats, ToNats};
 use crate::history::{Entry, EntryKind};
 use crate::rooms::RoomId;
 use eaxchat_proto::commands::RoomName;
@@ -43,7 +48,7 @@ impl<T: Write> Relay<T> {
 
     /// Moves what is to be handed to NATS into `out`, the subscriptions
     /// matched to the rooms and names here first.
-    pub fn take_cluster_out(&mut self, out: &mut Vec<Outgoing>) {
+    pub fn take_cluster_out(&mut self, out: &mut Vec<ToNats>) {
         if self
             .cluster
             .as_ref()
@@ -258,12 +263,12 @@ impl<T: Write> Relay<T> {
     }
 
     /// Takes what the NATS thread handed over.
-    pub fn cluster_incoming(&mut self, incoming: Incoming) {
-        match incoming {
-            Incoming::Envelope(payload) => self.take_envelope(&payload),
-            Incoming::Up => self.link_up(),
-            Incoming::Down => self.link_down(),
-            Incoming::History(records) => self.fill_history(&records),
+    pub fn cluster_incoming(&mut self, from_nats: FromNats) {
+        match from_nats {
+            FromNats::Envelope(payload) => self.take_envelope(&payload),
+            FromNats::Up => self.link_up(),
+            FromNats::Down => self.link_down(),
+            FromNats::History(records) => self.fill_history(&records),
         }
     }
 

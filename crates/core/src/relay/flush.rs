@@ -1,6 +1,8 @@
 //! The queues written out: which connection to write next (the write
 //! sweep, [`crate::sweep`]), and each queue written into its `io` until it
-//! drains or would block.
+//! drains or would block. It never reads, seals or queues a frame, and
+//! never waits: a writer that would block is left for the caller's next
+//! writable event.
 
 use std::io::{self, Write};
 

@@ -2,7 +2,8 @@
 //!
 //! [`Limits`] holds every bound, with the command line's defaults;
 //! [`Refused`] hands back a connection [`super::Relay::admit_from`] would
-//! not take, saying which limit it met.
+//! not take, saying which limit it met. The limits are plain values: this
+//! module never enforces them itself, and never holds a connection.
 
 use std::time::Duration;
 

@@ -17,12 +17,12 @@
 //!
 //! A connection that has never sent a `\n` may be the original notebook
 //! client, whose frames have none: its unterminated bytes are split into
-//! frames where their tags verify ([`eaxchat_proto::seed`]), each opened and sealed
-//! like a line. Once one is taken that way the connection is a seed
-//! receiver: instead of the shared run it gets the plaintexts, joined as
-//! lines into one frame of its own at a time, written only when the last
-//! one was written whole and at least the seed write gap ago (the clock is
-//! the caller's: [`Relay::set_now`], [`Relay::next_timer`],
+//! frames where their tags verify ([`eaxchat_proto::seed`]), each opened
+//! and sealed like a line. Once one is taken that way the connection is a
+//! seed receiver: instead of the shared run it gets the plaintexts, joined
+//! as lines into one frame of its own at a time, written only when the
+//! last one was written whole and at least the seed write gap ago (the
+//! clock is the caller's: [`Relay::set_now`], [`Relay::next_timer`],
 //! [`Relay::run_timers`]).
 //!
 //! Every frame that opens passes one replay check
@@ -31,10 +31,16 @@
 //! [`eaxchat_proto::replay`], is refused as a replay.
 //!
 //! A connection that sends a line that does not open, a replay, or a line
-//! too long, is marked closing and nothing more it sent is relayed. A consumer whose
-//! queue passes the limit is marked closing and its queue dropped. Closing
-//! connections are handed to the caller by [`Relay::take_closing`], and
-//! removed with [`Relay::remove`]: a connection leaves in that one place.
+//! too long, is marked closing and nothing more it sent is relayed. A
+//! consumer whose queue passes the limit is marked closing and its queue
+//! dropped. Closing connections are handed to the caller by
+//! [`Relay::take_closing`], and removed with [`Relay::remove`]: a
+//! connection leaves in that one place.
+//!
+//! The relay never touches a socket, a file, a thread or a clock: the
+//! time comes from its caller, at [`Relay::new`] (the monotonic clock and
+//! the wall clock, read once) and at every [`Relay::set_now`], so tests
+//! and fuzz targets drive it exactly.
 //!
 //! The code is split by concern. This file holds the [`Relay`] and
 //! [`Peer`] types, admission, the accessors and the members reload; beside
@@ -44,16 +50,16 @@
 //! sealed), `fanout.rs` (a batch queued for every other connection, and
 //! the seed receivers' pacing), `trust.rs` (the pre-auth budget,
 //! first-frame deadlines and the clock), `flush.rs` (the queues written
-//! out), `chat.rs` (rooms, presence, history on arrival, flood control,
-//! and what each connection is told), `command.rs` (the `/` commands,
-//! run) and `cluster.rs` (what is published to, and taken from, the other
-//! relays of a cluster).
+//! out), `chat_layer.rs` (rooms, presence, history on arrival, flood
+//! control, and what each connection is told), `apply/` (the `/` commands
+//! applied, one file each) and `cluster.rs` (what is published to, and
+//! taken from, the other relays of a cluster).
 
+mod apply;
 mod batch;
-mod chat;
+mod chat_layer;
 mod close;
 mod cluster;
-mod command;
 mod fanout;
 mod flush;
 mod limits;
@@ -64,7 +70,7 @@ mod trust;
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use slab::Slab;
 
@@ -80,14 +86,12 @@ use eaxchat_proto::name::Name;
 use eaxchat_proto::replay::ReplayWindow;
 use eaxchat_proto::seed::{self, Paced, Splitter};
 
-pub use chat::{ChatConfig, MAX_COMMAND_TEXT};
+pub use crate::conn_id::ConnId;
+pub use chat_layer::{ChatConfig, MAX_COMMAND_TEXT};
 pub use close::CloseReason;
 pub use flush::Flush;
 pub use limits::{Limits, Refusal, Refused};
 use trust::Trust;
-
-/// Identifies a connection while it is open. Ids are reused after removal.
-pub type ConnId = usize;
 
 /// One connection's state.
 #[derive(Debug)]
@@ -115,7 +119,7 @@ pub struct Peer<T> {
     /// Members mode: reads of its unterminated bytes tried as a first frame.
     identify_tries: u8,
     /// Its room, name and flood-control bucket.
-    chat: chat::Chat,
+    chat: chat_layer::Chat,
 }
 
 impl<T> Peer<T> {
@@ -185,28 +189,39 @@ pub struct Relay<T> {
     /// The client nonces accepted lately, for
     /// `check_replay` (in `receive.rs`).
     replays: ReplayWindow,
-    /// Rooms, history, flood control and the log's records (`chat.rs`).
-    chat: chat::ChatState,
-    /// The first time the relay was told, for wall-clock stamps.
+    /// Rooms, history, flood control and the log's records
+    /// (`chat_layer.rs`).
+    chat: chat_layer::ChatState,
+    /// The time the relay started at, for wall-clock stamps.
     epoch: Instant,
+    /// The wall clock at `epoch`, in Unix milliseconds.
+    epoch_wall_millis: u64,
     /// The cluster this relay is in (`--cluster`), if any (`cluster.rs`).
     cluster: Option<Box<crate::cluster::Cluster>>,
 }
 
 impl<T: Write> Relay<T> {
-    /// A shared-key relay with no connections, its clock at
-    /// `Instant::now()`.
-    pub fn new(cipher: Cipher, limits: Limits) -> Relay<T> {
-        Relay::with_mode(Mode::Shared(cipher), limits)
+    /// A shared-key relay with no connections, started at `now` on the
+    /// caller's monotonic clock, when its wall clock read `wall`: the
+    /// timestamps it gives messages count on from `wall` as
+    /// [`Relay::set_now`] moves the time past `now`.
+    pub fn new(cipher: Cipher, limits: Limits, now: Instant, wall: SystemTime) -> Relay<T> {
+        Relay::with_mode(Mode::Shared(cipher), limits, now, wall)
     }
 
-    /// A members relay with no connections: each connection identifies as
-    /// one of `roster`'s members by its first frame.
-    pub fn with_members(roster: Roster, limits: Limits) -> Relay<T> {
-        Relay::with_mode(Mode::Members(roster), limits)
+    /// A members relay with no connections, started at `now` and `wall` as
+    /// [`Relay::new`]: each connection identifies as one of `roster`'s
+    /// members by its first frame.
+    pub fn with_members(
+        roster: Roster,
+        limits: Limits,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Relay<T> {
+        Relay::with_mode(Mode::Members(roster), limits, now, wall)
     }
 
-    fn with_mode(mode: Mode, limits: Limits) -> Relay<T> {
+    fn with_mode(mode: Mode, limits: Limits, now: Instant, wall: SystemTime) -> Relay<T> {
         Relay {
             peers: Slab::new(),
             mode,
@@ -214,15 +229,18 @@ impl<T: Write> Relay<T> {
             stats: Stats::default(),
             sweep: WriteSweep::default(),
             closing: Vec::new(),
-            now: Instant::now(),
+            now,
             pre_auth: PreAuthBudget::new(limits.pre_auth_budget),
             deadlines: Deadlines::new(limits.first_frame_timeout),
             per_address: PerAddress::new(limits.max_per_address),
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
-            chat: chat::ChatState::new(ChatConfig::default()),
-            epoch: Instant::now(),
+            chat: chat_layer::ChatState::new(ChatConfig::default()),
+            epoch: now,
+            epoch_wall_millis: wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
             cluster: None,
         }
     }
@@ -314,7 +332,7 @@ impl<T: Write> Relay<T> {
             ip,
             member: None,
             identify_tries: 0,
-            chat: chat::Chat::default(),
+            chat: chat_layer::Chat::default(),
         });
         if !self.is_members() {
             self.enter_default_room(id);

@@ -5,7 +5,8 @@
 //! ([`eaxchat_proto::seed`]) and, in members mode, as the frame that identifies
 //! the member ([`crate::roster`]). Every frame that opens passes
 //! [`check_replay`]. The first frame refused closes its sender; nothing it
-//! sent after is relayed.
+//! sent after is relayed. This path never writes to a connection: what it
+//! takes is queued by `fanout.rs` and written by `flush.rs`.
 
 use std::io::Write;
 use std::ops::ControlFlow;

@@ -7,7 +7,12 @@ use eaxchat_proto::key::Key;
 
 fn relay() -> Relay<Vec<u8>> {
     let key = Key::from_bytes(&[7; 16]).expect("a 16-byte key");
-    Relay::new(Cipher::new(&key).expect("cipher"), Limits::default())
+    Relay::new(
+        Cipher::new(&key).expect("cipher"),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    )
 }
 
 /// A client's cipher under the relay's key.

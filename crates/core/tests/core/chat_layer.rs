@@ -5,7 +5,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::BytesMut;
 use eaxchat_core::flood::Rate;
@@ -51,7 +51,8 @@ fn members_relay(config: ChatConfig) -> Relay<Pipe> {
         .collect();
     let members = Members::parse(text.as_bytes(), Path::new("members.txt")).expect("members");
     let roster = Roster::with_nonces(&members, Nonces::from_seed([3; 32]));
-    let mut relay = Relay::with_members(roster, Limits::default());
+    let mut relay =
+        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
     relay.set_chat(config);
     relay
 }
@@ -60,6 +61,8 @@ fn shared_relay(config: ChatConfig) -> Relay<Pipe> {
     let mut relay = Relay::new(
         Cipher::with_nonce_seed(&key(SHARED), [4; 32]),
         Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
     );
     relay.set_chat(config);
     relay

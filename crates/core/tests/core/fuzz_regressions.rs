@@ -5,6 +5,7 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use eaxchat_core::relay::{CloseReason, ConnId, Limits, Relay};
@@ -33,7 +34,12 @@ fn seal(plaintext: &[u8]) -> Vec<u8> {
 
 /// A relay over in-memory writers, with a listener and a sender connected.
 fn relay_with_two() -> (Relay<Vec<u8>>, ConnId, ConnId) {
-    let mut relay = Relay::new(Cipher::with_nonce_seed(&key(), [1; 32]), Limits::default());
+    let mut relay = Relay::new(
+        Cipher::with_nonce_seed(&key(), [1; 32]),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     let listener = relay.admit(Vec::new()).expect("room for two");
     let sender = relay.admit(Vec::new()).expect("room for two");
     (relay, listener, sender)
@@ -181,7 +187,8 @@ fn a_newline_less_first_frame_just_past_the_identification_cap_closes() {
         let text = format!("alice {}\n", key().to_hex());
         let members = Members::parse(text.as_bytes(), Path::new("members.txt")).expect("parses");
         let roster = Roster::with_nonces(&members, Nonces::from_seed([3; 32]));
-        let mut relay: Relay<Vec<u8>> = Relay::with_members(roster, Limits::default());
+        let mut relay: Relay<Vec<u8>> =
+            Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
         let notebook = relay.admit(Vec::new()).expect("room");
         relay.receive(notebook, &seal(&vec![b'x'; len]));
         let mut closing = Vec::new();

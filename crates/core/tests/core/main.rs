@@ -8,5 +8,7 @@
 
 mod chat_layer;
 mod fuzz_regressions;
+mod guard;
 mod members;
 mod relay;
+mod util;

@@ -7,6 +7,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
 use eaxchat_core::members::Members;
@@ -50,7 +51,8 @@ fn members(list: &[(&str, u8)]) -> Members {
 /// every frame a member gets (the chat layer's are in `chat_layer.rs`).
 fn relay(list: &[(&str, u8)]) -> Relay<Pipe> {
     let roster = Roster::with_nonces(&members(list), Nonces::from_seed([3; 32]));
-    let mut relay = Relay::with_members(roster, Limits::default());
+    let mut relay =
+        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
     relay.set_chat(ChatConfig::quiet());
     relay
 }
@@ -286,7 +288,12 @@ fn the_last_of_ten_thousand_members_identifies() {
         .collect();
     let all = Members::parse(text.as_bytes(), Path::new("members.txt")).unwrap();
     let last_key = all.iter().last().unwrap().key().clone();
-    let mut relay: Relay<Pipe> = Relay::with_members(Roster::new(&all).unwrap(), Limits::default());
+    let mut relay: Relay<Pipe> = Relay::with_members(
+        Roster::new(&all).unwrap(),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     let id = relay.admit(Pipe::default()).unwrap();
     let mut line = BytesMut::new();
     Cipher::new(&last_key).unwrap().seal_into(b"", &mut line);
@@ -297,7 +304,12 @@ fn the_last_of_ten_thousand_members_identifies() {
 /// A shared-key relay has no members to reload.
 #[test]
 fn a_shared_key_relay_does_not_reload() {
-    let mut relay: Relay<Pipe> = Relay::new(Cipher::new(&key(1)).unwrap(), Limits::default());
+    let mut relay: Relay<Pipe> = Relay::new(
+        Cipher::new(&key(1)).unwrap(),
+        Limits::default(),
+        Instant::now(),
+        SystemTime::now(),
+    );
     assert!(!relay.is_members());
     assert!(relay.reload_members(&members(&[("alice", 1)])).is_none());
 }

@@ -10,13 +10,9 @@
 //! in the same write. Write interest is registered only for a connection
 //! whose socket buffer filled up. The relay's clock is set once per turn,
 //! and its timed work (seed receivers' paced frames) run before the writes;
-//! the poll waits no longer than that work's next due time. Connections the relay marked
-//! closing are removed at the end of the turn, in one place.
-//!
-//! A members relay's file is watched here too ([`MembersWatch`]): read
-//! again on SIGHUP, and when its mtime, size or inode change (looked at
-//! about once a second, from the loop), and handed to
-//! [`Relay::reload_members`].
+//! the poll waits no longer than that work's next due time. Connections the
+//! relay marked closing are removed at the end of the turn, in one place
+//! (`remove_closed`).
 //!
 //! A relay in a cluster (`--cluster`) has one more source of readiness:
 //! the NATS thread ([`crate::link`]) wakes the loop when it has
@@ -26,40 +22,48 @@
 //! thread publishes while this one writes) and again at the end of the
 //! turn (what timers and closes had).
 //!
-//! This module owns sockets, readiness, accept back-off, signals, the
-//! members file's reloads and the shutdown drain; it never looks inside a
-//! frame.
+//! This file owns the [`Server`], its connections' sockets and readiness,
+//! the loop turn, reads, writes and the one place a connection is removed;
+//! it never looks inside a frame. The rest of the loop, by concern:
+//! - `accept`: new TCP connections, a turn's worth at a time, with the
+//!   back-off when descriptors run out;
+//! - `members_watch`: a members relay's file, read again on SIGHUP or when
+//!   it changes ([`MembersWatch`]);
+//! - `shutdown`: the [`StopHandle`], SIGINT and SIGTERM, and the drain;
+//! - `web`: `--web`'s listener, HTTP heads, the upgrade to WebSocket and
+//!   the browsers' timeouts;
+//! - `cluster` (the `nats` feature): the hand-overs to and from the NATS
+//!   thread.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt as _;
 use std::os::unix::net::UnixStream as StdUnixStream;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use log::{error, info, warn};
+use log::{info, warn};
 use mio::net::{TcpListener, TcpStream, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 
 #[cfg(feature = "nats")]
 use crate::link::Link;
-use crate::members_file;
 use crate::msglog::{LogWriter, Record};
 #[cfg(feature = "nats")]
-use eaxchat_core::cluster::Outgoing;
-use eaxchat_core::members::Members;
-use eaxchat_core::relay::{
-    ChatConfig, CloseReason, ConnId, Flush, Limits, Refusal, Refused, Relay,
-};
+use eaxchat_core::cluster::ToNats;
+use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Relay};
 use eaxchat_core::roster::Roster;
 use eaxchat_core::stats::Stats;
 use eaxchat_proto::cipher::Cipher;
-use eaxchat_proto::name::Name;
 
+mod accept;
 #[cfg(feature = "nats")]
 mod cluster;
+mod members_watch;
+mod shutdown;
 mod web;
 
+pub use accept::ACCEPTS_PER_TURN;
+pub use members_watch::{MEMBERS_CHECK_INTERVAL, MembersWatch};
+pub use shutdown::StopHandle;
 pub use web::WebConfig;
 use web::{HTTP_BASE, WEB_LISTENER, Web, WebConn};
 
@@ -75,9 +79,6 @@ const CLUSTER_WAKE: Token = Token(usize::MAX - 4);
 #[cfg(feature = "nats")]
 pub const CLUSTER_PER_TURN: usize = 1024;
 
-/// How often the members file is looked at for a change.
-pub const MEMBERS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
-
 /// Size of the one buffer every socket is read into, and the most read from
 /// one connection per loop turn. A connection with more waiting is read
 /// again next turn, after this turn's writes: a fast sender's stream is
@@ -88,9 +89,6 @@ pub const MEMBERS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// docs/performance.md ("What changed to get here") has the figures against the
 /// four reads per turn this replaced.
 pub const READ_BUF_LEN: usize = 64 * 1024;
-/// Connections accepted per loop turn, as Redis does, so a connection storm
-/// does not stall the clients already connected.
-pub const ACCEPTS_PER_TURN: usize = 256;
 /// Connections written per loop turn. Between two turns' writes the loop
 /// reads again, so a frame that arrives during a fan-out to many
 /// connections joins the writes to those not yet reached instead of
@@ -98,8 +96,6 @@ pub const ACCEPTS_PER_TURN: usize = 256;
 /// 0.5–0.7 ms here). 4 to 32 measured alike for latency; fewer than the
 /// connections of a small fan-out split its sweep over two turns.
 pub const FLUSHES_PER_TURN: usize = 16;
-/// How long accepting pauses after running out of file descriptors.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How the server runs.
 #[derive(Debug, Clone)]
@@ -149,81 +145,6 @@ impl Write for Conn {
     }
 }
 
-/// Asks a running server to shut down gracefully. Cheap to clone; usable
-/// from any thread.
-#[derive(Debug)]
-pub struct StopHandle(StdUnixStream);
-
-impl StopHandle {
-    /// Starts the graceful shutdown: stop accepting, flush, exit.
-    pub fn stop(&self) -> io::Result<()> {
-        (&self.0).write_all(&[1])
-    }
-
-    /// Another handle to the same server.
-    pub fn try_clone(&self) -> io::Result<StopHandle> {
-        self.0.try_clone().map(StopHandle)
-    }
-
-    /// Makes SIGINT and SIGTERM stop the server gracefully; a second SIGINT
-    /// while it drains exits at once.
-    pub fn stop_on_signals(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        use std::sync::Arc;
-        use std::sync::atomic::AtomicBool;
-        let interrupted = Arc::new(AtomicBool::new(false));
-        signal_hook::flag::register_conditional_shutdown(SIGINT, 1, Arc::clone(&interrupted))?;
-        signal_hook::flag::register(SIGINT, interrupted)?;
-        signal_hook::low_level::pipe::register(SIGINT, self.0.try_clone()?)?;
-        signal_hook::low_level::pipe::register(SIGTERM, self.0.try_clone()?)?;
-        Ok(())
-    }
-}
-
-/// What identifies one version of the members file: its mtime, size and
-/// inode (`members add` and `remove` rename a new file over it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    modified: Option<std::time::SystemTime>,
-    len: u64,
-    inode: u64,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            modified: meta.modified().ok(),
-            len: meta.len(),
-            inode: meta.ino(),
-        })
-    }
-}
-
-/// The members file a members relay serves, and when it was last seen.
-#[derive(Debug)]
-pub struct MembersWatch {
-    path: PathBuf,
-    stamp: Option<FileStamp>,
-    next_check: Instant,
-}
-
-impl MembersWatch {
-    /// Watches `path`, as it is now.
-    pub fn new(path: PathBuf) -> MembersWatch {
-        MembersWatch {
-            stamp: FileStamp::of(&path),
-            path,
-            next_check: Instant::now() + MEMBERS_CHECK_INTERVAL,
-        }
-    }
-
-    /// The file watched.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
 /// The relay server: a listener, a poll, and the relay.
 pub struct Server {
     poll: Poll,
@@ -259,21 +180,21 @@ pub struct Server {
     link_busy: bool,
     /// Scratch list of hand-overs for the NATS thread, reused every turn.
     #[cfg(feature = "nats")]
-    outgoing: Vec<Outgoing>,
+    outgoing: Vec<ToNats>,
 }
 
 impl Server {
     /// Binds the listener of a shared-key relay. Nothing is accepted until
     /// [`Server::run`].
     pub fn bind(config: Config, cipher: Cipher) -> io::Result<Server> {
-        let relay = Relay::new(cipher, config.limits);
+        let relay = Relay::new(cipher, config.limits, Instant::now(), SystemTime::now());
         Server::bind_relay(config, relay, None)
     }
 
     /// Binds the listener of a members relay serving `roster`, read from
     /// the file `watch` watches.
     pub fn bind_members(config: Config, roster: Roster, watch: MembersWatch) -> io::Result<Server> {
-        let relay = Relay::with_members(roster, config.limits);
+        let relay = Relay::with_members(roster, config.limits, Instant::now(), SystemTime::now());
         Server::bind_relay(config, relay, Some(watch))
     }
 
@@ -296,7 +217,7 @@ impl Server {
             poll,
             listener: Some(listener),
             stop_rx,
-            stop_tx: StopHandle(tx),
+            stop_tx: StopHandle::new(tx),
             relay: {
                 relay.set_seed_write_gap(config.seed_write_gap);
                 relay
@@ -364,20 +285,6 @@ impl Server {
         }
     }
 
-    /// Members mode: makes SIGHUP read the members file again.
-    pub fn reload_on_sighup(&mut self) -> io::Result<()> {
-        let (rx, tx) = StdUnixStream::pair()?;
-        rx.set_nonblocking(true)?;
-        tx.set_nonblocking(true)?;
-        let mut rx = UnixStream::from_std(rx);
-        self.poll
-            .registry()
-            .register(&mut rx, RELOAD, Interest::READABLE)?;
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, tx)?;
-        self.reload_rx = Some(rx);
-        Ok(())
-    }
-
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match &self.listener {
@@ -443,7 +350,7 @@ impl Server {
             self.watch_members(hangup);
             self.accept_some();
             self.accept_web();
-            self.sweep_web(Instant::now());
+            self.check_web_idle(Instant::now());
             self.relay.run_timers();
             self.write_waiting();
             self.remove_closed();
@@ -471,71 +378,13 @@ impl Server {
             next_stats,
             self.accept_paused_until,
             self.relay.next_timer(),
-            self.members.as_ref().map(|watch| watch.next_check),
-            self.web.as_ref().map(Web::next_sweep),
+            self.members.as_ref().map(MembersWatch::next_check),
+            self.web.as_ref().map(Web::next_idle_check),
         ]
         .into_iter()
         .flatten()
         .min()
         .map(|at| at.saturating_duration_since(now))
-    }
-
-    /// Reads the members file again after SIGHUP (`hangup`), or when it
-    /// changed since last seen (looked at once a second).
-    fn watch_members(&mut self, hangup: bool) {
-        if hangup && let Some(rx) = &self.reload_rx {
-            let mut sink = [0u8; 64];
-            while matches!((&*rx).read(&mut sink), Ok(n) if n > 0) {}
-        }
-        let Some(watch) = &mut self.members else {
-            return;
-        };
-        let now = Instant::now();
-        if !hangup && now < watch.next_check {
-            return;
-        }
-        watch.next_check = now + MEMBERS_CHECK_INTERVAL;
-        let stamp = FileStamp::of(&watch.path);
-        if !hangup && stamp == watch.stamp {
-            return;
-        }
-        watch.stamp = stamp;
-        let path = watch.path.clone();
-        let why = if hangup { "SIGHUP" } else { "file changed" };
-        match members_file::read(&path) {
-            Ok(file) => {
-                if let Some(warning) = members_file::permissions_warning(&path) {
-                    warn!("{warning}");
-                }
-                self.reload(&path, &file.members, why);
-            }
-            Err(e) => warn!(
-                "members file {} not reloaded ({why}), keeping the {} members: {e}",
-                path.display(),
-                self.relay.member_count()
-            ),
-        }
-    }
-
-    fn reload(&mut self, path: &Path, members: &Members, why: &str) {
-        let Some(changes) = self.relay.reload_members(members) else {
-            return;
-        };
-        let names = |list: &[Name]| {
-            if list.is_empty() {
-                "none".to_owned()
-            } else {
-                list.iter().map(Name::as_str).collect::<Vec<_>>().join(",")
-            }
-        };
-        info!(
-            "members file {} reloaded ({why}): {} members; added {}; removed {}; new key {}",
-            path.display(),
-            members.len(),
-            names(&changes.added),
-            names(&changes.removed),
-            names(&changes.rekeyed),
-        );
     }
 
     /// Reads connection `id` once this turn and hands what came to the
@@ -582,79 +431,6 @@ impl Server {
                 };
                 self.relay.close(id, reason);
             }
-        }
-    }
-
-    /// Accepts up to a turn's worth of connections.
-    fn accept_some(&mut self) {
-        if let Some(until) = self.accept_paused_until {
-            if Instant::now() < until {
-                return;
-            }
-            self.accept_paused_until = None;
-        }
-        if !self.accept_ready {
-            return;
-        }
-        for _ in 0..ACCEPTS_PER_TURN {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.accept_ready = false;
-                    return;
-                }
-                Err(e) if is_transient_accept_error(&e) => {}
-                Err(e) => {
-                    // Out of descriptors (EMFILE/ENFILE) or memory: the
-                    // connection stays in the backlog; retry shortly rather
-                    // than spin on an error that will not clear by itself.
-                    self.relay.count_accept_error();
-                    warn!("accept failed, pausing {ACCEPT_BACKOFF:?}: {e}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_BACKOFF);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(&mut self, stream: TcpStream, addr: SocketAddr) {
-        // Frames are coalesced here already; Nagle would only add delay.
-        let _ = stream.set_nodelay(true);
-        let conn = Conn {
-            stream,
-            addr,
-            write_interest: false,
-            read_turn: 0,
-            web: None,
-        };
-        let id = match self.relay.admit_from(conn, Some(addr.ip())) {
-            Ok(id) => id,
-            Err(Refused { io, limit }) => {
-                let limits = self.relay.limits();
-                match limit {
-                    Refusal::MaxClients => warn!(
-                        "refused {}: --max-clients ({}) reached",
-                        io.addr, limits.max_clients
-                    ),
-                    Refusal::MaxPerAddress => warn!(
-                        "refused {}: --max-per-address ({}) reached",
-                        io.addr, limits.max_per_address
-                    ),
-                }
-                return;
-            }
-        };
-        let registry = self.poll.registry();
-        if let Some(conn) = self.relay.io_mut(id) {
-            if let Err(e) = registry.register(&mut conn.stream, Token(id), Interest::READABLE) {
-                error!("conn {id}: cannot register: {e}");
-                self.relay.close(id, CloseReason::IoError(e.kind()));
-                return;
-            }
-            info!("conn {id}: connected from {addr}");
         }
     }
 
@@ -720,74 +496,4 @@ impl Server {
         }
         self.ids = ids;
     }
-
-    /// Stops accepting and reading, writes what is queued for up to the
-    /// grace period, then closes everything.
-    fn shut_down(mut self) -> io::Result<Stats> {
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        let deadline = Instant::now() + self.config.shutdown_grace;
-        info!(
-            "shutting down: writing queued frames to {} connections for up to {:?}",
-            self.relay.len(),
-            self.config.shutdown_grace
-        );
-        let mut blocked: Vec<ConnId> = self.relay.ids().collect();
-        let mut events = Events::with_capacity(1024);
-        loop {
-            blocked.retain(|&id| self.relay.flush_closing(id) == Flush::Blocked);
-            for &id in &blocked {
-                self.set_write_interest(id, true);
-            }
-            let now = Instant::now();
-            if blocked.is_empty() || now >= deadline {
-                break;
-            }
-            match self.poll.poll(&mut events, Some(deadline - now)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if !blocked.is_empty() {
-            warn!(
-                "{} connections still had frames queued at the deadline",
-                blocked.len()
-            );
-        }
-        let ids: Vec<ConnId> = self.relay.ids().collect();
-        for id in ids {
-            self.relay.close(id, CloseReason::Shutdown);
-        }
-        self.remove_closed();
-        #[cfg(feature = "nats")]
-        self.leave_cluster();
-        let mut sink = [0u8; 64];
-        while matches!((&self.stop_rx).read(&mut sink), Ok(n) if n > 0) {}
-        self.write_log();
-        if let Some(log) = self.log.take() {
-            match log.close() {
-                Ok(log) => info!(
-                    "message log closed: {} records written, {} dropped (queue full)",
-                    log.written, log.dropped
-                ),
-                Err(e) => error!("{e}"),
-            }
-        }
-        let stats = self.relay.stats();
-        info!("{stats}");
-        Ok(stats)
-    }
-}
-
-/// Accept errors that concern one connection only; the next accept may work.
-fn is_transient_accept_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::PermissionDenied
-    ) || e.raw_os_error() == Some(libc::EPROTO)
 }

@@ -1,6 +1,6 @@
 //! `--web ADDR` in the poll loop: the HTTP listener, the connections still
 //! sending their request head, the upgrade that makes one a relay
-//! connection carrying WebSocket frames, and the idle sweep that pings
+//! connection carrying WebSocket frames, and the idle check that pings
 //! quiet browsers and closes silent ones. The protocols are `crate::web`'s;
 //! this file moves bytes and keeps time.
 
@@ -50,7 +50,7 @@ pub(super) struct Web {
     config: WebConfig,
     /// Connections still sending their request head, or being answered.
     http: Slab<HttpConn>,
-    next_sweep: Instant,
+    next_idle_check: Instant,
 }
 
 /// A connection in HTTP, before its upgrade or its answer.
@@ -102,7 +102,7 @@ impl Web {
             ready: true,
             config,
             http: Slab::new(),
-            next_sweep: Instant::now(),
+            next_idle_check: Instant::now(),
         })
     }
 
@@ -115,8 +115,8 @@ impl Web {
         &mut self.listener
     }
 
-    pub(super) fn next_sweep(&self) -> Instant {
-        self.next_sweep
+    pub(super) fn next_idle_check(&self) -> Instant {
+        self.next_idle_check
     }
 }
 
@@ -391,12 +391,12 @@ impl Server {
 
     /// Times out request heads, pings quiet browsers, closes silent ones;
     /// runs at most once a second.
-    pub(super) fn sweep_web(&mut self, now: Instant) {
+    pub(super) fn check_web_idle(&mut self, now: Instant) {
         let Some(web) = &mut self.web else { return };
-        if now < web.next_sweep {
+        if now < web.next_idle_check {
             return;
         }
-        web.next_sweep = now + Duration::from_secs(1);
+        web.next_idle_check = now + Duration::from_secs(1);
         let idle = web.config.idle_timeout;
         let late: Vec<usize> = web
             .http

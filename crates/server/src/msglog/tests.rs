@@ -1,13 +1,24 @@
 //! The message log's tests: the format, recovery, rotation, the fsync
 //! modes, dropping when the queue is full, and a `kill -9` mid-write.
 
-use std::io::{BufRead as _, BufReader};
+use std::fs;
+use std::io::{self, BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-use super::*;
 use eaxchat_core::history::EntryKind;
 use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::key::Key;
 use eaxchat_proto::name::Name;
+use eaxchat_proto::wire::OVERHEAD;
+
+use super::segments::{RECORD_HEADER, crc32, list_segments};
+use super::{
+    Fsync, LogConfig, LogError, LogStats, LogWriter, Record, TailProblem, Truncation,
+    load_or_create_key, open_and_replay,
+};
 
 fn key(byte: u8) -> Key {
     Key::from_bytes(&[byte; 16]).expect("a 16-byte key")

@@ -2,9 +2,6 @@
 //! added and removed by `relay members`, reloads on a file change and on
 //! SIGHUP, and the permissions warning.
 
-// Test helpers may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
 use eaxchat_test_support as util;
 
 use std::os::unix::fs::PermissionsExt as _;

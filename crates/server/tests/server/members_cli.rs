@@ -3,9 +3,6 @@
 //! subcommand still starts and serves. Every process is waited for with a
 //! bounded wait and killed by its PID if it overruns.
 
-// Test helpers may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;

@@ -2,9 +2,6 @@
 //! hold (`--pre-auth-budget`), for how long (`--first-frame-timeout`), and
 //! how many connections one address may open (`--max-per-address`).
 
-// Test helpers may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
 use eaxchat_test_support as util;
 
 use std::io::Write;

@@ -1,9 +1,6 @@
 //! The real `relay` binary over real sockets on 127.0.0.1: delivery, every
 //! limit, every kind of bad input, keys, signals. Every wait is bounded.
 
-// Test helpers may unwrap: a panic is the failure report.
-#![allow(clippy::unwrap_used)]
-
 use eaxchat_test_support as util;
 
 use std::io::{Read, Write};

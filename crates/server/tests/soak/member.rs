@@ -41,9 +41,12 @@
 //! the relay closes its connections, which is then the expected end, and
 //! its peers stop waiting for its `Ack` once the relay has closed them all
 //! (it is *gone*). A re-keyed member comes back with its new key.
+//!
+//! This file runs a member's sessions and sends; `receive` reads, checks
+//! and answers what arrives.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write as _;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -55,6 +58,8 @@ use eaxchat_proto::wire::encoded_len;
 use crate::wire::{Kind, Msg, data_pad_len};
 use crate::world::{Jitter, Limits, READER_RCVBUF, Role, World};
 
+mod receive;
+
 /// How long a leaving member waits for its acknowledgements.
 const LEAVE_WAIT: Duration = Duration::from_secs(30);
 /// How long a member waits for any one step of the final phase.
@@ -64,7 +69,7 @@ const WITNESS_RCVBUF: usize = 4096;
 
 /// Bytes one round of the final burst puts on each witness's queue: an
 /// eighth of `--max-queue`, so the relay's queue for a witness (under one
-/// round when another starts, see `soak.rs`) stays far from the limit.
+/// round when another starts, see `main.rs`) stays far from the limit.
 pub fn round_bytes(limits: &Limits) -> usize {
     limits.max_queue / 8
 }
@@ -460,123 +465,6 @@ impl<'w> Session<'w> {
         Ok(())
     }
 
-    /// Reads what arrives within `wait` and handles every whole line.
-    fn pump(&mut self, wait: Duration) -> Result<(), Closed> {
-        self.stream
-            .set_read_timeout(Some(wait.max(Duration::from_millis(1))))
-            .expect("read timeout");
-        match self.stream.read(&mut self.read_buf) {
-            Ok(0) => self.closed(),
-            Ok(n) => {
-                self.inbox.extend_from_slice(&self.read_buf[..n]);
-                self.handle_lines();
-                Ok(())
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(()),
-            Err(e) if e.kind() == ErrorKind::Interrupted => Ok(()),
-            Err(_) => self.closed(),
-        }
-    }
-
-    /// The relay closed this connection.
-    fn closed(&mut self) -> Result<(), Closed> {
-        self.record.end = if self.record.delivered == 0 {
-            End::ClosedAtOnce
-        } else {
-            End::ClosedByRelay
-        };
-        Err(Closed)
-    }
-
-    /// Reads until the relay closes the connection, within `wait`.
-    fn read_to_end(&mut self, wait: Duration) {
-        let deadline = Instant::now() + wait;
-        let end = self.record.end;
-        while Instant::now() < deadline {
-            if self.pump(Duration::from_millis(50)).is_err() {
-                self.record.end = end;
-                return;
-            }
-        }
-        self.world.violation(format!(
-            "member conn {}: relay did not close it within {wait:?}",
-            self.record.conn
-        ));
-    }
-
-    fn handle_lines(&mut self) {
-        let world = self.world;
-        let mut start = 0;
-        while let Some(len) = memchr::memchr(b'\n', &self.inbox[start..]) {
-            let line = &self.inbox[start..start + len];
-            start += len + 1;
-            let msg = match self.cipher.open(line) {
-                Ok(plaintext) if world.roll.is_some() => unstamp(world, plaintext),
-                Ok(plaintext) => Msg::decode(plaintext),
-                Err(e) => Err(format!("a line that does not open ({e})")),
-            };
-            match msg {
-                Ok(msg) => self.on_message(msg),
-                Err(why) => self.world.violation(format!(
-                    "member conn {} received something no member sent: {why}",
-                    self.record.conn
-                )),
-            }
-        }
-        self.inbox.drain(..start);
-    }
-
-    fn on_message(&mut self, msg: Msg) {
-        let me = self.record.conn;
-        self.record.delivered += 1;
-        if msg.conn == me {
-            self.world
-                .violation(format!("member conn {me} received its own message {msg:?}"));
-        }
-        let first = match self.record.received.get_mut(&msg.conn) {
-            Some((_, last)) => {
-                if msg.seq != *last + 1 {
-                    self.world.violation(format!(
-                        "member conn {me}: from conn {} got seq {} after {}",
-                        msg.conn, msg.seq, last
-                    ));
-                }
-                *last = msg.seq;
-                false
-            }
-            None => {
-                self.record.received.insert(msg.conn, (msg.seq, msg.seq));
-                true
-            }
-        };
-        if first && !self.silent && msg.kind != Kind::Goodbye {
-            self.known.insert(msg.conn);
-            // A failed write shows up on the next read as well.
-            let _ = self.send(Kind::Know, msg.conn, 0);
-        }
-        let next = self.record.sent;
-        match msg.kind {
-            Kind::Know if msg.target == me => {
-                self.record.know_at.entry(msg.conn).or_insert(next);
-            }
-            Kind::Goodbye => {
-                self.record.bye_at.entry(msg.conn).or_insert(next);
-                self.known.remove(&msg.conn);
-                self.awaiting.remove(&msg.conn);
-                if !self.silent {
-                    let _ = self.send(Kind::Ack, msg.conn, 0);
-                }
-            }
-            Kind::Ack if msg.target == me => {
-                self.awaiting.remove(&msg.conn);
-            }
-            Kind::Fence => {
-                self.fences.insert(msg.conn, msg.target);
-            }
-            _ => {}
-        }
-    }
-
     /// Files the record; a session that stopped early says why.
     fn finish(mut self, result: Result<(), Closed>) {
         self.record.cut = self.world.is_doomed(self.record.conn);
@@ -587,21 +475,5 @@ impl<'w> Session<'w> {
             ));
         }
         self.world.records.lock().expect("lock").push(self.record);
-    }
-}
-
-/// Members mode: a received plaintext must be `NAME: ` and a message whose
-/// sender is the member called NAME.
-fn unstamp(world: &World, plaintext: &[u8]) -> Result<Msg, String> {
-    let at = memchr::memmem::find(plaintext, b": ")
-        .ok_or_else(|| format!("no NAME stamp: {:?}", String::from_utf8_lossy(plaintext)))?;
-    let (name, rest) = plaintext.split_at(at);
-    let msg = Msg::decode(&rest[2..])?;
-    match world.name_of(msg.client) {
-        Some(want) if want.as_bytes() == name => Ok(msg),
-        want => Err(format!(
-            "{msg:?} stamped {:?}, sent by {want:?}",
-            String::from_utf8_lossy(name)
-        )),
     }
 }

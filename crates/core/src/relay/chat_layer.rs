@@ -8,16 +8,18 @@
 //! member's, or one taken with `/nick`), the room is told it joined. A
 //! shared-key connection with no name is never announced.
 //!
-//! The commands themselves are `command.rs`'s.
+//! The commands themselves are applied in `apply/`, one file each.
 //!
 //! Replies, notices and private messages are sealed for each connection
 //! they go to (once per form for a room with a shared key); room messages
 //! take the batch path of `fanout.rs`. A connection that said `/hello
-//! eaxchat/1` gets [`eaxchat_proto::events`]' JSON form, the others plain text.
+//! eaxchat/1` gets [`eaxchat_proto::events`]' JSON form, the others plain
+//! text. The chat layer never reads a clock (its timestamps count from the
+//! wall clock the relay was started with), and never tells a connection
+//! that is closing anything.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 
@@ -102,8 +104,6 @@ pub(super) struct ChatState {
     /// Records for the message log, taken by the caller; `None` when no
     /// log is kept.
     log: Option<Vec<Record>>,
-    /// The wall clock at the relay's epoch, in Unix milliseconds.
-    wall_millis: u64,
     /// Shared-key mode: the names taken with `/nick`, and by whom.
     pub(super) nicks: HashMap<Name, ConnId>,
     /// Scratch for one event's plaintext.
@@ -117,9 +117,6 @@ impl ChatState {
             rate: config.rate,
             presence: config.presence,
             log: config.log.then(Vec::new),
-            wall_millis: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
             nicks: HashMap::new(),
             scratch: Vec::new(),
         }
@@ -171,7 +168,7 @@ impl<T: Write> Relay<T> {
     /// The time as the relay's clock has it, in Unix milliseconds.
     pub(super) fn wall_millis(&self) -> u64 {
         let since = self.now.saturating_duration_since(self.epoch);
-        self.chat.wall_millis + since.as_millis() as u64
+        self.epoch_wall_millis + since.as_millis() as u64
     }
 
     /// The name connection `id` goes by: its member's, or its `/nick`.
@@ -346,7 +343,7 @@ impl<T: Write> Relay<T> {
         }
         self.stats.commands += 1;
         match commands::parse(text, MAX_COMMAND_TEXT) {
-            Ok(Input::Command(command)) => self.run(from, command),
+            Ok(Input::Command(command)) => self.apply_command(from, command),
             Ok(Input::Text(_)) => {}
             Err(error) => self.send_event(from, &Event::Error(&error.to_string())),
         }

@@ -1,0 +1,39 @@
+//! `/me ACTION`: an action said in a connection's room, told to the room,
+//! kept in its history and published to the other relays. It goes only to
+//! the sender's own room, never to another.
+
+use std::io::Write;
+
+use crate::history::EntryKind;
+use crate::relay::{ConnId, Relay};
+use eaxchat_proto::events::Event;
+
+impl<T: Write> Relay<T> {
+    /// Tells `from`'s room that it did `action`.
+    pub(super) fn action(&mut self, from: ConnId, action: &[u8]) {
+        let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
+            return;
+        };
+        let Some(room_name) = self.room_of(from).cloned() else {
+            return;
+        };
+        let who = self.name_of(from).cloned();
+        let ts = self.wall_millis();
+        let stamped = self.is_members();
+        self.tell_room(
+            room,
+            Some(from),
+            &Event::Message {
+                room: &room_name,
+                from: who.as_ref(),
+                text: action,
+                ts,
+                history: false,
+                action: true,
+                stamped,
+            },
+        );
+        self.remember(from, action, EntryKind::Action);
+        self.publish_action(&room_name, who.as_ref(), action);
+    }
+}

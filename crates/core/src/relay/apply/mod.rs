@@ -1,0 +1,42 @@
+//! The `/` commands applied to the relay, one command to a file: `join.rs`,
+//! `rooms.rs`, `who.rs`, `me.rs`, `msg.rs`, `nick.rs`, `help.rs` and
+//! `hello.rs`; `/quit` is one call, made here.
+//!
+//! A command arrives parsed ([`eaxchat_proto::commands`] owns the grammar,
+//! and the usage each command shows); this module only dispatches it, and
+//! each file below it does what its command does to rooms, names and
+//! connections. They never parse a command and never seal a frame
+//! themselves: what a command's effects are told to whom, and how, is the
+//! chat layer's (`chat_layer.rs`), and the other relays hear of it through
+//! `cluster.rs`.
+
+mod hello;
+mod help;
+mod join;
+mod me;
+mod msg;
+mod nick;
+mod rooms;
+mod who;
+
+use std::io::Write;
+
+use super::{CloseReason, ConnId, Relay};
+use eaxchat_proto::commands::Command;
+
+impl<T: Write> Relay<T> {
+    /// Applies one parsed command of `from`'s.
+    pub(super) fn apply_command(&mut self, from: ConnId, command: Command<'_>) {
+        match command {
+            Command::Join(room) => self.join(from, &room),
+            Command::Rooms => self.list_rooms(from),
+            Command::Who => self.who(from),
+            Command::Me(action) => self.action(from, action),
+            Command::Msg { to, text } => self.private(from, &to, text),
+            Command::Nick(name) => self.nick(from, name),
+            Command::Help => self.help(from),
+            Command::Quit => self.close(from, CloseReason::Quit),
+            Command::Hello(_) => self.hello(from),
+        }
+    }
+}

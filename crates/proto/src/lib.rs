@@ -11,18 +11,21 @@
 //! crates, what each owns and which it may use.
 //!
 //! The modules, from the wire up:
-//! - [`wire`]: the frame as one line, its lengths and its base64.
+//! - [`wire`]: the frame as one line, its lengths (defined here only) and
+//!   its base64.
 //! - [`eax_key`]: EAX under one AES key, with the key's work done once.
 //! - [`cipher`]: opening and sealing frames, over [`eax_key`].
 //! - [`nonce`]: the nonces a cipher seals with, unique and marked as its own.
 //! - [`replay`]: the window of accepted nonces that refuses replays.
 //! - [`key`]: keys, their hex form and key files.
 //! - [`lines`]: splitting a byte stream into lines, within a length limit.
+//! - [`session`]: sessions: the Noise handshake, per-session keys and
+//!   counter-nonce frames.
 //! - [`seed`]: the original notebook client's conventions.
 //! - [`name`]: people's names.
-//! - [`commands`]: the `/` command grammar and room names.
+//! - [`commands`]: the `/` command grammar, its replies, and room names.
 //! - [`events`]: what the relay tells people, as plain text or `eaxchat/1`
-//!   events.
+//!   events: written by the relay and parsed back by clients, here only.
 //! - [`sanitize`]: making peer text safe to print on a terminal.
 
 pub mod cipher;
@@ -36,4 +39,5 @@ pub mod nonce;
 pub mod replay;
 pub mod sanitize;
 pub mod seed;
+pub mod session;
 pub mod wire;

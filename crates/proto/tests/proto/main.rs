@@ -1,5 +1,5 @@
 //! The protocol crate's tests, one binary: EAX against the `eax` crate and
-//! the published vectors, and frames through `Cipher`.
+//! the published vectors, frames through `Cipher`, and sessions end to end.
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
@@ -7,4 +7,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod eax_key;
+mod session;
 mod vectors;

@@ -1,11 +1,9 @@
 //! What eaxchat's tests and relay-bench share, so that no test holds
 //! `unsafe` code or a copy of another's helpers: operating-system facts
 //! ([`sys`]), the real binaries started on loopback with bounded waits
-//! ([`relay`]), and the published test vectors ([`vectors`]).
-//! `docs/architecture.md` is the map of the crates.
+//! ([`relay`]). `docs/architecture.md` is the map of the crates.
 
 pub mod relay;
 pub mod sys;
-pub mod vectors;
 
 pub use relay::*;

@@ -7,5 +7,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod eax_key;
+mod published;
 mod session;
 mod vectors;

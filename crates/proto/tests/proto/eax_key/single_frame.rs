@@ -2,10 +2,9 @@
 //! implementations, then seal, open, verify and CMAC against the `eax` and
 //! `cmac` crates at every length and key size, with and without a header.
 
-use eaxchat_test_support as util;
 
 use eaxchat_proto::eax_key::{EaxKey, InvalidKeyLength, TagError};
-use util::vectors::{Case, eax_paper, wycheproof};
+use crate::published::{Case, eax_paper, wycheproof};
 
 use super::{Reference, bytes, hex, keys, lengths};
 

@@ -11,7 +11,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use eaxchat_proto::cipher::OpenError;
+use eaxchat_proto::session::{Fingerprint, SessionError};
+
+use super::handshake::HandshakeError;
+use super::known_relays::{KnownRelaysError, PinSource, RelayPin};
 
 /// What [`ChatError::Io`] says when printing failed.
 pub(super) const WRITING_OUTPUT: &str = "writing output";
@@ -38,6 +44,25 @@ pub enum ChatError {
     ReplayedFrame {
         /// The relay's address.
         addr: String,
+    },
+    /// A session frame from the relay did not open: a replay, a gap, a
+    /// reorder, or a frame not sealed by this session's relay.
+    BadSessionFrame {
+        /// The relay's address.
+        addr: String,
+        /// Why it did not open.
+        error: SessionError,
+    },
+    /// A connection's handshake failed in a way retrying cannot mend (a
+    /// refusal, a reply that does not verify), or the first one failed.
+    Handshake {
+        /// The relay's address.
+        addr: String,
+        /// The relay key the handshake was started for.
+        pin: RelayPin,
+        /// What went wrong (boxed: a refusal's text and fingerprints would
+        /// make every `Result` of the session this large).
+        error: Box<HandshakeError>,
     },
     /// The relay sent a line longer than `--max-frame`.
     LineTooLong {
@@ -94,6 +119,12 @@ impl fmt::Display for ChatError {
                 "replayed frame from the relay at {addr}: a frame accepted before \
                  was sent again, so the connection is closed"
             ),
+            ChatError::BadSessionFrame { addr, error } => write!(
+                f,
+                "a frame from the relay at {addr} was refused ({error}), \
+                 so the connection is closed"
+            ),
+            ChatError::Handshake { addr, pin, error } => handshake_failed(f, addr, pin, error),
             ChatError::LineTooLong { addr, limit } => write!(
                 f,
                 "the relay at {addr} sent a line longer than {limit} bytes: \
@@ -124,6 +155,61 @@ impl fmt::Display for ChatError {
 
 impl std::error::Error for ChatError {}
 
+/// [`ChatError::Handshake`]'s text: when the relay's key is not the pinned
+/// one, both fingerprints and what to do.
+fn handshake_failed(
+    f: &mut fmt::Formatter<'_>,
+    addr: &str,
+    pin: &RelayPin,
+    error: &HandshakeError,
+) -> fmt::Result {
+    let pinned = pin.key.fingerprint();
+    let remedy = match &pin.source {
+        PinSource::Given { .. } => "check the key given with --relay-key".to_owned(),
+        PinSource::GivenAndKnown(path) | PinSource::Known(path) => format!(
+            "the pin is left as it is; if the relay's key really changed, \
+             remove its line from {}",
+            path.display()
+        ),
+    };
+    match error {
+        HandshakeError::Session(SessionError::Refused {
+            text,
+            relay: Some(relay),
+            ..
+        }) if *relay != pinned => write!(
+            f,
+            "the relay at {addr} refused the session: it says its key is {relay}, \
+             but the relay key {} is {pinned} (its key changed, or another relay answers \
+             at this address); {remedy}; it said: \"{text}\"",
+            pin.source
+        ),
+        HandshakeError::Session(SessionError::Refused { text, .. }) => {
+            write!(f, "the relay at {addr} refused the session: \"{text}\"")
+        }
+        HandshakeError::Session(SessionError::WelcomeDidNotVerify) => write!(
+            f,
+            "the relay at {addr} did not prove it holds the relay key {} ({pinned}): \
+             its key changed, or another relay answers at this address (its own \
+             fingerprint is not known); {remedy}",
+            pin.source
+        ),
+        HandshakeError::Session(error) => write!(
+            f,
+            "the relay at {addr} answered the handshake with something else ({error}): \
+             does it speak sessions (relay --members with public keys)?"
+        ),
+        HandshakeError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => write!(
+            f,
+            "the relay at {addr} closed the connection during the handshake: \
+             does it speak sessions (a relay with --members of public keys)?"
+        ),
+        HandshakeError::Io(error) => {
+            write!(f, "the handshake with the relay at {addr} failed: {error}")
+        }
+    }
+}
+
 impl ChatError {
     /// The process exit code for a session that ended this way. Every
     /// session failure is 1, which leaves 2 for the `chat` binary's own
@@ -143,6 +229,21 @@ impl ChatError {
     }
 }
 
+/// A connection's session, as the relay's handshake made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The fingerprint of the relay's key, which the handshake proved.
+    pub relay: Fingerprint,
+    /// The name the relay stamps on our messages, made safe to print.
+    pub name: String,
+}
+
+impl fmt::Display for SessionInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "session with {} as {}", self.relay, self.name)
+    }
+}
+
 /// Something worth telling the user that does not end the session.
 #[derive(Debug)]
 pub enum Status {
@@ -150,6 +251,8 @@ pub enum Status {
     Connected {
         /// The relay's address.
         addr: SocketAddr,
+        /// The connection's session, with an identity.
+        session: Option<SessionInfo>,
     },
     /// A message was not sent because the relay would refuse its length.
     TooLong {
@@ -180,7 +283,21 @@ pub enum Status {
         addr: SocketAddr,
         /// How many messages were waiting.
         sent: usize,
+        /// The new connection's session, with an identity.
+        session: Option<SessionInfo>,
     },
+    /// The relay key given with `--relay-key` was proved by a handshake and
+    /// recorded in the known relays file (trust on first use).
+    Pinned {
+        /// The relay, as given to `--connect`.
+        relay: String,
+        /// The fingerprint of its key.
+        fingerprint: Fingerprint,
+        /// The known relays file.
+        path: PathBuf,
+    },
+    /// The relay key could not be recorded; the session goes on.
+    NotPinned(KnownRelaysError),
     /// A message typed while reconnecting was dropped: too much was waiting.
     BacklogFull,
 }
@@ -188,7 +305,14 @@ pub enum Status {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Status::Connected { addr } => write!(f, "connected to {addr}"),
+            Status::Connected {
+                addr,
+                session: None,
+            } => write!(f, "connected to {addr}"),
+            Status::Connected {
+                addr,
+                session: Some(session),
+            } => write!(f, "connected to {addr}, {session}"),
             Status::TooLong {
                 len,
                 max_len,
@@ -210,10 +334,30 @@ impl fmt::Display for Status {
                 "relay still unreachable ({error}), reconnecting in {}",
                 seconds(*retry_in)
             ),
-            Status::Reconnected { addr, sent: 0 } => write!(f, "reconnected to {addr}"),
-            Status::Reconnected { addr, sent } => {
-                write!(f, "reconnected to {addr}; sent {sent} queued message(s)")
+            Status::Reconnected {
+                addr,
+                sent,
+                session,
+            } => {
+                write!(f, "reconnected to {addr}")?;
+                if let Some(session) = session {
+                    write!(f, ", {session}")?;
+                }
+                if *sent > 0 {
+                    write!(f, "; sent {sent} queued message(s)")?;
+                }
+                Ok(())
             }
+            Status::Pinned {
+                relay,
+                fingerprint,
+                path,
+            } => write!(
+                f,
+                "pinned the relay key {fingerprint} for {relay} in {}",
+                path.display()
+            ),
+            Status::NotPinned(error) => write!(f, "warning: the relay key was not pinned: {error}"),
             Status::BacklogFull => f.write_str(
                 "message not sent: too much is already waiting for the relay to come back",
             ),
@@ -263,6 +407,56 @@ mod tests {
         for (error, want) in cases {
             let text = error.to_string();
             assert!(text.contains(want), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_handshake_with_another_relay_key_names_both_fingerprints_and_the_file() {
+        use eaxchat_proto::session::PublicKey;
+        let (pinned, relay) = (
+            PublicKey::from_bytes([1; 32]),
+            PublicKey::from_bytes([2; 32]),
+        );
+        let pin = RelayPin {
+            key: pinned,
+            source: PinSource::Known(PathBuf::from("/home/a/.config/eaxchat/known_relays")),
+        };
+        let failed = |error| ChatError::Handshake {
+            addr: "relay.example:8080".to_owned(),
+            pin: pin.clone(),
+            error: Box::new(HandshakeError::Session(error)),
+        };
+        let refused = failed(SessionError::Refused {
+            text: "handshake message 1 did not decrypt".to_owned(),
+            pinned: pinned.fingerprint(),
+            relay: Some(relay.fingerprint()),
+        })
+        .to_string();
+        for want in [
+            pinned.fingerprint().to_string(),
+            relay.fingerprint().to_string(),
+            "remove its line from /home/a/.config/eaxchat/known_relays".to_owned(),
+            "did not decrypt".to_owned(),
+        ] {
+            assert!(refused.contains(&want), "{want}: {refused}");
+        }
+        let unverified = failed(SessionError::WelcomeDidNotVerify).to_string();
+        assert!(
+            unverified.contains(&pinned.fingerprint().to_string()),
+            "{unverified}"
+        );
+        let unknown = failed(SessionError::Refused {
+            text: "unknown key".to_owned(),
+            pinned: pinned.fingerprint(),
+            relay: Some(pinned.fingerprint()),
+        })
+        .to_string();
+        assert_eq!(
+            unknown,
+            "the relay at relay.example:8080 refused the session: \"unknown key\""
+        );
+        for text in [refused, unverified, unknown] {
             assert!(!text.contains('\n'), "{text}");
         }
     }

@@ -5,8 +5,9 @@
 //! [`run`] is the whole client. Two plain threads only move bytes: one reads
 //! the user's lines ([`input`]), one per connection splits the relay's
 //! stream into lines ([`eaxchat_proto::lines::LineReader`]). Both send `SessionEvent`s
-//! to the calling thread, which owns everything else: the one [`Cipher`]
-//! (sealing and opening), the connection, the reconnect timer, the backlog
+//! to the calling thread, which owns everything else: the keys (the shared
+//! key's cipher, or the connection's session: sealing and opening), the
+//! connection and its handshake, the reconnect timer, the backlog
 //! of messages typed while disconnected, and the output. Every received
 //! message is opened, passed through [`sanitize`](eaxchat_proto::sanitize) and printed as one line;
 //! every status change is reported through a callback as a [`Status`].
@@ -17,6 +18,13 @@
 //! is identified. The relay stamps each message with the member's name, so
 //! no `NAME: ` prefix is added.
 //!
+//! With an identity ([`Credentials::Identity`]) every connection instead
+//! starts with a Noise handshake (docs/protocol.md, "Sessions") for the
+//! relay key pinned in [`known_relays`] or given with `--relay-key`, and
+//! its frames are sealed and opened with that connection's session; the
+//! relay stamps names, as in members mode. Messages typed while
+//! reconnecting wait as plaintext and are sealed for the next session.
+//!
 //! A message that would make a line longer than the relay's `--max-frame`
 //! is refused here, before sealing: the relay would only drop the
 //! connection. A frame that does not authenticate ends the session: either
@@ -26,9 +34,13 @@
 //! | module | owns |
 //! |---|---|
 //! | this one | [`Options`], [`run`], the input thread, the `SessionEvent`s |
-//! | `error` | [`ChatError`], [`Status`], their one-line texts, the exit code |
+//! | `error` | [`ChatError`], [`Status`], [`SessionInfo`], their one-line texts, the exit code |
 //! | `session` | the calling thread's state and its loop over events |
 //! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
+//! | `keys` | sealing and opening: the shared key, or each connection's session |
+//! | `handshake` | a connection's handshake: line 1 out, the reply in, bounded |
+//! | [`identity`] | identity files: reading, refusing loose modes, `chat keygen` |
+//! | [`known_relays`] | pinned relay keys, trust on first use |
 //! | [`input`] | splitting what the user types into lines |
 //! | [`tui`] | the full-screen terminal app |
 //!
@@ -38,13 +50,18 @@
 //! print by [`sanitize`](eaxchat_proto::sanitize).
 
 mod error;
+mod handshake;
+pub mod identity;
 pub mod input;
+mod keys;
+pub mod known_relays;
 mod link;
 mod nonce_window;
 mod session;
 pub mod tui;
 
-pub use error::{ChatError, Status};
+pub use error::{ChatError, SessionInfo, Status};
+pub use handshake::HandshakeError;
 pub use link::Backoff;
 pub use session::UiAction;
 
@@ -53,12 +70,30 @@ use std::sync::mpsc::{self, Sender};
 use std::thread;
 use std::time::Duration;
 
-use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
+use eaxchat_proto::session::StaticSecret;
 use eaxchat_proto::wire::{DEFAULT_MAX_FRAME, encoded_len, max_plaintext_len};
 use input::{InputLine, InputLines};
+use keys::Keys;
+use known_relays::RelayPin;
 use link::LinkEnd;
 use session::{Printer, Session};
+
+/// What chat seals with and proves itself by.
+#[derive(Debug)]
+pub enum Credentials {
+    /// A shared key, or a member's static key (`--member`, or a key file
+    /// `relay members add` wrote): today's frames, no handshake.
+    Key(Key),
+    /// A member identity: every connection starts a session with the relay
+    /// whose key is `pin`.
+    Identity {
+        /// The member's secret.
+        secret: StaticSecret,
+        /// The relay key to start sessions for.
+        pin: RelayPin,
+    },
+}
 
 /// How a session behaves: the `chat` command line, parsed.
 #[derive(Debug, Clone)]
@@ -147,7 +182,7 @@ pub type UiEvent = ratatui::crossterm::event::Event;
 /// `status`. A closed `output` (`chat | head`) ends the session quietly.
 pub fn run<I, O>(
     options: &Options,
-    key: &Key,
+    credentials: &Credentials,
     input: I,
     output: &mut O,
     status: &mut dyn FnMut(Status),
@@ -156,32 +191,37 @@ where
     I: Read + Send + 'static,
     O: Write,
 {
-    let (cipher, stream) = dial(options, key)?;
+    let (keys, stream, first) = dial(options, credentials)?;
     let (events, inbox) = mpsc::channel();
     if !options.listen_only {
         let sender = events.clone();
         let max_len = options.max_frame;
         thread::spawn(move || read_input(input, max_len, sender));
     }
-    let mut session = Session::new(options, cipher, Printer::new(output, status), events);
-    session.start(stream)?;
+    let mut session = Session::new(options, keys, Printer::new(output, status), events);
+    session.start(stream, first)?;
     match session.run(&inbox) {
         Err(error) if error.is_output_closed() => Ok(()),
         result => result,
     }
 }
 
-/// The session's cipher, and the first connection to the relay.
-fn dial(options: &Options, key: &Key) -> Result<(Cipher, std::net::TcpStream), ChatError> {
-    let cipher = Cipher::new(key).map_err(|error| ChatError::Io {
-        what: "random seed",
-        error,
-    })?;
-    let stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
+/// The session's keys, and the first connection to the relay after its
+/// handshake, if it needs one (and the session that made). Any failure
+/// here ends chat before the input is read or the terminal taken over.
+fn dial<'a>(
+    options: &Options,
+    credentials: &'a Credentials,
+) -> Result<(Keys<'a>, std::net::TcpStream, Option<SessionInfo>), ChatError> {
+    let mut keys = Keys::new(credentials)?;
+    let mut stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
         addr: options.connect.clone(),
         error,
     })?;
-    Ok((cipher, stream))
+    let first = keys
+        .handshake(&mut stream)
+        .map_err(|error| keys.handshake_failed(&options.connect, error))?;
+    Ok((keys, stream, first))
 }
 
 /// The input thread: every line typed, then the end.

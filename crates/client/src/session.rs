@@ -2,13 +2,15 @@
 //! while chatting, and the loop that turns [`SessionEvent`]s into sends, prints and
 //! status reports.
 //!
-//! It holds the one [`Cipher`] (sealing what is typed, opening what
-//! arrives), the current [`Link`] and the [`Dialer`] that replaces it, the
-//! [`Backlog`] of sealed messages waiting for a connection, and the
-//! [`Printer`] for messages and status lines. It decides what the helper
-//! threads cannot: whether a message fits the relay's `--max-frame`, when a
-//! lost connection is retried and when it ends the session, when the linger
-//! after the input is over, and how many messages were never sent.
+//! It holds the [`Keys`] (the shared key's cipher, or the current
+//! connection's session: sealing what is typed, opening what arrives), the
+//! current [`Link`] and the [`Dialer`] that replaces it, the [`Backlog`] of
+//! messages waiting for a connection, and the [`Printer`] for messages and
+//! status lines. It decides what the helper threads cannot: whether a
+//! message fits the relay's `--max-frame`, when a lost connection is
+//! retried and when it ends the session, when a relay key is pinned, when
+//! the linger after the input is over, and how many messages were never
+//! sent.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -17,11 +19,13 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::error::WRITING_OUTPUT;
+use super::error::{SessionInfo, WRITING_OUTPUT};
+use super::handshake::HandshakeError;
 use super::input::InputLine;
+use super::keys::Keys;
+use super::known_relays::{self, PinSource, RelayPin};
 use super::link::{Dialer, Link, LinkEnd};
 use super::{ChatError, Options, SessionEvent, Status};
-use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::events::{ParsedEvent, ParsedKind};
 use eaxchat_proto::sanitize;
 use eaxchat_proto::wire::encoded_len;
@@ -29,8 +33,9 @@ use eaxchat_proto::wire::encoded_len;
 /// The first frame of a connection that asks for structured events.
 const HELLO: &[u8] = b"/hello eaxchat/1";
 
-/// Most bytes of sealed messages held while reconnecting; past this, new
-/// messages are refused rather than queued without bound.
+/// Most bytes of messages held while reconnecting, counted as the lines
+/// they will be once sealed; past this, new messages are refused rather
+/// than queued without bound.
 const BACKLOG_LIMIT: usize = 1024 * 1024;
 
 /// Where a session's words go: the line printer of pipe mode
@@ -71,7 +76,7 @@ pub enum UiAction {
 /// The session's state, owned by the thread that called [`run`](super::run).
 pub(super) struct Session<'a, F> {
     options: &'a Options,
-    cipher: Cipher,
+    keys: Keys<'a>,
     composer: Composer,
     backlog: Backlog,
     printer: F,
@@ -84,17 +89,17 @@ pub(super) struct Session<'a, F> {
 
 impl<'a, F: Front> Session<'a, F> {
     /// A session for `options`, not yet connected: it seals and opens with
-    /// `cipher`, shows and reports through `front`, and hands `events` to
+    /// `keys`, shows and reports through `front`, and hands `events` to
     /// each connection's reader thread.
     pub(super) fn new(
         options: &'a Options,
-        cipher: Cipher,
+        keys: Keys<'a>,
         front: F,
         events: Sender<SessionEvent>,
     ) -> Session<'a, F> {
         Session {
             options,
-            cipher,
+            keys,
             composer: Composer::new(options.prefix()),
             backlog: Backlog::default(),
             printer: front,
@@ -105,10 +110,19 @@ impl<'a, F: Front> Session<'a, F> {
         }
     }
 
-    /// Makes `stream`, the first connection, current and says so.
-    pub(super) fn start(&mut self, stream: TcpStream) -> Result<(), ChatError> {
+    /// Makes `stream`, the first connection, current and says so; with an
+    /// identity its handshake is done, and made `session`.
+    pub(super) fn start(
+        &mut self,
+        stream: TcpStream,
+        session: Option<SessionInfo>,
+    ) -> Result<(), ChatError> {
         let addr = self.open_link(stream)?;
-        self.printer.report(Status::Connected { addr });
+        self.printer.report(Status::Connected {
+            addr,
+            session: session.clone(),
+        });
+        self.pin_if_new(session.as_ref());
         Ok(())
     }
 
@@ -209,14 +223,13 @@ impl<'a, F: Front> Session<'a, F> {
             self.refuse(len);
             return Ok(());
         }
-        let frame_len = encoded_len(message.len()) + 1;
-        if self.link.is_none() && !self.backlog.has_room_for(frame_len) {
+        if self.link.is_none() && !self.backlog.has_room_for(message.len()) {
             self.not_sent += 1;
             self.printer.report(Status::BacklogFull);
             return Ok(());
         }
-        self.backlog.seal(&mut self.cipher, message);
-        self.flush_backlog();
+        self.backlog.push(message);
+        self.flush_backlog()?;
         Ok(())
     }
 
@@ -229,38 +242,39 @@ impl<'a, F: Front> Session<'a, F> {
         });
     }
 
-    /// Writes the backlog to the connection, if there is one; returns how
-    /// many messages went out. A failed write keeps the backlog (see
-    /// [`Link::write_frames`]).
-    fn flush_backlog(&mut self) -> usize {
+    /// Seals the backlog for the connection, if there is one, and writes
+    /// it; returns how many messages went out. A failed write keeps the
+    /// backlog (see [`Link::write_frames`]), to be sealed again for the
+    /// next connection.
+    fn flush_backlog(&mut self) -> Result<usize, ChatError> {
         let Some(link) = &mut self.link else {
-            return 0;
+            return Ok(0);
         };
-        if self.backlog.is_empty() || !link.write_frames(self.backlog.frames()) {
-            return 0;
+        if self.backlog.is_empty() {
+            return Ok(0);
         }
-        self.backlog.clear()
+        let mut frames = BytesMut::new();
+        for message in self.backlog.messages() {
+            self.keys.seal_into(message, &mut frames).map_err(|error| {
+                ChatError::BadSessionFrame {
+                    addr: self.options.connect.clone(),
+                    error,
+                }
+            })?;
+        }
+        if !link.write_frames(&frames) {
+            return Ok(0);
+        }
+        Ok(self.backlog.clear())
     }
 
-    /// Opens one received line and prints it as one safe line; a frame
-    /// whose nonce this link accepted before is refused as a replay.
+    /// Opens one received line and prints it as one safe line; a replayed
+    /// frame is refused ([`Keys::open`]).
     fn print(&mut self, line: &[u8]) -> Result<(), ChatError> {
-        let opened = self
-            .cipher
-            .open_frame(line)
-            .map_err(|error| ChatError::BadFrame {
-                addr: self.options.connect.clone(),
-                error,
-            })?;
-        if let Some(link) = &mut self.link {
-            if !link.accept_nonce(&opened.nonce) {
-                return Err(ChatError::ReplayedFrame {
-                    addr: self.options.connect.clone(),
-                });
-            }
-            link.mark_received();
-        }
-        let message = self.cipher.plaintext(&opened);
+        let Some(link) = &mut self.link else {
+            return Ok(());
+        };
+        let message = self.keys.open(line, link, &self.options.connect)?;
         self.printer.show(message).map_err(|error| ChatError::Io {
             what: WRITING_OUTPUT,
             error,
@@ -272,6 +286,7 @@ impl<'a, F: Front> Session<'a, F> {
         let Some(link) = self.link.take() else {
             return Ok(());
         };
+        self.keys.end_link();
         let error = match end {
             LinkEnd::TooLong(limit) => return Err(ChatError::LineTooLong { addr, limit }),
             LinkEnd::Closed => None,
@@ -281,7 +296,8 @@ impl<'a, F: Front> Session<'a, F> {
             return Err(ChatError::RelayClosed {
                 addr,
                 error,
-                sent_only: link.sent_only(),
+                // A session's handshake already proved the keys right.
+                sent_only: link.sent_only() && !self.keys.is_session(),
             });
         }
         let retry_in = self.dialer.schedule_after(&link);
@@ -290,20 +306,72 @@ impl<'a, F: Front> Session<'a, F> {
     }
 
     /// One reconnect attempt: the backlog goes out if it works, another
-    /// attempt is scheduled if it does not.
+    /// attempt is scheduled if it does not. A handshake that the relay
+    /// refuses, or that does not verify, ends the session: the next attempt
+    /// would meet the same relay.
     fn retry(&mut self) -> Result<(), ChatError> {
-        match self.dialer.dial() {
-            Ok(stream) => {
-                let addr = self.open_link(stream)?;
-                let sent = self.flush_backlog();
-                self.printer.report(Status::Reconnected { addr, sent });
-            }
+        let mut stream = match self.dialer.dial() {
+            Ok(stream) => stream,
             Err(error) => {
-                let retry_in = self.dialer.schedule_retry();
-                self.printer.report(Status::StillAway { error, retry_in });
+                self.retry_later(error);
+                return Ok(());
             }
-        }
+        };
+        let session = match self.keys.handshake(&mut stream) {
+            Ok(session) => session,
+            // The socket's failure: like a failed dial, tried again.
+            Err(HandshakeError::Io(error)) => {
+                self.retry_later(error);
+                return Ok(());
+            }
+            Err(error) => return Err(self.keys.handshake_failed(&self.options.connect, error)),
+        };
+        let addr = self.open_link(stream)?;
+        let sent = self.flush_backlog()?;
+        self.printer.report(Status::Reconnected {
+            addr,
+            sent,
+            session: session.clone(),
+        });
+        self.pin_if_new(session.as_ref());
         Ok(())
+    }
+
+    /// A reconnect attempt failed with `error`: schedules the next one.
+    fn retry_later(&mut self, error: std::io::Error) {
+        let retry_in = self.dialer.schedule_retry();
+        self.printer.report(Status::StillAway { error, retry_in });
+    }
+
+    /// Trust on first use: once a handshake has proved a relay key given
+    /// with `--relay-key` and not yet pinned, records it in the known
+    /// relays file, once.
+    fn pin_if_new(&mut self, session: Option<&SessionInfo>) {
+        let Some(RelayPin {
+            key,
+            source: PinSource::Given { record_in },
+        }) = self.keys.pin().cloned()
+        else {
+            return;
+        };
+        if session.is_none() {
+            return;
+        }
+        let relay = self.options.connect.clone();
+        let status = match known_relays::record(&record_in, &relay, &key) {
+            Ok(_) => Status::Pinned {
+                relay,
+                fingerprint: key.fingerprint(),
+                path: record_in.clone(),
+            },
+            Err(error) => Status::NotPinned(error),
+        };
+        // Recorded or not, it is not tried again on each reconnect.
+        self.keys.set_pin(RelayPin {
+            key,
+            source: PinSource::GivenAndKnown(record_in),
+        });
+        self.printer.report(status);
     }
 
     /// Makes `stream` the connection and starts its reader thread, and
@@ -314,9 +382,10 @@ impl<'a, F: Front> Session<'a, F> {
             what: "setting up the connection",
             error,
         })?;
+        // With a session the handshake already said who we are.
         let first: Option<&[u8]> = if self.options.events {
             Some(HELLO)
-        } else if self.options.member {
+        } else if self.options.member && !self.keys.is_session() {
             Some(b"")
         } else {
             None
@@ -325,7 +394,12 @@ impl<'a, F: Front> Session<'a, F> {
             // A failed write shuts the link down; its reader then reports
             // the end, which decides between reconnecting and failing.
             let mut frame = BytesMut::new();
-            self.cipher.seal_into(first, &mut frame);
+            self.keys
+                .seal_into(first, &mut frame)
+                .map_err(|error| ChatError::BadSessionFrame {
+                    addr: self.options.connect.clone(),
+                    error,
+                })?;
             link.write_frames(&frame);
         }
         self.link = Some(link);
@@ -371,42 +445,44 @@ impl Composer {
     }
 }
 
-/// Sealed lines waiting for a connection, and how many messages they are.
+/// Messages waiting for a connection, as plaintext: a session's frames can
+/// only be sealed once its handshake is done, so they are sealed as they
+/// go out ([`Session::flush_backlog`]).
 #[derive(Default)]
 struct Backlog {
-    frames: BytesMut,
-    count: usize,
+    messages: Vec<Vec<u8>>,
+    /// The bytes of their lines once sealed, newlines included.
+    line_bytes: usize,
 }
 
 impl Backlog {
-    /// Whether a frame of `frame_len` bytes (newline included) still fits
-    /// under [`BACKLOG_LIMIT`].
-    fn has_room_for(&self, frame_len: usize) -> bool {
-        self.frames.len() + frame_len <= BACKLOG_LIMIT
+    /// Whether a message of `len` bytes still fits under
+    /// [`BACKLOG_LIMIT`], counted as its sealed line.
+    fn has_room_for(&self, len: usize) -> bool {
+        self.line_bytes + encoded_len(len) < BACKLOG_LIMIT
     }
 
-    /// Seals `message` onto the end as one line.
-    fn seal(&mut self, cipher: &mut Cipher, message: &[u8]) {
-        cipher.seal_into(message, &mut self.frames);
-        self.count += 1;
+    fn push(&mut self, message: &[u8]) {
+        self.line_bytes += encoded_len(message.len()) + 1;
+        self.messages.push(message.to_vec());
     }
 
     fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.messages.is_empty()
     }
 
-    fn frames(&self) -> &[u8] {
-        &self.frames
+    fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        self.messages.iter().map(Vec::as_slice)
     }
 
     fn count(&self) -> usize {
-        self.count
+        self.messages.len()
     }
 
     /// Empties the backlog once it went out; how many messages it held.
     fn clear(&mut self) -> usize {
-        self.frames.clear();
-        std::mem::take(&mut self.count)
+        self.line_bytes = 0;
+        std::mem::take(&mut self.messages).len()
     }
 }
 

@@ -1,10 +1,11 @@
 #![forbid(unsafe_code)]
 
 //! `chat`: the eaxchat terminal client. Parses the command line, finds the
-//! key, and runs the full-screen app ([`eaxchat_client::tui::run`]) when
-//! stdin and stdout are terminals, else the line mode
+//! key (an identity and the relay key pinned for the relay, or a legacy
+//! hex key), and runs the full-screen app ([`eaxchat_client::tui::run`])
+//! when stdin and stdout are terminals, else the line mode
 //! ([`eaxchat_client::run`]) on stdin and stdout; status and errors go to
-//! stderr, one line each.
+//! stderr, one line each. `chat keygen` writes a new identity.
 
 use std::io::{self, IsTerminal as _};
 use std::path::PathBuf;
@@ -12,24 +13,68 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use argh::FromArgs;
-use eaxchat_client::{self as client, Options};
+use eaxchat_client::identity::{self, generate_identity};
+use eaxchat_client::known_relays::KnownRelays;
+use eaxchat_client::{self as client, Credentials, Options};
 use eaxchat_proto::key::{KEY_ENV, KeyError, KeySource, readable_by_others};
+use eaxchat_proto::session::{PublicKey, StaticSecret};
 
-/// Chat through an eaxchat relay: every line typed is sealed with the
-/// key (the relay's shared key, or your own member key) and sent; every
-/// message received is shown, made safe for the terminal. In a terminal it
-/// is a full-screen app (messages above, the input line below); with stdin
-/// or stdout not a terminal, or --plain, it reads and prints lines, and
-/// when stdin ends it waits --linger-ms for replies and exits.
+/// Chat through an eaxchat relay: every line typed is sealed and sent;
+/// every message received is shown, made safe for the terminal. In a
+/// terminal it is a full-screen app (messages above, the input line
+/// below); with stdin or stdout not a terminal, or --plain, it reads and
+/// prints lines, and when stdin ends it waits --linger-ms for replies and
+/// exits.
 #[derive(FromArgs)]
+#[argh(
+    note = "Keys. With an identity file as --key-file (chat keygen writes one),\n\
+  every connection starts a session: a handshake that proves who you are to\n\
+  the relay and who the relay is to you, then frames under keys of that\n\
+  connection only; the relay stamps your name. The relay's operator adds\n\
+  your public key (relay members add NAME --public-key x25519:...). An\n\
+  identity file must be private: chat refuses one that group or others can\n\
+  read (chmod 600 it). A hex key file (the relay's shared key, or a member\n\
+  key file from relay members add) works as before, without sessions.\n\
+\n\
+  Relay keys. A session needs the relay's public key before it starts. The\n\
+  first time, give it with --relay-key x25519:... (relay key show prints\n\
+  it on the relay's machine). Once a session has proved it, chat pins it\n\
+  for HOST:PORT in the known relays file ($XDG_CONFIG_HOME/eaxchat/\n\
+  known_relays, else ~/.config/eaxchat/known_relays, or --known-relays\n\
+  FILE), and later runs need no --relay-key. A relay key that differs from\n\
+  the pin, given or met, is refused naming both fingerprints, and never\n\
+  replaces the pin: if the relay's key really changed, remove its line\n\
+  from that file.\n\
+\n\
+  Examples:\n\
+  \x20 chat keygen --key-out ~/.config/eaxchat/me.identity\n\
+  \x20 chat --connect relay.example:8080 \\\n\
+  \x20     --key-file ~/.config/eaxchat/me.identity --relay-key x25519:...\n\
+  \x20 chat --connect relay.example:8080 --key-file ~/.config/eaxchat/me.identity"
+)]
 struct Args {
+    #[argh(subcommand)]
+    command: Option<Command>,
+
     /// the relay, as HOST:PORT (default 127.0.0.1:8080)
     #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
     connect: String,
 
-    /// file holding the relay's key in hex (default relay.key)
+    /// your identity file (chat keygen), or a file holding a key in hex:
+    /// the relay's shared key, or a member key (default relay.key)
     #[argh(option, default = "PathBuf::from(\"relay.key\")")]
     key_file: PathBuf,
+
+    /// the relay's public key, x25519:... (relay key show prints it):
+    /// needed once per relay with an identity, then pinned
+    #[argh(option)]
+    relay_key: Option<String>,
+
+    /// the known relays file of pinned relay keys (default
+    /// $XDG_CONFIG_HOME/eaxchat/known_relays or
+    /// ~/.config/eaxchat/known_relays)
+    #[argh(option)]
+    known_relays: Option<PathBuf>,
 
     /// the key in hex (32, 48 or 64 digits); overrides $EAXCHAT_KEY and
     /// --key-file
@@ -37,13 +82,14 @@ struct Args {
     key_hex: Option<String>,
 
     /// prefix every message sent with "NAME: " (shared key only: in
-    /// members mode the relay stamps names)
+    /// members mode and sessions the relay stamps names)
     #[argh(option)]
     name: Option<String>,
 
-    /// members mode: the key is your own member key, so chat identifies
-    /// itself on connecting and the relay stamps your name (implied by a
-    /// key file `relay members add` wrote)
+    /// members mode with a hex key: the key is your own member key, so
+    /// chat identifies itself on connecting and the relay stamps your name
+    /// (implied by a key file `relay members add` wrote; an identity file
+    /// needs no switch)
     #[argh(switch)]
     member: bool,
 
@@ -79,11 +125,32 @@ struct Args {
     version: bool,
 }
 
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Keygen(Keygen),
+}
+
+/// Create a new identity (an X25519 key pair) in a new file, mode 0600,
+/// and print its public key and fingerprint: give the public key (never
+/// the file) to the relay's operator. An existing file is never
+/// overwritten.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "keygen")]
+struct Keygen {
+    /// the new identity file
+    #[argh(option)]
+    key_out: PathBuf,
+}
+
 fn main() -> ExitCode {
     let args: Args = argh::from_env();
     if args.version {
         println!("chat (eaxchat) {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
+    }
+    if let Some(Command::Keygen(keygen)) = &args.command {
+        return keygen_command(&keygen.key_out);
     }
     if args.max_frame < Options::min_max_frame() {
         return fail(
@@ -91,29 +158,10 @@ fn main() -> ExitCode {
             2,
         );
     }
-    let source = KeySource {
-        hex: args.key_hex.as_deref(),
-        env: std::env::var(KEY_ENV).ok(),
-        file: &args.key_file,
-        generate_missing: false,
+    let (credentials, member) = match credentials(&args) {
+        Ok(found) => found,
+        Err(code) => return code,
     };
-    let found = match source.resolve_key_file() {
-        Ok((found, _origin)) => found,
-        Err(error @ KeyError::Io { .. }) => {
-            return fail(
-                format!("{error} (get the relay's key file, or use --key-hex or ${KEY_ENV})"),
-                2,
-            );
-        }
-        Err(error) => return fail(error.to_string(), 2),
-    };
-    if args.key_hex.is_none() && source.env.is_none() && readable_by_others(&args.key_file) {
-        eprintln!(
-            "chat: warning: key file {} is readable by group or others; chmod 600 it",
-            args.key_file.display()
-        );
-    }
-    let member = args.member || found.member.is_some();
     if member && args.name.is_some() {
         eprintln!("chat: warning: in members mode the relay stamps your name; --name is ignored");
     }
@@ -129,17 +177,128 @@ fn main() -> ExitCode {
     };
     let terminal = io::stdin().is_terminal() && io::stdout().is_terminal();
     if terminal && !args.plain && !args.listen_only {
-        return match client::tui::run(&options, &found.key, !args.no_bell) {
+        return match client::tui::run(&options, &credentials, !args.no_bell) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => fail(error.to_string(), error.exit_code()),
         };
     }
     let mut stdout = io::stdout().lock();
     let mut status = |status: client::Status| eprintln!("chat: {status}");
-    match client::run(&options, &found.key, io::stdin(), &mut stdout, &mut status) {
+    match client::run(
+        &options,
+        &credentials,
+        io::stdin(),
+        &mut stdout,
+        &mut status,
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(error.to_string(), error.exit_code()),
     }
+}
+
+/// What to seal with, and whether the relay stamps names: an identity
+/// file (a session per connection) when the key comes from the key file
+/// and it is one, else a hex key as before identities.
+fn credentials(args: &Args) -> Result<(Credentials, bool), ExitCode> {
+    let env = std::env::var(KEY_ENV).ok();
+    let from_file = args.key_hex.is_none() && env.as_deref().is_none_or(|v| v.trim().is_empty());
+    let identity = match from_file.then(|| identity::read_key_file(&args.key_file)) {
+        Some(Err(error)) => return Err(fail(error.to_string(), 2)),
+        Some(Ok(found)) => found,
+        None => {
+            if let Ok(Some(_)) = identity::read_key_file(&args.key_file) {
+                eprintln!(
+                    "chat: warning: {} is an identity file, but --key-hex or ${KEY_ENV} \
+                     gives a hex key, which wins: no session",
+                    args.key_file.display()
+                );
+            }
+            None
+        }
+    };
+    match identity {
+        Some(secret) => session_credentials(args, secret)
+            .map(|credentials| (credentials, true))
+            .map_err(|message| fail(message, 2)),
+        None => legacy_credentials(args, env),
+    }
+}
+
+/// `chat keygen --key-out FILE`.
+fn keygen_command(path: &std::path::Path) -> ExitCode {
+    match generate_identity(path) {
+        Ok(secret) => {
+            let public = secret.public_key();
+            println!("{public}");
+            println!("{}", public.fingerprint());
+            eprintln!(
+                "chat: wrote a new identity to {} (mode 0600: keep it private); give the \
+                 relay's operator your public key (the first line above): \
+                 relay members add NAME --public-key {public}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error.to_string(), 1),
+    }
+}
+
+/// An identity's credentials: the relay key from `--relay-key` or the
+/// known relays file, never two that differ.
+fn session_credentials(args: &Args, secret: StaticSecret) -> Result<Credentials, String> {
+    let given = match args.relay_key.as_deref() {
+        Some(text) => Some(text.trim().parse::<PublicKey>().map_err(|error| {
+            format!("--relay-key {text:?}: {error} (relay key show prints it)")
+        })?),
+        None => None,
+    };
+    let path = match &args.known_relays {
+        Some(path) => path.clone(),
+        None => KnownRelays::default_path().map_err(|error| error.to_string())?,
+    };
+    let known = KnownRelays::load(&path).map_err(|error| error.to_string())?;
+    let pin = known
+        .pin_for(&args.connect, given)
+        .map_err(|error| error.to_string())?;
+    Ok(Credentials::Identity { secret, pin })
+}
+
+/// A hex key's credentials, as before identities: `--key-hex`, then
+/// `$EAXCHAT_KEY`, then the key file; whether it is a member's key.
+fn legacy_credentials(args: &Args, env: Option<String>) -> Result<(Credentials, bool), ExitCode> {
+    if args.relay_key.is_some() || args.known_relays.is_some() {
+        eprintln!(
+            "chat: warning: --relay-key and --known-relays are for identity files; \
+             this key is a hex key, so they are ignored"
+        );
+    }
+    let source = KeySource {
+        hex: args.key_hex.as_deref(),
+        env,
+        file: &args.key_file,
+        generate_missing: false,
+    };
+    let found = match source.resolve_key_file() {
+        Ok((found, _origin)) => found,
+        Err(error @ KeyError::Io { .. }) => {
+            return Err(fail(
+                format!(
+                    "{error} (get your identity file or the relay's key file, or use \
+                     --key-hex or ${KEY_ENV})"
+                ),
+                2,
+            ));
+        }
+        Err(error) => return Err(fail(error.to_string(), 2)),
+    };
+    if args.key_hex.is_none() && source.env.is_none() && readable_by_others(&args.key_file) {
+        eprintln!(
+            "chat: warning: key file {} is readable by group or others; chmod 600 it",
+            args.key_file.display()
+        );
+    }
+    let member = args.member || found.member.is_some();
+    Ok((Credentials::Key(found.key), member))
 }
 
 fn fail(message: String, code: u8) -> ExitCode {

@@ -309,10 +309,21 @@ impl App {
     /// A change of the connection's state.
     pub fn status(&mut self, status: &Status, now: Instant) {
         match status {
-            Status::Connected { addr } => self.link = LinkState::Connected(addr.to_string()),
-            Status::Reconnected { addr, .. } => {
-                self.link = LinkState::Connected(addr.to_string());
+            Status::Connected { addr, session } => {
+                self.link = LinkState::Connected(link_label(addr, session.as_ref()));
+                if session.is_some() {
+                    self.push(Entry::notice(Look::Notice, format!("* {status}")));
+                }
+            }
+            Status::Reconnected { addr, session, .. } => {
+                self.link = LinkState::Connected(link_label(addr, session.as_ref()));
                 self.push(Entry::notice(Look::Notice, format!("* {status}")));
+            }
+            Status::Pinned { .. } => {
+                self.push(Entry::notice(Look::Notice, format!("* {status}")));
+            }
+            Status::NotPinned(_) => {
+                self.push(Entry::notice(Look::Error, format!("* {status}")));
             }
             Status::WentAway { retry_in, .. } | Status::StillAway { retry_in, .. } => {
                 self.link = LinkState::Reconnecting(now + *retry_in);
@@ -422,6 +433,15 @@ impl App {
 }
 
 /// Unix milliseconds as local `HH:MM`.
+/// The status line's words for a connection: the relay's address and,
+/// with an identity, the session.
+fn link_label(addr: &std::net::SocketAddr, session: Option<&crate::SessionInfo>) -> String {
+    match session {
+        Some(session) => format!("{addr} │ {session}"),
+        None => addr.to_string(),
+    }
+}
+
 pub(super) fn local_time(millis: u64) -> Option<String> {
     let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(millis).ok()?)?;
     Some(

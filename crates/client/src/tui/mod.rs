@@ -33,8 +33,7 @@ use ratatui::crossterm::terminal::{
 };
 
 use super::session::{Front, Session, UiAction};
-use super::{ChatError, Options, SessionEvent, Status, UiEvent};
-use eaxchat_proto::key::Key;
+use super::{ChatError, Credentials, Options, SessionEvent, Status, UiEvent};
 
 /// Raw mode, the alternate screen, mouse and paste reporting, for as long
 /// as it lives; dropping it puts the terminal back.
@@ -77,8 +76,8 @@ impl Drop for TerminalGuard {
 /// Runs the terminal app until the user quits (Ctrl-C, Ctrl-D, `/quit`) or
 /// the relay goes away for good; `bell` rings the terminal's bell on a
 /// mention.
-pub fn run(options: &Options, key: &Key, bell: bool) -> Result<(), ChatError> {
-    let (cipher, stream) = super::dial(options, key)?;
+pub fn run(options: &Options, credentials: &Credentials, bell: bool) -> Result<(), ChatError> {
+    let (keys, stream, first) = super::dial(options, credentials)?;
     let guard = TerminalGuard::enter().map_err(|error| ChatError::Io {
         what: "setting up the terminal",
         error,
@@ -95,14 +94,16 @@ pub fn run(options: &Options, key: &Key, bell: bool) -> Result<(), ChatError> {
             error,
         })?;
     let (events, inbox) = mpsc::channel();
-    let keys = events.clone();
-    thread::spawn(move || read_terminal(keys));
+    let terminal_events = events.clone();
+    thread::spawn(move || read_terminal(terminal_events));
     let front = Tui {
         terminal,
         app: App::new(&options.connect, bell),
     };
-    let mut session = Session::new(options, cipher, front, events);
-    let result = session.start(stream).and_then(|()| session.run(&inbox));
+    let mut session = Session::new(options, keys, front, events);
+    let result = session
+        .start(stream, first)
+        .and_then(|()| session.run(&inbox));
     drop(session);
     drop(guard);
     result

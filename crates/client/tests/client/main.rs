@@ -1,5 +1,6 @@
 //! The client's tests, one binary: the terminal app drawn in memory, and the
-//! `chat` binary against the real relay and against a stand-in for one.
+//! `chat` binary against the real relay and against stand-ins for one (a
+//! shared-key or members relay, and one that speaks sessions).
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
@@ -8,5 +9,7 @@
 
 mod process;
 mod real_relay;
+mod session_stand_in;
+mod sessions;
 mod stand_in_relay;
 mod tui;

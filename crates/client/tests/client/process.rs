@@ -32,8 +32,15 @@ impl ChatProcess {
 
     /// Starts `chat` with exactly `args`, stdin a pipe left open.
     pub fn start_args(args: &[&str]) -> ChatProcess {
+        ChatProcess::start_args_env(args, &[])
+    }
+
+    /// Starts `chat` with exactly `args` and these environment variables
+    /// set, stdin a pipe left open.
+    pub fn start_args_env(args: &[&str], env: &[(&str, &std::path::Path)]) -> ChatProcess {
         let mut child = Command::new(util::chat_binary())
             .args(args)
+            .envs(env.iter().copied())
             .env_remove("EAXCHAT_KEY")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -219,3 +219,29 @@ fn the_members_panel() {
     );
     assert!(rows[5].contains("* alice left #lobby (3 here)"), "{rows:?}");
 }
+
+/// With an identity, the status line says whose session it is (the
+/// relay's fingerprint, our stamped name), and the scrollback says so
+/// once per connection with the full fingerprint.
+#[test]
+fn the_status_line_names_the_session() {
+    let mut app = app();
+    let relay = eaxchat_proto::session::PublicKey::from_bytes([3; 32]).fingerprint();
+    let session = eaxchat_client::SessionInfo {
+        relay,
+        name: "bob".to_owned(),
+    };
+    let addr = "127.0.0.1:8080".parse().expect("an address");
+    app.status(
+        &eaxchat_client::Status::Connected {
+            addr,
+            session: Some(session),
+        },
+        Instant::now(),
+    );
+    let (rows, _) = render(&mut app, 120, 8);
+    let want = format!(" #lobby │ bob │ connected to 127.0.0.1:8080 │ session with {relay} as bob");
+    assert_eq!(rows[6], want);
+    let notice = format!("* connected to 127.0.0.1:8080, session with {relay}");
+    assert!(rows.iter().any(|row| row.starts_with(&notice)), "{rows:#?}");
+}

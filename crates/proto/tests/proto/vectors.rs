@@ -9,12 +9,11 @@
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-
+use crate::published::{Case, eax_paper, hex, load, wycheproof};
 use bytes::BytesMut;
 use eaxchat_proto::cipher::{Cipher, OpenError};
 use eaxchat_proto::key::Key;
 use eaxchat_proto::wire::{NONCE_LEN, TAG_LEN};
-use crate::published::{Case, eax_paper, hex, load, wycheproof};
 
 fn base64(bytes: &[u8]) -> Vec<u8> {
     use base64::Engine as _;

@@ -2,9 +2,8 @@
 //! implementations, then seal, open, verify and CMAC against the `eax` and
 //! `cmac` crates at every length and key size, with and without a header.
 
-
-use eaxchat_proto::eax_key::{EaxKey, InvalidKeyLength, TagError};
 use crate::published::{Case, eax_paper, wycheproof};
+use eaxchat_proto::eax_key::{EaxKey, InvalidKeyLength, TagError};
 
 use super::{Reference, bytes, hex, keys, lengths};
 

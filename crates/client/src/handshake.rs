@@ -1,0 +1,214 @@
+//! One connection's handshake, run by the session's thread on a new socket
+//! before its reader thread starts: line 1 out, then the relay's one line
+//! back (line 2, or a refusal), within [`HANDSHAKE_TIMEOUT`] and at most
+//! [`MAX_LINE`] bytes. The Noise side is `eaxchat_proto::session`'s; this
+//! module only moves its lines.
+//!
+//! The reply is read a byte at a time, so nothing after its `\n` (the
+//! relay's first frames) is taken from the socket: the reader thread then
+//! starts exactly at the first frame. A reply is at most about a thousand
+//! bytes, once per connection.
+//!
+//! Errors come in two kinds ([`HandshakeError`]): the socket's (closed,
+//! timed out, reset), which a reconnecting session retries like a failed
+//! dial, and the protocol's (a refusal, a reply that does not verify, a
+//! line that is not a handshake line), which end the session: retrying
+//! would only meet the same relay again.
+
+use std::fmt;
+use std::io::{self, Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use eaxchat_proto::session::StaticSecret;
+use eaxchat_proto::session::{Established, Initiator, MAX_LINE, PublicKey, SessionError};
+
+/// How long the relay has to answer line 1: the relay's own default
+/// `--first-frame-timeout`.
+pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a handshake failed.
+#[derive(Debug)]
+pub enum HandshakeError {
+    /// The socket failed, closed, or stayed silent past the deadline.
+    Io(io::Error),
+    /// The relay refused us, or its reply is not one this handshake takes.
+    Session(SessionError),
+}
+
+impl fmt::Display for HandshakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HandshakeError::Io(error) => error.fmt(f),
+            HandshakeError::Session(error) => error.fmt(f),
+        }
+    }
+}
+
+/// Runs the handshake on `stream` as `identity`, with the relay whose key
+/// is `relay`, allowing `timeout` for the reply. Leaves the socket with no
+/// read timeout, as the reader thread expects it.
+pub(super) fn handshake(
+    stream: &mut TcpStream,
+    identity: &StaticSecret,
+    relay: &PublicKey,
+    timeout: Duration,
+) -> Result<Established, HandshakeError> {
+    let (initiator, hello) =
+        Initiator::start(identity, relay, b"").map_err(HandshakeError::Session)?;
+    stream.write_all(&hello).map_err(HandshakeError::Io)?;
+    let reply = read_reply(stream, timeout);
+    stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
+    initiator.finish(&reply?).map_err(HandshakeError::Session)
+}
+
+/// The relay's one line, without its `\n`, read a byte at a time within
+/// `timeout`.
+fn read_reply(stream: &mut TcpStream, timeout: Duration) -> Result<Vec<u8>, HandshakeError> {
+    let deadline = Instant::now() + timeout;
+    let mut line = Vec::with_capacity(128);
+    let mut byte = [0u8; 1];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(timed_out(timeout));
+        }
+        stream
+            .set_read_timeout(Some(left))
+            .map_err(HandshakeError::Io)?;
+        match stream.read(&mut byte) {
+            Ok(0) => {
+                return Err(HandshakeError::Io(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the relay closed the connection during the handshake",
+                )));
+            }
+            Ok(_) if byte[0] == b'\n' => return Ok(line),
+            Ok(_) => {
+                // One byte over the bound is enough to refuse the line.
+                if line.len() > MAX_LINE {
+                    return Err(HandshakeError::Session(SessionError::LineTooLong {
+                        len: line.len(),
+                    }));
+                }
+                line.push(byte[0]);
+            }
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(timed_out(timeout));
+            }
+            Err(error) => return Err(HandshakeError::Io(error)),
+        }
+    }
+}
+
+fn timed_out(timeout: Duration) -> HandshakeError {
+    HandshakeError::Io(io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!(
+            "the relay did not answer the handshake within {:.1}s",
+            timeout.as_secs_f64()
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use eaxchat_proto::session::Responder;
+    use std::net::TcpListener;
+
+    fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (relay, _) = listener.accept().unwrap();
+        (client, relay)
+    }
+
+    fn read_line(stream: &mut TcpStream) -> Vec<u8> {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while stream.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            line.push(byte[0]);
+        }
+        line
+    }
+
+    #[test]
+    fn a_handshake_leaves_the_relays_next_bytes_in_the_socket() {
+        let (mut client, mut relay) = pair();
+        let (me, them) = (
+            StaticSecret::generate().unwrap(),
+            StaticSecret::generate().unwrap(),
+        );
+        let relay_key = *them.public_key();
+        let relay_side = std::thread::spawn(move || {
+            let hello = read_line(&mut relay);
+            let (welcome, _) = Responder::read_hello(&them, &hello)
+                .unwrap()
+                .accept("alice")
+                .unwrap();
+            relay.write_all(&welcome).unwrap();
+            relay.write_all(b"next\n").unwrap();
+            relay
+        });
+        let done = handshake(&mut client, &me, &relay_key, Duration::from_secs(5)).unwrap();
+        assert_eq!(done.name, "alice");
+        assert_eq!(read_line(&mut client), b"next");
+        drop(relay_side.join().unwrap());
+    }
+
+    #[test]
+    fn silence_times_out_and_a_close_is_an_io_error() {
+        let (mut client, relay) = pair();
+        let (me, them) = (
+            StaticSecret::generate().unwrap(),
+            StaticSecret::generate().unwrap(),
+        );
+        let started = Instant::now();
+        let error = handshake(
+            &mut client,
+            &me,
+            them.public_key(),
+            Duration::from_millis(200),
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(&error, HandshakeError::Io(e) if e.kind() == io::ErrorKind::TimedOut),
+            "{error:?}"
+        );
+        drop(relay);
+        let (mut client, relay) = pair();
+        drop(relay);
+        let error =
+            handshake(&mut client, &me, them.public_key(), Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(error, HandshakeError::Io(_)), "{error:?}");
+    }
+
+    #[test]
+    fn an_endless_reply_is_refused_at_the_bound() {
+        let (mut client, mut relay) = pair();
+        let (me, them) = (
+            StaticSecret::generate().unwrap(),
+            StaticSecret::generate().unwrap(),
+        );
+        relay.write_all(&[b'A'; MAX_LINE + 10]).unwrap();
+        let error =
+            handshake(&mut client, &me, them.public_key(), Duration::from_secs(5)).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                HandshakeError::Session(SessionError::LineTooLong { .. })
+            ),
+            "{error:?}"
+        );
+    }
+}

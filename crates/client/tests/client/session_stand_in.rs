@@ -1,0 +1,177 @@
+//! A stand-in for a relay that speaks sessions, in the test: it reads
+//! chat's line 1 with `eaxchat_proto::session::Responder`, accepts the
+//! members it knows (line 2 carries the name it stamps) and refuses the
+//! rest, then opens what chat sends and seals what the test sends back,
+//! each under that one connection's session. Every wait is bounded.
+
+use eaxchat_test_support as util;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use eaxchat_client::identity::generate_identity;
+use eaxchat_proto::session::{Established, PublicKey, Responder, Session, StaticSecret};
+use util::WAIT;
+
+/// A listener in the test with a relay identity and a members list.
+pub struct SessionRelay {
+    listener: TcpListener,
+    pub secret: StaticSecret,
+    members: Vec<(PublicKey, String)>,
+}
+
+impl SessionRelay {
+    /// A relay with a new identity that knows `members`.
+    pub fn start(members: &[(PublicKey, &str)]) -> SessionRelay {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        SessionRelay {
+            listener,
+            secret: StaticSecret::generate().expect("relay identity"),
+            members: members
+                .iter()
+                .map(|(key, name)| (*key, (*name).to_owned()))
+                .collect(),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("local addr")
+    }
+
+    /// The relay's public key.
+    pub fn public(&self) -> PublicKey {
+        *self.secret.public_key()
+    }
+
+    /// Waits (bounded) for chat to connect and reads its line 1.
+    pub fn accept_hello(&self) -> Hello {
+        let deadline = Instant::now() + WAIT;
+        let stream = loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "chat did not connect in {WAIT:?}"
+                    );
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("blocking stream");
+        let mut lines = Lines {
+            stream,
+            inbox: Vec::new(),
+        };
+        let line = lines
+            .try_line(WAIT)
+            .unwrap_or_else(|| panic!("chat sent no handshake line within {WAIT:?}"));
+        Hello { lines, line }
+    }
+
+    /// Accepts chat's next connection as the member its key names.
+    pub fn accept(&self) -> SessionConn {
+        let hello = self.accept_hello();
+        let responder = Responder::read_hello(&self.secret, &hello.line)
+            .unwrap_or_else(|e| panic!("line 1 did not read: {e}"));
+        let name = self
+            .members
+            .iter()
+            .find_map(|(key, name)| (key == responder.initiator_key()).then(|| name.clone()))
+            .unwrap_or_else(|| panic!("an unknown key: {:?}", responder.initiator_key()));
+        let (welcome, Established { session, .. }) = responder.accept(&name).expect("accept");
+        let mut lines = hello.lines;
+        lines.stream.write_all(&welcome).expect("send line 2");
+        SessionConn { lines, session }
+    }
+}
+
+/// Chat's line 1, read, not yet answered.
+pub struct Hello {
+    pub lines: Lines,
+    pub line: Vec<u8>,
+}
+
+impl Hello {
+    /// Answers with `line` (a refusal), then closes, as the relay does.
+    pub fn answer_and_close(mut self, line: &[u8]) {
+        self.lines.stream.write_all(line).expect("send the answer");
+    }
+}
+
+/// A socket read as lines.
+pub struct Lines {
+    pub stream: TcpStream,
+    inbox: Vec<u8>,
+}
+
+impl Lines {
+    /// The next line chat sent, within `wait`; `None` if none came.
+    pub fn try_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
+                let line = self.inbox[..end].to_vec();
+                self.inbox.drain(..=end);
+                return Some(line);
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("timeout");
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
+            }
+        }
+    }
+}
+
+/// One connection from chat, after its handshake.
+pub struct SessionConn {
+    pub lines: Lines,
+    pub session: Session,
+}
+
+impl SessionConn {
+    /// Opens chat's next frame (waiting at most [`WAIT`]).
+    pub fn recv(&mut self) -> Vec<u8> {
+        let line = self
+            .lines
+            .try_line(WAIT)
+            .unwrap_or_else(|| panic!("chat sent nothing within {WAIT:?}"));
+        self.session
+            .open(&line)
+            .unwrap_or_else(|e| panic!("chat sent a frame that does not open: {e}"))
+            .to_vec()
+    }
+
+    /// Seals `plaintext` as the relay's next frame; returns the line sent.
+    pub fn send(&mut self, plaintext: &[u8]) -> BytesMut {
+        let mut line = BytesMut::new();
+        self.session
+            .seal_into(plaintext, &mut line)
+            .expect("seal a frame");
+        self.lines.stream.write_all(&line).expect("send a frame");
+        line
+    }
+}
+
+/// A new identity file in `dir`, as `chat keygen` writes it; returns its
+/// path and public key.
+pub fn identity_file(dir: &Path, name: &str) -> (String, PublicKey) {
+    let path = dir.join(format!("{name}.identity"));
+    let secret = generate_identity(&path).expect("write an identity file");
+    (
+        path.to_str().expect("UTF-8 path").to_owned(),
+        *secret.public_key(),
+    )
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Writes the hand-made seeds of the `decrypt` and `frames` fuzz targets.
+"""Writes the hand-made seeds of the `decrypt`, `frames` and `handshake` fuzz targets.
 
 Run from the repository root:
 
-    python3 fuzz/make_seeds.py [--relay target/debug/relay]
+    python3 fuzz/make_seeds.py [--relay target/debug/relay] [--only TARGET ...]
 
 Seeds are named `seed-*` (git keeps those; libFuzzer's own finds are named by
 their SHA-1 and ignored). Frames come from tests/vectors/pycryptodome_frames.json
@@ -12,6 +12,8 @@ nonces, and, with --relay, from the real relay binary: it is started on
 127.0.0.1 with that key, one client sends the PyCryptodome frames, and the
 frames another client receives (resealed by the relay) become seeds.
 The `relay` target's seeds are minimized fuzzer finds, kept by hand.
+The `handshake` seeds are scripts of steps (see fuzz_targets/handshake.rs):
+the target makes its hellos itself, so they need no crypto here.
 """
 
 import argparse
@@ -23,8 +25,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from Crypto.Cipher import AES
-
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT / "fuzz" / "corpus"
 KEY = bytes(range(16))
@@ -33,6 +33,8 @@ WAIT = 10.0
 
 def seal(plaintext: bytes) -> bytes:
     """One frame as PyCryptodome seals it, without its newline."""
+    from Crypto.Cipher import AES
+
     cipher = AES.new(KEY, AES.MODE_EAX)
     ciphertext, tag = cipher.encrypt_and_digest(plaintext)
     return base64.b64encode(cipher.nonce + tag + ciphertext)
@@ -79,10 +81,116 @@ def write(target: str, name: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
+# The `handshake` target's steps (fuzz_targets/handshake.rs): c picks a
+# connection among those open, d a device (0, 1 alice; 2 bob; 3 carol; 4
+# device 0 for another relay's key).
+def connect() -> list[int]:
+    return [0]
+
+
+def hello(c: int, d: int, cut: int = 0) -> list[int]:
+    return [1, c, d, cut]
+
+
+def garbage(c: int, data: bytes) -> list[int]:
+    assert len(data) < 65
+    return [2, c, len(data), *data]
+
+
+def say(c: int, n: int) -> list[int]:
+    return [3, c, n]
+
+
+def replay(c: int, s: int) -> list[int]:
+    return [4, c, s]
+
+
+def reflect(c: int, s: int) -> list[int]:
+    return [5, c, s]
+
+
+def tick(tenths: int) -> list[int]:
+    return [6, tenths]
+
+
+def bye(c: int) -> list[int]:
+    return [7, c]
+
+
+def reload(mask: int) -> list[int]:
+    return [8, mask]
+
+
+def hello_and_more(c: int, d: int, extra: bytes) -> list[int]:
+    assert 1 <= len(extra) <= 8
+    return [9, c, d, len(extra) - 1, *extra]
+
+
+def empty(c: int) -> list[int]:
+    return [10, c, 0]
+
+
+def truncated_hello(c: int, d: int, cut: int) -> list[int]:
+    return [11, c, d, cut]
+
+
+def handshake_seeds() -> None:
+    def script(name: str, mask: int, *steps: list[int]) -> None:
+        write("handshake", name, bytes([mask] + [b for step in steps for b in step]))
+
+    alice_bob = 0b0111
+    script(
+        "welcome-chat", alice_bob, connect(), connect(), connect(),
+        hello(0, 0), hello(1, 2, 40), hello(2, 1), say(0, 5), say(1, 7), empty(2), say(2, 3),
+    )
+    script("unknown-key", alice_bob, connect(), connect(), hello(0, 0), hello(1, 3), say(0, 4))
+    # Each refused connection is removed at the end of its step: the next is 0.
+    script(
+        "bad-hellos", alice_bob, *[connect()] * 5,
+        garbage(0, b"!!!!\n"), hello(0, 4), garbage(0, b"\r\n"),
+        hello_and_more(0, 0, b"AAAA\n"), truncated_hello(0, 0, 60), garbage(0, b"\n"),
+    )
+    script("oversized-hello", alice_bob, connect(), *[garbage(0, b"A" * 64)] * 17)
+    script(
+        "replays", alice_bob, *[connect()] * 3,
+        hello(0, 0), hello(1, 2), say(0, 5), replay(0, 0), say(0, 3), replay(1, 0),
+    )
+    script(
+        "cross-session", alice_bob, *[connect()] * 3,
+        hello(0, 0), hello(1, 0), hello(2, 2), say(0, 4), replay(1, 0), say(0, 2),
+    )
+    script(
+        "reflect", alice_bob, connect(), connect(),
+        hello(0, 0), hello(1, 2), say(0, 4), reflect(1, 1),
+    )
+    script(
+        "deadline", alice_bob, connect(), connect(),
+        truncated_hello(1, 2, 30), tick(99), connect(), tick(1), tick(100),
+    )
+    script(
+        "reload", 0b1111, *[connect()] * 4,
+        hello(0, 0), hello(1, 1), hello(2, 2), hello(3, 3), say(3, 2), reload(0b0101),
+        say(0, 3), reload(0b1111), connect(), hello(2, 1), say(2, 1), bye(0), say(1, 6),
+    )
+    script(
+        "replayed-hello", alice_bob, *[connect()] * 3,
+        hello(0, 0), replay(1, 0), hello(2, 2), say(2, 4), say(1, 3),
+    )
+    script("decoy-before-hello", alice_bob, connect(), say(0, 5), connect(), empty(0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--relay", help="path to a built relay binary")
+    parser.add_argument(
+        "--only", nargs="+", choices=["decrypt", "frames", "handshake"],
+        help="write only these targets' seeds (decrypt and frames go together; handshake's need no PyCryptodome)",
+    )
     args = parser.parse_args()
+    if not args.only or "handshake" in args.only:
+        handshake_seeds()
+    if args.only and not {"decrypt", "frames"} & set(args.only):
+        return
 
     vectors = json.loads((ROOT / "tests/vectors/pycryptodome_frames.json").read_text())
     pyc = [frame["line"].encode().rstrip(b"\n") for frame in vectors["frames"]]

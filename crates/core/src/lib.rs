@@ -6,6 +6,26 @@
 //! and fuzz targets drive it in memory. `docs/architecture.md` is the map of
 //! the crates, what each owns and which it may use.
 //!
+//! A relay serves one of three modes, chosen by its constructor:
+//!
+//! | mode | constructor | who may speak |
+//! | --- | --- | --- |
+//! | shared key | [`relay::Relay::new`] | whoever holds the one key |
+//! | members (static keys, being replaced) | [`relay::Relay::with_members`] | a [`roster::Roster`] of [`members::Members`] |
+//! | sessions | [`relay::Relay::with_sessions`] | the devices of [`members::SessionMembers`], each after a Noise handshake with the relay's [`StaticSecret`](eaxchat_proto::session::StaticSecret) |
+//!
+//! A server reads a members file with [`members::AnyMembers::parse`], whose
+//! [`kind`](members::AnyMembers::kind) says which mode it is for, and hands
+//! a changed file of the same kind to [`relay::Relay::reload_members`]
+//! (which takes a `&Members`, a `&SessionMembers` or a `&AnyMembers`). In
+//! session mode it needs nothing more: hellos, welcomes and refusals go
+//! through [`relay::Relay::receive`] and [`relay::Relay::flush`] like any
+//! frame, a refused connection appears in [`relay::Relay::take_closing`]
+//! once its refusal is written, and the handshake deadline is a
+//! first-frame deadline ([`relay::Relay::next_timer`],
+//! [`relay::Relay::run_timers`]). The counters are in
+//! [`stats::Stats::sessions`].
+//!
 //! The modules, from the leaf up:
 //! - [`conn_id`]: the one id a connection has everywhere.
 //! - [`flood`]: flood control, a token bucket per connection.
@@ -15,16 +35,19 @@
 //! - [`guard`]: what a peer without the key can cost before it is trusted.
 //! - [`history`]: one room's last messages, bounded.
 //! - [`rooms`]: the rooms, who is in each, and each room's history.
-//! - [`members`]: the members file's format.
+//! - [`members`]: the members file's format, static keys or sessions.
 //! - [`roster`]: a members relay's members as served.
+//! - [`session_roster`]: a session relay's members as served: the relay's
+//!   identity and each device key, found by lookup.
 //! - [`record`]: the message log's record format.
 //! - [`cluster`]: relays joined through NATS: the cluster key, subjects,
 //!   envelopes, what is known of the other relays, and the hand-overs
 //!   ([`cluster::ToNats`], [`cluster::FromNats`]) to and from the NATS
 //!   thread.
 //! - [`stats`]: the relay's counters.
-//! - [`relay`]: the relay itself: admission, receiving, fan-out, the chat
-//!   layer, the `/` commands applied, and its share of a cluster.
+//! - [`relay`]: the relay itself: admission, session handshakes, receiving,
+//!   fan-out, the chat layer, the `/` commands applied, and its share of a
+//!   cluster.
 
 #![forbid(unsafe_code)]
 
@@ -39,5 +62,6 @@ pub mod record;
 pub mod relay;
 pub mod rooms;
 pub mod roster;
+pub mod session_roster;
 pub mod stats;
 mod sweep;

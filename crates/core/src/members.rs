@@ -1,18 +1,31 @@
-//! The members file's format: who may use a members relay, each under
-//! their own key, as parsed from the file's text.
+//! The members file's format: who may use a members relay, as parsed from
+//! the file's text. A file is one of two kinds ([`MembersKind`]):
 //!
-//! The file holds one member per line, `NAME HEXKEY`, the two separated by
-//! spaces or tabs. The key is 32, 48 or 64 hex digits (AES-128/192/256),
-//! parsed by [`Key::from_hex`]. A name is 1 to
+//! - **Static keys** (`NAME HEXKEY`): each member holds an AES key the
+//!   relay holds too ([`Members`]). The key is 32, 48 or 64 hex digits
+//!   (AES-128/192/256), parsed by [`Key::from_hex`].
+//! - **Sessions** (`NAME x25519:BASE64`): each line is one device's X25519
+//!   public key ([`SessionMembers`]); a name may have several lines, one
+//!   per device, and a public key may appear only once. The file holds no
+//!   secret.
+//!
+//! A file is all one kind or the other: a line of the other kind is an
+//! error naming it (`relay members migrate` rewrites a static-key file).
+//! [`AnyMembers::parse`] reads either kind and says which it read; a file
+//! with no member lines reads as an empty sessions file.
+//!
+//! One member or device per line, the name and the key separated by
+//! spaces or tabs. A name is 1 to
 //! [`NAME_MAX`](eaxchat_proto::name::NAME_MAX) characters of
 //! `A-Z a-z 0-9 _ - .`, compared exactly (so `alice` and `Alice` are two
 //! names); a name of exactly 32 hex digits is refused, as it looks like a
 //! key written in the wrong place. Blank lines are allowed, and so are
 //! comments, which take a whole line whose first non-blank character is
 //! `#`; there are no trailing comments, so anything after the key is an
-//! error. Lines may end in `\n` or `\r\n`. A name or a key that appears
-//! twice is an error, and the whole file is refused on the first bad line:
-//! a members file is read completely or not at all.
+//! error. Lines may end in `\n` or `\r\n`. In a static-key file a name or
+//! a key that appears twice is an error; in a sessions file a key. The
+//! whole file is refused on the first bad line: a members file is read
+//! completely or not at all.
 //!
 //! This module never displays key material: errors say which file, which
 //! line and what is wrong, never the text of a key (nor the text of a bad
@@ -22,6 +35,10 @@
 //! the server crate's `members_file` reads the file, and its `add` and
 //! `remove` rewrite it atomically, keeping every other line byte for byte.
 
+mod devices;
+
+pub use devices::{AnyMembers, Device, MembersKind, SessionMembers};
+
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::fmt;
@@ -30,6 +47,7 @@ use std::path::{Path, PathBuf};
 
 use eaxchat_proto::key::{Key, KeyError, KeyParseError};
 use eaxchat_proto::name::{Name, NameError};
+use eaxchat_proto::session::PublicKey;
 
 /// One member: a name and the key they, and only they, hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +100,19 @@ pub enum LineProblem {
         /// The line where it first appears.
         first_line: usize,
     },
+    /// An `x25519:` key that is not the padded base64 of 32 bytes.
+    BadPublicKey,
+    /// A line whose kind of key differs from the file's first member line.
+    MixedKinds {
+        /// The file's first member line, of the other kind.
+        first_line: usize,
+    },
+    /// An `x25519:` key in a file read for static keys only
+    /// ([`Members::parse`]).
+    SessionKey,
+    /// A static key in a file read for sessions only
+    /// ([`SessionMembers::parse`]).
+    StaticKey,
 }
 
 impl fmt::Display for LineProblem {
@@ -100,6 +131,21 @@ impl fmt::Display for LineProblem {
             LineProblem::DuplicateKey { first_line } => {
                 write!(f, "the key is already used on line {first_line}")
             }
+            LineProblem::BadPublicKey => f.write_str(
+                "bad key: a public key is written \"x25519:\" and the padded base64 of 32 bytes",
+            ),
+            LineProblem::MixedKinds { first_line } => write!(
+                f,
+                "the file mixes static keys and x25519 keys (line {first_line} has the other \
+                 kind); see relay members migrate"
+            ),
+            LineProblem::SessionKey => f.write_str(
+                "an x25519 key where a static key is expected: this is a sessions members file",
+            ),
+            LineProblem::StaticKey => f.write_str(
+                "a static key where an x25519 key is expected: this is a static-key members \
+                 file; see relay members migrate",
+            ),
         }
     }
 }
@@ -181,40 +227,51 @@ pub struct Members {
 }
 
 impl Members {
-    /// Parses the text of a members file; `path` only names it in errors.
+    /// Parses the text of a static-key members file; `path` only names
+    /// it in errors. A sessions file is refused at its first line
+    /// ([`LineProblem::SessionKey`]): read a file of either kind with
+    /// [`AnyMembers::parse`].
     pub fn parse(text: &[u8], path: &Path) -> Result<Members, MembersError> {
-        let mut members = Members::default();
-        let mut line_of_key: HashMap<Vec<u8>, usize> = HashMap::new();
-        for (index, raw) in lines(text).enumerate() {
-            let line = index + 1;
-            let error = |problem| MembersError::Line {
-                path: path.to_owned(),
-                line,
-                problem,
-            };
-            let Some((name, key)) = parse_line(raw).map_err(error)? else {
-                continue;
-            };
-            match line_of_key.entry(key.as_bytes().to_vec()) {
-                Entry::Occupied(first) => {
-                    return Err(error(LineProblem::DuplicateKey {
-                        first_line: *first.get(),
-                    }));
-                }
-                Entry::Vacant(slot) => {
-                    slot.insert(line);
-                }
-            }
-            if let Some(first) = members.get(name.as_str()) {
-                return Err(error(LineProblem::DuplicateName {
-                    first_line: first.line,
-                    name,
-                }));
-            }
-            members.by_name.insert(name.clone(), members.members.len());
-            members.members.push(Member { name, key, line });
+        match AnyMembers::parse(text, path)? {
+            AnyMembers::Static(members) => Ok(members),
+            AnyMembers::Sessions(devices) => match devices.iter().next() {
+                None => Ok(Members::default()),
+                Some(first) => Err(MembersError::Line {
+                    path: path.to_owned(),
+                    line: first.line(),
+                    problem: LineProblem::SessionKey,
+                }),
+            },
         }
-        Ok(members)
+    }
+
+    /// Adds the member on `line`, refusing a name or a key given before.
+    fn push(
+        &mut self,
+        line_of_key: &mut HashMap<Vec<u8>, usize>,
+        name: Name,
+        key: Key,
+        line: usize,
+    ) -> Result<(), LineProblem> {
+        match line_of_key.entry(key.as_bytes().to_vec()) {
+            Entry::Occupied(first) => {
+                return Err(LineProblem::DuplicateKey {
+                    first_line: *first.get(),
+                });
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(line);
+            }
+        }
+        if let Some(first) = self.get(name.as_str()) {
+            return Err(LineProblem::DuplicateName {
+                first_line: first.line,
+                name,
+            });
+        }
+        self.by_name.insert(name.clone(), self.members.len());
+        self.members.push(Member { name, key, line });
+        Ok(())
     }
 
     /// The member called `name`, if there is one.
@@ -254,8 +311,19 @@ fn lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
         .map(|line| line.strip_suffix(b"\n").unwrap_or(line))
 }
 
+/// The key of one member line.
+enum LineKey {
+    /// `HEXKEY`: a static AES key.
+    Static(Key),
+    /// `x25519:BASE64`: a session device's public key.
+    Session(PublicKey),
+}
+
+/// What marks a session device's key.
+const SESSION_PREFIX: &str = "x25519:";
+
 /// One line: `Ok(None)` for a blank line or a comment.
-fn parse_line(raw: &[u8]) -> Result<Option<(Name, Key)>, LineProblem> {
+fn parse_line(raw: &[u8]) -> Result<Option<(Name, LineKey)>, LineProblem> {
     let text = std::str::from_utf8(raw).map_err(|_| LineProblem::NotUtf8)?;
     let text = text.trim();
     if text.is_empty() || text.starts_with('#') {
@@ -268,7 +336,11 @@ fn parse_line(raw: &[u8]) -> Result<Option<(Name, Key)>, LineProblem> {
         return Err(LineProblem::TrailingText);
     }
     let name = Name::new(name).map_err(LineProblem::BadName)?;
-    let key = Key::from_hex(key).map_err(LineProblem::BadKey)?;
+    let key = if key.starts_with(SESSION_PREFIX) {
+        LineKey::Session(key.parse().map_err(|_| LineProblem::BadPublicKey)?)
+    } else {
+        LineKey::Static(Key::from_hex(key).map_err(LineProblem::BadKey)?)
+    };
     Ok(Some((name, key)))
 }
 

@@ -39,6 +39,42 @@ impl Rejected {
     }
 }
 
+/// Session mode's handshakes and the frames its sessions refused.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SessionCounts {
+    /// Handshakes accepted: a welcome sent, the session established.
+    pub accepted: u64,
+    /// Handshakes refused because the hello's key is in no member's line.
+    pub refused_unknown_key: u64,
+    /// Handshakes refused because the first line was not a hello that
+    /// opens under the relay's key (garbage, truncated, oversized, another
+    /// kind of line, or a client that pinned another relay key).
+    pub refused_bad_hello: u64,
+    /// Connections closed for a line that came after their hello but
+    /// before the welcome could have reached them: a second hello, or a
+    /// frame the client could not have sealed yet.
+    pub unfinished: u64,
+    /// Session frames refused for a counter already used: a replay, or a
+    /// reorder.
+    pub rejected_replay: u64,
+    /// Session frames refused for a counter that skips ahead: a gap, or a
+    /// reorder.
+    pub rejected_gap: u64,
+    /// Session frames whose tag failed: of another session, reflected
+    /// back, or changed on the way.
+    pub rejected_tag: u64,
+    /// Session frames that were not frames: not base64, too short, or
+    /// without a counter nonce.
+    pub rejected_malformed: u64,
+}
+
+impl SessionCounts {
+    /// All session frames refused.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_replay + self.rejected_gap + self.rejected_tag + self.rejected_malformed
+    }
+}
+
 /// Everything the relay counts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -89,11 +125,14 @@ pub struct Stats {
     /// Envelopes lost because a queue to or from NATS was full, or NATS
     /// was down.
     pub cluster_dropped: u64,
+    /// Session mode: handshakes, and the frames its sessions refused.
+    pub sessions: SessionCounts,
 }
 
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.rejected;
+        let s = &self.sessions;
         write!(
             f,
             "stats: connections={} connections_total={} frames_in={} frames_out={} \
@@ -102,7 +141,10 @@ impl fmt::Display for Stats {
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
              first_frame_timeouts={} members_removed={} rejected_replay={} \
              flood_refused={} commands={} cluster_in={} cluster_rejected={} \
-             cluster_replayed={} cluster_dropped={}",
+             cluster_replayed={} cluster_dropped={} handshakes_accepted={} \
+             handshakes_refused_unknown_key={} handshakes_refused_bad_hello={} \
+             handshakes_unfinished={} session_rejected_replay={} session_rejected_gap={} \
+             session_rejected_tag={} session_rejected_malformed={}",
             self.connections,
             self.connections_total,
             self.frames_in,
@@ -127,6 +169,14 @@ impl fmt::Display for Stats {
             self.cluster_rejected,
             self.cluster_replayed,
             self.cluster_dropped,
+            s.accepted,
+            s.refused_unknown_key,
+            s.refused_bad_hello,
+            s.unfinished,
+            s.rejected_replay,
+            s.rejected_gap,
+            s.rejected_tag,
+            s.rejected_malformed,
         )
     }
 }

@@ -1,7 +1,8 @@
-//! One read's messages: each frame opened and checked against replays, its
-//! plaintext kept in the form plain-text clients get (stamped with its
-//! sender's name in members mode), and, with a shared key, sealed again
-//! into one buffer to be queued as one run.
+//! One read's messages: each frame opened and checked against replays (in
+//! session mode, by its session's counter), its plaintext kept in the form
+//! plain-text clients get (stamped with its sender's name in members and
+//! session mode), and, with a shared key, sealed again into one buffer to
+//! be queued as one run.
 //!
 //! A frame is opened into a [`Pending`] message first: the relay then
 //! decides whether it is text for the room ([`Batch::commit`]), a command
@@ -10,15 +11,18 @@
 
 use bytes::BytesMut;
 
+use super::FrameRefusal;
 use super::receive::{FrameError, check_replay};
 use crate::history::EntryKind;
 use crate::roster::{Roster, Seat};
+use crate::session_roster::SessionRoster;
 use eaxchat_proto::cipher::{Cipher, Seal};
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::events::Event;
 use eaxchat_proto::name::Name;
 use eaxchat_proto::replay::{ReplayWindow, Replayed};
 use eaxchat_proto::seed;
+use eaxchat_proto::session::Opener;
 use eaxchat_proto::wire;
 
 /// The messages taken from one read of one sender, gathered to be queued
@@ -122,6 +126,27 @@ impl Batch {
             start,
             len: stamped.len,
         })
+    }
+
+    /// Session mode: opens `line` with the sender's `opener` and appends
+    /// its plaintext, stamped with member `seat`'s name, as pending; an
+    /// empty plaintext appends nothing (it only arrives). The counter is
+    /// the replay check. A frame refused leaves the batch as it was, and
+    /// the opener's counter where it was.
+    pub(super) fn open_session(
+        &mut self,
+        roster: &mut SessionRoster,
+        opener: &mut Opener,
+        seat: Seat,
+        line: &[u8],
+    ) -> Result<Pending, FrameError> {
+        let start = self.plaintexts.len();
+        let len = roster
+            .open_stamped(seat, opener, line, &mut self.plaintexts)
+            .map_err(|error| FrameError::Session(FrameRefusal::of(&error)))?;
+        self.opened = true;
+        self.text_start = roster.stamp_len(seat);
+        Ok(Pending { start, len })
     }
 
     /// Whether `pending` only identifies: members mode, empty plaintext.

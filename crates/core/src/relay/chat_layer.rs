@@ -3,7 +3,7 @@
 //!
 //! A connection is in a room from the start: with a shared key from when
 //! it is admitted (it hears the room at once), in members mode from when
-//! it identifies. Its first frame that opens is its arrival: it is sent
+//! it identifies, in session mode from its welcome. Its first frame that opens is its arrival: it is sent
 //! the room's history from before it came, and, if it has a name (a
 //! member's, or one taken with `/nick`), the room is told it joined. A
 //! shared-key connection with no name is never announced.
@@ -176,6 +176,7 @@ impl<T: Write> Relay<T> {
         let peer = self.peers.get(id)?;
         match &self.mode {
             Mode::Members(roster) => roster.name(peer.member?),
+            Mode::Sessions(roster) => roster.name(peer.member?),
             Mode::Shared(_) => peer.chat.nick.as_deref(),
         }
     }
@@ -529,6 +530,19 @@ impl<T: Write> Relay<T> {
                     };
                     let mut out = BytesMut::new();
                     eaxchat_proto::cipher::Seal::seal_into(&mut sealer, plaintext, &mut out);
+                    out.freeze()
+                }
+                (_, Mode::Sessions(roster)) => {
+                    let Some(session) = peer.session.established() else {
+                        return;
+                    };
+                    let mut out = BytesMut::new();
+                    if roster
+                        .seal_into(&mut session.sealer, plaintext, &mut out)
+                        .is_err()
+                    {
+                        return;
+                    }
                     out.freeze()
                 }
             };

@@ -2,7 +2,7 @@
 //! marked closing ([`Relay::close`]), handed to the caller
 //! ([`Relay::take_closing`]) and removed ([`Relay::remove`]), which lets go
 //! of everything it held: its room (the room is told it left), its
-//! `/nick`, its members seat, its seed pacing, its place in
+//! `/nick`, its members seat or session, its seed pacing, its place in
 //! the write sweep, its address count and its pre-auth bytes.
 //!
 //! Nothing else removes a connection, and a connection marked closing is
@@ -19,6 +19,7 @@ use super::{ConnId, Mode, Peer, Relay};
 use eaxchat_proto::cipher::OpenError;
 use eaxchat_proto::lines::LineReader;
 use eaxchat_proto::replay::Replayed;
+use eaxchat_proto::session::SessionError;
 
 /// Why the relay closed a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +58,88 @@ pub enum CloseReason {
     Transport(&'static str),
     /// A browser heard from nothing for twice `--web-idle-timeout`.
     IdleTimeout,
+    /// Session mode: the handshake was refused, and the refusal line
+    /// written first.
+    HandshakeRefused(HandshakeRefusal),
+    /// Session mode: a line came after the hello but before the welcome
+    /// could have reached the client: a second hello, or a frame it could
+    /// not have sealed yet.
+    HandshakeUnfinished,
+    /// Session mode: a frame did not open in its connection's session.
+    SessionFrame(FrameRefusal),
+}
+
+/// Why session mode refused a handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeRefusal {
+    /// The first line was not a hello that opens under the relay's key:
+    /// garbage, truncated, oversized, another kind of line, or a client
+    /// that pinned another relay key.
+    BadHello,
+    /// The hello's key is no member's device.
+    UnknownKey,
+}
+
+impl fmt::Display for HandshakeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HandshakeRefusal::BadHello => "not a hello for this relay's key",
+            HandshakeRefusal::UnknownKey => "a key that is in no member's line",
+        })
+    }
+}
+
+/// Why a session frame did not open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameRefusal {
+    /// Not padded standard base64.
+    NotBase64,
+    /// Shorter than nonce and tag.
+    TooShort,
+    /// Its nonce is not a session counter.
+    NotACounter,
+    /// Its counter was used already: a replay, or a reorder.
+    Replayed,
+    /// Its counter skips ahead: a gap, or a reorder.
+    Skipped,
+    /// Its tag failed: another session's frame, one reflected back, or one
+    /// changed on the way.
+    BadTag,
+    /// The session has used every counter.
+    Exhausted,
+}
+
+impl FrameRefusal {
+    /// The refusal for an error of [`eaxchat_proto::session::Opener`] or
+    /// [`eaxchat_proto::session::Sealer`].
+    pub fn of(error: &SessionError) -> FrameRefusal {
+        match error {
+            SessionError::FrameNotBase64 => FrameRefusal::NotBase64,
+            SessionError::FrameTooShort => FrameRefusal::TooShort,
+            SessionError::NotACounterNonce => FrameRefusal::NotACounter,
+            SessionError::Replayed { .. } => FrameRefusal::Replayed,
+            SessionError::Skipped { .. } => FrameRefusal::Skipped,
+            SessionError::CounterExhausted => FrameRefusal::Exhausted,
+            // An opener fails in no other way; anything else did not open.
+            _ => FrameRefusal::BadTag,
+        }
+    }
+}
+
+impl fmt::Display for FrameRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FrameRefusal::NotBase64 => "not padded standard base64",
+            FrameRefusal::TooShort => "shorter than nonce and tag",
+            FrameRefusal::NotACounter => "its nonce is not a session counter",
+            FrameRefusal::Replayed => "its counter was used already (a replay or a reorder)",
+            FrameRefusal::Skipped => "its counter skips ahead (a gap or a reorder)",
+            FrameRefusal::BadTag => {
+                "tag mismatch (another session's frame, one reflected back, or one changed)"
+            }
+            FrameRefusal::Exhausted => "the session has used every counter",
+        })
+    }
 }
 
 impl fmt::Display for CloseReason {
@@ -80,6 +163,11 @@ impl fmt::Display for CloseReason {
             CloseReason::Quit => f.write_str("said /quit"),
             CloseReason::Transport(why) => f.write_str(why),
             CloseReason::IdleTimeout => f.write_str("silent past --web-idle-timeout, pinged"),
+            CloseReason::HandshakeRefused(why) => write!(f, "handshake refused: {why}"),
+            CloseReason::HandshakeUnfinished => {
+                f.write_str("sent a line before its handshake finished")
+            }
+            CloseReason::SessionFrame(why) => write!(f, "rejected session frame: {why}"),
         }
     }
 }
@@ -94,7 +182,13 @@ impl<T: Write> Relay<T> {
         if peer.closing.is_some() {
             return;
         }
-        if matches!(reason, CloseReason::BadFrame(_) | CloseReason::Replay) {
+        if matches!(
+            reason,
+            CloseReason::BadFrame(_)
+                | CloseReason::Replay
+                | CloseReason::SessionFrame(_)
+                | CloseReason::HandshakeUnfinished
+        ) {
             debug!("conn {id}: {reason}");
         }
         peer.closing = Some(reason);
@@ -120,8 +214,10 @@ impl<T: Write> Relay<T> {
         let peer = self.peers.try_remove(id)?;
         self.drop_nick(id, &peer);
         self.stats.connections -= 1;
-        if let (Some(seat), Mode::Members(roster)) = (peer.member, &mut self.mode) {
-            roster.leave(seat, id);
+        match (peer.member, &mut self.mode) {
+            (Some(seat), Mode::Members(roster)) => roster.leave(seat, id),
+            (Some(seat), Mode::Sessions(roster)) => roster.leave(seat, id),
+            _ => {}
         }
         if peer.paced.is_some() {
             self.seed_peers.retain(|&seed| seed != id);

@@ -81,7 +81,7 @@ impl<T: Write> Relay<T> {
     fn local_names(&self) -> Vec<Name> {
         match &self.mode {
             Mode::Shared(_) => self.chat.nicks.keys().cloned().collect(),
-            Mode::Members(_) => {
+            Mode::Members(_) | Mode::Sessions(_) => {
                 let names: HashSet<Name> = self
                     .peers
                     .iter()
@@ -399,7 +399,7 @@ impl<T: Write> Relay<T> {
             return;
         };
         let stamp = match (&self.mode, from) {
-            (Mode::Members(_), Some(name)) => format!("{name}: "),
+            (Mode::Members(_) | Mode::Sessions(_), Some(name)) => format!("{name}: "),
             _ => String::new(),
         };
         let mut batch = Batch::new(ts);
@@ -408,7 +408,7 @@ impl<T: Write> Relay<T> {
                 EntryKind::Message => {
                     let cipher = match &mut self.mode {
                         Mode::Shared(cipher) => Some(cipher),
-                        Mode::Members(_) => None,
+                        Mode::Members(_) | Mode::Sessions(_) => None,
                     };
                     batch.push_remote(stamp.as_bytes(), text, cipher);
                 }
@@ -564,6 +564,10 @@ impl<T: Write> Relay<T> {
     pub(super) fn connections_named(&self, name: &Name) -> Vec<ConnId> {
         let ids: Vec<ConnId> = match &self.mode {
             Mode::Members(roster) => roster
+                .connections_of(name)
+                .map(<[ConnId]>::to_vec)
+                .unwrap_or_default(),
+            Mode::Sessions(roster) => roster
                 .connections_of(name)
                 .map(<[ConnId]>::to_vec)
                 .unwrap_or_default(),

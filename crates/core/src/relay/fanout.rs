@@ -13,6 +13,7 @@ use log::debug;
 use slab::Slab;
 
 use super::batch::Batch;
+use super::session::SessionFanOut;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::outbox::Frames;
 use crate::rooms::RoomId;
@@ -49,6 +50,8 @@ impl<T: Write> Relay<T> {
                 Some(mut sealer) => paced.seal_each(&mut sealer, &mut lines),
                 None => 0,
             },
+            // A session connection is never a seed receiver.
+            Mode::Sessions(_) => 0,
         };
         if count > 0 && peer.closing.is_none() {
             peer.outbox.push(Frames::new(lines.freeze(), count));
@@ -64,7 +67,9 @@ impl<T: Write> Relay<T> {
     /// With a shared key one sealed run serves all (and one more, of the
     /// `eaxchat/1` forms, serves those who asked for structured events). In
     /// members mode the stamped plaintexts are sealed once per recipient
-    /// member instead, all into one arena ([`MemberFanOut`]). A seed
+    /// member instead, all into one arena ([`MemberFanOut`]); in session
+    /// mode once per recipient session, into one arena too
+    /// ([`SessionFanOut`]). A seed
     /// receiver gets the plaintexts, sealed into its own frame when one is
     /// due.
     ///
@@ -102,6 +107,18 @@ impl<T: Write> Relay<T> {
         let events = events.as_ref().map(|(texts, lens)| (&texts[..], &lens[..]));
         let cipher = match &mut self.mode {
             Mode::Shared(cipher) => cipher,
+            Mode::Sessions(roster) => {
+                let sessions = SessionFanOut {
+                    peers: &mut self.peers,
+                    fan_out: self.sweep.fan_out(),
+                    closing: &mut self.closing,
+                    except,
+                    batch,
+                    events,
+                };
+                sessions.queue(roster, room.conns(), room.events());
+                return;
+            }
             Mode::Members(roster) => {
                 let mut members = MemberFanOut {
                     peers: &mut self.peers,
@@ -267,5 +284,6 @@ pub(super) fn queue_paced_in<T>(
             Some(mut sealer) => queue_paced(peer, &mut sealer, now, gap),
             None => false,
         },
+        Mode::Sessions(_) => false,
     }
 }

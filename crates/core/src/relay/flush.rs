@@ -47,6 +47,8 @@ impl<T: Write> Relay<T> {
     /// Writes `id`'s queue into its `io` until it drains or would block.
     /// A write error closes the connection; so does a queue still over
     /// `max_queue` when the writer blocks: a consumer that cannot keep up.
+    /// In session mode a refused connection closes once its refusal is
+    /// written (it is then in [`Relay::take_closing`]'s list).
     pub fn flush(&mut self, id: ConnId) -> Flush {
         let Some(peer) = self.peers.get_mut(id) else {
             return Flush::Closed;
@@ -58,6 +60,10 @@ impl<T: Write> Relay<T> {
             Ok(Flush::Drained) => {
                 if let Some(paced) = &mut peer.paced {
                     paced.written(self.now);
+                }
+                if let Some(why) = peer.session.refusing() {
+                    // Its refusal is written: session mode closes it now.
+                    self.close(id, CloseReason::HandshakeRefused(why));
                 }
                 Flush::Drained
             }

@@ -30,6 +30,14 @@
 //! itself, or one accepted before under the same key within the window of
 //! [`eaxchat_proto::replay`], is refused as a replay.
 //!
+//! In session mode ([`Relay::with_sessions`]) every connection starts with
+//! a Noise handshake (`handshake.rs`): its first line is a hello, answered
+//! with a welcome or a refusal, and its frames after that are opened and
+//! sealed under that one session's keys, with counter nonces that refuse a
+//! replay, a gap or a reflection without any window (`session.rs`). A
+//! session member is a member like any other from then on: stamped, in
+//! rooms, told things in the form it asked for.
+//!
 //! A connection that sends a line that does not open, a replay, or a line
 //! too long, is marked closing and nothing more it sent is relayed. A
 //! consumer whose queue passes the limit is marked closing and its queue
@@ -62,8 +70,10 @@ mod close;
 mod cluster;
 mod fanout;
 mod flush;
+mod handshake;
 mod limits;
 mod receive;
+mod session;
 #[cfg(test)]
 mod tests;
 mod trust;
@@ -75,9 +85,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use slab::Slab;
 
 use crate::guard::{Deadlines, PerAddress, PreAuthBudget};
-use crate::members::Members;
+use crate::members::{AnyMembers, Members, SessionMembers};
 use crate::outbox::Outbox;
 use crate::roster::{Changes, Roster, Seat};
+use crate::session_roster::SessionRoster;
 use crate::stats::Stats;
 use crate::sweep::{Place, WriteSweep};
 use eaxchat_proto::cipher::Cipher;
@@ -85,12 +96,14 @@ use eaxchat_proto::lines::LineReader;
 use eaxchat_proto::name::Name;
 use eaxchat_proto::replay::ReplayWindow;
 use eaxchat_proto::seed::{self, Paced, Splitter};
+use eaxchat_proto::session::{PublicKey, StaticSecret};
 
 pub use crate::conn_id::ConnId;
 pub use chat_layer::{ChatConfig, MAX_COMMAND_TEXT};
-pub use close::CloseReason;
+pub use close::{CloseReason, FrameRefusal, HandshakeRefusal};
 pub use flush::Flush;
 pub use limits::{Limits, Refusal, Refused};
+use session::SessionState;
 use trust::Trust;
 
 /// One connection's state.
@@ -114,8 +127,10 @@ pub struct Peer<T> {
     serial: u64,
     /// The address it is counted under for `max_per_address`, if any.
     ip: Option<IpAddr>,
-    /// Members mode: the member it identified as.
+    /// Members and session mode: the member it identified as.
     member: Option<Seat>,
+    /// Session mode: its handshake, then its session's keys.
+    session: SessionState,
     /// Members mode: reads of its unterminated bytes tried as a first frame.
     identify_tries: u8,
     /// Its room, name and flood-control bucket.
@@ -150,9 +165,15 @@ impl<T> Peer<T> {
     }
 
     /// Whether one of its frames has opened under the key (in members
-    /// mode: whether it identified as a member).
+    /// mode: whether it identified as a member; in session mode: whether
+    /// its handshake finished).
     pub fn is_authenticated(&self) -> bool {
         self.trust == Trust::Authenticated
+    }
+
+    /// Session mode: the device key its session was established with.
+    pub fn session_key(&self) -> Option<&PublicKey> {
+        self.session.device()
     }
 }
 
@@ -166,6 +187,10 @@ enum Mode {
     /// A key per member: each message stamped with its sender's name and
     /// sealed once per recipient member.
     Members(Roster),
+    /// A handshake per connection, then keys per session: each message
+    /// stamped with its sender's name and sealed once per recipient
+    /// session.
+    Sessions(SessionRoster),
 }
 
 /// Every connection and the keys they use.
@@ -219,6 +244,31 @@ impl<T: Write> Relay<T> {
         wall: SystemTime,
     ) -> Relay<T> {
         Relay::with_mode(Mode::Members(roster), limits, now, wall)
+    }
+
+    /// A session relay with no connections, started at `now` and `wall` as
+    /// [`Relay::new`], serving the devices of `members` under the relay's
+    /// static `identity` (its public key is what clients pin).
+    ///
+    /// Every connection's first line must be a hello (a Noise IK message
+    /// 1), within `limits.first_frame_timeout` of its admission; until its
+    /// handshake finishes what it holds counts against
+    /// `limits.pre_auth_budget`. A device key in `members` gets a welcome
+    /// and is the member from then on; any other hello gets a refusal line,
+    /// and the connection closes once that is written (see
+    /// [`CloseReason::HandshakeRefused`]). Newline-less frames are not
+    /// taken. A member arrives (is sent the room's history and announced)
+    /// at its first frame that opens, as in members mode: a client that
+    /// only listens sends an empty frame.
+    pub fn with_sessions(
+        members: &SessionMembers,
+        identity: StaticSecret,
+        limits: Limits,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Relay<T> {
+        let roster = SessionRoster::new(members, identity);
+        Relay::with_mode(Mode::Sessions(roster), limits, now, wall)
     }
 
     fn with_mode(mode: Mode, limits: Limits, now: Instant, wall: SystemTime) -> Relay<T> {
@@ -331,43 +381,75 @@ impl<T: Write> Relay<T> {
             serial: self.stats.connections_total,
             ip,
             member: None,
+            session: SessionState::None,
             identify_tries: 0,
             chat: chat_layer::Chat::default(),
         });
-        if !self.is_members() {
+        if self.is_sessions() {
+            self.await_hello(id);
+        } else if !self.is_members() {
             self.enter_default_room(id);
         }
         Ok(id)
     }
 
-    /// Whether this relay serves members, each under their own key.
+    /// Whether this relay serves members, each under their own key (in
+    /// members mode or in session mode).
     pub fn is_members(&self) -> bool {
-        matches!(self.mode, Mode::Members(_))
+        matches!(self.mode, Mode::Members(_) | Mode::Sessions(_))
     }
 
-    /// Members mode: how many members there are (0 in shared-key mode).
+    /// Whether this relay speaks sessions ([`Relay::with_sessions`]).
+    pub fn is_sessions(&self) -> bool {
+        matches!(self.mode, Mode::Sessions(_))
+    }
+
+    /// Session mode: the relay's public key, what clients pin.
+    pub fn relay_key(&self) -> Option<&PublicKey> {
+        match &self.mode {
+            Mode::Sessions(roster) => Some(roster.public_key()),
+            _ => None,
+        }
+    }
+
+    /// How many members there are (0 in shared-key mode; names, not
+    /// devices, in session mode).
     pub fn member_count(&self) -> usize {
         match &self.mode {
             Mode::Shared(_) => 0,
             Mode::Members(roster) => roster.len(),
+            Mode::Sessions(roster) => roster.len(),
         }
     }
 
-    /// Members mode: the name of the member connection `id` identified as.
+    /// The name of the member connection `id` identified as (in session
+    /// mode: whose device's handshake it finished).
     pub fn member_name(&self, id: ConnId) -> Option<&Name> {
-        let Mode::Members(roster) = &self.mode else {
-            return None;
-        };
-        roster.name(self.peers.get(id)?.member?)
+        let seat = self.peers.get(id)?.member?;
+        match &self.mode {
+            Mode::Shared(_) => None,
+            Mode::Members(roster) => roster.name(seat),
+            Mode::Sessions(roster) => roster.name(seat),
+        }
     }
 
-    /// Members mode: serves `members` from now on. The connections of
-    /// members no longer in it, or whose key changed, are closed
-    /// ([`CloseReason::MemberRemoved`]); those of the others stay as they
-    /// are. Connections not yet identified identify against `members`.
-    /// Returns what changed; `None` in shared-key mode, which has no
-    /// members to reload.
-    pub fn reload_members(&mut self, members: &Members) -> Option<Changes> {
+    /// Serves `members` from now on: a static-key file ([`Members`]) in
+    /// members mode, a sessions file ([`SessionMembers`]) in session mode.
+    /// The connections of members no longer in it, or whose key changed
+    /// (in session mode: the sessions of devices no longer in it), are
+    /// closed within this call ([`CloseReason::MemberRemoved`]); those of
+    /// the others stay as they are. Connections not yet identified
+    /// identify against `members`. Returns what changed; `None`, changing
+    /// nothing, in shared-key mode (which has no members to reload) or for
+    /// a file of the other kind than the relay's mode.
+    pub fn reload_members<'m>(&mut self, members: impl Into<MembersRef<'m>>) -> Option<Changes> {
+        let members = match (members.into(), &self.mode) {
+            (MembersRef::Static(members), Mode::Members(_)) => members,
+            (MembersRef::Sessions(members), Mode::Sessions(_)) => {
+                return Some(self.reload_sessions(members));
+            }
+            _ => return None,
+        };
         let Mode::Members(roster) = &mut self.mode else {
             return None;
         };
@@ -391,5 +473,35 @@ impl<T: Write> Relay<T> {
             }
         }
         Some(changes)
+    }
+}
+
+/// A members file to reload ([`Relay::reload_members`]), of either kind.
+#[derive(Debug, Clone, Copy)]
+pub enum MembersRef<'m> {
+    /// A static-key file, for members mode.
+    Static(&'m Members),
+    /// A sessions file, for session mode.
+    Sessions(&'m SessionMembers),
+}
+
+impl<'m> From<&'m Members> for MembersRef<'m> {
+    fn from(members: &'m Members) -> MembersRef<'m> {
+        MembersRef::Static(members)
+    }
+}
+
+impl<'m> From<&'m SessionMembers> for MembersRef<'m> {
+    fn from(members: &'m SessionMembers) -> MembersRef<'m> {
+        MembersRef::Sessions(members)
+    }
+}
+
+impl<'m> From<&'m AnyMembers> for MembersRef<'m> {
+    fn from(members: &'m AnyMembers) -> MembersRef<'m> {
+        match members {
+            AnyMembers::Static(members) => MembersRef::Static(members),
+            AnyMembers::Sessions(members) => MembersRef::Sessions(members),
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! `\n` has come, unterminated bytes are tried as newline-less frames
 //! ([`eaxchat_proto::seed`]) and, in members mode, as the frame that identifies
 //! the member ([`crate::roster`]). Every frame that opens passes
-//! [`check_replay`]. The first frame refused closes its sender; nothing it
-//! sent after is relayed. This path never writes to a connection: what it
+//! [`check_replay`] (a session frame, its session's counter). The first
+//! frame refused closes its sender; nothing it sent after is relayed.
+//! Session mode takes its own way in (`handshake.rs`), then its frames
+//! come here ([`Relay::take_frame`]). This path never writes to a connection: what it
 //! takes is queued by `fanout.rs` and written by `flush.rs`.
 
 use std::io::Write;
@@ -15,7 +17,7 @@ use log::info;
 use memchr::memchr;
 
 use super::batch::Batch;
-use super::{CloseReason, ConnId, Mode, Relay};
+use super::{CloseReason, ConnId, FrameRefusal, Mode, Relay};
 use crate::roster::{Identified, Seat};
 use eaxchat_proto::cipher::{Cipher, OpenError};
 use eaxchat_proto::lines::LineReader;
@@ -34,8 +36,12 @@ impl<T: Write> Relay<T> {
     /// in them, or closes `from` on the first line that is too long, does
     /// not open or is a replay (the lines before it are still relayed). In
     /// members mode an unidentified connection's first frame identifies it
-    /// first.
+    /// first; in session mode a connection's first line is its hello.
     pub fn receive(&mut self, from: ConnId, data: &[u8]) {
+        if self.is_sessions() {
+            self.receive_session(from, data);
+            return;
+        }
         let Some(peer) = self.peers.get_mut(from) else {
             return;
         };
@@ -175,7 +181,7 @@ impl<T: Write> Relay<T> {
     }
 
     /// Whether `id` is gone or closing.
-    fn is_closing(&self, id: ConnId) -> bool {
+    pub(super) fn is_closing(&self, id: ConnId) -> bool {
         self.peers.get(id).is_none_or(|peer| peer.closing.is_some())
     }
 
@@ -197,11 +203,12 @@ impl<T: Write> Relay<T> {
     }
 
     /// One frame of `from`'s (a line, or a newline-less frame), opened
-    /// under the shared key or member `seat`'s and checked against replays,
-    /// then taken: a command is run ([`Relay::take_command`]), text that
-    /// flood control lets go is committed onto `batch`, an empty members
-    /// frame only identifies. A frame refused leaves `batch` as it was.
-    fn take_frame(
+    /// under the shared key, member `seat`'s or `from`'s session and
+    /// checked against replays, then taken: a command is run
+    /// ([`Relay::take_command`]), text that flood control lets go is
+    /// committed onto `batch`, an empty members or session frame only
+    /// arrives. A frame refused leaves `batch` as it was.
+    pub(super) fn take_frame(
         &mut self,
         from: ConnId,
         seat: Option<Seat>,
@@ -216,7 +223,18 @@ impl<T: Write> Relay<T> {
             (Mode::Members(roster), Some(seat)) => {
                 batch.open_member(roster, &mut self.replays, seat, frame)?
             }
-            (Mode::Members(_), None) => return Err(FrameError::Open(OpenError::BadTag)),
+            (Mode::Sessions(roster), Some(seat)) => {
+                let opener = self
+                    .peers
+                    .get_mut(from)
+                    .and_then(|peer| peer.session.established())
+                    .map(|session| &mut session.opener)
+                    .ok_or(FrameError::Session(FrameRefusal::BadTag))?;
+                batch.open_session(roster, opener, seat, frame)?
+            }
+            (Mode::Members(_) | Mode::Sessions(_), None) => {
+                return Err(FrameError::Open(OpenError::BadTag));
+            }
         };
         if batch.identifies_only(pending) {
             self.arrive(from);
@@ -240,7 +258,7 @@ impl<T: Write> Relay<T> {
         }
         let cipher = match &mut self.mode {
             Mode::Shared(cipher) => Some(cipher),
-            Mode::Members(_) => None,
+            Mode::Members(_) | Mode::Sessions(_) => None,
         };
         batch.commit(pending, cipher, most);
         Ok(())
@@ -290,7 +308,7 @@ impl<T: Write> Relay<T> {
                         self.close(from, CloseReason::Replay);
                         return None;
                     }
-                    Err(FrameError::Open(_)) => {
+                    Err(FrameError::Open(_) | FrameError::Session(_)) => {
                         debug_assert!(false, "a frame that identified did not open");
                         return None;
                     }
@@ -332,6 +350,7 @@ impl<T: Write> Relay<T> {
             let key = match &self.mode {
                 Mode::Shared(cipher) => Some(cipher.eax_key()),
                 Mode::Members(roster) => member.and_then(|seat| roster.eax_key(seat)),
+                Mode::Sessions(_) => None,
             };
             let Some(Step::Frame(len)) = key.map(|key| splitter.next_frame(key, buf)) else {
                 break;
@@ -352,7 +371,7 @@ impl<T: Write> Relay<T> {
                     }
                 }
                 Err(FrameError::Replayed) => return Err(FrameError::Replayed),
-                Err(FrameError::Open(_)) => {
+                Err(FrameError::Open(_) | FrameError::Session(_)) => {
                     debug_assert!(false, "a frame the splitter found did not open");
                     break;
                 }
@@ -362,7 +381,7 @@ impl<T: Write> Relay<T> {
     }
 
     /// Counts a frame of `from`'s refused, and closes `from`.
-    fn reject(&mut self, from: ConnId, error: FrameError) {
+    pub(super) fn reject(&mut self, from: ConnId, error: FrameError) {
         match error {
             FrameError::Open(error) => {
                 self.stats.rejected.count(error);
@@ -371,6 +390,19 @@ impl<T: Write> Relay<T> {
             FrameError::Replayed => {
                 self.stats.rejected.replayed += 1;
                 self.close(from, CloseReason::Replay);
+            }
+            FrameError::Session(refusal) => {
+                let counts = &mut self.stats.sessions;
+                match refusal {
+                    FrameRefusal::Replayed => counts.rejected_replay += 1,
+                    FrameRefusal::Skipped => counts.rejected_gap += 1,
+                    FrameRefusal::BadTag => counts.rejected_tag += 1,
+                    FrameRefusal::NotBase64
+                    | FrameRefusal::TooShort
+                    | FrameRefusal::NotACounter
+                    | FrameRefusal::Exhausted => counts.rejected_malformed += 1,
+                }
+                self.close(from, CloseReason::SessionFrame(refusal));
             }
         }
     }
@@ -383,6 +415,9 @@ pub(super) enum FrameError {
     Open(OpenError),
     /// It opened, but is a replay.
     Replayed,
+    /// Session mode: it did not open in its session (a replay, a gap and
+    /// a reflection among others: the counter is the replay check).
+    Session(FrameRefusal),
 }
 
 /// The replay check every client frame that opened passes, in both modes:

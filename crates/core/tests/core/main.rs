@@ -11,4 +11,6 @@ mod fuzz_regressions;
 mod guard;
 mod members;
 mod relay;
+mod session_members;
+mod sessions;
 mod util;

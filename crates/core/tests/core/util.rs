@@ -1,18 +1,23 @@
-//! What the shared-key relay tests have in common: an in-memory
-//! connection ([`Pipe`]) that can stop taking bytes, the relay under one
-//! key, a client's sealing, and reading back what a connection was sent.
-//! It holds no test of its own and never opens a socket.
+//! What the relay tests have in common: an in-memory connection
+//! ([`Pipe`]) that can stop taking bytes, the relay under one key, a
+//! client's sealing, and reading back what a connection was sent; for
+//! session mode, device identities, a session relay, and an in-memory
+//! session client ([`SessionClient`]). It holds no test of its own and
+//! never opens a socket.
 
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{self, Write};
+use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
-use eaxchat_core::relay::{CloseReason, ConnId, Limits, Relay};
+use eaxchat_core::members::SessionMembers;
+use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
+use eaxchat_proto::session::{Initiator, Kind, Session, StaticSecret, decode_line};
 
 /// An in-memory connection that takes at most `room` more bytes.
 #[derive(Debug, Default)]
@@ -79,4 +84,124 @@ pub fn closing(relay: &mut Relay<Pipe>) -> Vec<(ConnId, CloseReason)> {
     ids.into_iter()
         .map(|id| (id, relay.peer(id).unwrap().closing().unwrap()))
         .collect()
+}
+
+/// A device's identity: the same `byte` always gives the same key.
+pub fn identity(byte: u8) -> StaticSecret {
+    StaticSecret::from_bytes(&[byte; 32]).unwrap()
+}
+
+/// The session relays' own identity.
+pub fn relay_identity() -> StaticSecret {
+    identity(0xee)
+}
+
+/// A sessions members file: one line per `(name, device byte)`.
+pub fn session_members(devices: &[(&str, u8)]) -> SessionMembers {
+    let text: String = devices
+        .iter()
+        .map(|(name, byte)| format!("{name} {}\n", identity(*byte).public_key()))
+        .collect();
+    SessionMembers::parse(text.as_bytes(), Path::new("members.txt")).unwrap()
+}
+
+/// A session relay serving `devices`, its chat set up as `config`.
+pub fn sessions_relay(devices: &[(&str, u8)], limits: Limits, config: ChatConfig) -> Relay<Pipe> {
+    let mut relay = Relay::with_sessions(
+        &session_members(devices),
+        relay_identity(),
+        limits,
+        Instant::now(),
+        SystemTime::now(),
+    );
+    relay.set_chat(config);
+    relay
+}
+
+/// Flushes every waiting connection, and takes what `id` was written
+/// since the last call.
+pub fn written(relay: &mut Relay<Pipe>, id: ConnId) -> Vec<u8> {
+    while let Some(other) = relay.next_waiting() {
+        relay.flush(other);
+    }
+    relay
+        .io_mut(id)
+        .map(|pipe| std::mem::take(&mut pipe.received))
+        .unwrap_or_default()
+}
+
+/// The text of the refusal `id` was written (its one line), and checks
+/// that it was written nothing else.
+pub fn refusal(relay: &mut Relay<Pipe>, id: ConnId) -> String {
+    let bytes = written(relay, id);
+    assert_eq!(bytes.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+    let line = decode_line(&bytes).unwrap();
+    assert_eq!(line.kind(), Kind::Refusal);
+    String::from_utf8(line.body().to_vec()).unwrap()
+}
+
+/// A session client in memory: its connection, and its side of the
+/// session once the relay welcomed it.
+pub struct SessionClient {
+    pub id: ConnId,
+    /// The name the relay's welcome stamped.
+    pub name: String,
+    session: Session,
+}
+
+impl SessionClient {
+    /// Admits a connection and sends the hello of device `byte` (for the
+    /// relay's key): returns the connection and the handshake to finish.
+    pub fn hello(relay: &mut Relay<Pipe>, byte: u8) -> (ConnId, Initiator) {
+        let id = relay.admit(Pipe::default()).unwrap();
+        let (initiator, hello) =
+            Initiator::start(&identity(byte), relay_identity().public_key(), b"").unwrap();
+        relay.receive(id, &hello);
+        (id, initiator)
+    }
+
+    /// Connects device `byte` and finishes its handshake.
+    pub fn connect(relay: &mut Relay<Pipe>, byte: u8) -> SessionClient {
+        let (id, initiator) = SessionClient::hello(relay, byte);
+        SessionClient::finish(relay, id, initiator)
+    }
+
+    /// Finishes the handshake of `id` with the welcome it was written.
+    pub fn finish(relay: &mut Relay<Pipe>, id: ConnId, initiator: Initiator) -> SessionClient {
+        let welcome = written(relay, id);
+        assert_eq!(welcome.iter().filter(|&&b| b == b'\n').count(), 1);
+        let established = initiator.finish(&welcome).unwrap();
+        assert!(relay.peer(id).unwrap().is_authenticated());
+        SessionClient {
+            id,
+            name: established.name,
+            session: established.session,
+        }
+    }
+
+    /// Seals `text` as this client's next frame, without sending it.
+    pub fn seal(&mut self, text: &str) -> Vec<u8> {
+        let mut line = BytesMut::new();
+        self.session.seal_into(text.as_bytes(), &mut line).unwrap();
+        line.to_vec()
+    }
+
+    /// Sends `text` as this client's next frame, and returns the line.
+    pub fn say(&mut self, relay: &mut Relay<Pipe>, text: &str) -> Vec<u8> {
+        let line = self.seal(text);
+        relay.receive(self.id, &line);
+        line
+    }
+
+    /// Everything written to it since the last call, each line opened in
+    /// order in its session.
+    pub fn got(&mut self, relay: &mut Relay<Pipe>) -> Vec<String> {
+        let bytes = written(relay, self.id);
+        assert!(bytes.is_empty() || bytes.ends_with(b"\n"), "whole lines");
+        bytes
+            .split(|&b| b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| String::from_utf8(self.session.open(line).unwrap().to_vec()).unwrap())
+            .collect()
+    }
 }

@@ -41,7 +41,7 @@ pub mod page {
     }
 
     /// Every file of the page.
-    pub static ASSETS: [Asset; 5] = [
+    pub static ASSETS: [Asset; 7] = [
         Asset {
             path: "/",
             content_type: "text/html; charset=utf-8",
@@ -56,6 +56,16 @@ pub mod page {
             path: "/eax.js",
             content_type: "text/javascript; charset=utf-8",
             body: include_str!("page/eax.js"),
+        },
+        Asset {
+            path: "/noise.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/noise.js"),
+        },
+        Asset {
+            path: "/session.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/session.js"),
         },
         Asset {
             path: "/style.css",
@@ -118,7 +128,7 @@ pub mod metrics {
             &[("", gauges.bytes_queued as u64)],
         );
         let r = &stats.rejected;
-        let counters: [(&str, &str, u64); 19] = [
+        let counters: [(&str, &str, u64); 27] = [
             (
                 "connections_accepted_total",
                 "Connections accepted since start.",
@@ -206,6 +216,46 @@ pub mod metrics {
                 stats.flood_refused,
             ),
             ("commands_total", "Commands run or refused.", stats.commands),
+            (
+                "handshakes_accepted_total",
+                "Session handshakes accepted.",
+                stats.sessions.accepted,
+            ),
+            (
+                "handshakes_refused_unknown_key_total",
+                "Session handshakes refused: a key in no member's line.",
+                stats.sessions.refused_unknown_key,
+            ),
+            (
+                "handshakes_refused_bad_hello_total",
+                "Session handshakes refused: not a hello for this relay's key.",
+                stats.sessions.refused_bad_hello,
+            ),
+            (
+                "handshakes_unfinished_total",
+                "Connections that sent a line before their welcome could arrive.",
+                stats.sessions.unfinished,
+            ),
+            (
+                "session_rejected_replay_total",
+                "Session frames refused: a counter used already.",
+                stats.sessions.rejected_replay,
+            ),
+            (
+                "session_rejected_gap_total",
+                "Session frames refused: a counter that skips ahead.",
+                stats.sessions.rejected_gap,
+            ),
+            (
+                "session_rejected_tag_total",
+                "Session frames refused: the tag did not verify.",
+                stats.sessions.rejected_tag,
+            ),
+            (
+                "session_rejected_malformed_total",
+                "Session frames refused: not a session frame.",
+                stats.sessions.rejected_malformed,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP eaxchat_{name} {help}");

@@ -1,0 +1,229 @@
+//! Session mode's way in: a connection's hello read, answered with a
+//! welcome or a refusal, and its receive path from then on.
+//!
+//! A connection is admitted waiting for its hello, and its first-frame
+//! deadline runs from its admission, not from its first byte: one that
+//! never speaks is closed too. Until its handshake finishes, what it holds
+//! counts against the pre-auth budget, and its first line may be at most
+//! [`MAX_LINE`] bytes: a longer one is refused as it grows, before any
+//! work. Each attempt costs at most one [`Responder::read_hello`] (and one
+//! accept): one hello per connection, and nothing read after a refusal.
+//!
+//! - A hello that does not read (garbage, truncated, oversized, another
+//!   kind of line, a client that pinned another relay key) gets
+//!   [`Responder::refusal_for`] its error.
+//! - A hello whose key is no member's device gets a refusal naming the
+//!   key's fingerprint and saying the operator must add it.
+//! - A known device gets its welcome: the connection is that member's from
+//!   then on, in the default room, its session's keys kept with it.
+//!
+//! A refusal is a plain line, never sealed. The connection closes once it
+//! is written (`flush.rs`); nothing it sends after is read.
+//! A line that comes after the hello in the same read was sent before the
+//! client could have read the welcome (a second hello, or a frame it could
+//! not seal yet): it closes the connection. Frames are never taken from a
+//! connection before its welcome: until then its only line is the hello.
+
+use std::io::Write;
+use std::ops::ControlFlow;
+
+use bytes::Bytes;
+use log::{debug, info};
+use memchr::memchr;
+
+use super::batch::Batch;
+use super::session::{PeerSession, SessionState};
+use super::trust::Trust;
+use super::{CloseReason, ConnId, HandshakeRefusal, Mode, Relay};
+use crate::outbox::Frames;
+use crate::roster::Seat;
+use eaxchat_proto::lines::LineReader;
+use eaxchat_proto::session::{MAX_LINE, Responder, SessionError};
+
+/// Where a session-mode connection's read stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Its next line is its hello.
+    Hello,
+    /// Its hello was accepted in this read: a line after it is too early.
+    Welcomed,
+    /// Established before this read: its lines are frames.
+    Frames,
+}
+
+impl<T: Write> Relay<T> {
+    /// Session mode: `id`, just admitted, waits for its hello. Its
+    /// deadline runs from now, and it is unproven from the start.
+    pub(super) fn await_hello(&mut self, id: ConnId) {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        peer.session = SessionState::AwaitingHello;
+        peer.trust = Trust::Unproven { held: 0 };
+        self.deadlines.start(id, peer.serial, self.now);
+    }
+
+    /// Session mode's [`Relay::receive`]: the hello, if it has not come,
+    /// then frames opened in the session.
+    pub(super) fn receive_session(&mut self, from: ConnId, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        if peer.closing.is_some() {
+            return;
+        }
+        self.stats.bytes_in += data.len() as u64;
+        let mut phase = match peer.session {
+            SessionState::AwaitingHello => Phase::Hello,
+            SessionState::Established(_) => Phase::Frames,
+            SessionState::Refusing(_) | SessionState::None => return,
+        };
+        let mut reader = std::mem::take(&mut peer.reader);
+        let mut member = peer.member;
+        // The hello may end in a `\r` before its `\n`.
+        let first_line = reader.buffered() + memchr(b'\n', data).unwrap_or(data.len());
+        if phase == Phase::Hello && first_line > MAX_LINE + 1 {
+            self.refuse_hello(from, &SessionError::LineTooLong { len: first_line });
+            self.account_trust(from, false);
+            return;
+        }
+        let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
+        let mut batch = Batch::new(self.wall_millis());
+        let fed = reader.feed(data, |line| {
+            self.take_session_line(from, &mut phase, &mut member, &mut batch, line, most)
+        });
+        if fed.is_err() && !self.is_closing(from) {
+            self.stats.rejected.too_long += 1;
+            self.close(from, CloseReason::LineTooLong);
+        }
+        if phase == Phase::Welcomed && reader.buffered() > 0 && !self.is_closing(from) {
+            // The start of a line sent before the welcome could have come.
+            self.stats.sessions.unfinished += 1;
+            self.close(from, CloseReason::HandshakeUnfinished);
+        }
+        if let Some(peer) = self.peers.get_mut(from) {
+            let done = peer.closing.is_some() || matches!(peer.session, SessionState::Refusing(_));
+            // Nothing more is read from a connection closing or refused.
+            peer.reader = if done { LineReader::default() } else { reader };
+        }
+        self.account_trust(from, phase == Phase::Welcomed);
+        self.queue_batch(from, &batch);
+    }
+
+    /// One line of `from`'s, as its phase takes it. Stops the reading when
+    /// the connection is refused or closed.
+    fn take_session_line(
+        &mut self,
+        from: ConnId,
+        phase: &mut Phase,
+        member: &mut Option<Seat>,
+        batch: &mut Batch,
+        line: &[u8],
+        most: usize,
+    ) -> ControlFlow<()> {
+        match *phase {
+            Phase::Hello => match self.take_hello(from, line) {
+                Some(seat) => {
+                    *member = Some(seat);
+                    *phase = Phase::Welcomed;
+                    ControlFlow::Continue(())
+                }
+                None => ControlFlow::Break(()),
+            },
+            Phase::Welcomed => {
+                self.stats.sessions.unfinished += 1;
+                self.close(from, CloseReason::HandshakeUnfinished);
+                ControlFlow::Break(())
+            }
+            Phase::Frames => match self.take_frame(from, *member, batch, line, most) {
+                Ok(()) if self.is_closing(from) => ControlFlow::Break(()),
+                Ok(()) => ControlFlow::Continue(()),
+                Err(error) => {
+                    self.reject(from, error);
+                    ControlFlow::Break(())
+                }
+            },
+        }
+    }
+
+    /// Reads `from`'s hello: welcomes a member's device (returning its
+    /// member), or refuses it.
+    fn take_hello(&mut self, from: ConnId, line: &[u8]) -> Option<Seat> {
+        let Mode::Sessions(roster) = &mut self.mode else {
+            return None;
+        };
+        let responder = match Responder::read_hello(roster.identity(), line) {
+            Ok(responder) => responder,
+            Err(error) => {
+                self.refuse_hello(from, &error);
+                return None;
+            }
+        };
+        let key = *responder.initiator_key();
+        let fingerprint = key.fingerprint();
+        let Some((seat, name)) = roster
+            .seat_of(&key)
+            .and_then(|seat| Some((seat, roster.name(seat)?.clone())))
+        else {
+            info!("conn {from}: handshake refused: unknown key {fingerprint}");
+            let refusal = responder.refuse(&format!(
+                "unknown key {fingerprint}: no member of this relay has it; the relay's \
+                 operator must add it to the members file (a line `NAME {key}`)"
+            ));
+            self.refuse(from, refusal, HandshakeRefusal::UnknownKey);
+            return None;
+        };
+        let (welcome, established) = match responder.accept(name.as_str()) {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                self.refuse_hello(from, &error);
+                return None;
+            }
+        };
+        let (sealer, opener) = established.session.into_parts();
+        let peer = self.peers.get_mut(from)?;
+        peer.session = SessionState::Established(Box::new(PeerSession {
+            sealer,
+            opener,
+            device: key,
+        }));
+        peer.member = Some(seat);
+        // The welcome goes first: everything after it is sealed.
+        peer.outbox.push(Frames::one(Bytes::from(welcome)));
+        let mut fan_out = self.sweep.fan_out();
+        fan_out.queued(from, &mut peer.place);
+        fan_out.finish(&self.peers);
+        roster.join(seat, from);
+        self.stats.sessions.accepted += 1;
+        info!("conn {from}: session as {name} ({fingerprint})");
+        self.enter_default_room(from);
+        Some(seat)
+    }
+
+    /// Refuses `from`'s hello for `error`, naming the relay's fingerprint.
+    fn refuse_hello(&mut self, from: ConnId, error: &SessionError) {
+        let Mode::Sessions(roster) = &self.mode else {
+            return;
+        };
+        debug!("conn {from}: handshake refused: {error}");
+        let refusal = Responder::refusal_for(error, roster.public_key());
+        self.refuse(from, refusal, HandshakeRefusal::BadHello);
+    }
+
+    /// Queues `refusal` for `from` and reads nothing more from it; it
+    /// closes once the refusal is written.
+    fn refuse(&mut self, from: ConnId, refusal: Vec<u8>, why: HandshakeRefusal) {
+        let Some(peer) = self.peers.get_mut(from) else {
+            return;
+        };
+        match why {
+            HandshakeRefusal::BadHello => self.stats.sessions.refused_bad_hello += 1,
+            HandshakeRefusal::UnknownKey => self.stats.sessions.refused_unknown_key += 1,
+        }
+        peer.session = SessionState::Refusing(why);
+        peer.outbox.push(Frames::one(Bytes::from(refusal)));
+        let mut fan_out = self.sweep.fan_out();
+        fan_out.queued(from, &mut peer.place);
+        fan_out.finish(&self.peers);
+    }
+}

@@ -1,0 +1,356 @@
+//! Fuzz target `handshake`: a session relay (`Relay::with_sessions`, in
+//! memory) driven by a script of steps from several connections: hellos
+//! made from fixed device identities (whole, cut over two reads, followed
+//! by more bytes in the same read, or made for another relay's key),
+//! garbage, frames of the connections' sessions and of a session the relay
+//! never saw, replays and reflections of lines seen earlier, a clock moved
+//! past the handshake deadline, hang-ups, and reloads of the members file.
+//!
+//! The script is bytes read as steps (`Harness::step`), not `arbitrary`, so
+//! hand-made seeds stay meaningful (`fuzz/make_seeds.py` writes them):
+//! the first byte is the members file (bit i: device i is in it), then each
+//! step is an opcode byte (mod 12) and its arguments; a missing byte reads
+//! as 0. `c` and `s` pick a connection (mod how many are open), `d` a device
+//! (mod 5; 4 is device 0 for another relay's key):
+//!
+//! | op | arguments | step |
+//! | --- | --- | --- |
+//! | 0 | | connect |
+//! | 1 | c d cut | a new hello, in two reads cut at `cut` |
+//! | 2 | c n bytes… | `n % 65` raw bytes |
+//! | 3 | c n | a message of `n % 48` letters in its session (else the decoy's) |
+//! | 4 | c s | `s`'s last whole line again, on `c` |
+//! | 5 | c s | the last line `s` was written, sent back on `c` |
+//! | 6 | t | the clock moves `t` tenths of a second on |
+//! | 7 | c | hang up |
+//! | 8 | m | reload with the devices of bits `m` |
+//! | 9 | c d n bytes… | a new hello and `n % 8 + 1` more bytes, in one read |
+//! | 10 | c n | an empty frame (as 3) |
+//! | 11 | c d cut | the first `cut` bytes of a new hello, no `\n` |
+//!
+//! After every step the harness does what the server's loop does (flush
+//! until nothing waits, take what is closing, remove it) and checks the
+//! relay against a model of each connection (`handshake/model.rs`):
+//! - nothing panics;
+//! - before its handshake finishes a connection is written nothing but one
+//!   welcome or one refusal line; after a refusal nothing, and it closes
+//!   once that is written;
+//! - its first line decides it as the model says: a hello the harness made
+//!   for a device in the file gets a welcome naming that device's member
+//!   (which the hello's initiator finishes), one for a device not in the
+//!   file a refusal naming its fingerprint, anything else a refusal naming
+//!   the relay's; a line growing past 1024 bytes is refused before its
+//!   `\n`; bytes after the hello in the same read close it unfinished;
+//! - every line an established session is written opens, in order, in that
+//!   session, and is `NAME: #N …` for a message N that an established
+//!   session of member NAME sent, never its own, never twice; every such
+//!   message reaches every other established session; nothing sent before
+//!   a welcome, and no frame of a session the relay never saw, reaches
+//!   anyone;
+//! - an established session is closed exactly when it sends a line that
+//!   is not its next frame (a replay, a reflection, another session's frame,
+//!   garbage), hangs up, or loses its device in a reload;
+//! - a connection still waiting for its hello is closed at the deadline
+//!   counted from its admission, not before;
+//! - every counter only moves forward, and the handshake and session
+//!   counters are the model's.
+//!
+//! The handshakes' ephemeral keys come from the operating system, so an
+//! input repeats its path through the relay, not its bytes. Each hello
+//! costs about ten X25519 operations: an input makes at most twelve.
+
+#![no_main]
+
+#[path = "handshake/model.rs"]
+mod model;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use eaxchat_core::members::SessionMembers;
+use eaxchat_core::relay::CloseReason;
+use eaxchat_proto::session::{Initiator, StaticSecret};
+use libfuzzer_sys::fuzz_target;
+
+use model::{Conn, Expect, Harness, Hello, State};
+
+/// The devices a script may connect as: (member, identity byte). Device 4
+/// is device 0 with a hello made for another relay's key.
+const DEVICES: [(&str, u8); 4] = [("alice", 1), ("alice", 2), ("bob", 3), ("carol", 4)];
+const OTHER_RELAY: u8 = 0x77;
+const RELAY: u8 = 0xee;
+const MAX_CONNS: usize = 8;
+const MAX_STEPS: usize = 64;
+/// Hellos cost a few X25519 operations each: bounded per input.
+const MAX_HELLOS: usize = 12;
+
+fuzz_target!(|data: &[u8]| {
+    let mut script = Script { data, at: 0 };
+    let mut harness = Harness::new(script.byte());
+    for _ in 0..MAX_STEPS {
+        if script.at >= data.len() {
+            break;
+        }
+        harness.step(&mut script);
+        harness.end_turn();
+    }
+});
+
+/// The input, read a byte at a time.
+struct Script<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl Script<'_> {
+    fn byte(&mut self) -> u8 {
+        let byte = self.data.get(self.at).copied().unwrap_or(0);
+        self.at += 1;
+        byte
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.byte()).collect()
+    }
+}
+
+fn identity(byte: u8) -> StaticSecret {
+    StaticSecret::from_bytes(&[byte; 32]).expect("any 32 bytes are a secret")
+}
+
+fn members_file(devices: &[StaticSecret], mask: u8) -> SessionMembers {
+    let text: String = DEVICES
+        .iter()
+        .zip(devices)
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, ((name, _), secret))| format!("{name} {}\n", secret.public_key()))
+        .collect();
+    SessionMembers::parse(text.as_bytes(), Path::new("members.txt")).expect("a valid file")
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The steps: each reads its arguments from the script and acts on the
+/// relay and the model together.
+impl Harness {
+    fn step(&mut self, script: &mut Script<'_>) {
+        self.sent.clear();
+        self.expect.clear();
+        self.recipients = self
+            .conns
+            .iter()
+            .filter(|c| matches!(c.state, State::Established { .. }))
+            .map(|c| c.id)
+            .collect();
+        let op = script.byte() % 12;
+        match op {
+            0 => {
+                if self.conns.len() < MAX_CONNS {
+                    let id = self.relay.admit(Vec::new()).expect("room for a client");
+                    self.conns.push(Conn {
+                        id,
+                        admitted: self.now,
+                        state: State::Awaiting {
+                            pending: Vec::new(),
+                        },
+                        outgoing: Vec::new(),
+                        last_sent: None,
+                        last_written: None,
+                        inbox: Vec::new(),
+                        seen: HashSet::new(),
+                    });
+                }
+            }
+            1 => {
+                let (c, device, cut) = (script.byte(), script.byte(), script.byte());
+                let Some(c) = self.pick(c) else { return };
+                let Some(line) = self.make_hello(usize::from(device) % 5) else {
+                    return;
+                };
+                let cut = usize::from(cut) % line.len();
+                self.send(c, &line[..cut]);
+                self.send(c, &line[cut..]);
+            }
+            2 => {
+                let (c, len) = (script.byte(), script.byte());
+                let bytes = script.bytes(usize::from(len) % 65);
+                if let Some(c) = self.pick(c) {
+                    self.send(c, &bytes);
+                }
+            }
+            3 | 10 => {
+                let (c, len) = (script.byte(), script.byte());
+                if let Some(c) = self.pick(c) {
+                    self.say(c, op == 10, usize::from(len) % 48);
+                }
+            }
+            4 => {
+                let (c, source) = (script.byte(), script.byte());
+                let (Some(c), Some(source)) = (self.pick(c), self.pick(source)) else {
+                    return;
+                };
+                if let Some(line) = self.conns[source].last_sent.clone() {
+                    self.send(c, &line);
+                }
+            }
+            5 => {
+                let (c, source) = (script.byte(), script.byte());
+                let (Some(c), Some(source)) = (self.pick(c), self.pick(source)) else {
+                    return;
+                };
+                if let Some(line) = self.conns[source].last_written.clone() {
+                    self.send(c, &line);
+                }
+            }
+            6 => self.tick(script.byte()),
+            7 => {
+                let Some(c) = self.pick(script.byte()) else {
+                    return;
+                };
+                let id = self.conns[c].id;
+                self.relay.close(id, CloseReason::PeerClosed);
+                self.conns[c].state = State::Closed;
+                self.expect
+                    .insert(id, Expect::Exactly(CloseReason::PeerClosed));
+            }
+            8 => self.reload(script.byte() & 0x0f),
+            11 => {
+                let (c, device, cut) = (script.byte(), script.byte(), script.byte());
+                let Some(c) = self.pick(c) else { return };
+                let Some(line) = self.make_hello(usize::from(device) % 5) else {
+                    return;
+                };
+                self.send(c, &line[..usize::from(cut) % line.len()]);
+            }
+            _ => {
+                let (c, device, len) = (script.byte(), script.byte(), script.byte());
+                let extra = script.bytes(usize::from(len) % 8 + 1);
+                let Some(c) = self.pick(c) else { return };
+                let Some(mut line) = self.make_hello(usize::from(device) % 5) else {
+                    return;
+                };
+                line.extend_from_slice(&extra);
+                self.send(c, &line);
+            }
+        }
+    }
+
+    /// A new hello line (with its `\n`) of device `device` (4: device 0's,
+    /// for another relay's key), remembered with its initiator.
+    fn make_hello(&mut self, device: usize) -> Option<Vec<u8>> {
+        if self.made >= MAX_HELLOS {
+            return None;
+        }
+        self.made += 1;
+        let (index, relay) = match device {
+            4 => (0, self.other_relay),
+            device => (device, self.relay_key),
+        };
+        let (initiator, mut line) =
+            Initiator::start(&self.devices[index], &relay, b"").expect("a hello");
+        line.pop();
+        self.hellos.insert(
+            line.clone(),
+            Hello {
+                device: index,
+                for_relay: relay == self.relay_key,
+                initiator: Some(initiator),
+            },
+        );
+        line.push(b'\n');
+        Some(line)
+    }
+
+    /// Seals a message (or an empty frame) and sends it on connection `c`:
+    /// in its session if the harness holds one, else in the decoy's.
+    fn say(&mut self, c: usize, empty: bool, len: usize) {
+        self.serial += 1;
+        let serial = self.serial;
+        let text = if empty {
+            String::new()
+        } else {
+            format!("#{serial} {}", "x".repeat(len))
+        };
+        let mut line = BytesMut::new();
+        match &mut self.conns[c].state {
+            State::Established { session, next, .. } => {
+                session
+                    .seal_into(text.as_bytes(), &mut line)
+                    .expect("a counter left");
+                let frame = line[..line.len() - 1].to_vec();
+                *next = Some((frame, (!empty).then_some(serial)));
+            }
+            _ => self
+                .decoy
+                .seal_into(text.as_bytes(), &mut line)
+                .expect("a counter left"),
+        }
+        self.send(c, &line);
+    }
+
+    /// Moves the clock on and runs the relay's timers.
+    fn tick(&mut self, tenths: u8) {
+        self.now += Duration::from_millis(100 * u64::from(tenths));
+        self.relay.set_now(self.now);
+        self.relay.run_timers();
+        for conn in &mut self.conns {
+            if matches!(conn.state, State::Awaiting { .. })
+                && conn.admitted + self.timeout <= self.now
+            {
+                conn.state = State::Closed;
+                self.model.first_frame_timeouts += 1;
+                self.expect
+                    .insert(conn.id, Expect::Exactly(CloseReason::FirstFrameTimeout));
+            }
+        }
+    }
+
+    /// Rewrites the members file with the devices in `mask`.
+    fn reload(&mut self, mask: u8) {
+        let changes = self
+            .relay
+            .reload_members(&members_file(&self.devices, mask))
+            .expect("a session relay takes a sessions file");
+        let devices = |mask: u8, name: &str| -> Vec<usize> {
+            (0..DEVICES.len())
+                .filter(|&i| mask & (1 << i) != 0 && DEVICES[i].0 == name)
+                .collect()
+        };
+        for name in ["alice", "bob", "carol"] {
+            let (old, new) = (devices(self.mask, name), devices(mask, name));
+            let has = |list: &[eaxchat_proto::name::Name]| list.iter().any(|n| n.as_str() == name);
+            assert_eq!(
+                has(&changes.removed),
+                !old.is_empty() && new.is_empty(),
+                "{name}"
+            );
+            assert_eq!(
+                has(&changes.added),
+                old.is_empty() && !new.is_empty(),
+                "{name}"
+            );
+            assert_eq!(
+                has(&changes.rekeyed),
+                !old.is_empty() && !new.is_empty() && old != new,
+                "{name}"
+            );
+        }
+        self.mask = mask;
+        for c in 0..self.conns.len() {
+            let device = match &self.conns[c].state {
+                State::Established { device, .. } | State::Opaque { device, .. } => *device,
+                _ => continue,
+            };
+            if !self.in_file(device) {
+                let id = self.conns[c].id;
+                self.model.members_removed += 1;
+                self.conns[c].state = self.closed(id, Expect::Exactly(CloseReason::MemberRemoved));
+            }
+        }
+    }
+}

@@ -44,6 +44,18 @@ code reads. :meth:`Client.join`, :meth:`Client.who`, :meth:`Client.rooms`,
 :meth:`Client.msg`, :meth:`Client.me` and :meth:`Client.nick` send the
 commands; :meth:`Client.say` sends text, escaping a leading ``/``.
 
+A relay with sessions (``relay --members FILE`` with public keys) is joined
+with an identity instead of a key: ``Client(host, port,
+identity="alice.identity")`` runs a Noise handshake on connecting (see
+``eaxsession.py``, which it then needs, with ``noiseprotocol`` and
+``cryptography``) and seals and opens every frame under that session's own
+keys, each frame only once and in order. :func:`generate_identity` makes the
+identity file (mode 0600) and returns the public key to give the relay's
+operator. The relay's key is pinned: given as ``relay_key=``, else read from
+``known_relays`` (``~/.config/eaxchat/known_relays``), else trusted on first
+use and added there; a relay whose key changed is always refused
+(:class:`RelayKeyChanged`, naming both fingerprints).
+
 This module owns the client side of the wire format only; it never prints.
 """
 
@@ -74,6 +86,8 @@ __all__ = [
     "DEFAULT_MAX_FRAME",
     "Event",
     "FrameReader",
+    "generate_identity",
+    "load_identity",
     "MEMBER_COMMENT",
     "MemberKey",
     "ReplayedFrame",
@@ -140,6 +154,46 @@ class _NonceWindow:
 
 class ConnectionClosed(EOFError):
     """The connection is closed and every message received was read."""
+
+
+# -- sessions: the protocol is eaxsession.py's ---------------------------------
+
+#: What eaxchat passes on from eaxsession, loaded on first use (PEP 562), so
+#: shared-key and members mode never need noiseprotocol or cryptography.
+_SESSION_NAMES = ("Identity", "RelayKeyChanged", "Refused", "SessionError", "UnknownRelay")
+
+
+def _sessions() -> Any:
+    """The eaxsession module, or an ImportError that says what session mode needs."""
+    try:
+        import eaxsession
+    except ImportError as error:
+        raise ImportError(
+            "session mode needs eaxsession.py next to eaxchat.py, and the noiseprotocol and"
+            f" cryptography packages (pip install -r requirements.txt): {error}"
+        ) from error
+    return eaxsession
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SESSION_NAMES:
+        return getattr(_sessions(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def generate_identity(path: Union[str, Path]) -> str:
+    """Creates a session identity file at ``path``: a new X25519 secret key,
+    mode 0600, never over an existing file. Returns its public key text
+    (``x25519:...``) to give the relay's operator, who adds ``NAME
+    x25519:...`` to the members file."""
+    return _sessions().generate_identity(path)
+
+
+def load_identity(path: Union[str, Path]) -> Any:
+    """The identity (an ``eaxsession.Identity``: ``.public_key``,
+    ``.fingerprint``) in the file at ``path``; refuses a file that group or
+    others can read."""
+    return _sessions().Identity.load(path)
 
 
 def parse_key(key: Union[bytes, bytearray, str]) -> bytes:
@@ -439,6 +493,45 @@ class FrameReader:
         return start + end // 3 * 4
 
 
+class _SessionReader:
+    """:class:`FrameReader`'s counterpart in session mode: the relay's lines,
+    however TCP cuts them, opened in order under the session's keys. A frame
+    that does not open is an :class:`AuthenticationError` (a replayed or
+    reordered one a :class:`ReplayedFrame`), as is more than ``max_frame``
+    bytes without a newline; blank lines carry nothing and are skipped."""
+
+    def __init__(self, session: Any, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._session = session
+        self._max_frame = max_frame
+        self._buffer = bytearray()
+
+    def feed(self, chunk: bytes) -> Iterator[bytes]:
+        """Takes the next bytes read; returns an iterator over the plaintexts
+        of the whole lines held, in order."""
+        self._buffer += chunk
+        return self._frames()
+
+    def _frames(self) -> Iterator[bytes]:
+        es = _sessions()
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(self._buffer[:end]).rstrip(b"\r")
+            del self._buffer[: end + 1]
+            if not line:
+                continue
+            try:
+                yield self._session.open(line)
+            except es.NonceError as error:
+                kind = ReplayedFrame if error.replay else AuthenticationError
+                raise kind(f"frame from the relay refused: {error}") from None
+            except es.FrameError as error:
+                raise AuthenticationError(f"frame from the relay did not open: {error}") from None
+        if len(self._buffer) > self._max_frame:
+            raise AuthenticationError(f"line longer than {self._max_frame} bytes from the relay")
+
+
 def safe_text(data: bytes) -> str:
     """A peer's message as text that is safe to show: UTF-8 with invalid
     bytes replaced, and every control character (escape, carriage return,
@@ -570,6 +663,19 @@ class Client:
     The relay closing the connection is not an error: ``on_error`` gets a
     :class:`ConnectionClosed`, and :meth:`recv` raises one.
 
+    Session mode (:attr:`session_mode`) is on with ``identity=`` (an
+    identity file's path, or what :func:`load_identity` returned) and no
+    ``key``: the client runs the handshake within ``timeout`` seconds, the
+    relay stamps it with the member's name (:attr:`name`), and every frame
+    is sealed and opened under the session's keys. The relay's key is
+    ``relay_key`` (``x25519:...`` text or 32 bytes) when given; else the one
+    pinned for ``HOST:PORT`` in ``known_relays`` (a path; default
+    ``~/.config/eaxchat/known_relays``); else, with ``accept_new`` (the
+    default), the relay is asked for its key, which is pinned there once the
+    handshake proves the relay holds it (:attr:`pinned_now`). A relay that
+    says its key is another than the pinned one is refused with
+    :class:`RelayKeyChanged`; any other refusal is a :class:`Refused`.
+
     Safe to use from several threads: sends are serialised.
     """
 
@@ -577,7 +683,7 @@ class Client:
         self,
         host: str,
         port: int,
-        key: Union[bytes, bytearray, str],
+        key: Optional[Union[bytes, bytearray, str]] = None,
         *,
         on_message: Optional[Callable[[bytes], None]] = None,
         on_error: Optional[Callable[[BaseException], None]] = None,
@@ -585,37 +691,110 @@ class Client:
         max_frame: int = DEFAULT_MAX_FRAME,
         member: Optional[bool] = None,
         events: bool = False,
+        identity: Any = None,
+        relay_key: Optional[Union[bytes, str]] = None,
+        known_relays: Optional[Union[str, Path]] = None,
+        accept_new: bool = True,
     ) -> None:
-        self.member: bool = isinstance(key, MemberKey) if member is None else bool(member)
-        """Whether this client runs in members mode."""
+        if (key is None) == (identity is None):
+            raise TypeError(
+                "Client needs a key (shared-key or members mode) or identity= (session mode),"
+                " not both"
+            )
+        self.session_mode: bool = identity is not None
+        """Whether this client runs in session mode (``identity=``)."""
+        self.member: bool = (
+            self.session_mode
+            or (isinstance(key, MemberKey) if member is None else bool(member))
+        )
+        """Whether this client runs in members mode (session mode is a member's too)."""
         self.events: bool = bool(events)
         """Whether this client asked for structured events."""
+        self.name: Optional[str] = None
+        """Session mode: the member's name, as the relay stamped it."""
+        self.relay_key: Optional[str] = None
+        """Session mode: the relay's public key (``x25519:...``), proven by the handshake."""
+        self.relay_fingerprint: Optional[str] = None
+        """Session mode: that key's fingerprint (``SHA256:...``)."""
+        self.pinned_now: bool = False
+        """Session mode: whether this connection pinned the relay's key (first use)."""
         self._stash: "deque[Event]" = deque()
-        self._key = parse_key(key)
+        self._key = parse_key(key) if key is not None else b""
+        self._session: Any = None
         self._on_message = on_message
         self._on_error = on_error
         self._max_frame = max_frame
         self._inbox: "queue.Queue[object]" = queue.Queue()
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
+        held = b""
         self._sock = socket.create_connection((host, port), timeout=timeout)
-        # Blocking from here on: the receive thread waits in recv() until
-        # data arrives or close() shuts the socket down.
-        self._sock.settimeout(None)
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        first = f"/hello {PROTOCOL}".encode() if self.events else b"" if self.member else None
-        if first is not None:
-            try:
+        try:
+            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.session_mode:
+                held = self._handshake(
+                    host, port, identity, relay_key, known_relays, accept_new, timeout
+                )
+            # Blocking from here on: the receive thread waits in recv() until
+            # data arrives or close() shuts the socket down.
+            self._sock.settimeout(None)
+            first = f"/hello {PROTOCOL}".encode() if self.events else b"" if self.member else None
+            if self.session_mode:
+                # The handshake said who the member is: no empty identifying frame.
+                if self.events:
+                    self._sock.sendall(self._session.seal(first))
+            elif first is not None:
                 self._sock.sendall(seal(self._key, first))
-            except OSError:
-                self._sock.close()
-                raise
+        except BaseException:
+            self._sock.close()
+            raise
+        self._reader: Any = (
+            _SessionReader(self._session, max_frame)
+            if self.session_mode
+            else FrameReader(self._key, max_frame)
+        )
+        self._held = held
         self.error: Optional[BaseException] = None
         """The error that ended the connection, if one did."""
         self._thread = threading.Thread(
             target=self._receive_loop, name=f"eaxchat-recv-{host}:{port}", daemon=True
         )
         self._thread.start()
+
+    def _handshake(
+        self,
+        host: str,
+        port: int,
+        identity: Any,
+        relay_key: Optional[Union[bytes, str]],
+        known_relays: Optional[Union[str, Path]],
+        accept_new: bool,
+        timeout: float,
+    ) -> bytes:
+        """Runs the session handshake on the connected socket; returns the
+        bytes that came after it (the first frames)."""
+        es = _sessions()
+        if not isinstance(identity, es.Identity):
+            identity = es.Identity.load(identity)
+        if isinstance(relay_key, str):
+            relay_key = es.parse_public_key(relay_key.strip())
+        elif relay_key is not None and len(relay_key) != 32:
+            raise ValueError("relay_key is x25519:... text or 32 bytes")
+        connected = es.connect_session(
+            self._sock,
+            identity,
+            es.relay_address(host, port),
+            relay_key=None if relay_key is None else bytes(relay_key),
+            known=es.KnownRelays(known_relays),
+            accept_new=accept_new,
+            timeout=timeout,
+        )
+        self._session = connected.session
+        self.name = connected.name
+        self.relay_key = es.public_key_text(connected.relay_public)
+        self.relay_fingerprint = es.fingerprint(connected.relay_public)
+        self.pinned_now = connected.pinned_now
+        return connected.held
 
     # -- sending ----------------------------------------------------------
 
@@ -630,6 +809,13 @@ class Client:
                 f"message of {len(plaintext)} bytes is longer than the relay accepts"
                 f" ({limit} bytes)"
             )
+        if self._session is not None:
+            # A session's frames are numbered: seal and send in one order.
+            with self._send_lock:
+                if self._closed.is_set():
+                    raise ConnectionClosed("connection is closed")
+                self._sock.sendall(self._session.seal(plaintext))
+            return
         line = seal(self._key, plaintext)
         if self._closed.is_set():
             raise ConnectionClosed("connection is closed")
@@ -733,8 +919,11 @@ class Client:
         return {safe_text(str(r["room"]).encode()): int(r["count"]) for r in rooms}
 
     def _receive_loop(self) -> None:
-        reader = FrameReader(self._key, self._max_frame)
+        reader = self._reader
         try:
+            # The frames that came with the handshake's last line, first.
+            for plaintext in reader.feed(self._held):
+                self._deliver(plaintext)
             while True:
                 chunk = self._sock.recv(_READ_SIZE)
                 if not chunk:
@@ -819,11 +1008,14 @@ class Client:
 _default: Optional[Client] = None
 
 
-def connect(host: str, port: int, key: Union[bytes, bytearray, str], **options: object) -> Client:
+def connect(
+    host: str, port: int, key: Optional[Union[bytes, bytearray, str]] = None, **options: object
+) -> Client:
     """Connects a :class:`Client` and makes it the one
     :func:`send_message` uses, closing any earlier one. ``options`` are
-    :class:`Client`'s keyword arguments (``member=True`` among them); a
-    :class:`MemberKey` connects in members mode, as :class:`Client` does."""
+    :class:`Client`'s keyword arguments (``member=True`` or ``identity=``
+    among them); a :class:`MemberKey` connects in members mode, as
+    :class:`Client` does."""
     global _default
     if _default is not None:
         _default.close()

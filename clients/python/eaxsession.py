@@ -6,14 +6,16 @@ this module speaks the same bytes, and its tests run against that code.
 It owns, for the Python client: the Noise_IK_25519_AESGCM_SHA256 handshake with
 prologue "eaxchat/session/1" (and Noise_IKpsk2 for invite joins, a later issue);
 the handshake line framing (kind byte + body in base64, at most 1024 bytes before
-the newline, refusal lines); the per-session key derivation (HKDF-SHA256 over
-snow-style raw split keys and the handshake hash); the session's frames (today's
-wire lines, AES-256-EAX through PyCryptodome, 16-byte counter nonces, a strict
-receive counter); fingerprints and public-key text; and identity files (the
-private key, created with mode 0600).
+the newline, refusal lines, and the key request / relay key lines of trust on first
+use); the per-session key derivation (HKDF-SHA256 over snow-style raw split keys
+and the handshake hash); the session's frames (today's wire lines, AES-256-EAX
+through PyCryptodome, 16-byte counter nonces, a strict receive counter);
+fingerprints and public-key text; identity files (the private key, created with
+mode 0600); the relay keys a client pinned (a known_relays file); and
+connect_session(), a whole client handshake with its pinning rules.
 
-It never opens a socket itself except in handshake(), which runs over one the
-caller connected, and never prints.
+It never opens a socket itself: handshake() and connect_session() run over one the
+caller connected. It never prints.
 
 Dependencies: `noiseprotocol` (PyPI, module `noise`, 0.3.1) and `cryptography`
 for the handshake, `pycryptodome` (as eaxchat.py) for the frames. noiseprotocol
@@ -30,8 +32,11 @@ import hashlib
 import json
 import os
 import re
+import socket
 import stat
+import time
 import warnings
+from dataclasses import dataclass
 
 from Crypto.Cipher import AES
 from cryptography.exceptions import InvalidTag
@@ -45,6 +50,10 @@ PROTOCOL_IK = "Noise_IK_25519_AESGCM_SHA256"
 PROTOCOL_IKPSK2 = "Noise_IKpsk2_25519_AESGCM_SHA256"
 
 KIND_HELLO, KIND_WELCOME, KIND_INVITE, KIND_REFUSAL = 0x01, 0x02, 0x03, 0x7F
+#: Trust on first use: a client with no pin asks (0x04, empty), the relay answers
+#: with its static public key (0x05, 32 bytes, unauthenticated). Only these two
+#: functions speak them: key_request_line() and decode_relay_key_line().
+KIND_KEY_REQUEST, KIND_RELAY_KEY = 0x04, 0x05
 MAX_LINE = 1024  # bytes of base64 before the "\n"
 MAX_HELLO_PAYLOAD = 128
 MAX_REFUSAL_TEXT = 512
@@ -72,7 +81,8 @@ class Refused(SessionError):
     fingerprint the relay gave as its own (after RELAY_KEY_MARK), or None.
     """
 
-    def __init__(self, text: str, pinned: str | None = None, relay: str | None = None):
+    def __init__(self, text: str, pinned: str | None = None, relay: str | None = None,
+                 note: str | None = None):
         shown = repr(text)  # escapes control characters
         if pinned and relay and relay != pinned:
             message = (f"the relay refused the handshake: you pinned relay key {pinned}, but "
@@ -82,8 +92,16 @@ class Refused(SessionError):
             message = f"the relay refused the handshake (pinned relay key {pinned}): {shown}"
         else:
             message = f"the relay refused the handshake: {shown}"
+        if note:
+            message += f"; {note}"
         super().__init__(message)
         self.text, self.pinned, self.relay = text, pinned, relay
+
+
+class RelayKeyChanged(Refused):
+    """A refusal whose relay names a key other than the one the client pinned: its
+    key changed, or another relay answers at this address. Always refused; the
+    message names both fingerprints."""
 
 
 class HandshakeFailed(SessionError):
@@ -95,7 +113,14 @@ class FrameError(SessionError):
 
 
 class NonceError(FrameError):
-    """A frame nonce that is not exactly the next expected counter."""
+    """A frame nonce that is not exactly the next expected counter. `replay` is
+    True when its counter was already used (a replay, or a reorder)."""
+
+    replay = False
+
+
+class UnknownRelay(SessionError):
+    """No relay key is pinned for this address and trust on first use is off."""
 
 
 # ---------------------------------------------------------------- framing
@@ -124,7 +149,14 @@ def _strip_terminator(line: bytes) -> bytes:
 def decode_line(line: bytes) -> tuple[int, bytes]:
     """One line (a trailing b"\\n" or b"\\r\\n" is dropped) -> (kind, body).
 
-    Strict base64; refuses unknown kinds and refusal texts over MAX_REFUSAL_TEXT."""
+    Strict base64; refuses unknown kinds and refusal texts over MAX_REFUSAL_TEXT.
+    The key request and relay key lines are not handshake lines: they come only
+    where decode_relay_key_line() reads them."""
+    return _decode_kind(line, _KINDS)
+
+
+def _decode_kind(line: bytes, kinds) -> tuple[int, bytes]:
+    """decode_line(), taking only the kinds in `kinds`."""
     line = _strip_terminator(line)
     if len(line) > MAX_LINE:
         raise LineError(f"line of {len(line)} bytes exceeds {MAX_LINE}")
@@ -137,11 +169,29 @@ def decode_line(line: bytes) -> tuple[int, bytes]:
     if not raw:
         raise LineError("empty line")
     kind, body = raw[0], raw[1:]
-    if kind not in _KINDS:
+    if kind not in kinds:
         raise LineError(f"unknown handshake line kind 0x{kind:02x}")
     if kind == KIND_REFUSAL and len(body) > MAX_REFUSAL_TEXT:
         raise LineError(f"refusal text of {len(body)} bytes exceeds {MAX_REFUSAL_TEXT}")
     return kind, body
+
+
+def key_request_line() -> bytes:
+    """The key request (kind 0x04, empty), newline included: sent once, before the
+    hello, by a client that has no key pinned for this relay."""
+    return base64.b64encode(bytes([KIND_KEY_REQUEST])) + b"\n"
+
+
+def decode_relay_key_line(line: bytes) -> bytes:
+    """The relay's answer to a key request: its 32-byte static public key (kind
+    0x05). It is unauthenticated: the handshake that follows proves the relay holds
+    the key. Raises Refused for a refusal line, LineError for anything else."""
+    kind, body = _decode_kind(line, (KIND_RELAY_KEY, KIND_REFUSAL))
+    if kind == KIND_REFUSAL:
+        raise Refused(body.decode("utf-8", errors="replace"))
+    if len(body) != 32:
+        raise LineError(f"a relay key line carries 32 bytes, not {len(body)}")
+    return body
 
 
 def read_line(stream) -> bytes:
@@ -263,7 +313,10 @@ class Initiator:
         kind, body = decode_line(line)
         if kind == KIND_REFUSAL:
             text = body.decode("utf-8", errors="replace")
-            raise Refused(text, fingerprint(self.relay_public), relay_fingerprint_in(text))
+            pinned, relay = fingerprint(self.relay_public), relay_fingerprint_in(text)
+            if relay is not None and relay != pinned:
+                raise RelayKeyChanged(text, pinned, relay)
+            raise Refused(text, pinned, relay)
         if kind != KIND_WELCOME:
             raise LineError(f"expected kind 0x02, got 0x{kind:02x}")
         try:
@@ -352,7 +405,9 @@ class ReceiveTracker:
             raise NonceError("this direction has used every frame counter")
         if n != self.next:
             what = "replay or reorder" if n < self.next else "gap or reorder"
-            raise NonceError(f"frame counter {n}, expected {self.next} ({what})")
+            error = NonceError(f"frame counter {n}, expected {self.next} ({what})")
+            error.replay = n < self.next
+            raise error
         return n
 
     def commit(self) -> None:
@@ -502,31 +557,247 @@ def generate_keypair() -> tuple[bytes, bytes]:
 
 
 def save_private_key(path: str, private: bytes) -> None:
-    """Write the key as one line of base64; the file must not exist, is created 0600."""
+    """Write an identity file: two # comment lines (what it is, and its public key),
+    then the secret as one line of padded base64. The file must not exist (O_EXCL:
+    an identity is never overwritten); it is created with mode 0600."""
     if len(private) != 32:
         raise ValueError("private key must be 32 bytes")
+    text = (f"{IDENTITY_COMMENT}\n# public key {public_key_text(public_from_private(private))}\n"
+            ).encode("ascii") + base64.b64encode(private) + b"\n"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)  # in case the umask removed owner bits
-        os.write(fd, base64.b64encode(private) + b"\n")
+        view = memoryview(text)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
         os.close(fd)
 
 
 def load_private_key(path: str) -> bytes:
-    """Read a key written by save_private_key; refuses files others can read or write."""
+    """Read an identity file (lines starting with # are comments, one line holds the
+    base64 of the 32-byte secret); refuses a file that group or others can read or
+    write, and one that is not a regular file."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        info = os.fstat(fd)
+        mode = stat.S_IMODE(info.st_mode)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path} is not a regular file")
         if mode & 0o077:
-            raise PermissionError(f"{path} has mode {mode:04o}; expected 0600")
+            raise PermissionError(f"{path} has mode {mode:04o}; expected 0600 "
+                                  f"(an identity file is a secret: chmod 600 {path})")
         data = os.read(fd, 4096)
     finally:
         os.close(fd)
     try:
-        private = base64.b64decode(data.strip(), validate=True)
+        lines = [line.strip() for line in data.decode("ascii").splitlines()]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not an identity file (not ASCII text)") from None
+    keys = [line for line in lines if line and not line.startswith("#")]
+    if len(keys) != 1:
+        raise ValueError(f"{path}: an identity file holds one line of base64 besides # "
+                         f"comments, found {len(keys)}")
+    try:
+        private = base64.b64decode(keys[0], validate=True)
     except binascii.Error as e:
         raise ValueError(f"{path}: not a base64 private key: {e}") from None
     if len(private) != 32:
         raise ValueError(f"{path}: private key must be 32 bytes")
     return private
+
+
+# ---------------------------------------------------------------- identities, pins
+
+#: The first line of an identity file this module writes.
+IDENTITY_COMMENT = "# eaxchat identity: an X25519 secret key. Keep it private (mode 0600)."
+
+#: Where the relay keys a client pinned are kept, as chat keeps them.
+DEFAULT_KNOWN_RELAYS = "~/.config/eaxchat/known_relays"
+
+
+class Identity:
+    """A member's identity on this device: an X25519 key pair. Its repr shows only
+    the public key; the secret never leaves this object except to the handshake."""
+
+    __slots__ = ("_private", "public")
+
+    def __init__(self, private: bytes):
+        if len(private) != 32:
+            raise ValueError("an identity's secret is 32 bytes")
+        self._private = bytes(private)
+        #: The public key's 32 bytes.
+        self.public: bytes = public_from_private(self._private)
+
+    @classmethod
+    def load(cls, path) -> "Identity":
+        """The identity in the file at `path` (see load_private_key)."""
+        return cls(load_private_key(os.fspath(path)))
+
+    @property
+    def public_key(self) -> str:
+        """The public key as the operator adds it: "x25519:" and base64."""
+        return public_key_text(self.public)
+
+    @property
+    def fingerprint(self) -> str:
+        """The public key's fingerprint, "SHA256:...", as ssh prints one."""
+        return fingerprint(self.public)
+
+    def __repr__(self) -> str:
+        return f"<eaxsession.Identity {self.public_key}>"
+
+
+def generate_identity(path) -> str:
+    """Creates a new identity file at `path` (mode 0600, never over an existing
+    file) and returns its public key text, "x25519:...", for the relay's operator."""
+    private, public = generate_keypair()
+    save_private_key(os.fspath(path), private)
+    return public_key_text(public)
+
+
+def relay_address(host: str, port: int) -> str:
+    """How a relay is named in known_relays: HOST:PORT ([HOST]:PORT for IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class KnownRelays:
+    """The relay keys this client pinned: a text file of `HOST:PORT x25519:BASE64`
+    lines (# comments and blank lines skipped), chat's known_relays format. A line
+    that is not of that form is an error, never skipped: a damaged file must not
+    turn a pinned relay into an unknown one. The first line for an address is its
+    pin."""
+
+    def __init__(self, path=None):
+        self.path = os.path.expanduser(os.fspath(path or DEFAULT_KNOWN_RELAYS))
+
+    def find(self, address: str) -> tuple[bytes, int] | None:
+        """(the pinned key, its line number), or None when `address` has no pin."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return None
+        for number, line in enumerate(lines, start=1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = line.split()
+            try:
+                if len(fields) != 2:
+                    raise ValueError("expected HOST:PORT x25519:BASE64")
+                key = parse_public_key(fields[1])
+            except ValueError as e:
+                raise ValueError(f"{self.path} line {number}: {e}") from None
+            if fields[0] == address:
+                return key, number
+        return None
+
+    def get(self, address: str) -> bytes | None:
+        """The key pinned for `address`, or None."""
+        found = self.find(address)
+        return None if found is None else found[0]
+
+    def add(self, address: str, public: bytes) -> None:
+        """Pins `public` for `address`: appends a line, creating the file (0600) and
+        its directory (0700) if need be."""
+        if not address or any(ch.isspace() for ch in address):
+            raise ValueError(f"a relay address has no spaces: {address!r}")
+        directory = os.path.dirname(self.path)
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{address} {public_key_text(public)}\n".encode("ascii"))
+        finally:
+            os.close(fd)
+
+
+# ---------------------------------------------------------------- a client's connection
+
+class _LineSocket:
+    """Reads handshake lines from a connected socket under one deadline, keeping
+    whatever arrives after the last line (the first frames) for the caller."""
+
+    def __init__(self, sock, deadline: float):
+        self._sock, self._deadline = sock, deadline
+        self.held = bytearray()
+
+    def read_line(self) -> bytes:
+        while True:
+            end = self.held.find(b"\n")
+            if end >= 0:
+                line = bytes(self.held[:end + 1])
+                del self.held[:end + 1]
+                return line
+            if len(self.held) > MAX_LINE + 1:
+                raise LineError(f"no newline within {MAX_LINE} bytes")
+            left = self._deadline - time.monotonic()
+            if left <= 0:
+                raise socket.timeout("the relay did not finish the handshake in time")
+            self._sock.settimeout(left)
+            chunk = self._sock.recv(4096)
+            if not chunk:
+                raise LineError("the relay closed the connection during the handshake")
+            self.held += chunk
+
+
+@dataclass
+class Connected:
+    """A finished client handshake (connect_session)."""
+
+    #: The member's name, as the relay stamped it.
+    name: str
+    #: Seals what the client sends, opens what the relay sends, in order.
+    session: Session
+    #: The relay's static public key (32 bytes), proven by the handshake.
+    relay_public: bytes
+    #: True when this connection pinned the relay's key (trust on first use).
+    pinned_now: bool
+    #: Bytes read past the handshake: the first frames, to open before reading more.
+    held: bytes
+
+
+def connect_session(sock, identity: Identity, address: str, *, relay_key: bytes | None = None,
+                    known: KnownRelays | None = None, accept_new: bool = True,
+                    payload: bytes = b"", timeout: float = 10.0) -> Connected:
+    """Runs a client's whole handshake over the connected `sock`, within `timeout`.
+
+    The relay key is `relay_key` when given (an explicit pin: known_relays is
+    neither read nor written); else the one `known` holds for `address`; else, with
+    `accept_new`, trust on first use: a key request on this connection, the relay's
+    answer used for the hello, and the key added to `known` once the relay's reply
+    proves it holds it. Without `accept_new` an unpinned relay is UnknownRelay.
+
+    Raises RelayKeyChanged (naming both fingerprints and where the pin is) when the
+    relay says it has another key than the pinned one, Refused for any other
+    refusal, LineError or HandshakeFailed for a bad reply, socket.timeout."""
+    deadline = time.monotonic() + timeout
+    lines = _LineSocket(sock, deadline)
+    known = known if known is not None else KnownRelays()
+    where, pinned_now = "given as relay_key", False
+    if relay_key is None:
+        found = known.find(address)
+        if found is not None:
+            relay_key, number = found
+            where = (f"pinned for {address} in {known.path} line {number} (if the relay's "
+                     "key really changed, check the new one with its operator, then remove "
+                     "that line)")
+        elif not accept_new:
+            raise UnknownRelay(f"no relay key is pinned for {address} in {known.path}, and "
+                               "trust on first use is off: pass relay_key, or accept_new=True")
+        else:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.sendall(key_request_line())
+            relay_key = decode_relay_key_line(lines.read_line())
+            where, pinned_now = "the relay's answer to the key request", True
+    initiator = Initiator(identity._private, relay_key)
+    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+    sock.sendall(initiator.line1(payload))
+    try:
+        name = initiator.consume_line2(lines.read_line())
+    except RelayKeyChanged as e:
+        raise RelayKeyChanged(e.text, e.pinned, e.relay, f"the key you pinned is {where}") from None
+    if pinned_now:
+        known.add(address, relay_key)
+    return Connected(name, initiator.session, relay_key, pinned_now, bytes(lines.held))

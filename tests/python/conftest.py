@@ -320,3 +320,19 @@ def line_socket() -> Iterator[Callable[[Relay], LineSocket]]:
     yield connect
     for conn in opened:
         conn.close()
+
+
+def relay_has_sessions(binary: Path) -> bool:
+    """Whether this ``relay`` speaks sessions (its ``--help`` lists
+    ``--identity``): the session relay tests say they are pending without."""
+    out = subprocess.run([str(binary), "--help"], capture_output=True, text=True,
+                         timeout=WAIT, stdin=subprocess.DEVNULL)
+    return "--identity" in out.stdout + out.stderr
+
+
+def write_members(path: Path, lines: str) -> None:
+    """Writes a session members file (``NAME x25519:…`` lines: public keys
+    only), mode 0600 as ``relay members add`` writes its files."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(lines)

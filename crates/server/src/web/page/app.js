@@ -2,9 +2,19 @@
 // typed in (or from the #k=… fragment), seals and opens every frame in the
 // browser with eax.js, asks for structured events (/hello eaxchat/1) and
 // shows them. Peers' text only ever goes into text nodes.
+//
+// Or, by the person's choice ("Join as a member (session)"), it joins a
+// session relay as a member: this browser's own identity (session.js keeps
+// it, non-extractable, in IndexedDB), a handshake on every connection, one
+// handshake line per WebSocket text message as frames go, then the frames
+// under that session's keys. Which relay is which is not guessed: a
+// shared-key relay would take a handshake line for a bad frame.
 "use strict";
 
 import { EaxKey, openFrame, parseHexKey, sealFrame } from "./eax.js";
+import {
+  describeKey, FrameSender, IdentityStore, LineQueue, openSession, PinStore, RefusedError,
+} from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const encoder = new TextEncoder();
@@ -12,6 +22,14 @@ const decoder = new TextDecoder();
 const MAX_LINES = 2000;
 
 let key = null; // the EaxKey, in memory only
+let mode = null; // "key" (a shared or member key) or "session"
+let identity = null; // session mode: this browser's key pair (its secret non-extractable)
+let sender = null; // session mode: sends this connection's frames in counter order
+let stopped = false; // session mode: refused, so no reconnecting
+let sessionOpened = false; // session mode: whether a handshake has succeeded since joining
+const pins = new PinStore();
+const identities = new IdentityStore();
+const HANDSHAKE_WAIT = 10000;
 let socket = null;
 let retry = null;
 let backoff = 1000;
@@ -95,7 +113,13 @@ function mentionsMe(text) {
 }
 
 async function send(text) {
-  if (!socket || socket.readyState !== WebSocket.OPEN || !key) return false;
+  if (!socket || socket.readyState !== WebSocket.OPEN) return false;
+  if (mode === "session") {
+    if (!sender) return false;
+    await sender.send(text);
+    return true;
+  }
+  if (!key) return false;
   socket.send(await sealFrame(key, encoder.encode(text)));
   return true;
 }
@@ -182,10 +206,16 @@ function onEvent(event) {
   }
 }
 
-async function onFrame(data) {
+// open(data) gives the plaintext, or null when the frame does not open.
+async function onFrame(data, open = (line) => openFrame(key, line)) {
   if (typeof data !== "string") return;
-  const plaintext = await openFrame(key, data);
+  const plaintext = await open(data);
   if (plaintext === null) {
+    if (mode === "session") {
+      notice("a frame from the relay did not open (a replay, a gap, or not this session's). Disconnected.", "error");
+      disconnect("closed", "bad frame");
+      return;
+    }
     notice("a frame from the relay did not open: is the key right? Disconnected.", "error");
     disconnect("closed", "wrong key?");
     return;
@@ -207,26 +237,188 @@ function connect() {
   setState("connecting", "connecting…");
   const ws = new WebSocket(`${scheme}://${location.host}/ws`);
   socket = ws;
+  sender = null;
   // Frames are opened one after another, in order.
   let chain = Promise.resolve();
+  // Session mode: the handshake's lines, until the session is made.
+  const lines = mode === "session" ? new LineQueue() : null;
+  let open = undefined;
+  let handshaking = false;
   ws.onopen = async () => {
+    if (mode === "session") {
+      handshaking = true;
+      open = await handshake(ws, lines);
+      handshaking = false;
+      if (!open) return;
+      // Frames that came right behind the handshake, first.
+      for (const line of lines.drain()) chain = chain.then(() => onFrame(line, open));
+      backoff = 1000;
+      setState("connected", "connected");
+      send("/hello eaxchat/1");
+      return;
+    }
     backoff = 1000;
     setState("connected", "connected");
     ws.send(await sealFrame(key, encoder.encode("/hello eaxchat/1")));
   };
   ws.onmessage = (message) => {
-    chain = chain.then(() => onFrame(message.data));
+    if (lines && !open) {
+      if (typeof message.data === "string") lines.push(message.data);
+      return;
+    }
+    chain = chain.then(() => onFrame(message.data, open));
   };
   ws.onclose = () => {
-    if (socket !== ws) return;
-    socket = null;
-    if (!key) return;
-    const seconds = Math.round(backoff / 1000);
-    setState("reconnecting", `reconnecting in ${seconds}s`);
-    notice(`* the relay went away; reconnecting in ${seconds}s`, "error");
-    retry = setTimeout(connect, backoff);
-    backoff = Math.min(backoff * 2, 10000);
+    if (handshaking) {
+      // The handshake's failure decides what happens next.
+      lines.close("the relay closed the connection during the handshake");
+      return;
+    }
+    reconnectLater(ws);
   };
+}
+
+// After `ws` closed: reconnects with a growing delay, unless it was closed
+// on purpose or the session was refused.
+function reconnectLater(ws) {
+  if (socket !== ws) return;
+  socket = null;
+  sender = null;
+  if (stopped || (!key && mode !== "session")) return;
+  const seconds = Math.round(backoff / 1000);
+  setState("reconnecting", `reconnecting in ${seconds}s`);
+  notice(`* the relay went away; reconnecting in ${seconds}s`, "error");
+  retry = setTimeout(connect, backoff);
+  backoff = Math.min(backoff * 2, 10000);
+}
+
+// Runs the session handshake on a new connection: the frame opener of the
+// session, or null when it failed (a refusal stops reconnecting).
+async function handshake(ws, lines) {
+  setState("connecting", "handshake…");
+  let made;
+  try {
+    made = await openSession({
+      send: (line) => ws.send(line.replace(/\n$/, "")),
+      recv: () => lines.next(HANDSHAKE_WAIT),
+      staticKey: identity,
+      pins,
+    });
+  } catch (error) {
+    if (socket !== ws) return null;
+    notice(`* ${error.message}`, "error");
+    if (!(error instanceof RefusedError) && !sessionOpened) {
+      // The first handshake failed without a refusal: most likely not a
+      // session relay (a shared-key relay closes on a handshake line).
+      stopped = true;
+      notice("* no session with this relay: is it a session relay? A shared-key relay needs its key above.", "error");
+      disconnect("closed", "no session");
+      $("key-form").hidden = false;
+      await showSessionBox();
+    } else if (error instanceof RefusedError) {
+      stopped = true;
+      const mine = await describeKey(identity.publicKey);
+      if (!error.relayFingerprint || error.relayFingerprint === error.pinnedFingerprint) {
+        notice(`* if the relay does not know this browser yet, give its operator this public key: ${mine.publicKey} (${mine.fingerprint})`, "error");
+      }
+      disconnect("refused", "refused");
+      await showSessionBox();
+    } else {
+      ws.close();
+      reconnectLater(ws);
+    }
+    return null;
+  }
+  if (socket !== ws) return null;
+  sessionOpened = true;
+  sender = new FrameSender(made.session, (line) => ws.send(line));
+  me = made.name;
+  $("name").textContent = me;
+  showPin(made.relayFingerprint);
+  notice(made.pinnedNow
+    ? `* first visit: pinned this relay's key ${made.relayFingerprint}; a different key will be refused`
+    : `* this relay's key ${made.relayFingerprint} matches the pin`);
+  notice(`* session open as ${made.name}`);
+  const session = made.session;
+  return async (line) => {
+    try {
+      return await session.open(line);
+    } catch {
+      return null;
+    }
+  };
+}
+
+function showPin(fingerprint) {
+  $("relay-fingerprint").textContent = fingerprint ?? "";
+  $("relay-pin").hidden = !fingerprint;
+}
+
+// The start screen's session box: this browser's identity and pin, if any.
+async function showSessionBox() {
+  $("session-box").hidden = false;
+  let found = null;
+  try {
+    found = identity ?? (await identities.load());
+    if (found) {
+      const shown = await describeKey(found.publicKey);
+      $("identity-key").textContent = shown.publicKey;
+      $("identity-fingerprint").textContent = shown.fingerprint;
+    }
+    const pin = pins.get();
+    showPin(pin ? (await describeKey(pin)).fingerprint : null);
+    $("session-forget").hidden = !(found || pin);
+  } catch (error) {
+    notice(`* ${error.message}`, "error");
+    $("session-forget").hidden = false;
+  }
+  $("identity").hidden = !found;
+}
+
+let joining = false;
+async function joinSession() {
+  if (joining) return; // one identity, even for a double click
+  joining = true;
+  try {
+    identity = await identities.loadOrCreate();
+  } catch (error) {
+    notice(`* this browser cannot keep an identity (IndexedDB or X25519 is missing): ${error.message}`, "error");
+    return;
+  } finally {
+    joining = false;
+  }
+  await showSessionBox();
+  mode = "session";
+  stopped = false;
+  sessionOpened = false;
+  document.body.dataset.mode = "session";
+  $("key-form").hidden = true;
+  $("session-box").hidden = true;
+  document.querySelector("main").hidden = false;
+  $("send-form").hidden = false;
+  $("forget").textContent = "Forget";
+  $("forget").title = "Removes this browser's identity and the relay key it pinned";
+  $("forget").hidden = false;
+  const mine = await describeKey(identity.publicKey);
+  notice(`* this browser's public key: ${mine.publicKey} (${mine.fingerprint})`);
+  connect();
+  $("text").focus();
+}
+
+// Removes the identity and the pin, and goes back to the start screen.
+async function forgetSession() {
+  identity = null;
+  stopped = true;
+  sender = null;
+  disconnect("closed", "no key");
+  try {
+    await identities.remove();
+  } catch (error) {
+    notice(`* could not remove the identity: ${error.message}`, "error");
+  }
+  pins.remove();
+  forget();
+  await showSessionBox();
 }
 
 function disconnect(state, text) {
@@ -245,6 +437,12 @@ async function join(hex) {
   }
   key = await EaxKey.import(raw);
   raw.fill(0);
+  mode = "key";
+  stopped = false;
+  document.body.dataset.mode = "key";
+  $("session-box").hidden = true;
+  $("forget").textContent = "Forget key";
+  $("forget").removeAttribute("title");
   $("key").value = "";
   $("key-form").hidden = true;
   document.querySelector("main").hidden = false;
@@ -256,14 +454,19 @@ async function join(hex) {
 
 function forget() {
   key = null;
+  mode = null;
+  delete document.body.dataset.mode;
   me = null;
   members.clear();
   renderMembers();
   disconnect("closed", "no key");
   if (location.hash) history.replaceState(null, "", location.pathname);
   $("key-form").hidden = false;
+  $("session-box").hidden = false;
   $("send-form").hidden = true;
   $("forget").hidden = true;
+  $("forget").textContent = "Forget key";
+  $("forget").removeAttribute("title");
   $("messages").replaceChildren();
   $("room").textContent = "not connected";
   $("name").textContent = "";
@@ -273,7 +476,9 @@ $("key-form").addEventListener("submit", (e) => {
   e.preventDefault();
   join($("key").value);
 });
-$("forget").addEventListener("click", forget);
+$("forget").addEventListener("click", () => (mode === "session" ? forgetSession() : forget()));
+$("session-join").addEventListener("click", joinSession);
+$("session-forget").addEventListener("click", forgetSession);
 $("send-form").addEventListener("submit", async (e) => {
   e.preventDefault();
   const input = $("text");
@@ -290,3 +495,4 @@ $("send-form").addEventListener("submit", async (e) => {
 
 const fragment = new URLSearchParams(location.hash.slice(1)).get("k");
 if (fragment) join(fragment);
+else showSessionBox();

@@ -364,9 +364,10 @@ export class FrameSealer {
   async seal(plaintext) {
     if (typeof plaintext === 'string') plaintext = te.encode(plaintext);
     if (this.next >= NONCE_MAX) throw new NonceError('this direction has used every frame counter');
-    const iv = nonce(this.next);
-    const [ct, tag] = await this.#key.encrypt(iv, bytes(plaintext, 'plaintext'));
-    this.next++;
+    plaintext = bytes(plaintext, 'plaintext');
+    // The counter is taken before the first await: two seals at once never share a nonce.
+    const iv = nonce(this.next++);
+    const [ct, tag] = await this.#key.encrypt(iv, plaintext);
     return b64encode(concat(iv, tag, ct));
   }
 }

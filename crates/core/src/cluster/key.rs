@@ -118,11 +118,13 @@ impl ClusterKey {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::cluster::envelope::Body;
 
-    fn key(byte: u8) -> ClusterKey {
+    /// A key made from one byte, with seeded nonces: the cluster's unit tests
+    /// share it.
+    pub(crate) fn key(byte: u8) -> ClusterKey {
         let key = Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
         ClusterKey::with_nonces(&key, Nonces::from_seed([byte; 32]))
     }

@@ -389,13 +389,8 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eaxchat_proto::key::Key;
-    use eaxchat_proto::nonce::Nonces;
+    use crate::cluster::key::tests::key;
 
-    fn key(byte: u8) -> ClusterKey {
-        let key = Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
-        ClusterKey::with_nonces(&key, Nonces::from_seed([byte; 32]))
-    }
 
     #[test]
     fn subscriptions_follow_what_is_wanted() {

@@ -79,13 +79,8 @@ impl Subjects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use eaxchat_proto::key::Key;
-    use eaxchat_proto::nonce::Nonces;
+    use crate::cluster::key::tests::key;
 
-    fn key(byte: u8) -> ClusterKey {
-        let key = Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
-        ClusterKey::with_nonces(&key, Nonces::from_seed([byte; 32]))
-    }
 
     #[test]
     fn subjects_name_nothing_and_differ_by_key() {

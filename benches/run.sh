@@ -34,7 +34,9 @@
 #   ONLY="fanout-100 idle" benches/run.sh # some scenarios only
 #
 # Raw results (one JSON object per run) are kept in $OUT (default
-# target/relay-bench/results.jsonl).
+# target/relay-bench/results.jsonl); PNG charts of the medians go to
+# $CHARTS (default docs/charts), drawn by benches/charts.py, with a copy
+# of the raw results beside them.
 set -euo pipefail
 
 REPEATS=${REPEATS:-5}
@@ -528,3 +530,24 @@ if ("idle-10000", "eaxchat") in by:
     per = median("idle-10000", "eaxchat", "relay_rss_per_conn_bytes")
     print(f"target <= 1024 B: {'met' if per <= 1024 else 'MISSED'}")
 PY
+
+# The same medians as PNG charts (benches/charts.py, matplotlib), into
+# $CHARTS (default docs/charts, which docs/performance.md shows):
+# deliveries/s against fan-out, relay CPU per delivery, latency
+# percentiles, memory per idle connection. matplotlib comes from PyPI if
+# missing; without it the charts are skipped, never the run.
+CHARTS=${CHARTS:-docs/charts}
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+    echo "installing matplotlib (PyPI)" >&2
+    python3 -m pip install --quiet matplotlib >/dev/null 2>&1 || true
+fi
+if python3 -c 'import matplotlib' 2>/dev/null; then
+    NOTE="$(git rev-parse --short HEAD 2>/dev/null || echo 'no commit'), $(date +%Y-%m-%d),"
+    CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/([^)]*)//g; s/ Processor//; s/ CPU.*//' | xargs)
+    NOTE="$NOTE REPEATS=$REPEATS DURATION=${DURATION}s, $CPU, $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+    python3 benches/charts.py "$OUT" "$CHARTS" --note "$NOTE"
+    # The runs the charts were drawn from, beside them.
+    cp "$OUT" "$CHARTS/results.jsonl"
+else
+    echo "matplotlib could not be installed: no charts" >&2
+fi

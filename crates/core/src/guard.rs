@@ -70,6 +70,11 @@ impl PerAddress {
         true
     }
 
+    /// Changes the most connections per address; those open stay open.
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
     /// Uncounts a connection from `ip` that [`PerAddress::admit`] counted.
     pub fn release(&mut self, ip: IpAddr) {
         let key = AddressKey::from(ip);
@@ -106,6 +111,12 @@ impl PreAuthBudget {
     /// `before`.
     pub fn update(&mut self, before: usize, now: usize) {
         self.held = self.held - before.min(self.held) + now;
+    }
+
+    /// Changes the budget; what is held now is checked against it at the
+    /// next read.
+    pub fn set_budget(&mut self, budget: usize) {
+        self.budget = budget;
     }
 
     /// Bytes held, in all.

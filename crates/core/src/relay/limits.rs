@@ -4,8 +4,13 @@
 //! [`Refused`] hands back a connection [`super::Relay::admit_from`] would
 //! not take, saying which limit it met. The limits are plain values: this
 //! module never enforces them itself, and never holds a connection.
+//! [`Relay::set_limits`] changes the ones that can change on a running
+//! relay (`relay`'s SIGHUP rereading its config file).
 
+use std::io::Write;
 use std::time::Duration;
+
+use super::Relay;
 
 /// The limits a relay enforces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,4 +79,22 @@ pub enum Refusal {
     MaxClients,
     /// Its address had `max_per_address` connections open.
     MaxPerAddress,
+}
+
+impl<T: Write> Relay<T> {
+    /// Changes the limits that can change while connections are open:
+    /// `max_clients`, `max_queue`, `pre_auth_budget` and `max_per_address`
+    /// apply from the next connection, queue or read on, and close nobody
+    /// by themselves. `max_frame` and `first_frame_timeout` keep the values
+    /// the relay was made with: each connection's line reader and the
+    /// deadline queue were built on them.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = Limits {
+            max_frame: self.limits.max_frame,
+            first_frame_timeout: self.limits.first_frame_timeout,
+            ..limits
+        };
+        self.pre_auth.set_budget(limits.pre_auth_budget);
+        self.per_address.set_max(limits.max_per_address);
+    }
 }

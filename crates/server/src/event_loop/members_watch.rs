@@ -119,11 +119,15 @@ impl Server {
                 }
                 self.reload(&path, &file.members, why);
             }
-            Err(e) => warn!(
-                "members file {} not reloaded ({why}), keeping the {} members: {e}",
-                path.display(),
-                self.relay.member_count()
-            ),
+            Err(e) => {
+                let summary = format!(
+                    "members file {} not reloaded ({why}), keeping the {} members: {e}",
+                    path.display(),
+                    self.relay.member_count()
+                );
+                warn!("{summary}");
+                self.note_reload(summary);
+            }
         }
     }
 
@@ -138,7 +142,7 @@ impl Server {
                 list.iter().map(Name::as_str).collect::<Vec<_>>().join(",")
             }
         };
-        info!(
+        let summary = format!(
             "members file {} reloaded ({why}): {} members; added {}; removed {}; new key {}",
             path.display(),
             members.len(),
@@ -146,5 +150,7 @@ impl Server {
             names(&changes.removed),
             names(&changes.rekeyed),
         );
+        info!("{summary}");
+        self.note_reload(summary);
     }
 }

@@ -33,7 +33,9 @@
 //! - `web`: `--web`'s listener, HTTP heads, the upgrade to WebSocket and
 //!   the browsers' timeouts;
 //! - `cluster` (the `nats` feature): the hand-overs to and from the NATS
-//!   thread.
+//!   thread;
+//! - `admin`: the config file reread on SIGHUP, and `relay status`'s
+//!   socket.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -55,6 +57,7 @@ use eaxchat_core::stats::Stats;
 use eaxchat_proto::cipher::Cipher;
 
 mod accept;
+mod admin;
 #[cfg(feature = "nats")]
 mod cluster;
 mod members_watch;
@@ -62,6 +65,7 @@ mod shutdown;
 mod web;
 
 pub use accept::ACCEPTS_PER_TURN;
+pub use admin::{ConfigReload, Reloaded};
 pub use members_watch::{MEMBERS_CHECK_INTERVAL, MembersWatch};
 pub use shutdown::StopHandle;
 pub use web::WebConfig;
@@ -181,6 +185,8 @@ pub struct Server {
     /// Scratch list of hand-overs for the NATS thread, reused every turn.
     #[cfg(feature = "nats")]
     outgoing: Vec<ToNats>,
+    /// The config reload and the admin socket (`admin.rs`).
+    admin: admin::Admin,
 }
 
 impl Server {
@@ -239,6 +245,7 @@ impl Server {
             link_busy: false,
             #[cfg(feature = "nats")]
             outgoing: Vec::new(),
+            admin: admin::Admin::default(),
         })
     }
 
@@ -321,6 +328,7 @@ impl Server {
                     LISTENER => self.accept_ready = true,
                     STOP => stopping = true,
                     RELOAD => hangup = true,
+                    admin::ADMIN => self.serve_admin(),
                     #[cfg(feature = "nats")]
                     CLUSTER_WAKE => {}
                     WEB_LISTENER => self.web_accept_ready(),
@@ -348,6 +356,9 @@ impl Server {
                 self.give_to_cluster();
             }
             self.watch_members(hangup);
+            if hangup {
+                self.reload_config();
+            }
             self.accept_some();
             self.accept_web();
             self.check_web_idle(Instant::now());

@@ -9,6 +9,7 @@
 
 #[cfg(feature = "nats")]
 mod cluster;
+mod config;
 mod members;
 mod members_cli;
 mod message_log;

@@ -4,7 +4,6 @@
 //! log.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use argh::FromArgs;
 use eaxchat_core::flood::{self, Rate};
@@ -15,26 +14,9 @@ use eaxchat_server::event_loop::{Server, WebConfig};
 use eaxchat_server::msglog::{self, LogConfig, LogWriter};
 use log::{info, warn};
 
-use super::{Args, Failure};
+use eaxchat_server::config::{Settings, Switch};
 
-/// `on` or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Switch {
-    On,
-    Off,
-}
-
-impl FromStr for Switch {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Switch, String> {
-        match text {
-            "on" => Ok(Switch::On),
-            "off" => Ok(Switch::Off),
-            _ => Err("expected on or off".to_owned()),
-        }
-    }
-}
+use super::Failure;
 
 /// Print the encrypted message log as text, one record a line, sanitised.
 #[derive(FromArgs)]
@@ -54,7 +36,7 @@ pub(crate) struct LogArgs {
     room: Option<String>,
 }
 
-/// The chat layer as the command line set it.
+/// The chat layer as the settings give it.
 pub(crate) struct Options {
     config: ChatConfig,
     log: Option<(LogConfig, PathBuf)>,
@@ -62,51 +44,51 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Reads and checks the chat flags; `members` picks flood control's
-    /// default.
-    pub(crate) fn from_args(args: &Args, members: bool) -> Result<Options, Failure> {
-        let default_room = RoomName::new(args.default_room.as_bytes())
+    /// Reads and checks the chat settings; `members` picks flood
+    /// control's default.
+    pub(crate) fn from_settings(settings: &Settings, members: bool) -> Result<Options, Failure> {
+        let default_room = RoomName::new(settings.default_room.as_bytes())
             .map_err(|e| Failure::Usage(format!("--default-room: {e}")))?;
-        if args.max_rooms == 0 {
+        if settings.max_rooms == 0 {
             return Err(Failure::Usage("--max-rooms must be at least 1".into()));
         }
         let default_rate = if members { flood::MEMBERS_RATE } else { 0.0 };
-        let per_second = args.rate.unwrap_or(default_rate);
+        let per_second = settings.rate.unwrap_or(default_rate);
         if !per_second.is_finite() || per_second < 0.0 {
             return Err(Failure::Usage(
                 "--rate must be a number of messages a second, 0 for none".into(),
             ));
         }
-        let rate = Rate::new(per_second, args.burst.unwrap_or(flood::MEMBERS_BURST));
-        let log = args.log.as_ref().map(|dir| {
+        let rate = Rate::new(per_second, settings.burst.unwrap_or(flood::MEMBERS_BURST));
+        let log = settings.log.as_ref().map(|dir| {
             let mut config = LogConfig::new(dir);
-            config.fsync = args.log_fsync;
-            config.max_bytes = args.log_max_bytes;
-            config.segment_bytes = (args.log_max_bytes / 8).max(4096);
-            let key = args.log_key.clone().unwrap_or_else(|| default_key(dir));
+            config.fsync = settings.log_fsync;
+            config.max_bytes = settings.log_max_bytes;
+            config.segment_bytes = (settings.log_max_bytes / 8).max(4096);
+            let key = settings.log_key.clone().unwrap_or_else(|| default_key(dir));
             (config, key)
         });
-        if args.web.is_some() && args.web_idle_timeout == 0 {
+        if settings.web.is_some() && settings.web_idle_timeout == 0 {
             return Err(Failure::Usage(
                 "--web-idle-timeout must be at least 1".into(),
             ));
         }
-        let web = args.web.map(|listen| WebConfig {
+        let web = settings.web.map(|listen| WebConfig {
             listen,
-            origins: args.web_origin.clone(),
-            idle_timeout: std::time::Duration::from_secs(args.web_idle_timeout),
+            origins: settings.web_origin.clone(),
+            idle_timeout: std::time::Duration::from_secs(settings.web_idle_timeout),
         });
         Ok(Options {
             web,
             config: ChatConfig {
                 rooms: RoomsConfig {
                     default_room,
-                    max_rooms: args.max_rooms,
-                    history_entries: args.history,
-                    history_bytes: args.history_bytes,
+                    max_rooms: settings.max_rooms,
+                    history_entries: settings.history,
+                    history_bytes: settings.history_bytes,
                 },
                 rate,
-                presence: args.presence == Switch::On,
+                presence: settings.presence == Switch::On,
                 log: log.is_some(),
             },
             log,

@@ -11,9 +11,11 @@ use eaxchat_server::event_loop::Server;
 use eaxchat_server::link::{Auth, HistoryStream, LinkConfig};
 use log::{info, warn};
 
-use super::{Args, Failure};
+use eaxchat_server::config::Settings;
 
-/// The cluster as the command line set it.
+use super::Failure;
+
+/// The cluster as the settings give it.
 pub(crate) struct Options {
     config: ClusterConfig,
     link: LinkConfig,
@@ -21,15 +23,15 @@ pub(crate) struct Options {
 }
 
 impl Options {
-    /// Reads and checks the cluster flags; `None` without `--cluster`.
-    pub(crate) fn from_args(args: &Args) -> Result<Option<Options>, Failure> {
-        let Some(servers) = &args.cluster else {
-            let stray = args.cluster_key_file.is_some()
-                || args.cluster_token.is_some()
-                || args.cluster_user.is_some()
-                || args.cluster_nkey.is_some()
-                || args.cluster_creds.is_some()
-                || args.cluster_history;
+    /// Reads and checks the cluster settings; `None` without `--cluster`.
+    pub(crate) fn from_settings(settings: &Settings) -> Result<Option<Options>, Failure> {
+        let Some(servers) = &settings.cluster else {
+            let stray = settings.cluster_key_file.is_some()
+                || settings.cluster_token.is_some()
+                || settings.cluster_user.is_some()
+                || settings.cluster_nkey.is_some()
+                || settings.cluster_creds.is_some()
+                || settings.cluster_history;
             if stray {
                 return Err(Failure::Usage(
                     "the --cluster-* options need --cluster nats://HOST:PORT".into(),
@@ -46,7 +48,7 @@ impl Options {
         if servers.is_empty() {
             return Err(Failure::Usage("--cluster: no NATS server given".into()));
         }
-        let name = &args.cluster_name;
+        let name = &settings.cluster_name;
         let name_ok = !name.is_empty()
             && name.len() <= 32
             && name
@@ -57,36 +59,36 @@ impl Options {
                 "--cluster-name: 1 to 32 of A-Z a-z 0-9 _ -".into(),
             ));
         }
-        let Some(key_file) = args.cluster_key_file.clone() else {
+        let Some(key_file) = settings.cluster_key_file.clone() else {
             return Err(Failure::Usage(
                 "--cluster needs --cluster-key-file: one key file, the same on every relay \
                  of the cluster (created if missing)"
                     .into(),
             ));
         };
-        let auth = auth(args)?;
-        if args.cluster_queue == 0 {
+        let auth = auth(settings)?;
+        if settings.cluster_queue == 0 {
             return Err(Failure::Usage("--cluster-queue must be at least 1".into()));
         }
-        if args.cluster_timeout == 0 {
+        if settings.cluster_timeout == 0 {
             return Err(Failure::Usage(
                 "--cluster-timeout must be at least 1".into(),
             ));
         }
-        if args.cluster_history && args.history == 0 {
+        if settings.cluster_history && settings.history == 0 {
             return Err(Failure::Usage(
                 "--cluster-history keeps --history messages a room: give --history above 0".into(),
             ));
         }
-        let label = args.listen.to_string();
+        let label = settings.listen.to_string();
         let mut config = ClusterConfig::new(name, &label);
-        config.timeout = Duration::from_secs(args.cluster_timeout);
-        config.history = args.cluster_history;
-        let history = args.cluster_history.then(|| HistoryStream {
+        config.timeout = Duration::from_secs(settings.cluster_timeout);
+        config.history = settings.cluster_history;
+        let history = settings.cluster_history.then(|| HistoryStream {
             name: Subjects::history_stream(name),
             subjects: Subjects::all_history(name),
-            per_room: args.history as i64,
-            max_bytes: args.cluster_history_bytes as i64,
+            per_room: settings.history as i64,
+            max_bytes: settings.cluster_history_bytes as i64,
         });
         Ok(Some(Options {
             config,
@@ -95,7 +97,7 @@ impl Options {
                 auth,
                 connection_name: format!("eaxchat relay {label}"),
                 history,
-                queue: args.cluster_queue,
+                queue: settings.cluster_queue,
             },
             key_file,
         }))
@@ -165,13 +167,13 @@ fn cluster_key(path: &Path) -> Result<Key, Failure> {
     }
 }
 
-/// NATS's own authentication, from the flags: at most one way.
-fn auth(args: &Args) -> Result<Auth, Failure> {
+/// NATS's own authentication, from the settings: at most one way.
+fn auth(settings: &Settings) -> Result<Auth, Failure> {
     let mut ways = Vec::new();
-    if let Some(token) = &args.cluster_token {
+    if let Some(token) = &settings.cluster_token {
         ways.push(Auth::Token(token.clone()));
     }
-    match (&args.cluster_user, &args.cluster_password) {
+    match (&settings.cluster_user, &settings.cluster_password) {
         (Some(user), Some(password)) => {
             ways.push(Auth::UserPassword(user.clone(), password.clone()))
         }
@@ -182,12 +184,12 @@ fn auth(args: &Args) -> Result<Auth, Failure> {
             ));
         }
     }
-    if let Some(path) = &args.cluster_nkey {
+    if let Some(path) = &settings.cluster_nkey {
         let seed = std::fs::read_to_string(path)
             .map_err(|e| Failure::Usage(format!("--cluster-nkey {}: {e}", path.display())))?;
         ways.push(Auth::Nkey(seed.trim().to_owned()));
     }
-    if let Some(path) = &args.cluster_creds {
+    if let Some(path) = &settings.cluster_creds {
         if !path.is_file() {
             return Err(Failure::Usage(format!(
                 "--cluster-creds {}: no such file",

@@ -134,6 +134,10 @@ def truncated_hello(c: int, d: int, cut: int) -> list[int]:
     return [11, c, d, cut]
 
 
+def key_request(c: int) -> list[int]:
+    return [12, c]
+
+
 def handshake_seeds() -> None:
     def script(name: str, mask: int, *steps: list[int]) -> None:
         write("handshake", name, bytes([mask] + [b for step in steps for b in step]))
@@ -177,6 +181,13 @@ def handshake_seeds() -> None:
         hello(0, 0), replay(1, 0), hello(2, 2), say(2, 4), say(1, 3),
     )
     script("decoy-before-hello", alice_bob, connect(), say(0, 5), connect(), empty(0))
+    # Trust on first use: asked once then a hello; asked twice; asked in a
+    # read with more; asked once welcomed; asked, then silent past the deadline.
+    script(
+        "key-request", alice_bob, *[connect()] * 4,
+        key_request(0), hello(0, 0), key_request(1), key_request(1), say(0, 2),
+        garbage(1, b"BA==\nBA==\r\n"), key_request(0), connect(), key_request(1), tick(101),
+    )
 
 
 def main() -> None:

@@ -9,7 +9,7 @@
 //! The script is bytes read as steps (`Harness::step`), not `arbitrary`, so
 //! hand-made seeds stay meaningful (`fuzz/make_seeds.py` writes them):
 //! the first byte is the members file (bit i: device i is in it), then each
-//! step is an opcode byte (mod 12) and its arguments; a missing byte reads
+//! step is an opcode byte (mod 13) and its arguments; a missing byte reads
 //! as 0. `c` and `s` pick a connection (mod how many are open), `d` a device
 //! (mod 5; 4 is device 0 for another relay's key):
 //!
@@ -27,6 +27,7 @@
 //! | 9 | c d n bytes… | a new hello and `n % 8 + 1` more bytes, in one read |
 //! | 10 | c n | an empty frame (as 3) |
 //! | 11 | c d cut | the first `cut` bytes of a new hello, no `\n` |
+//! | 12 | c | a key request (kind 0x04, trust on first use) |
 //!
 //! After every step the harness does what the server's loop does (flush
 //! until nothing waits, take what is closing, remove it) and checks the
@@ -35,6 +36,9 @@
 //! - before its handshake finishes a connection is written nothing but one
 //!   welcome or one refusal line; after a refusal nothing, and it closes
 //!   once that is written;
+//! - its first key request before its hello is answered with one line
+//!   holding the relay's key, and it still waits for its hello; a second
+//!   one is a first line like any other;
 //! - its first line decides it as the model says: a hello the harness made
 //!   for a device in the file gets a welcome naming that device's member
 //!   (which the hello's initiator finishes), one for a device not in the
@@ -85,6 +89,8 @@ const MAX_CONNS: usize = 8;
 const MAX_STEPS: usize = 64;
 /// Hellos cost a few X25519 operations each: bounded per input.
 const MAX_HELLOS: usize = 12;
+/// A key request line, without its `\n`.
+const KEY_REQUEST: &[u8] = b"BA==";
 
 fuzz_target!(|data: &[u8]| {
     let mut script = Script { data, at: 0 };
@@ -147,7 +153,7 @@ impl Harness {
             .filter(|c| matches!(c.state, State::Established { .. }))
             .map(|c| c.id)
             .collect();
-        let op = script.byte() % 12;
+        let op = script.byte() % 13;
         match op {
             0 => {
                 if self.conns.len() < MAX_CONNS {
@@ -163,6 +169,8 @@ impl Harness {
                         last_written: None,
                         inbox: Vec::new(),
                         seen: HashSet::new(),
+                        asked_key: false,
+                        key_due: false,
                     });
                 }
             }
@@ -219,6 +227,11 @@ impl Harness {
                     .insert(id, Expect::Exactly(CloseReason::PeerClosed));
             }
             8 => self.reload(script.byte() & 0x0f),
+            12 => {
+                if let Some(c) = self.pick(script.byte()) {
+                    self.send(c, &[KEY_REQUEST, b"\n"].concat());
+                }
+            }
             11 => {
                 let (c, device, cut) = (script.byte(), script.byte(), script.byte());
                 let Some(c) = self.pick(c) else { return };

@@ -47,7 +47,8 @@ use std::path::{Path, PathBuf};
 
 use eaxchat_proto::key::{Key, KeyError, KeyParseError};
 use eaxchat_proto::name::{Name, NameError};
-use eaxchat_proto::session::PublicKey;
+use eaxchat_proto::session::identity_file::IdentityError;
+use eaxchat_proto::session::{Fingerprint, PublicKey};
 
 /// One member: a name and the key they, and only they, hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,6 +191,38 @@ pub enum MembersError {
     /// The new member's key file could not be written (for example, because
     /// it already exists).
     KeyFile(KeyError),
+    /// A new identity file (a session device's secret) could not be
+    /// written, for example because it already exists.
+    Identity(IdentityError),
+    /// A device key given to `add` is in the file already.
+    AlreadyDevice {
+        /// The members file.
+        path: PathBuf,
+        /// Whose device it is.
+        name: Name,
+        /// The line it is on.
+        line: usize,
+    },
+    /// `remove` was asked for a device key that is not the member's.
+    NotDevice {
+        /// The members file.
+        path: PathBuf,
+        /// The member.
+        name: Name,
+        /// The key's fingerprint.
+        fingerprint: Fingerprint,
+    },
+    /// A command that needs the other kind of members file.
+    WrongKind {
+        /// The members file.
+        path: PathBuf,
+        /// The kind it is.
+        kind: MembersKind,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// A device label that cannot be written as a comment line.
+    BadLabel(&'static str),
 }
 
 impl fmt::Display for MembersError {
@@ -213,6 +246,33 @@ impl fmt::Display for MembersError {
                 write!(f, "members file {}: no member named {name}", path.display())
             }
             MembersError::KeyFile(error) => error.fmt(f),
+            MembersError::Identity(error) => error.fmt(f),
+            MembersError::AlreadyDevice { path, name, line } => write!(
+                f,
+                "members file {}: that key is already a device of {name} (line {line})",
+                path.display()
+            ),
+            MembersError::NotDevice {
+                path,
+                name,
+                fingerprint,
+            } => write!(
+                f,
+                "members file {}: {name} has no device {fingerprint}",
+                path.display()
+            ),
+            MembersError::WrongKind { path, kind, hint } => {
+                let kind = match kind {
+                    MembersKind::Static => "static-key",
+                    MembersKind::Sessions => "sessions",
+                };
+                write!(
+                    f,
+                    "members file {} is a {kind} members file: {hint}",
+                    path.display()
+                )
+            }
+            MembersError::BadLabel(problem) => write!(f, "bad device label: {problem}"),
         }
     }
 }

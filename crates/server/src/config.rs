@@ -98,6 +98,9 @@ pub struct Settings {
     pub key_hex: Option<String>,
     /// The members file: members mode.
     pub members: Option<PathBuf>,
+    /// The relay's identity file, for session mode (default
+    /// `relay.identity`, in `state_dir` if set).
+    pub identity: Option<PathBuf>,
     #[serde(deserialize_with = "positive")]
     /// The longest line accepted, in bytes.
     pub max_frame: usize,
@@ -194,6 +197,7 @@ impl Default for Settings {
             key_file: None,
             key_hex: None,
             members: None,
+            identity: None,
             max_frame: limits.max_frame,
             max_clients: limits.max_clients,
             max_queue: limits.max_queue,
@@ -311,6 +315,7 @@ impl Settings {
             &mut self.admin_socket,
             &mut self.key_file,
             &mut self.members,
+            &mut self.identity,
             &mut self.log,
             &mut self.log_key,
             &mut self.cluster_key_file,
@@ -330,6 +335,15 @@ impl Settings {
         self.key_file
             .clone()
             .unwrap_or_else(|| self.in_state_dir("relay.key"))
+    }
+
+    /// The relay's identity file (session mode): the one given, else
+    /// `relay.identity` in the state directory (or the working directory
+    /// without one).
+    pub fn identity_or_default(&self) -> PathBuf {
+        self.identity
+            .clone()
+            .unwrap_or_else(|| self.in_state_dir("relay.identity"))
     }
 
     /// The members file `relay members` edits: the one given, else

@@ -4,6 +4,12 @@
 //! module owns the file: its bytes, its mode and its atomic replacement.
 //! Watching it for changes is the poll loop's (`event_loop::MembersWatch`).
 //!
+//! A file is of one of two kinds: static keys (`NAME HEXKEY`, the members
+//! mode that sessions replace: this module's [`add`], [`remove`] and
+//! [`list`]) or sessions (`NAME x25519:…`, public keys only: `sessions`'
+//! [`add_device`], [`add_generated`], [`remove_devices`], [`list_any`],
+//! and [`migrate`] from the one to the other). [`read_any`] reads either.
+//!
 //! [`add`] and [`remove`] rewrite the file atomically (a private temporary
 //! file in the same directory, renamed over it), so a relay reading the file
 //! at any moment sees either the old file or the new one. They keep every
@@ -19,9 +25,39 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use eaxchat_core::members::{Member, Members, MembersError};
+use eaxchat_core::members::{AnyMembers, Member, Members, MembersError};
 use eaxchat_proto::key::{Key, readable_by_others};
 use eaxchat_proto::name::Name;
+
+mod sessions;
+
+pub use sessions::{
+    LABEL_MAX, LABEL_PREFIX, ListedDevice, Listing, Migrated, add_device, add_generated,
+    default_identity_file, kind, list_any, migrate, remove_devices,
+};
+
+/// A members file of either kind as read, and whether group or others
+/// can read it.
+#[derive(Debug)]
+pub struct AnyMembersFile {
+    /// The members: static keys or session devices.
+    pub members: AnyMembers,
+    /// True when the file can be read by its group or by others.
+    pub readable_by_others: bool,
+}
+
+/// Reads and parses a members file of either kind, and checks its
+/// permissions: what a relay reads before it knows which mode to serve.
+pub fn read_any(path: &Path) -> Result<AnyMembersFile, MembersError> {
+    let text = fs::read(path).map_err(|error| MembersError::Io {
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(AnyMembersFile {
+        members: AnyMembers::parse(&text, path)?,
+        readable_by_others: readable_by_others(path),
+    })
+}
 
 /// A members file as read: its members, and whether its permissions let
 /// group or others read it (a relay should warn, as it does for a key file).

@@ -12,10 +12,10 @@ use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, HandshakeRefusal, Lim
 use eaxchat_core::stats::Stats;
 use eaxchat_proto::session::{
     Initiator, Kind, MAX_LINE, PublicKey, RELAY_KEY_MARK, Responder, Session, StaticSecret,
-    decode_line,
+    decode_line, read_relay_key,
 };
 
-use crate::{DEVICES, OTHER_RELAY, RELAY, identity, members_file, strip_cr};
+use crate::{DEVICES, KEY_REQUEST, OTHER_RELAY, RELAY, identity, members_file, strip_cr};
 
 /// A hello line the harness made.
 pub(crate) struct Hello {
@@ -75,6 +75,10 @@ pub(crate) struct Conn {
     pub(crate) inbox: Vec<u8>,
     /// The messages it received, over the whole run.
     pub(crate) seen: HashSet<u64>,
+    /// It asked for the relay's key (a key request before its hello).
+    pub(crate) asked_key: bool,
+    /// The relay's key is due to it this turn, before anything else.
+    pub(crate) key_due: bool,
 }
 
 pub(crate) struct Harness {
@@ -168,7 +172,7 @@ impl Harness {
         }
         let state = std::mem::replace(&mut self.conns[c].state, State::Closed);
         self.conns[c].state = match state {
-            State::Awaiting { pending } => self.take_first_line(id, pending, data),
+            State::Awaiting { pending } => self.take_first_line(c, pending, data, true),
             State::Established {
                 session,
                 device,
@@ -216,15 +220,20 @@ impl Harness {
         State::Refused(why, device)
     }
 
-    /// The model of an awaiting connection's read: its first line decides.
+    /// The model of an awaiting connection's read (`first`: from its
+    /// start): its first line decides, unless it is the connection's first
+    /// key request, which is answered and leaves it awaiting its hello.
     pub(crate) fn take_first_line(
         &mut self,
-        id: ConnId,
+        c: usize,
         mut pending: Vec<u8>,
         data: &[u8],
+        first: bool,
     ) -> State {
+        let id = self.conns[c].id;
         let newline = data.iter().position(|&b| b == b'\n');
-        if pending.len() + newline.unwrap_or(data.len()) > MAX_LINE + 1 {
+        // The relay measures the line its read starts in, before any work.
+        if first && pending.len() + newline.unwrap_or(data.len()) > MAX_LINE + 1 {
             return self.refused(HandshakeRefusal::BadHello, None);
         }
         let Some(newline) = newline else {
@@ -233,7 +242,13 @@ impl Harness {
         };
         pending.extend_from_slice(&data[..newline]);
         let rest = &data[newline + 1..];
-        let Some(hello) = self.hellos.get_mut(strip_cr(strip_cr(&pending))) else {
+        let line = strip_cr(strip_cr(&pending));
+        if line == KEY_REQUEST && !self.conns[c].asked_key {
+            self.conns[c].asked_key = true;
+            self.conns[c].key_due = true;
+            return self.take_first_line(c, Vec::new(), rest, false);
+        }
+        let Some(hello) = self.hellos.get_mut(line) else {
             return self.refused(HandshakeRefusal::BadHello, None);
         };
         let device = hello.device;
@@ -356,6 +371,12 @@ impl Harness {
         lines.pop();
         if let Some(last) = lines.last() {
             self.conns[c].last_written = Some([last, &b"\n"[..]].concat());
+        }
+        if std::mem::take(&mut self.conns[c].key_due) {
+            let key_line = lines.first().expect("conn {id}: the relay's key is due");
+            let key = read_relay_key(key_line).expect("the relay's key line");
+            assert_eq!(key, self.relay_key, "conn {id}: the relay's own key");
+            lines.remove(0);
         }
         let relay_fingerprint = self.relay_key.fingerprint();
         let state = std::mem::replace(&mut self.conns[c].state, State::Closed);

@@ -391,7 +391,6 @@ mod tests {
     use super::*;
     use crate::cluster::key::tests::key;
 
-
     #[test]
     fn subscriptions_follow_what_is_wanted() {
         let mut cluster = Cluster::new(

@@ -81,7 +81,6 @@ mod tests {
     use super::*;
     use crate::cluster::key::tests::key;
 
-
     #[test]
     fn subjects_name_nothing_and_differ_by_key() {
         let room = RoomName::new(b"#lobby").expect("a room");

@@ -17,6 +17,14 @@
 //! - A known device gets its welcome: the connection is that member's from
 //!   then on, in the default room, its session's keys kept with it.
 //!
+//! Before its hello a client with no pin for this relay may ask for the
+//! relay's key, once (trust on first use: a key request, kind 0x04). It is
+//! answered with the key as a plain line (kind 0x05) and still waits for
+//! its hello: the deadline keeps running from admission and its bytes
+//! still count against the pre-auth budget. A second key request is a
+//! first line that is not a hello, refused like any other; one after the
+//! hello closes the connection as any early line does.
+//!
 //! A refusal is a plain line, never sealed. The connection closes once it
 //! is written (`flush.rs`); nothing it sends after is read.
 //! A line that comes after the hello in the same read was sent before the
@@ -38,7 +46,14 @@ use super::{CloseReason, ConnId, HandshakeRefusal, Mode, Relay};
 use crate::outbox::Frames;
 use crate::roster::Seat;
 use eaxchat_proto::lines::LineReader;
-use eaxchat_proto::session::{MAX_LINE, Responder, SessionError};
+use eaxchat_proto::session::{
+    Kind, MAX_LINE, Responder, SessionError, decode_line, relay_key_line,
+};
+
+/// The longest line that may be a key request: a body-less line is four
+/// characters of base64, and a line a client ends with `\r\n` keeps a `\r`
+/// or two; anything longer is left to the hello's reading.
+const KEY_REQUEST_MAX: usize = 8;
 
 /// Where a session-mode connection's read stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +73,7 @@ impl<T: Write> Relay<T> {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
         };
-        peer.session = SessionState::AwaitingHello;
+        peer.session = SessionState::AwaitingHello { key_sent: false };
         peer.trust = Trust::Unproven { held: 0 };
         self.deadlines.start(id, peer.serial, self.now);
     }
@@ -74,7 +89,7 @@ impl<T: Write> Relay<T> {
         }
         self.stats.bytes_in += data.len() as u64;
         let mut phase = match peer.session {
-            SessionState::AwaitingHello => Phase::Hello,
+            SessionState::AwaitingHello { .. } => Phase::Hello,
             SessionState::Established(_) => Phase::Frames,
             SessionState::Refusing(_) | SessionState::None => return,
         };
@@ -122,6 +137,7 @@ impl<T: Write> Relay<T> {
         most: usize,
     ) -> ControlFlow<()> {
         match *phase {
+            Phase::Hello if self.answers_key_request(from, line) => ControlFlow::Continue(()),
             Phase::Hello => match self.take_hello(from, line) {
                 Some(seat) => {
                     *member = Some(seat);
@@ -198,6 +214,40 @@ impl<T: Write> Relay<T> {
         info!("conn {from}: session as {name} ({fingerprint})");
         self.enter_default_room(from);
         Some(seat)
+    }
+
+    /// Answers `line` with the relay's key if it is `from`'s first key
+    /// request; false for any other line (a second request included), which
+    /// is then read as its hello.
+    fn answers_key_request(&mut self, from: ConnId, line: &[u8]) -> bool {
+        let Mode::Sessions(roster) = &self.mode else {
+            return false;
+        };
+        // A key request is `BA==` (perhaps with a `\r`): a hello is far
+        // longer and is decoded once, by the responder, not here too.
+        if line.len() > KEY_REQUEST_MAX
+            || !matches!(decode_line(line), Ok(line) if line.kind() == Kind::KeyRequest)
+        {
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(from) else {
+            return false;
+        };
+        if !matches!(
+            peer.session,
+            SessionState::AwaitingHello { key_sent: false }
+        ) {
+            return false;
+        }
+        peer.session = SessionState::AwaitingHello { key_sent: true };
+        peer.outbox.push(Frames::one(Bytes::from(relay_key_line(
+            roster.public_key(),
+        ))));
+        let mut fan_out = self.sweep.fan_out();
+        fan_out.queued(from, &mut peer.place);
+        fan_out.finish(&self.peers);
+        debug!("conn {from}: sent the relay's key (key request)");
+        true
     }
 
     /// Refuses `from`'s hello for `error`, naming the relay's fingerprint.

@@ -36,8 +36,12 @@ pub(super) enum SessionState {
     /// Not session mode.
     #[default]
     None,
-    /// Admitted, waiting for its hello.
-    AwaitingHello,
+    /// Admitted, waiting for its hello; `key_sent` once it asked for the
+    /// relay's key (kind 0x04) and was sent it: a second request is refused.
+    AwaitingHello {
+        /// The relay's key was sent, in answer to its key request.
+        key_sent: bool,
+    },
     /// Refused: its refusal line is queued, and once that is written it
     /// closes ([`CloseReason::HandshakeRefused`]). Nothing more it sends is
     /// read.

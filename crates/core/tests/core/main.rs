@@ -9,6 +9,7 @@
 mod chat_layer;
 mod fuzz_regressions;
 mod guard;
+mod key_request;
 mod members;
 mod relay;
 mod session_members;

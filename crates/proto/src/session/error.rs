@@ -33,6 +33,13 @@ pub enum SessionError {
         /// The kind that came.
         got: Kind,
     },
+    /// A key request with a body, or a relay key that is not 32 bytes.
+    BodyLength {
+        /// The kind of line.
+        kind: Kind,
+        /// Its body's length.
+        len: usize,
+    },
     /// A refusal text longer than [`MAX_REFUSAL`] bytes.
     RefusalTooLong {
         /// Its length.
@@ -129,6 +136,13 @@ impl fmt::Display for SessionError {
             UnknownKind(kind) => write!(f, "unknown handshake line kind 0x{kind:02x}"),
             UnexpectedKind { expected, got } => {
                 write!(f, "expected {expected}, got {got}")
+            }
+            BodyLength {
+                kind: Kind::KeyRequest,
+                len,
+            } => write!(f, "{} must be empty, not {len} bytes", Kind::KeyRequest),
+            BodyLength { kind, len } => {
+                write!(f, "{kind} must be 32 bytes, not {len}")
             }
             RefusalTooLong { len } => write!(
                 f,

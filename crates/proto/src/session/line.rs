@@ -6,7 +6,13 @@
 //! | 0x01 | client → relay | Noise IK message 1                            |
 //! | 0x02 | relay → client | Noise IK message 2 (payload: the member name) |
 //! | 0x03 | client → relay | invite join (a later issue; refused for now)  |
+//! | 0x04 | client → relay | key request: empty (trust on first use)       |
+//! | 0x05 | relay → client | the relay's static public key, 32 bytes       |
 //! | 0x7f | relay → client | refusal: UTF-8 text, at most [`MAX_REFUSAL`]  |
+//!
+//! The key request and its answer are plain lines, outside Noise: a client
+//! with no pin for a relay asks once, before its hello, and pins what
+//! comes back only after the handshake made for that key succeeds.
 //!
 //! This module owns the bounds and the encoding in both directions; it
 //! decodes into a fixed buffer on the stack, so a line costs no allocation
@@ -19,6 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::error::SessionError;
+use super::identity::{KEY_LEN, PublicKey};
 use super::{MAX_BODY, MAX_LINE, MAX_REFUSAL};
 
 /// What a handshake line carries.
@@ -30,6 +37,11 @@ pub enum Kind {
     Welcome,
     /// 0x03, client → relay: an invite join (a later issue).
     InviteJoin,
+    /// 0x04, client → relay: a key request, empty: "send me your key".
+    KeyRequest,
+    /// 0x05, relay → client: the relay's static public key (32 bytes),
+    /// unauthenticated.
+    RelayKey,
     /// 0x7f, relay → client: a plaintext refusal; the relay then closes.
     Refusal,
 }
@@ -41,6 +53,8 @@ impl Kind {
             0x01 => Some(Kind::Hello),
             0x02 => Some(Kind::Welcome),
             0x03 => Some(Kind::InviteJoin),
+            0x04 => Some(Kind::KeyRequest),
+            0x05 => Some(Kind::RelayKey),
             0x7f => Some(Kind::Refusal),
             _ => None,
         }
@@ -52,6 +66,8 @@ impl Kind {
             Kind::Hello => 0x01,
             Kind::Welcome => 0x02,
             Kind::InviteJoin => 0x03,
+            Kind::KeyRequest => 0x04,
+            Kind::RelayKey => 0x05,
             Kind::Refusal => 0x7f,
         }
     }
@@ -63,6 +79,8 @@ impl fmt::Display for Kind {
             Kind::Hello => "a handshake hello",
             Kind::Welcome => "a handshake reply",
             Kind::InviteJoin => "an invite join",
+            Kind::KeyRequest => "a key request",
+            Kind::RelayKey => "the relay's key",
             Kind::Refusal => "a refusal",
         };
         write!(f, "{name} (kind 0x{:02x})", self.byte())
@@ -101,8 +119,9 @@ impl fmt::Debug for HandshakeLine {
 
 /// Decodes one handshake line, given without its `\n` (a trailing `\n` or
 /// `\r\n` is dropped). Refuses a line over [`MAX_LINE`] bytes, an empty
-/// line, anything but canonical padded base64, an unknown kind, and a
-/// refusal text over [`MAX_REFUSAL`] bytes.
+/// line, anything but canonical padded base64, an unknown kind, a
+/// refusal text over [`MAX_REFUSAL`] bytes, a key request that is not
+/// empty and a relay key that is not 32 bytes.
 pub fn decode_line(line: &[u8]) -> Result<HandshakeLine, SessionError> {
     let line = line.strip_suffix(b"\n").unwrap_or(line);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -126,16 +145,35 @@ pub fn decode_line(line: &[u8]) -> Result<HandshakeLine, SessionError> {
     if kind == Kind::Refusal && body.len() > MAX_REFUSAL {
         return Err(SessionError::RefusalTooLong { len: body.len() });
     }
+    check_fixed_body(kind, body.len())?;
     Ok(HandshakeLine { kind, raw, len })
 }
 
+/// The body length a kind must have, for the kinds that have one.
+fn fixed_body_len(kind: Kind) -> Option<usize> {
+    match kind {
+        Kind::KeyRequest => Some(0),
+        Kind::RelayKey => Some(KEY_LEN),
+        _ => None,
+    }
+}
+
+/// Refuses a key request with a body, and a relay key of another length.
+fn check_fixed_body(kind: Kind, len: usize) -> Result<(), SessionError> {
+    match fixed_body_len(kind) {
+        Some(want) if want != len => Err(SessionError::BodyLength { kind, len }),
+        _ => Ok(()),
+    }
+}
+
 /// Encodes `kind ‖ body` as a line, `\n` included. Refuses a line that
-/// would be over [`MAX_LINE`] bytes and a refusal text over
-/// [`MAX_REFUSAL`].
+/// would be over [`MAX_LINE`] bytes, a refusal text over [`MAX_REFUSAL`],
+/// and a key request or relay key of the wrong length.
 pub fn encode_line(kind: Kind, body: &[u8]) -> Result<Vec<u8>, SessionError> {
     if kind == Kind::Refusal && body.len() > MAX_REFUSAL {
         return Err(SessionError::RefusalTooLong { len: body.len() });
     }
+    check_fixed_body(kind, body.len())?;
     let len = (1 + body.len()).div_ceil(3) * 4;
     if len > MAX_LINE {
         return Err(SessionError::LineTooLong { len });
@@ -163,6 +201,38 @@ pub fn refusal_line(text: &str) -> Vec<u8> {
     line
 }
 
+/// The key request line (kind 0x04, empty), `\n` included: what a client
+/// with no pin for a relay sends before its hello.
+pub fn key_request_line() -> Vec<u8> {
+    b"BA==\n".to_vec()
+}
+
+/// The relay's answer to a key request (kind 0x05): its static public
+/// key, `\n` included. It fits, so it never fails.
+pub fn relay_key_line(relay: &PublicKey) -> Vec<u8> {
+    let mut raw = [0; 1 + KEY_LEN];
+    raw[0] = Kind::RelayKey.byte();
+    raw[1..].copy_from_slice(relay.as_bytes());
+    let mut line = STANDARD.encode(raw).into_bytes();
+    line.push(b'\n');
+    line
+}
+
+/// Reads the relay's answer to a key request (one line, its `\n`
+/// optional): its public key. A refusal, or any other kind of line, is an
+/// error; the key is unauthenticated until a handshake made for it
+/// succeeds.
+pub fn read_relay_key(line: &[u8]) -> Result<PublicKey, SessionError> {
+    let line = decode_line(line)?;
+    match line.kind() {
+        Kind::RelayKey => PublicKey::from_slice(line.body()),
+        got => Err(SessionError::UnexpectedKind {
+            expected: Kind::RelayKey,
+            got,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +243,8 @@ mod tests {
             (Kind::Hello, 0),
             (Kind::Welcome, 90),
             (Kind::InviteJoin, MAX_BODY),
+            (Kind::KeyRequest, 0),
+            (Kind::RelayKey, 32),
             (Kind::Refusal, MAX_REFUSAL),
         ] {
             let body: Vec<u8> = (0..len).map(|i| i as u8).collect();
@@ -228,8 +300,22 @@ mod tests {
             (b"AQ==AQ==", SessionError::LineNotBase64),
             (b"Ag-_", SessionError::LineNotBase64),
             (b"\xff\xfe\xfd\xfc", SessionError::LineNotBase64),
-            (b"BQEC", SessionError::UnknownKind(0x05)),
+            (b"BgEC", SessionError::UnknownKind(0x06)),
             (b"AA==", SessionError::UnknownKind(0x00)),
+            (
+                b"BQEC",
+                SessionError::BodyLength {
+                    kind: Kind::RelayKey,
+                    len: 2,
+                },
+            ),
+            (
+                b"BAA=",
+                SessionError::BodyLength {
+                    kind: Kind::KeyRequest,
+                    len: 1,
+                },
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(decode_line(line).unwrap_err(), *want, "{line:?}");
@@ -246,6 +332,48 @@ mod tests {
         assert!(std::str::from_utf8(decoded.body()).is_ok());
         let short = decode_line(&refusal_line("go away")).unwrap();
         assert_eq!(short.body(), b"go away");
+    }
+
+    #[test]
+    fn the_key_request_and_the_relay_key_are_the_specs_lines() {
+        assert_eq!(
+            key_request_line(),
+            encode_line(Kind::KeyRequest, b"").unwrap()
+        );
+        let request = decode_line(&key_request_line()).unwrap();
+        assert_eq!(
+            (request.kind(), request.body()),
+            (Kind::KeyRequest, &b""[..])
+        );
+        let relay = PublicKey::from_bytes([7; 32]);
+        let line = relay_key_line(&relay);
+        assert_eq!(line, encode_line(Kind::RelayKey, &[7; 32]).unwrap());
+        assert_eq!(read_relay_key(&line).unwrap(), relay);
+        assert_eq!(read_relay_key(&line[..line.len() - 1]).unwrap(), relay);
+        assert_eq!(
+            read_relay_key(&refusal_line("no")).unwrap_err(),
+            SessionError::UnexpectedKind {
+                expected: Kind::RelayKey,
+                got: Kind::Refusal
+            }
+        );
+        for (kind, body) in [(Kind::KeyRequest, &[0u8][..]), (Kind::RelayKey, &[7; 31])] {
+            assert_eq!(
+                encode_line(kind, body).unwrap_err(),
+                SessionError::BodyLength {
+                    kind,
+                    len: body.len()
+                }
+            );
+        }
+        assert_eq!(
+            SessionError::BodyLength {
+                kind: Kind::KeyRequest,
+                len: 3
+            }
+            .to_string(),
+            "a key request (kind 0x04) must be empty, not 3 bytes"
+        );
     }
 
     #[test]

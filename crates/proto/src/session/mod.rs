@@ -20,6 +20,11 @@
 //!   frames: base64(nonce ‖ tag ‖ ct), AES-256-EAX, nonce = 0⁸ ‖ counter
 //! ```
 //!
+//! A client with no pin for the relay first sends a key request
+//! ([`key_request_line`], kind 0x04) and gets the relay's key
+//! ([`relay_key_line`], kind 0x05) as a plain, unauthenticated line; it
+//! then sends line 1 made for that key on the same connection.
+//!
 //! - The handshake is `Noise_IK_25519_AESGCM_SHA256` (revision 34) with the
 //!   prologue [`PROLOGUE`], run by the `snow` crate.
 //! - Session keys are HKDF-SHA256 over snow's raw split, salted with the
@@ -50,6 +55,8 @@
 //!
 //! The modules:
 //! - `identity`: static X25519 keys, their text form and fingerprints.
+//! - [`identity_file`]: identity files, the secret's file on disk (the
+//!   client's and the relay's).
 //! - `line`: a handshake message as one bounded base64 line.
 //! - `handshake`: the [`Initiator`] and [`Responder`] state machines.
 //! - `keys`: the session keys derived from a finished handshake.
@@ -64,6 +71,7 @@ mod error;
 mod frames;
 mod handshake;
 mod identity;
+pub mod identity_file;
 mod keys;
 mod line;
 
@@ -72,7 +80,10 @@ pub use frames::{Opener, Sealer, Session, counter_nonce};
 pub use handshake::{Established, Initiator, Responder};
 pub use identity::{Fingerprint, PublicKey, StaticSecret};
 pub use keys::SessionKeys;
-pub use line::{HandshakeLine, Kind, decode_line, encode_line, refusal_line};
+pub use line::{
+    HandshakeLine, Kind, decode_line, encode_line, key_request_line, read_relay_key, refusal_line,
+    relay_key_line,
+};
 
 /// The Noise protocol name every session runs.
 pub const PROTOCOL: &str = "Noise_IK_25519_AESGCM_SHA256";

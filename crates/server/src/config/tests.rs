@@ -17,6 +17,7 @@ fn everything_set() -> Settings {
         key_file: path.clone(),
         key_hex: Some("00".into()),
         members: path.clone(),
+        identity: path.clone(),
         rate: Some(1.0),
         burst: Some(1),
         log: path.clone(),

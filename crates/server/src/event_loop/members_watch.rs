@@ -6,7 +6,10 @@
 //! This module owns when the file is read again and what is logged about
 //! it. Reading and parsing the file are [`crate::members_file`]'s; what a
 //! reload does to connections is the relay's. A file that does not parse
-//! is never half-applied: the relay keeps the members it had.
+//! is never half-applied: the relay keeps the members it had. So is a file
+//! of the other kind (a static-key file under a session relay, or the
+//! reverse, as `relay members migrate` leaves one): changing modes takes a
+//! restart, and the log says so.
 
 use std::io::{self, Read as _};
 use std::os::unix::fs::MetadataExt as _;
@@ -14,13 +17,13 @@ use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use log::{info, warn};
+use log::{error, info, warn};
 use mio::Interest;
 use mio::net::UnixStream;
 
 use super::{RELOAD, Server};
 use crate::members_file;
-use eaxchat_core::members::Members;
+use eaxchat_core::members::{AnyMembers, MembersKind};
 use eaxchat_proto::name::Name;
 
 /// How often the members file is looked at for a change.
@@ -112,7 +115,7 @@ impl Server {
         watch.stamp = stamp;
         let path = watch.path.clone();
         let why = if hangup { "SIGHUP" } else { "file changed" };
-        match members_file::read(&path) {
+        match members_file::read_any(&path) {
             Ok(file) => {
                 if let Some(warning) = members_file::permissions_warning(&path) {
                     warn!("{warning}");
@@ -131,8 +134,21 @@ impl Server {
         }
     }
 
-    fn reload(&mut self, path: &Path, members: &Members, why: &str) {
+    fn reload(&mut self, path: &Path, members: &AnyMembers, why: &str) {
         let Some(changes) = self.relay.reload_members(members) else {
+            let (file, served) = match members.kind() {
+                MembersKind::Static => ("static-key", "sessions"),
+                MembersKind::Sessions => ("sessions", "static-key members"),
+            };
+            let summary = format!(
+                "members file {} not reloaded ({why}), keeping the {} members: it is now a \
+                 {file} file, but this relay serves {served} mode; restart the relay to change \
+                 modes",
+                path.display(),
+                self.relay.member_count()
+            );
+            error!("{summary}");
+            self.note_reload(summary);
             return;
         };
         let names = |list: &[Name]| {
@@ -142,10 +158,17 @@ impl Server {
                 list.iter().map(Name::as_str).collect::<Vec<_>>().join(",")
             }
         };
+        let count = match members {
+            AnyMembers::Static(members) => format!("{} members", members.len()),
+            AnyMembers::Sessions(devices) => format!(
+                "{} members ({} devices)",
+                devices.names().len(),
+                devices.len()
+            ),
+        };
         let summary = format!(
-            "members file {} reloaded ({why}): {} members; added {}; removed {}; new key {}",
+            "members file {} reloaded ({why}): {count}; added {}; removed {}; new key {}",
             path.display(),
-            members.len(),
             names(&changes.added),
             names(&changes.removed),
             names(&changes.rekeyed),

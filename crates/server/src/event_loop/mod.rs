@@ -27,8 +27,8 @@
 //! it never looks inside a frame. The rest of the loop, by concern:
 //! - `accept`: new TCP connections, a turn's worth at a time, with the
 //!   back-off when descriptors run out;
-//! - `members_watch`: a members relay's file, read again on SIGHUP or when
-//!   it changes ([`MembersWatch`]);
+//! - `members_watch`: a members or session relay's file, read again on
+//!   SIGHUP or when it changes ([`MembersWatch`]);
 //! - `shutdown`: the [`StopHandle`], SIGINT and SIGTERM, and the drain;
 //! - `web`: `--web`'s listener, HTTP heads, the upgrade to WebSocket and
 //!   the browsers' timeouts;
@@ -51,10 +51,12 @@ use crate::link::Link;
 use crate::msglog::{LogWriter, Record};
 #[cfg(feature = "nats")]
 use eaxchat_core::cluster::ToNats;
+use eaxchat_core::members::SessionMembers;
 use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Flush, Limits, Relay};
 use eaxchat_core::roster::Roster;
 use eaxchat_core::stats::Stats;
 use eaxchat_proto::cipher::Cipher;
+use eaxchat_proto::session::StaticSecret;
 
 mod accept;
 mod admin;
@@ -201,6 +203,24 @@ impl Server {
     /// the file `watch` watches.
     pub fn bind_members(config: Config, roster: Roster, watch: MembersWatch) -> io::Result<Server> {
         let relay = Relay::with_members(roster, config.limits, Instant::now(), SystemTime::now());
+        Server::bind_relay(config, relay, Some(watch))
+    }
+
+    /// Binds the listener of a session relay serving the devices of
+    /// `members` (read from the file `watch` watches) as `identity`.
+    pub fn bind_sessions(
+        config: Config,
+        members: &SessionMembers,
+        identity: StaticSecret,
+        watch: MembersWatch,
+    ) -> io::Result<Server> {
+        let relay = Relay::with_sessions(
+            members,
+            identity,
+            config.limits,
+            Instant::now(),
+            SystemTime::now(),
+        );
         Server::bind_relay(config, relay, Some(watch))
     }
 

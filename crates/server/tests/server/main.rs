@@ -16,3 +16,4 @@ mod message_log;
 mod preauth;
 mod relay;
 mod seed;
+mod sessions;

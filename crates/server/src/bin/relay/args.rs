@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use argh::FromArgs;
+use eaxchat_proto::session::PublicKey;
 use eaxchat_server::config::{Settings, Switch};
 use eaxchat_server::members_file::KeySize;
 use eaxchat_server::msglog::Fsync;
 
-use super::{chat, config_cmd, status};
+use super::{chat, config_cmd, identity, status};
 
 /// An AES-EAX encrypted chat relay: every line a client sends is
 /// authenticated, decrypted, sealed again and sent to every other client.
@@ -44,11 +45,17 @@ pub(crate) struct Args {
     #[argh(option)]
     pub(crate) key_hex: Option<String>,
 
-    /// serve the members of this file (NAME HEXKEY per line), each under
-    /// their own key, instead of one shared key; reread on SIGHUP and when
-    /// it changes
+    /// serve the members of this file, each under their own key, instead
+    /// of one shared key: NAME x25519:KEY lines (one a device) in session
+    /// mode, NAME HEXKEY lines in the deprecated static-key mode; reread
+    /// on SIGHUP and when it changes
     #[argh(option)]
     pub(crate) members: Option<PathBuf>,
+
+    /// the relay's identity for session mode (its X25519 secret), created
+    /// with mode 0600 if missing, never replaced (default relay.identity)
+    #[argh(option)]
+    pub(crate) identity: Option<PathBuf>,
 
     /// longest line accepted, in bytes; a longer one closes the connection
     /// (default 65536)
@@ -230,14 +237,16 @@ pub(crate) struct Args {
 #[argh(subcommand)]
 pub(crate) enum Command {
     Members(MembersArgs),
+    Key(identity::KeyArgs),
     Log(chat::LogArgs),
     Config(config_cmd::ConfigArgs),
     Status(status::StatusArgs),
 }
 
-/// Manage a members file (one `NAME HEXKEY` per line): add, remove or list
-/// members. Without --file: the config's members file, or members.txt in
-/// its state-dir (the config is --config, else /etc/eaxchat/relay.toml).
+/// Manage a members file (`NAME x25519:KEY` a line, one a device, or the
+/// deprecated `NAME HEXKEY`): add, remove, list or migrate. Without --file:
+/// the config's members file, or members.txt in its state-dir (the config
+/// is --config, else /etc/eaxchat/relay.toml).
 #[derive(FromArgs)]
 #[argh(subcommand, name = "members")]
 pub(crate) struct MembersArgs {
@@ -251,14 +260,19 @@ pub(crate) enum MembersCommand {
     Add(AddArgs),
     Remove(RemoveArgs),
     List(ListArgs),
+    Migrate(MigrateArgs),
 }
 
-/// Add a member: generate their key, append them to the members file, and
-/// write the key to a new file (mode 0600) to hand to them.
+/// Add a member. In a sessions file: a device by its public key
+/// (--public-key), or a new member whose identity is generated and written
+/// to a new file (mode 0600) to hand to them, only its public key going to
+/// the members file. In a static-key file: a new member's key, generated
+/// and written to a new file (mode 0600). A new file is a static-key file
+/// unless --public-key or --sessions is given.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "add")]
 pub(crate) struct AddArgs {
-    /// the new member's name: 1 to 32 of A-Z a-z 0-9 _ - .
+    /// the member's name: 1 to 32 of A-Z a-z 0-9 _ - .
     #[argh(positional)]
     pub(crate) name: String,
 
@@ -266,13 +280,28 @@ pub(crate) struct AddArgs {
     #[argh(option)]
     pub(crate) file: Option<PathBuf>,
 
-    /// where to write the member's key; never overwritten (default NAME.key)
+    /// a device's public key (x25519:…, as `chat keygen` prints it): adds
+    /// that device, to a new member or to another device's member
+    #[argh(option)]
+    pub(crate) public_key: Option<PublicKey>,
+
+    /// a label for the device (a sessions file), shown by `members list`
+    #[argh(option)]
+    pub(crate) device: Option<String>,
+
+    /// a new file is a sessions file (x25519 public keys)
+    #[argh(switch)]
+    pub(crate) sessions: bool,
+
+    /// where to write the new member's secret; never overwritten (default
+    /// NAME.identity in a sessions file, NAME.key in a static-key file)
     #[argh(option)]
     pub(crate) key_out: Option<PathBuf>,
 
-    /// key size in bits: 128, 192 or 256 (default 128)
-    #[argh(option, default = "KeySize::Aes128")]
-    pub(crate) bits: KeySize,
+    /// static-key files only: key size in bits, 128, 192 or 256
+    /// (default 128)
+    #[argh(option)]
+    pub(crate) bits: Option<KeySize>,
 
     /// the config file naming the members file (default
     /// /etc/eaxchat/relay.toml, if there is one)
@@ -280,7 +309,8 @@ pub(crate) struct AddArgs {
     pub(crate) config: Option<PathBuf>,
 }
 
-/// Remove a member from the members file.
+/// Remove a member from the members file: all their devices, or in a
+/// sessions file only the one given with --public-key.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "remove")]
 pub(crate) struct RemoveArgs {
@@ -292,19 +322,44 @@ pub(crate) struct RemoveArgs {
     #[argh(option)]
     pub(crate) file: Option<PathBuf>,
 
+    /// remove only this device (x25519:…)
+    #[argh(option)]
+    pub(crate) public_key: Option<PublicKey>,
+
     /// the config file naming the members file (default
     /// /etc/eaxchat/relay.toml, if there is one)
     #[argh(option)]
     pub(crate) config: Option<PathBuf>,
 }
 
-/// List the members' names, one a line (never their keys).
+/// List the members: their names, one a line (never a static key), and in
+/// a sessions file each device's fingerprint and label.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "list")]
 pub(crate) struct ListArgs {
     /// the members file
     #[argh(option)]
     pub(crate) file: Option<PathBuf>,
+
+    /// the config file naming the members file (default
+    /// /etc/eaxchat/relay.toml, if there is one)
+    #[argh(option)]
+    pub(crate) config: Option<PathBuf>,
+}
+
+/// Convert a static-key members file to a sessions file: for each member a
+/// new identity in DIR/NAME.identity (mode 0600) to hand to them, and
+/// their line replaced by its public key, in one atomic rewrite.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "migrate")]
+pub(crate) struct MigrateArgs {
+    /// the members file
+    #[argh(option)]
+    pub(crate) file: Option<PathBuf>,
+
+    /// where to write the identities (default: the working directory)
+    #[argh(option)]
+    pub(crate) key_dir: Option<PathBuf>,
 
     /// the config file naming the members file (default
     /// /etc/eaxchat/relay.toml, if there is one)
@@ -329,6 +384,7 @@ impl Args {
             key_file: either(&self.key_file, base.key_file),
             key_hex: either(&self.key_hex, base.key_hex),
             members: either(&self.members, base.members),
+            identity: either(&self.identity, base.identity),
             max_frame: over(&self.max_frame, base.max_frame),
             max_clients: over(&self.max_clients, base.max_clients),
             max_queue: over(&self.max_queue, base.max_queue),

@@ -9,7 +9,9 @@
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
+use eaxchat_core::members::MembersKind;
 use eaxchat_proto::key::{KEY_ENV, Key, readable_by_others};
+use eaxchat_proto::session::identity_file::read_identity_file;
 use eaxchat_server::config::{self, ConfigError, LIVE_KEYS, Settings};
 use eaxchat_server::event_loop::{ConfigReload, Reloaded};
 use eaxchat_server::members_file;
@@ -131,7 +133,19 @@ fn validate(settings: &Settings) -> Result<(), Failure> {
         if settings.key_hex.is_some() || settings.key_file.is_some() || env_key.is_some() {
             return Err(super::members_and_key());
         }
-        members_file::read(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        let file = members_file::read_any(path).map_err(|e| Failure::Usage(e.to_string()))?;
+        if file.members.kind() == MembersKind::Sessions {
+            // The identity is made on the first start if missing; one
+            // that is there must be one the relay can take.
+            let identity = settings.identity_or_default();
+            let read = read_identity_file(&identity).map_err(|e| Failure::Usage(e.to_string()))?;
+            if read.is_none() && identity.exists() {
+                return Err(Failure::Usage(format!(
+                    "identity {} is not an identity file",
+                    identity.display()
+                )));
+            }
+        }
     } else if let Some(hex) = settings.key_hex.as_deref().or(env_key.as_deref()) {
         Key::from_hex(hex).map_err(|e| Failure::Usage(format!("key-hex: {e}")))?;
     }
@@ -141,6 +155,13 @@ fn validate(settings: &Settings) -> Result<(), Failure> {
 /// Which mode the settings run, for `config check`'s answer.
 fn mode(settings: &Settings) -> String {
     match &settings.members {
+        Some(path) if members_file::kind(path).ok().flatten() == Some(MembersKind::Sessions) => {
+            format!(
+                "session mode, members from {}, identity {}",
+                path.display(),
+                settings.identity_or_default().display()
+            )
+        }
         Some(path) => format!("members mode, members from {}", path.display()),
         None if settings.key_hex.is_some() => "shared key, given in key-hex".to_owned(),
         None => format!(

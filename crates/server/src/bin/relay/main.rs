@@ -2,18 +2,22 @@
 
 //! `relay`: the eaxchat relay server. Takes its settings from the command
 //! line over the config file (`--config`), finds the key (or, with
-//! `--members`, reads the members file), and runs
-//! [`eaxchat_server::event_loop::Server`] until SIGINT or SIGTERM.
+//! `--members`, reads the members file: a sessions file serves session
+//! mode with the relay's identity, a static-key file the deprecated
+//! members mode), and runs [`eaxchat_server::event_loop::Server`] until
+//! SIGINT or SIGTERM.
 //!
 //! The flags are in `args.rs`; the config file, its reload on SIGHUP and
 //! `relay config` in `config_cmd.rs`; `relay members` in `members.rs`;
-//! `relay status` in `status.rs`; `relay log` and the chat layer's set-up
-//! in `chat.rs`; the cluster's in `cluster.rs`.
+//! the relay's identity and `relay key show` in `identity.rs`; `relay
+//! status` in `status.rs`; `relay log` and the chat layer's set-up in
+//! `chat.rs`; the cluster's in `cluster.rs`.
 
 mod args;
 mod chat;
 mod cluster;
 mod config_cmd;
+mod identity;
 mod members;
 mod status;
 
@@ -22,7 +26,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use eaxchat_core::members::MembersError;
+use eaxchat_core::members::{AnyMembers, MembersError};
 use eaxchat_core::relay::Limits;
 use eaxchat_core::roster::Roster;
 use eaxchat_proto::cipher::Cipher;
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
     }
     let outcome = match args.command.take() {
         Some(Command::Members(members)) => Some(members::run(members.command, &args)),
+        Some(Command::Key(key)) => Some(identity::run(key, &args)),
         Some(Command::Log(log)) => Some(chat::print_log(&log)),
         Some(Command::Config(config)) => Some(config_cmd::run(config, &args)),
         Some(Command::Status(status)) => Some(status::run(&status, &args)),
@@ -144,7 +149,7 @@ fn run(mut args: Args, settings: Settings) -> Result<(), Failure> {
         if settings.key_hex.is_some() || settings.key_file.is_some() || env_key.is_some() {
             return Err(members_and_key());
         }
-        return serve_members(path, config, extras);
+        return serve_members(path, &settings.identity_or_default(), config, extras);
     }
     let key_file = settings.key_file_or_default();
     let source = KeySource {
@@ -185,9 +190,16 @@ fn run(mut args: Args, settings: Settings) -> Result<(), Failure> {
         .map_err(|e| Failure::Runtime(format!("poll loop failed: {e}")))
 }
 
-/// Serves the members of the file at `path`.
-fn serve_members(path: &std::path::Path, config: Config, extras: Extras) -> Result<(), Failure> {
-    let file = members_file::read(path).map_err(|e| match e {
+/// Serves the members of the file at `path`: session mode with the
+/// identity at `identity` for a sessions file, members mode (deprecated)
+/// for a static-key file.
+fn serve_members(
+    path: &std::path::Path,
+    identity: &std::path::Path,
+    config: Config,
+    extras: Extras,
+) -> Result<(), Failure> {
+    let file = members_file::read_any(path).map_err(|e| match e {
         MembersError::Io { .. } => Failure::Runtime(e.to_string()),
         _ => Failure::Usage(e.to_string()),
     })?;
@@ -196,17 +208,46 @@ fn serve_members(path: &std::path::Path, config: Config, extras: Extras) -> Resu
     {
         warn!("{warning}");
     }
-    let count = file.members.len();
-    let roster =
-        Roster::new(&file.members).map_err(|e| Failure::Runtime(format!("random seed: {e}")))?;
     let limits = config.limits;
     let listen = config.listen;
-    let mut server = Server::bind_members(config, roster, MembersWatch::new(path.to_owned()))
-        .map_err(|e| Failure::Runtime(format!("cannot listen on {listen}: {e}")))?;
+    let watch = MembersWatch::new(path.to_owned());
+    let cannot_listen = |e| Failure::Runtime(format!("cannot listen on {listen}: {e}"));
+    let (mut server, mode) = match file.members {
+        AnyMembers::Static(members) => {
+            warn!(
+                "static-key members mode is deprecated: the relay holds a copy of every \
+                 member's key, and a frame recorded on the wire can be replayed after a \
+                 restart; convert {} with `relay members migrate --file {}` (each member \
+                 gets an identity to hand to them) and restart the relay",
+                path.display(),
+                path.display()
+            );
+            let roster =
+                Roster::new(&members).map_err(|e| Failure::Runtime(format!("random seed: {e}")))?;
+            let server = Server::bind_members(config, roster, watch).map_err(cannot_listen)?;
+            let mode = format!(
+                "members mode: {} members from {}",
+                members.len(),
+                path.display()
+            );
+            (server, mode)
+        }
+        AnyMembers::Sessions(devices) => {
+            let secret = identity::load(identity)?;
+            let mode = format!(
+                "session mode: {} members ({} devices) from {}",
+                devices.names().len(),
+                devices.len(),
+                path.display()
+            );
+            let server =
+                Server::bind_sessions(config, &devices, secret, watch).map_err(cannot_listen)?;
+            (server, mode)
+        }
+    };
     let addr = set_up(&mut server, extras, true)?;
     info!(
-        "listening on {addr}; members mode: {count} members from {} (AES-NI {}); {}",
-        path.display(),
+        "listening on {addr}; {mode} (AES-NI {}); {}",
         aes_ni(),
         limits_line(&limits),
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use std::path::PathBuf;
 
 use eaxchat_proto::cipher::OpenError;
-use eaxchat_proto::session::{Fingerprint, SessionError};
+use eaxchat_proto::session::{Fingerprint, PublicKey, SessionError};
 
 use super::handshake::HandshakeError;
 use super::known_relays::{KnownRelaysError, PinSource, RelayPin};
@@ -64,6 +64,17 @@ pub enum ChatError {
         /// make every `Result` of the session this large).
         error: Box<HandshakeError>,
     },
+    /// Trust on first use: asking the relay for its key failed (it
+    /// refused, closed, stayed silent, or answered with something else).
+    KeyRequest {
+        /// The relay's address.
+        addr: String,
+        /// What went wrong (boxed, as for [`ChatError::Handshake`]).
+        error: Box<HandshakeError>,
+    },
+    /// The relay's key, trusted on first use and proved by the handshake,
+    /// is not the one another `chat` pinned for it meanwhile.
+    PinChanged(KnownRelaysError),
     /// The relay sent a line longer than `--max-frame`.
     LineTooLong {
         /// The relay's address.
@@ -125,6 +136,8 @@ impl fmt::Display for ChatError {
                  so the connection is closed"
             ),
             ChatError::Handshake { addr, pin, error } => handshake_failed(f, addr, pin, error),
+            ChatError::KeyRequest { addr, error } => key_request_failed(f, addr, error),
+            ChatError::PinChanged(error) => error.fmt(f),
             ChatError::LineTooLong { addr, limit } => write!(
                 f,
                 "the relay at {addr} sent a line longer than {limit} bytes: \
@@ -171,6 +184,7 @@ fn handshake_failed(
              remove its line from {}",
             path.display()
         ),
+        PinSource::FirstUse { .. } => "nothing was pinned".to_owned(),
     };
     match error {
         HandshakeError::Session(SessionError::Refused {
@@ -204,9 +218,45 @@ fn handshake_failed(
             "the relay at {addr} closed the connection during the handshake: \
              does it speak sessions (a relay with --members of public keys)?"
         ),
-        HandshakeError::Io(error) => {
+        HandshakeError::Io(_) | HandshakeError::KeyRefused(_) => {
             write!(f, "the handshake with the relay at {addr} failed: {error}")
         }
+    }
+}
+
+/// What to do when a relay will not say its key.
+const GIVE_THE_KEY: &str = "give its key with --relay-key x25519:… \
+    (`relay key show` prints it on the relay's machine)";
+
+/// [`ChatError::KeyRequest`]'s text: what the relay did instead of sending
+/// its key, and how to go on without asking it.
+fn key_request_failed(
+    f: &mut fmt::Formatter<'_>,
+    addr: &str,
+    error: &HandshakeError,
+) -> fmt::Result {
+    match error {
+        HandshakeError::KeyRefused(text) => write!(
+            f,
+            "the relay at {addr} refused to send its key (trust on first use): \
+             \"{text}\"; {GIVE_THE_KEY}"
+        ),
+        HandshakeError::Session(error) => write!(
+            f,
+            "the relay at {addr} answered the request for its key with something \
+             else ({error}): does it speak sessions (relay --members with public \
+             keys)? Nothing was pinned; {GIVE_THE_KEY}"
+        ),
+        HandshakeError::Io(error) if error.kind() == io::ErrorKind::UnexpectedEof => write!(
+            f,
+            "the relay at {addr} closed the connection when asked for its key \
+             (trust on first use): does it speak sessions (relay --members with \
+             public keys)? If it does, {GIVE_THE_KEY}"
+        ),
+        HandshakeError::Io(error) => write!(
+            f,
+            "asking the relay at {addr} for its key (trust on first use) failed: {error}"
+        ),
     }
 }
 
@@ -286,8 +336,17 @@ pub enum Status {
         /// The new connection's session, with an identity.
         session: Option<SessionInfo>,
     },
-    /// The relay key given with `--relay-key` was proved by a handshake and
-    /// recorded in the known relays file (trust on first use).
+    /// Trust on first use: the relay, with no pin and no `--relay-key`,
+    /// sent this key when asked; the handshake is made for it, and it is
+    /// pinned once that proves it.
+    TrustingNew {
+        /// The relay, as given to `--connect`.
+        relay: String,
+        /// The key it sent, not yet proved.
+        key: PublicKey,
+    },
+    /// The relay key given with `--relay-key`, or sent when asked, was
+    /// proved by a handshake and recorded in the known relays file.
     Pinned {
         /// The relay, as given to `--connect`.
         relay: String,
@@ -348,6 +407,11 @@ impl fmt::Display for Status {
                 }
                 Ok(())
             }
+            Status::TrustingNew { relay, key } => write!(
+                f,
+                "the relay at {relay} has key {} ({key}); trusting it on first use",
+                key.fingerprint()
+            ),
             Status::Pinned {
                 relay,
                 fingerprint,
@@ -459,5 +523,63 @@ mod tests {
         for text in [refused, unverified, unknown] {
             assert!(!text.contains('\n'), "{text}");
         }
+    }
+
+    #[test]
+    fn a_failed_key_request_says_what_came_and_how_to_go_on() {
+        use eaxchat_proto::session::Kind;
+        let failed = |error| {
+            ChatError::KeyRequest {
+                addr: "relay.example:8080".to_owned(),
+                error: Box::new(error),
+            }
+            .to_string()
+        };
+        let cases = [
+            (
+                HandshakeError::KeyRefused("no key requests here".to_owned()),
+                "refused to send its key",
+            ),
+            (
+                HandshakeError::Session(SessionError::LineNotBase64),
+                "answered the request for its key with something else",
+            ),
+            (
+                HandshakeError::Session(SessionError::UnexpectedKind {
+                    expected: Kind::RelayKey,
+                    got: Kind::Welcome,
+                }),
+                "kind 0x02",
+            ),
+            (
+                HandshakeError::Io(io::ErrorKind::UnexpectedEof.into()),
+                "closed the connection when asked for its key",
+            ),
+        ];
+        for (error, want) in cases {
+            let text = failed(error);
+            assert!(text.contains(want), "{want}: {text}");
+            assert!(text.contains("relay.example:8080"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        let timed_out = failed(HandshakeError::Io(io::ErrorKind::TimedOut.into()));
+        assert!(timed_out.contains("for its key"), "{timed_out}");
+    }
+
+    #[test]
+    fn trusting_a_new_relay_names_its_fingerprint_and_key() {
+        let key = eaxchat_proto::session::PublicKey::from_bytes([4; 32]);
+        let text = Status::TrustingNew {
+            relay: "relay.example:8080".to_owned(),
+            key,
+        }
+        .to_string();
+        assert_eq!(
+            text,
+            format!(
+                "the relay at relay.example:8080 has key {} ({key}); trusting it on first use",
+                key.fingerprint()
+            )
+        );
     }
 }

@@ -8,14 +8,19 @@
 //! itself. A session belongs to one connection: it is dropped when the
 //! connection ends ([`Keys::end_link`]) and the next connection makes its
 //! own, so nothing is sealed for a connection that has none.
+//!
+//! With no relay key yet (trust on first use), the first connection asks
+//! the relay for it before its hello, and every later connection of the
+//! run uses that key: a relay that changes its key mid-run is refused like
+//! one that differs from a pin.
 
 use bytes::BytesMut;
 
 use super::error::SessionInfo;
 use super::handshake::{self, HANDSHAKE_TIMEOUT, HandshakeError};
-use super::known_relays::RelayPin;
+use super::known_relays::{PinSource, RelayPin, RelayTrust};
 use super::link::Link;
-use super::{ChatError, Credentials};
+use super::{ChatError, Credentials, Status};
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::sanitize::sanitize;
 use eaxchat_proto::session::{Session, SessionError, StaticSecret};
@@ -27,7 +32,7 @@ pub(super) enum Keys<'a> {
     /// A member identity: one session per connection.
     Session {
         identity: &'a StaticSecret,
-        pin: RelayPin,
+        relay: RelayTrust,
         current: Option<Session>,
     },
 }
@@ -44,9 +49,9 @@ impl<'a> Keys<'a> {
                         error,
                     })
             }
-            Credentials::Identity { secret, pin } => Ok(Keys::Session {
+            Credentials::Identity { secret, relay } => Ok(Keys::Session {
                 identity: secret,
-                pin: pin.clone(),
+                relay: relay.clone(),
                 current: None,
             }),
         }
@@ -57,36 +62,63 @@ impl<'a> Keys<'a> {
         matches!(self, Keys::Session { .. })
     }
 
-    /// The relay key sessions are started for.
+    /// The relay key sessions are started for, once there is one.
     pub(super) fn pin(&self) -> Option<&RelayPin> {
         match self {
-            Keys::Shared(_) => None,
-            Keys::Session { pin, .. } => Some(pin),
+            Keys::Session {
+                relay: RelayTrust::Pinned(pin),
+                ..
+            } => Some(pin),
+            _ => None,
         }
     }
 
     /// Notes that the pin is now recorded, so it is not recorded again.
     pub(super) fn set_pin(&mut self, recorded: RelayPin) {
-        if let Keys::Session { pin, .. } = self {
-            *pin = recorded;
+        if let Keys::Session { relay, .. } = self {
+            *relay = RelayTrust::Pinned(recorded);
         }
     }
 
-    /// Runs the handshake on a new connection, if these keys need one, and
-    /// makes its session current; says who the relay took us for.
+    /// Runs the handshake on a new connection to `addr`, if these keys
+    /// need one, and makes its session current; says who the relay took
+    /// us for. With no relay key yet it first asks the relay for one on
+    /// the same connection and reports it ([`Status::TrustingNew`])
+    /// before making the hello for it.
     pub(super) fn handshake(
         &mut self,
         stream: &mut std::net::TcpStream,
+        addr: &str,
+        report: &mut dyn FnMut(Status),
     ) -> Result<Option<SessionInfo>, HandshakeError> {
         let Keys::Session {
             identity,
-            pin,
+            relay,
             current,
         } = self
         else {
             return Ok(None);
         };
         *current = None;
+        if let RelayTrust::FirstUse { record_in } = relay {
+            let key = handshake::request_key(stream, HANDSHAKE_TIMEOUT)?;
+            report(Status::TrustingNew {
+                relay: addr.to_owned(),
+                key,
+            });
+            *relay = RelayTrust::Pinned(RelayPin {
+                key,
+                source: PinSource::FirstUse {
+                    record_in: record_in.clone(),
+                },
+            });
+        }
+        let RelayTrust::Pinned(pin) = relay else {
+            // Just made a pin above; kept total all the same.
+            return Err(HandshakeError::Session(SessionError::Noise(
+                "no relay key to start a session for".into(),
+            )));
+        };
         let established = handshake::handshake(stream, identity, &pin.key, HANDSHAKE_TIMEOUT)?;
         *current = Some(established.session);
         Ok(Some(SessionInfo {
@@ -96,16 +128,27 @@ impl<'a> Keys<'a> {
         }))
     }
 
-    /// The error that ends chat after a failed handshake with `addr`.
+    /// The error that ends chat after a failed handshake with `addr`:
+    /// with no relay key yet, it was the key request that failed.
     pub(super) fn handshake_failed(&self, addr: &str, error: HandshakeError) -> ChatError {
-        match self.pin() {
-            Some(pin) => ChatError::Handshake {
+        match self {
+            Keys::Session {
+                relay: RelayTrust::Pinned(pin),
+                ..
+            } => ChatError::Handshake {
                 addr: addr.to_owned(),
                 pin: pin.clone(),
                 error: Box::new(error),
             },
-            // Keys without a pin never shake hands; kept total all the same.
-            None => ChatError::Io {
+            Keys::Session {
+                relay: RelayTrust::FirstUse { .. },
+                ..
+            } => ChatError::KeyRequest {
+                addr: addr.to_owned(),
+                error: Box::new(error),
+            },
+            // A shared key never shakes hands; kept total all the same.
+            Keys::Shared(_) => ChatError::Io {
                 what: "the handshake",
                 error: std::io::Error::other(error.to_string()),
             },

@@ -1,5 +1,5 @@
 //! The relay keys this user pinned: the known_relays file, and which key a
-//! session is started for ([`RelayPin`]).
+//! session is started for ([`RelayTrust`], [`RelayPin`]).
 //!
 //! The file is text, one relay a line: `HOST:PORT x25519:BASE64` (the
 //! address as given to `--connect`, then the relay's public key); blank
@@ -10,13 +10,15 @@
 //! rather than skipped: a pin that silently stops counting is worse than
 //! an error.
 //!
-//! Trust works like ssh's `accept-new`, with one difference forced by the
-//! handshake (IK needs the relay's key before the first line is sent, and
-//! the relay never sends its key in the clear): the first key for a relay
-//! comes from `--relay-key` (which `relay key show` prints on the relay's
-//! machine), and it is recorded here once a handshake has proved it. After
-//! that the pin is used, and a different key, given or met, is refused
-//! naming both fingerprints; this module never replaces an entry.
+//! Trust works like ssh's `accept-new`. The first key for a relay comes
+//! from `--relay-key` (which `relay key show` prints on the relay's
+//! machine) or, with neither a pin nor `--relay-key`, from the relay
+//! itself: the client asks for it (the key request,
+//! [`RelayTrust::FirstUse`]) unless `--no-trust-new` forbids it. Either
+//! way it is recorded here only once a handshake made for it has proved
+//! it. After that the pin is used and no key is asked for, and a different
+//! key, given or met, is refused naming both fingerprints; this module
+//! never replaces an entry.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -60,7 +62,8 @@ pub enum KnownRelaysError {
     /// An address that cannot be a known_relays entry (empty, with
     /// spaces, or starting with `#`).
     BadAddress(String),
-    /// No key is pinned for the relay and none was given.
+    /// No key is pinned for the relay, none was given, and trusting a
+    /// new relay is off (`--no-trust-new`).
     NoPin {
         /// The relay's address.
         relay: String,
@@ -102,9 +105,9 @@ impl fmt::Display for KnownRelaysError {
             ),
             KnownRelaysError::NoPin { relay, path } => write!(
                 f,
-                "no key is pinned for the relay at {relay} (in {}): run chat once with \
-                 --relay-key x25519:… (`relay key show` prints it on the relay's machine); \
-                 chat then pins it",
+                "no key is pinned for the relay at {relay} (in {}), and --no-trust-new \
+                 refuses a relay not pinned: give its key with --relay-key x25519:… \
+                 (`relay key show` prints it on the relay's machine), and chat pins it",
                 path.display()
             ),
             KnownRelaysError::Conflict {
@@ -138,6 +141,12 @@ pub enum PinSource {
     GivenAndKnown(PathBuf),
     /// The known_relays file's entry.
     Known(PathBuf),
+    /// Sent by the relay when asked (trust on first use): recorded in the
+    /// known_relays file after the first handshake that proves it.
+    FirstUse {
+        /// The known_relays file to record it in.
+        record_in: PathBuf,
+    },
 }
 
 /// The relay key a session is started for, and where it came from.
@@ -149,6 +158,20 @@ pub struct RelayPin {
     pub source: PinSource,
 }
 
+/// What sessions with a relay start from: a key, or none yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayTrust {
+    /// A key given or pinned.
+    Pinned(RelayPin),
+    /// Neither pinned nor given: the first connection asks the relay for
+    /// its key, whose fingerprint is shown and which is recorded in
+    /// `record_in` once a handshake proves it.
+    FirstUse {
+        /// The known_relays file to record it in.
+        record_in: PathBuf,
+    },
+}
+
 impl fmt::Display for PinSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -156,6 +179,7 @@ impl fmt::Display for PinSource {
             PinSource::GivenAndKnown(path) | PinSource::Known(path) => {
                 write!(f, "pinned in {}", path.display())
             }
+            PinSource::FirstUse { .. } => f.write_str("it sent when asked (trust on first use)"),
         }
     }
 }
@@ -238,6 +262,25 @@ impl KnownRelays {
                 relay: relay.to_owned(),
                 path,
             }),
+        }
+    }
+
+    /// What sessions with `relay` start from: as [`KnownRelays::pin_for`],
+    /// except that a relay with neither a pin nor a `given` key is trusted
+    /// on first use when `trust_new` (ssh's `accept-new`), and refused
+    /// otherwise.
+    pub fn trust_for(
+        &self,
+        relay: &str,
+        given: Option<PublicKey>,
+        trust_new: bool,
+    ) -> Result<RelayTrust, KnownRelaysError> {
+        match self.pin_for(relay, given) {
+            Ok(pin) => Ok(RelayTrust::Pinned(pin)),
+            Err(KnownRelaysError::NoPin { path, .. }) if trust_new => {
+                Ok(RelayTrust::FirstUse { record_in: path })
+            }
+            Err(error) => Err(error),
         }
     }
 }
@@ -401,6 +444,48 @@ mod tests {
         );
         let none = known.pin_for("r:2", None).unwrap_err().to_string();
         assert!(none.contains("--relay-key"), "{none}");
+    }
+
+    #[test]
+    fn an_unknown_relay_is_trusted_on_first_use_unless_refused() {
+        let (a, b) = (key(1), key(2));
+        let known = KnownRelays {
+            path: PathBuf::from("/k"),
+            entries: vec![("r:1".to_owned(), a)],
+        };
+        assert_eq!(
+            known.trust_for("r:2", None, true).unwrap(),
+            RelayTrust::FirstUse {
+                record_in: "/k".into()
+            }
+        );
+        let strict = known.trust_for("r:2", None, false).unwrap_err().to_string();
+        assert!(
+            strict.contains("--no-trust-new") && strict.contains("--relay-key"),
+            "{strict}"
+        );
+        for trust_new in [true, false] {
+            let pinned = known.trust_for("r:1", None, trust_new).unwrap();
+            assert_eq!(
+                pinned,
+                RelayTrust::Pinned(RelayPin {
+                    key: a,
+                    source: PinSource::Known("/k".into())
+                }),
+                "a pinned relay is never asked"
+            );
+            assert!(matches!(
+                known.trust_for("r:1", Some(b), trust_new),
+                Err(KnownRelaysError::Conflict { .. })
+            ));
+            assert!(matches!(
+                known.trust_for("r:2", Some(b), trust_new),
+                Ok(RelayTrust::Pinned(RelayPin {
+                    source: PinSource::Given { .. },
+                    ..
+                }))
+            ));
+        }
     }
 
     #[test]

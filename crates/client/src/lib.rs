@@ -22,8 +22,11 @@
 //! starts with a Noise handshake (docs/protocol.md, "Sessions") for the
 //! relay key pinned in [`known_relays`] or given with `--relay-key`, and
 //! its frames are sealed and opened with that connection's session; the
-//! relay stamps names, as in members mode. Messages typed while
-//! reconnecting wait as plaintext and are sealed for the next session.
+//! relay stamps names, as in members mode. With neither, the first
+//! connection asks the relay for its key (trust on first use), says so,
+//! and the key is pinned once the handshake proved it. Messages typed
+//! while reconnecting wait as plaintext and are sealed for the next
+//! session.
 //!
 //! A message that would make a line longer than the relay's `--max-frame`
 //! is refused here, before sealing: the relay would only drop the
@@ -38,7 +41,7 @@
 //! | `session` | the calling thread's state and its loop over events |
 //! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
 //! | `keys` | sealing and opening: the shared key, or each connection's session |
-//! | `handshake` | a connection's handshake: line 1 out, the reply in, bounded |
+//! | `handshake` | a connection's handshake (after the key request, on first use): line 1 out, the reply in, bounded |
 //! | [`identity`] | identity files: reading, refusing loose modes, `chat keygen` |
 //! | [`known_relays`] | pinned relay keys, trust on first use |
 //! | [`input`] | splitting what the user types into lines |
@@ -75,7 +78,7 @@ use eaxchat_proto::session::StaticSecret;
 use eaxchat_proto::wire::{DEFAULT_MAX_FRAME, encoded_len, max_plaintext_len};
 use input::{InputLine, InputLines};
 use keys::Keys;
-use known_relays::RelayPin;
+use known_relays::RelayTrust;
 use link::LinkEnd;
 use session::{Printer, Session};
 
@@ -86,12 +89,12 @@ pub enum Credentials {
     /// `relay members add` wrote): today's frames, no handshake.
     Key(Key),
     /// A member identity: every connection starts a session with the relay
-    /// whose key is `pin`.
+    /// whose key `relay` gives, or the first asks for it.
     Identity {
         /// The member's secret.
         secret: StaticSecret,
-        /// The relay key to start sessions for.
-        pin: RelayPin,
+        /// The relay key to start sessions for, or none yet.
+        relay: RelayTrust,
     },
 }
 
@@ -191,7 +194,7 @@ where
     I: Read + Send + 'static,
     O: Write,
 {
-    let (keys, stream, first) = dial(options, credentials)?;
+    let (keys, stream, first) = dial(options, credentials, status)?;
     let (events, inbox) = mpsc::channel();
     if !options.listen_only {
         let sender = events.clone();
@@ -207,11 +210,14 @@ where
 }
 
 /// The session's keys, and the first connection to the relay after its
-/// handshake, if it needs one (and the session that made). Any failure
-/// here ends chat before the input is read or the terminal taken over.
+/// handshake, if it needs one (and the session that made); what is worth
+/// saying meanwhile (a key trusted on first use) goes to `status`. Any
+/// failure here ends chat before the input is read or the terminal taken
+/// over.
 fn dial<'a>(
     options: &Options,
     credentials: &'a Credentials,
+    status: &mut dyn FnMut(Status),
 ) -> Result<(Keys<'a>, std::net::TcpStream, Option<SessionInfo>), ChatError> {
     let mut keys = Keys::new(credentials)?;
     let mut stream = link::connect(&options.connect).map_err(|error| ChatError::Unreachable {
@@ -219,7 +225,7 @@ fn dial<'a>(
         error,
     })?;
     let first = keys
-        .handshake(&mut stream)
+        .handshake(&mut stream, &options.connect, status)
         .map_err(|error| keys.handshake_failed(&options.connect, error))?;
     Ok((keys, stream, first))
 }

@@ -8,9 +8,10 @@
 //! messages waiting for a connection, and the [`Printer`] for messages and
 //! status lines. It decides what the helper threads cannot: whether a
 //! message fits the relay's `--max-frame`, when a lost connection is
-//! retried and when it ends the session, when a relay key is pinned, when
-//! the linger after the input is over, and how many messages were never
-//! sent.
+//! retried and when it ends the session, when a relay key is pinned (only
+//! after a handshake proved it, whether it was given or trusted on first
+//! use), when the linger after the input is over, and how many messages
+//! were never sent.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -23,7 +24,7 @@ use super::error::{SessionInfo, WRITING_OUTPUT};
 use super::handshake::HandshakeError;
 use super::input::InputLine;
 use super::keys::Keys;
-use super::known_relays::{self, PinSource, RelayPin};
+use super::known_relays::{self, KnownRelaysError, PinSource, RelayPin};
 use super::link::{Dialer, Link, LinkEnd};
 use super::{ChatError, Options, SessionEvent, Status};
 use eaxchat_proto::events::{ParsedEvent, ParsedKind};
@@ -122,8 +123,7 @@ impl<'a, F: Front> Session<'a, F> {
             addr,
             session: session.clone(),
         });
-        self.pin_if_new(session.as_ref());
-        Ok(())
+        self.pin_if_new(session.as_ref())
     }
 
     /// Handles events from `inbox` until the session ends.
@@ -317,7 +317,11 @@ impl<'a, F: Front> Session<'a, F> {
                 return Ok(());
             }
         };
-        let session = match self.keys.handshake(&mut stream) {
+        let mut report = |status| self.printer.report(status);
+        let handshake = self
+            .keys
+            .handshake(&mut stream, &self.options.connect, &mut report);
+        let session = match handshake {
             Ok(session) => session,
             // The socket's failure: like a failed dial, tried again.
             Err(HandshakeError::Io(error)) => {
@@ -333,8 +337,7 @@ impl<'a, F: Front> Session<'a, F> {
             sent,
             session: session.clone(),
         });
-        self.pin_if_new(session.as_ref());
-        Ok(())
+        self.pin_if_new(session.as_ref())
     }
 
     /// A reconnect attempt failed with `error`: schedules the next one.
@@ -344,34 +347,47 @@ impl<'a, F: Front> Session<'a, F> {
     }
 
     /// Trust on first use: once a handshake has proved a relay key given
-    /// with `--relay-key` and not yet pinned, records it in the known
-    /// relays file, once.
-    fn pin_if_new(&mut self, session: Option<&SessionInfo>) {
-        let Some(RelayPin {
-            key,
-            source: PinSource::Given { record_in },
-        }) = self.keys.pin().cloned()
-        else {
-            return;
+    /// with `--relay-key` or sent by the relay when asked, and not yet
+    /// pinned, records it in the known relays file, once. A key the relay
+    /// sent that meets another pin there (another `chat` pinned one
+    /// meanwhile) ends the session: a changed key is always refused.
+    fn pin_if_new(&mut self, session: Option<&SessionInfo>) -> Result<(), ChatError> {
+        let Some(RelayPin { key, source }) = self.keys.pin().cloned() else {
+            return Ok(());
+        };
+        let (record_in, recorded, first_use) = match source {
+            PinSource::Given { record_in } => (
+                record_in.clone(),
+                PinSource::GivenAndKnown(record_in),
+                false,
+            ),
+            PinSource::FirstUse { record_in } => {
+                (record_in.clone(), PinSource::Known(record_in), true)
+            }
+            PinSource::GivenAndKnown(_) | PinSource::Known(_) => return Ok(()),
         };
         if session.is_none() {
-            return;
+            return Ok(());
         }
         let relay = self.options.connect.clone();
         let status = match known_relays::record(&record_in, &relay, &key) {
             Ok(_) => Status::Pinned {
                 relay,
                 fingerprint: key.fingerprint(),
-                path: record_in.clone(),
+                path: record_in,
             },
+            Err(error @ KnownRelaysError::Conflict { .. }) if first_use => {
+                return Err(ChatError::PinChanged(error));
+            }
             Err(error) => Status::NotPinned(error),
         };
         // Recorded or not, it is not tried again on each reconnect.
         self.keys.set_pin(RelayPin {
             key,
-            source: PinSource::GivenAndKnown(record_in),
+            source: recorded,
         });
         self.printer.report(status);
+        Ok(())
     }
 
     /// Makes `stream` the connection and starts its reader thread, and

@@ -36,21 +36,25 @@ use eaxchat_proto::session::{PublicKey, StaticSecret};
   read (chmod 600 it). A hex key file (the relay's shared key, or a member\n\
   key file from relay members add) works as before, without sessions.\n\
 \n\
-  Relay keys. A session needs the relay's public key before it starts. The\n\
-  first time, give it with --relay-key x25519:... (relay key show prints\n\
-  it on the relay's machine). Once a session has proved it, chat pins it\n\
-  for HOST:PORT in the known relays file ($XDG_CONFIG_HOME/eaxchat/\n\
-  known_relays, else ~/.config/eaxchat/known_relays, or --known-relays\n\
-  FILE), and later runs need no --relay-key. A relay key that differs from\n\
-  the pin, given or met, is refused naming both fingerprints, and never\n\
-  replaces the pin: if the relay's key really changed, remove its line\n\
-  from that file.\n\
+  Relay keys. A session needs the relay's public key, pinned per HOST:PORT\n\
+  in the known relays file ($XDG_CONFIG_HOME/eaxchat/known_relays, else\n\
+  ~/.config/eaxchat/known_relays, or --known-relays FILE). The first time,\n\
+  like ssh's accept-new, chat asks the relay for its key, prints \"the\n\
+  relay at HOST:PORT has key SHA256:... (x25519:...); trusting it on first\n\
+  use\", and pins it once the session has proved it. To check the key\n\
+  instead of trusting it, give it with --relay-key x25519:... (relay key\n\
+  show prints it on the relay's machine); --no-trust-new refuses a relay\n\
+  with no pin unless --relay-key is given (for scripts). Later runs use\n\
+  the pin and ask nothing. A relay key that differs from the pin, given\n\
+  or met, is always refused naming both fingerprints, and never replaces\n\
+  the pin: if the relay's key really changed, remove its line from that\n\
+  file.\n\
 \n\
   Examples:\n\
   \x20 chat keygen --key-out ~/.config/eaxchat/me.identity\n\
-  \x20 chat --connect relay.example:8080 \\\n\
-  \x20     --key-file ~/.config/eaxchat/me.identity --relay-key x25519:...\n\
-  \x20 chat --connect relay.example:8080 --key-file ~/.config/eaxchat/me.identity"
+  \x20 chat --connect relay.example:8080 --key-file ~/.config/eaxchat/me.identity\n\
+  \x20 chat --connect relay.example:8080 --no-trust-new \\\n\
+  \x20     --key-file ~/.config/eaxchat/me.identity --relay-key x25519:..."
 )]
 struct Args {
     #[argh(subcommand)]
@@ -65,10 +69,16 @@ struct Args {
     #[argh(option, default = "PathBuf::from(\"relay.key\")")]
     key_file: PathBuf,
 
-    /// the relay's public key, x25519:... (relay key show prints it):
-    /// needed once per relay with an identity, then pinned
+    /// the relay's public key, x25519:... (relay key show prints it), to
+    /// check instead of trusting the key the relay sends on first use;
+    /// pinned once a session proves it
     #[argh(option)]
     relay_key: Option<String>,
+
+    /// with an identity, refuse a relay that has no pin and no --relay-key
+    /// instead of trusting the key it sends on first use
+    #[argh(switch)]
+    no_trust_new: bool,
 
     /// the known relays file of pinned relay keys (default
     /// $XDG_CONFIG_HOME/eaxchat/known_relays or
@@ -244,7 +254,8 @@ fn keygen_command(path: &std::path::Path) -> ExitCode {
 }
 
 /// An identity's credentials: the relay key from `--relay-key` or the
-/// known relays file, never two that differ.
+/// known relays file, never two that differ, or (with neither, unless
+/// `--no-trust-new`) the one the relay sends on first use.
 fn session_credentials(args: &Args, secret: StaticSecret) -> Result<Credentials, String> {
     let given = match args.relay_key.as_deref() {
         Some(text) => Some(text.trim().parse::<PublicKey>().map_err(|error| {
@@ -257,19 +268,19 @@ fn session_credentials(args: &Args, secret: StaticSecret) -> Result<Credentials,
         None => KnownRelays::default_path().map_err(|error| error.to_string())?,
     };
     let known = KnownRelays::load(&path).map_err(|error| error.to_string())?;
-    let pin = known
-        .pin_for(&args.connect, given)
+    let relay = known
+        .trust_for(&args.connect, given, !args.no_trust_new)
         .map_err(|error| error.to_string())?;
-    Ok(Credentials::Identity { secret, pin })
+    Ok(Credentials::Identity { secret, relay })
 }
 
 /// A hex key's credentials, as before identities: `--key-hex`, then
 /// `$EAXCHAT_KEY`, then the key file; whether it is a member's key.
 fn legacy_credentials(args: &Args, env: Option<String>) -> Result<(Credentials, bool), ExitCode> {
-    if args.relay_key.is_some() || args.known_relays.is_some() {
+    if args.relay_key.is_some() || args.known_relays.is_some() || args.no_trust_new {
         eprintln!(
-            "chat: warning: --relay-key and --known-relays are for identity files; \
-             this key is a hex key, so they are ignored"
+            "chat: warning: --relay-key, --known-relays and --no-trust-new are for \
+             identity files; this key is a hex key, so they are ignored"
         );
     }
     let source = KeySource {

@@ -319,7 +319,7 @@ impl App {
                 self.link = LinkState::Connected(link_label(addr, session.as_ref()));
                 self.push(Entry::notice(Look::Notice, format!("* {status}")));
             }
-            Status::Pinned { .. } => {
+            Status::TrustingNew { .. } | Status::Pinned { .. } => {
                 self.push(Entry::notice(Look::Notice, format!("* {status}")));
             }
             Status::NotPinned(_) => {

@@ -77,7 +77,11 @@ impl Drop for TerminalGuard {
 /// the relay goes away for good; `bell` rings the terminal's bell on a
 /// mention.
 pub fn run(options: &Options, credentials: &Credentials, bell: bool) -> Result<(), ChatError> {
-    let (keys, stream, first) = super::dial(options, credentials)?;
+    // What dialing says (a relay key trusted on first use) waits for the
+    // app, to be shown as its first notices.
+    let mut early = Vec::new();
+    let (keys, stream, first) =
+        super::dial(options, credentials, &mut |status| early.push(status))?;
     let guard = TerminalGuard::enter().map_err(|error| ChatError::Io {
         what: "setting up the terminal",
         error,
@@ -96,10 +100,13 @@ pub fn run(options: &Options, credentials: &Credentials, bell: bool) -> Result<(
     let (events, inbox) = mpsc::channel();
     let terminal_events = events.clone();
     thread::spawn(move || read_terminal(terminal_events));
-    let front = Tui {
+    let mut front = Tui {
         terminal,
         app: App::new(&options.connect, bell),
     };
+    for status in early {
+        front.report(status);
+    }
     let mut session = Session::new(options, keys, front, events);
     let result = session
         .start(stream, first)

@@ -2,7 +2,10 @@
 //! chat's line 1 with `eaxchat_proto::session::Responder`, accepts the
 //! members it knows (line 2 carries the name it stamps) and refuses the
 //! rest, then opens what chat sends and seals what the test sends back,
-//! each under that one connection's session. Every wait is bounded.
+//! each under that one connection's session. A key request (kind 0x04)
+//! before line 1 is answered with the relay's key (kind 0x05), as the
+//! relay does for trust on first use, and noted; a test that wants to
+//! answer it otherwise takes the first line raw. Every wait is bounded.
 
 use eaxchat_test_support as util;
 
@@ -13,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use eaxchat_client::identity::generate_identity;
-use eaxchat_proto::session::{Established, PublicKey, Responder, Session, StaticSecret};
+use eaxchat_proto::session::{
+    Established, Kind, PublicKey, Responder, Session, StaticSecret, decode_line, relay_key_line,
+};
 use util::WAIT;
 
 /// A listener in the test with a relay identity and a members list.
@@ -49,8 +54,37 @@ impl SessionRelay {
         *self.secret.public_key()
     }
 
-    /// Waits (bounded) for chat to connect and reads its line 1.
+    /// Waits (bounded) for chat to connect and reads its line 1; a key
+    /// request before it is answered with the relay's key, as the relay
+    /// does, and noted in [`Hello::asked_key`].
     pub fn accept_hello(&self) -> Hello {
+        let mut hello = self.accept_first_line();
+        let asked = decode_line(&hello.line).is_ok_and(|line| line.kind() == Kind::KeyRequest);
+        if asked {
+            let answer = relay_key_line(&self.public());
+            hello.lines.stream.write_all(&answer).expect("send the key");
+            hello.line = hello
+                .lines
+                .try_line(WAIT)
+                .unwrap_or_else(|| panic!("chat sent no hello after its key within {WAIT:?}"));
+            hello.asked_key = true;
+        }
+        hello
+    }
+
+    /// Whether a connection is waiting to be accepted, looking once: after
+    /// chat has exited, whether it ever connected.
+    pub fn was_dialed(&self) -> bool {
+        match self.listener.accept() {
+            Ok(_) => true,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => false,
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+
+    /// Waits (bounded) for chat to connect and reads its first line, which
+    /// is left unanswered even if it is a key request.
+    pub fn accept_first_line(&self) -> Hello {
         let deadline = Instant::now() + WAIT;
         let stream = loop {
             match self.listener.accept() {
@@ -73,7 +107,11 @@ impl SessionRelay {
         let line = lines
             .try_line(WAIT)
             .unwrap_or_else(|| panic!("chat sent no handshake line within {WAIT:?}"));
-        Hello { lines, line }
+        Hello {
+            lines,
+            line,
+            asked_key: false,
+        }
     }
 
     /// Accepts chat's next connection as the member its key names.
@@ -89,14 +127,20 @@ impl SessionRelay {
         let (welcome, Established { session, .. }) = responder.accept(&name).expect("accept");
         let mut lines = hello.lines;
         lines.stream.write_all(&welcome).expect("send line 2");
-        SessionConn { lines, session }
+        SessionConn {
+            lines,
+            session,
+            asked_key: hello.asked_key,
+        }
     }
 }
 
-/// Chat's line 1, read, not yet answered.
+/// Chat's line 1 (or first line), read, not yet answered.
 pub struct Hello {
     pub lines: Lines,
     pub line: Vec<u8>,
+    /// Whether chat asked for the relay's key before its line 1.
+    pub asked_key: bool,
 }
 
 impl Hello {
@@ -139,6 +183,8 @@ impl Lines {
 pub struct SessionConn {
     pub lines: Lines,
     pub session: Session,
+    /// Whether chat asked for the relay's key before its line 1.
+    pub asked_key: bool,
 }
 
 impl SessionConn {

@@ -1,8 +1,9 @@
 //! The `chat` binary with an identity file, against a stand-in relay that
 //! speaks sessions ([`SessionRelay`]): pipe mode both ways under the
 //! session's keys, a new handshake on each reconnect, a refusal, a relay
-//! key that is not the pinned one, trust on first use in the known relays
-//! file, identity files that are too open, and `chat keygen`.
+//! key that is not the pinned one, pinning a `--relay-key` in the known
+//! relays file, identity files that are too open, and `chat keygen`.
+//! Trust on first use by key request is [`super::first_use`]'s.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
@@ -16,7 +17,12 @@ use super::session_stand_in::{SessionRelay, identity_file};
 
 /// The arguments for a session with `relay`: its address, the identity,
 /// and a known relays file in `dir`, then `extra`.
-fn session_args(relay: &SessionRelay, identity: &str, dir: &Path, extra: &[&str]) -> Vec<String> {
+pub fn session_args(
+    relay: &SessionRelay,
+    identity: &str,
+    dir: &Path,
+    extra: &[&str],
+) -> Vec<String> {
     let mut args = vec![
         "--connect".to_owned(),
         relay.addr().to_string(),
@@ -29,14 +35,16 @@ fn session_args(relay: &SessionRelay, identity: &str, dir: &Path, extra: &[&str]
     args
 }
 
-fn known_relays(dir: &Path) -> String {
+/// The known relays file in `dir`.
+pub fn known_relays(dir: &Path) -> String {
     dir.join("known_relays")
         .to_str()
         .expect("UTF-8 path")
         .to_owned()
 }
 
-fn start(args: &[String]) -> ChatProcess {
+/// Starts `chat` with `args`.
+pub fn start(args: &[String]) -> ChatProcess {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     ChatProcess::start_args(&args)
 }
@@ -177,10 +185,11 @@ fn a_relay_with_another_key_than_the_pin_is_refused_naming_both() {
     );
 }
 
-/// Trust on first use, in the default place (`$XDG_CONFIG_HOME`): with no
-/// pin and no `--relay-key` chat says what to do; a key given once is
-/// pinned (0600, directory 0700) after its handshake; the next run uses
-/// the pin; a different `--relay-key` is then refused naming both.
+/// Pinning a given key, in the default place (`$XDG_CONFIG_HOME`): with no
+/// pin, no `--relay-key` and `--no-trust-new` chat says what to do; a key
+/// given once is pinned (0600, directory 0700) after its handshake; the
+/// next run uses the pin; a different `--relay-key` is then refused
+/// naming both.
 #[test]
 fn known_relays_pins_a_key_on_first_use_and_refuses_a_change() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -192,7 +201,8 @@ fn known_relays_pins_a_key_on_first_use_and_refuses_a_change() {
     let base = ["--connect", &addr, "--key-file", &identity];
     let file = config.join("eaxchat/known_relays");
 
-    let mut unpinned = ChatProcess::start_args_env(&base, &env);
+    let strict = [&base[..], &["--no-trust-new"]].concat();
+    let mut unpinned = ChatProcess::start_args_env(&strict, &env);
     assert_eq!(unpinned.wait_exit().code(), Some(2));
     assert!(
         unpinned.stderr().contains("--relay-key"),

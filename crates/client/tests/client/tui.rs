@@ -245,3 +245,22 @@ fn the_status_line_names_the_session() {
     let notice = format!("* connected to 127.0.0.1:8080, session with {relay}");
     assert!(rows.iter().any(|row| row.starts_with(&notice)), "{rows:#?}");
 }
+
+/// Trust on first use in the app: the relay's fingerprint and key show as
+/// a notice, as pipe mode prints them on stderr.
+#[test]
+fn a_relay_trusted_on_first_use_is_a_notice() {
+    let mut app = app();
+    let key = eaxchat_proto::session::PublicKey::from_bytes([3; 32]);
+    let status = eaxchat_client::Status::TrustingNew {
+        relay: "relay.example:8080".to_owned(),
+        key,
+    };
+    app.status(&status, Instant::now());
+    let (rows, _) = render(&mut app, 200, 8);
+    let notice = format!(
+        "* the relay at relay.example:8080 has key {} ({key}); trusting it on first use",
+        key.fingerprint()
+    );
+    assert!(rows.iter().any(|row| row.contains(&notice)), "{rows:#?}");
+}

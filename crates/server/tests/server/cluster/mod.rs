@@ -8,7 +8,11 @@
 //! - `faults`: what goes wrong: a relay killed is announced gone, NATS
 //!   restarted is reconnected to (history lives in JetStream), NATS
 //!   unreachable or stuck leaves local chat unharmed, hostile payloads on
-//!   the subjects reach no one, and NATS's own authentication is required.
+//!   the subjects reach no one, and NATS's own authentication is required;
+//! - `sessions`: session relays, each with its own identity, share one
+//!   members file of public keys: members on different relays chat under
+//!   stamped names, a pin for one relay is refused by another, and a
+//!   device removed from the file is closed and reached nowhere.
 //!
 //! `scripts/test` installs `nats-server` from Debian's packages. Every
 //! process is started with a bounded life and stopped by its PID.
@@ -23,6 +27,7 @@ use eaxchat_test_support::{RelayProcess, TestClient, WAIT, random_key};
 
 mod chat;
 mod faults;
+mod sessions;
 
 /// A `nats-server` process on a loopback port, killed on drop.
 struct Nats {

@@ -29,6 +29,18 @@
 # with keys of their own: the publisher and 100 subscribers) against Redis
 # pub/sub and the shared-key relay, alternating, with the ratio to Redis.
 #
+# sessions-100 drives a session relay (`relay --members FILE --identity
+# FILE`, 101 members of public keys; relay-bench shakes hands as each, from
+# identities made by `relay-bench make-members --sessions`) against the
+# members relay and Redis pub/sub, alternating. handshakes opens
+# connections that each finish a handshake and close, 16 in flight and one
+# at a time, against full TLS 1.3 handshakes of `openssl s_server` (a
+# throwaway P-256 certificate) counted by `openssl s_time -new`, with each
+# server's CPU per handshake. idle-sessions holds $IDLE_SESSIONS (10,000)
+# idle sessions on a fresh session relay, against as many idle connections
+# of a fresh shared-key relay: RSS per connection. The session scenarios
+# need the relay's session mode; handshakes' TLS side needs openssl.
+#
 #   benches/run.sh                 # full run (about 10 minutes)
 #   REPEATS=1 DURATION=1 benches/run.sh   # quick look
 #   ONLY="fanout-100 idle" benches/run.sh # some scenarios only
@@ -90,6 +102,9 @@ NATS_PORT=${NATS_PORT:-17409}
 CLUSTER_A=${CLUSTER_A:-17410}
 CLUSTER_B=${CLUSTER_B:-17411}
 CLUSTER_C=${CLUSTER_C:-17412}
+SESSIONS_PORT=${SESSIONS_PORT:-17413}
+TLS_PORT=${TLS_PORT:-17414}
+IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
 
 # Starts a server in the background; its pid lands in $STARTED.
 start() {
@@ -98,6 +113,11 @@ start() {
     "$@" >"$WORK/$log.log" 2>&1 &
     STARTED=$!
     PIDS+=("$STARTED")
+}
+
+# Whether scenario $1 is to run.
+selected() {
+    [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]
 }
 
 # Whether something listens on port $1 within five seconds.
@@ -140,6 +160,34 @@ if ! port_up "$MEMBERS_PORT"; then
     HAVE_MEMBERS=0
     echo "the members relay did not start; members-100 is skipped:" >&2
     tail -n 3 "$WORK/members.log" >&2
+fi
+# The session relay: the same 101 members as public keys, each member's
+# identity for relay-bench beside the file; the relay makes its own on start.
+SESSIONS=$WORK/sessions.txt
+RELAY_IDENTITY=$WORK/relay.identity
+"$BIN/relay-bench" make-members --sessions --count 101 --file "$SESSIONS"
+start sessions "$BIN/relay" --listen "127.0.0.1:$SESSIONS_PORT" --members "$SESSIONS" \
+    --identity "$RELAY_IDENTITY" --stats-interval 0 --max-per-address 0 --history 0 \
+    --presence off --rate 0
+SESSIONS_PID=$STARTED
+HAVE_SESSIONS=1
+if ! port_up "$SESSIONS_PORT"; then
+    HAVE_SESSIONS=0
+    echo "the session relay did not start; the session scenarios are skipped:" >&2
+    tail -n 3 "$WORK/sessions.log" >&2
+fi
+SESSION_ARGS=(--sessions-file "$SESSIONS" --relay-identity "$RELAY_IDENTITY")
+# A TLS 1.3 server for handshakes: openssl s_server with a throwaway
+# self-signed P-256 certificate (X25519 is its key exchange, not its key).
+HAVE_TLS=0
+if selected handshakes && command -v openssl >/dev/null; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+        -subj /CN=127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+    start tls openssl s_server -accept "127.0.0.1:$TLS_PORT" -cert "$WORK/tls.crt" \
+        -key "$WORK/tls.key" -tls1_3 -www -quiet </dev/null
+    TLS_PID=$STARTED
+    wait_port "$TLS_PORT"
+    HAVE_TLS=1
 fi
 if [ "$HAVE_REDIS" = 1 ]; then
     start redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' \
@@ -231,6 +279,38 @@ if [ "$HAVE_MEMBERS" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" members-100
         fi
     done
 fi
+# fanout 1 -> 100 with 100 sessions: the session relay seals every message
+# once per subscriber session. Against the members relay and Redis,
+# alternating.
+if [ "$HAVE_SESSIONS" = 1 ] && selected sessions-100; then
+    echo "sessions-100: fanout --clients 100, 100 sessions" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench sessions-100 sessions "$rep" fanout --clients 100 $D \
+            --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        if [ "$HAVE_MEMBERS" = 1 ]; then
+            bench sessions-100 members "$rep" fanout --clients 100 $D \
+                --addr "127.0.0.1:$MEMBERS_PORT" --members-file "$MEMBERS" --pid "$MEMBERS_PID"
+        fi
+        if [ "$HAVE_REDIS" = 1 ]; then
+            bench sessions-100 redis "$rep" fanout --clients 100 $D \
+                --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+    done
+fi
+# Handshakes for $DURATION seconds: the session relay's, 16 in flight and
+# one at a time (as s_time makes them), against full TLS 1.3 handshakes.
+if [ "$HAVE_SESSIONS" = 1 ] && selected handshakes; then
+    echo "handshakes: relay-bench handshakes against the session relay, s_time -new against s_server" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench handshakes sessions "$rep" handshakes --clients 16 $D \
+            --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        bench handshakes sessions-serial "$rep" handshakes --clients 1 $D \
+            --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        if [ "$HAVE_TLS" = 1 ]; then
+            bench handshakes tls "$rep" handshakes --tls $D --addr "127.0.0.1:$TLS_PORT" --pid "$TLS_PID"
+        fi
+    done
+fi
 # fanout 1 -> 100 to WebSocket subscribers (the relay's --web port; the
 # publisher on TCP), against TCP subscribers of the same relay and Redis
 # pub/sub, alternating.
@@ -306,230 +386,56 @@ scenario latency-100 "redis floor" latency --clients 100 --rate 10000 $D
 scenario room-50 no room --clients 50 --verify-all $D
 
 # Idle connections: a fresh relay (and Redis) each time, so memory freed by
-# earlier scenarios cannot hide what the connections cost.
+# earlier scenarios cannot hide what the connections cost. `idle SCENARIO
+# CONTENDER REP PORT COUNT SERVER...` runs relay-bench with $IDLE_ARGS.
 idle() {
-    local contender=$1 rep=$2 port=$3
-    shift 3
+    local name=$1 contender=$2 rep=$3 port=$4 count=$5
+    shift 5
     start "idle-$contender" "$@"
     local pid=$STARTED
     wait_port "$port"
-    local proto=(--key-hex "$KEY")
-    [ "$contender" = redis ] && proto=(--redis)
-    bench idle-10000 "$contender" "$rep" idle --clients 10000 --duration 1 \
-        --addr "127.0.0.1:$port" --pid "$pid" "${proto[@]}"
+    bench "$name" "$contender" "$rep" idle --clients "$count" --duration 1 \
+        --addr "127.0.0.1:$port" --pid "$pid" "${IDLE_ARGS[@]}"
     kill "$pid"
     wait "$pid" 2>/dev/null || true
 }
-if [ -z "$ONLY" ] || [[ " $ONLY " == *" idle "* ]]; then
+SHARED_IDLE=("$BIN/relay" --listen "127.0.0.1:$IDLE_PORT" --key-hex "$KEY" --stats-interval 0
+    --max-per-address 0 --history 0 --presence off)
+if selected idle; then
     echo "idle-10000: 10,000 idle connections" >&2
     for rep in $(seq "$REPEATS"); do
-        idle eaxchat "$rep" "$IDLE_PORT" "$BIN/relay" --listen "127.0.0.1:$IDLE_PORT" \
-            --key-hex "$KEY" --stats-interval 0 --max-clients 10000 --max-per-address 0 \
-            --history 0 --presence off
+        IDLE_ARGS=(--key-hex "$KEY")
+        idle idle-10000 eaxchat "$rep" "$IDLE_PORT" 10000 "${SHARED_IDLE[@]}" --max-clients 10000
         if [ "$HAVE_REDIS" = 1 ]; then
-            idle redis "$rep" "$REDIS_IDLE_PORT" redis-server --port "$REDIS_IDLE_PORT" \
-                --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000
+            IDLE_ARGS=(--redis)
+            idle idle-10000 redis "$rep" "$REDIS_IDLE_PORT" 10000 redis-server \
+                --port "$REDIS_IDLE_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+                --maxclients 20000
         fi
+    done
+fi
+# Idle sessions: $IDLE_SESSIONS members, each connected once and idle after
+# its handshake, on a fresh session relay each run; against as many idle
+# connections of a fresh shared-key relay.
+if [ "$HAVE_SESSIONS" = 1 ] && selected idle-sessions; then
+    echo "idle-sessions: $IDLE_SESSIONS idle sessions (making $IDLE_SESSIONS identities first)" >&2
+    IDLE_MEMBERS=$WORK/idle-sessions.txt
+    "$BIN/relay-bench" make-members --sessions --count "$IDLE_SESSIONS" --file "$IDLE_MEMBERS"
+    for rep in $(seq "$REPEATS"); do
+        IDLE_ARGS=(--sessions-file "$IDLE_MEMBERS" --relay-identity "$WORK/idle.identity")
+        idle idle-sessions sessions "$rep" "$IDLE_PORT" "$IDLE_SESSIONS" "$BIN/relay" \
+            --listen "127.0.0.1:$IDLE_PORT" --members "$IDLE_MEMBERS" \
+            --identity "$WORK/idle.identity" --stats-interval 0 --max-clients "$IDLE_SESSIONS" \
+            --max-per-address 0 --history 0 --presence off
+        IDLE_ARGS=(--key-hex "$KEY")
+        idle idle-sessions eaxchat "$rep" "$IDLE_PORT" "$IDLE_SESSIONS" "${SHARED_IDLE[@]}" \
+            --max-clients "$IDLE_SESSIONS"
     done
 fi
 
 echo >&2
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$OUT" <<'PY'
-"""Medians per scenario and contender, ratios to ncat, and the targets."""
-import json
-import statistics
-import sys
-
-runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-by = {}
-for run in runs:
-    by.setdefault((run["bench"], run["contender"]), []).append(run)
-
-
-def median(bench, contender, key):
-    values = [r[key] for r in by.get((bench, contender), []) if r.get(key) is not None]
-    return statistics.median(values) if values else None
-
-
-def errors(bench, contender):
-    return sum(r.get("errors", 0) for r in by.get((bench, contender), []))
-
-
-def mps(v):
-    return "-" if v is None else f"{v / 1e6:.2f}M/s"
-
-
-def ratio(a, b):
-    return "-" if a is None or not b else f"{a / b:.2f}x"
-
-
-targets = {
-    "fanout-10": lambda e, n: (e >= 4e6, ">= 4M/s"),
-    "fanout-100": lambda e, n: (e >= 6e6 and n and e >= 0.8 * n, ">= 6M/s and >= 0.8x ncat"),
-    "fanout-1000": lambda e, n: (e >= 4e6, ">= 4M/s"),
-    "fanout-100-4k": lambda e, n: (e >= 0.5e6, ">= 0.5M/s"),
-}
-def cpu_per_delivery(bench, contender):
-    """Median over runs of the server's CPU nanoseconds per delivery."""
-    values = [r["relay_cpu_s"] * 1e9 / r["deliveries"] for r in by.get((bench, contender), [])
-              if r.get("relay_cpu_s") is not None and r.get("deliveries")]
-    return f"{statistics.median(values):.0f}" if values else "-"
-
-
-reps = max((r["rep"] for r in runs), default=0)
-print(f"\nmedians of {reps} alternating runs; errors summed over all runs (eaxchat's)")
-print("server ns/dlv: the server process's CPU time per delivery (eaxchat / ncat / redis)")
-print("bench CPU: relay-bench's CPU time as a share of the run, driving eaxchat\n")
-print(f"{'scenario':<15}{'eaxchat':>11}{'ncat':>11}{'redis':>11}{'vs ncat':>9}{'vs redis':>9}"
-      f"{'errors':>8}{'server ns/dlv':>16}{'bench CPU':>10}  target")
-for bench in ["fanout-10", "fanout-100", "fanout-1000", "fanout-100-4k", "room-50"]:
-    if (bench, "eaxchat") not in by:
-        continue
-    e = median(bench, "eaxchat", "deliveries_per_s")
-    n = median(bench, "ncat", "deliveries_per_s")
-    x = median(bench, "redis", "deliveries_per_s")
-    per = "/".join(cpu_per_delivery(bench, c) for c in ["eaxchat", "ncat", "redis"])
-    bench_share = median(bench, "eaxchat", "cpu_share") or 0
-    err = errors(bench, "eaxchat")
-    if bench in targets:
-        met, text = targets[bench](e, n)
-    else:
-        verified = median(bench, "eaxchat", "verified")
-        met, text = err == 0 and verified == median(bench, "eaxchat", "deliveries"), "every delivery verified, none lost"
-    print(f"{bench:<15}{mps(e):>11}{mps(n):>11}{mps(x):>11}{ratio(e, n):>9}{ratio(e, x):>9}"
-          f"{err:>8}{per:>16}{bench_share:>10.0%}  {text}: {'met' if met and err == 0 else 'MISSED'}")
-
-if ("members-100", "members") in by:
-    print(f"\nmembers-100: fanout 1 -> 100, 64-byte messages, 100 member keys (a seal per subscriber)")
-    print(f"{'contender':<11}{'dlv/s':>11}{'vs redis':>9}{'errors':>8}{'server ns/dlv':>15}{'bench CPU':>10}")
-    x = median("members-100", "redis", "deliveries_per_s")
-    for contender in ["members", "eaxchat", "redis"]:
-        if ("members-100", contender) not in by:
-            continue
-        v = median("members-100", contender, "deliveries_per_s")
-        share = median("members-100", contender, "cpu_share") or 0
-        print(f"{contender:<11}{mps(v):>11}{ratio(v, x):>9}{errors('members-100', contender):>8}"
-              f"{cpu_per_delivery('members-100', contender):>15}{share:>10.0%}")
-    m = median("members-100", "members", "deliveries_per_s")
-    err = errors("members-100", "members")
-    met = x is not None and m >= x and err == 0
-    print(f"target members >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
-
-if ("web-100", "websocket") in by:
-    print("\nweb-100: fanout 1 -> 100, 64-byte messages, WebSocket subscribers (publisher on TCP)")
-    print(f"{'contender':<11}{'dlv/s':>11}{'vs redis':>9}{'errors':>8}{'server ns/dlv':>15}{'bench CPU':>10}")
-    x = median("web-100", "redis", "deliveries_per_s")
-    for contender in ["websocket", "tcp", "redis"]:
-        if ("web-100", contender) not in by:
-            continue
-        v = median("web-100", contender, "deliveries_per_s")
-        share = median("web-100", contender, "cpu_share") or 0
-        print(f"{contender:<11}{mps(v):>11}{ratio(v, x):>9}{errors('web-100', contender):>8}"
-              f"{cpu_per_delivery('web-100', contender):>15}{share:>10.0%}")
-    w = median("web-100", "websocket", "deliveries_per_s")
-    err = errors("web-100", "websocket")
-    met = x is not None and w >= x and err == 0
-    print(f"target websocket >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
-
-if ("rooms-100", "rooms") in by:
-    print("\nrooms-100: fanout 1 -> 100 in a room of 100, with 900 bystanders in 9 other rooms")
-    print(f"{'contender':<11}{'dlv/s':>11}{'vs alone':>9}{'errors':>8}{'server ns/dlv':>15}")
-    alone = median("rooms-100", "alone", "deliveries_per_s")
-    for contender in ["rooms", "alone"]:
-        v = median("rooms-100", contender, "deliveries_per_s")
-        print(f"{contender:<11}{mps(v):>11}{ratio(v, alone):>9}{errors('rooms-100', contender):>8}"
-              f"{cpu_per_delivery('rooms-100', contender):>15}")
-    r = median("rooms-100", "rooms", "deliveries_per_s")
-    err = errors("rooms-100", "rooms")
-    met = alone and r >= 0.95 * alone and err == 0
-    print(f"target rooms >= 0.95x alone (noise), no errors, no byte to a bystander: "
-          f"{'met' if met else 'MISSED'}")
-
-if ("cluster-100", "cluster") in by:
-    print("\ncluster-100: fanout 1 -> 100, 64-byte messages; publisher on relay A, subscribers on A, B, C")
-    print(f"{'contender':<11}{'dlv/s':>11}{'vs nats':>9}{'vs single':>10}{'errors':>8}{'p99 us':>9}")
-    nats = median("cluster-100", "nats", "deliveries_per_s")
-    single = median("cluster-100", "single", "deliveries_per_s")
-    for contender in ["cluster", "single", "nats"]:
-        if ("cluster-100", contender) not in by:
-            continue
-        v = median("cluster-100", contender, "deliveries_per_s")
-        p99 = median("cluster-100", contender, "latency_p99_us")
-        print(f"{contender:<11}{mps(v):>11}{ratio(v, nats):>9}{ratio(v, single):>10}"
-              f"{errors('cluster-100', contender):>8}{p99:>9.0f}")
-    c = median("cluster-100", "cluster", "deliveries_per_s")
-    err = errors("cluster-100", "cluster")
-    met = nats and c >= nats and err == 0
-    print(f"target cluster >= 1.0x nats (1 -> 100 NATS subscribers), no errors: {'met' if met else 'MISSED'}")
-
-if ("cluster-latency", "remote") in by:
-    print("\ncluster-latency: 1,000 msgs/s from relay A, microseconds")
-    print(f"{'subscribers':<16}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'errors':>8}{'relay ns/msg':>14}")
-    for contender in ["remote", "local", "remote-10", "local-10"]:
-        if ("cluster-latency", contender) not in by:
-            continue
-        cells = [median("cluster-latency", contender, f"latency_{p}_us") for p in ["p50", "p90", "p99", "p999"]]
-        per_msg = [r["relay_cpu_s"] * 1e9 / r["messages"] for r in by.get(("cluster-latency", contender), [])
-                   if r.get("relay_cpu_s") is not None and r.get("messages")]
-        per = f"{statistics.median(per_msg):.0f}" if per_msg else "-"
-        count = "10" if contender.endswith("-10") else "100"
-        name = f"{count} on B (hop)" if contender.startswith("remote") else f"{count} on A"
-        print(f"{name:<16}" + "".join(f"{c:>9.0f}" for c in cells)
-              + f"{errors('cluster-latency', contender):>8}{per:>14}")
-    hop = median("cluster-latency", "remote", "latency_p99_us") - median("cluster-latency", "local", "latency_p99_us")
-    hop50 = median("cluster-latency", "remote", "latency_p50_us") - median("cluster-latency", "local", "latency_p50_us")
-    err = errors("cluster-latency", "remote") + errors("cluster-latency", "local")
-    print(f"100 subscribers: the NATS hop adds {hop50:.0f} us at p50, {hop:.0f} us at p99")
-    if ("cluster-latency", "remote-10") in by:
-        hop10 = median("cluster-latency", "remote-10", "latency_p99_us") - median("cluster-latency", "local-10", "latency_p99_us")
-        hop10_50 = median("cluster-latency", "remote-10", "latency_p50_us") - median("cluster-latency", "local-10", "latency_p50_us")
-        print(f"10 subscribers: the NATS hop adds {hop10_50:.0f} us at p50, {hop10:.0f} us at p99")
-    print("(relay ns/msg: relay B's CPU per message taken from NATS and sealed for its subscribers, "
-          "against relay A's per message relayed to its own)")
-    spread = by.get(("cluster-latency", "spread"), [])
-    if spread and all("latency_at2_p99_us" in r for r in spread):
-        print("100 subscribers spread over A, B and C in one run (the same messages), microseconds:")
-        for i, relay in enumerate(["A (publisher's)", "B", "C"]):
-            p50 = statistics.median(r[f"latency_at{i}_p50_us"] for r in spread)
-            p99 = statistics.median(r[f"latency_at{i}_p99_us"] for r in spread)
-            print(f"  on {relay:<16} p50 {p50:>7.0f}  p99 {p99:>7.0f}")
-        # Per run: the worse of B and C against A, then the median.
-        hops = [max(r["latency_at1_p99_us"], r["latency_at2_p99_us"]) - r["latency_at0_p99_us"] for r in spread]
-        hops50 = [max(r["latency_at1_p50_us"], r["latency_at2_p50_us"]) - r["latency_at0_p50_us"] for r in spread]
-        print(f"  the NATS hop in the same run adds {statistics.median(hops50):.0f} us at p50, "
-              f"{statistics.median(hops):.0f} us at p99 (median over runs of the worse of B and C against A)")
-        hop = statistics.median(hops)
-        err += errors("cluster-latency", "spread")
-    print(f"target hop <= 1000 us at p99 (100 subscribers), no errors: "
-          f"{'met' if hop <= 1000 and err == 0 else 'MISSED'}")
-
-if ("latency-100", "eaxchat") in by:
-    print(f"\nlatency-100 (10k msgs/s to 100 subscribers), microseconds")
-    print(f"{'contender':<11}{'p50':>9}{'p90':>9}{'p99':>9}{'p99.9':>9}{'max':>9}{'errors':>8}")
-    for contender in ["eaxchat", "floor", "ncat", "redis"]:
-        if (("latency-100", contender)) not in by:
-            continue
-        cells = [median("latency-100", contender, f"latency_{p}_us") for p in ["p50", "p90", "p99", "p999", "max"]]
-        print(f"{contender:<11}" + "".join(f"{c:>9.0f}" for c in cells) + f"{errors('latency-100', contender):>8}")
-    p99 = median("latency-100", "eaxchat", "latency_p99_us")
-    floor = median("latency-100", "floor", "latency_p99_us")
-    if floor:
-        print(f"floor: eaxchat's loop with no lines and no crypto; eaxchat's p99 is {p99 / floor:.2f}x the floor's")
-    print(f"target p99 <= 1000 us: {'met' if p99 <= 1000 else 'MISSED'}")
-
-if ("idle-10000", "eaxchat") in by:
-    print(f"\nidle-10000: relay RSS per idle connection (fresh process each run)")
-    for contender in ["eaxchat", "redis"]:
-        if ("idle-10000", contender) not in by:
-            continue
-        per = median("idle-10000", contender, "relay_rss_per_conn_bytes")
-        after = median("idle-10000", contender, "relay_rss_after_message_kib")
-        extra = f", {after:.0f} KiB in all after one message each" if after else ""
-        print(f"{contender:<11}{per:>8.0f} B per connection{extra}, errors {errors('idle-10000', contender)}")
-    per = median("idle-10000", "eaxchat", "relay_rss_per_conn_bytes")
-    print(f"target <= 1024 B: {'met' if per <= 1024 else 'MISSED'}")
-PY
+python3 benches/relay-bench/summary.py "$OUT"
 
 # The same medians as PNG charts (benches/charts.py, matplotlib), into
 # $CHARTS (default docs/charts, which docs/performance.md shows):

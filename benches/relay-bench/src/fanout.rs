@@ -12,7 +12,9 @@
 //!
 //! Against a members relay the publisher is the members file's member 0 and
 //! subscriber i is member i + 1; every connection sends the empty frame
-//! that identifies it before anything else.
+//! that identifies it before anything else. Against a session relay the
+//! members are the same, and every connection shakes hands as its member
+//! before anything else (`super::sessions::connect`).
 
 use std::io::{self, Read as _};
 use std::time::Duration;
@@ -21,15 +23,16 @@ use bytes::BytesMut;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use super::inbox::{Checker, Ledger, Opener, StreamInbox};
+use super::inbox::{Checker, Ledger, StreamInbox};
 use super::receiver::{ReadWith, Receiver};
 use super::report::Report;
 use super::scenario::{self, Measurement, PROBE_EVERY, READ_LEN, Setup};
 use super::sys::{self, Ticker};
 use super::wire::{BARRIER, Header, PROBE, Protocol, Wire};
-use super::{Clock, LoadError, Options, Scenario, Verify, connect_after, would_block};
+use super::{Clock, LoadError, Options, Scenario, would_block};
 
 const PUBLISHER: Token = Token(usize::MAX);
+
 const TICKER: Token = Token(usize::MAX - 1);
 
 /// Bytes of messages encoded before they are written.
@@ -105,6 +108,8 @@ fn relay_of(index: usize, relays: usize) -> usize {
     index % relays
 }
 
+mod connect;
+
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let mut fanout = Fanout::connect(options)?;
     fanout.setup()?;
@@ -114,7 +119,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
 impl<'a> Fanout<'a> {
     fn connect(options: &'a Options) -> Result<Fanout<'a>, LoadError> {
         let wire = Wire::new(&options.protocol, options.size)?;
-        let wire = match options.web {
+        let mut wire = match options.web {
             Some(web) => wire.over_websocket(web)?,
             None => wire,
         };
@@ -129,7 +134,6 @@ impl<'a> Fanout<'a> {
             (None, n) if n > 1 => n,
             _ => 0,
         };
-        let greeted = wire.greets_with_a_line();
         let paced = options.scenario == Scenario::Latency;
         if paced && options.rate == 0 {
             return Err(LoadError::Options("--rate must be at least 1".into()));
@@ -150,59 +154,26 @@ impl<'a> Fanout<'a> {
                 if paced { " or --rate" } else { "" }
             )));
         }
-        if let Protocol::Members(roster) = &options.protocol {
-            roster
-                .check_enough(
-                    options.clients + 1,
-                    &format!(
-                        "{} with {} subscribers (and the publisher)",
-                        options.scenario.name(),
-                        options.clients
-                    ),
-                )
-                .map_err(LoadError::Options)?;
-        }
-        let poll = Poll::new()?;
-        let request = wire.subscribe_request();
-        let mut subscribers = Vec::with_capacity(options.clients);
-        let mut inboxes = Vec::with_capacity(options.clients);
-        let mut targets = Vec::with_capacity(options.clients);
-        for index in 0..options.clients {
-            let (inbox, greeting) = Fanout::inbox(options, &wire, index)?;
-            inboxes.push(inbox);
-            targets.push((
-                subscribe_at(index),
-                greeting.unwrap_or_else(|| request.clone()),
-            ));
-        }
-        // A NATS server pings each connection about two seconds after it
-        // connects: they are connected all at once, each answering its
-        // ping before the run, so no ping lands among the records.
-        let streams: Vec<Result<TcpStream, LoadError>> = if greeted {
-            std::thread::scope(|scope| {
-                let connecting: Vec<_> = targets
-                    .iter()
-                    .map(|(addr, greeting)| {
-                        scope.spawn(move || connect_after(*addr, greeting, true))
-                    })
-                    .collect();
-                connecting
-                    .into_iter()
-                    .map(|thread| {
-                        thread.join().unwrap_or_else(|_| {
-                            Err(LoadError::Setup("a connecting thread panicked".into()))
-                        })
-                    })
-                    .collect()
-            })
-        } else {
-            targets
-                .iter()
-                .map(|(addr, greeting)| connect_after(*addr, greeting, false))
-                .collect()
+        let who = || {
+            format!(
+                "{} with {} subscribers (and the publisher)",
+                options.scenario.name(),
+                options.clients
+            )
         };
-        for (index, (stream, inbox)) in streams.into_iter().zip(inboxes).enumerate() {
-            let mut stream = stream?;
+        let members = match &options.protocol {
+            Protocol::Members(roster) => roster.check_enough(options.clients + 1, &who()),
+            Protocol::Sessions(roster) => roster.check_enough(options.clients + 1, &who()),
+            _ => Ok(()),
+        };
+        members.map_err(LoadError::Options)?;
+        let poll = Poll::new()?;
+        let (connected, mut stream) = match &options.protocol {
+            Protocol::Sessions(roster) => Fanout::connect_sessions(options, &mut wire, roster)?,
+            _ => Fanout::connect_all(options, &wire, subscribe_at)?,
+        };
+        let mut subscribers = Vec::with_capacity(options.clients);
+        for (index, (mut stream, inbox)) in connected.into_iter().enumerate() {
             if paced {
                 sys::enable_receive_timestamps(&stream)?;
             }
@@ -210,7 +181,6 @@ impl<'a> Fanout<'a> {
                 .register(&mut stream, Token(index), Interest::READABLE)?;
             subscribers.push(Receiver::new(stream, inbox));
         }
-        let mut stream = connect_after(options.addr, wire.publisher_greeting(), greeted)?;
         poll.registry().register(
             &mut stream,
             PUBLISHER,
@@ -239,48 +209,6 @@ impl<'a> Fanout<'a> {
             send_lag_ns: 0,
             receive_stamps: paced,
         })
-    }
-
-    /// Subscriber `index`'s inbox, and in members mode the frame that
-    /// identifies it (its member's key is the members file's `index + 1`).
-    fn inbox(
-        options: &Options,
-        wire: &Wire,
-        index: usize,
-    ) -> Result<(StreamInbox, Option<Vec<u8>>), LoadError> {
-        let open_all = options.verify == Verify::All;
-        let sample = options.verify.sample();
-        let member = match &options.protocol {
-            Protocol::Members(roster) => roster.member(index + 1),
-            _ => None,
-        };
-        let reader = member.and_then(|(_, key)| wire.member_reader(key));
-        let spread = options.subscribe_at.len() > 1;
-        if let (Protocol::Eaxchat(_), true) = (&options.protocol, spread) {
-            // Each relay of the cluster seals for its own subscribers:
-            // records are opened, one in `sample`, not compared.
-            let own = Wire::new(&options.protocol, options.size)?;
-            let opener = Opener::Relay(Box::new(own));
-            let inbox =
-                StreamInbox::for_member(wire.record_len(), sample, open_all, opener, index as u64);
-            return Ok((inbox, None));
-        }
-        let Some(reader) = reader.transpose()? else {
-            let inbox = StreamInbox::new(
-                wire.record_len(),
-                wire.subscribe_reply_len(),
-                sample,
-                open_all,
-            )
-            .with_frame_prefix(wire.frame_prefix());
-            return Ok((inbox, None));
-        };
-        let mut reader = reader;
-        let greeting = reader.greeting();
-        let opener = Opener::Member(Box::new(reader));
-        let inbox =
-            StreamInbox::for_member(wire.record_len(), sample, open_all, opener, index as u64);
-        Ok((inbox, Some(greeting)))
     }
 
     /// Probes until every subscriber is served, then sends the barrier and

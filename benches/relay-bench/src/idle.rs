@@ -6,6 +6,11 @@
 //! every connection and they have sat idle for the run's duration, and
 //! again after each connection has received one message (the first client
 //! sends it), which also proves every connection is being served.
+//!
+//! Against a session relay connection i shakes hands as the members file's
+//! member i before it goes idle, so the memory read is that of idle
+//! established sessions; the one message is sealed in the first
+//! connection's session and each other opens it in its own.
 
 use std::io::{self, Read as _, Write as _};
 use std::time::Duration;
@@ -16,16 +21,24 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::inbox::{Checker, Inbox as _, Ledger, StreamInbox};
 use super::report::{Errors, IdleMemory, Report};
+use super::sessions;
 use super::sys;
-use super::wire::{BARRIER, Header, Protocol, Wire};
+use super::wire::{BARRIER, Checking, Header, Protocol, Wire};
 use super::{Clock, CpuMeter, LoadError, Options, Progress, connect, would_block};
+use eaxchat_proto::session::Established;
 
 const READ_LEN: usize = 64 * 1024;
 const FD_POLL: Duration = Duration::from_millis(50);
 
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
-    let wire = Wire::new(&options.protocol, options.size)?;
+    let mut wire = Wire::new(&options.protocol, options.size)?;
     let pid = options.relay_pid;
+    if let Protocol::Sessions(roster) = &options.protocol {
+        let who = format!("idle with {} connections", options.clients);
+        roster
+            .check_enough(options.clients, &who)
+            .map_err(LoadError::Options)?;
+    }
     // Connections of an earlier run may still be closing: start from a
     // relay that has settled.
     let fds_before = pid.map(settled_descriptors).transpose()?;
@@ -35,10 +48,21 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let mut progress = Progress::new(options.progress);
     let n = options.clients;
     let mut streams = Vec::with_capacity(n);
+    let mut sessions = Vec::new();
     for opened in 0..n {
-        streams.push(connect(options.addr, &[])?);
+        match &options.protocol {
+            Protocol::Sessions(roster) => {
+                let (stream, established) =
+                    sessions::connect(options.addr, roster, opened, options.setup_timeout)?;
+                streams.push(stream);
+                sessions.push(established);
+            }
+            _ => streams.push(connect(options.addr, &[])?),
+        }
         progress.tick(|| format!("idle: {opened} of {n} connections open"));
     }
+    let inboxes = inboxes(&mut wire, sessions, n)?;
+    let wire_line_len = wire.line_len();
     if let (Some(pid), Some(before)) = (pid, fds_before) {
         wait_for_descriptors(pid, before + n, options.setup_timeout)?;
     }
@@ -50,7 +74,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let (delivered, errors) = if matches!(options.protocol, Protocol::Redis) || n < 2 {
         (0, Errors::default())
     } else {
-        deliver_one_message(&mut streams, wire, options.setup_timeout)?
+        deliver_one_message(&mut streams, inboxes, wire, options.setup_timeout)?
     };
     let run_time = Duration::from_nanos(clock.now_ns() - connected_ns);
     let rss_after_message = match (pid, delivered) {
@@ -59,7 +83,7 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     };
     progress.finish();
     let (cpu_time, relay_cpu_time) = cpu.elapsed();
-    let line_len = cipher_line_len(options.size);
+    let line_len = wire_line_len + 1;
     Ok(Report {
         scenario: "idle",
         protocol: options.protocol.name(),
@@ -86,11 +110,8 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
                 rss_after_message,
             }),
         bystanders: 0,
+        handshakes: None,
     })
-}
-
-fn cipher_line_len(size: usize) -> usize {
-    eaxchat_proto::wire::encoded_len(size) + 1
 }
 
 /// The relay's open descriptors once the count has held still for a
@@ -126,19 +147,48 @@ fn wait_for_descriptors(pid: u32, want: usize, timeout: Duration) -> Result<(), 
     }
 }
 
+/// The inboxes of connections 1 to `n - 1`, which receive the first
+/// one's message. In session mode the first connection's session goes to
+/// `wire`, to seal the message in, and each other's to its inbox.
+fn inboxes(
+    wire: &mut Wire,
+    sessions: Vec<Established>,
+    n: usize,
+) -> Result<Vec<StreamInbox>, LoadError> {
+    let mut sessions = sessions.into_iter();
+    let Some(first) = sessions.next() else {
+        let inbox = || StreamInbox::new(wire.record_len(), 0, 1, false);
+        return Ok((1..n).map(|_| inbox()).collect());
+    };
+    wire.start_session(first.session);
+    sessions
+        .map(|established| {
+            let reader = wire
+                .session_reader(established, Checking::Every)
+                .ok_or_else(|| LoadError::Options("not a session relay's codec".into()))?;
+            Ok(StreamInbox::for_session(
+                wire.record_len(),
+                1,
+                true,
+                reader,
+                0,
+            ))
+        })
+        .collect()
+}
+
 /// The first connection sends one message; every other one must receive
-/// it. Returns the deliveries and the errors.
+/// it into its inbox. Returns the deliveries and the errors.
 fn deliver_one_message(
     streams: &mut [TcpStream],
+    mut inboxes: Vec<StreamInbox>,
     wire: Wire,
     timeout: Duration,
 ) -> Result<(u64, Errors), LoadError> {
     let mut poll = Poll::new()?;
-    let mut inboxes = Vec::with_capacity(streams.len());
     for (index, stream) in streams.iter_mut().enumerate().skip(1) {
         poll.registry()
             .register(stream, Token(index), Interest::READABLE)?;
-        inboxes.push(StreamInbox::new(wire.record_len(), 0, 1, false));
     }
     let mut checker = Checker::new(wire);
     let mut message = BytesMut::new();

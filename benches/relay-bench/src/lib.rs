@@ -13,9 +13,13 @@
 //! - [`wire`]: message encoding for each protocol.
 //! - [`roster`]: the members file of a run against a members relay, and
 //!   making one.
+//! - [`sessions`]: the members file and identities of a run against a
+//!   session relay, making them, and the client's side of a handshake.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
 //! - `receiver`: the read loop of the scenarios that check deliveries.
 //! - `scenario`: the skeleton the fanout and room scenarios share.
+//! - `handshakes`: handshakes per second, against a session relay or,
+//!   through `openssl s_time`, a TLS server.
 //! - [`histogram`]: latency percentiles.
 //! - [`report`]: results, as text and JSON.
 //! - [`sys`]: CPU time, `/proc`, the open-file limit, a precise timer.
@@ -28,6 +32,7 @@
 pub mod bystanders;
 mod fanout;
 pub mod floor;
+mod handshakes;
 pub mod histogram;
 mod idle;
 pub mod inbox;
@@ -36,6 +41,7 @@ pub mod report;
 mod room;
 pub mod roster;
 mod scenario;
+pub mod sessions;
 pub use eaxchat_test_support::sys;
 pub mod wire;
 
@@ -60,6 +66,8 @@ pub enum Scenario {
     Latency,
     /// N connections that say nothing: the relay's memory per connection.
     Idle,
+    /// Connections that each shake hands and close, as fast as they can.
+    Handshakes,
 }
 
 impl Scenario {
@@ -70,6 +78,7 @@ impl Scenario {
             Scenario::Room => "room",
             Scenario::Latency => "latency",
             Scenario::Idle => "idle",
+            Scenario::Handshakes => "handshakes",
         }
     }
 }
@@ -83,8 +92,9 @@ impl FromStr for Scenario {
             "room" => Ok(Scenario::Room),
             "latency" => Ok(Scenario::Latency),
             "idle" => Ok(Scenario::Idle),
+            "handshakes" => Ok(Scenario::Handshakes),
             _ => Err(format!(
-                "unknown scenario {s:?}: expected fanout, room, latency or idle"
+                "unknown scenario {s:?}: expected fanout, room, latency, idle or handshakes"
             )),
         }
     }
@@ -120,7 +130,8 @@ pub struct Options {
     pub protocol: Protocol,
     /// What to run.
     pub scenario: Scenario,
-    /// Subscribers (fanout, latency), clients (room) or connections (idle).
+    /// Subscribers (fanout, latency), clients (room), connections (idle)
+    /// or handshakes in flight at once (handshakes).
     pub clients: usize,
     /// Message size in bytes (plaintext for eaxchat; plain lines match the
     /// length of eaxchat's lines).
@@ -129,7 +140,8 @@ pub struct Options {
     pub window: u64,
     /// How long to publish (idle: how long to hold the connections).
     pub duration: Duration,
-    /// Stop publishing after this many messages (per publisher).
+    /// Stop publishing after this many messages (per publisher); start no
+    /// more than this many handshakes.
     pub max_messages: Option<u64>,
     /// Messages per second (latency).
     pub rate: u64,
@@ -239,6 +251,23 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
             "--members-file works with the fanout and latency scenarios only".into(),
         ));
     }
+    let sessions = matches!(options.protocol, Protocol::Sessions(_));
+    let tls = matches!(options.protocol, Protocol::Tls);
+    if (sessions && options.scenario == Scenario::Room)
+        || (options.scenario == Scenario::Handshakes && !sessions && !tls)
+        || (tls && options.scenario != Scenario::Handshakes)
+    {
+        return Err(LoadError::Options(
+            "--sessions-file works with the fanout, latency, idle and handshakes scenarios; \
+             handshakes needs --sessions-file or --tls, and --tls handshakes"
+                .into(),
+        ));
+    }
+    if sessions && !options.subscribe_at.is_empty() {
+        return Err(LoadError::Options(
+            "--subscribe-at needs a shared key: each session relay has a key of its own".into(),
+        ));
+    }
     if options.web.is_some() && options.scenario != Scenario::Fanout {
         return Err(LoadError::Options(
             "--web works with the fanout scenario only".into(),
@@ -285,6 +314,7 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
         Scenario::Fanout | Scenario::Latency => fanout::run(options),
         Scenario::Room => room::run(options),
         Scenario::Idle => idle::run(options),
+        Scenario::Handshakes => handshakes::run(options),
     }?;
     if let Some(bystanders) = &mut bystanders {
         report.bystanders = bystanders.len();

@@ -26,6 +26,8 @@ pub struct Errors {
     pub unexpected: u64,
     /// Clients whose connection the relay closed.
     pub disconnected: u64,
+    /// Handshakes the relay refused (the handshakes scenario).
+    pub refused: u64,
 }
 
 impl Errors {
@@ -38,6 +40,7 @@ impl Errors {
             + self.malformed
             + self.unexpected
             + self.disconnected
+            + self.refused
     }
 }
 
@@ -95,7 +98,8 @@ pub struct Report {
     pub send_lag: Option<Duration>,
     /// What went wrong.
     pub errors: Errors,
-    /// CPU time relay-bench used during the run.
+    /// CPU time relay-bench used during the run (against a TLS server,
+    /// the CPU time of `openssl s_time`, the load generator there).
     pub cpu_time: Duration,
     /// CPU time the relay used during the run, when its pid was given.
     pub relay_cpu_time: Option<Duration>,
@@ -103,6 +107,8 @@ pub struct Report {
     pub idle: Option<IdleMemory>,
     /// Connections held in other rooms meanwhile (`--bystanders`).
     pub bystanders: usize,
+    /// Handshakes finished (the handshakes scenario).
+    pub handshakes: Option<u64>,
 }
 
 impl Report {
@@ -119,6 +125,18 @@ impl Report {
     /// Messages published per second.
     pub fn messages_per_sec(&self) -> f64 {
         self.per_second(self.messages)
+    }
+
+    /// Handshakes finished per second (the handshakes scenario).
+    pub fn handshakes_per_sec(&self) -> Option<f64> {
+        self.handshakes.map(|n| self.per_second(n))
+    }
+
+    /// Microseconds of `cpu` per finished handshake.
+    fn micros_per_handshake(&self, cpu: Duration) -> Option<f64> {
+        self.handshakes
+            .filter(|&n| n > 0)
+            .map(|n| cpu.as_secs_f64() * 1e6 / n as f64)
     }
 
     /// relay-bench's CPU time as a fraction of the run time: near 1.0 means
@@ -149,6 +167,19 @@ impl Report {
         json.number("messages_per_s", self.messages_per_sec());
         json.number("deliveries_per_s", self.deliveries_per_sec());
         json.number("verified", self.verified as f64);
+        if let Some(handshakes) = self.handshakes {
+            json.number("handshakes", handshakes as f64);
+            json.optional("handshakes_per_s", self.handshakes_per_sec());
+            json.optional(
+                "cpu_us_per_handshake",
+                self.micros_per_handshake(self.cpu_time),
+            );
+            json.optional(
+                "relay_cpu_us_per_handshake",
+                self.relay_cpu_time
+                    .and_then(|cpu| self.micros_per_handshake(cpu)),
+            );
+        }
         if let Some(p) = &self.latency {
             json.number("latency_count", p.count as f64);
             json.number("latency_p50_us", micros(p.p50));
@@ -179,6 +210,7 @@ impl Report {
         json.number("errors_malformed", e.malformed as f64);
         json.number("errors_unexpected", e.unexpected as f64);
         json.number("errors_disconnected", e.disconnected as f64);
+        json.number("errors_refused", e.refused as f64);
         json.number("cpu_s", self.cpu_time.as_secs_f64());
         json.number("cpu_share", self.cpu_share());
         json.optional("relay_cpu_s", self.relay_cpu_time.map(|t| t.as_secs_f64()));
@@ -207,18 +239,35 @@ impl fmt::Display for Report {
         let role = match self.scenario {
             "room" => "clients",
             "idle" => "connections",
+            "handshakes" => "in flight",
             _ => "subscribers",
         };
         write!(
             f,
-            "{} ({}): {} {role}, {} B messages ({} B lines)",
-            self.scenario, self.protocol, self.clients, self.size, self.line_len
+            "{} ({}): {} {role}",
+            self.scenario, self.protocol, self.clients
         )?;
+        if self.handshakes.is_none() {
+            write!(f, ", {} B messages ({} B lines)", self.size, self.line_len)?;
+        }
         if let Some(rate) = self.rate {
             write!(f, ", paced at {rate} msg/s")?;
         }
         writeln!(f)?;
-        if self.scenario != "idle" {
+        if let Some(handshakes) = self.handshakes {
+            writeln!(
+                f,
+                "  {:.2} s: {handshakes} handshakes ({:.0}/s)",
+                self.run_time.as_secs_f64(),
+                self.handshakes_per_sec().unwrap_or(0.0),
+            )?;
+            if let Some(relay) = self
+                .relay_cpu_time
+                .and_then(|cpu| self.micros_per_handshake(cpu))
+            {
+                writeln!(f, "  server CPU {relay:.1} us per handshake")?;
+            }
+        } else if self.scenario != "idle" {
             writeln!(
                 f,
                 "  {:.2} s: {} messages ({:.0}/s), {} deliveries ({:.3}M/s), {} verified",
@@ -278,7 +327,7 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "  errors: {} (lost {}, duplicated {}, out of step {}, forged {}, malformed {}, \
-             unexpected {}, disconnected {})",
+             unexpected {}, disconnected {}, refused {})",
             e.total(),
             e.lost,
             e.duplicated,
@@ -286,11 +335,18 @@ impl fmt::Display for Report {
             e.forged,
             e.malformed,
             e.unexpected,
-            e.disconnected
+            e.disconnected,
+            e.refused
         )?;
         write!(
             f,
-            "  relay-bench CPU {:.2} s ({:.0}% of the run)",
+            "  {} CPU {:.2} s ({:.0}% of the run)",
+            // Against a TLS server the load generator is `openssl s_time`.
+            if self.protocol == "tls" {
+                "s_time"
+            } else {
+                "relay-bench"
+            },
             self.cpu_time.as_secs_f64(),
             self.cpu_share() * 100.0
         )?;
@@ -383,6 +439,7 @@ mod tests {
             relay_cpu_time: None,
             idle: None,
             bystanders: 0,
+            handshakes: None,
         };
         let json = report.to_json();
         assert!(json.starts_with("{\"scenario\":\"fanout\",\"protocol\":\"eaxchat\""));

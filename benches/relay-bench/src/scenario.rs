@@ -149,6 +149,7 @@ impl Measurement {
             relay_cpu_time,
             idle: None,
             bystanders: 0,
+            handshakes: None,
         }
     }
 }

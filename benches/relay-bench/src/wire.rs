@@ -15,6 +15,13 @@
 //! under its member's key through [`Wire`], and each subscriber opens with a
 //! [`MemberReader`] of its own, which also checks the name.
 //!
+//! A session relay (`relay --members FILE --identity FILE`) delivers the
+//! same `NAME: TEXT`, each recipient's copy sealed in its own session
+//! with a counter for a nonce. The publisher seals in its session
+//! ([`Wire::start_session`], once its handshake is done) and each
+//! subscriber checks every frame's counter, and opens frames, with a
+//! [`SessionReader`] of its own.
+//!
 //! This module only encodes and decodes; it never touches a socket.
 
 use std::fmt;
@@ -24,9 +31,15 @@ use bytes::{BufMut as _, BytesMut};
 
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
+use eaxchat_proto::session::{Established, Session};
 use eaxchat_proto::wire;
 
 use super::roster::Roster;
+use super::sessions::SessionRoster;
+
+mod session;
+
+pub use session::{Checking, Misfit, SessionReader};
 
 /// Sender id of the probes sent while waiting for every subscriber.
 pub const PROBE: u32 = u32::MAX;
@@ -49,6 +62,12 @@ pub enum Protocol {
     Eaxchat(Key),
     /// An eaxchat members relay: each connection under its own member's key.
     Members(Roster),
+    /// An eaxchat session relay: a handshake per connection, then each
+    /// connection's frames sealed in its own session.
+    Sessions(SessionRoster),
+    /// A TLS server, for the handshakes scenario only: measured with
+    /// `openssl s_time`.
+    Tls,
     /// A relay that forwards lines as they are (`ncat --broker`).
     Plain,
     /// Redis pub/sub: `PUBLISH` and `SUBSCRIBE` on one channel.
@@ -66,6 +85,8 @@ impl Protocol {
         match self {
             Protocol::Eaxchat(_) => "eaxchat",
             Protocol::Members(_) => "eaxchat-members",
+            Protocol::Sessions(_) => "eaxchat-sessions",
+            Protocol::Tls => "tls",
             Protocol::Plain => "plain",
             Protocol::Redis => "redis",
             Protocol::Nats => "nats",
@@ -131,6 +152,13 @@ enum Kind {
         cipher: Box<Cipher>,
         plaintext: Vec<u8>,
     },
+    /// Sealed in the publisher's session, once its handshake is done;
+    /// every delivery starts with `stamp`, the publisher's `NAME: `.
+    Session {
+        session: Option<Box<Session>>,
+        plaintext: Vec<u8>,
+        stamp: Vec<u8>,
+    },
     Plain,
     Redis {
         publish_prefix: Vec<u8>,
@@ -168,7 +196,21 @@ impl Wire {
                 });
                 (kind, Vec::new(), line_len)
             }
-            Protocol::Plain => (Kind::Plain, Vec::new(), wire::encoded_len(size)),
+            Protocol::Sessions(roster) => {
+                let name = roster
+                    .name(0)
+                    .ok_or_else(|| SizeError("the members file has no members".into()))?;
+                check_header_fits(size)?;
+                let stamp = format!("{name}: ").into_bytes();
+                let line_len = wire::encoded_len(stamp.len() + size);
+                let kind = Kind::Session {
+                    session: None,
+                    plaintext: vec![FILL; size],
+                    stamp,
+                };
+                (kind, Vec::new(), line_len)
+            }
+            Protocol::Plain | Protocol::Tls => (Kind::Plain, Vec::new(), wire::encoded_len(size)),
             Protocol::Redis => {
                 let line_len = wire::encoded_len(size);
                 let publish_prefix = format!(
@@ -236,11 +278,7 @@ impl Wire {
 
     /// The codec of sealed `size`-byte messages under `key`.
     fn sealed(key: &Key, size: usize) -> Result<Kind, SizeError> {
-        if size < HEADER_LEN {
-            return Err(SizeError(format!(
-                "--size must be at least {HEADER_LEN} bytes (the message header)"
-            )));
-        }
+        check_header_fits(size)?;
         let cipher = Cipher::new(key)
             .map_err(|e| SizeError(format!("cannot seed the nonce generator: {e}")))?;
         Ok(Kind::Sealed {
@@ -258,6 +296,34 @@ impl Wire {
         self.members
             .as_ref()
             .map_or(&[], |m| m.identification.as_slice())
+    }
+
+    /// Session mode: from now on the publisher seals in `session`, its
+    /// side of the handshake it has just finished. Any other relay's codec
+    /// ignores it.
+    pub fn start_session(&mut self, session: Session) {
+        if let Kind::Session { session: slot, .. } = &mut self.kind {
+            *slot = Some(Box::new(session));
+        }
+    }
+
+    /// Session mode: the reader of a subscriber whose handshake ended in
+    /// `established`, checking as `checking` says, or `None` when the relay
+    /// is not a session relay.
+    pub fn session_reader(
+        &self,
+        established: Established,
+        checking: Checking,
+    ) -> Option<SessionReader> {
+        match &self.kind {
+            Kind::Session { stamp, .. } => Some(SessionReader::new(
+                established,
+                checking,
+                stamp.clone(),
+                self.record_len,
+            )),
+            _ => None,
+        }
     }
 
     /// Members mode: the reader of a subscriber holding `key`, or `None`
@@ -356,12 +422,20 @@ impl Wire {
     pub fn encode(&mut self, header: Header, out: &mut BytesMut) {
         match &mut self.kind {
             Kind::Sealed { cipher, plaintext } => {
-                // Big-endian: the plaintext starts with the sequence's top
-                // byte, 0, never a `/` the relay would take for a command.
-                plaintext[..8].copy_from_slice(&header.seq.to_be_bytes());
-                plaintext[8..12].copy_from_slice(&header.sender.to_le_bytes());
-                plaintext[12..HEADER_LEN].copy_from_slice(&header.stamp_ns.to_le_bytes());
+                put_header(header, plaintext);
                 cipher.seal_into(plaintext, out);
+            }
+            Kind::Session {
+                session, plaintext, ..
+            } => {
+                put_header(header, plaintext);
+                // Sealing fails only once 2^64 - 1 frames have been sealed
+                // in one session; before the handshake there is no session
+                // and nothing is sent. Either way the subscribers count
+                // what never came as lost.
+                if let Some(session) = session {
+                    let _ = session.seal_into(plaintext, out);
+                }
             }
             Kind::Plain => {
                 put_plain_line(header, self.line_len, out);
@@ -392,6 +466,8 @@ impl Wire {
                 let plaintext = cipher.open(line).map_err(|_| Forged)?;
                 parse_plaintext(plaintext)
             }
+            // Each subscriber opens its own copy with its SessionReader.
+            Kind::Session { .. } => Err(Forged),
             Kind::Plain if terminator == b"\n" => parse_plain_line(line),
             Kind::Redis { .. } | Kind::Nats { .. } if terminator == b"\r\n" => {
                 parse_plain_line(line)
@@ -433,6 +509,25 @@ impl MemberReader {
         let text = plaintext.strip_prefix(&self.stamp[..]).ok_or(Forged)?;
         parse_plaintext(text)
     }
+}
+
+/// Fails unless a `size`-byte plaintext has room for the header.
+fn check_header_fits(size: usize) -> Result<(), SizeError> {
+    if size < HEADER_LEN {
+        return Err(SizeError(format!(
+            "--size must be at least {HEADER_LEN} bytes (the message header)"
+        )));
+    }
+    Ok(())
+}
+
+/// Writes `header` over the start of a sealed message's plaintext.
+fn put_header(header: Header, plaintext: &mut [u8]) {
+    // Big-endian: the plaintext starts with the sequence's top byte, 0,
+    // never a `/` the relay would take for a command.
+    plaintext[..8].copy_from_slice(&header.seq.to_be_bytes());
+    plaintext[8..12].copy_from_slice(&header.sender.to_le_bytes());
+    plaintext[12..HEADER_LEN].copy_from_slice(&header.stamp_ns.to_le_bytes());
 }
 
 fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
@@ -493,166 +588,4 @@ fn parse_hex(digits: &[u8]) -> Result<u64, Forged> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-
-    fn protocols() -> Vec<Protocol> {
-        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        vec![
-            Protocol::Eaxchat(key),
-            Protocol::Plain,
-            Protocol::Redis,
-            Protocol::Nats,
-        ]
-    }
-
-    /// What a relay would deliver for `sent`: the same line, reframed.
-    fn delivered(wire: &Wire, sent: &[u8]) -> Vec<u8> {
-        match wire.kind {
-            Kind::Redis { ref publish_prefix } | Kind::Nats { ref publish_prefix } => {
-                let mut record = wire.record_prefix.clone();
-                record.extend_from_slice(&sent[publish_prefix.len()..]);
-                record
-            }
-            _ => sent.to_vec(),
-        }
-    }
-
-    #[test]
-    fn every_protocol_round_trips_fixed_length_records() {
-        for protocol in protocols() {
-            for size in [20usize, 64, 4096] {
-                let mut wire = Wire::new(&protocol, size).unwrap();
-                let header = Header {
-                    sender: 7,
-                    seq: 0x0123_4567_89ab_cdef,
-                    stamp_ns: 42,
-                };
-                let mut out = BytesMut::new();
-                wire.encode(header, &mut out);
-                let record = delivered(&wire, &out);
-                assert_eq!(record.len(), wire.record_len(), "{protocol:?} {size}");
-                assert_eq!(record.last(), Some(&b'\n'));
-                assert_eq!(wire.decode(&record), Ok(header));
-            }
-        }
-    }
-
-    #[test]
-    fn any_changed_byte_is_forged() {
-        for protocol in protocols() {
-            let mut wire = Wire::new(&protocol, 64).unwrap();
-            let mut out = BytesMut::new();
-            let header = Header {
-                sender: 1,
-                seq: 2,
-                stamp_ns: 3,
-            };
-            wire.encode(header, &mut out);
-            let record = delivered(&wire, &out);
-            for i in 0..record.len() {
-                let mut bad = record.clone();
-                bad[i] = if bad[i] == b'7' { b'8' } else { b'7' };
-                // A changed hex digit is still a well-formed plain line, so
-                // only check that it never decodes to the same header.
-                assert_ne!(wire.decode(&bad), Ok(header), "{protocol:?} byte {i}");
-            }
-            assert_eq!(wire.decode(&record[1..]), Err(Forged));
-        }
-    }
-
-    /// A members file of `names`, each with a key of its own.
-    pub(crate) fn roster(names: &[&str]) -> Roster {
-        let text: String = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| format!("{name} {:032x}\n", i + 1))
-            .collect();
-        let members =
-            eaxchat_core::members::Members::parse(text.as_bytes(), std::path::Path::new("t"))
-                .unwrap();
-        Roster::new(&members)
-    }
-
-    /// What a members relay delivers to member `to` of `roster` for the
-    /// line member `from` sent: the text stamped `NAME: ` with `name`,
-    /// sealed under `to`'s key.
-    pub(crate) fn member_delivery(
-        roster: &Roster,
-        from: usize,
-        name: &str,
-        to: usize,
-        sent: &[u8],
-    ) -> Vec<u8> {
-        let mut opener = Cipher::new(roster.member(from).unwrap().1).unwrap();
-        let text = opener.open(sent.strip_suffix(b"\n").unwrap()).unwrap();
-        let mut stamped = format!("{name}: ").into_bytes();
-        stamped.extend_from_slice(text);
-        let mut sealer = Cipher::new(roster.member(to).unwrap().1).unwrap();
-        let mut out = BytesMut::new();
-        sealer.seal_into(&stamped, &mut out);
-        out.to_vec()
-    }
-
-    #[test]
-    fn a_member_reads_what_the_relay_stamped_and_sealed_for_it_alone() {
-        let roster = roster(&["pub", "sub", "bob"]);
-        let mut wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
-        let mut reader = wire
-            .member_reader(roster.member(1).unwrap().1)
-            .unwrap()
-            .unwrap();
-        let header = Header {
-            sender: 0,
-            seq: 9,
-            stamp_ns: 5,
-        };
-        let mut sent = BytesMut::new();
-        wire.encode(header, &mut sent);
-        let record = member_delivery(&roster, 0, "pub", 1, &sent);
-        assert_eq!(record.len(), wire.record_len());
-        assert_eq!(reader.decode(&record), Ok(header));
-        // Stamped with another member's name, or sealed for another member,
-        // or left unstamped: forged.
-        let misnamed = member_delivery(&roster, 0, "bob", 1, &sent);
-        assert_eq!(reader.decode(&misnamed), Err(Forged));
-        let not_mine = member_delivery(&roster, 0, "pub", 2, &sent);
-        assert_eq!(reader.decode(&not_mine), Err(Forged));
-        assert_eq!(reader.decode(&sent), Err(Forged));
-    }
-
-    #[test]
-    fn members_identify_with_an_empty_frame_and_only_in_members_mode() {
-        let roster = roster(&["pub", "sub"]);
-        let wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
-        let mut own = Cipher::new(roster.member(0).unwrap().1).unwrap();
-        let greeting = wire.publisher_greeting();
-        assert_eq!(greeting.last(), Some(&b'\n'));
-        let line = greeting.strip_suffix(b"\n").unwrap();
-        assert_eq!(own.open(line).unwrap().len(), 0);
-        let mut reader = wire
-            .member_reader(roster.member(1).unwrap().1)
-            .unwrap()
-            .unwrap();
-        let greeting = reader.greeting();
-        let mut sub = Cipher::new(roster.member(1).unwrap().1).unwrap();
-        assert_eq!(
-            sub.open(greeting.strip_suffix(b"\n").unwrap())
-                .unwrap()
-                .len(),
-            0
-        );
-
-        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        let shared = Wire::new(&Protocol::Eaxchat(key.clone()), 64).unwrap();
-        assert!(shared.publisher_greeting().is_empty());
-        assert!(shared.member_reader(&key).is_none());
-    }
-
-    #[test]
-    fn sealed_messages_need_room_for_the_header() {
-        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        assert!(Wire::new(&Protocol::Eaxchat(key), HEADER_LEN - 1).is_err());
-        assert!(Wire::new(&Protocol::Plain, 0).is_ok());
-    }
-}
+pub(crate) mod tests;

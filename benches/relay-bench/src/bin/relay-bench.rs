@@ -3,7 +3,8 @@
 //! [`relay_bench::run`]; prints the report as text or JSON. Exits 1
 //! when the run saw any error (lost, duplicated, forged... deliveries), 2
 //! when it could not run. `relay-bench make-members --count N --file F`
-//! writes a members file for a run against a members relay instead.
+//! writes a members file for a run against a members relay instead, and
+//! with `--sessions` a sessions members file and each member's identity.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,21 +14,28 @@ use std::time::Duration;
 use argh::FromArgs;
 use eaxchat_proto::key::{KEY_ENV, KeySource};
 use relay_bench::roster::Roster;
+use relay_bench::sessions::{self, SessionRoster};
 use relay_bench::{Options, Protocol, Scenario, Verify};
 
 /// Load generator for an eaxchat relay on this machine. Scenarios: fanout
 /// (1 publisher -> N subscribers, window flow control), room (N clients
 /// all-to-all, every delivery verified), latency (1 -> N paced at --rate
 /// msgs/s, latency percentiles), idle (N idle connections; relay RSS per
-/// connection with --pid). With --plain it sends unencrypted lines of the
-/// same length to a plain line broker such as `ncat --broker`; with --redis
-/// it uses Redis pub/sub, with --nats NATS core pub/sub. With --members-file it drives a members relay
-/// (`relay --members FILE`), each connection under its own member's key.
-/// `relay-bench make-members --count N --file F` writes a members file of N
-/// members with random keys (mode 0600).
+/// connection with --pid), handshakes (session handshakes per second, N in
+/// flight; relay CPU per handshake with --pid). With --plain it sends
+/// unencrypted lines of the same length to a plain line broker such as
+/// `ncat --broker`; with --redis it uses Redis pub/sub, with --nats NATS
+/// core pub/sub. With --members-file it drives a members relay (`relay
+/// --members FILE`), each connection under its own member's key; with
+/// --sessions-file a session relay (`relay --members FILE --identity
+/// FILE`), each connection shaking hands as its member. handshakes --tls
+/// runs `openssl s_time -new` against a TLS server instead. `relay-bench
+/// make-members --count N --file F` writes a members file of N members with
+/// random keys (mode 0600); with --sessions, a sessions members file and
+/// each member's identity in --identity-dir.
 #[derive(FromArgs)]
 struct Args {
-    /// fanout, room, latency or idle; or make-members
+    /// fanout, room, latency, idle or handshakes; or make-members
     #[argh(positional)]
     command: Command,
 
@@ -47,6 +55,36 @@ struct Args {
     /// member, subscriber i its member i + 1 (fanout and latency)
     #[argh(option)]
     members_file: Option<PathBuf>,
+
+    /// the sessions members file of a session relay (`NAME x25519:KEY`
+    /// lines), the members' identities in --identity-dir: the publisher is
+    /// its first member, subscriber i its member i + 1 (fanout, latency),
+    /// connection i its member i (idle); handshakes take them in turn
+    #[argh(option)]
+    sessions_file: Option<PathBuf>,
+
+    /// the directory of the members' identity files, NAME.identity
+    /// (default: the members file's path with .identities after it)
+    #[argh(option)]
+    identity_dir: Option<PathBuf>,
+
+    /// the session relay's public key, x25519:BASE64 (`relay key show`)
+    #[argh(option)]
+    relay_key: Option<String>,
+
+    /// the session relay's identity file, to take its public key from
+    #[argh(option)]
+    relay_identity: Option<PathBuf>,
+
+    /// handshakes: full TLS 1.3 handshakes with `openssl s_time -new`
+    /// against the TLS server at --addr, for comparison
+    #[argh(switch)]
+    tls: bool,
+
+    /// make-members: write a sessions members file, and each member's
+    /// identity in --identity-dir
+    #[argh(switch)]
+    sessions: bool,
 
     /// make-members: how many members to write
     #[argh(option)]
@@ -74,8 +112,8 @@ struct Args {
     #[argh(option)]
     subscribe_at: Vec<SocketAddr>,
 
-    /// subscribers (fanout, latency), clients (room) or connections (idle);
-    /// default 100
+    /// subscribers (fanout, latency), clients (room), connections (idle)
+    /// or handshakes in flight (handshakes); default 100
     #[argh(option, short = 'n', default = "100")]
     clients: usize,
 
@@ -93,7 +131,8 @@ struct Args {
     #[argh(option, short = 'd', default = "5.0")]
     duration: f64,
 
-    /// stop after this many messages per publisher
+    /// stop after this many messages per publisher (handshakes: start no
+    /// more than this many)
     #[argh(option, short = 'm')]
     messages: Option<u64>,
 
@@ -196,13 +235,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// `relay-bench make-members`: writes the members file.
+/// `relay-bench make-members`: writes the members file, and with
+/// `--sessions` the members' identities.
 fn make_members(args: &Args) -> ExitCode {
     let (Some(count), Some(file)) = (args.count, &args.file) else {
         eprintln!("relay-bench: make-members needs --count N and --file FILE");
         return ExitCode::from(2);
     };
-    match relay_bench::roster::make_members_file(file, count) {
+    let made = if args.sessions {
+        let dir = args
+            .identity_dir
+            .clone()
+            .unwrap_or_else(|| sessions::default_identity_dir(file));
+        sessions::make_sessions_files(file, &dir, count).map_err(|e| e.to_string())
+    } else if args.identity_dir.is_some() {
+        Err("--identity-dir is for --sessions".to_string())
+    } else {
+        relay_bench::roster::make_members_file(file, count).map_err(|e| e.to_string())
+    };
+    match made {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("relay-bench: cannot make {}: {error}", file.display());
@@ -212,29 +263,52 @@ fn make_members(args: &Args) -> ExitCode {
 }
 
 fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
-    if args.count.is_some() || args.file.is_some() {
-        return Err("--count and --file are for make-members".into());
+    if args.count.is_some() || args.file.is_some() || args.sessions {
+        return Err("--count, --file and --sessions are for make-members".into());
     }
-    if args.nats && (args.plain || args.redis || args.members_file.is_some()) {
-        return Err("--nats excludes --plain, --redis and --members-file".into());
+    let kinds = [
+        args.plain,
+        args.redis,
+        args.nats,
+        args.tls,
+        args.members_file.is_some(),
+        args.sessions_file.is_some(),
+    ];
+    if kinds.iter().filter(|&&kind| kind).count() > 1 {
+        return Err(
+            "--plain, --redis, --nats, --tls, --members-file and --sessions-file \
+                    exclude each other"
+                .into(),
+        );
     }
-    let protocol = match (args.plain, args.redis, &args.members_file) {
+    if args.key_hex.is_some() && (args.members_file.is_some() || args.sessions_file.is_some()) {
+        return Err(
+            "--key-hex is for a shared-key relay, not --members-file or --sessions-file".into(),
+        );
+    }
+    let session_flags =
+        args.identity_dir.is_some() || args.relay_key.is_some() || args.relay_identity.is_some();
+    if session_flags && args.sessions_file.is_none() {
+        return Err(
+            "--identity-dir, --relay-key and --relay-identity are for --sessions-file".into(),
+        );
+    }
+    let protocol = match (&args.members_file, &args.sessions_file) {
         _ if args.nats => Protocol::Nats,
-        (true, true, _) => return Err("--plain and --redis exclude each other".into()),
-        (true, _, Some(_)) | (_, true, Some(_)) => {
-            return Err(
-                "--members-file is for an eaxchat members relay, not --plain or --redis".into(),
-            );
+        _ if args.plain => Protocol::Plain,
+        _ if args.redis => Protocol::Redis,
+        _ if args.tls => Protocol::Tls,
+        (Some(path), _) => Protocol::Members(Roster::read_file(path)?),
+        (None, Some(path)) => {
+            let relay =
+                sessions::relay_key(args.relay_key.as_deref(), args.relay_identity.as_deref())?;
+            let dir = args
+                .identity_dir
+                .clone()
+                .unwrap_or_else(|| sessions::default_identity_dir(path));
+            Protocol::Sessions(SessionRoster::read_file(path, &dir, relay)?)
         }
-        (true, false, None) => Protocol::Plain,
-        (false, true, None) => Protocol::Redis,
-        (false, false, Some(path)) => {
-            if args.key_hex.is_some() {
-                return Err("--members-file and --key-hex exclude each other".into());
-            }
-            Protocol::Members(Roster::read_file(path)?)
-        }
-        (false, false, None) => {
+        (None, None) => {
             let source = KeySource {
                 hex: args.key_hex.as_deref(),
                 env: std::env::var(KEY_ENV).ok(),

@@ -7,9 +7,15 @@
 //! by its position (subscribers staggered, so that between them every
 //! message is opened by someone) and counts the rest. A loss or a duplicate
 //! shows at the next record it opens, and the count at the end.
+//!
+//! Against a session relay each subscriber's frames carry its session's
+//! counter, one more for each frame: each subscriber checks every record's
+//! counter and opens its share as in members mode (every record, with the
+//! protocol's own session opener, with `open_all`), so a repeated, lost or
+//! reordered frame shows at once ([`crate::wire::SessionReader`]).
 
 use super::{Checker, Inbox, Records};
-use crate::wire::{BARRIER, Forged, Header, MemberReader, PROBE, Wire};
+use crate::wire::{BARRIER, Header, MemberReader, Misfit, PROBE, SessionReader, Wire};
 
 /// What the subscribers of one publisher check deliveries against: for
 /// each of the last `capacity` messages, when it was sent (or, when paced,
@@ -137,13 +143,26 @@ pub enum Opener {
     /// Under the shared key, but sealed by its own relay of a cluster: the
     /// same message differs in bytes from one relay to another.
     Relay(Box<Wire>),
+    /// In its own session (a session relay): every record, in order.
+    Session(Box<SessionReader>),
 }
 
 impl Opener {
-    fn decode(&mut self, record: &[u8]) -> Result<Header, Forged> {
+    fn decode(&mut self, record: &[u8]) -> Result<Header, Misfit> {
         match self {
-            Opener::Member(reader) => reader.decode(record),
-            Opener::Relay(wire) => wire.decode(record),
+            Opener::Member(reader) => Ok(reader.decode(record)?),
+            Opener::Relay(wire) => Ok(wire.decode(record)?),
+            Opener::Session(reader) => reader.decode(record),
+        }
+    }
+
+    /// Takes a record unopened if it looks in place: it ends where a record
+    /// ends and, in a session, carries the next counter. False, taking
+    /// nothing, when it needs opening.
+    fn pass(&mut self, record: &[u8]) -> bool {
+        match self {
+            Opener::Member(_) | Opener::Relay(_) => record.last() == Some(&b'\n'),
+            Opener::Session(reader) => reader.pass(record),
         }
     }
 }
@@ -187,6 +206,20 @@ impl StreamInbox {
         let mut inbox = StreamInbox::new(record_len, 0, sample, open_all);
         inbox.sequence.own = Some(Own { reader, phase });
         inbox
+    }
+
+    /// A subscriber of a session relay that reads what it receives with
+    /// `reader`: every record's counter, and opens one record in `sample`
+    /// (the `phase`-th of each `sample`), or every one with `open_all`.
+    pub fn for_session(
+        record_len: usize,
+        sample: u64,
+        open_all: bool,
+        reader: SessionReader,
+        phase: u64,
+    ) -> StreamInbox {
+        let reader = Opener::Session(Box::new(reader));
+        StreamInbox::for_member(record_len, sample, open_all, reader, phase)
     }
 
     /// Whether the setup barrier has been seen.
@@ -262,9 +295,9 @@ impl Sequence {
         run
     }
 
-    /// Members mode's fast path: how many whole records at the front of
-    /// `data` come before the next one this subscriber opens, counted as
-    /// delivered unopened.
+    /// Members and session mode's fast path: how many whole records at the
+    /// front of `data` come before the next one this subscriber opens,
+    /// counted as delivered unopened (a session's counters checked).
     fn unopened_run(
         &mut self,
         data: &[u8],
@@ -273,7 +306,7 @@ impl Sequence {
         check: &mut Checker,
         ledger: &Ledger,
     ) -> usize {
-        let (Some(next), Some(own)) = (self.next, &self.own) else {
+        let (Some(next), Some(own)) = (self.next, &mut self.own) else {
             return 0;
         };
         if self.open_all {
@@ -283,7 +316,7 @@ impl Sequence {
         let run = data
             .chunks_exact(len)
             .take(before_open as usize)
-            .take_while(|record| record.last() == Some(&b'\n'))
+            .take_while(|record| own.reader.pass(record))
             .count();
         self.took(next, run, now_ns, check, ledger);
         run
@@ -311,12 +344,12 @@ impl Sequence {
         self.delivered += run as u64;
     }
 
-    /// Opens `record`: with this subscriber's own key in members mode, with
+    /// Opens `record`: with this subscriber's own key or session, with
     /// the run's shared codec otherwise.
-    fn decode(&mut self, record: &[u8], check: &mut Checker) -> Result<Header, Forged> {
+    fn decode(&mut self, record: &[u8], check: &mut Checker) -> Result<Header, Misfit> {
         match &mut self.own {
             Some(own) => own.reader.decode(record),
-            None => check.wire.decode(record),
+            None => Ok(check.wire.decode(record)?),
         }
     }
 
@@ -351,7 +384,7 @@ impl Sequence {
             }
         }
         check.opened += 1;
-        let decoded = check.wire.decode(record);
+        let decoded = check.wire.decode(record).map_err(Misfit::from);
         if self.place(decoded, k, check) {
             if let Some((kept, false)) = ledger.kept(k) {
                 // An unopened first copy, kept by another subscriber,
@@ -367,7 +400,7 @@ impl Sequence {
 
     /// Places an opened record, message `k` expected, in the sequence;
     /// true when it was message `k`.
-    fn place(&mut self, decoded: Result<Header, Forged>, k: u64, check: &mut Checker) -> bool {
+    fn place(&mut self, decoded: Result<Header, Misfit>, k: u64, check: &mut Checker) -> bool {
         match decoded {
             Ok(header) if header.sender == 0 && header.seq == k => {
                 self.delivered_next(k + 1);
@@ -383,7 +416,24 @@ impl Sequence {
                 check.errors.duplicated += 1;
                 false
             }
-            _ => {
+            // A session's frame repeated: it takes no place either.
+            Err(Misfit::Duplicated) => {
+                check.errors.duplicated += 1;
+                false
+            }
+            // Session frames that never came, or did not come in order:
+            // this record takes the place it stands in.
+            Err(Misfit::Lost(skipped)) => {
+                check.errors.lost += skipped;
+                self.next = Some(k + skipped + 1);
+                false
+            }
+            Err(Misfit::OutOfStep) => {
+                check.errors.out_of_step += 1;
+                self.next = Some(k + 1);
+                false
+            }
+            Ok(_) | Err(Misfit::Forged) => {
                 check.errors.forged += 1;
                 self.next = Some(k + 1);
                 false
@@ -399,211 +449,10 @@ impl Sequence {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::inbox::tests::{feed, record};
-    use crate::report::Errors;
-    use crate::wire::{Protocol, Wire};
-    use eaxchat_proto::key::Key;
-
-    const MESSAGES: u64 = 40;
-
-    /// The records a publisher sends: probe, barrier, messages 0..MESSAGES.
-    fn stream(wire: &mut Wire, ledger: &mut Ledger) -> Vec<Vec<u8>> {
-        let mut records = vec![record(wire, PROBE, 0), record(wire, BARRIER, 0)];
-        for seq in 0..MESSAGES {
-            ledger.sent(seq, 0);
-            records.push(record(wire, 0, seq));
-        }
-        records
-    }
-
-    /// What one faulty subscriber's errors are, next to a healthy one that
-    /// reads first or second.
-    fn errors_with(fault: impl Fn(&mut Vec<Vec<u8>>), sample: u64, faulty_first: bool) -> Errors {
-        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        let mut wire = Wire::new(&Protocol::Eaxchat(key), 64).unwrap();
-        let mut ledger = Ledger::new(64, wire.record_len());
-        let records = stream(&mut wire, &mut ledger);
-        let mut bad = records.clone();
-        fault(&mut bad);
-        let len = wire.record_len();
-        let mut check = Checker::new(wire);
-        let mut good_inbox = StreamInbox::new(len, 0, sample, false);
-        let mut bad_inbox = StreamInbox::new(len, 0, sample, false);
-        for turn in 0..2 {
-            if (turn == 0) == faulty_first {
-                feed(&mut bad_inbox, &bad, 97, &mut check, &mut ledger);
-            } else {
-                feed(&mut good_inbox, &records, 1000, &mut check, &mut ledger);
-            }
-        }
-        assert!(good_inbox.ready() && bad_inbox.ready());
-        assert_eq!(good_inbox.next_seq(), MESSAGES);
-        let mut errors = check.errors;
-        errors.lost += MESSAGES.saturating_sub(bad_inbox.next_seq());
-        errors
-    }
-
-    #[test]
-    fn a_clean_stream_has_no_errors_and_opens_one_in_sample() {
-        for faulty_first in [false, true] {
-            assert_eq!(errors_with(|_| {}, 16, faulty_first), Errors::default());
-        }
-        let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
-        let mut wire = Wire::new(&Protocol::Eaxchat(key), 64).unwrap();
-        let mut ledger = Ledger::new(64, wire.record_len());
-        let records = stream(&mut wire, &mut ledger);
-        let len = wire.record_len();
-        let mut check = Checker::new(wire);
-        let mut inboxes: Vec<StreamInbox> = (0..3)
-            .map(|_| StreamInbox::new(len, 0, 16, false))
-            .collect();
-        for inbox in &mut inboxes {
-            feed(inbox, &records, 333, &mut check, &mut ledger);
-            assert_eq!(inbox.delivered(), MESSAGES);
-        }
-        // Two setup records per inbox, then messages 0, 16 and 32 once.
-        assert_eq!(check.opened, 3);
-        assert_eq!(check.errors, Errors::default());
-    }
-
-    /// Where message `seq` sits in the records `stream` returns.
-    fn at(seq: usize) -> usize {
-        seq + 2
-    }
-
-    #[test]
-    fn every_kind_of_fault_is_counted_whoever_reads_first() {
-        type Fault = fn(&mut Vec<Vec<u8>>);
-        let cases: [(&str, Fault); 5] = [
-            ("lost", |r| {
-                r.remove(at(5));
-            }),
-            ("lost at the end", |r| {
-                r.pop();
-            }),
-            ("duplicated", |r| r.insert(at(8), r[at(7)].clone())),
-            ("reordered", |r| r.swap(at(3), at(4))),
-            ("forged", |r| {
-                let record = &mut r[at(9)];
-                record[40] = if record[40] == b'A' { b'B' } else { b'A' };
-            }),
-        ];
-        for (name, fault) in cases {
-            for sample in [1, 16] {
-                for faulty_first in [false, true] {
-                    let errors = errors_with(fault, sample, faulty_first);
-                    assert!(
-                        errors.total() > 0,
-                        "{name}, sample {sample}, faulty first {faulty_first}: {errors:?}"
-                    );
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn a_record_that_does_not_end_in_newline_is_malformed() {
-        let errors = errors_with(
-            |r| {
-                let record = &mut r[5];
-                record.pop();
-            },
-            16,
-            false,
-        );
-        assert!(errors.malformed > 0, "{errors:?}");
-    }
-}
+mod tests;
 
 #[cfg(test)]
-mod member_tests {
-    use super::*;
-    use crate::inbox::tests::{feed, record};
-    use crate::report::Errors;
-    use crate::wire::tests::{member_delivery, roster};
-    use crate::wire::{Protocol, Wire};
+mod member_tests;
 
-    const MESSAGES: u64 = 40;
-
-    /// What subscriber 1 of a members relay receives from publisher 0:
-    /// probe, barrier, messages 0..MESSAGES, stamped `pub: `; and the
-    /// same stamped with `name` instead, to forge one with.
-    fn deliveries(wire: &mut Wire, ledger: &mut Ledger, name: &str) -> Vec<Vec<u8>> {
-        let roster = roster(&["pub", "sub", "eve"]);
-        let mut sent = vec![record(wire, PROBE, 0), record(wire, BARRIER, 0)];
-        for seq in 0..MESSAGES {
-            ledger.sent(seq, 0);
-            sent.push(record(wire, 0, seq));
-        }
-        sent.iter()
-            .map(|line| member_delivery(&roster, 0, name, 1, line))
-            .collect()
-    }
-
-    /// The errors subscriber 1 counts in `records` (after `fault`), opening
-    /// one in `sample`.
-    fn errors_with(fault: impl Fn(&mut Vec<Vec<u8>>, &[Vec<u8>]), sample: u64) -> Errors {
-        let roster = roster(&["pub", "sub", "eve"]);
-        let mut wire = Wire::new(&Protocol::Members(roster.clone()), 64).unwrap();
-        let mut ledger = Ledger::new(64, wire.record_len());
-        let mut records = deliveries(&mut wire, &mut ledger, "pub");
-        let misnamed = deliveries(&mut wire, &mut ledger, "eve");
-        fault(&mut records, &misnamed);
-        let reader = wire
-            .member_reader(roster.member(1).unwrap().1)
-            .unwrap()
-            .unwrap();
-        let len = wire.record_len();
-        let mut check = Checker::new(wire);
-        let mut inbox =
-            StreamInbox::for_member(len, sample, false, Opener::Member(Box::new(reader)), 1);
-        feed(&mut inbox, &records, 97, &mut check, &mut ledger);
-        assert!(inbox.ready());
-        let mut errors = check.errors;
-        errors.lost += MESSAGES.saturating_sub(inbox.next_seq());
-        if sample == 1 {
-            // Every record after the barrier opened.
-            assert_eq!(check.opened as usize, records.len() - 2, "{errors:?}");
-        }
-        errors
-    }
-
-    #[test]
-    fn a_clean_member_stream_has_no_errors_and_opens_its_share() {
-        for sample in [1, 4, 16] {
-            assert_eq!(errors_with(|_, _| {}, sample), Errors::default());
-        }
-    }
-
-    #[test]
-    fn a_delivery_stamped_with_another_name_is_forged() {
-        let errors = errors_with(|r, misnamed| r[7] = misnamed[7].clone(), 1);
-        assert_eq!(errors.forged, 1, "{errors:?}");
-        // In the setup, too: a probe under another name is no probe.
-        let errors = errors_with(|r, misnamed| r[0] = misnamed[0].clone(), 1);
-        assert_eq!(errors.forged, 1, "{errors:?}");
-    }
-
-    #[test]
-    fn losses_and_duplicates_show_at_the_next_record_opened() {
-        type Fault = fn(&mut Vec<Vec<u8>>, &[Vec<u8>]);
-        let cases: [(&str, Fault); 4] = [
-            ("lost", |r, _| {
-                r.remove(7);
-            }),
-            ("lost at the end", |r, _| {
-                r.pop();
-            }),
-            ("duplicated", |r, _| r.insert(9, r[8].clone())),
-            ("reordered", |r, _| r.swap(5, 6)),
-        ];
-        for (name, fault) in cases {
-            for sample in [1, 4] {
-                let errors = errors_with(fault, sample);
-                assert!(errors.total() > 0, "{name}, sample {sample}: {errors:?}");
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod session_tests;

@@ -104,9 +104,14 @@ pub struct Stats {
     /// Unauthenticated connections closed to keep what they held within
     /// `--pre-auth-budget`.
     pub pre_auth_over_budget: u64,
-    /// Connections closed for sending bytes but no authenticated frame
-    /// within `--first-frame-timeout`.
+    /// Connections closed for no authenticated frame (in session mode: no
+    /// finished handshake) within `--first-frame-timeout`.
     pub first_frame_timeouts: u64,
+    /// Frames written whole to connections in a room that have never
+    /// proven a key (shared-key listeners without `--require-proof`).
+    pub keyless_frames_out: u64,
+    /// Bytes written to connections in a room that have never proven a key.
+    pub keyless_bytes_out: u64,
     /// Connections closed because their member was removed from the
     /// members file, or given a new key.
     pub members_removed: u64,
@@ -139,7 +144,8 @@ impl fmt::Display for Stats {
              bytes_in={} bytes_out={} rejected_base64={} rejected_short={} \
              rejected_tag={} rejected_too_long={} clients_refused={} slow_consumers={} \
              accept_errors={} refused_per_address={} pre_auth_over_budget={} \
-             first_frame_timeouts={} members_removed={} rejected_replay={} \
+             first_frame_timeouts={} keyless_frames_out={} keyless_bytes_out={} \
+             members_removed={} rejected_replay={} \
              flood_refused={} commands={} cluster_in={} cluster_rejected={} \
              cluster_replayed={} cluster_dropped={} handshakes_accepted={} \
              handshakes_refused_unknown_key={} handshakes_refused_bad_hello={} \
@@ -161,6 +167,8 @@ impl fmt::Display for Stats {
             self.refused_per_address,
             self.pre_auth_over_budget,
             self.first_frame_timeouts,
+            self.keyless_frames_out,
+            self.keyless_bytes_out,
             self.members_removed,
             r.replayed,
             self.flood_refused,

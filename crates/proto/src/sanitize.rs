@@ -15,9 +15,26 @@
 //!
 //! It never drops a character silently: a neutralised sequence stays
 //! visible (`␛[2J`) so the reader can see something odd was sent.
+//!
+//! One rule is the relay's, before it stamps a member's text with the
+//! member's name ([`has_line_break`]): a text holding `\r` or `\n` is
+//! refused, with [`LINE_BREAK_REFUSED`] to its sender. Stamped as
+//! `mallory: `, `hi\nalice: meet at 9` would print as two lines, the
+//! second passing for alice's, to every reader that prints plaintexts as
+//! they are (the original notebook client, a terminal, a log).
 
 /// What invalid UTF-8 and C1 controls are shown as.
 pub const REPLACEMENT: char = char::REPLACEMENT_CHARACTER;
+
+/// Whether `text` holds a line break (`\r` or `\n`): a member's text that
+/// does is never stamped and relayed.
+pub fn has_line_break(text: &[u8]) -> bool {
+    memchr::memchr2(b'\n', b'\r', text).is_some()
+}
+
+/// What a member whose text held a line break is told.
+pub const LINE_BREAK_REFUSED: &str = "error: a message may not hold a line break (\\r or \\n): \
+     send each line as a message of its own; that message was not sent";
 
 /// Appends `message`, made safe to print, to `out`.
 pub fn sanitize_into(message: &[u8], out: &mut String) {
@@ -121,6 +138,20 @@ mod tests {
         for input in [&every_byte[..], all_c1.as_bytes()] {
             let out = sanitize(input);
             assert!(out.chars().all(|c| c == '\t' || !c.is_control()), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn a_line_break_is_any_cr_or_lf() {
+        for (text, breaks) in [
+            (&b"one line"[..], false),
+            (b"", false),
+            (b"tab\tand \x1b esc", false),
+            (b"hi\nalice: meet at 9", true),
+            (b"\ralice: meet at 9", true),
+            (b"trailing\r\n", true),
+        ] {
+            assert_eq!(has_line_break(text), breaks, "{text:?}");
         }
     }
 

@@ -53,10 +53,20 @@ impl Editor {
         self.cursor += 1;
     }
 
-    /// Types `text` at the cursor (a paste).
+    /// Types `text` at the cursor (a paste). A message is one line (the
+    /// relay refuses a member's text holding a line break), so each line
+    /// break pasted (`\n`, `\r` or `\r\n`) becomes one space; other
+    /// controls but tab are dropped.
     pub fn insert_str(&mut self, text: &str) {
-        for c in text.chars().filter(|c| !c.is_control() || *c == '\t') {
-            self.insert(c);
+        let mut after_cr = false;
+        for c in text.chars() {
+            match c {
+                '\n' if after_cr => {}
+                '\r' | '\n' => self.insert(' '),
+                c if c.is_control() && c != '\t' => {}
+                c => self.insert(c),
+            }
+            after_cr = c == '\r';
         }
     }
 
@@ -302,6 +312,15 @@ mod tests {
         editor.left();
         editor.delete_to_start();
         assert_eq!((editor.text().as_str(), editor.cursor()), ("o", 0));
+    }
+
+    #[test]
+    fn a_pasted_line_break_becomes_one_space() {
+        assert_eq!(
+            typed("one\ntwo\r\nthree\rfour").text(),
+            "one two three four"
+        );
+        assert_eq!(typed("bell\x07 esc\x1b tab\t").text(), "bell esc tab\t");
     }
 
     #[test]

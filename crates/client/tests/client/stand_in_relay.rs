@@ -7,13 +7,13 @@
 use eaxchat_test_support as util;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
-use util::{WAIT, random_key};
+use util::{Lines, WAIT, random_key};
 
 use super::process::ChatProcess;
 
@@ -42,57 +42,23 @@ impl FakeRelay {
 
     /// Waits (bounded) for chat to connect.
     fn accept(&self) -> FakeConn {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    stream.set_nonblocking(false).expect("blocking stream");
-                    return FakeConn {
-                        stream,
-                        cipher: Cipher::new(&self.key).expect("cipher"),
-                        inbox: Vec::new(),
-                    };
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "chat did not connect in {WAIT:?}"
-                    );
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
+        FakeConn {
+            lines: Lines::new(util::accept_within(&self.listener, WAIT, "chat")),
+            cipher: Cipher::new(&self.key).expect("cipher"),
         }
     }
 }
 
 /// One connection from chat to the [`FakeRelay`].
 struct FakeConn {
-    stream: TcpStream,
+    lines: Lines,
     cipher: Cipher,
-    inbox: Vec<u8>,
 }
 
 impl FakeConn {
     /// The next line chat sent, within `wait`; `None` if none came.
     fn try_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
-                let line = self.inbox[..end].to_vec();
-                self.inbox.drain(..=end);
-                return Some(line);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-            }
-        }
+        self.lines.try_line(wait)
     }
 
     /// Opens the next message chat sent (waiting at most [`WAIT`]).
@@ -135,7 +101,7 @@ fn a_frame_under_another_key_is_reported_and_ends_chat() {
     Cipher::new(&random_key())
         .expect("cipher")
         .seal_into(b"secret", &mut line);
-    conn.stream.write_all(&line).expect("write the frame");
+    conn.lines.stream.write_all(&line).expect("write the frame");
     let status = chat.wait_exit();
     assert!(!status.success());
     let stderr = chat.stderr();
@@ -261,18 +227,7 @@ fn a_replayed_frame_from_the_relay_ends_chat() {
     listener.set_nonblocking(true).expect("nonblocking");
     let key = random_key();
     let mut chat = ChatProcess::start(listener.local_addr().expect("addr"), &key, &[]);
-    let deadline = Instant::now() + WAIT;
-    let mut stream = loop {
-        match listener.accept() {
-            Ok((stream, _)) => break stream,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                assert!(Instant::now() < deadline, "chat did not connect");
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(error) => panic!("accept: {error}"),
-        }
-    };
-    stream.set_nonblocking(false).expect("blocking");
+    let mut stream = util::accept_within(&listener, WAIT, "chat");
     stream.set_read_timeout(Some(WAIT)).expect("timeout");
     let mut line = bytes::BytesMut::new();
     eaxchat_proto::cipher::Cipher::new(&key)
@@ -297,4 +252,32 @@ fn a_replayed_frame_from_the_relay_ends_chat() {
     let mut rest = Vec::new();
     assert!(stream.read_to_end(&mut rest).is_ok());
     assert_eq!(rest.iter().filter(|&&b| b == b'\n').count(), 1);
+}
+
+/// Finding 6 of issue #29: a frame chat sealed itself, sent back by the
+/// relay (or by anyone on the path), is dropped: never shown, and chat goes
+/// on to show the next frame. The "relay" is a listener in the test.
+#[test]
+fn its_own_frame_reflected_back_is_not_shown() {
+    let key = random_key();
+    let relay = FakeRelay::start(&key);
+    let mut chat = ChatProcess::start(relay.addr(), &key, &[]);
+    let mut conn = relay.accept();
+    assert_eq!(conn.recv(), b"/hello eaxchat/1");
+    chat.type_text(b"secret plan\n");
+    let mut own = conn.try_line(WAIT).expect("chat sent its line");
+    own.push(b'\n');
+    conn.lines.stream.write_all(&own).expect("reflect it");
+    let mut line = bytes::BytesMut::new();
+    Cipher::new(&key)
+        .expect("cipher")
+        .seal_into(b"from the relay", &mut line);
+    conn.lines
+        .stream
+        .write_all(&line)
+        .expect("a frame of the relay's");
+    chat.wait_for_stdout("from the relay");
+    let stdout = String::from_utf8_lossy(&chat.stdout()).into_owned();
+    assert!(!stdout.contains("secret plan"), "{stdout}");
+    assert!(chat.is_running(), "{}", chat.stderr());
 }

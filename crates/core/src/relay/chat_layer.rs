@@ -2,8 +2,10 @@
 //! history on joining, flood control, and what each connection is told.
 //!
 //! A connection is in a room from the start: with a shared key from when
-//! it is admitted (it hears the room at once), in members mode from when
-//! it identifies, in session mode from its welcome. Its first frame that opens is its arrival: it is sent
+//! it is admitted (it hears the room at once), or with `require_proof`
+//! from its first frame that opens; in members mode from when it
+//! identifies, in session mode from its welcome. Until then it is sent
+//! nothing. Its first frame that opens is its arrival: it is sent
 //! the room's history from before it came, and, if it has a name (a
 //! member's, or one taken with `/nick`), the room is told it joined. A
 //! shared-key connection with no name is never announced.

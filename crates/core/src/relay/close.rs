@@ -38,8 +38,10 @@ pub enum CloseReason {
     /// Not authenticated, and holding the most when the bytes held for
     /// unauthenticated connections passed `--pre-auth-budget`.
     PreAuthOverBudget,
-    /// Sent bytes, but no authenticated frame within
-    /// `--first-frame-timeout`.
+    /// No authenticated frame (in session mode, no finished handshake)
+    /// within `--first-frame-timeout`: of its admission where proof is
+    /// required (members and session mode, `--require-proof`), else of its
+    /// first byte.
     FirstFrameTimeout,
     /// Reading or writing the socket failed.
     IoError(std::io::ErrorKind),

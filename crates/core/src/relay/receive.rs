@@ -20,8 +20,10 @@ use super::batch::Batch;
 use super::{CloseReason, ConnId, FrameRefusal, Mode, Relay};
 use crate::roster::{Identified, Seat};
 use eaxchat_proto::cipher::{Cipher, OpenError};
+use eaxchat_proto::events::Event;
 use eaxchat_proto::lines::LineReader;
 use eaxchat_proto::replay::{self, ReplayWindow, Replayed};
+use eaxchat_proto::sanitize::{LINE_BREAK_REFUSED, has_line_break};
 use eaxchat_proto::seed::{Splitter, Step};
 use eaxchat_proto::wire::{self, NONCE_LEN};
 
@@ -236,6 +238,9 @@ impl<T: Write> Relay<T> {
                 return Err(FrameError::Open(OpenError::BadTag));
             }
         };
+        if self.limits.require_proof && matches!(self.mode, Mode::Shared(_)) {
+            self.enter_when_proven(from);
+        }
         if batch.identifies_only(pending) {
             self.arrive(from);
             return Ok(());
@@ -249,6 +254,11 @@ impl<T: Write> Relay<T> {
         }
         let escaped = text.starts_with(b"//");
         let text = if escaped { &text[1..] } else { text };
+        if self.is_members() && has_line_break(text) {
+            batch.discard(pending);
+            self.refuse_line_break(from);
+            return Ok(());
+        }
         if !self.take_message(from, text) {
             batch.discard(pending);
             return Ok(());
@@ -262,6 +272,14 @@ impl<T: Write> Relay<T> {
         };
         batch.commit(pending, cipher, most);
         Ok(())
+    }
+
+    /// A member's text (or a `/me` or `/msg` text) held a line break: it
+    /// is not stamped or relayed, and `from` is told why
+    /// ([`eaxchat_proto::sanitize::has_line_break`]).
+    pub(super) fn refuse_line_break(&mut self, from: ConnId) {
+        self.arrive(from);
+        self.send_event(from, &Event::Error(LINE_BREAK_REFUSED));
     }
 
     /// Members mode, `from` not identified and no `\n` yet: tries its

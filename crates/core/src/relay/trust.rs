@@ -2,7 +2,12 @@
 //!
 //! A connection that has sent bytes but no frame that opened is unproven:
 //! what it holds counts against the pre-auth budget, and its first-frame
-//! deadline runs ([`crate::guard`]). The clock is the caller's
+//! deadline runs ([`crate::guard`]). Where proof is required (members and
+//! session mode, and a shared key with [`super::Limits::require_proof`]) a
+//! connection is unproven from its admission, so one that never sends is
+//! closed at the deadline too; with a shared key and no such requirement a
+//! connection that never sends may be an original notebook receiver, and
+//! is left alone. The clock is the caller's
 //! ([`Relay::set_now`]); the timed work due by it, deadlines and seed
 //! receivers' frames, is run by [`Relay::run_timers`]. Nothing here reads a
 //! clock, and an authenticated connection is never closed by these rules.
@@ -17,7 +22,8 @@ use crate::guard::Deadline;
 /// How far a connection has proven itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Trust {
-    /// Has sent nothing: holds nothing, and no deadline runs.
+    /// Has sent nothing, and proof is not required of it: holds nothing,
+    /// and no deadline runs.
     Silent,
     /// Has sent bytes but no frame that opened: its first-frame deadline
     /// runs, and the bytes it holds count against the pre-auth budget.
@@ -86,6 +92,35 @@ impl<T: Write> Relay<T> {
         self.cluster_timers();
     }
 
+    /// `id`, just admitted, must prove itself: it is unproven from now,
+    /// and its first-frame deadline runs from now.
+    pub(super) fn await_proof(&mut self, id: ConnId) {
+        let Some(peer) = self.peers.get_mut(id) else {
+            return;
+        };
+        peer.trust = Trust::Unproven { held: 0 };
+        self.deadlines.start(id, peer.serial, self.now);
+    }
+
+    /// Whether connections must prove themselves before they are sent
+    /// anything: always in members and session mode, with a shared key
+    /// when [`super::Limits::require_proof`] says so.
+    pub fn requires_proof(&self) -> bool {
+        self.is_members() || self.limits.require_proof
+    }
+
+    /// Shared key with `require_proof`: a frame of `id`'s just opened. If
+    /// it is the first, `id` enters the default room now, owed the history
+    /// from then on; it was sent nothing before.
+    pub(super) fn enter_when_proven(&mut self, id: ConnId) {
+        let waiting = self.peers.get(id).is_some_and(|peer| {
+            peer.trust != Trust::Authenticated && peer.chat.room.is_none() && !peer.chat.arrived
+        });
+        if waiting {
+            self.enter_default_room(id);
+        }
+    }
+
     /// Whether `deadline` still names an open, unproven connection.
     fn is_unproven(&self, deadline: &Deadline) -> bool {
         self.peers.get(deadline.id).is_some_and(|peer| {
@@ -97,7 +132,8 @@ impl<T: Write> Relay<T> {
 
     /// After a read from `from`: marks it authenticated if a frame of its
     /// opened, else counts what it now holds against the pre-auth budget
-    /// (starting its first-frame deadline at its first byte), and closes
+    /// (starting its first-frame deadline at its first byte, if it was
+    /// silent and not yet required to prove itself), and closes
     /// the unauthenticated connections holding the most while the budget
     /// is passed.
     pub(super) fn account_trust(&mut self, from: ConnId, opened: bool) {

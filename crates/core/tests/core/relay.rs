@@ -330,3 +330,123 @@ fn a_reused_id_takes_the_newcomers_place_not_the_old_one() {
     assert_eq!(delivered(&mut relay, newcomer).len(), 3);
     assert_eq!(delivered(&mut relay, a).len(), 4);
 }
+
+/// Seals `text` under the static key of member key byte `byte`
+/// ([`crate::guard::members_relay`]).
+fn member_seal(byte: u8, text: &[u8]) -> Vec<u8> {
+    let key = eaxchat_proto::key::Key::from_hex(&crate::guard::hex_key(byte)).unwrap();
+    let mut line = bytes::BytesMut::new();
+    eaxchat_proto::cipher::Cipher::new(&key)
+        .unwrap()
+        .seal_into(text, &mut line);
+    line.to_vec()
+}
+
+/// What member key byte `byte`'s connection `id` was sent, opened.
+fn member_got(relay: &mut Relay<Pipe>, id: ConnId, byte: u8) -> Vec<String> {
+    let key = eaxchat_proto::key::Key::from_hex(&crate::guard::hex_key(byte)).unwrap();
+    let mut cipher = eaxchat_proto::cipher::Cipher::new(&key).unwrap();
+    crate::util::written(relay, id)
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| String::from_utf8(cipher.open(line).unwrap().to_vec()).unwrap())
+        .collect()
+}
+
+/// The texts that would forge a second line, or overwrite the stamp, for
+/// a reader that prints plaintexts as lines.
+const FORGERIES: [&str; 5] = [
+    "hi\nalice: meet at 9",
+    "hi\r\nalice: meet at 9",
+    "\ralice: meet at 9",
+    "/me waves\nalice: meet at 9",
+    "/msg bob hi\nalice: meet at 9",
+];
+
+/// Finding 3 of issue #29: a member's text holding `\r` or `\n` is never
+/// stamped and relayed (it would show as a line from someone else): the
+/// sender is told why, stays connected, and its next message goes out.
+#[test]
+fn a_members_text_with_a_line_break_is_refused_with_a_notice() {
+    let mut relay = crate::guard::members_relay(&[("mallory", 1), ("bob", 2)], Limits::default());
+    let mallory = relay.admit(Pipe::default()).unwrap();
+    relay.receive(mallory, &member_seal(1, b""));
+    let bob = relay.admit(Pipe::default()).unwrap();
+    relay.receive(bob, &member_seal(2, b""));
+    for forged in FORGERIES {
+        relay.receive(mallory, &member_seal(1, forged.as_bytes()));
+        assert!(member_got(&mut relay, bob, 2).is_empty(), "{forged:?}");
+        let told = member_got(&mut relay, mallory, 1);
+        assert_eq!(told.len(), 1, "{forged:?}: {told:?}");
+        assert!(told[0].contains("line break"), "{forged:?}: {told:?}");
+    }
+    assert!(closing(&mut relay).is_empty());
+    relay.receive(mallory, &member_seal(1, b"one line"));
+    assert_eq!(member_got(&mut relay, bob, 2), ["mallory: one line"]);
+}
+
+/// The same for a session member.
+#[test]
+fn a_session_members_text_with_a_line_break_is_refused_with_a_notice() {
+    use crate::util::{SessionClient, sessions_relay};
+    use eaxchat_core::relay::ChatConfig;
+    let mut relay = sessions_relay(
+        &[("mallory", 1), ("bob", 2)],
+        Limits::default(),
+        ChatConfig::quiet(),
+    );
+    let mut mallory = SessionClient::connect(&mut relay, 1);
+    let mut bob = SessionClient::connect(&mut relay, 2);
+    mallory.say(&mut relay, "");
+    bob.say(&mut relay, "");
+    for forged in FORGERIES {
+        mallory.say(&mut relay, forged);
+        assert!(bob.got(&mut relay).is_empty(), "{forged:?}");
+        let told = mallory.got(&mut relay);
+        assert_eq!(told.len(), 1, "{forged:?}: {told:?}");
+        assert!(told[0].contains("line break"), "{forged:?}: {told:?}");
+    }
+    assert!(closing(&mut relay).is_empty());
+    mallory.say(&mut relay, "one line");
+    assert_eq!(bob.got(&mut relay), ["mallory: one line"]);
+}
+
+/// Members and session mode always require proof: a connection that has
+/// not identified (not finished its handshake) is written nothing of what
+/// the members say, and is not counted as a keyless listener.
+#[test]
+fn nothing_reaches_a_members_or_session_connection_before_its_proof() {
+    use crate::util::{SessionClient, sessions_relay, written};
+    use eaxchat_core::relay::ChatConfig;
+    let mut relay = sessions_relay(
+        &[("alice", 1), ("bob", 2)],
+        Limits::default(),
+        ChatConfig::default(),
+    );
+    let silent = relay.admit(Pipe::default()).unwrap();
+    let mut alice = SessionClient::connect(&mut relay, 1);
+    let mut bob = SessionClient::connect(&mut relay, 2);
+    bob.say(&mut relay, "");
+    alice.say(&mut relay, "to the room");
+    let got = bob.got(&mut relay);
+    assert!(got.contains(&"alice: to the room".to_owned()), "{got:?}");
+    assert!(written(&mut relay, silent).is_empty());
+
+    let mut relay = crate::guard::members_relay(&[("alice", 1), ("bob", 2)], Limits::default());
+    let silent = relay.admit(Pipe::default()).unwrap();
+    let key = |byte| eaxchat_proto::key::Key::from_hex(&crate::guard::hex_key(byte)).unwrap();
+    let seal_as = |byte, text: &[u8]| {
+        let mut line = bytes::BytesMut::new();
+        eaxchat_proto::cipher::Cipher::new(&key(byte))
+            .unwrap()
+            .seal_into(text, &mut line);
+        line
+    };
+    let alice = relay.admit(Pipe::default()).unwrap();
+    let bob = relay.admit(Pipe::default()).unwrap();
+    relay.receive(bob, &seal_as(2, b""));
+    relay.receive(alice, &seal_as(1, b"to the room"));
+    assert!(!written(&mut relay, bob).is_empty());
+    assert!(written(&mut relay, silent).is_empty());
+    assert_eq!(relay.stats().keyless_frames_out, 0);
+}

@@ -136,3 +136,121 @@ fn the_per_address_limit_refuses_and_then_accepts_again() {
     assert!(status.success(), "{log}");
     assert!(!log.contains("refused_per_address=0"), "{log}");
 }
+
+/// Finding 1 of issue #29: five connections that never send a byte, to a
+/// members relay and to a session relay with the default flags but a
+/// short deadline, are all closed at the deadline (not before), and
+/// counted.
+#[test]
+fn silent_connections_to_members_and_session_relays_are_closed_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let static_file = dir.path().join("static-members.txt");
+    std::fs::write(
+        &static_file,
+        format!("alice {}\n", util::random_key().to_hex()),
+    )
+    .unwrap();
+    let (fixture, _) = crate::sessions::Fixture::new(&["alice"]);
+    let members = RelayProcess::start_members(&static_file, &["--first-frame-timeout", "1"]);
+    let sessions = fixture.start(&["--first-frame-timeout", "1"]).process;
+    for (mode, mut relay) in [("members", members), ("sessions", sessions)] {
+        let started = Instant::now();
+        let mut silent: Vec<_> = (0..5).map(|_| relay.connect()).collect();
+        for (i, conn) in silent.iter_mut().enumerate() {
+            assert!(conn.closed_within(WAIT), "{mode}: silent {i} still open");
+        }
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(900),
+            "{mode}: closed after {took:?}"
+        );
+        relay.wait_for_log_count("no authenticated frame within --first-frame-timeout", 5);
+        let (status, log) = relay.terminate();
+        assert!(status.success(), "{mode}: {log}");
+        assert!(log.contains("first_frame_timeouts=5"), "{mode}: {log}");
+    }
+}
+
+/// Bytes `stream` is sent within `wait`, until the relay closes it.
+fn bytes_within(stream: &mut TcpStream, wait: Duration) -> usize {
+    use std::io::Read;
+    let deadline = Instant::now() + wait;
+    let mut got = 0;
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    got
+}
+
+/// Finding 2 of issue #29: with `--require-proof` a connection that has
+/// not shown it holds the key gets 0 bytes of the next frame, while one
+/// whose frame opened gets it; without the flag the notebook-style
+/// receiver (which never sends) gets it, and what it cost is counted.
+#[test]
+fn require_proof_sends_a_keyless_listener_nothing_and_the_notebook_receiver_still_works() {
+    let relay = RelayProcess::start(&["--require-proof"]);
+    let mut keyless = TcpStream::connect(relay.addr).unwrap();
+    let mut proven = relay.connect();
+    proven.send(b"");
+    let mut talker = relay.connect();
+    talker.send(b"");
+    // The proven one takes the empty frame: proof it is in the room.
+    assert_eq!(proven.recv(), b"");
+    talker.send(b"the next frame");
+    assert_eq!(proven.recv(), b"the next frame");
+    assert_eq!(bytes_within(&mut keyless, Duration::from_millis(500)), 0);
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("keyless_frames_out=0 "), "{log}");
+
+    let relay = RelayProcess::start(&["--web", "127.0.0.1:0"]);
+    let mut notebook = relay.connect();
+    let mut talker = relay.connect();
+    let line = talker.seal(b"the next frame");
+    talker.send_raw(&line);
+    assert_eq!(notebook.recv(), b"the next frame");
+    let body = metrics(web_address(&relay));
+    assert!(
+        body.contains("\neaxchat_keyless_frames_out_total 1\n"),
+        "{body}"
+    );
+    let bytes = format!("\neaxchat_keyless_bytes_out_total {}\n", line.len());
+    assert!(body.contains(&bytes), "{body}");
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("keyless_frames_out=1 "), "{log}");
+}
+
+/// `GET /metrics` on the relay's web listener (a loopback peer may): the
+/// body.
+fn metrics(web: std::net::SocketAddr) -> String {
+    use std::io::Read;
+    let mut stream = TcpStream::connect_timeout(&web, WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+/// The web listener's address, from the line the relay logs at start.
+fn web_address(relay: &RelayProcess) -> std::net::SocketAddr {
+    let log = relay.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains("the chat page on http://"))
+        .unwrap_or_else(|| panic!("no web line in\n{log}"));
+    let rest = line.split("http://").nth(1).unwrap();
+    rest.split('/').next().unwrap().parse().unwrap()
+}

@@ -1,16 +1,23 @@
 //! `/me ACTION`: an action said in a connection's room, told to the room,
 //! kept in its history and published to the other relays. It goes only to
 //! the sender's own room, never to another.
+//! An action holding a line break is refused: stamped, it would forge a
+//! line.
 
 use std::io::Write;
 
 use crate::history::EntryKind;
 use crate::relay::{ConnId, Relay};
 use eaxchat_proto::events::Event;
+use eaxchat_proto::sanitize::has_line_break;
 
 impl<T: Write> Relay<T> {
     /// Tells `from`'s room that it did `action`.
     pub(super) fn action(&mut self, from: ConnId, action: &[u8]) {
+        if has_line_break(action) {
+            self.refuse_line_break(from);
+            return;
+        }
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             return;
         };

@@ -230,6 +230,8 @@ fn live_value(settings: &Settings, key: &str) -> usize {
         "max-clients" => settings.max_clients,
         "max-queue" => settings.max_queue,
         "pre-auth-budget" => settings.pre_auth_budget,
+        "max-per-ipv6-56" => settings.max_per_ipv6_56,
+        "max-per-ipv6-48" => settings.max_per_ipv6_48,
         _ => settings.max_per_address,
     }
 }

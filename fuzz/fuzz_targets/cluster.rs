@@ -4,17 +4,19 @@
 //! never panics, and what it accepts encodes to bytes that decode to it; the
 //! bytes as a payload from NATS never open under the cluster key (they were
 //! not sealed under it) and are counted refused; and an envelope that
-//! decodes, sealed under the key and stamped now, is taken by a relay with
-//! two clients in its lobby without a panic, and reaches neither of them
-//! unless it is a room message or a private message (presence notices
-//! are off, as in the other targets that count frames).
+//! decodes, sealed under the key, stamped now and said by a shared-key
+//! relay that has heard this one (its heartbeat names this relay first), is
+//! taken by a relay with two clients in its lobby without a panic, and
+//! reaches neither of them unless it is a room message or a private
+//! message (presence notices are off, as in the other targets that count
+//! frames).
 
 #![no_main]
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use eaxchat_proto::cipher::Cipher;
-use eaxchat_core::cluster::envelope::{Body, Envelope};
+use eaxchat_core::cluster::envelope::{Body, Envelope, Standing};
 use eaxchat_core::cluster::{Cluster, ClusterConfig, ClusterKey, FromNats};
 use eaxchat_proto::key::Key;
 use eaxchat_proto::nonce::Nonces;
@@ -79,15 +81,33 @@ fuzz_target!(|data: &[u8]| {
         .map(|_| relay.admit(Vec::new()).expect("room"))
         .collect();
     envelope.origin = envelope.origin.max(2);
+    envelope.seq = envelope.seq.max(2);
+    envelope.standing = Standing::SHARED;
     envelope.ts_millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_millis() as u64);
+    // The other relay's heartbeat names this one (origin 1) first.
+    let hello = Envelope {
+        origin: envelope.origin,
+        seq: 1,
+        ts_millis: envelope.ts_millis,
+        standing: Standing::SHARED,
+        body: Body::State {
+            label: "other".into(),
+            rooms: Vec::new(),
+            heard: vec![1],
+        },
+    };
     let mut plain = Vec::new();
+    hello.encode(&mut plain);
+    relay.cluster_incoming(FromNats::Envelope(sealer.seal(&plain)));
+    assert_eq!(relay.stats().cluster_in, 1);
+    plain.clear();
     envelope.encode(&mut plain);
     relay.cluster_incoming(FromNats::Envelope(sealer.seal(&plain)));
     let stats = relay.stats();
     assert_eq!(stats.cluster_rejected, 0);
-    assert_eq!(stats.cluster_in + stats.cluster_replayed, 1);
+    assert_eq!(stats.cluster_in + stats.cluster_replayed, 2);
     let may_reach = matches!(envelope.body, Body::Room { .. } | Body::Private { .. });
     for &id in &ids {
         if !may_reach {

@@ -155,6 +155,11 @@ impl Roster {
         self.seats.get(seat).map_or(0, |seated| seated.stamp.len())
     }
 
+    /// Every member's name, in file order.
+    pub fn names(&self) -> impl Iterator<Item = &Name> {
+        self.seats.iter().map(|seated| &seated.name)
+    }
+
     /// The open connections of the member called `name`, if there is one.
     pub fn connections_of(&self, name: &Name) -> Option<&[ConnId]> {
         self.seats

@@ -13,7 +13,19 @@
 //! [`FromNats::Down`] and [`FromNats::Up`], and publishes nothing while
 //! NATS is down. Subscriptions are the client's to restore on reconnect.
 //! With a history stream, every (re)connection reads the stream's records
-//! and hands them over as [`FromNats::History`].
+//! and hands them over as [`FromNats::History`], each with its stream
+//! sequence.
+//!
+//! History records are stored by one task, in order: each is sealed here
+//! (with a copy of the cluster key, [`ClusterKey::seal_record`]) for the
+//! stream sequence it is to get, and published with JetStream's
+//! `Nats-Expected-Last-Sequence` header naming the one before, so the
+//! stream stores it at exactly that sequence or refuses it. A record
+//! refused (another relay stored one first) is sealed again for the new
+//! end of the stream and tried again. Records are pipelined: a batch is
+//! published before the first acknowledgement is awaited. A record
+//! published into the stream again later sits at another sequence and
+//! does not open there.
 
 use std::collections::HashMap;
 use std::io;
@@ -29,7 +41,7 @@ use futures_util::StreamExt as _;
 use log::{debug, info, warn};
 use tokio::sync::mpsc::{self, error::TrySendError};
 
-use eaxchat_core::cluster::{FromNats, IN_QUEUE, ToNats};
+use eaxchat_core::cluster::{ClusterKey, FromNats, IN_QUEUE, ToNats};
 
 /// Longest wait between two attempts to reach NATS.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -42,13 +54,16 @@ const FILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// what a stalled loop lets pile up).
 pub const IN_BYTES: usize = 64 << 20;
 
-/// History records waiting for the stream's acknowledgement at most; past
-/// it they are dropped, counted.
+/// History records waiting to be stored at most; past it they are
+/// dropped, counted.
 const STORES_IN_FLIGHT: usize = 1024;
 
-/// Tries to store one history record (the stream may be recovering just
-/// after NATS restarted).
-const STORE_ATTEMPTS: u32 = 5;
+/// History records published before their acknowledgements are awaited.
+const STORE_BATCH: usize = 64;
+
+/// Tries to store a batch of history records (the stream may be
+/// recovering just after NATS restarted, or other relays store first).
+const STORE_ATTEMPTS: u32 = 8;
 
 /// How the relay proves itself to NATS: NATS's own options.
 #[derive(Clone, Default)]
@@ -108,6 +123,12 @@ pub struct LinkConfig {
     pub queue: usize,
 }
 
+/// The history stream and the key its records are sealed with.
+struct Historian {
+    stream: HistoryStream,
+    key: ClusterKey,
+}
+
 /// Wakes the poll loop at most once until it drains.
 #[derive(Clone)]
 struct Wake {
@@ -137,8 +158,13 @@ pub struct Link {
 }
 
 impl Link {
-    /// Starts the thread; it wakes the poll loop through `waker`.
-    pub fn start(config: LinkConfig, waker: mio::Waker) -> io::Result<Link> {
+    /// Starts the thread; it wakes the poll loop through `waker`. With a
+    /// history stream, `record_key` (the cluster key) seals its records.
+    pub fn start(
+        config: LinkConfig,
+        waker: mio::Waker,
+        record_key: ClusterKey,
+    ) -> io::Result<Link> {
         let (out_tx, out_rx) = mpsc::channel(config.queue.max(1));
         let (in_tx, in_rx) = mpsc::channel(IN_QUEUE);
         let pending = Arc::new(AtomicBool::new(false));
@@ -162,7 +188,7 @@ impl Link {
                     dropped: Arc::clone(&thread_dropped),
                     in_bytes: thread_in_bytes,
                 };
-                runtime.block_on(run(config, out_rx, hand, thread_dropped));
+                runtime.block_on(run(config, out_rx, hand, thread_dropped, record_key));
             })?;
         Ok(Link {
             out: Some(out_tx),
@@ -262,6 +288,7 @@ async fn run(
     mut out_rx: mpsc::Receiver<ToNats>,
     hand: Hand,
     dropped: Arc<AtomicU64>,
+    record_key: ClusterKey,
 ) {
     let (event_tx, mut event_rx) = mpsc::channel(64);
     let options = match options(&config).await {
@@ -288,8 +315,16 @@ async fn run(
         }
     };
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let js = jetstream::new(client.clone());
-    let stores = Arc::new(tokio::sync::Semaphore::new(STORES_IN_FLIGHT));
+    let stores = config.history.clone().map(|stream| {
+        let (tx, rx) = mpsc::channel(STORES_IN_FLIGHT);
+        let historian = Historian {
+            stream,
+            key: record_key,
+        };
+        let js = jetstream::new(client.clone());
+        tokio::spawn(store_all(js, historian, rx, Arc::clone(&dropped)));
+        tx
+    });
     let mut fill: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
@@ -323,20 +358,13 @@ async fn run(
                         debug!("cluster: publish failed: {e}");
                     }
                 }
-                Some(ToNats::Store { subject, payload }) => {
-                    match Arc::clone(&stores).try_acquire_owned() {
-                        Ok(permit) if client.connection_state() == State::Connected => {
-                            let (js, dropped) = (js.clone(), Arc::clone(&dropped));
-                            tokio::spawn(async move {
-                                if !store(&js, subject, payload).await {
-                                    dropped.fetch_add(1, Ordering::Relaxed);
-                                }
-                                drop(permit);
-                            });
-                        }
-                        _ => {
-                            dropped.fetch_add(1, Ordering::Relaxed);
-                        }
+                Some(ToNats::Store { subject, plain }) => {
+                    let queued = client.connection_state() == State::Connected
+                        && stores
+                            .as_ref()
+                            .is_some_and(|stores| stores.try_send((subject, plain)).is_ok());
+                    if !queued {
+                        dropped.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(ToNats::Subscribe(subject)) => {
@@ -407,22 +435,93 @@ async fn forward(mut subscriber: async_nats::Subscriber, hand: Hand) {
     }
 }
 
-/// Stores one history record, acknowledged by the stream; tries again
-/// while the stream is not ready. Returns whether it was stored.
-async fn store(js: &jetstream::Context, subject: String, payload: bytes::Bytes) -> bool {
-    for attempt in 1..=STORE_ATTEMPTS {
-        let acked = match js.publish(subject.clone(), payload.clone()).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match acked {
-            Ok(()) => return true,
-            Err(e) => debug!("cluster: history record not stored (attempt {attempt}): {e}"),
+/// Stores the history records handed over, in order, each sealed for the
+/// stream sequence it gets (see the module docs); counts in `dropped`
+/// those not stored after [`STORE_ATTEMPTS`].
+async fn store_all(
+    js: jetstream::Context,
+    mut historian: Historian,
+    mut records: mpsc::Receiver<(String, bytes::Bytes)>,
+    dropped: Arc<AtomicU64>,
+) {
+    let mut last: Option<u64> = None;
+    while let Some(first) = records.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < STORE_BATCH {
+            match records.try_recv() {
+                Ok(record) => batch.push(record),
+                Err(_) => break,
+            }
         }
-        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+        for attempt in 1..=STORE_ATTEMPTS {
+            let base = match last {
+                Some(last) => last,
+                None => match stream_end(&js, &historian.stream.name).await {
+                    Ok(end) => end,
+                    Err(e) => {
+                        debug!("cluster: history stream not ready (attempt {attempt}): {e}");
+                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+                        continue;
+                    }
+                },
+            };
+            let (refused, end) = store_batch(&js, &mut historian.key, base, &batch).await;
+            last = end;
+            if refused.is_empty() {
+                batch.clear();
+                break;
+            }
+            debug!(
+                "cluster: {} history records not stored at the stream's end (attempt {attempt})",
+                refused.len()
+            );
+            batch = refused;
+        }
+        if !batch.is_empty() {
+            warn!(
+                "cluster: {} history records were not stored after {STORE_ATTEMPTS} attempts",
+                batch.len()
+            );
+            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        }
     }
-    warn!("cluster: a history record was not stored after {STORE_ATTEMPTS} attempts");
-    false
+}
+
+/// Publishes `batch` after stream sequence `base`, each record sealed for
+/// its sequence and stored only there; returns those refused, in order,
+/// and the stream's end if every one was stored (`None`: read it again).
+async fn store_batch(
+    js: &jetstream::Context,
+    key: &mut ClusterKey,
+    base: u64,
+    batch: &[(String, bytes::Bytes)],
+) -> (Vec<(String, bytes::Bytes)>, Option<u64>) {
+    let mut acks = Vec::with_capacity(batch.len());
+    for (i, (subject, plain)) in batch.iter().enumerate() {
+        let seq = base + 1 + i as u64;
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(key.seal_record(plain, seq))
+            .expected_last_sequence(seq - 1);
+        acks.push(js.send_publish(subject.clone(), publish).await.ok());
+    }
+    let mut refused = Vec::new();
+    for (record, ack) in batch.iter().zip(acks) {
+        let stored = match ack {
+            Some(ack) => ack.await.is_ok(),
+            None => false,
+        };
+        if !stored {
+            refused.push(record.clone());
+        }
+    }
+    let end = refused.is_empty().then_some(base + batch.len() as u64);
+    (refused, end)
+}
+
+/// The stream's last sequence now.
+async fn stream_end(js: &jetstream::Context, name: &str) -> Result<u64, async_nats::Error> {
+    let mut stream = js.get_stream(name).await?;
+    Ok(stream.info().await?.state.last_sequence)
 }
 
 /// Makes sure the history stream exists, reads every record in it, and
@@ -444,7 +543,7 @@ async fn fill_history(js: jetstream::Context, config: HistoryStream, hand: Hand)
 async fn read_history(
     js: &jetstream::Context,
     config: &HistoryStream,
-) -> Result<Vec<bytes::Bytes>, async_nats::Error> {
+) -> Result<Vec<(u64, bytes::Bytes)>, async_nats::Error> {
     let mut stream = js
         .get_or_create_stream(jetstream::stream::Config {
             name: config.name.clone(),
@@ -473,7 +572,7 @@ async fn read_history(
             let info = message.info()?;
             (info.stream_sequence, info.pending)
         };
-        records.push(message.message.payload.clone());
+        records.push((sequence, message.message.payload.clone()));
         if pending == 0 || sequence >= state.last_sequence {
             break;
         }

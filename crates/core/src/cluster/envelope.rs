@@ -1,20 +1,28 @@
 //! What relays say to each other through NATS, and its binary form.
 //!
-//! Every envelope carries its origin (a relay's random id for this run),
-//! the origin's sequence number, and the origin's wall clock; then one of
-//! the [`Body`] kinds. The layout is length-prefixed big-endian fields:
+//! Every envelope carries its origin (a relay's random id for this run: its
+//! start epoch), the origin's sequence number, the origin's wall clock, and
+//! how the origin serves its people: its [`ClusterMode`] and a fingerprint
+//! of its members file ([`members_print`], both in `standing.rs`); then one of the [`Body`]
+//! kinds. A heartbeat (`state`) also lists the origins its sender has
+//! heard: a relay takes nothing from another until that relay's heartbeat
+//! names it, which proves the envelopes after it were sent after this
+//! relay started. The layout is length-prefixed big-endian fields:
 //!
 //! ```text
-//! version(1)=1  origin(8)  seq(8)  ts_millis(8)  kind(1)  body
+//! version(1)=2  origin(8)  seq(8)  ts_millis(8)  mode(1)  members(8)  kind(1)  body
 //! room     = room:str8  from:str8  count:u16  (kind:u8 text:bytes32)*count
 //! private  = from:str8  to:str8  text:bytes32
 //! presence = room:str8  name:str8  change:u8 (0 left, 1 joined, 2 renamed: old:str8)  here
 //! here     = unnamed:u32 names:u16 (name:str8 conns:u16)*   (the room on the origin, after)
 //! state    = label:str8  rooms:u32  (room:str8 unnamed:u32 names:u16 (name:str8 conns:u16)*)*
+//!            heard:u16 (origin:u64)*
 //! bye      = (nothing)
 //! ```
 //!
-//! `str8` is a length byte and UTF-8; an empty `from` is no name. Names and
+//! `mode` is 0 shared key, 1 static-key members, 2 session members;
+//! `members` is 0 in shared-key mode. `str8` is a length byte and UTF-8; an
+//! empty `from` is no name. Names and
 //! rooms are checked as the relay checks its own ([`Name::new`],
 //! [`RoomName::new`]) so a decoded envelope holds nothing a local client
 //! could not have sent. Sealing is the cluster key's (`key.rs`): this
@@ -22,12 +30,14 @@
 
 use std::fmt;
 
+pub use super::standing::{ClusterMode, Standing, members_print};
 use crate::history::EntryKind;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
 
-/// The one version of the layout.
-pub const VERSION: u8 = 1;
+/// The one version of the layout (1, before modes and heard origins, is
+/// refused).
+pub const VERSION: u8 = 2;
 
 /// Messages in one room envelope, at most.
 pub const MAX_MESSAGES: usize = u16::MAX as usize;
@@ -41,6 +51,8 @@ pub struct Envelope {
     pub seq: u64,
     /// The origin's wall clock when it sent it, in Unix milliseconds.
     pub ts_millis: u64,
+    /// The origin's mode and members.
+    pub standing: Standing,
     /// What it says.
     pub body: Body,
 }
@@ -83,6 +95,10 @@ pub enum Body {
         label: String,
         /// Each room with someone on the origin in it.
         rooms: Vec<RoomState>,
+        /// The other relays the origin has heard from (their origins):
+        /// each takes the origin's envelopes from the first heartbeat that
+        /// names it on.
+        heard: Vec<u64>,
     },
     /// The origin is shutting down: its people left.
     Bye,
@@ -148,7 +164,7 @@ const BYE: u8 = 5;
 impl Envelope {
     /// Appends the binary form to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        encode_head(self.origin, self.seq, self.ts_millis, out);
+        encode_head(self.origin, self.seq, self.ts_millis, self.standing, out);
         match &self.body {
             Body::Room {
                 room,
@@ -189,13 +205,22 @@ impl Envelope {
                 }
                 put_people(out, here);
             }
-            Body::State { label, rooms } => {
+            Body::State {
+                label,
+                rooms,
+                heard,
+            } => {
                 out.push(STATE);
                 put_str8(out, label);
                 out.extend_from_slice(&(rooms.len() as u32).to_be_bytes());
                 for room in rooms {
                     put_str8(out, room.room.as_str());
                     put_people(out, room);
+                }
+                let count = heard.len().min(u16::MAX as usize);
+                out.extend_from_slice(&(count as u16).to_be_bytes());
+                for origin in heard.iter().take(count) {
+                    out.extend_from_slice(&origin.to_be_bytes());
                 }
             }
             Body::Bye => out.push(BYE),
@@ -209,6 +234,11 @@ impl Envelope {
             return Err(EnvelopeError::Version);
         }
         let (origin, seq, ts_millis) = (r.u64()?, r.u64()?, r.u64()?);
+        let mode = ClusterMode::from_byte(r.u8()?)?;
+        let standing = Standing {
+            mode,
+            members: r.u64()?,
+        };
         let body = match r.u8()? {
             ROOM => {
                 let room = r.room()?;
@@ -259,7 +289,16 @@ impl Envelope {
                     let room = r.room()?;
                     rooms.push(r.people(room)?);
                 }
-                Body::State { label, rooms }
+                let count = r.u16()? as usize;
+                let mut heard = Vec::with_capacity(count.min(r.0.len() / 8));
+                for _ in 0..count {
+                    heard.push(r.u64()?);
+                }
+                Body::State {
+                    label,
+                    rooms,
+                    heard,
+                }
             }
             BYE => Body::Bye,
             _ => return Err(EnvelopeError::UnknownKind),
@@ -271,17 +310,20 @@ impl Envelope {
             origin,
             seq,
             ts_millis,
+            standing,
             body,
         })
     }
 }
 
 /// Writes the fields every envelope starts with.
-pub fn encode_head(origin: u64, seq: u64, ts_millis: u64, out: &mut Vec<u8>) {
+pub fn encode_head(origin: u64, seq: u64, ts_millis: u64, standing: Standing, out: &mut Vec<u8>) {
     out.push(VERSION);
     out.extend_from_slice(&origin.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&ts_millis.to_be_bytes());
+    out.push(standing.mode.byte());
+    out.extend_from_slice(&standing.members.to_be_bytes());
 }
 
 /// Writes the head of a room envelope whose `count` messages follow, each
@@ -425,6 +467,10 @@ mod tests {
             origin: 0x0102_0304_0506_0708,
             seq: 42,
             ts_millis: 1_700_000_000_000,
+            standing: Standing {
+                mode: ClusterMode::Sessions,
+                members: 0x1122_3344_5566_7788,
+            },
             body,
         };
         let mut bytes = Vec::new();
@@ -485,6 +531,7 @@ mod tests {
                     unnamed: 1,
                 },
             ],
+            heard: vec![7, u64::MAX],
         });
         round_trip(Body::Bye);
     }
@@ -500,12 +547,13 @@ mod tests {
             origin: 7,
             seq: 8,
             ts_millis: 9,
+            standing: Standing::SHARED,
             body,
         };
         let mut whole = Vec::new();
         envelope.encode(&mut whole);
         let mut pieces = Vec::new();
-        encode_head(7, 8, 9, &mut pieces);
+        encode_head(7, 8, 9, Standing::SHARED, &mut pieces);
         encode_room_head(&room("#lobby"), Some(&name("alice")), 1, &mut pieces);
         put_message(&mut pieces, EntryKind::Message, b"hi");
         assert_eq!(whole, pieces);
@@ -514,7 +562,7 @@ mod tests {
     #[test]
     fn names_are_checked_as_a_client_s_would_be() {
         let mut bytes = Vec::new();
-        encode_head(1, 1, 1, &mut bytes);
+        encode_head(1, 1, 1, Standing::SHARED, &mut bytes);
         bytes.push(PRIVATE);
         bytes.push(0);
         bytes.push(3);
@@ -526,10 +574,10 @@ mod tests {
     #[test]
     fn unknown_versions_and_kinds_are_refused() {
         let mut bytes = Vec::new();
-        encode_head(1, 1, 1, &mut bytes);
+        encode_head(1, 1, 1, Standing::SHARED, &mut bytes);
         bytes.push(99);
         assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::UnknownKind));
-        bytes[0] = 2;
+        bytes[0] = 1;
         assert_eq!(Envelope::decode(&bytes), Err(EnvelopeError::Version));
         assert_eq!(Envelope::decode(&[]), Err(EnvelopeError::Truncated));
     }
@@ -537,7 +585,7 @@ mod tests {
     #[test]
     fn a_huge_count_in_a_short_envelope_allocates_nothing_big() {
         let mut bytes = Vec::new();
-        encode_head(1, 1, 1, &mut bytes);
+        encode_head(1, 1, 1, Standing::SHARED, &mut bytes);
         bytes.push(STATE);
         bytes.push(0);
         bytes.extend_from_slice(&u32::MAX.to_be_bytes());

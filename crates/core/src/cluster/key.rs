@@ -2,9 +2,15 @@
 //! subjects with a keyed hash ([`super::Subjects`]).
 //!
 //! A payload on NATS is `nonce ‖ tag ‖ ciphertext`, sealed with AES-EAX
-//! under the cluster key and a fresh nonce each; subject tokens come from a
-//! key of their own, derived from the cluster key, so a token says nothing
-//! of the key that seals. [`ClusterKey::open`] refuses a payload with one
+//! under the cluster key and a fresh nonce each, with associated data that
+//! says what it is: a live envelope (`eaxchat-cluster-live`), or a history
+//! record stored in JetStream at stream sequence `N`
+//! (`eaxchat-cluster-history ‖ N`, big-endian). So a live envelope never
+//! opens as a history record, and a record opens only read from the stream
+//! at the sequence it was sealed for: published again later, it lands at
+//! another sequence and is refused. Subject tokens come from a key of their
+//! own, derived from the cluster key, so a token says nothing of the key
+//! that seals. [`ClusterKey::open`] refuses a payload with one
 //! [`PayloadError`]: too short, not opening, or not an envelope.
 //!
 //! This module never shows key material (its `Debug` is redacted), never
@@ -43,9 +49,23 @@ impl fmt::Display for PayloadError {
     }
 }
 
+/// What a live envelope is sealed with.
+const LIVE: &[u8] = b"eaxchat-cluster-live";
+
+/// What a history record is sealed with, before its stream sequence.
+const HISTORY: &[u8] = b"eaxchat-cluster-history";
+
+fn record_data(stream_seq: u64) -> [u8; 31] {
+    let mut data = [0u8; 31];
+    data[..HISTORY.len()].copy_from_slice(HISTORY);
+    data[HISTORY.len()..].copy_from_slice(&stream_seq.to_be_bytes());
+    data
+}
+
 /// The cluster key, kept ready: seals and opens envelopes, and names
 /// subjects.
 pub struct ClusterKey {
+    key: Key,
     eax: EaxKey,
     /// A key of its own for subject names, derived from the cluster key.
     subjects: EaxKey,
@@ -69,14 +89,32 @@ impl ClusterKey {
         let eax = eaxchat_proto::cipher::eax_key(key);
         let derived = eax.cmac(b"eaxchat subjects");
         ClusterKey {
+            key: key.clone(),
             eax,
             subjects: EaxKey::aes128(&derived),
             nonces,
         }
     }
 
-    /// Seals the plaintext `plain` as `nonce ‖ tag ‖ ciphertext`.
+    /// The same key with nonces of its own from the operating system: the
+    /// NATS thread seals history records with it.
+    pub fn duplicate(&self) -> std::io::Result<ClusterKey> {
+        ClusterKey::new(&self.key)
+    }
+
+    /// Seals the plaintext `plain` as a live envelope, `nonce ‖ tag ‖
+    /// ciphertext`.
     pub fn seal(&mut self, plain: &[u8]) -> Bytes {
+        self.seal_with(plain, LIVE)
+    }
+
+    /// Seals the plaintext `plain` as the history record stored at
+    /// `stream_seq` in the JetStream stream.
+    pub fn seal_record(&mut self, plain: &[u8], stream_seq: u64) -> Bytes {
+        self.seal_with(plain, &record_data(stream_seq))
+    }
+
+    fn seal_with(&mut self, plain: &[u8], data: &[u8]) -> Bytes {
         let nonce = self.nonces.next_nonce();
         let mut out = Vec::with_capacity(NONCE_LEN + TAG_LEN + plain.len());
         out.extend_from_slice(&nonce);
@@ -84,13 +122,22 @@ impl ClusterKey {
         out.extend_from_slice(plain);
         let tag = self
             .eax
-            .seal_in_place_detached(&nonce, &mut out[NONCE_LEN + TAG_LEN..]);
+            .seal_with_header(&nonce, data, &mut out[NONCE_LEN + TAG_LEN..]);
         out[NONCE_LEN..NONCE_LEN + TAG_LEN].copy_from_slice(&tag);
         Bytes::from(out)
     }
 
-    /// Opens a sealed envelope and reads it.
+    /// Opens a live envelope and reads it.
     pub fn open(&self, payload: &[u8]) -> Result<Envelope, PayloadError> {
+        self.open_with(payload, LIVE)
+    }
+
+    /// Opens the history record read from the stream at `stream_seq`.
+    pub fn open_record(&self, payload: &[u8], stream_seq: u64) -> Result<Envelope, PayloadError> {
+        self.open_with(payload, &record_data(stream_seq))
+    }
+
+    fn open_with(&self, payload: &[u8], data: &[u8]) -> Result<Envelope, PayloadError> {
         if payload.len() < NONCE_LEN + TAG_LEN {
             return Err(PayloadError::TooShort);
         }
@@ -100,7 +147,7 @@ impl ClusterKey {
         let nonce: &[u8; NONCE_LEN] = nonce.try_into().map_err(|_| PayloadError::TooShort)?;
         let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| PayloadError::TooShort)?;
         self.eax
-            .open_in_place_detached(nonce, &mut plain, tag)
+            .open_with_header(nonce, data, &mut plain, tag)
             .map_err(|_| PayloadError::BadTag)?;
         Envelope::decode(&plain).map_err(PayloadError::Malformed)
     }
@@ -120,7 +167,7 @@ impl ClusterKey {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::cluster::envelope::Body;
+    use crate::cluster::envelope::{Body, Standing};
 
     /// A key made from one byte, with seeded nonces: the cluster's unit tests
     /// share it.
@@ -136,6 +183,7 @@ pub(crate) mod tests {
             origin: 1,
             seq: 1,
             ts_millis: 5,
+            standing: Standing::SHARED,
             body: Body::Bye,
         };
         let mut plain = Vec::new();
@@ -149,5 +197,25 @@ pub(crate) mod tests {
         assert_eq!(a.open(&flipped), Err(PayloadError::BadTag));
         let garbage = a.seal(b"not an envelope");
         assert!(matches!(a.open(&garbage), Err(PayloadError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_record_opens_only_at_its_stream_sequence() {
+        let mut a = key(1);
+        let envelope = Envelope {
+            origin: 1,
+            seq: 1,
+            ts_millis: 5,
+            standing: Standing::SHARED,
+            body: Body::Bye,
+        };
+        let mut plain = Vec::new();
+        envelope.encode(&mut plain);
+        let record = a.seal_record(&plain, 42);
+        assert_eq!(a.open_record(&record, 42), Ok(envelope));
+        assert_eq!(a.open_record(&record, 43), Err(PayloadError::BadTag));
+        assert_eq!(a.open(&record), Err(PayloadError::BadTag));
+        let live = a.seal(&plain);
+        assert_eq!(a.open_record(&live, 42), Err(PayloadError::BadTag));
     }
 }

@@ -15,12 +15,17 @@
 //! Every envelope is sealed under the cluster key (AES-EAX, a fresh nonce
 //! each), and subjects are named by a keyed hash: NATS, and anyone else on
 //! it, sees subjects, sizes and timing, never a name, a room or a message.
+//! Each envelope carries this relay's [`Standing`] (its mode and members
+//! fingerprint), each heartbeat the relays it has heard (so they can tell
+//! its envelopes were sent after they started), and history records are
+//! sealed by the NATS thread for the stream sequence they are stored at.
 //! Nothing here touches a socket, a thread or the clock: the time is
 //! passed in.
 
 pub mod envelope;
 mod key;
 pub mod remote;
+mod standing;
 mod subjects;
 
 use std::collections::HashMap;
@@ -31,7 +36,7 @@ use bytes::Bytes;
 
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
-use envelope::{Body, Envelope};
+use envelope::{Body, Envelope, Standing};
 pub use key::{ClusterKey, PayloadError};
 use remote::Remotes;
 pub use subjects::Subjects;
@@ -88,13 +93,15 @@ pub enum ToNats {
         /// The sealed envelope.
         payload: Bytes,
     },
-    /// Store a sealed history record in the JetStream stream, waiting for
-    /// the stream's acknowledgement (and trying again) off the loop.
+    /// Store a history record in the JetStream stream, waiting for the
+    /// stream's acknowledgement (and trying again) off the loop. The NATS
+    /// thread seals it ([`ClusterKey::seal_record`]) for the stream
+    /// sequence it is stored at, which it learns only there.
     Store {
         /// The room's history subject.
         subject: String,
-        /// The sealed record.
-        payload: Bytes,
+        /// The record's plaintext: an encoded envelope.
+        plain: Bytes,
     },
     /// Start receiving a subject.
     Subscribe(String),
@@ -111,9 +118,9 @@ pub enum FromNats {
     Up,
     /// NATS was lost; the thread is reconnecting.
     Down,
-    /// The history records of the JetStream stream, oldest first, read
-    /// after (re)connecting.
-    History(Vec<Bytes>),
+    /// The history records of the JetStream stream, oldest first, each
+    /// with the stream sequence it was read at, read after (re)connecting.
+    History(Vec<(u64, Bytes)>),
 }
 
 /// A relay's share of the cluster: what it has published and subscribed,
@@ -138,6 +145,11 @@ pub struct Cluster {
     pub up: bool,
     /// Whether NATS was ever reached.
     pub was_connected: bool,
+    /// This relay's mode and members, said in every envelope.
+    standing: Standing,
+    /// For each relay whose standing differs from this one's, the standing
+    /// last logged: a change is logged once, not every envelope.
+    mismatches: HashMap<u64, Standing>,
     scratch: Vec<u8>,
 }
 
@@ -171,8 +183,52 @@ impl Cluster {
             next_heartbeat: now,
             up: false,
             was_connected: false,
+            standing: Standing::SHARED,
+            mismatches: HashMap::new(),
             scratch: Vec::new(),
         }
+    }
+
+    /// This relay's mode and members fingerprint, as its envelopes say.
+    pub fn standing(&self) -> Standing {
+        self.standing
+    }
+
+    /// Sets this relay's mode and members fingerprint (at start, and
+    /// after the members file is read again).
+    pub fn set_standing(&mut self, standing: Standing) {
+        self.standing = standing;
+    }
+
+    /// Notes that `origin` says `standing`, unlike this relay's; `true`
+    /// the first time it says this one (log it then, not at every
+    /// envelope).
+    pub fn note_mismatch(&mut self, origin: u64, standing: Standing) -> bool {
+        if self.mismatches.get(&origin) == Some(&standing) {
+            return false;
+        }
+        if self.mismatches.len() >= remote::MAX_RELAYS {
+            self.mismatches.clear();
+        }
+        self.mismatches.insert(origin, standing);
+        true
+    }
+
+    /// `origin` says the same as this relay again: a later difference is
+    /// logged anew.
+    pub fn clear_mismatch(&mut self, origin: u64) -> bool {
+        self.mismatches.remove(&origin).is_some()
+    }
+
+    /// Opens a history record read from the stream at `stream_seq`.
+    pub fn open_record(&self, payload: &[u8], stream_seq: u64) -> Result<Envelope, PayloadError> {
+        self.key.open_record(payload, stream_seq)
+    }
+
+    /// A copy of the cluster key with its own nonces, for the NATS thread
+    /// to seal history records with.
+    pub fn record_key(&self) -> std::io::Result<ClusterKey> {
+        self.key.duplicate()
     }
 
     /// How this relay is set up in the cluster.
@@ -213,18 +269,26 @@ impl Cluster {
 
     /// Seals `body` as this relay's next envelope.
     fn seal(&mut self, body: Body, ts_millis: u64) -> Bytes {
+        let plain = self.encode(body, ts_millis);
+        let payload = self.key.seal(&plain);
+        self.scratch = plain;
+        payload
+    }
+
+    /// Encodes `body` as this relay's next envelope, in the scratch
+    /// buffer (the caller puts it back).
+    fn encode(&mut self, body: Body, ts_millis: u64) -> Vec<u8> {
         let envelope = Envelope {
             origin: self.origin,
             seq: self.next_seq(),
             ts_millis,
+            standing: self.standing,
             body,
         };
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
         envelope.encode(&mut plain);
-        let payload = self.key.seal(&plain);
-        self.scratch = plain;
-        payload
+        plain
     }
 
     /// Publishes `messages`, said in `room` by `from`, on the room's
@@ -244,7 +308,7 @@ impl Cluster {
         for chunk in messages.chunks(envelope::MAX_MESSAGES) {
             let seq = self.next_seq();
             plain.clear();
-            envelope::encode_head(self.origin, seq, ts_millis, &mut plain);
+            envelope::encode_head(self.origin, seq, ts_millis, self.standing, &mut plain);
             envelope::encode_room_head(room, from, chunk.len() as u16, &mut plain);
             for &(kind, text) in chunk {
                 envelope::put_message(&mut plain, kind, text);
@@ -262,8 +326,13 @@ impl Cluster {
                     from: from.cloned(),
                     messages: vec![(kind, text.into())],
                 };
-                let payload = self.seal(body, ts_millis);
-                self.out.push(ToNats::Store { subject, payload });
+                let plain = self.encode(body, ts_millis);
+                let record = Bytes::copy_from_slice(&plain);
+                self.scratch = plain;
+                self.out.push(ToNats::Store {
+                    subject,
+                    plain: record,
+                });
             }
         }
     }
@@ -309,12 +378,14 @@ impl Cluster {
         self.next_heartbeat = self.next_heartbeat.min(now);
     }
 
-    /// Publishes the heartbeat: `rooms`, who is in each here.
+    /// Publishes the heartbeat: `rooms`, who is in each here, and the
+    /// relays heard from.
     pub fn publish_state(&mut self, rooms: Vec<envelope::RoomState>, now: Instant, ts: u64) {
         self.next_heartbeat = now + self.config.heartbeat;
         let body = Body::State {
             label: self.config.label.clone(),
             rooms,
+            heard: self.remotes.heard(),
         };
         let subject = self.subjects.state();
         self.publish(subject, body, ts);

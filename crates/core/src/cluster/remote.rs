@@ -2,19 +2,20 @@
 //! room by room, when each was last heard from, and which of its
 //! envelopes were taken already.
 //!
-//! A relay is known from its first envelope that opens, and forgotten
-//! (its people announced as gone) when nothing came from it for the
-//! cluster timeout, or when it said goodbye. Replays are refused per
-//! origin by sequence number: the highest taken and a window of the
-//! [`WINDOW`] before it, so that envelopes that NATS hands over a little
-//! out of order between subscriptions still pass. An envelope stamped more
-//! than [`MAX_AGE`] away from this relay's clock is refused too, and a
-//! relay's numbers are kept for [`REMEMBER`] after it is lost, so that an
-//! envelope captured and published again is refused at any age.
+//! A relay is heard from its first envelope that opens, but nothing of it
+//! is taken until one of its heartbeats names this relay's origin (random
+//! at every start, so that heartbeat was sent after this relay started);
+//! every envelope it numbered before that heartbeat is refused, a replay
+//! captured before this relay started among them. It is forgotten (its
+//! people announced gone) after the cluster timeout of silence, or when it
+//! says goodbye. Replays are refused per origin by sequence number (the
+//! highest taken and a window of [`WINDOW`] before it, for envelopes NATS
+//! hands over a little out of order), and by stamp (more than [`MAX_AGE`]
+//! from this relay's clock); a relay's numbers are kept for [`REMEMBER`]
+//! after it is lost, so a captured envelope is refused at any age.
 //!
-//! It only keeps accounts: it never opens or seals an envelope, never
-//! tells a client anything, and never reads the clock (the time is passed
-//! in).
+//! It only keeps accounts: it never opens or seals an envelope, never tells
+//! a client anything, and never reads the clock (the time is passed in).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -45,6 +46,12 @@ pub enum Stale {
     OutOfTime,
     /// It comes from a relay that said goodbye or was lost.
     Departed,
+    /// Its relay has not yet named this one in a heartbeat: it may have
+    /// been sent before this relay started.
+    Unconfirmed {
+        /// Whether it is the first envelope heard from that relay.
+        first: bool,
+    },
 }
 
 /// The sequence numbers taken from one origin.
@@ -120,6 +127,9 @@ struct Relay {
     window: SeqWindow,
     /// The sequence number of the envelope its rooms were last set from.
     applied: u64,
+    /// The sequence number of its first heartbeat that named this relay:
+    /// only envelopes after it are taken. `None` until then.
+    floor: Option<u64>,
     /// Lost or departed: kept only for its numbers, until
     /// `last_heard + REMEMBER`.
     standing: Standing,
@@ -157,8 +167,9 @@ impl Remotes {
     }
 
     /// Takes envelope `seq` of `origin`, stamped `ts_millis`, at `now`
-    /// (`wall_millis` on this relay's clock), or says why not. Returns
-    /// whether `origin` is new.
+    /// (`wall_millis` on this relay's clock), or says why not; `names_me`:
+    /// it is a heartbeat that lists this relay among those its origin has
+    /// heard. Returns whether `origin` is new (or back) in the cluster.
     pub fn take(
         &mut self,
         origin: u64,
@@ -166,6 +177,7 @@ impl Remotes {
         ts_millis: u64,
         now: Instant,
         wall_millis: u64,
+        names_me: bool,
     ) -> Result<bool, Stale> {
         if ts_millis.abs_diff(wall_millis) > MAX_AGE.as_millis() as u64 {
             return Err(Stale::OutOfTime);
@@ -179,13 +191,25 @@ impl Remotes {
             last_heard: now,
             window: SeqWindow::default(),
             applied: 0,
+            floor: None,
             standing: Standing::Alive,
             rooms: HashMap::new(),
         });
         if relay.standing == Standing::Departed {
             return Err(Stale::Departed);
         }
-        if !relay.window.take(seq) {
+        let Some(floor) = relay.floor else {
+            // Heard (so this relay's heartbeats list it), not yet taken.
+            relay.last_heard = now;
+            if !names_me {
+                return Err(Stale::Unconfirmed { first: new });
+            }
+            relay.floor = Some(seq);
+            relay.window = SeqWindow::default();
+            relay.window.take(seq);
+            return Ok(true);
+        };
+        if seq <= floor || !relay.window.take(seq) {
             return Err(Stale::Replayed);
         }
         relay.last_heard = now;
@@ -254,7 +278,21 @@ impl Remotes {
     fn alive_mut(&mut self, origin: u64) -> Option<&mut Relay> {
         self.relays
             .get_mut(&origin)
-            .filter(|relay| relay.standing == Standing::Alive)
+            .filter(|relay| relay.standing == Standing::Alive && relay.floor.is_some())
+    }
+
+    /// The relays heard from and not lost or departed (taken from or
+    /// not): what this relay's heartbeat lists, so that they take its
+    /// envelopes.
+    pub fn heard(&self) -> Vec<u64> {
+        let mut heard: Vec<u64> = self
+            .relays
+            .iter()
+            .filter(|(_, relay)| relay.standing == Standing::Alive)
+            .map(|(&origin, _)| origin)
+            .collect();
+        heard.sort_unstable();
+        heard
     }
 
     /// `origin` said goodbye: returns who was on it.
@@ -276,8 +314,12 @@ impl Remotes {
     pub fn expire(&mut self, now: Instant) -> Vec<Lost> {
         let timeout = self.timeout;
         self.relays.retain(|_, relay| {
-            relay.standing == Standing::Alive
-                || now.saturating_duration_since(relay.last_heard) < REMEMBER
+            let quiet = now.saturating_duration_since(relay.last_heard);
+            if relay.floor.is_none() {
+                // Never taken from: nothing to announce or remember.
+                return quiet < timeout;
+            }
+            relay.standing == Standing::Alive || quiet < REMEMBER
         });
         let mut lost = Vec::new();
         for relay in self.relays.values_mut() {
@@ -374,11 +416,11 @@ impl Remotes {
             .any(|state| state.names.iter().any(|(n, _)| n == name))
     }
 
-    /// Relays alive now.
+    /// Relays alive now (and taken from).
     pub fn alive(&self) -> usize {
         self.relays
             .values()
-            .filter(|relay| relay.standing == Standing::Alive)
+            .filter(|relay| relay.standing == Standing::Alive && relay.floor.is_some())
             .count()
     }
 
@@ -448,22 +490,28 @@ mod tests {
     fn replays_stale_stamps_and_departed_relays_are_refused() {
         let now = Instant::now();
         let mut remotes = Remotes::new(Duration::from_secs(5));
-        assert_eq!(remotes.take(9, 1, WALL, now, WALL), Ok(true));
-        assert_eq!(remotes.take(9, 2, WALL, now, WALL), Ok(false));
-        assert_eq!(remotes.take(9, 2, WALL, now, WALL), Err(Stale::Replayed));
+        assert_eq!(remotes.take(9, 1, WALL, now, WALL, true), Ok(true));
+        assert_eq!(remotes.take(9, 2, WALL, now, WALL, false), Ok(false));
         assert_eq!(
-            remotes.take(9, 3, WALL - 121_000, now, WALL),
+            remotes.take(9, 2, WALL, now, WALL, false),
+            Err(Stale::Replayed)
+        );
+        assert_eq!(
+            remotes.take(9, 3, WALL - 121_000, now, WALL, false),
             Err(Stale::OutOfTime)
         );
         assert!(remotes.depart(9).is_some());
-        assert_eq!(remotes.take(9, 4, WALL, now, WALL), Err(Stale::Departed));
+        assert_eq!(
+            remotes.take(9, 4, WALL, now, WALL, false),
+            Err(Stale::Departed)
+        );
     }
 
     #[test]
     fn presence_state_and_counts() {
         let now = Instant::now();
         let mut remotes = Remotes::new(Duration::from_secs(5));
-        remotes.take(1, 1, WALL, now, WALL).expect("fresh");
+        remotes.take(1, 1, WALL, now, WALL, true).expect("fresh");
         remotes.set_state(
             1,
             1,
@@ -474,7 +522,7 @@ mod tests {
                 unnamed: 1,
             }],
         );
-        remotes.take(2, 1, WALL, now, WALL).expect("fresh");
+        remotes.take(2, 1, WALL, now, WALL, true).expect("fresh");
         remotes.change(2, 1, here("#lobby", &["bob"], 0));
         assert_eq!(remotes.count(&room("#lobby")), 4);
         let (mut names, unnamed) = remotes.who(&room("#lobby"));
@@ -494,7 +542,7 @@ mod tests {
     fn a_quiet_relay_is_lost_with_its_people() {
         let now = Instant::now();
         let mut remotes = Remotes::new(Duration::from_secs(5));
-        remotes.take(1, 1, WALL, now, WALL).expect("fresh");
+        remotes.take(1, 1, WALL, now, WALL, true).expect("fresh");
         remotes.change(1, 1, here("#lobby", &["alice"], 0));
         assert_eq!(remotes.next_expiry(), Some(now + Duration::from_secs(5)));
         assert!(remotes.expire(now + Duration::from_secs(4)).is_empty());
@@ -505,10 +553,48 @@ mod tests {
         assert_eq!(remotes.alive(), 0);
         // It speaks again (it had lost NATS): it is back, its numbers kept.
         let later = now + Duration::from_secs(6);
-        assert_eq!(remotes.take(1, 1, WALL, later, WALL), Err(Stale::Replayed));
-        assert_eq!(remotes.take(1, 2, WALL, later, WALL), Ok(true));
+        assert_eq!(
+            remotes.take(1, 1, WALL, later, WALL, false),
+            Err(Stale::Replayed)
+        );
+        assert_eq!(remotes.take(1, 2, WALL, later, WALL, false), Ok(true));
         assert_eq!(remotes.alive(), 1);
         assert!(remotes.depart(1).is_some());
-        assert_eq!(remotes.take(1, 3, WALL, later, WALL), Err(Stale::Departed));
+        assert_eq!(
+            remotes.take(1, 3, WALL, later, WALL, false),
+            Err(Stale::Departed)
+        );
+    }
+
+    #[test]
+    fn nothing_is_taken_before_a_heartbeat_names_this_relay() {
+        let now = Instant::now();
+        let mut remotes = Remotes::new(Duration::from_secs(5));
+        // Captured before this relay started, replayed now: refused.
+        for seq in [3, 4] {
+            assert_eq!(
+                remotes.take(7, seq, WALL, now, WALL, false),
+                Err(Stale::Unconfirmed { first: seq == 3 })
+            );
+        }
+        assert_eq!(remotes.heard(), vec![7], "heard, so named in heartbeats");
+        assert_eq!(remotes.alive(), 0);
+        // Its heartbeat names this relay: from it on, taken.
+        assert_eq!(remotes.take(7, 10, WALL, now, WALL, true), Ok(true));
+        assert_eq!(
+            remotes.take(7, 5, WALL, now, WALL, false),
+            Err(Stale::Replayed)
+        );
+        assert_eq!(
+            remotes.take(7, 10, WALL, now, WALL, true),
+            Err(Stale::Replayed)
+        );
+        assert_eq!(remotes.take(7, 11, WALL, now, WALL, false), Ok(false));
+        // A relay never taken from is forgotten quietly.
+        remotes
+            .take(8, 1, WALL, now, WALL, false)
+            .expect_err("unconfirmed");
+        assert!(remotes.expire(now + Duration::from_secs(5)).len() == 1);
+        assert!(remotes.heard().is_empty());
     }
 }

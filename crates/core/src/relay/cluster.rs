@@ -13,22 +13,26 @@
 //!
 //! This file never talks to NATS: it queues [`ToNats`] hand-overs and takes
 //! [`FromNats`] ones, and the server carries them. It never relays an
-//! envelope that fails [`crate::cluster::ClusterKey::open`] or the replay
-//! and age checks of [`crate::cluster::remote`].
+//! envelope that fails [`crate::cluster::ClusterKey::open`], the replay,
+//! age and start checks of [`crate::cluster::remote`], or the mode and
+//! members checks of `cluster/standing.rs`. The history read from the
+//! JetStream stream is `cluster/history.rs`'s.
+
+mod history;
+mod standing;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::time::Instant;
 
-use bytes::Bytes;
 use log::{debug, info, warn};
 
 use super::batch::Batch;
 use super::{ConnId, Mode, Relay};
 use crate::cluster::envelope::{Body, Change, RoomState};
-use crate::cluster::remote::Lost;
+use crate::cluster::remote::{Lost, Stale};
 use crate::cluster::{Cluster, FromNats, ToNats};
-use crate::history::{Entry, EntryKind};
+use crate::history::EntryKind;
 use crate::rooms::RoomId;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::events::Event;
@@ -37,7 +41,8 @@ use eaxchat_proto::name::Name;
 impl<T: Write> Relay<T> {
     /// Joins a cluster: from now on this relay publishes what its clients
     /// say and takes what the others publish ([`Relay::cluster_incoming`]).
-    pub fn join_cluster(&mut self, cluster: Cluster) {
+    pub fn join_cluster(&mut self, mut cluster: Cluster) {
+        cluster.set_standing(self.own_standing());
         self.cluster = Some(Box::new(cluster));
     }
 
@@ -221,7 +226,10 @@ impl<T: Write> Relay<T> {
         if self.cluster.as_ref().is_some_and(|cluster| cluster.up) {
             let rooms = self.room_states();
             let ts = self.wall_millis();
+            // The members file may have been read again since.
+            let standing = self.own_standing();
             if let Some(cluster) = &mut self.cluster {
+                cluster.set_standing(standing);
                 cluster.publish_state(rooms, now, ts);
             }
         } else if let Some(cluster) = &mut self.cluster {
@@ -319,13 +327,15 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// One payload from NATS: opened, checked against replays, and taken.
+    /// One payload from NATS: opened, checked against this relay's mode
+    /// and members, against replays and against this relay's start, and
+    /// taken.
     fn take_envelope(&mut self, payload: &[u8]) {
         let (now, wall) = (self.now, self.wall_millis());
         let Some(cluster) = &mut self.cluster else {
             return;
         };
-        let envelope = match cluster.open(payload) {
+        let mut envelope = match cluster.open(payload) {
             Ok(envelope) => envelope,
             Err(why) => {
                 self.stats.cluster_rejected += 1;
@@ -339,13 +349,36 @@ impl<T: Write> Relay<T> {
         if envelope.origin == cluster.origin() {
             return;
         }
+        if !self.admit_standing(&mut envelope) {
+            self.stats.cluster_rejected += 1;
+            return;
+        }
+        let Some(cluster) = &mut self.cluster else {
+            return;
+        };
         let (origin, seq, ts) = (envelope.origin, envelope.seq, envelope.ts_millis);
-        match cluster.remotes.take(origin, seq, ts, now, wall) {
+        let names_me = matches!(&envelope.body, Body::State { heard, .. }
+            if heard.contains(&cluster.origin()));
+        match cluster.remotes.take(origin, seq, ts, now, wall, names_me) {
             Ok(new) => {
                 if new {
                     info!("cluster: relay {origin:016x} heard from");
                     cluster.heartbeat_soon(now);
                 }
+            }
+            Err(Stale::Unconfirmed { first }) => {
+                // It learns of this relay from the next heartbeat, sent
+                // now; its envelopes are taken once one of its own names
+                // this relay. Its heartbeats until then are expected, not
+                // counted; anything else cannot be told from a replay.
+                if first {
+                    debug!("cluster: relay {origin:016x} heard, not yet hearing this one");
+                    cluster.heartbeat_soon(now);
+                }
+                if !matches!(envelope.body, Body::State { .. }) {
+                    self.stats.cluster_replayed += 1;
+                }
+                return;
             }
             Err(why) => {
                 self.stats.cluster_replayed += 1;
@@ -370,7 +403,7 @@ impl<T: Write> Relay<T> {
                 cluster.remotes.change(origin, seq, here);
                 self.remote_presence(&room, &name, &change, ts);
             }
-            Body::State { label, rooms } => {
+            Body::State { label, rooms, .. } => {
                 // Someone there just came into a room: they learn who is
                 // here from this relay's heartbeat, sent now.
                 if cluster.remotes.set_state(origin, seq, label, rooms) {
@@ -404,6 +437,12 @@ impl<T: Write> Relay<T> {
         };
         let mut batch = Batch::new(ts);
         for (kind, text) in messages {
+            // Stamped, a line break would forge a line: the relay it came
+            // from should have refused it (`receive.rs`).
+            if !stamp.is_empty() && eaxchat_proto::sanitize::has_line_break(text) {
+                self.stats.cluster_rejected += 1;
+                continue;
+            }
             match kind {
                 EntryKind::Message => {
                     let cipher = match &mut self.mode {
@@ -505,59 +544,6 @@ impl<T: Write> Relay<T> {
                 );
             }
         }
-    }
-
-    /// The history records read from the JetStream stream, oldest first:
-    /// each room's history becomes what the stream holds.
-    fn fill_history(&mut self, records: &[Bytes]) {
-        let Some(cluster) = &self.cluster else {
-            return;
-        };
-        let mut rooms: BTreeMap<RoomName, Vec<(u64, u64, u64, Entry)>> = BTreeMap::new();
-        let mut seen = HashSet::new();
-        let mut refused = 0;
-        for record in records {
-            let envelope = match cluster.open(record) {
-                Ok(envelope) => envelope,
-                Err(_) => {
-                    refused += 1;
-                    continue;
-                }
-            };
-            if !seen.insert((envelope.origin, envelope.seq)) {
-                continue;
-            }
-            if let Body::Room {
-                room,
-                from,
-                messages,
-            } = envelope.body
-            {
-                let entries = rooms.entry(room).or_default();
-                for (kind, text) in messages {
-                    let entry = Entry {
-                        sender: from.clone(),
-                        text,
-                        ts_millis: envelope.ts_millis,
-                        kind,
-                    };
-                    entries.push((envelope.ts_millis, envelope.origin, envelope.seq, entry));
-                }
-            }
-        }
-        self.stats.cluster_rejected += refused;
-        let (room_count, entries) = (rooms.len(), rooms.values().map(Vec::len).sum::<usize>());
-        for (room, mut entries) in rooms {
-            // In the order they were said (records stored after a retry
-            // may come later in the stream), each relay's in its order.
-            entries.sort_by_key(|&(ts, origin, seq, _)| (ts, origin, seq));
-            let entries = entries.into_iter().map(|(_, _, _, entry)| entry);
-            self.chat.rooms.replace_history(&room, entries);
-        }
-        info!(
-            "cluster: history of {room_count} rooms filled from the stream \
-             ({entries} messages, {refused} records refused)"
-        );
     }
 
     /// The arrived connections here that go by `name`.

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod chat_layer;
+mod cluster;
 mod fuzz_regressions;
 mod guard;
 mod key_request;

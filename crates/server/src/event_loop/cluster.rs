@@ -1,5 +1,6 @@
 //! The server's side of a cluster (`--cluster`, the `nats` feature): the
-//! NATS thread started, what it handed over given to the relay each turn,
+//! NATS thread started (with a copy of the cluster key, for the history
+//! records it seals), what it handed over given to the relay each turn,
 //! and what the relay has for NATS handed to it, never waiting.
 
 use std::io;
@@ -15,7 +16,8 @@ impl Server {
     /// after [`Server::set_chat`].
     pub fn join_cluster(&mut self, cluster: Cluster, link: LinkConfig) -> io::Result<()> {
         let waker = mio::Waker::new(self.poll.registry(), CLUSTER_WAKE)?;
-        self.link = Some(Link::start(link, waker)?);
+        let record_key = cluster.record_key()?;
+        self.link = Some(Link::start(link, waker, record_key)?);
         self.relay.join_cluster(cluster);
         Ok(())
     }

@@ -17,16 +17,24 @@
 //! # On disk
 //!
 //! `DIR/NNNNNNNN.log`, eight decimal digits, read in numeric order; other
-//! files are ignored. Each record is
+//! files are ignored. Each segment opens with the 8 bytes `EAXLOG\0\x02`
+//! (the format's version, 2), then its records, each
 //!
 //! ```text
 //! len (u32 LE) ‖ crc32 (u32 LE, IEEE, of the sealed bytes) ‖ sealed
 //! sealed = nonce (16, random per record) ‖ tag (16) ‖ EAX ciphertext
+//! associated data = "eaxchat-log2" ‖ segment number (u32 BE) ‖ index (u64 BE)
 //! ```
 //!
-//! The CRC finds a torn or corrupt tail; the EAX tag authenticates the
+//! The CRC finds a torn or corrupt record; the EAX tag authenticates the
 //! content under the log key ([`load_or_create_key`], a file of its own,
-//! mode 0600 like `relay.key`). The plaintext, version 1:
+//! mode 0600 like `relay.key`; the relay keeps it in its state directory,
+//! not beside the log) and binds it to its place: the segment's number and
+//! the record's index in it, so a record reordered, dropped from the
+//! middle or spliced in from another segment fails. A segment with no
+//! header is in the previous format (version 1: the same frames, sealed
+//! with no associated data); it is still read, as written. The plaintext,
+//! version 1 in both:
 //!
 //! ```text
 //! version = 1 (u8) ‖ kind (u8: 1 message, 2 action, 3 join, 4 leave)
@@ -51,12 +59,16 @@
 //!
 //! # Recovery
 //!
-//! [`open_and_replay`] reads every segment. A short length, a bad CRC or a
-//! record that does not open ends that segment: the file is truncated
-//! there and the cut reported ([`RecoveryReport::truncated`]); every
-//! record before it is kept, and later segments are still read. If the
-//! log's first record does not open, the log is under another key: it is
-//! refused ([`LogError::WrongKey`]) and nothing is truncated.
+//! [`open_and_replay`] reads every segment. A record that fails (a short
+//! length, a bad CRC, a tag that does not open at its place) in the last
+//! segment with no intact record after it is a torn tail: the segment is
+//! cut there and the cut reported ([`RecoveryReport::truncated`]). Any
+//! other failure is damage: the log is refused ([`LogError::Damaged`],
+//! naming the segment, the record's index and offset and what follows it)
+//! and nothing is changed, as Redis refuses an AOF damaged in the middle;
+//! [`repair`] cuts there when the operator says so (`relay log repair`).
+//! If the log's first record does not open, the log is under another key:
+//! it is refused ([`LogError::WrongKey`]) and nothing is truncated.
 
 use std::fmt;
 use std::io;
@@ -70,11 +82,16 @@ mod recovery;
 mod segments;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_damage;
 mod writer;
 
 pub use eaxchat_core::record::{FORMAT_VERSION, Record};
-pub use recovery::{RecoveryReport, TailProblem, Truncation, open_and_replay, read_log};
-pub use segments::MAX_SEALED_LEN;
+pub use recovery::{
+    Damage, RecoveryReport, SegmentSummary, TailProblem, Truncation, open_and_replay, read_log,
+    repair,
+};
+pub use segments::{MAX_SEALED_LEN, SEGMENT_MAGIC};
 pub use writer::{LogStats, LogWriter};
 
 /// `--log-max-bytes`'s default: 256 MiB of segments.
@@ -176,6 +193,16 @@ pub enum LogError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A record before the log's tail fails: cutting there would lose the
+    /// records after it, so the log is refused and left as it is.
+    Damaged {
+        /// The log's directory.
+        dir: PathBuf,
+        /// The first damage.
+        damage: Damage,
+        /// How many more damaged segments there are.
+        more: usize,
+    },
     /// The writer thread panicked.
     WriterPanicked,
 }
@@ -201,6 +228,19 @@ impl fmt::Display for LogError {
                  that opens",
                 segment.display()
             ),
+            LogError::Damaged { dir, damage, more } => {
+                write!(f, "message log damaged before its end: {damage}")?;
+                if *more > 0 {
+                    write!(f, " (and {more} more damaged segments)")?;
+                }
+                write!(
+                    f,
+                    "; refusing to start rather than cut them away. \
+                     `relay log check {dir}` shows what is intact; \
+                     `relay log repair {dir} --yes` cuts the damaged segments there",
+                    dir = dir.display()
+                )
+            }
             LogError::WriterPanicked => f.write_str("message log: the writer thread panicked"),
         }
     }

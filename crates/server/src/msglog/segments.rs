@@ -1,7 +1,10 @@
 //! The log on disk: the segment files (`DIR/NNNNNNNN.log`, their names,
-//! listing and rotation under the size bound) and the sealed record's frame
-//! in them (`len ‖ crc32 ‖ nonce ‖ tag ‖ ciphertext`, the module docs of
-//! [`super`]). The plaintext inside a frame is `eaxchat_core::record`'s.
+//! listing and rotation under the size bound), each opened by an 8-byte
+//! header ([`SEGMENT_MAGIC`]), and the sealed record's frame in them
+//! (`len ‖ crc32 ‖ nonce ‖ tag ‖ ciphertext`, the module docs of
+//! [`super`]), sealed with the record's place ([`Position`]: segment
+//! number and index) as associated data. The plaintext inside a frame is
+//! `eaxchat_core::record`'s.
 //!
 //! [`Sealer`] writes frames and [`Segments`] appends them, both on the
 //! writer thread; reading frames back is `recovery`'s. Nothing here ever
@@ -28,6 +31,34 @@ pub const MAX_SEALED_LEN: usize = 1 << 20;
 
 /// Bytes before the sealed bytes of a record: its length and CRC.
 pub(super) const RECORD_HEADER: usize = 8;
+
+/// The first bytes of every segment written in the current format
+/// (version 2): records bound to their place. A segment without them is
+/// in the previous format (version 1: no header, no associated data); its
+/// first bytes as a length would be far over [`MAX_SEALED_LEN`], so the
+/// two are never mistaken for each other.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"EAXLOG\x00\x02";
+
+/// Where a record sits: its segment's number and its index in it, from
+/// 0. Sealed as the record's associated data, so a record moved to another
+/// place (reordered, spliced from another segment, a segment renamed) does
+/// not open there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Position {
+    pub(super) segment: u32,
+    pub(super) index: u64,
+}
+
+impl Position {
+    /// The associated data: a label, then the segment and index, big-endian.
+    pub(super) fn associated_data(self) -> [u8; 24] {
+        let mut ad = [0u8; 24];
+        ad[..12].copy_from_slice(b"eaxchat-log2");
+        ad[12..16].copy_from_slice(&self.segment.to_be_bytes());
+        ad[16..].copy_from_slice(&self.index.to_be_bytes());
+        ad
+    }
+}
 
 /// The segments in `dir`, by number; creates `dir` if missing.
 pub(super) fn list_segments(dir: &Path) -> Result<Vec<(u32, PathBuf)>, LogError> {
@@ -105,27 +136,34 @@ impl Sealer {
         }
     }
 
-    /// The on-disk bytes of `record`, or `None` if over [`MAX_SEALED_LEN`].
-    pub(super) fn seal(&mut self, record: &Record) -> Option<&[u8]> {
+    /// Encodes `record`; returns its on-disk length, or `None` if over
+    /// [`MAX_SEALED_LEN`]. [`Sealer::seal`] then seals it for its place.
+    pub(super) fn encode(&mut self, record: &Record) -> Option<u64> {
         let buf = &mut self.record;
         buf.clear();
         buf.resize(RECORD_HEADER + OVERHEAD, 0);
         record.encode(buf);
         let sealed_len = buf.len() - RECORD_HEADER;
-        if sealed_len > MAX_SEALED_LEN {
-            return None;
-        }
+        (sealed_len <= MAX_SEALED_LEN).then_some(buf.len() as u64)
+    }
+
+    /// The on-disk bytes of the record last encoded, sealed for `at`.
+    pub(super) fn seal(&mut self, at: Position) -> &[u8] {
+        let buf = &mut self.record;
+        let sealed_len = buf.len() - RECORD_HEADER;
         let mut nonce = [0u8; NONCE_LEN];
         self.nonces.fill_bytes(&mut nonce);
         let (header, sealed) = buf.split_at_mut(RECORD_HEADER);
         let (nonce_tag, plaintext) = sealed.split_at_mut(OVERHEAD);
-        let tag = self.key.seal_in_place_detached(&nonce, plaintext);
+        let tag = self
+            .key
+            .seal_with_header(&nonce, &at.associated_data(), plaintext);
         nonce_tag[..NONCE_LEN].copy_from_slice(&nonce);
         nonce_tag[NONCE_LEN..].copy_from_slice(&tag);
         let crc = crc32(sealed);
         header[..4].copy_from_slice(&(sealed_len as u32).to_le_bytes());
         header[4..].copy_from_slice(&crc.to_le_bytes());
-        Some(buf)
+        buf
     }
 }
 
@@ -137,6 +175,8 @@ pub(super) struct Segments {
     sizes: VecDeque<(u32, u64)>,
     total: u64,
     current: Option<fs::File>,
+    /// Records written to the current segment.
+    index: u64,
 }
 
 impl Segments {
@@ -154,6 +194,7 @@ impl Segments {
             sizes,
             total,
             current: None,
+            index: 0,
         })
     }
 
@@ -175,24 +216,38 @@ impl Segments {
             .mode(0o600)
             .open(&path)
             .map_err(io_error(&path))?;
+        (&file).write_all(&SEGMENT_MAGIC).map_err(io_error(&path))?;
         // The new file's name must survive a crash as well as its bytes.
         fs::File::open(&self.config.dir)
             .and_then(|dir| dir.sync_all())
             .map_err(io_error(&self.config.dir))?;
         self.current = Some(file);
-        self.sizes.push_back((number, 0));
+        let header = SEGMENT_MAGIC.len() as u64;
+        self.sizes.push_back((number, header));
+        self.total += header;
+        self.index = 0;
         Ok(())
     }
 
-    /// Appends `bytes` to the current segment, beginning the next one first
-    /// if they would take it past [`LogConfig::segment_bytes`], and deletes
-    /// the oldest segments while all of them pass [`LogConfig::max_bytes`].
-    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
-        let len = bytes.len() as u64;
+    /// Where the next record, `len` bytes on disk, goes: the current
+    /// segment, or the next one (begun now) if it would take the current
+    /// past [`LogConfig::segment_bytes`].
+    pub(super) fn place(&mut self, len: u64) -> Result<Position, LogError> {
         let current_len = self.sizes.back().map_or(0, |&(_, size)| size);
-        if current_len > 0 && current_len + len > self.config.segment_bytes {
+        if self.index > 0 && current_len + len > self.config.segment_bytes {
             self.begin_next()?;
         }
+        Ok(Position {
+            segment: self.sizes.back().map_or(0, |&(n, _)| n),
+            index: self.index,
+        })
+    }
+
+    /// Appends `bytes` (sealed for [`Segments::place`]'s answer) to the
+    /// current segment, and deletes the oldest segments while all of them
+    /// pass [`LogConfig::max_bytes`].
+    pub(super) fn write(&mut self, bytes: &[u8]) -> Result<(), LogError> {
+        let len = bytes.len() as u64;
         let number = self.sizes.back().map_or(0, |&(n, _)| n);
         let path = segment_path(&self.config.dir, number);
         let Some(file) = self.current.as_mut() else {
@@ -202,6 +257,7 @@ impl Segments {
         if let Some((_, size)) = self.sizes.back_mut() {
             *size += len;
         }
+        self.index += 1;
         self.total += len;
         while self.total > self.config.max_bytes && self.sizes.len() > 1 {
             let Some((oldest, size)) = self.sizes.pop_front() else {

@@ -209,8 +209,8 @@ fn a_torn_tail_is_cut_and_reported() {
     let (dir, records) = log_of(5);
     let segment = only_segment(dir.path());
     let full = fs::metadata(&segment).expect("metadata").len();
-    // Cut the last record in half.
-    let one = full / 5;
+    // Cut the last record in half (after the segment's 8-byte header).
+    let one = (full - 8) / 5;
     let cut_at = full - one / 2;
     fs::OpenOptions::new()
         .write(true)
@@ -267,17 +267,26 @@ fn garbage_after_the_last_record_is_cut() {
 }
 
 #[test]
-fn a_flipped_bit_mid_log_keeps_the_records_before_it() {
-    let (dir, records) = log_of(6);
+fn a_flipped_bit_mid_log_is_refused_untouched() {
+    let (dir, _) = log_of(6);
     let segment = only_segment(dir.path());
     let mut bytes = fs::read(&segment).expect("read");
-    let one = bytes.len() / 6;
-    bytes[3 * one + RECORD_HEADER + 20] ^= 1;
+    let one = (bytes.len() - 8) / 6;
+    bytes[8 + 3 * one + RECORD_HEADER + 20] ^= 1;
     fs::write(&segment, &bytes).expect("written");
-    let (replayed, report) = open_and_replay(dir.path(), &key(3)).expect("replays");
-    assert_eq!(replayed, records[..3]);
-    assert_eq!(report.truncated[0].problem, TailProblem::BadChecksum);
-    assert_eq!(report.truncated[0].offset, 3 * one as u64);
+    let error = open_and_replay(dir.path(), &key(3)).expect_err("refused");
+    let LogError::Damaged { damage, .. } = &error else {
+        panic!("not damage: {error}");
+    };
+    assert_eq!(damage.problem, TailProblem::BadChecksum);
+    assert_eq!(damage.offset, 8 + 3 * one as u64);
+    assert_eq!((damage.index, damage.intact_after), (3, 2));
+    assert_eq!(fs::read(&segment).expect("read"), bytes);
+    // A repair cuts there, and says it lost those two.
+    let (kept, report) = super::repair(dir.path(), &key(3)).expect("repaired");
+    assert_eq!((kept.len(), report.damage.len()), (3, 1));
+    let (again, report) = open_and_replay(dir.path(), &key(3)).expect("replays");
+    assert_eq!((again.len(), report.damage.len()), (3, 0));
 }
 
 #[test]
@@ -310,10 +319,12 @@ fn segments_rotate_and_the_oldest_are_dropped() {
     let mut one = Vec::new();
     records[0].encode(&mut one);
     let record_len = (RECORD_HEADER + OVERHEAD + one.len()) as u64;
+    // Ten records and the segment's 8-byte header to a segment.
+    let segment_len = record_len * 10 + 8;
     let config = LogConfig {
         fsync: Fsync::No,
-        max_bytes: record_len * 50,
-        segment_bytes: record_len * 10,
+        max_bytes: segment_len * 5,
+        segment_bytes: segment_len,
         ..LogConfig::new(dir.path())
     };
     write_all(config, &key(4), &records);
@@ -322,11 +333,11 @@ fn segments_rotate_and_the_oldest_are_dropped() {
         .iter()
         .map(|p| fs::metadata(p).expect("metadata").len())
         .sum();
-    assert!(total <= record_len * 50, "{total} bytes kept");
+    assert!(total <= segment_len * 5, "{total} bytes kept");
     assert!(
         files
             .iter()
-            .all(|p| fs::metadata(p).expect("metadata").len() <= record_len * 10)
+            .all(|p| fs::metadata(p).expect("metadata").len() <= segment_len)
     );
     let (replayed, report) = open_and_replay(dir.path(), &key(4)).expect("replays");
     // Whole segments of 10 records go, oldest first: the newest 50 remain.

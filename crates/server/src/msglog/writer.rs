@@ -210,9 +210,10 @@ fn write_loop(
             .chain(std::iter::from_fn(|| queue.try_recv().ok()))
         {
             match job {
-                Job::Append(record) => match sealer.seal(&record) {
-                    Some(bytes) => {
-                        segments.write(bytes)?;
+                Job::Append(record) => match sealer.encode(&record) {
+                    Some(len) => {
+                        let at = segments.place(len)?;
+                        segments.write(sealer.seal(at))?;
                         counters.written.fetch_add(1, Ordering::Release);
                         unsynced += 1;
                     }

@@ -1,6 +1,8 @@
 //! The encrypted message log with a real relay process: no plaintext on
 //! disk, history rebuilt on start, a `kill -9` and a torn tail survived,
-//! a log under another key refused, and `relay log` printing it.
+//! a log under another key refused, damage mid-log refused and then
+//! checked and repaired with `relay log check`/`repair`, the key kept in
+//! the state directory, and `relay log` printing it.
 
 use eaxchat_test_support as util;
 
@@ -14,9 +16,16 @@ use util::{RelayProcess, random_key, relay_binary};
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// The state directory of the relay logging to `dir`: beside it.
+fn state_dir(dir: &Path) -> PathBuf {
+    dir.with_file_name("state")
+}
+
 /// The flags of a logging relay with history on, as a user runs it.
 fn log_flags(dir: &Path, fsync: &str) -> Vec<String> {
     vec![
+        "--state-dir".into(),
+        state_dir(dir).display().to_string(),
         "--log".into(),
         dir.display().to_string(),
         "--log-fsync".into(),
@@ -57,8 +66,17 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 /// `relay log DIR`: its exit status, stdout and stderr.
 fn relay_log(dir: &Path) -> (bool, String, String) {
+    relay_log_with(dir, &[])
+}
+
+/// `relay --state-dir STATE log ARGS… DIR`, bounded: its exit status,
+/// stdout and stderr.
+fn relay_log_with(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let mut child = Command::new(relay_binary())
+        .arg("--state-dir")
+        .arg(state_dir(dir))
         .arg("log")
+        .args(args)
         .arg(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -118,7 +136,7 @@ fn the_log_holds_no_plaintext_and_brings_history_back() {
     );
     assert!(logged.contains("#lobby -> bob joined"), "{logged}");
 
-    let key_file = scratch.path().join("chatlog.key");
+    let key_file = scratch.path().join("state").join("log.key");
     let mode = fs::metadata(&key_file)
         .expect("the log key file")
         .permissions();
@@ -276,4 +294,136 @@ fn a_log_under_another_key_is_refused() {
     let (ok, out, _) = relay_log(&dir);
     assert!(ok);
     assert!(out.contains(": msg hello"), "{out}");
+}
+
+/// Runs `relay FLAGS` expecting it to refuse to start: waits (bounded)
+/// for its exit, and returns its exit code and stderr.
+fn refused_start(flags: &[String], key: &eaxchat_proto::key::Key) -> (Option<i32>, String) {
+    let mut child = Command::new(relay_binary())
+        .args(["--listen", "127.0.0.1:0", "--key-hex", &key.to_hex()])
+        .args(flags)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn relay");
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the relay started on a damaged log");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let output = child.wait_with_output().expect("output");
+    (
+        status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The reproduction: one byte changed at 40% of a segment of 30
+/// records. The relay refuses to start and names the damage; `relay log
+/// check` says what a repair loses; `relay log repair` changes nothing
+/// without `--yes`, cuts with it; the relay then starts on what is left.
+#[test]
+fn a_byte_changed_mid_log_stops_the_relay_until_repaired() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("chatlog");
+    let key = random_key();
+    let relay = start(&key, &log_flags(&dir, "always"));
+    let mut alice = relay.connect();
+    let _bob = relay.connect();
+    for n in 0..30 {
+        alice.send(format!("msg number {n:02}").as_bytes());
+    }
+    wait_for_logged(&dir, 30);
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+
+    let segment = segments(&dir).into_iter().next().expect("a segment");
+    let mut bytes = fs::read(&segment).expect("read the segment");
+    let at = bytes.len() * 2 / 5;
+    bytes[at] ^= 0x01;
+    fs::write(&segment, &bytes).expect("write the segment");
+    let name = segment
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("a name");
+
+    let (code, stderr) = refused_start(&log_flags(&dir, "always"), &key);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("damaged before its end"), "{stderr}");
+    assert!(stderr.contains(name), "{stderr}");
+    assert!(
+        stderr.contains("records after it in this segment"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("relay log repair"), "{stderr}");
+    assert_eq!(fs::read(&segment).expect("read"), bytes, "nothing was cut");
+
+    let (ok, out, err) = relay_log_with(&dir, &["check"]);
+    assert!(!ok, "check passes a damaged log: {out}");
+    assert!(out.contains("DAMAGE at record"), "{out}");
+    assert!(out.contains("a repair would lose"), "{out}{err}");
+    let (ok, out, err) = relay_log_with(&dir, &["repair"]);
+    assert!(!ok, "{out}");
+    assert!(err.contains("nothing changed"), "{err}");
+    assert_eq!(fs::read(&segment).expect("read"), bytes, "nothing was cut");
+    let (ok, out, err) = relay_log_with(&dir, &["repair", "--yes"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("cut "), "{out}");
+    assert!(fs::metadata(&segment).expect("segment").len() < at as u64);
+    let (ok, out, _) = relay_log_with(&dir, &["check"]);
+    assert!(ok, "{out}");
+
+    let relay = start(&key, &log_flags(&dir, "always"));
+    let (ok, out, _) = relay_log(&dir);
+    assert!(ok);
+    assert!(
+        out.contains("alice: msg number 00") || out.contains(": msg number 00"),
+        "{out}"
+    );
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+}
+
+/// The log key is made in the state directory, not beside the log; a key
+/// an older relay left beside the log is still used, with a line saying
+/// how to move it.
+#[test]
+fn the_log_key_lives_in_the_state_directory() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = scratch.path().join("chatlog");
+    let key = random_key();
+    let relay = start(&key, &log_flags(&dir, "always"));
+    let mut alice = relay.connect();
+    let _bob = relay.connect();
+    alice.send(b"msg kept");
+    wait_for_logged(&dir, 1);
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+    let in_state = scratch.path().join("state").join("log.key");
+    assert!(in_state.is_file(), "no key in the state directory");
+    assert!(!scratch.path().join("chatlog.key").exists());
+
+    // As an older relay left it: the key beside the log.
+    let beside = scratch.path().join("chatlog.key");
+    fs::rename(&in_state, &beside).expect("move the key");
+    let mut relay = start(&key, &log_flags(&dir, "always"));
+    let line = relay.wait_for_log("sits beside the log");
+    assert!(line.contains("mv "), "{line}");
+    let mut carol = relay.connect();
+    carol.send(b"/who");
+    assert_eq!(carol.recv(), b"* here in #lobby: 1 with no name");
+    assert_eq!(carol.recv(), b"* the last 1 message in #lobby:");
+    assert_eq!(carol.recv(), b"msg kept");
+    let (status, _) = relay.terminate();
+    assert!(status.success());
+    assert!(!in_state.exists(), "a second key was made");
 }

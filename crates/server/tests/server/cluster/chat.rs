@@ -134,14 +134,16 @@ fn relays_under_other_cluster_keys_exchange_nothing_readable() {
     drop(a);
 }
 
-/// `relay members add NAME --file FILE`; returns the member's key.
-fn add_member(file: &Path, name: &str) -> Key {
+/// `relay members add NAME --file FILE --static-keys`; returns the
+/// member's key.
+pub(super) fn add_member(file: &Path, name: &str) -> Key {
     let key_out = file.with_file_name(format!("{name}.key"));
     let output = Command::new(util::relay_binary())
         .args(["members", "add", name, "--file"])
         .arg(file)
         .arg("--key-out")
         .arg(&key_out)
+        .arg("--static-keys")
         .output()
         .expect("run relay members add");
     assert!(output.status.success(), "{output:?}");

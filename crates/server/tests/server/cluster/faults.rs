@@ -319,7 +319,7 @@ fn nats_authentication_is_nats_own() {
 }
 
 /// Waits (bounded) until JetStream stream `name` holds `count` messages.
-fn wait_for_stream_messages(nats: &Nats, name: &str, count: u64) {
+pub(super) fn wait_for_stream_messages(nats: &Nats, name: &str, count: u64) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

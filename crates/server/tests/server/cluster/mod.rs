@@ -9,6 +9,10 @@
 //!   restarted is reconnected to (history lives in JetStream), NATS
 //!   unreachable or stuck leaves local chat unharmed, hostile payloads on
 //!   the subjects reach no one, and NATS's own authentication is required;
+//! - `hardening`: relays of another mode are refused (a shared-key
+//!   `/nick` never passes for a member), an envelope captured before a
+//!   relay started is refused by it, and a history record opens only at
+//!   its stream sequence;
 //! - `sessions`: session relays, each with its own identity, share one
 //!   members file of public keys: members on different relays chat under
 //!   stamped names, a pin for one relay is refused by another, and a
@@ -27,6 +31,7 @@ use eaxchat_test_support::{RelayProcess, TestClient, WAIT, random_key};
 
 mod chat;
 mod faults;
+mod hardening;
 mod sessions;
 
 /// A `nats-server` process on a loopback port, killed on drop.

@@ -215,8 +215,10 @@ def relay(start_relay: Callable[..., Relay]) -> Relay:
 
 
 class MembersFile:
-    """A members file made with the real ``relay members add``, and the key
-    file it wrote for each member (mode 0600, in the same directory)."""
+    """A static-key members file (the deprecated members mode, which the
+    original notebook client speaks) made with the real ``relay members add
+    --static-keys``, and the key file it wrote for each member (mode 0600,
+    in the same directory)."""
 
     def __init__(self, binary: Path, directory: Path, names: Sequence[str]) -> None:
         self.path = directory / "members.txt"
@@ -224,7 +226,7 @@ class MembersFile:
         for name in names:
             subprocess.run(
                 [str(binary.resolve()), "members", "add", name, "--file", str(self.path),
-                 "--key-out", str(directory / f"{name}.key")],
+                 "--key-out", str(directory / f"{name}.key"), "--static-keys"],
                 check=True,
                 timeout=WAIT,
                 stdin=subprocess.DEVNULL,

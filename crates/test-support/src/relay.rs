@@ -8,7 +8,7 @@
 //! relay-bench's. Every wait here is bounded by [`WAIT`] or by a time the
 //! caller gives; every process started is killed on drop, by its PID.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -129,7 +129,7 @@ impl RelayProcess {
         relay
     }
 
-    /// Starts a prepared `relay` command with a quiet stats line, no
+    /// Starts a prepared `relay` command with no stats line, no
     /// per-address limit, history, presence or flood control unless it sets
     /// them, and its stderr drained into
     /// the log; does not wait for it to listen.
@@ -147,8 +147,11 @@ impl RelayProcess {
                 command.args([flag, off]);
             }
         }
+        // No periodic stats line unless the test asks for one.
+        if !command.get_args().any(|arg| arg == "--stats-interval") {
+            command.args(["--stats-interval", "0"]);
+        }
         let mut child = command
-            .args(["--stats-interval", "0"])
             .env("RUST_LOG", "info")
             .env_remove("EAXCHAT_KEY")
             .stdin(Stdio::null())
@@ -243,6 +246,11 @@ impl RelayProcess {
         }
     }
 
+    /// Sends SIGHUP: the relay rereads its members and config files.
+    pub fn hang_up(&self) {
+        crate::sys::hang_up(self.child.id()).expect("SIGHUP to the relay");
+    }
+
     /// Kills the relay with SIGKILL, as a crash would, and reaps it.
     pub fn kill_hard(mut self) -> ExitStatus {
         let _ = self.child.kill();
@@ -306,14 +314,20 @@ pub struct TestClient {
 impl TestClient {
     /// Connects to `addr` with `key`.
     pub fn connect(addr: SocketAddr, key: &Key) -> TestClient {
-        let stream = TcpStream::connect(addr).expect("connect to relay");
-        stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        stream.set_nodelay(true).expect("nodelay");
-        TestClient {
+        TestClient::try_connect(addr, key).expect("connect to relay")
+    }
+
+    /// Connects to `addr` with `key`, or says why not (a relay a test
+    /// has just killed, for one).
+    pub fn try_connect(addr: SocketAddr, key: &Key) -> io::Result<TestClient> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(WAIT))?;
+        stream.set_nodelay(true)?;
+        Ok(TestClient {
             stream,
-            cipher: Cipher::new(key).expect("cipher"),
+            cipher: Cipher::new(key)?,
             inbox: Vec::new(),
-        }
+        })
     }
 
     /// Seals `plaintext` into a frame line (with `\n`).
@@ -342,27 +356,7 @@ impl TestClient {
 
     /// Reads one line if one arrives within `wait`.
     pub fn try_recv_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
-                let line = self.inbox[..end].to_vec();
-                self.inbox.drain(..=end);
-                return Some(line);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            let mut buf = [0u8; 64 * 1024];
-            match self.stream.read(&mut buf) {
-                Ok(0) => return None,
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return None;
-                }
-                Err(_) => return None,
-            }
-        }
+        crate::lines::read_line_within(&self.stream, &mut self.inbox, wait)
     }
 
     /// Reads and opens one frame; panics if it does not authenticate.

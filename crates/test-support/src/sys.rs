@@ -158,6 +158,16 @@ pub fn terminate(pid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Sends SIGHUP to process `pid` (a relay rereads its files).
+pub fn hang_up(pid: u32) -> io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
+    // SAFETY: kill(2) takes plain integers and has no memory effects.
+    if unsafe { libc::kill(pid, libc::SIGHUP) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Asks the kernel not to round this thread's timeouts up by the default
 /// 50 µs of slack: paced sends must leave on time.
 pub fn tighten_timer_slack() {

@@ -15,7 +15,7 @@ use eaxchat_proto::session::{
 };
 
 use super::session_stand_in::{SessionRelay, identity_file};
-use super::sessions::{known_relays, session_args, start};
+use super::sessions::{Alice, known_relays, session_args, start};
 
 /// What chat prints when it trusts `relay`'s key on first use.
 fn trusting(relay: &SessionRelay) -> String {
@@ -32,16 +32,14 @@ fn trusting(relay: &SessionRelay) -> String {
 /// later run use the pin without a key request.
 #[test]
 fn first_use_pins_the_key_the_relay_sends_and_later_connections_use_it() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let file = known_relays(dir.path());
-    let args = session_args(&relay, &identity, dir.path(), &["--reconnect"]);
-    let mut chat = start(&args);
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let file = known_relays(alice.dir.path());
+    let mut chat = alice.chat(&["--reconnect"]);
     let mut conn = relay.accept();
     assert!(conn.asked_key, "no pin and no --relay-key: chat asks");
     assert_eq!(conn.recv(), b"/hello eaxchat/1");
-    chat.wait_for_stderr(&trusting(&relay));
+    chat.wait_for_stderr(&trusting(relay));
     let fingerprint = relay.public().fingerprint().to_string();
     chat.wait_for_stderr(&format!("pinned the relay key {fingerprint}"));
     let pins = format!("{} {}\n", relay.addr(), relay.public());
@@ -59,7 +57,7 @@ fn first_use_pins_the_key_the_relay_sends_and_later_connections_use_it() {
     assert_eq!(stderr.matches("trusting it on first use").count(), 1);
     assert_eq!(stderr.matches("pinned the relay key").count(), 1);
 
-    let mut later = start(&session_args(&relay, &identity, dir.path(), &[]));
+    let mut later = alice.chat(&[]);
     let mut conn = relay.accept();
     assert!(!conn.asked_key, "a pinned relay is never asked for its key");
     assert_eq!(conn.recv(), b"/hello eaxchat/1");
@@ -143,15 +141,9 @@ fn a_changed_key_after_first_use_is_refused_and_the_pin_kept() {
 /// says how to give its key; with `--relay-key` it goes on as usual.
 #[test]
 fn no_trust_new_refuses_an_unknown_relay() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--no-trust-new"],
-    ));
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let mut chat = alice.chat(&["--no-trust-new"]);
     assert_eq!(chat.wait_exit().code(), Some(2), "{}", chat.stderr());
     let stderr = chat.stderr();
     assert!(
@@ -159,15 +151,10 @@ fn no_trust_new_refuses_an_unknown_relay() {
         "{stderr}"
     );
     assert!(!relay.was_dialed(), "refused before connecting");
-    assert!(!Path::new(&known_relays(dir.path())).exists());
+    assert!(!Path::new(&known_relays(alice.dir.path())).exists());
 
     let relay_key = relay.public().to_string();
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--no-trust-new", "--relay-key", &relay_key],
-    ));
+    let mut chat = alice.chat(&["--no-trust-new", "--relay-key", &relay_key]);
     let mut conn = relay.accept();
     assert!(!conn.asked_key, "the key was given");
     assert_eq!(conn.recv(), b"/hello eaxchat/1");
@@ -193,10 +180,9 @@ fn an_answer_to_the_key_request_that_is_not_a_key_is_a_clear_error() {
         (b"", "closed the connection when asked for its key"),
     ];
     for (answer, want) in cases {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let (identity, public) = identity_file(dir.path(), "alice");
-        let relay = SessionRelay::start(&[(public, "alice")]);
-        let mut chat = start(&session_args(&relay, &identity, dir.path(), &[]));
+        let alice = Alice::new();
+        let relay = &alice.relay;
+        let mut chat = alice.chat(&[]);
         let mut first = relay.accept_first_line();
         assert_eq!(first.line, b"BA==", "the key request comes first");
         first.lines.stream.write_all(answer).expect("answer");
@@ -208,7 +194,7 @@ fn an_answer_to_the_key_request_that_is_not_a_key_is_a_clear_error() {
         assert!(stderr.contains(&relay.addr().to_string()), "{stderr}");
         assert!(stderr.contains("--relay-key"), "{stderr}");
         assert!(!stderr.contains("trusting it on first use"), "{stderr}");
-        assert!(!Path::new(&known_relays(dir.path())).exists());
+        assert!(!Path::new(&known_relays(alice.dir.path())).exists());
         let hello = first.lines.try_line(std::time::Duration::from_millis(200));
         assert_eq!(hello, None, "no hello after a bad answer");
     }

@@ -9,16 +9,16 @@
 
 use eaxchat_test_support as util;
 
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{ErrorKind, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use eaxchat_client::identity::generate_identity;
 use eaxchat_proto::session::{
     Established, Kind, PublicKey, Responder, Session, StaticSecret, decode_line, relay_key_line,
 };
+pub use util::Lines;
 use util::WAIT;
 
 /// A listener in the test with a relay identity and a members list.
@@ -85,25 +85,7 @@ impl SessionRelay {
     /// Waits (bounded) for chat to connect and reads its first line, which
     /// is left unanswered even if it is a key request.
     pub fn accept_first_line(&self) -> Hello {
-        let deadline = Instant::now() + WAIT;
-        let stream = loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => break stream,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "chat did not connect in {WAIT:?}"
-                    );
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                Err(e) => panic!("accept: {e}"),
-            }
-        };
-        stream.set_nonblocking(false).expect("blocking stream");
-        let mut lines = Lines {
-            stream,
-            inbox: Vec::new(),
-        };
+        let mut lines = Lines::new(util::accept_within(&self.listener, WAIT, "chat"));
         let line = lines
             .try_line(WAIT)
             .unwrap_or_else(|| panic!("chat sent no handshake line within {WAIT:?}"));
@@ -147,35 +129,6 @@ impl Hello {
     /// Answers with `line` (a refusal), then closes, as the relay does.
     pub fn answer_and_close(mut self, line: &[u8]) {
         self.lines.stream.write_all(line).expect("send the answer");
-    }
-}
-
-/// A socket read as lines.
-pub struct Lines {
-    pub stream: TcpStream,
-    inbox: Vec<u8>,
-}
-
-impl Lines {
-    /// The next line chat sent, within `wait`; `None` if none came.
-    pub fn try_line(&mut self, wait: Duration) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(end) = self.inbox.iter().position(|&b| b == b'\n') {
-                let line = self.inbox[..end].to_vec();
-                self.inbox.drain(..=end);
-                return Some(line);
-            }
-            let left = deadline.checked_duration_since(Instant::now())?;
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("timeout");
-            let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => self.inbox.extend_from_slice(&buf[..n]),
-            }
-        }
     }
 }
 

@@ -49,23 +49,56 @@ pub fn start(args: &[String]) -> ChatProcess {
     ChatProcess::start_args(&args)
 }
 
+/// One test's member and stand-in: alice's identity (0600) in a new
+/// directory, and a stand-in relay that knows her.
+pub struct Alice {
+    pub dir: tempfile::TempDir,
+    pub identity: String,
+    pub public: PublicKey,
+    pub relay: SessionRelay,
+}
+
+impl Alice {
+    pub fn new() -> Alice {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (identity, public) = identity_file(dir.path(), "alice");
+        let relay = SessionRelay::start(&[(public, "alice")]);
+        Alice {
+            dir,
+            identity,
+            public,
+            relay,
+        }
+    }
+
+    /// `chat` as alice, to the stand-in, with `extra` (and the known
+    /// relays file in her directory).
+    pub fn chat(&self, extra: &[&str]) -> ChatProcess {
+        start(&session_args(
+            &self.relay,
+            &self.identity,
+            self.dir.path(),
+            extra,
+        ))
+    }
+
+    /// As [`Alice::chat`], with the stand-in's key given (`--relay-key`).
+    pub fn chat_with_relay_key(&self, extra: &[&str]) -> ChatProcess {
+        let key = self.relay.public().to_string();
+        self.chat(&[&["--relay-key", key.as_str()], extra].concat())
+    }
+}
+
 /// Pipe mode with an identity: the handshake, then `/hello eaxchat/1` and
 /// each typed line as session frames with no name prefix (the relay
 /// stamps it); the relay's frames are printed; stderr names the session.
 #[test]
 fn pipe_mode_sends_and_receives_session_frames() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let relay_key = relay.public().to_string();
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--relay-key", &relay_key, "--name", "mallory"],
-    ));
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let mut chat = alice.chat_with_relay_key(&["--name", "mallory"]);
     let mut conn = relay.accept();
-    assert_eq!(conn.session.peer_key(), &public);
+    assert_eq!(conn.session.peer_key(), &alice.public);
     assert_eq!(conn.recv(), b"/hello eaxchat/1");
     chat.type_text(b"hi there\n");
     assert_eq!(
@@ -87,16 +120,9 @@ fn pipe_mode_sends_and_receives_session_frames() {
 /// new session, whose counters start over.
 #[test]
 fn a_reconnect_runs_a_new_handshake() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let relay_key = relay.public().to_string();
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--relay-key", &relay_key, "--reconnect"],
-    ));
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let mut chat = alice.chat_with_relay_key(&["--reconnect"]);
     let mut first = relay.accept();
     assert_eq!(first.recv(), b"/hello eaxchat/1");
     chat.type_text(b"before\n");
@@ -263,16 +289,9 @@ fn known_relays_pins_a_key_on_first_use_and_refuses_a_change() {
 /// moved on): chat prints it once, then exits 1 naming the replay.
 #[test]
 fn a_replayed_session_frame_ends_chat() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let relay_key = relay.public().to_string();
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--relay-key", &relay_key],
-    ));
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let mut chat = alice.chat_with_relay_key(&[]);
     let mut conn = relay.accept();
     let line = conn.send(b"said once");
     chat.wait_for_stdout("said once");
@@ -351,16 +370,9 @@ fn keygen_writes_a_private_identity_and_never_overwrites() {
 /// like one on the first connection: retrying would meet the same relay.
 #[test]
 fn a_refusal_on_reconnecting_ends_chat() {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let (identity, public) = identity_file(dir.path(), "alice");
-    let relay = SessionRelay::start(&[(public, "alice")]);
-    let relay_key = relay.public().to_string();
-    let mut chat = start(&session_args(
-        &relay,
-        &identity,
-        dir.path(),
-        &["--relay-key", &relay_key, "--reconnect"],
-    ));
+    let alice = Alice::new();
+    let relay = &alice.relay;
+    let mut chat = alice.chat_with_relay_key(&["--reconnect"]);
     let mut first = relay.accept();
     assert_eq!(first.recv(), b"/hello eaxchat/1");
     drop(first);

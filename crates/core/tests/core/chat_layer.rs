@@ -1,65 +1,62 @@
 //! The chat layer driven without sockets: rooms, presence, every command
 //! and its bad arguments, history on arrival, flood control, structured
-//! events and the records for the message log, in members mode and with a
-//! shared key.
+//! events and the records for the message log, in static-key members mode
+//! and with a shared key. The scenarios every members mode shares are
+//! written once ([`scenario`], over a [`Mode`]) and run here and in
+//! `session_members.rs`.
 
-use std::io::{self, Write};
-use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::BytesMut;
 use eaxchat_core::flood::Rate;
 use eaxchat_core::history::EntryKind;
-use eaxchat_core::members::Members;
 use eaxchat_core::record::Record;
-use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
+use eaxchat_core::relay::{ChatConfig, CloseReason, Limits, Relay};
 use eaxchat_core::rooms::RoomsConfig;
-use eaxchat_core::roster::Roster;
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::commands::RoomName;
-use eaxchat_proto::key::Key;
-use eaxchat_proto::nonce::Nonces;
 
-#[derive(Debug, Default)]
-struct Pipe {
-    received: Vec<u8>,
-}
+use crate::util::{KeyClient, Member, Pipe, member_key, members_relay as relay_of, none, seal_as};
 
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.received.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-const ALICE: u8 = 1;
-const BOB: u8 = 2;
-const CAROL: u8 = 3;
+pub const ALICE: u8 = 1;
+pub const BOB: u8 = 2;
+pub const CAROL: u8 = 3;
 const SHARED: u8 = 9;
 
-fn key(byte: u8) -> Key {
-    Key::from_bytes(&[byte; 16]).expect("a 16-byte key")
+/// A mode the chat scenarios below run in: how its relay serving alice,
+/// bob and carol (devices or keys [`ALICE`], [`BOB`], [`CAROL`]) is made,
+/// and how a member connects and sends its first frame. This file runs
+/// them in static-key members mode; `session_members.rs` in session mode.
+pub trait Mode {
+    /// The mode's member.
+    type Client: Member;
+    /// The relay, its chat set up as `config`.
+    fn relay(config: ChatConfig) -> Relay<Pipe>;
+    /// Connects member `who` and sends `first` (empty: it only arrives).
+    fn member(relay: &mut Relay<Pipe>, who: u8, first: &str) -> Self::Client;
+}
+
+/// Static-key members mode.
+struct StaticKeys;
+
+impl Mode for StaticKeys {
+    type Client = KeyClient;
+
+    fn relay(config: ChatConfig) -> Relay<Pipe> {
+        relay_of(&[("alice", ALICE), ("bob", BOB), ("carol", CAROL)], config)
+    }
+
+    fn member(relay: &mut Relay<Pipe>, who: u8, first: &str) -> KeyClient {
+        member(relay, who, first)
+    }
 }
 
 fn members_relay(config: ChatConfig) -> Relay<Pipe> {
-    let text: String = [("alice", ALICE), ("bob", BOB), ("carol", CAROL)]
-        .iter()
-        .map(|(name, byte)| format!("{name} {}\n", key(*byte).to_hex()))
-        .collect();
-    let members = Members::parse(text.as_bytes(), Path::new("members.txt")).expect("members");
-    let roster = Roster::with_nonces(&members, Nonces::from_seed([3; 32]));
-    let mut relay =
-        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
-    relay.set_chat(config);
-    relay
+    StaticKeys::relay(config)
 }
 
 fn shared_relay(config: ChatConfig) -> Relay<Pipe> {
     let mut relay = Relay::new(
-        Cipher::with_nonce_seed(&key(SHARED), [4; 32]),
+        Cipher::with_nonce_seed(&member_key(SHARED), [4; 32]),
         Limits::default(),
         Instant::now(),
         SystemTime::now(),
@@ -68,134 +65,26 @@ fn shared_relay(config: ChatConfig) -> Relay<Pipe> {
     relay
 }
 
-fn seal(byte: u8, text: &[u8]) -> Vec<u8> {
-    let mut line = BytesMut::new();
-    Cipher::new(&key(byte))
-        .expect("cipher")
-        .seal_into(text, &mut line);
-    line.to_vec()
-}
-
-/// One person: a connection and the key it reads with.
-#[derive(Clone, Copy)]
-struct Person {
-    id: ConnId,
-    key: u8,
-}
-
-impl Person {
-    fn say(self, relay: &mut Relay<Pipe>, text: &str) {
-        relay.receive(self.id, &seal(self.key, text.as_bytes()));
-    }
-
-    /// Everything written to it since the last call, opened.
-    fn got(self, relay: &mut Relay<Pipe>) -> Vec<String> {
-        while let Some(other) = relay.next_waiting() {
-            relay.flush(other);
-        }
-        let mut cipher = Cipher::new(&key(self.key)).expect("cipher");
-        let received = std::mem::take(&mut relay.io_mut(self.id).expect("open").received);
-        received
-            .split(|&b| b == b'\n')
-            .filter(|line| !line.is_empty())
-            .map(|line| String::from_utf8_lossy(cipher.open(line).expect("opens")).into_owned())
-            .collect()
-    }
-}
-
 /// Admits a member and identifies it with `first` (empty: only
 /// identifies).
-fn member(relay: &mut Relay<Pipe>, key: u8, first: &str) -> Person {
-    let person = Person {
-        id: relay.admit(Pipe::default()).expect("admitted"),
-        key,
-    };
+fn member(relay: &mut Relay<Pipe>, key: u8, first: &str) -> KeyClient {
+    let person = KeyClient::admit(relay, key);
     person.say(relay, first);
     person
 }
 
-fn guest(relay: &mut Relay<Pipe>) -> Person {
-    Person {
-        id: relay.admit(Pipe::default()).expect("admitted"),
-        key: SHARED,
-    }
+fn guest(relay: &mut Relay<Pipe>) -> KeyClient {
+    KeyClient::admit(relay, SHARED)
 }
 
 #[test]
 fn members_are_announced_and_rooms_are_separate() {
-    let mut relay = members_relay(ChatConfig::default());
-    let alice = member(&mut relay, ALICE, "");
-    assert_eq!(alice.got(&mut relay), Vec::<String>::new());
-    let bob = member(&mut relay, BOB, "");
-    assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
-    assert_eq!(bob.got(&mut relay), Vec::<String>::new());
-
-    bob.say(&mut relay, "/join Dev");
-    assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
-    assert_eq!(bob.got(&mut relay), ["* bob joined #dev (1 here)"]);
-    bob.say(&mut relay, "only for dev");
-    alice.say(&mut relay, "only for the lobby");
-    assert_eq!(alice.got(&mut relay), Vec::<String>::new());
-    assert_eq!(bob.got(&mut relay), Vec::<String>::new());
-
-    let carol = member(&mut relay, CAROL, "/join dev");
-    assert_eq!(
-        carol.got(&mut relay),
-        [
-            "* carol joined #dev (2 here)",
-            "* the last 1 message in #dev:",
-            "bob: only for dev",
-        ]
-    );
-    assert_eq!(bob.got(&mut relay), ["* carol joined #dev (2 here)"]);
-    carol.say(&mut relay, "hi bob");
-    assert_eq!(bob.got(&mut relay), ["carol: hi bob"]);
-    assert_eq!(alice.got(&mut relay), Vec::<String>::new());
-
-    relay.close(carol.id, CloseReason::PeerClosed);
-    relay.remove(carol.id);
-    assert_eq!(bob.got(&mut relay), ["* carol left #dev (1 here)"]);
+    scenario::members_are_announced_and_rooms_are_separate::<StaticKeys>();
 }
 
 #[test]
 fn every_command_replies_to_its_sender_only() {
-    let mut relay = members_relay(ChatConfig::default());
-    let alice = member(&mut relay, ALICE, "");
-    let bob = member(&mut relay, BOB, "");
-    let carol = member(&mut relay, CAROL, "/join dev");
-    for person in [alice, bob, carol] {
-        person.got(&mut relay);
-    }
-
-    alice.say(&mut relay, "/rooms");
-    assert_eq!(alice.got(&mut relay), ["* rooms: #lobby (2), #dev (1)"]);
-    alice.say(&mut relay, "/who");
-    assert_eq!(alice.got(&mut relay), ["* here in #lobby: alice, bob"]);
-    alice.say(&mut relay, "/me waves");
-    assert_eq!(bob.got(&mut relay), ["* alice waves"]);
-    alice.say(&mut relay, "/msg carol psst");
-    assert_eq!(carol.got(&mut relay), ["[private] alice: psst"]);
-    assert_eq!(alice.got(&mut relay), ["[private to carol] psst"]);
-    assert_eq!(bob.got(&mut relay), Vec::<String>::new());
-    alice.say(&mut relay, "/help");
-    let help = alice.got(&mut relay);
-    assert_eq!(help.len(), 1);
-    for usage in ["/join ROOM", "/msg NAME TEXT", "/quit", "/hello eaxchat/1"] {
-        assert!(help[0].contains(usage), "{help:?}");
-    }
-    alice.say(&mut relay, "//etc/hosts is a path");
-    assert_eq!(bob.got(&mut relay), ["alice: /etc/hosts is a path"]);
-    // Nothing but the literal message reached anyone else.
-    assert_eq!(carol.got(&mut relay), Vec::<String>::new());
-
-    bob.say(&mut relay, "/quit");
-    assert_eq!(
-        relay.peer(bob.id).and_then(|p| p.closing()),
-        Some(CloseReason::Quit)
-    );
-    relay.remove(bob.id);
-    assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
-    assert_eq!(relay.stats().commands, 7);
+    scenario::every_command_replies_to_its_sender_only::<StaticKeys>();
 }
 
 #[test]
@@ -339,91 +228,12 @@ fn a_listener_gets_only_the_history_from_before_it_came() {
 
 #[test]
 fn flood_control_holds_back_the_flooder_and_no_one_else() {
-    let mut relay = members_relay(ChatConfig {
-        rate: Rate::new(1.0, 3),
-        ..ChatConfig::default()
-    });
-    let start = Instant::now();
-    relay.set_now(start);
-    let alice = member(&mut relay, ALICE, "");
-    let bob = member(&mut relay, BOB, "");
-    alice.got(&mut relay);
-    // Ten at once from alice, three from bob between them: alice's burst
-    // of 3 goes and the rest are refused, told once; bob loses nothing.
-    for n in 0..10 {
-        alice.say(&mut relay, &format!("flood {n}"));
-        if n % 3 == 0 && n > 0 {
-            bob.say(&mut relay, &format!("calm {n}"));
-        }
-    }
-    assert_eq!(
-        bob.got(&mut relay),
-        ["alice: flood 0", "alice: flood 1", "alice: flood 2"]
-    );
-    let to_alice = alice.got(&mut relay);
-    assert_eq!(
-        to_alice,
-        [
-            "error: slow down: at most 1 messages a second, in bursts of 3; \
-             that message was not sent",
-            "bob: calm 3",
-            "bob: calm 6",
-            "bob: calm 9",
-        ]
-    );
-    assert_eq!(relay.stats().flood_refused, 7);
-    assert!(relay.peer(alice.id).and_then(|p| p.closing()).is_none());
-    // A second later alice has one token again, and is warned afresh when
-    // she floods again.
-    relay.set_now(start + Duration::from_secs(1));
-    alice.say(&mut relay, "one more");
-    alice.say(&mut relay, "and another");
-    assert_eq!(bob.got(&mut relay), ["alice: one more"]);
-    assert_eq!(alice.got(&mut relay).len(), 1);
+    scenario::flood_control_holds_back_the_flooder_and_no_one_else::<StaticKeys>();
 }
 
 #[test]
 fn structured_events_for_who_asks() {
-    let mut relay = members_relay(ChatConfig::default());
-    let alice = member(&mut relay, ALICE, "before bob");
-    let bob = member(&mut relay, BOB, "/hello eaxchat/1");
-    let got = bob.got(&mut relay);
-    assert_eq!(
-        got[0],
-        r#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","members":true}"#
-    );
-    assert_eq!(got[1], r#"{"kind":"history","room":"lobby","count":1}"#);
-    assert!(
-        got[2].starts_with(
-            r#"{"kind":"msg","room":"lobby","from":"alice","text":"before bob","ts":"#
-        ) && got[2].ends_with(r#","history":true}"#),
-        "{got:?}"
-    );
-    assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
-    alice.say(&mut relay, "live \"quoted\"");
-    let got = bob.got(&mut relay);
-    assert!(
-        got[0].starts_with(
-            r#"{"kind":"msg","room":"lobby","from":"alice","text":"live \"quoted\"","#
-        ) && got[0].ends_with(r#""history":false}"#),
-        "{got:?}"
-    );
-    alice.say(&mut relay, "/me nods");
-    let got = bob.got(&mut relay);
-    assert!(got[0].starts_with(r#"{"kind":"action","room":"lobby","from":"alice","text":"nods""#));
-    bob.say(&mut relay, "/who");
-    assert_eq!(
-        bob.got(&mut relay),
-        [r#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":0}"#]
-    );
-    bob.say(&mut relay, "/bogus");
-    assert_eq!(
-        bob.got(&mut relay),
-        [r#"{"kind":"error","text":"error: unknown command /bogus (try /help)"}"#]
-    );
-    // Plain-text clients are untouched by another's /hello.
-    bob.say(&mut relay, "plain for alice");
-    assert_eq!(alice.got(&mut relay), ["bob: plain for alice"]);
+    scenario::structured_events_for_who_asks::<StaticKeys>();
 }
 
 #[test]
@@ -490,11 +300,8 @@ fn a_seed_receiver_gets_notices_as_lines() {
     // one frame per recv(): it gets notices as text of its own.
     let mut relay = members_relay(ChatConfig::default());
     let alice = member(&mut relay, ALICE, "");
-    let seed = Person {
-        id: relay.admit(Pipe::default()).expect("admitted"),
-        key: BOB,
-    };
-    let frame = seal(BOB, b"hi from the notebook");
+    let seed = KeyClient::admit(&mut relay, BOB);
+    let frame = seal_as(BOB, b"hi from the notebook");
     relay.receive(seed.id, &frame[..frame.len() - 1]);
     assert!(relay.peer(seed.id).is_some_and(|p| p.is_seed()));
     assert_eq!(
@@ -525,4 +332,193 @@ fn presence_off_silences_every_notice_but_replies() {
     relay.close(one.id, CloseReason::PeerClosed);
     relay.remove(one.id);
     assert_eq!(two.got(&mut relay), Vec::<String>::new());
+}
+
+/// The chat scenarios each mode runs ([`Mode`]): this file in static-key
+/// members mode, `session_members.rs` in session mode.
+pub mod scenario {
+    use super::*;
+
+    /// Joins and leaves are told to the room they concern; a room hears only
+    /// its own messages; a newcomer to a room gets its history.
+    pub fn members_are_announced_and_rooms_are_separate<M: Mode>() {
+        let mut relay = M::relay(ChatConfig::default());
+        let mut alice = M::member(&mut relay, ALICE, "");
+        assert_eq!(alice.got(&mut relay), none());
+        let mut bob = M::member(&mut relay, BOB, "");
+        assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
+        assert_eq!(bob.got(&mut relay), none());
+
+        bob.say(&mut relay, "/join Dev");
+        assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
+        assert_eq!(bob.got(&mut relay), ["* bob joined #dev (1 here)"]);
+        bob.say(&mut relay, "only for dev");
+        alice.say(&mut relay, "only for the lobby");
+        assert_eq!(alice.got(&mut relay), none());
+        assert_eq!(bob.got(&mut relay), none());
+
+        let mut carol = M::member(&mut relay, CAROL, "/join dev");
+        assert_eq!(
+            carol.got(&mut relay),
+            [
+                "* carol joined #dev (2 here)",
+                "* the last 1 message in #dev:",
+                "bob: only for dev",
+            ]
+        );
+        assert_eq!(bob.got(&mut relay), ["* carol joined #dev (2 here)"]);
+        carol.say(&mut relay, "hi bob");
+        assert_eq!(bob.got(&mut relay), ["carol: hi bob"]);
+        assert_eq!(alice.got(&mut relay), none());
+
+        relay.close(carol.id(), CloseReason::PeerClosed);
+        relay.remove(carol.id());
+        assert_eq!(bob.got(&mut relay), ["* carol left #dev (1 here)"]);
+    }
+
+    /// Every command answers its sender alone, and only what is meant for
+    /// others reaches them.
+    pub fn every_command_replies_to_its_sender_only<M: Mode>() {
+        let mut relay = M::relay(ChatConfig::default());
+        let mut alice = M::member(&mut relay, ALICE, "");
+        let mut bob = M::member(&mut relay, BOB, "");
+        let mut carol = M::member(&mut relay, CAROL, "/join dev");
+        for person in [&mut alice, &mut bob, &mut carol] {
+            person.got(&mut relay);
+        }
+
+        alice.say(&mut relay, "/rooms");
+        assert_eq!(alice.got(&mut relay), ["* rooms: #lobby (2), #dev (1)"]);
+        alice.say(&mut relay, "/who");
+        assert_eq!(alice.got(&mut relay), ["* here in #lobby: alice, bob"]);
+        alice.say(&mut relay, "/me waves");
+        assert_eq!(bob.got(&mut relay), ["* alice waves"]);
+        alice.say(&mut relay, "/msg carol psst");
+        assert_eq!(carol.got(&mut relay), ["[private] alice: psst"]);
+        assert_eq!(alice.got(&mut relay), ["[private to carol] psst"]);
+        assert_eq!(bob.got(&mut relay), none());
+        alice.say(&mut relay, "/msg nobody hi");
+        assert_eq!(
+            alice.got(&mut relay),
+            ["error: no one named nobody is here"]
+        );
+        alice.say(&mut relay, "/nick al");
+        let got = alice.got(&mut relay);
+        assert!(
+            got[0].starts_with("error: /nick is not for members"),
+            "{got:?}"
+        );
+        alice.say(&mut relay, "/help");
+        let help = alice.got(&mut relay);
+        assert_eq!(help.len(), 1);
+        for usage in ["/join ROOM", "/msg NAME TEXT", "/quit", "/hello eaxchat/1"] {
+            assert!(help[0].contains(usage), "{help:?}");
+        }
+        alice.say(&mut relay, "//etc/hosts is a path");
+        assert_eq!(bob.got(&mut relay), ["alice: /etc/hosts is a path"]);
+        // Nothing but the literal message reached anyone else.
+        assert_eq!(carol.got(&mut relay), none());
+
+        bob.say(&mut relay, "/quit");
+        assert_eq!(
+            relay.peer(bob.id()).and_then(|p| p.closing()),
+            Some(CloseReason::Quit)
+        );
+        relay.remove(bob.id());
+        assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
+        assert_eq!(relay.stats().commands, 9);
+    }
+
+    /// A flooder's messages past its burst are refused and it is told once;
+    /// everyone else loses nothing, and a second later it may speak again.
+    pub fn flood_control_holds_back_the_flooder_and_no_one_else<M: Mode>() {
+        let mut relay = M::relay(ChatConfig {
+            rate: Rate::new(1.0, 3),
+            ..ChatConfig::default()
+        });
+        let start = Instant::now();
+        relay.set_now(start);
+        let mut alice = M::member(&mut relay, ALICE, "");
+        let mut bob = M::member(&mut relay, BOB, "");
+        alice.got(&mut relay);
+        // Ten at once from alice, three from bob between them: alice's burst
+        // of 3 goes and the rest are refused, told once; bob loses nothing.
+        for n in 0..10 {
+            alice.say(&mut relay, &format!("flood {n}"));
+            if n % 3 == 0 && n > 0 {
+                bob.say(&mut relay, &format!("calm {n}"));
+            }
+        }
+        assert_eq!(
+            bob.got(&mut relay),
+            ["alice: flood 0", "alice: flood 1", "alice: flood 2"]
+        );
+        let to_alice = alice.got(&mut relay);
+        assert_eq!(
+            to_alice,
+            [
+                "error: slow down: at most 1 messages a second, in bursts of 3; \
+                 that message was not sent",
+                "bob: calm 3",
+                "bob: calm 6",
+                "bob: calm 9",
+            ]
+        );
+        assert_eq!(relay.stats().flood_refused, 7);
+        assert!(relay.peer(alice.id()).and_then(|p| p.closing()).is_none());
+        // A second later alice has one token again, and is warned afresh when
+        // she floods again.
+        relay.set_now(start + Duration::from_secs(1));
+        alice.say(&mut relay, "one more");
+        alice.say(&mut relay, "and another");
+        assert_eq!(bob.got(&mut relay), ["alice: one more"]);
+        assert_eq!(alice.got(&mut relay).len(), 1);
+    }
+
+    /// A member that said `/hello eaxchat/1` gets JSON events; the others
+    /// keep plain lines.
+    pub fn structured_events_for_who_asks<M: Mode>() {
+        let mut relay = M::relay(ChatConfig::default());
+        let mut alice = M::member(&mut relay, ALICE, "before bob");
+        let mut bob = M::member(&mut relay, BOB, "/hello eaxchat/1");
+        let got = bob.got(&mut relay);
+        assert_eq!(
+            got[0],
+            r#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","members":true}"#
+        );
+        assert_eq!(got[1], r#"{"kind":"history","room":"lobby","count":1}"#);
+        assert!(
+            got[2].starts_with(
+                r#"{"kind":"msg","room":"lobby","from":"alice","text":"before bob","ts":"#
+            ) && got[2].ends_with(r#","history":true}"#),
+            "{got:?}"
+        );
+        assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
+        alice.say(&mut relay, "live \"quoted\"");
+        let got = bob.got(&mut relay);
+        assert!(
+            got[0].starts_with(
+                r#"{"kind":"msg","room":"lobby","from":"alice","text":"live \"quoted\"","#
+            ) && got[0].ends_with(r#""history":false}"#),
+            "{got:?}"
+        );
+        alice.say(&mut relay, "/me nods");
+        let got = bob.got(&mut relay);
+        assert!(
+            got[0].starts_with(r#"{"kind":"action","room":"lobby","from":"alice","text":"nods""#)
+        );
+        bob.say(&mut relay, "/who");
+        assert_eq!(
+            bob.got(&mut relay),
+            [r#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":0}"#]
+        );
+        bob.say(&mut relay, "/bogus");
+        assert_eq!(
+            bob.got(&mut relay),
+            [r#"{"kind":"error","text":"error: unknown command /bogus (try /help)"}"#]
+        );
+        // Plain-text clients are untouched by another's /hello.
+        bob.say(&mut relay, "plain for alice");
+        assert_eq!(alice.got(&mut relay), ["bob: plain for alice"]);
+    }
 }

@@ -5,7 +5,6 @@
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -16,74 +15,16 @@ use eaxchat_core::relay::{CloseReason, ConnId, Limits, Relay};
 use eaxchat_core::roster::{IDENTIFY_MAX, Roster};
 use eaxchat_proto::cipher::{Cipher, OpenError};
 use eaxchat_proto::key::Key;
-use eaxchat_proto::nonce::Nonces;
 
-/// An in-memory connection that remembers each write's bytes and where
-/// they lived.
-#[derive(Debug, Default)]
-struct Pipe {
-    received: Vec<u8>,
-}
-
-impl Write for Pipe {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.received.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-fn key(byte: u8) -> Key {
-    Key::from_bytes(&[byte; 16]).unwrap()
-}
-
-fn members(list: &[(&str, u8)]) -> Members {
-    let text: String = list
-        .iter()
-        .map(|(name, byte)| format!("{name} {}\n", key(*byte).to_hex()))
-        .collect();
-    Members::parse(text.as_bytes(), Path::new("members.txt")).unwrap()
-}
+use crate::util::{
+    Pipe, closing, member_key as key, members_relay, opened as delivered, seal_as as seal,
+    static_members as members,
+};
 
 /// A members relay without history or join notices: these tests count
 /// every frame a member gets (the chat layer's are in `chat_layer.rs`).
 fn relay(list: &[(&str, u8)]) -> Relay<Pipe> {
-    let roster = Roster::with_nonces(&members(list), Nonces::from_seed([3; 32]));
-    let mut relay =
-        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
-    relay.set_chat(ChatConfig::quiet());
-    relay
-}
-
-fn seal(byte: u8, text: &[u8]) -> Vec<u8> {
-    let mut line = BytesMut::new();
-    Cipher::new(&key(byte)).unwrap().seal_into(text, &mut line);
-    line.to_vec()
-}
-
-/// Flushes everything and returns the plaintexts `id` received, opened
-/// under `byte`'s key.
-fn delivered(relay: &mut Relay<Pipe>, id: ConnId, byte: u8) -> Vec<String> {
-    while let Some(other) = relay.next_waiting() {
-        relay.flush(other);
-    }
-    let mut cipher = Cipher::new(&key(byte)).unwrap();
-    let received = std::mem::take(&mut relay.io_mut(id).unwrap().received);
-    received
-        .split(|&b| b == b'\n')
-        .filter(|line| !line.is_empty())
-        .map(|line| String::from_utf8(cipher.open(line).unwrap().to_vec()).unwrap())
-        .collect()
-}
-
-fn closing(relay: &mut Relay<Pipe>) -> Vec<(ConnId, CloseReason)> {
-    let mut ids = Vec::new();
-    relay.take_closing(&mut ids);
-    ids.into_iter()
-        .map(|id| (id, relay.peer(id).unwrap().closing().unwrap()))
-        .collect()
+    members_relay(list, ChatConfig::quiet())
 }
 
 /// Admits a connection and identifies it with an empty frame.

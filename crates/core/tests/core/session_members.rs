@@ -1,13 +1,13 @@
 //! The members-mode tests (`members.rs`, and `chat_layer.rs`'s members
 //! tests) carried over to session members: rooms, presence, every command,
-//! history on arrival, flood control, structured events, one member's
-//! devices, lookups among many members, and where session mode differs
-//! (no newline-less frames, no trial identification).
+//! flood control and structured events run as `chat_layer`'s shared
+//! [`scenario`]s; history on arrival, one member's devices, lookups among
+//! many members, and where session mode differs (no newline-less frames,
+//! no trial identification) are this file's own.
 
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use eaxchat_core::flood::Rate;
 use eaxchat_core::members::{Members, SessionMembers};
 use eaxchat_core::relay::{ChatConfig, CloseReason, FrameRefusal, Limits, Relay};
 use eaxchat_core::rooms::RoomsConfig;
@@ -15,18 +15,30 @@ use eaxchat_core::roster::Roster;
 use eaxchat_proto::nonce::Nonces;
 use eaxchat_proto::session::{PublicKey, StaticSecret};
 
-use crate::util::{Pipe, SessionClient, closing, relay_identity, sessions_relay};
+use crate::chat_layer::{ALICE, BOB, CAROL, Mode, scenario};
+use crate::util::{Pipe, SessionClient, closing, none, relay_identity, sessions_relay};
 
-const ALICE: u8 = 1;
-const BOB: u8 = 2;
-const CAROL: u8 = 3;
+/// Session mode, for the chat scenarios every members mode shares.
+struct Sessions;
+
+impl Mode for Sessions {
+    type Client = SessionClient;
+
+    fn relay(config: ChatConfig) -> Relay<Pipe> {
+        sessions_relay(
+            &[("alice", ALICE), ("bob", BOB), ("carol", CAROL)],
+            Limits::default(),
+            config,
+        )
+    }
+
+    fn member(relay: &mut Relay<Pipe>, who: u8, first: &str) -> SessionClient {
+        member(relay, who, first)
+    }
+}
 
 fn relay(config: ChatConfig) -> Relay<Pipe> {
-    sessions_relay(
-        &[("alice", ALICE), ("bob", BOB), ("carol", CAROL)],
-        Limits::default(),
-        config,
-    )
+    Sessions::relay(config)
 }
 
 /// Connects device `byte` and sends `first` (empty: it only arrives).
@@ -36,89 +48,14 @@ fn member(relay: &mut Relay<Pipe>, byte: u8, first: &str) -> SessionClient {
     client
 }
 
-fn none() -> Vec<String> {
-    Vec::new()
-}
-
 #[test]
 fn members_are_announced_and_rooms_are_separate() {
-    let mut relay = relay(ChatConfig::default());
-    let mut alice = member(&mut relay, ALICE, "");
-    assert_eq!(alice.got(&mut relay), none());
-    let mut bob = member(&mut relay, BOB, "");
-    assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
-    assert_eq!(bob.got(&mut relay), none());
-
-    bob.say(&mut relay, "/join Dev");
-    assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
-    assert_eq!(bob.got(&mut relay), ["* bob joined #dev (1 here)"]);
-    bob.say(&mut relay, "only for dev");
-    alice.say(&mut relay, "only for the lobby");
-    assert_eq!(alice.got(&mut relay), none());
-    assert_eq!(bob.got(&mut relay), none());
-
-    let mut carol = member(&mut relay, CAROL, "/join dev");
-    assert_eq!(
-        carol.got(&mut relay),
-        [
-            "* carol joined #dev (2 here)",
-            "* the last 1 message in #dev:",
-            "bob: only for dev",
-        ]
-    );
-    assert_eq!(bob.got(&mut relay), ["* carol joined #dev (2 here)"]);
-    carol.say(&mut relay, "hi bob");
-    assert_eq!(bob.got(&mut relay), ["carol: hi bob"]);
-    assert_eq!(alice.got(&mut relay), none());
-
-    relay.close(carol.id, CloseReason::PeerClosed);
-    relay.remove(carol.id);
-    assert_eq!(bob.got(&mut relay), ["* carol left #dev (1 here)"]);
+    scenario::members_are_announced_and_rooms_are_separate::<Sessions>();
 }
 
 #[test]
 fn every_command_replies_to_its_sender_only() {
-    let mut relay = relay(ChatConfig::default());
-    let mut alice = member(&mut relay, ALICE, "");
-    let mut bob = member(&mut relay, BOB, "");
-    let mut carol = member(&mut relay, CAROL, "/join dev");
-    for person in [&mut alice, &mut bob, &mut carol] {
-        person.got(&mut relay);
-    }
-
-    alice.say(&mut relay, "/rooms");
-    assert_eq!(alice.got(&mut relay), ["* rooms: #lobby (2), #dev (1)"]);
-    alice.say(&mut relay, "/who");
-    assert_eq!(alice.got(&mut relay), ["* here in #lobby: alice, bob"]);
-    alice.say(&mut relay, "/me waves");
-    assert_eq!(bob.got(&mut relay), ["* alice waves"]);
-    alice.say(&mut relay, "/msg carol psst");
-    assert_eq!(carol.got(&mut relay), ["[private] alice: psst"]);
-    assert_eq!(alice.got(&mut relay), ["[private to carol] psst"]);
-    assert_eq!(bob.got(&mut relay), none());
-    alice.say(&mut relay, "/msg nobody hi");
-    assert_eq!(
-        alice.got(&mut relay),
-        ["error: no one named nobody is here"]
-    );
-    alice.say(&mut relay, "/nick al");
-    let got = alice.got(&mut relay);
-    assert!(
-        got[0].starts_with("error: /nick is not for members"),
-        "{got:?}"
-    );
-    alice.say(&mut relay, "//etc/hosts is a path");
-    assert_eq!(bob.got(&mut relay), ["alice: /etc/hosts is a path"]);
-    assert_eq!(carol.got(&mut relay), none());
-
-    bob.say(&mut relay, "/quit");
-    assert_eq!(
-        relay.peer(bob.id).and_then(|p| p.closing()),
-        Some(CloseReason::Quit)
-    );
-    relay.remove(bob.id);
-    assert_eq!(alice.got(&mut relay), ["* bob left #lobby (1 here)"]);
-    assert_eq!(relay.stats().commands, 8);
+    scenario::every_command_replies_to_its_sender_only::<Sessions>();
 }
 
 /// A private message reaches every session of its recipient's devices,
@@ -173,70 +110,12 @@ fn history_goes_to_newcomers_at_their_first_frame() {
 
 #[test]
 fn flood_control_holds_back_the_flooder_and_no_one_else() {
-    let mut relay = relay(ChatConfig {
-        rate: Rate::new(1.0, 3),
-        ..ChatConfig::default()
-    });
-    let start = Instant::now();
-    relay.set_now(start);
-    let mut alice = member(&mut relay, ALICE, "");
-    let mut bob = member(&mut relay, BOB, "");
-    alice.got(&mut relay);
-    for n in 0..10 {
-        alice.say(&mut relay, &format!("flood {n}"));
-        if n % 3 == 0 && n > 0 {
-            bob.say(&mut relay, &format!("calm {n}"));
-        }
-    }
-    assert_eq!(
-        bob.got(&mut relay),
-        ["alice: flood 0", "alice: flood 1", "alice: flood 2"]
-    );
-    assert_eq!(
-        alice.got(&mut relay),
-        [
-            "error: slow down: at most 1 messages a second, in bursts of 3; \
-             that message was not sent",
-            "bob: calm 3",
-            "bob: calm 6",
-            "bob: calm 9",
-        ]
-    );
-    assert_eq!(relay.stats().flood_refused, 7);
-    assert!(relay.peer(alice.id).and_then(|p| p.closing()).is_none());
+    scenario::flood_control_holds_back_the_flooder_and_no_one_else::<Sessions>();
 }
 
 #[test]
 fn structured_events_for_who_asks() {
-    let mut relay = relay(ChatConfig::default());
-    let mut alice = member(&mut relay, ALICE, "before bob");
-    let mut bob = member(&mut relay, BOB, "/hello eaxchat/1");
-    let got = bob.got(&mut relay);
-    assert_eq!(
-        got[0],
-        r#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","members":true}"#
-    );
-    assert_eq!(got[1], r#"{"kind":"history","room":"lobby","count":1}"#);
-    assert!(
-        got[2].starts_with(
-            r#"{"kind":"msg","room":"lobby","from":"alice","text":"before bob","ts":"#
-        ) && got[2].ends_with(r#","history":true}"#),
-        "{got:?}"
-    );
-    assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
-    alice.say(&mut relay, "live");
-    let got = bob.got(&mut relay);
-    assert!(
-        got[0].starts_with(r#"{"kind":"msg","room":"lobby","from":"alice","text":"live","#),
-        "{got:?}"
-    );
-    bob.say(&mut relay, "/who");
-    assert_eq!(
-        bob.got(&mut relay),
-        [r#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":0}"#]
-    );
-    bob.say(&mut relay, "plain for alice");
-    assert_eq!(alice.got(&mut relay), ["bob: plain for alice"]);
+    scenario::structured_events_for_who_asks::<Sessions>();
 }
 
 /// Once established, a frame of another member's session is a bad tag,

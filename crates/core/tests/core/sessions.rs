@@ -13,7 +13,7 @@ use eaxchat_proto::name::Name;
 use eaxchat_proto::session::{Initiator, MAX_LINE, RELAY_KEY_MARK, StaticSecret};
 
 use crate::util::{
-    Pipe, SessionClient, closing, identity, key, refusal, relay_identity, session_members,
+    Pipe, SessionClient, closing, identity, key, none, refusal, relay_identity, session_members,
     sessions_relay, written,
 };
 
@@ -37,10 +37,6 @@ fn relay() -> Relay<Pipe> {
         Limits::default(),
         ChatConfig::quiet(),
     )
-}
-
-fn none() -> Vec<String> {
-    Vec::new()
 }
 
 /// Members chat after their handshakes; every message arrives under its

@@ -1,9 +1,11 @@
 //! What the relay tests have in common: an in-memory connection
 //! ([`Pipe`]) that can stop taking bytes, the relay under one key, a
 //! client's sealing, and reading back what a connection was sent; for
-//! session mode, device identities, a session relay, and an in-memory
-//! session client ([`SessionClient`]). It holds no test of its own and
-//! never opens a socket.
+//! static-key members mode, member keys, a members relay and a member
+//! ([`KeyClient`]); for session mode, device identities, a session relay,
+//! and an in-memory session client ([`SessionClient`]). Both kinds of
+//! client are a [`Member`], so one chat scenario runs in either mode. It
+//! holds no test of its own and never opens a socket.
 
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
@@ -13,10 +15,12 @@ use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use bytes::BytesMut;
-use eaxchat_core::members::SessionMembers;
+use eaxchat_core::members::{Members, SessionMembers};
 use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
+use eaxchat_core::roster::Roster;
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::key::Key;
+use eaxchat_proto::nonce::Nonces;
 use eaxchat_proto::session::{Initiator, Kind, Session, StaticSecret, decode_line};
 
 /// An in-memory connection that takes at most `room` more bytes.
@@ -84,6 +88,111 @@ pub fn closing(relay: &mut Relay<Pipe>) -> Vec<(ConnId, CloseReason)> {
     ids.into_iter()
         .map(|id| (id, relay.peer(id).unwrap().closing().unwrap()))
         .collect()
+}
+
+/// What a client that got nothing got: for `assert_eq!(client.got(..),
+/// none())`.
+pub fn none() -> Vec<String> {
+    Vec::new()
+}
+
+/// A member's static AES-128 key: the same `byte` always gives the same
+/// key.
+pub fn member_key(byte: u8) -> Key {
+    Key::from_bytes(&[byte; 16]).unwrap()
+}
+
+/// `text` sealed as one line under [`member_key`]`(byte)`.
+pub fn seal_as(byte: u8, text: &[u8]) -> Vec<u8> {
+    let mut line = BytesMut::new();
+    Cipher::new(&member_key(byte))
+        .unwrap()
+        .seal_into(text, &mut line);
+    line.to_vec()
+}
+
+/// Flushes every waiting connection, and opens what `id` was written
+/// since the last call under [`member_key`]`(byte)`.
+pub fn opened(relay: &mut Relay<Pipe>, id: ConnId, byte: u8) -> Vec<String> {
+    let mut cipher = Cipher::new(&member_key(byte)).unwrap();
+    written(relay, id)
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .map(|line| String::from_utf8_lossy(cipher.open(line).unwrap()).into_owned())
+        .collect()
+}
+
+/// A static-key members file: one `NAME HEXKEY` line per `(name, key
+/// byte)`.
+pub fn static_members(list: &[(&str, u8)]) -> Members {
+    let text: String = list
+        .iter()
+        .map(|(name, byte)| format!("{name} {}\n", member_key(*byte).to_hex()))
+        .collect();
+    Members::parse(text.as_bytes(), Path::new("members.txt")).unwrap()
+}
+
+/// A static-key members relay serving `list`, its chat set up as
+/// `config`.
+pub fn members_relay(list: &[(&str, u8)], config: ChatConfig) -> Relay<Pipe> {
+    let roster = Roster::with_nonces(&static_members(list), Nonces::from_seed([3; 32]));
+    let mut relay =
+        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
+    relay.set_chat(config);
+    relay
+}
+
+/// A member as the chat scenarios see one, in either mode: its
+/// connection, what it says, and what it was sent.
+pub trait Member {
+    /// Its connection.
+    fn id(&self) -> ConnId;
+    /// Sends `text` as its next frame.
+    fn say(&mut self, relay: &mut Relay<Pipe>, text: &str);
+    /// Everything written to it since the last call, opened.
+    fn got(&mut self, relay: &mut Relay<Pipe>) -> Vec<String>;
+}
+
+/// A client under a static key ([`member_key`]`(key)`): a member in
+/// static-key members mode, or anyone under a shared key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyClient {
+    pub id: ConnId,
+    pub key: u8,
+}
+
+impl KeyClient {
+    /// Admits a connection under key `key`, sending nothing.
+    pub fn admit(relay: &mut Relay<Pipe>, key: u8) -> KeyClient {
+        KeyClient {
+            id: relay.admit(Pipe::default()).unwrap(),
+            key,
+        }
+    }
+
+    /// Sends `text` as one frame under its key.
+    pub fn say(self, relay: &mut Relay<Pipe>, text: &str) {
+        relay.receive(self.id, &seal_as(self.key, text.as_bytes()));
+    }
+
+    /// Everything written to it since the last call, opened.
+    pub fn got(self, relay: &mut Relay<Pipe>) -> Vec<String> {
+        opened(relay, self.id, self.key)
+    }
+}
+
+impl Member for KeyClient {
+    fn id(&self) -> ConnId {
+        self.id
+    }
+
+    fn say(&mut self, relay: &mut Relay<Pipe>, text: &str) {
+        KeyClient::say(*self, relay, text);
+    }
+
+    fn got(&mut self, relay: &mut Relay<Pipe>) -> Vec<String> {
+        KeyClient::got(*self, relay)
+    }
 }
 
 /// A device's identity: the same `byte` always gives the same key.
@@ -203,5 +312,19 @@ impl SessionClient {
             .filter(|line| !line.is_empty())
             .map(|line| String::from_utf8(self.session.open(line).unwrap().to_vec()).unwrap())
             .collect()
+    }
+}
+
+impl Member for SessionClient {
+    fn id(&self) -> ConnId {
+        self.id
+    }
+
+    fn say(&mut self, relay: &mut Relay<Pipe>, text: &str) {
+        SessionClient::say(self, relay, text);
+    }
+
+    fn got(&mut self, relay: &mut Relay<Pipe>) -> Vec<String> {
+        SessionClient::got(self, relay)
     }
 }

@@ -111,7 +111,7 @@ impl Server {
             }
         }
         let stats = self.relay.stats();
-        info!("{stats}");
+        info!("{stats}{}", self.members_stats_fields());
         Ok(stats)
     }
 }

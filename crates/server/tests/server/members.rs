@@ -1,51 +1,23 @@
-//! A members relay over real sockets: `relay --members FILE` with members
-//! added and removed by `relay members`, reloads on a file change and on
-//! SIGHUP, and the permissions warning.
+//! A static-key members relay (the deprecated members mode) over real
+//! sockets: `relay --members FILE` with members added (`relay members add
+//! --static-keys`) and removed by `relay members`, reloads on a file change
+//! and on SIGHUP, and the permissions warning. Session relays, the
+//! default, are `sessions`' and `members_reload`'s.
 
 use eaxchat_test_support as util;
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use eaxchat_proto::key::Key;
-use util::{RelayProcess, TestClient, relay_binary};
+use util::add_static_member as add;
+use util::{RelayProcess, TestClient};
 
-/// A fresh directory for one test's files.
-fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("eaxchat-members-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// `relay members add NAME --file FILE`; returns the member's key.
-fn add(file: &Path, name: &str) -> Key {
-    let key_out = file.with_file_name(format!("{name}.key"));
-    let _ = std::fs::remove_file(&key_out);
-    let status = Command::new(relay_binary())
-        .args(["members", "add", name, "--file"])
-        .arg(file)
-        .arg("--key-out")
-        .arg(&key_out)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{status:?}");
-    let text = std::fs::read_to_string(&key_out).unwrap();
-    let hex = text
-        .lines()
-        .find(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .unwrap();
-    Key::from_hex(hex.trim()).unwrap()
-}
-
+/// `relay members remove NAME --file FILE` (bounded).
 fn remove(file: &Path, name: &str) {
-    let status = Command::new(relay_binary())
-        .args(["members", "remove", name, "--file"])
-        .arg(file)
-        .output()
-        .unwrap();
-    assert!(status.status.success(), "{status:?}");
+    let dir = file.parent().unwrap();
+    let file = file.to_str().unwrap();
+    util::run_relay(dir, &["members", "remove", name, "--file", file]).ok("members remove");
 }
 
 /// Connects as a member, identifies with an empty frame, and waits
@@ -70,7 +42,8 @@ fn chat(alice: &mut TestClient, bob: &mut TestClient) {
 /// on reconnect, and the others go on chatting.
 #[test]
 fn removal_by_file_change_cuts_a_member_off() {
-    let dir = scratch("remove");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
     let file = dir.join("members.txt");
     let alice_key = add(&file, "alice");
     let bob_key = add(&file, "bob");
@@ -109,7 +82,8 @@ fn removal_by_file_change_cuts_a_member_off() {
 /// file is refused and the members are kept.
 #[test]
 fn sighup_reloads_and_a_malformed_file_keeps_the_members() {
-    let dir = scratch("sighup");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
     let file = dir.join("members.txt");
     let alice_key = add(&file, "alice");
     let bob_key = add(&file, "bob");
@@ -120,21 +94,14 @@ fn sighup_reloads_and_a_malformed_file_keeps_the_members() {
 
     let good = std::fs::read_to_string(&file).unwrap();
     std::fs::write(&file, format!("{good}this is not a member line\n")).unwrap();
-    let hup = |relay: &RelayProcess| {
-        let status = Command::new("kill")
-            .args(["-HUP", &relay.pid().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    };
-    hup(&relay);
+    relay.hang_up();
     relay.wait_for_log("not reloaded (SIGHUP), keeping the 2 members");
     chat(&mut alice, &mut bob);
 
     let new_bob = Key::generate().unwrap();
     let rekeyed = good.replace(&bob_key.to_hex(), &new_bob.to_hex());
     std::fs::write(&file, rekeyed).unwrap();
-    hup(&relay);
+    relay.hang_up();
     assert!(bob.closed_within(util::WAIT), "old bob cut off");
     relay.wait_for_log("new key bob");
     let mut bob = member(&mut relay, &new_bob, 3);
@@ -146,7 +113,8 @@ fn sighup_reloads_and_a_malformed_file_keeps_the_members() {
 /// with a shared key is a usage error.
 #[test]
 fn permissions_are_checked_and_a_shared_key_is_refused() {
-    let dir = scratch("perms");
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
     let file = dir.join("members.txt");
     add(&file, "alice");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -157,12 +125,18 @@ fn permissions_are_checked_and_a_shared_key_is_refused() {
         relay.log()
     );
     relay.terminate();
-    let output = Command::new(relay_binary())
-        .args(["--listen", "127.0.0.1:0", "--members"])
-        .arg(&file)
-        .args(["--key-hex", "000102030405060708090a0b0c0d0e0f"])
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let run = util::run_relay(
+        dir,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--members",
+            file.to_str().unwrap(),
+            "--key-hex",
+            "000102030405060708090a0b0c0d0e0f",
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert!(run.stderr.contains("give no shared key"), "{}", run.stderr);
     assert!(!dir.join("relay.key").exists());
 }

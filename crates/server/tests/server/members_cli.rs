@@ -1,75 +1,24 @@
-//! The real `relay` binary's `members` subcommands in a temporary directory:
+//! The real `relay` binary's `members` subcommands on static-key files
+//! (`--static-keys`, the deprecated members mode) in a temporary directory:
 //! add, list, remove, their error cases, and that the relay without a
-//! subcommand still starts and serves. Every process is waited for with a
-//! bounded wait and killed by its PID if it overruns.
+//! subcommand still starts and serves. Sessions files, the default, are
+//! `sessions::members_cli`'s. Every process is waited for with a bounded
+//! wait and killed by its PID if it overruns.
 
 use std::fs;
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use eaxchat_proto::key::{Key, KeyFile};
+use eaxchat_test_support::run_relay_line as relay;
+use eaxchat_test_support::{RelayProcess, WAIT, random_key};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-/// What one run of the relay binary did.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Waits at most [`WAIT`] for `child`; kills it (by its PID) and fails if
-/// it runs longer.
-fn wait_bounded(child: &mut Child) -> ExitStatus {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("relay (pid {}) did not exit within {WAIT:?}", child.id());
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
-/// Runs `relay ARGS` in `dir`, its output captured in files beside it.
-fn relay(dir: &Path, args: &[&str]) -> Run {
-    static RUNS: AtomicU32 = AtomicU32::new(0);
-    let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let logs = dir.parent().unwrap();
-    let out_path = logs.join(format!("stdout.{run}"));
-    let err_path = logs.join(format!("stderr.{run}"));
-    let mut child = Command::new(eaxchat_test_support::relay_binary())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("EAXCHAT_KEY")
-        .stdin(Stdio::null())
-        .stdout(fs::File::create(&out_path).unwrap())
-        .stderr(fs::File::create(&err_path).unwrap())
-        .spawn()
-        .unwrap();
-    let status = wait_bounded(&mut child);
-    Run {
-        code: status.code(),
-        stdout: fs::read_to_string(out_path).unwrap(),
-        stderr: fs::read_to_string(err_path).unwrap(),
-    }
-}
-
-/// A fresh working directory inside a fresh temporary directory, so the
-/// captured output files stay out of the working directory.
+/// A fresh temporary working directory (removed when the first is dropped).
 fn workdir() -> (tempfile::TempDir, std::path::PathBuf) {
     let root = tempfile::tempdir().unwrap();
-    let work = root.path().join("work");
-    fs::create_dir(&work).unwrap();
+    let work = root.path().to_owned();
     (root, work)
 }
 
@@ -85,23 +34,18 @@ fn add_list_remove_list() {
     let (_root, dir) = workdir();
     let file = dir.join("members.txt");
 
-    let add = relay(&dir, &["members", "add", "alice", "--file", "members.txt"]);
+    let add = relay(&dir, "members add alice --file members.txt --static-keys");
     assert_eq!(add.code, Some(0), "{}", add.stderr);
+    assert!(
+        add.stderr.contains("static-key members file"),
+        "{}",
+        add.stderr
+    );
     assert!(add.stdout.contains("alice.key"), "{}", add.stdout);
     assert!(add.stdout.contains("privately"), "{}", add.stdout);
     let add = relay(
         &dir,
-        &[
-            "members",
-            "add",
-            "bob",
-            "--file",
-            "members.txt",
-            "--key-out",
-            "keys-bob",
-            "--bits",
-            "256",
-        ],
+        "members add bob --file members.txt --key-out keys-bob --bits 256",
     );
     assert_eq!(add.code, Some(0), "{}", add.stderr);
     assert!(add.stdout.contains("keys-bob"), "{}", add.stdout);
@@ -129,7 +73,7 @@ fn add_list_remove_list() {
     assert_eq!(members.get("alice").unwrap().key(), &alice_key);
     assert_eq!(members.get("bob").unwrap().key(), &bob_key);
 
-    let list = relay(&dir, &["members", "list", "--file", "members.txt"]);
+    let list = relay(&dir, "members list --file members.txt");
     assert_eq!(list.code, Some(0), "{}", list.stderr);
     assert_eq!(list.stdout, "alice\nbob\n");
     for key in [&alice_key, &bob_key] {
@@ -137,13 +81,10 @@ fn add_list_remove_list() {
         assert!(!add.stdout.contains(&key.to_hex()[..16]));
     }
 
-    let remove = relay(
-        &dir,
-        &["members", "remove", "alice", "--file", "members.txt"],
-    );
+    let remove = relay(&dir, "members remove alice --file members.txt");
     assert_eq!(remove.code, Some(0), "{}", remove.stderr);
     assert!(remove.stdout.contains("removed alice"), "{}", remove.stdout);
-    let list = relay(&dir, &["members", "list", "--file", "members.txt"]);
+    let list = relay(&dir, "members list --file members.txt");
     assert_eq!(list.code, Some(0), "{}", list.stderr);
     assert_eq!(list.stdout, "bob\n");
     assert_eq!(
@@ -157,53 +98,37 @@ fn add_list_remove_list() {
 fn errors_exit_2_and_change_nothing() {
     let (_root, dir) = workdir();
     let file = dir.join("members.txt");
-    let first = relay(&dir, &["members", "add", "alice", "--file", "members.txt"]);
+    let first = relay(&dir, "members add alice --file members.txt --static-keys");
     assert_eq!(first.code, Some(0), "{}", first.stderr);
     let before = fs::read(&file).unwrap();
 
-    let cases: [(&[&str], &str); 5] = [
+    let cases = [
         (
-            &[
-                "members",
-                "add",
-                "alice",
-                "--file",
-                "members.txt",
-                "--key-out",
-                "a2.key",
-            ],
+            "members add alice --file members.txt --key-out a2.key",
             "alice is already a member",
         ),
         (
-            &[
-                "members",
-                "add",
-                "carol",
-                "--file",
-                "members.txt",
-                "--key-out",
-                "alice.key",
-            ],
+            "members add carol --file members.txt --key-out alice.key",
             "alice.key",
         ),
         (
-            &["members", "remove", "dave", "--file", "members.txt"],
+            "members remove dave --file members.txt",
             "no member named dave",
         ),
         (
-            &["members", "add", "no/slash", "--file", "members.txt"],
+            "members add no/slash --file members.txt",
             "invalid member name",
         ),
         (
-            &["members", "list", "--file", "missing.txt"],
+            "members list --file missing.txt",
             "members file missing.txt",
         ),
     ];
     for (args, needle) in cases {
         let run = relay(&dir, args);
-        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
-        assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
-        assert_eq!(fs::read(&file).unwrap(), before, "{args:?}");
+        assert_eq!(run.code, Some(2), "{args}: {}", run.stderr);
+        assert!(run.stderr.contains(needle), "{args}: {}", run.stderr);
+        assert_eq!(fs::read(&file).unwrap(), before, "{args}");
     }
     assert!(!dir.join("a2.key").exists());
     assert!(!dir.join("carol.key").exists());
@@ -218,16 +143,16 @@ fn malformed_file_is_refused_with_its_line() {
     let text = format!("# members\nalice {key}\nbob {key}\n");
     fs::write(dir.join("members.txt"), &text).unwrap();
     for args in [
-        &["members", "list", "--file", "members.txt"][..],
-        &["members", "remove", "alice", "--file", "members.txt"],
-        &["members", "add", "carol", "--file", "members.txt"],
+        "members list --file members.txt",
+        "members remove alice --file members.txt",
+        "members add carol --file members.txt",
     ] {
         let run = relay(&dir, args);
-        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert_eq!(run.code, Some(2), "{args}: {}", run.stderr);
         assert!(
             run.stderr
                 .contains("members file members.txt line 3: the key is already used on line 2"),
-            "{args:?}: {}",
+            "{args}: {}",
             run.stderr
         );
         assert!(!run.stderr.contains(&key[..16]), "{}", run.stderr);
@@ -244,7 +169,7 @@ fn open_permissions_are_warned_about() {
     let file = dir.join("members.txt");
     fs::write(&file, "alice 00112233445566778899aabbccddeeff\n").unwrap();
     fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-    let run = relay(&dir, &["members", "list", "--file", "members.txt"]);
+    let run = relay(&dir, "members list --file members.txt");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert_eq!(run.stdout, "alice\n");
     assert!(run.stderr.contains("chmod 600"), "{}", run.stderr);
@@ -255,42 +180,18 @@ fn open_permissions_are_warned_about() {
 #[test]
 fn version_and_serving_still_work() {
     let (_root, dir) = workdir();
-    let run = relay(&dir, &["--version"]);
+    let run = relay(&dir, "--version");
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stdout.starts_with("relay (eaxchat) "), "{}", run.stdout);
 
-    let log_path = dir.parent().unwrap().join("serve.log");
-    let mut child = Command::new(eaxchat_test_support::relay_binary())
-        .args(["--listen", "127.0.0.1:0", "--key-file", "relay.key"])
+    let mut command = Command::new(eaxchat_test_support::relay_binary());
+    command
         .current_dir(&dir)
-        .env_remove("EAXCHAT_KEY")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + WAIT;
-    let addr = loop {
-        let log = fs::read_to_string(&log_path).unwrap();
-        // The address is whole once the `;` after it has been written.
-        if let Some((addr, _)) = log
-            .split("listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split_once(';'))
-        {
-            break addr.to_owned();
-        }
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("relay did not start listening:\n{log}");
-        }
-        sleep(Duration::from_millis(10));
-    };
-    let connected = TcpStream::connect_timeout(&addr.parse().unwrap(), WAIT);
-    let _ = child.kill();
-    wait_bounded(&mut child);
+        .args(["--listen", "127.0.0.1:0", "--key-file", "relay.key"]);
+    let served = RelayProcess::spawn(command, random_key());
+    let connected = TcpStream::connect_timeout(&served.addr, WAIT);
+    let (status, _) = served.terminate();
+    assert!(status.success(), "{status}");
     assert!(connected.is_ok(), "{connected:?}");
     assert_eq!(mode(&dir.join("relay.key")), 0o600);
 }

@@ -5,7 +5,8 @@
 //! Each command works on the kind of file it finds: a sessions file gets
 //! devices (public keys; a generated identity goes to its own 0600 file),
 //! a static-key file what it always got. A file with no member yet is a
-//! static-key file unless `--public-key` or `--sessions` says otherwise.
+//! sessions file: the deprecated static-key kind is made only with
+//! `--static-keys`.
 
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
@@ -97,13 +98,22 @@ fn parse_name(text: &str) -> Result<Name, String> {
     Name::new(text).map_err(|e| MembersError::BadName(e).to_string())
 }
 
-/// `relay members add`, for the kind of file `file` is.
+/// `relay members add`, for the kind of file `file` is. A file with no
+/// member yet becomes a sessions file, unless `--static-keys` asks for the
+/// deprecated kind.
 fn add(file: &Path, name: &Name, args: AddArgs) -> Result<(), String> {
     let kind = members_file::kind(file).map_err(|e| e.to_string())?;
     let for_sessions = args.sessions || args.public_key.is_some() || args.device.is_some();
+    if args.static_keys && for_sessions {
+        return Err(
+            "--static-keys makes a static-key file; --public-key, --device and --sessions are \
+             for a sessions file: give one or the other"
+                .to_owned(),
+        );
+    }
     let sessions = match kind {
         Some(kind) => kind == MembersKind::Sessions,
-        None => for_sessions,
+        None => !args.static_keys,
     };
     if !sessions && for_sessions {
         return Err(MembersError::WrongKind {
@@ -114,17 +124,32 @@ fn add(file: &Path, name: &Name, args: AddArgs) -> Result<(), String> {
         }
         .to_string());
     }
+    if sessions && args.static_keys {
+        return Err(MembersError::WrongKind {
+            path: file.to_owned(),
+            kind: MembersKind::Sessions,
+            hint: "--static-keys is for a static-key file; leave it out to add a session \
+                   member",
+        }
+        .to_string());
+    }
     if sessions && args.bits.is_some() {
-        return Err(format!(
-            "--bits is for static keys; {} holds x25519 public keys",
-            file.display()
-        ));
+        return Err(match kind {
+            None => "--bits is for static keys: a new members file is a sessions file (x25519 \
+                     public keys) unless --static-keys is given"
+                .to_owned(),
+            Some(_) => format!(
+                "--bits is for static keys; {} holds x25519 public keys",
+                file.display()
+            ),
+        });
     }
     if !sessions {
         if kind.is_none() {
             eprintln!(
-                "relay: note: {} starts as a static-key members file (deprecated members \
-                 mode); give --sessions for a sessions file",
+                "relay: note: {} starts as a static-key members file (--static-keys: the \
+                 deprecated members mode, whose file holds every member's secret key); leave \
+                 --static-keys out for a sessions file",
                 file.display()
             );
         }
@@ -156,8 +181,9 @@ fn add(file: &Path, name: &Name, args: AddArgs) -> Result<(), String> {
     );
     println!(
         "wrote {name}'s identity to {} (mode 0600); only its public key is in the members \
-         file. {HAND_OVER} {name} connects with `chat --key-file {} --relay-key KEY`, KEY being \
-         what `relay key show` prints here.",
+         file. {HAND_OVER} {name} connects with `chat --connect ADDR --key-file {} --relay-key \
+         KEY`, KEY being what `relay key show` prints here (without it, chat trusts the key \
+         it is shown on first use).",
         key_out.display(),
         key_out.display()
     );

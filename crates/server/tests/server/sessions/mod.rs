@@ -11,12 +11,17 @@
 //! - `lifecycle`: the relay's identity file, `relay key show`, the
 //!   handshake deadline, a device removed on reload, a reload of the other
 //!   kind of file, and the deprecation warning of static-key members.
+//! - `invites`: `relay invite`, joins by link, their refusals and bounds.
+//! - `invites_members`: `--members-invite`: `chat invite NAME`, refused
+//!   without the flag or for a taken name, and the inviter recorded.
 //! - `members_cli`: `relay members add|remove|list|migrate` on sessions
 //!   files.
 //!
 //! Every wait is bounded; every process is stopped by its PID (on drop).
 
 mod chat;
+mod invites;
+mod invites_members;
 mod lifecycle;
 mod members_cli;
 mod replay;
@@ -209,31 +214,6 @@ pub const QUIET: Duration = Duration::from_millis(300);
 /// Runs `relay ARGS` to its end (bounded); returns its exit code, stdout
 /// and stderr.
 pub fn relay_command(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let mut child = std::process::Command::new(util::relay_binary())
-        .args(args)
-        .current_dir(dir)
-        .env_remove("EAXCHAT_KEY")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "relay {args:?} (pid {}) did not exit within {WAIT:?}",
-                child.id()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let run = util::run_relay(dir, args);
+    (run.code, run.stdout, run.stderr)
 }

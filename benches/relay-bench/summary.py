@@ -101,6 +101,42 @@ if ("web-100", "websocket") in by:
     met = x is not None and w >= x and err == 0
     print(f"target websocket >= 1.0x redis, no errors: {'met' if met else 'MISSED' if x else '- (no redis)'}")
 
+if ("wss-100", "wss") in by:
+    print("\nwss-100: fanout 1 -> 100, 64-byte messages, subscribers over TLS (publisher on TCP)")
+    print(f"{'contender':<11}{'dlv/s':>11}{'vs r-tls':>9}{'vs redis':>9}{'errors':>8}"
+          f"{'server ns/dlv':>15}{'bench CPU':>10}")
+    t = median("wss-100", "redis-tls", "deliveries_per_s")
+    x = median("wss-100", "redis", "deliveries_per_s")
+    for contender in ["wss", "redis-tls", "redis"]:
+        if ("wss-100", contender) not in by:
+            continue
+        v = median("wss-100", contender, "deliveries_per_s")
+        values = [r["deliveries_per_s"] for r in by[("wss-100", contender)]]
+        spread = (max(values) - min(values)) / v if v else 0
+        share = median("wss-100", contender, "cpu_share") or 0
+        print(f"{contender:<11}{mps(v):>11}{ratio(v, t):>9}{ratio(v, x):>9}"
+              f"{errors('wss-100', contender):>8}{cpu_per_delivery('wss-100', contender):>15}"
+              f"{share:>10.0%}  (runs spread {spread:.0%})")
+    w = median("wss-100", "wss", "deliveries_per_s")
+    err = errors("wss-100", "wss")
+    if t and x:
+        print(f"target wss >= 1.5x redis over TLS: {'met' if w >= 1.5 * t and err == 0 else 'MISSED'}; "
+              f">= 1.0x plain redis: {'met' if w >= x and err == 0 else 'MISSED'}")
+    else:
+        print("targets wss vs redis: - (no redis with TLS)")
+
+if ("tls-handshakes", "relay") in by:
+    print("\ntls-handshakes: full TLS 1.3 handshakes, one at a time (openssl s_time -new)")
+    print(f"{'contender':<22}{'hs/s':>9}{'vs s_server':>12}{'server us/hs':>14}{'errors':>8}")
+    base = median("tls-handshakes", "s_server", "handshakes_per_s")
+    for contender, name in [("relay", "relay --web TLS"), ("s_server", "openssl s_server")]:
+        if ("tls-handshakes", contender) not in by:
+            continue
+        rate = median("tls-handshakes", contender, "handshakes_per_s")
+        cpu = median("tls-handshakes", contender, "relay_cpu_us_per_handshake")
+        print(f"{name:<22}{'-' if rate is None else f'{rate:.0f}':>9}{ratio(rate, base):>12}"
+              f"{'-' if cpu is None else f'{cpu:.0f}':>14}{errors('tls-handshakes', contender):>8}")
+
 if ("rooms-100", "rooms") in by:
     print("\nrooms-100: fanout 1 -> 100 in a room of 100, with 900 bystanders in 9 other rooms")
     print(f"{'contender':<11}{'dlv/s':>11}{'vs alone':>9}{'errors':>8}{'server ns/dlv':>15}")

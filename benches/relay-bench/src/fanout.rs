@@ -109,6 +109,7 @@ fn relay_of(index: usize, relays: usize) -> usize {
 }
 
 mod connect;
+pub(crate) mod tls;
 
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let mut fanout = Fanout::connect(options)?;
@@ -173,13 +174,13 @@ impl<'a> Fanout<'a> {
             _ => Fanout::connect_all(options, &wire, subscribe_at)?,
         };
         let mut subscribers = Vec::with_capacity(options.clients);
-        for (index, (mut stream, inbox)) in connected.into_iter().enumerate() {
+        for (index, (mut stream, inbox, tls)) in connected.into_iter().enumerate() {
             if paced {
                 sys::enable_receive_timestamps(&stream)?;
             }
             poll.registry()
                 .register(&mut stream, Token(index), Interest::READABLE)?;
-            subscribers.push(Receiver::new(stream, inbox));
+            subscribers.push(Receiver::new(stream, inbox).with_tls(tls));
         }
         poll.registry().register(
             &mut stream,

@@ -162,6 +162,9 @@ pub struct Options {
     /// Subscribers are spread over these relays (of one cluster), in turn;
     /// empty for all on `addr` with the publisher.
     pub subscribe_at: Vec<SocketAddr>,
+    /// Subscribers connect with TLS: `--web` over wss, or a Redis TLS port
+    /// given as `--subscribe-at`.
+    pub subscribe_tls: bool,
 }
 
 impl Options {
@@ -185,6 +188,7 @@ impl Options {
             bystander_rooms: 9,
             web: None,
             subscribe_at: Vec::new(),
+            subscribe_tls: false,
         }
     }
 }
@@ -300,6 +304,21 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
     if !options.subscribe_at.is_empty() && options.web.is_some() {
         return Err(LoadError::Options(
             "--subscribe-at and --web exclude each other".into(),
+        ));
+    }
+    if options.subscribe_tls
+        && (options.scenario != Scenario::Fanout
+            || (options.web.is_none() && options.subscribe_at.is_empty())
+            || options.subscribe_at.len() > 1
+            || matches!(
+                options.protocol,
+                Protocol::Sessions(_) | Protocol::Members(_) | Protocol::Nats
+            ))
+    {
+        return Err(LoadError::Options(
+            "--subscribe-tls works with fanout, and --web (wss) or one --subscribe-at (a Redis \
+             TLS port) of a shared-key relay or Redis"
+                .into(),
         ));
     }
     if options.bystanders > 0 && options.scenario != Scenario::Fanout {

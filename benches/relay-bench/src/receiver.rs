@@ -18,6 +18,9 @@ pub(super) struct Receiver<I> {
     /// False once the socket closed or failed; counted once, as a
     /// disconnect.
     pub open: bool,
+    /// Its TLS (`--subscribe-tls`): what is read is its records'
+    /// plaintext.
+    pub tls: Option<Box<rustls::ClientConnection>>,
 }
 
 /// What every read needs besides the socket: the shared buffer, the
@@ -41,7 +44,14 @@ impl<I: Inbox> Receiver<I> {
             stream,
             inbox,
             open: true,
+            tls: None,
         }
+    }
+
+    /// A receiver reading through `tls`, if given.
+    pub fn with_tls(mut self, tls: Option<Box<rustls::ClientConnection>>) -> Receiver<I> {
+        self.tls = tls;
+        self
     }
 
     /// Marks the socket gone, counting it once.
@@ -60,7 +70,10 @@ impl<I: Inbox> Receiver<I> {
             let carry = self.inbox.carry().len();
             with.buf[..carry].copy_from_slice(self.inbox.carry());
             let room = with.buf.len() - carry;
-            let read = if with.stamped {
+            let read = if let Some(tls) = &mut self.tls {
+                super::fanout::tls::read(tls, &mut self.stream, &mut with.buf[carry..])
+                    .map(|n| (n, None))
+            } else if with.stamped {
                 sys::recv_timestamped(&self.stream, &mut with.buf[carry..])
             } else {
                 self.stream.read(&mut with.buf[carry..]).map(|n| (n, None))
@@ -78,8 +91,9 @@ impl<I: Inbox> Receiver<I> {
                         delivered_at = Some(now);
                     }
                     // A short read emptied the socket; the next arrival
-                    // raises a new edge.
-                    if n < room {
+                    // raises a new edge. (Over TLS a read gives one
+                    // record's plaintext: read on until it would block.)
+                    if n < room && self.tls.is_none() {
                         break;
                     }
                 }

@@ -112,6 +112,11 @@ struct Args {
     #[argh(option)]
     subscribe_at: Vec<SocketAddr>,
 
+    /// subscribers connect with TLS (rustls; the certificate is not
+    /// verified): --web over wss, or one --subscribe-at, a Redis TLS port
+    #[argh(switch)]
+    subscribe_tls: bool,
+
     /// subscribers (fanout, latency), clients (room), connections (idle)
     /// or handshakes in flight (handshakes); default 100
     #[argh(option, short = 'n', default = "100")]
@@ -342,5 +347,6 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.bystander_rooms = args.bystander_rooms;
     options.web = args.web;
     options.subscribe_at = args.subscribe_at.clone();
+    options.subscribe_tls = args.subscribe_tls;
     Ok(options)
 }

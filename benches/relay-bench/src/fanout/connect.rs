@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
+use rustls::ClientConnection;
 
 use super::super::inbox::{Opener, StreamInbox};
 use super::super::sessions::{self, SessionRoster};
@@ -14,8 +15,12 @@ use super::super::wire::{Checking, Protocol, Wire};
 use super::super::{LoadError, Options, Verify, connect_after};
 use super::Fanout;
 
-/// The subscribers' sockets with their inboxes, and the publisher's socket.
-pub(super) type Connected = (Vec<(TcpStream, StreamInbox)>, TcpStream);
+/// The subscribers' sockets with their inboxes (and TLS, with
+/// `--subscribe-tls`), and the publisher's socket.
+pub(super) type Connected = (
+    Vec<(TcpStream, StreamInbox, Option<Box<ClientConnection>>)>,
+    TcpStream,
+);
 
 impl Fanout<'_> {
     /// Connects every subscriber (subscriber `index` to `subscribe_at(index)`),
@@ -40,7 +45,9 @@ impl Fanout<'_> {
         // A NATS server pings each connection about two seconds after it
         // connects: they are connected all at once, each answering its
         // ping before the run, so no ping lands among the records.
-        let streams: Vec<Result<TcpStream, LoadError>> = if greeted {
+        let streams: Vec<Result<TcpStream, LoadError>> = if options.subscribe_tls {
+            Vec::new()
+        } else if greeted {
             std::thread::scope(|scope| {
                 let connecting: Vec<_> = targets
                     .iter()
@@ -63,11 +70,22 @@ impl Fanout<'_> {
                 .map(|(addr, greeting)| connect_after(*addr, greeting, false))
                 .collect()
         };
-        let subscribers = streams
-            .into_iter()
-            .zip(inboxes)
-            .map(|(stream, inbox)| Ok((stream?, inbox)))
-            .collect::<Result<_, LoadError>>()?;
+        let subscribers = if options.subscribe_tls {
+            targets
+                .iter()
+                .zip(inboxes)
+                .map(|((addr, greeting), inbox)| {
+                    let (stream, tls) = super::tls::connect(*addr, greeting)?;
+                    Ok((stream, inbox, Some(tls)))
+                })
+                .collect::<Result<_, LoadError>>()?
+        } else {
+            streams
+                .into_iter()
+                .zip(inboxes)
+                .map(|(stream, inbox)| Ok((stream?, inbox, None)))
+                .collect::<Result<_, LoadError>>()?
+        };
         let publisher = connect_after(options.addr, wire.publisher_greeting(), greeted)?;
         Ok((subscribers, publisher))
     }
@@ -98,7 +116,7 @@ impl Fanout<'_> {
             let sample = options.verify.sample();
             let inbox =
                 StreamInbox::for_session(wire.record_len(), sample, open_all, reader, index as u64);
-            subscribers.push((stream, inbox));
+            subscribers.push((stream, inbox, None));
         }
         let (publisher, established) = connect(0)?;
         wire.start_session(established.session);

@@ -2,7 +2,10 @@
 //! sending their request head, the upgrade that makes one a relay
 //! connection carrying WebSocket frames, and the idle check that pings
 //! quiet browsers and closes silent ones. The protocols are `crate::web`'s;
-//! this file moves bytes and keeps time.
+//! this file moves bytes and keeps time. With TLS (`web_tls.rs`) the same
+//! steps run over a rustls `ServerConnection`: the handshake happens while
+//! the request head is read, and a browser member's frames are sealed into
+//! TLS records on their way to the socket.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -14,9 +17,13 @@ use mio::{Interest, Token};
 use slab::Slab;
 use tungstenite::protocol::frame::coding::CloseCode;
 
+pub use crate::web::config::{MetricsAccess, WebConfig};
+
+use super::web_tls::{TlsPhase, TlsState};
 use super::{Conn, Server};
+use crate::web::tls::{self as web_tls, TlsRefusal, TlsWriter};
 use crate::web::ws::{Incoming, Outgoing, WsEvent};
-use crate::web::{self, Gauges, http};
+use crate::web::{self, http};
 use eaxchat_core::relay::{CloseReason, ConnId, Refused};
 
 /// The web listener's token.
@@ -30,37 +37,28 @@ pub(super) const HTTP_BASE: usize = usize::MAX / 2;
 /// member's identifying frame) is short. Past it, `--max-frame`.
 const PRE_AUTH_MESSAGE: usize = 4096;
 
-/// How `--web` is set up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WebConfig {
-    /// Where the page and `/ws` are served.
-    pub listen: SocketAddr,
-    /// Origins allowed to open `/ws` (`--web-origin`); empty: the page's
-    /// own only.
-    pub origins: Vec<String>,
-    /// A browser silent this long is pinged, and closed if it stays silent
-    /// as long again.
-    pub idle_timeout: Duration,
-}
-
 /// The web side of the server.
 pub(super) struct Web {
     listener: TcpListener,
     ready: bool,
-    config: WebConfig,
+    pub(super) config: WebConfig,
     /// Connections still sending their request head, or being answered.
-    http: Slab<HttpConn>,
+    pub(super) http: Slab<HttpConn>,
     next_idle_check: Instant,
+    /// The certificate and the TLS counters, if the listener serves TLS.
+    pub(super) tls: Option<TlsState>,
 }
 
 /// A connection in HTTP, before its upgrade or its answer.
-struct HttpConn {
-    stream: TcpStream,
-    addr: SocketAddr,
-    head: Vec<u8>,
-    since: Instant,
+pub(super) struct HttpConn {
+    pub(super) stream: TcpStream,
+    pub(super) addr: SocketAddr,
+    pub(super) head: Vec<u8>,
+    pub(super) since: Instant,
     /// The answer being written, then the connection closes.
-    answer: Option<(Vec<u8>, usize)>,
+    pub(super) answer: Option<(Vec<u8>, usize)>,
+    /// Plain, or where its TLS is.
+    pub(super) tls: TlsPhase,
 }
 
 /// A relay connection that is a browser's: its WebSocket state.
@@ -71,6 +69,8 @@ pub(super) struct WebConn {
     last_heard: Instant,
     pinged: bool,
     max_frame: usize,
+    /// Its TLS, on a TLS listener.
+    tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl WebConn {
@@ -79,9 +79,20 @@ impl WebConn {
         self.out.close(CloseCode::Away, "relay shutting down");
     }
 
-    /// Writes the control frames queued, if the socket takes them.
+    /// Writes the control frames queued, if the socket takes them, and
+    /// the TLS records waiting.
     pub(super) fn flush_control(&mut self, stream: &mut TcpStream) -> io::Result<bool> {
-        self.out.flush_control(stream)
+        match &mut self.tls {
+            Some(tls) => {
+                let done = self.out.flush_control(&mut TlsWriter {
+                    conn: tls,
+                    socket: stream,
+                });
+                web_tls::flush(tls, stream)?;
+                done
+            }
+            None => self.out.flush_control(stream),
+        }
     }
 
     /// Writes the relay's lines as WebSocket frames.
@@ -90,19 +101,56 @@ impl WebConn {
         stream: &mut TcpStream,
         bufs: &[io::IoSlice<'_>],
     ) -> io::Result<usize> {
-        self.out.write_lines(stream, bufs)
+        match &mut self.tls {
+            Some(tls) => self.out.write_lines(
+                &mut TlsWriter {
+                    conn: tls,
+                    socket: stream,
+                },
+                bufs,
+            ),
+            None => self.out.write_lines(stream, bufs),
+        }
+    }
+
+    /// Reads what the browser sent: the plaintext of its TLS records, or
+    /// the socket's bytes.
+    pub(super) fn read(&mut self, stream: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.tls {
+            Some(tls) => web_tls::read_plaintext(tls, stream, buf),
+            None => stream.read(buf),
+        }
+    }
+
+    /// Whether TLS records wait for the socket (write interest is kept
+    /// until they are gone).
+    pub(super) fn tls_pending(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+    }
+
+    /// Sends TLS's close_notify, if the socket takes it.
+    pub(super) fn close_tls(&mut self, stream: &mut TcpStream) {
+        if let Some(tls) = &mut self.tls {
+            tls.send_close_notify();
+            let _ = web_tls::flush(tls, stream);
+        }
     }
 }
 
 impl Web {
     /// Binds the web listener.
     pub(super) fn bind(config: WebConfig) -> io::Result<Web> {
+        let tls = match &config.tls {
+            Some(source) => Some(TlsState::load(source.clone())?),
+            None => None,
+        };
         Ok(Web {
             listener: TcpListener::bind(config.listen)?,
             ready: true,
             config,
             http: Slab::new(),
             next_idle_check: Instant::now(),
+            tls,
         })
     }
 
@@ -135,16 +183,41 @@ impl Server {
             match web.listener.accept() {
                 Ok((mut stream, addr)) => {
                     if web.http.len() >= web::MAX_PENDING {
-                        warn!("web: refused {addr}: {} requests pending", web::MAX_PENDING);
+                        if let Some(tls) = &mut web.tls {
+                            tls.refuse(addr, TlsRefusal::FloodTotal, "too many handshakes pending");
+                        } else {
+                            warn!("web: refused {addr}: {} requests pending", web::MAX_PENDING);
+                        }
                         continue;
+                    }
+                    if let Some(tls) = &mut web.tls {
+                        let same = web
+                            .http
+                            .iter()
+                            .filter(|(_, conn)| conn.addr.ip() == addr.ip())
+                            .count();
+                        if same >= web::MAX_HANDSHAKES_PER_ADDRESS {
+                            tls.refuse(
+                                addr,
+                                TlsRefusal::FloodAddress,
+                                "too many handshakes pending from its address",
+                            );
+                            continue;
+                        }
                     }
                     let _ = stream.set_nodelay(true);
                     let entry = web.http.vacant_entry();
                     let token = Token(HTTP_BASE + entry.key());
+                    // A TLS connection writes during its handshake: its
+                    // writable events flush what the socket did not take.
+                    let (interest, phase) = match &web.tls {
+                        Some(_) => (Interest::READABLE | Interest::WRITABLE, TlsPhase::Sniffing),
+                        None => (Interest::READABLE, TlsPhase::Plain),
+                    };
                     if self
                         .poll
                         .registry()
-                        .register(&mut stream, token, Interest::READABLE)
+                        .register(&mut stream, token, interest)
                         .is_err()
                     {
                         continue;
@@ -155,6 +228,7 @@ impl Server {
                         head: Vec::new(),
                         since: Instant::now(),
                         answer: None,
+                        tls: phase,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => web.ready = false,
@@ -177,6 +251,9 @@ impl Server {
             self.write_answer(key);
             return;
         }
+        if !matches!(conn.tls, TlsPhase::Plain | TlsPhase::PlainOnTls) {
+            return self.tls_http_event(key);
+        }
         let mut buf = [0u8; 4096];
         loop {
             match conn.stream.read(&mut buf) {
@@ -191,6 +268,25 @@ impl Server {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return self.drop_http(key),
             }
+        }
+        self.parse_head(key);
+    }
+
+    /// Answers the request head read so far, if it is whole (or bad).
+    pub(super) fn parse_head(&mut self, key: usize) {
+        let Some(conn) = self.web.as_mut().and_then(|web| web.http.get_mut(key)) else {
+            return;
+        };
+        if matches!(conn.tls, TlsPhase::PlainOnTls) {
+            if http::parse(&conn.head) == Ok(None) {
+                return;
+            }
+            let answer = http::redirect_to_https(&conn.head);
+            let addr = conn.addr;
+            if let Some(tls) = self.web.as_mut().and_then(|web| web.tls.as_mut()) {
+                tls.refuse(addr, TlsRefusal::PlainHttp, "plain HTTP: sent to https");
+            }
+            return self.start_answer(key, answer);
         }
         match http::parse(&conn.head) {
             Ok(None) => {}
@@ -208,13 +304,18 @@ impl Server {
                 http::response("200 OK", asset.content_type, asset.body.as_bytes())
             }
             http::Request::Health => http::response("200 OK", "text/plain; charset=utf-8", b"ok\n"),
-            http::Request::Metrics => {
-                let text = web::metrics::render(&self.relay.stats(), &self.gauges());
-                http::response(
-                    "200 OK",
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    text.as_bytes(),
-                )
+            http::Request::Icon(png) => http::response("200 OK", "image/png", png),
+            http::Request::Metrics { bearer } => {
+                let peer = self
+                    .web
+                    .as_ref()
+                    .and_then(|web| web.http.get(key).map(|conn| (conn.addr, web)));
+                let allowed =
+                    peer.map(|(addr, web)| web.config.metrics.allows(addr, bearer.as_deref()));
+                if let Some(Err(refusal)) = allowed {
+                    return self.start_answer(key, http::refusal(refusal));
+                }
+                self.metrics_response()
             }
             http::Request::Upgrade {
                 key: ws_key,
@@ -240,7 +341,7 @@ impl Server {
         self.start_answer(key, body);
     }
 
-    fn start_answer(&mut self, key: usize, answer: Vec<u8>) {
+    pub(super) fn start_answer(&mut self, key: usize, answer: Vec<u8>) {
         if let Some(conn) = self.web.as_mut().and_then(|web| web.http.get_mut(key)) {
             conn.answer = Some((answer, 0));
             let _ = self.poll.registry().reregister(
@@ -256,6 +357,19 @@ impl Server {
         let Some(conn) = self.web.as_mut().and_then(|web| web.http.get_mut(key)) else {
             return;
         };
+        if let TlsPhase::Tls(tls) = &mut conn.tls {
+            if let Some((answer, at)) = &mut conn.answer
+                && *at < answer.len()
+            {
+                let _ = io::Write::write_all(&mut tls.writer(), &answer[*at..]);
+                *at = answer.len();
+                tls.send_close_notify();
+            }
+            match web_tls::flush(tls, &mut conn.stream) {
+                Ok(()) if tls.wants_write() => return,
+                _ => return self.drop_http(key),
+            }
+        }
         let Some((answer, at)) = &mut conn.answer else {
             return;
         };
@@ -271,7 +385,7 @@ impl Server {
         self.drop_http(key);
     }
 
-    fn drop_http(&mut self, key: usize) {
+    pub(super) fn drop_http(&mut self, key: usize) {
         if let Some(web) = &mut self.web
             && let Some(mut conn) = web.http.try_remove(key)
         {
@@ -292,11 +406,23 @@ impl Server {
         let head_len = head_length(&conn.head).unwrap_or(conn.head.len());
         let early = conn.head.split_off(head_len);
         let reply = http::switching_protocols(ws_key);
+        let mut tls = match std::mem::replace(&mut conn.tls, TlsPhase::Plain) {
+            TlsPhase::Tls(tls) => Some(tls),
+            _ => None,
+        };
         // 129 bytes into a fresh socket's buffer: it goes at once or the
-        // connection is gone.
-        if conn.stream.write(&reply).ok() != Some(reply.len()) {
+        // connection is gone. Over TLS, rustls keeps what the socket did
+        // not take, and write interest stays until it is gone.
+        let sent = match &mut tls {
+            Some(tls) => io::Write::write_all(&mut tls.writer(), &reply)
+                .and_then(|()| web_tls::flush(tls, &mut conn.stream))
+                .is_ok(),
+            None => conn.stream.write(&reply).ok() == Some(reply.len()),
+        };
+        if !sent {
             return;
         }
+        let pending = tls.as_ref().is_some_and(|tls| tls.wants_write());
         let max_frame = self.relay.limits().max_frame;
         let web_conn = WebConn {
             incoming: Incoming::new(PRE_AUTH_MESSAGE.min(max_frame)),
@@ -304,11 +430,12 @@ impl Server {
             last_heard: Instant::now(),
             pinged: false,
             max_frame,
+            tls,
         };
         let relay_conn = Conn {
             stream: conn.stream,
             addr: conn.addr,
-            write_interest: false,
+            write_interest: pending,
             read_turn: 0,
             web: Some(Box::new(web_conn)),
         };
@@ -318,7 +445,15 @@ impl Server {
                     && self
                         .poll
                         .registry()
-                        .register(&mut peer.stream, Token(id), Interest::READABLE)
+                        .register(
+                            &mut peer.stream,
+                            Token(id),
+                            if pending {
+                                Interest::READABLE | Interest::WRITABLE
+                            } else {
+                                Interest::READABLE
+                            },
+                        )
                         .is_err()
                 {
                     self.relay
@@ -398,6 +533,8 @@ impl Server {
         }
         web.next_idle_check = now + Duration::from_secs(1);
         let idle = web.config.idle_timeout;
+        self.check_tls(now);
+        let Some(web) = &mut self.web else { return };
         let late: Vec<usize> = web
             .http
             .iter()
@@ -437,26 +574,6 @@ impl Server {
         {
             let _ = web.out.flush_control(&mut conn.stream);
         }
-    }
-
-    /// Connections by kind and bytes queued, for `/metrics`.
-    fn gauges(&self) -> Gauges {
-        let mut gauges = Gauges {
-            http_pending: self.web.as_ref().map_or(0, |web| web.http.len()),
-            ..Gauges::default()
-        };
-        for id in self.relay.ids() {
-            let Some(peer) = self.relay.peer(id) else {
-                continue;
-            };
-            if peer.io.web.is_some() {
-                gauges.web += 1;
-            } else {
-                gauges.tcp += 1;
-            }
-            gauges.bytes_queued += peer.queued_bytes();
-        }
-        gauges
     }
 }
 

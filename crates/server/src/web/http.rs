@@ -1,9 +1,10 @@
 //! HTTP on `--web`: one request head per connection, parsed by `httparse`,
 //! and the response it gets. The routes: `/` and the page's assets,
-//! `/healthz`, `/metrics`, and `/ws`, the WebSocket upgrade (its accept key
-//! from `tungstenite`). Every response closes the connection, but a 101.
+//! `/healthz`, `/metrics`, the app icons, and `/ws`, the WebSocket upgrade
+//! (its accept key from `tungstenite`). Every response closes the
+//! connection, but a 101.
 
-use super::page;
+use super::{icon, page};
 
 /// The longest request head taken; past it, 431.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -15,7 +16,7 @@ const MAX_HEADERS: usize = 32;
 /// inline script or `eval`, no framing, no sniffing.
 pub const SECURITY_HEADERS: &str = "Content-Security-Policy: default-src 'none'; \
      script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
+     manifest-src 'self'; worker-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n\
      X-Content-Type-Options: nosniff\r\n\
      Referrer-Policy: no-referrer\r\n\
      Cache-Control: no-store\r\n";
@@ -27,8 +28,13 @@ pub enum Request {
     Asset(&'static page::Asset),
     /// `/healthz`.
     Health,
-    /// `/metrics`.
-    Metrics,
+    /// `/metrics`, with the bearer token of its `Authorization` if sent.
+    Metrics {
+        /// The token after `Authorization: Bearer`.
+        bearer: Option<String>,
+    },
+    /// An app icon's PNG.
+    Icon(&'static [u8]),
     /// `/ws` with a WebSocket upgrade: its `Sec-WebSocket-Key`, and its
     /// `Origin` and `Host` if sent.
     Upgrade {
@@ -56,6 +62,8 @@ pub enum Refusal {
     UpgradeRequired,
     /// 431: the head is longer than [`MAX_HEAD`].
     TooLarge,
+    /// 401: `/metrics` without the bearer token it needs.
+    Unauthorized,
 }
 
 impl Refusal {
@@ -67,6 +75,7 @@ impl Refusal {
             Refusal::Forbidden => "403 Forbidden",
             Refusal::UpgradeRequired => "426 Upgrade Required",
             Refusal::TooLarge => "431 Request Header Fields Too Large",
+            Refusal::Unauthorized => "401 Unauthorized",
         }
     }
 
@@ -79,6 +88,7 @@ impl Refusal {
             Refusal::Forbidden => "origin not allowed",
             Refusal::UpgradeRequired => "no websocket upgrade",
             Refusal::TooLarge => "request head too large",
+            Refusal::Unauthorized => "no valid bearer token",
         }
     }
 }
@@ -119,7 +129,17 @@ pub fn parse(buf: &[u8]) -> Result<Option<Request>, Refusal> {
     };
     match path {
         "/healthz" => Ok(Some(Request::Health)),
-        "/metrics" => Ok(Some(Request::Metrics)),
+        "/metrics" => Ok(Some(Request::Metrics {
+            bearer: header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(|token| token.trim().to_owned()),
+        })),
+        "/icon-192.png" | "/icon-512.png" => {
+            let size = if path == "/icon-192.png" { 192 } else { 512 };
+            icon::png(size)
+                .map(|png| Some(Request::Icon(png)))
+                .ok_or(Refusal::NotFound)
+        }
         "/ws" => {
             let upgrade = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
             let connection = header("connection").is_some_and(|v| {
@@ -177,9 +197,67 @@ pub fn response(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The answer to plain HTTP sent to the TLS listener: a redirect to the
+/// same path over https when the request named its host, else a page
+/// that says to use https.
+pub fn redirect_to_https(head: &[u8]) -> Vec<u8> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut request = httparse::Request::new(&mut headers);
+    let parsed = request.parse(head).is_ok_and(|status| status.is_complete());
+    let host = request
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .map(str::trim)
+        .filter(|host| {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        });
+    let path = request
+        .path
+        .filter(|path| path.starts_with('/') && path.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("/");
+    let explanation = "This address serves HTTPS only: open it with https:// \
+        (the page needs a secure context for its cryptography).\n";
+    match host {
+        Some(host) if parsed => {
+            let mut out = format!(
+                "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://{host}{path}\r\n\
+                 Content-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n{SECURITY_HEADERS}\r\n",
+                explanation.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(explanation.as_bytes());
+            out
+        }
+        _ => response(
+            "400 Bad Request",
+            "text/plain; charset=utf-8",
+            explanation.as_bytes(),
+        ),
+    }
+}
+
 /// The response for a refusal.
 pub fn refusal(refusal: Refusal) -> Vec<u8> {
     let body = format!("{}\n", refusal.why());
+    if refusal == Refusal::Unauthorized {
+        let mut out = response(
+            refusal.status(),
+            "text/plain; charset=utf-8",
+            body.as_bytes(),
+        );
+        let at = out
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map_or(0, |at| at + 2);
+        out.splice(at..at, b"WWW-Authenticate: Bearer\r\n".iter().copied());
+        return out;
+    }
     response(
         refusal.status(),
         "text/plain; charset=utf-8",
@@ -213,8 +291,18 @@ mod tests {
         );
         assert_eq!(
             parse(b"GET /metrics HTTP/1.1\r\n\r\n"),
-            Ok(Some(Request::Metrics))
+            Ok(Some(Request::Metrics { bearer: None }))
         );
+        assert_eq!(
+            parse(b"GET /metrics HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n"),
+            Ok(Some(Request::Metrics {
+                bearer: Some("s3cret".to_owned())
+            }))
+        );
+        assert!(matches!(
+            parse(b"GET /icon-512.png HTTP/1.1\r\n\r\n"),
+            Ok(Some(Request::Icon(_)))
+        ));
         assert!(matches!(
             parse(b"GET / HTTP/1.1\r\n\r\n"),
             Ok(Some(Request::Asset(_)))
@@ -260,6 +348,22 @@ mod tests {
         let list = ["https://chat.example".to_owned()];
         assert!(origin_allowed(Some("https://chat.example"), None, &list));
         assert!(!origin_allowed(origin.as_deref(), host.as_deref(), &list));
+    }
+
+    #[test]
+    fn plain_http_to_the_tls_listener_is_sent_to_https() {
+        let text = |bytes: Vec<u8>| String::from_utf8(bytes).expect("text");
+        let moved = text(redirect_to_https(
+            b"GET /app.js?x HTTP/1.1\r\nHost: chat.example:8443\r\n\r\n",
+        ));
+        assert!(moved.starts_with("HTTP/1.1 308 "), "{moved}");
+        assert!(moved.contains("\r\nLocation: https://chat.example:8443/app.js?x\r\n"));
+        let bad_host = text(redirect_to_https(
+            b"GET / HTTP/1.1\r\nHost: a\r\nevil\r\n\r\n",
+        ));
+        assert!(bad_host.starts_with("HTTP/1.1 400 "), "{bad_host}");
+        let no_host = text(redirect_to_https(b"GET / HTTP/1.1\r\n\r\n"));
+        assert!(no_host.contains("serves HTTPS only"), "{no_host}");
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! text message, with the same keys, names, rooms, history, limits, replay
 //! refusal and slow-consumer policy as on the TCP port.
 
+pub mod config;
 pub mod http;
+pub mod icon;
+pub mod tls;
 pub mod ws;
 
 use std::fmt::Write as _;
@@ -27,6 +30,15 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections at once still sending their request head.
 pub const MAX_PENDING: usize = 256;
 
+/// `--web-tls-handshake-timeout`'s default: a TLS handshake not finished
+/// this long after the connection came is closed.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most connections from one address at once still in their TLS handshake
+/// or request head, on a TLS listener: a flood from one address cannot
+/// take all of [`MAX_PENDING`].
+pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
+
 /// The chat page's files, compiled in: no CDN, no build step.
 pub mod page {
     /// One file of the page.
@@ -41,7 +53,7 @@ pub mod page {
     }
 
     /// Every file of the page.
-    pub static ASSETS: [Asset; 7] = [
+    pub static ASSETS: [Asset; 11] = [
         Asset {
             path: "/",
             content_type: "text/html; charset=utf-8",
@@ -77,6 +89,26 @@ pub mod page {
             content_type: "image/svg+xml",
             body: include_str!("page/favicon.svg"),
         },
+        Asset {
+            path: "/install.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/install.js"),
+        },
+        Asset {
+            path: "/notify.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/notify.js"),
+        },
+        Asset {
+            path: "/sw.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/sw.js"),
+        },
+        Asset {
+            path: "/manifest.webmanifest",
+            content_type: "application/manifest+json",
+            body: include_str!("page/manifest.webmanifest"),
+        },
     ];
 
     /// The file served at `path`.
@@ -97,6 +129,8 @@ pub struct Gauges {
     pub http_pending: usize,
     /// Bytes queued for all connections.
     pub bytes_queued: usize,
+    /// The TLS listener's counters, if `--web` serves TLS.
+    pub tls: Option<tls::TlsCounters>,
 }
 
 /// The counters and gauges in Prometheus's text exposition format.
@@ -128,7 +162,7 @@ pub mod metrics {
             &[("", gauges.bytes_queued as u64)],
         );
         let r = &stats.rejected;
-        let counters: [(&str, &str, u64); 27] = [
+        let counters: [(&str, &str, u64); 29] = [
             (
                 "connections_accepted_total",
                 "Connections accepted since start.",
@@ -206,6 +240,16 @@ pub mod metrics {
                 stats.first_frame_timeouts,
             ),
             (
+                "keyless_frames_out_total",
+                "Frames written to connections that never proved the key.",
+                stats.keyless_frames_out,
+            ),
+            (
+                "keyless_bytes_out_total",
+                "Bytes written to connections that never proved the key.",
+                stats.keyless_bytes_out,
+            ),
+            (
                 "members_removed_total",
                 "Connections of members removed or re-keyed.",
                 stats.members_removed,
@@ -262,6 +306,60 @@ pub mod metrics {
             let _ = writeln!(out, "# TYPE eaxchat_{name} counter");
             let _ = writeln!(out, "eaxchat_{name} {value}");
         }
+        if let Some(tls) = &gauges.tls {
+            render_tls(&mut out, tls);
+        }
         out
+    }
+
+    /// The TLS listener's counters.
+    fn render_tls(out: &mut String, tls: &tls::TlsCounters) {
+        let counter = |out: &mut String, name: &str, help: &str| {
+            let _ = writeln!(out, "# HELP eaxchat_{name} {help}");
+            let _ = writeln!(out, "# TYPE eaxchat_{name} counter");
+        };
+        counter(
+            out,
+            "web_tls_handshakes_total",
+            "TLS handshakes completed on --web.",
+        );
+        let _ = writeln!(out, "eaxchat_web_tls_handshakes_total {}", tls.handshakes);
+        counter(
+            out,
+            "web_tls_refused_total",
+            "TLS connections closed before their handshake ended, by reason.",
+        );
+        for (reason, value) in tls::TlsRefusal::ALL.iter().zip(tls.refused) {
+            let _ = writeln!(
+                out,
+                "eaxchat_web_tls_refused_total{{reason=\"{}\"}} {value}",
+                reason.label()
+            );
+        }
+        counter(
+            out,
+            "web_tls_errors_total",
+            "Established TLS connections closed for a bad record.",
+        );
+        let _ = writeln!(
+            out,
+            "eaxchat_web_tls_errors_total {}",
+            tls.errors_after_handshake
+        );
+        counter(
+            out,
+            "web_tls_reloads_total",
+            "Certificate reloads, by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "eaxchat_web_tls_reloads_total{{outcome=\"applied\"}} {}",
+            tls.reloads
+        );
+        let _ = writeln!(
+            out,
+            "eaxchat_web_tls_reloads_total{{outcome=\"refused\"}} {}",
+            tls.reload_failures
+        );
     }
 }

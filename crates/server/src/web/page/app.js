@@ -13,13 +13,17 @@
 
 import { EaxKey, openFrame, parseHexKey, sealFrame } from "./eax.js";
 import {
-  describeKey, FrameSender, IdentityStore, LineQueue, openSession, PinStore, RefusedError,
+  describeKey, FrameSender, IdentityStore, LineQueue, openSession, parseInviteFragment, PinStore,
+  RefusedError,
 } from "./session.js";
+import { cryptoAvailable, explainInsecure, registerShell } from "./install.js";
+import { Notifier } from "./notify.js";
 
 const $ = (id) => document.getElementById(id);
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const MAX_LINES = 2000;
+const notifier = new Notifier();
 
 let key = null; // the EaxKey, in memory only
 let mode = null; // "key" (a shared or member key) or "session"
@@ -149,11 +153,15 @@ function onEvent(event) {
       else if (from && (membersMode || !event.text.startsWith(`${from}: `))) parts.push([from, "from", from], [": " + event.text]);
       else parts.push([event.text]);
       show(`message${history}${mention}`, event.ts, parts);
+      if (mention && !event.history) notifier.notify("mention", from, event.room ?? $("room").textContent.replace(/^#/, ""), event.text);
       break;
     }
     case "private":
       if (event.echo) show("private own", event.ts, [[`[private to ${event.to}] ${event.text}`]]);
-      else show("private", event.ts, [["[private] "], [from ?? "someone", "from", from ?? ""], [": " + event.text]]);
+      else {
+        show("private", event.ts, [["[private] "], [from ?? "someone", "from", from ?? ""], [": " + event.text]]);
+        notifier.notify("private", from, null, event.text);
+      }
       break;
     case "join":
     case "leave":
@@ -303,6 +311,7 @@ async function handshake(ws, lines) {
       recv: () => lines.next(HANDSHAKE_WAIT),
       staticKey: identity,
       pins,
+      invite,
     });
   } catch (error) {
     if (socket !== ws) return null;
@@ -331,6 +340,12 @@ async function handshake(ws, lines) {
   }
   if (socket !== ws) return null;
   sessionOpened = true;
+  if (invite) {
+    // Joined: the invite is spent, and its secret leaves the address bar.
+    invite = null;
+    history.replaceState(null, "", location.pathname + location.search);
+    notice(`* joined by invite as ${made.name}`);
+  }
   sender = new FrameSender(made.session, (line) => ws.send(line));
   me = made.name;
   $("name").textContent = me;
@@ -430,6 +445,14 @@ function disconnect(state, text) {
 }
 
 async function join(hex) {
+  // The key leaves the field and the address bar (and history) at once,
+  // whatever happens next.
+  $("key").value = "";
+  if (location.hash) history.replaceState(null, "", location.pathname + location.search);
+  if (!cryptoAvailable()) {
+    explainInsecure();
+    return;
+  }
   const raw = parseHexKey(hex);
   if (!raw) {
     notice("a key is 32, 48 or 64 hex digits", "error");
@@ -493,6 +516,35 @@ $("send-form").addEventListener("submit", async (e) => {
   if (!command) show("message own", null, [[me ?? "you", "from"], [" (you): " + (text.startsWith("//") ? text.slice(1) : text)]]);
 });
 
+function showNotifyButton() {
+  const on = notifier.enabled;
+  $("notify").textContent = `Notifications: ${on ? "on" : "off"}`;
+  $("notify").classList.toggle("on", on);
+  $("notify").hidden = !notifier.supported;
+  $("notify-text-label").hidden = !on;
+  $("notify-text").checked = notifier.withText;
+}
+$("notify").addEventListener("click", async () => {
+  await notifier.toggle();
+  showNotifyButton();
+});
+$("notify-text").addEventListener("change", () => {
+  notifier.withText = $("notify-text").checked;
+});
+showNotifyButton();
+
 const fragment = new URLSearchParams(location.hash.slice(1)).get("k");
-if (fragment) join(fragment);
-else showSessionBox();
+// An invite link (`#invite=…`) joins as a session member at once.
+let invite = null;
+try {
+  invite = parseInviteFragment(location.hash);
+} catch (error) {
+  notice(`* ${error.message}`, "error");
+}
+if (!cryptoAvailable()) explainInsecure();
+else {
+  registerShell();
+  if (invite) joinSession();
+  else if (fragment) join(fragment);
+  else showSessionBox();
+}

@@ -14,6 +14,9 @@ const te = new TextEncoder();
 
 export const IK = 'Noise_IK_25519_AESGCM_SHA256';
 export const IKPSK2 = 'Noise_IKpsk2_25519_AESGCM_SHA256';
+/** Invite joins (docs/protocol.md "Invites"): the invite's secret is the PSK, in message 1. */
+export const IKPSK1 = 'Noise_IKpsk1_25519_AESGCM_SHA256';
+export const JOIN_PROLOGUE = te.encode('eaxchat/invite/1');
 export const PROLOGUE = te.encode('eaxchat/session/1');
 export const KIND = Object.freeze({ HELLO: 0x01, WELCOME: 0x02, INVITE: 0x03, REFUSE: 0x7f });
 export const MAX_LINE = 1024; // bytes of base64 before the '\n'
@@ -178,9 +181,11 @@ class SymmetricState {
 
 // ---------------------------------------------------------------- Noise HandshakeState
 // IK:      <- s  ...  -> e, es, s, ss   <- e, ee, se
+// IKpsk1:  <- s  ...  -> e, es, s, ss, psk   <- e, ee, se
 // IKpsk2:  <- s  ...  -> e, es, s, ss   <- e, ee, se, psk
 const PATTERNS = {
   IK: [['e', 'es', 's', 'ss'], ['e', 'ee', 'se']],
+  IKpsk1: [['e', 'es', 's', 'ss', 'psk'], ['e', 'ee', 'se']],
   IKpsk2: [['e', 'es', 's', 'ss'], ['e', 'ee', 'se', 'psk']],
 };
 
@@ -191,13 +196,13 @@ export class HandshakeState {
    * e: fixed ephemeral (tests only). psk: 32 bytes for IKpsk2. On any error, discard the state.
    */
   static async create({ protocol = IK, initiator, prologue = PROLOGUE, s, rs, e, psk } = {}) {
-    const m = /^Noise_(IK|IKpsk2)_25519_AESGCM_SHA256$/.exec(protocol);
+    const m = /^Noise_(IK|IKpsk1|IKpsk2)_25519_AESGCM_SHA256$/.exec(protocol);
     if (!m) throw new NoiseError(`unsupported protocol ${protocol}`);
     const hs = new HandshakeState();
     hs.initiator = !!initiator;
     hs.messages = PATTERNS[m[1]];
-    hs.isPsk = m[1] === 'IKpsk2';
-    if (hs.isPsk && !(psk instanceof Uint8Array && psk.length === 32)) throw new NoiseError('IKpsk2 needs a 32-byte psk');
+    hs.isPsk = m[1] !== 'IK';
+    if (hs.isPsk && !(psk instanceof Uint8Array && psk.length === 32)) throw new NoiseError(`${m[1]} needs a 32-byte psk`);
     hs.psk = psk;
     if (!s) throw new NoiseError('a static key is required');
     hs.s = await toKeyPair(s);
@@ -444,10 +449,14 @@ export function decodeLine(line) {
  * frames that follow. A 0x7f refusal becomes a NoiseError naming the pinned fingerprint and,
  * when the refusal gives one after RELAY_KEY_MARK, the relay's own.
  */
-export async function clientHandshake({ send, recv, relayPublicKey, staticKey, payload = new Uint8Array(0) }) {
+export async function clientHandshake({ send, recv, relayPublicKey, staticKey, payload = new Uint8Array(0), invite = null }) {
   if (payload.length > MAX_HELLO_PAYLOAD) throw new NoiseError(`hello payload over ${MAX_HELLO_PAYLOAD} bytes`);
-  const hs = await HandshakeState.create({ protocol: IK, initiator: true, s: staticKey, rs: relayPublicKey });
-  await send(encodeLine(KIND.HELLO, await hs.writeMessage(payload)));
+  // With `invite` ({ id: 8 bytes, secret: 32 bytes }): an invite join, IKpsk1, kind 0x03.
+  const hs = await HandshakeState.create(invite
+    ? { protocol: IKPSK1, prologue: JOIN_PROLOGUE, initiator: true, s: staticKey, rs: relayPublicKey, psk: invite.secret }
+    : { protocol: IK, initiator: true, s: staticKey, rs: relayPublicKey });
+  const message = await hs.writeMessage(payload);
+  await send(invite ? encodeLine(KIND.INVITE, concat(invite.id, message)) : encodeLine(KIND.HELLO, message));
   const { kind, body } = decodeLine(await recv());
   if (kind === KIND.REFUSE) throw await refusalError(body, relayPublicKey);
   if (kind !== KIND.WELCOME) throw new NoiseError(`expected a kind 0x02 line, got ${kindHex(kind)}`);

@@ -11,6 +11,23 @@ import {
   parsePublicKey, FramingError, MAX_LINE, MAX_REFUSAL,
 } from './noise.js';
 
+// ---------------------------------------------------------------- invites
+/**
+ * The invite in a page link's fragment, `#invite=TOKEN` (docs/protocol.md "Invites"):
+ * TOKEN is unpadded base64url of relay key(32) ‖ id(8) ‖ secret(32). Returns
+ * { relayPublicKey, id, secret }, null when the fragment holds no invite; a damaged token throws.
+ */
+export function parseInviteFragment(hash) {
+  const at = hash.indexOf('invite=');
+  if (at < 0) return null;
+  const token = hash.slice(at + 'invite='.length).replace(/[&/].*$/, '');
+  if (!/^[A-Za-z0-9_-]{96}$/.test(token)) {
+    throw new FramingError('the invite link is damaged: its token is not 96 characters of base64url (copy the whole link)');
+  }
+  const raw = b64decode(token.replaceAll('-', '+').replaceAll('_', '/'));
+  return { relayPublicKey: raw.slice(0, 32), id: raw.slice(32, 40), secret: raw.slice(40, 72) };
+}
+
 export const KEY_REQUEST = 0x04; // client -> relay: empty, "send me your key"
 export const RELAY_KEY = 0x05; // relay -> client: its 32-byte static public key, unauthenticated
 const REFUSE = 0x7f;
@@ -175,17 +192,23 @@ export class FrameSender {
  * relayPublicKey, relayFingerprint, pinnedNow }. A relay naming another key than the
  * pinned one is a RelayKeyChangedError; any other refusal a RefusedError.
  */
-export async function openSession({ send, recv, staticKey, pins, payload }) {
+export async function openSession({ send, recv, staticKey, pins, payload, invite = null }) {
   let relayPublicKey = pins.get();
   const pinnedNow = relayPublicKey === null;
-  if (pinnedNow) {
+  if (invite) {
+    // The invite names the relay's key: it is the pin, and another pin is a changed key.
+    if (!pinnedNow && formatPublicKey(relayPublicKey) !== formatPublicKey(invite.relayPublicKey)) {
+      throw new RelayKeyChangedError(`this page pinned the relay's key ${await fingerprint(relayPublicKey)}, but the invite names ${await fingerprint(invite.relayPublicKey)}: refused; press Forget first if the invite is right`);
+    }
+    relayPublicKey = invite.relayPublicKey;
+  } else if (pinnedNow) {
     await send(keyRequestLine());
     relayPublicKey = decodeRelayKeyLine(await recv());
   }
   const pinned = await fingerprint(relayPublicKey);
   let result;
   try {
-    result = await clientHandshake({ send, recv, relayPublicKey, staticKey, payload });
+    result = await clientHandshake({ send, recv, relayPublicKey, staticKey, payload, invite });
   } catch (e) {
     if (e.refusal === undefined) throw e;
     const changed = e.relayFingerprint && e.relayFingerprint !== pinned;

@@ -138,11 +138,35 @@ def key_request(c: int) -> list[int]:
     return [12, c]
 
 
+def invite_join(c: int, k: int) -> list[int]:
+    """k: 0 the invite's secret, 1 a wrong one, 2 an id the relay does not hold."""
+    return [13, c, k]
+
+
+def code_start(c: int, wrong: bool = False) -> list[int]:
+    """A SPAKE2 code start for the invite's short code (or a wrong one)."""
+    return [14, c, 1 if wrong else 0]
+
+
 def handshake_seeds() -> None:
     def script(name: str, mask: int, *steps: list[int]) -> None:
         write("handshake", name, bytes([mask] + [b for step in steps for b in step]))
 
     alice_bob = 0b0111
+    script("invite-join-ok", alice_bob, connect(), invite_join(0, 0), say(0, 5))
+    script(
+        "invite-join-wrong-then-ok", alice_bob, connect(), invite_join(0, 1),
+        connect(), invite_join(1, 0), say(1, 4),
+    )
+    script("invite-join-unknown", 0b1111, connect(), invite_join(0, 2))
+    script(
+        "invite-code", alice_bob, connect(), code_start(0), invite_join(0, 0),
+        connect(), code_start(0, True), key_request(0), connect(), code_start(0), hello(0, 0),
+    )
+    script(
+        "invite-join-twice", alice_bob, connect(), invite_join(0, 0),
+        connect(), invite_join(1, 0), replay(1, 0),
+    )
     script(
         "welcome-chat", alice_bob, connect(), connect(), connect(),
         hello(0, 0), hello(1, 2, 40), hello(2, 1), say(0, 5), say(1, 7), empty(2), say(2, 3),

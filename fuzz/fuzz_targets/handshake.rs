@@ -28,6 +28,8 @@
 //! | 10 | c n | an empty frame (as 3) |
 //! | 11 | c d cut | the first `cut` bytes of a new hello, no `\n` |
 //! | 12 | c | a key request (kind 0x04, trust on first use) |
+//! | 13 | c k | an invite join (kind 0x03) for device 3: `k % 3` 0 the invite's secret, 1 a wrong one, 2 an id the relay does not hold |
+//! | 14 | c w | a code exchange's start (kind 0x06, SPAKE2) for the invite's code (`w` odd: a wrong code) |
 //!
 //! After every step the harness does what the server's loop does (flush
 //! until nothing waits, take what is closing, remove it) and checks the
@@ -57,7 +59,17 @@
 //! - a connection still waiting for its hello is closed at the deadline
 //!   counted from its admission, not before;
 //! - every counter only moves forward, and the handshake and session
-//!   counters are the model's.
+//!   counters are the model's;
+//! - an invite join is welcomed (as carol, device 3) only with the
+//!   invite's id and secret, while it has uses left and fewer than
+//!   `WRONG_PER_INVITE` wrong secrets, and while carol's key is no member's;
+//!   every other join is refused; each welcomed join is handed to the
+//!   server once (`take_joined`), and carol is a member from then on;
+//! - a code start (the invite has a short code) is answered with one code
+//!   reply line (kind 0x07) while the invite is open, and counted as a
+//!   try, right code or wrong; the connection still waits for its join,
+//!   which then must prove the exchange's secret (the harness's joins never
+//!   do: refused, not counted again).
 //!
 //! The handshakes' ephemeral keys come from the operating system, so an
 //! input repeats its path through the relay, not its bytes. Each hello
@@ -65,6 +77,8 @@
 
 #![no_main]
 
+#[path = "handshake/invites.rs"]
+mod invites;
 #[path = "handshake/model.rs"]
 mod model;
 
@@ -75,6 +89,8 @@ use std::time::Duration;
 use bytes::BytesMut;
 use eaxchat_core::members::SessionMembers;
 use eaxchat_core::relay::CloseReason;
+use eaxchat_proto::invite::code::{CodeJoin, InviteCode};
+use eaxchat_proto::invite::{Invite, InviteId, InviteSecret};
 use eaxchat_proto::session::{Initiator, StaticSecret};
 use libfuzzer_sys::fuzz_target;
 
@@ -91,6 +107,13 @@ const MAX_STEPS: usize = 64;
 const MAX_HELLOS: usize = 12;
 /// A key request line, without its `\n`.
 const KEY_REQUEST: &[u8] = b"BA==";
+/// The one invite the relay holds: for carol (device 3), two uses.
+const INVITE_ID: InviteId = InviteId([0x1d; 8]);
+const INVITE_SECRET: [u8; 32] = [0x5e; 32];
+const INVITE_USES: u32 = 2;
+/// Its short code, and one a word off.
+const INVITE_CODE: &str = "7-acorn-amber-anchor";
+const WRONG_CODE: &str = "7-acorn-amber-apple";
 
 fuzz_target!(|data: &[u8]| {
     let mut script = Script { data, at: 0 };
@@ -153,7 +176,14 @@ impl Harness {
             .filter(|c| matches!(c.state, State::Established { .. }))
             .map(|c| c.id)
             .collect();
-        let op = script.byte() % 13;
+        let joined = self.relay.take_joined();
+        assert_eq!(joined.len(), self.joined, "joins handed to the server");
+        for join in &joined {
+            assert_eq!(join.key, *self.devices[3].public_key());
+            assert_eq!(join.name.as_str(), DEVICES[3].0);
+        }
+        self.joined = 0;
+        let op = script.byte() % 15;
         match op {
             0 => {
                 if self.conns.len() < MAX_CONNS {
@@ -171,6 +201,8 @@ impl Harness {
                         seen: HashSet::new(),
                         asked_key: false,
                         key_due: false,
+                        coded: false,
+                        code_due: false,
                     });
                 }
             }
@@ -232,6 +264,27 @@ impl Harness {
                     self.send(c, &[KEY_REQUEST, b"\n"].concat());
                 }
             }
+            14 => {
+                let (c, wrong) = (script.byte(), script.byte() % 2 == 1);
+                let Some(c) = self.pick(c) else { return };
+                if self.made >= MAX_HELLOS {
+                    return;
+                }
+                self.made += 1;
+                let code = InviteCode::parse(if wrong { WRONG_CODE } else { INVITE_CODE });
+                let (_, mut line) = CodeJoin::start(&code.expect("a code")).expect("a start");
+                line.pop();
+                self.codes.insert(line.clone());
+                line.push(b'\n');
+                self.send(c, &line);
+            }
+            13 => {
+                let (c, kind) = (script.byte(), script.byte());
+                let Some(c) = self.pick(c) else { return };
+                if let Some(line) = self.make_join(kind % 3) {
+                    self.send(c, &line);
+                }
+            }
             11 => {
                 let (c, device, cut) = (script.byte(), script.byte(), script.byte());
                 let Some(c) = self.pick(c) else { return };
@@ -272,6 +325,37 @@ impl Harness {
             Hello {
                 device: index,
                 for_relay: relay == self.relay_key,
+                initiator: Some(initiator),
+            },
+        );
+        line.push(b'\n');
+        Some(line)
+    }
+
+    /// A new invite join line (with its `\n`) for device 3: `kind` 0 with
+    /// the invite's secret, 1 with a wrong one, 2 for an unknown id.
+    fn make_join(&mut self, kind: u8) -> Option<Vec<u8>> {
+        if self.made >= MAX_HELLOS {
+            return None;
+        }
+        self.made += 1;
+        let invite = Invite {
+            addr: String::new(),
+            relay: self.relay_key,
+            id: if kind == 2 {
+                InviteId([0xab; 8])
+            } else {
+                INVITE_ID
+            },
+            secret: InviteSecret::from_bytes(if kind == 1 { [0x11; 32] } else { INVITE_SECRET }),
+        };
+        let (initiator, mut line) = invite.join(&self.devices[3]).expect("a join");
+        line.pop();
+        self.joins.insert(
+            line.clone(),
+            invites::Join {
+                known_id: kind != 2,
+                right_secret: kind != 1,
                 initiator: Some(initiator),
             },
         );

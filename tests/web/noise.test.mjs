@@ -14,7 +14,7 @@ import { hkdfSync, createHash } from 'node:crypto';
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import {
-  HandshakeState, IK, IKPSK2, KIND, MAX_LINE, RELAY_KEY_MARK, encodeLine, decodeLine,
+  HandshakeState, IK, IKPSK1, IKPSK2, KIND, MAX_LINE, RELAY_KEY_MARK, encodeLine, decodeLine,
   deriveSessionKeys, nonce, NonceTracker, NonceError, FramingError, FrameError, fingerprint,
   formatPublicKey, parsePublicKey, importPrivateKey, generateKeyPair, clientHandshake, Session,
   FrameSealer, FrameOpener, fromHex, toHex, b64encode, b64decode,
@@ -33,12 +33,12 @@ const VECTORS = required('NOISE_VECTORS', "path to snow's tests/vectors/cacophon
 const BIN = required('INTEROP_BIN', 'path to the built session_responder example');
 
 // ---------------------------------------------------------------- cacophony vectors
-const WANTED = new Set([IK, IKPSK2]);
+const WANTED = new Set([IK, IKPSK1, IKPSK2]);
 
-test('cacophony vectors (IK, IKpsk2 / 25519 / AESGCM / SHA256)', { skip: VECTORS.skip }, async (t) => {
+test('cacophony vectors (IK, IKpsk1, IKpsk2 / 25519 / AESGCM / SHA256)', { skip: VECTORS.skip }, async (t) => {
   if (VECTORS.fail) assert.fail(VECTORS.fail);
   const vectors = JSON.parse(readFileSync(VECTORS.value, 'utf8')).vectors.filter((v) => WANTED.has(v.protocol_name));
-  assert.deepEqual(new Set(vectors.map((v) => v.protocol_name)), WANTED, 'expected IK and IKpsk2 vectors');
+  assert.deepEqual(new Set(vectors.map((v) => v.protocol_name)), WANTED, 'expected IK, IKpsk1 and IKpsk2 vectors');
   for (const [i, v] of vectors.entries()) {
     await t.test(`#${i} ${v.protocol_name}`, async () => {
       const psk = (list) => (list?.length ? fromHex(list[0]) : undefined);

@@ -19,8 +19,9 @@ import {
 } from '../../crates/server/src/web/page/noise.js';
 import {
   FrameSender, LineQueue, PinStore, RefusedError, RelayKeyChangedError, decodeRelayKeyLine,
-  describeKey, keyRequestLine, openSession, KEY_REQUEST, RELAY_KEY,
+  describeKey, keyRequestLine, openSession, parseInviteFragment, KEY_REQUEST, RELAY_KEY,
 } from '../../crates/server/src/web/page/session.js';
+import { IKPSK1, JOIN_PROLOGUE } from '../../crates/server/src/web/page/noise.js';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -290,4 +291,76 @@ test('openSession with a pinned key against the Rust responder: no key request, 
   } finally {
     socket.destroy();
   }
+});
+
+// ---------------------------------------------------------------- invites
+function inviteToken(relayPublicKey, id, secret) {
+  return b64encode(new Uint8Array([...relayPublicKey, ...id, ...secret]))
+    .replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
+}
+
+/** A relay holding one invite (`id`, `secret`): reads an IKpsk1 join, welcomes it as `name`. */
+async function inviteRelay({ relay, id, secret, name = 'dana' }) {
+  const toRelay = new LineQueue();
+  const toClient = new LineQueue();
+  const done = (async () => {
+    const { kind, body } = decodeLine(await toRelay.next(5000));
+    assert.equal(kind, KIND.INVITE);
+    assert.deepEqual(body.slice(0, 8), id, 'the line opens with the invite id');
+    const hs = await HandshakeState.create({ protocol: IKPSK1, prologue: JOIN_PROLOGUE, initiator: false, s: relay, psk: secret });
+    try {
+      await hs.readMessage(body.slice(8));
+    } catch {
+      toClient.push(encodeLine(KIND.REFUSE, te.encode(`invite refused: the join did not decrypt; this relay's key is ${await fingerprint(relay.publicKey)}`)));
+      return null;
+    }
+    toClient.push(encodeLine(KIND.WELCOME, await hs.writeMessage(te.encode(name))));
+    return hs.remoteStatic;
+  })();
+  return { transport: { send: async (l) => toRelay.push(l), recv: () => toClient.next(5000) }, done };
+}
+
+test('an invite fragment parses; a damaged one is refused', async () => {
+  const relay = await generateKeyPair();
+  const id = Uint8Array.from({ length: 8 }, (_, i) => i + 1);
+  const secret = Uint8Array.from({ length: 32 }, (_, i) => 200 - i);
+  const token = inviteToken(relay.publicKey, id, secret);
+  assert.equal(token.length, 96);
+  const invite = parseInviteFragment(`#invite=${token}`);
+  assert.deepEqual([invite.relayPublicKey, invite.id, invite.secret], [relay.publicKey, id, secret]);
+  assert.equal(parseInviteFragment('#k=00'), null);
+  assert.throws(() => parseInviteFragment(`#invite=${token.slice(1)}`), /damaged/);
+});
+
+test('a join by invite: kind 0x03 with the id, IKpsk1, the invite key pinned on the welcome', async () => {
+  const relay = await generateKeyPair();
+  const staticKey = await generateKeyPair();
+  const id = crypto.getRandomValues(new Uint8Array(8));
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const pins = new PinStore(new MemoryStorage());
+  const { transport, done } = await inviteRelay({ relay, id, secret });
+  const made = await openSession({ ...transport, staticKey, pins, invite: { relayPublicKey: relay.publicKey, id, secret } });
+  assert.equal(made.name, 'dana');
+  assert.deepEqual(await done, staticKey.publicKey);
+  assert.deepEqual(pins.get(), relay.publicKey);
+});
+
+test('a join with a wrong secret is refused and pins nothing; another pin refuses before sending', async () => {
+  const relay = await generateKeyPair();
+  const staticKey = await generateKeyPair();
+  const id = crypto.getRandomValues(new Uint8Array(8));
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const pins = new PinStore(new MemoryStorage());
+  const { transport } = await inviteRelay({ relay, id, secret });
+  const wrong = { relayPublicKey: relay.publicKey, id, secret: crypto.getRandomValues(new Uint8Array(32)) };
+  await assert.rejects(openSession({ ...transport, staticKey, pins, invite: wrong }), RefusedError);
+  assert.equal(pins.get(), null);
+  const other = await generateKeyPair();
+  pins.set(other.publicKey);
+  let sent = 0;
+  await assert.rejects(
+    openSession({ send: async () => { sent += 1; }, recv: async () => '', staticKey, pins, invite: { relayPublicKey: relay.publicKey, id, secret } }),
+    RelayKeyChangedError,
+  );
+  assert.equal(sent, 0);
 });

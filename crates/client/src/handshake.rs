@@ -34,7 +34,7 @@ use eaxchat_proto::session::{
 
 /// How long the relay has to answer line 1: the relay's own default
 /// `--first-frame-timeout`.
-pub(super) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a handshake failed.
 #[derive(Debug)]
@@ -69,12 +69,56 @@ pub(super) fn handshake(
     relay: &PublicKey,
     timeout: Duration,
 ) -> Result<Established, HandshakeError> {
+    handshake_with(stream, identity, relay, b"", timeout)
+}
+
+/// [`handshake`] with `payload` in line 1 (a device invite request).
+pub(crate) fn handshake_with(
+    stream: &mut TcpStream,
+    identity: &StaticSecret,
+    relay: &PublicKey,
+    payload: &[u8],
+    timeout: Duration,
+) -> Result<Established, HandshakeError> {
     let (initiator, hello) =
-        Initiator::start(identity, relay, b"").map_err(HandshakeError::Session)?;
+        Initiator::start(identity, relay, payload).map_err(HandshakeError::Session)?;
     stream.write_all(&hello).map_err(HandshakeError::Io)?;
     let reply = read_reply(stream, timeout, "the handshake");
     stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
     initiator.finish(&reply?).map_err(HandshakeError::Session)
+}
+
+/// An invite join on `stream` as the new device `identity`: the join line
+/// (kind 0x03) out, the welcome or a refusal back within `timeout`.
+pub(crate) fn join_handshake(
+    stream: &mut TcpStream,
+    identity: &StaticSecret,
+    invite: &eaxchat_proto::invite::Invite,
+    timeout: Duration,
+) -> Result<Established, HandshakeError> {
+    let (initiator, line) = invite.join(identity).map_err(HandshakeError::Session)?;
+    stream.write_all(&line).map_err(HandshakeError::Io)?;
+    let reply = read_reply(stream, timeout, "the invite join");
+    stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
+    initiator.finish(&reply?).map_err(HandshakeError::Session)
+}
+
+/// A code join's exchange on `stream`: the code start (kind 0x06) out, the
+/// relay's SPAKE2 reply back within `timeout`; gives the invite the join
+/// that follows uses (its secret is the exchange's key). `addr` is the
+/// relay's address as dialled.
+pub(crate) fn code_exchange(
+    stream: &mut TcpStream,
+    code: &eaxchat_proto::invite::code::InviteCode,
+    addr: &str,
+    timeout: Duration,
+) -> Result<eaxchat_proto::invite::Invite, HandshakeError> {
+    let (pake, line) =
+        eaxchat_proto::invite::code::CodeJoin::start(code).map_err(HandshakeError::Session)?;
+    stream.write_all(&line).map_err(HandshakeError::Io)?;
+    let reply = read_reply(stream, timeout, "the code exchange");
+    stream.set_read_timeout(None).map_err(HandshakeError::Io)?;
+    pake.finish(&reply?, addr).map_err(HandshakeError::Session)
 }
 
 /// Trust on first use: sends the key request on `stream` and reads the

@@ -186,13 +186,16 @@ impl<'a> Keys<'a> {
     }
 
     /// Opens one line from the relay on `link` and returns its plaintext;
-    /// refuses a frame that does not open, and a replay.
+    /// refuses a frame that does not open, and a replay. A frame sealed
+    /// here (a shared key's: the relay, or anyone on the path, sent ours
+    /// back) is dropped: `None`. A session needs no such check: each
+    /// direction has its own key, so a reflected frame does not open.
     pub(super) fn open<'k>(
         &'k mut self,
         line: &[u8],
         link: &mut Link,
         addr: &str,
-    ) -> Result<&'k mut [u8], ChatError> {
+    ) -> Result<Option<&'k mut [u8]>, ChatError> {
         let plaintext = match self {
             Keys::Shared(cipher) => {
                 let opened = cipher
@@ -201,6 +204,9 @@ impl<'a> Keys<'a> {
                         addr: addr.to_owned(),
                         error,
                     })?;
+                if cipher.is_own_nonce(&opened.nonce) {
+                    return Ok(None);
+                }
                 if !link.accept_nonce(&opened.nonce) {
                     return Err(ChatError::ReplayedFrame {
                         addr: addr.to_owned(),
@@ -222,6 +228,6 @@ impl<'a> Keys<'a> {
             }
         };
         link.mark_received();
-        Ok(plaintext)
+        Ok(Some(plaintext))
     }
 }

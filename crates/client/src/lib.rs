@@ -43,6 +43,7 @@
 //! | `keys` | sealing and opening: the shared key, or each connection's session |
 //! | `handshake` | a connection's handshake (after the key request, on first use): line 1 out, the reply in, bounded |
 //! | [`identity`] | identity files: reading, refusing loose modes, `chat keygen` |
+//! | [`join`] | `chat --join LINK`: a new device joins by an invite |
 //! | [`known_relays`] | pinned relay keys, trust on first use |
 //! | [`input`] | splitting what the user types into lines |
 //! | [`tui`] | the full-screen terminal app |
@@ -56,6 +57,7 @@ mod error;
 mod handshake;
 pub mod identity;
 pub mod input;
+pub mod join;
 mod keys;
 pub mod known_relays;
 mod link;

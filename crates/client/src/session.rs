@@ -269,12 +269,15 @@ impl<'a, F: Front> Session<'a, F> {
     }
 
     /// Opens one received line and prints it as one safe line; a replayed
-    /// frame is refused ([`Keys::open`]).
+    /// frame is refused, and one of our own sent back is not shown
+    /// ([`Keys::open`]).
     fn print(&mut self, line: &[u8]) -> Result<(), ChatError> {
         let Some(link) = &mut self.link else {
             return Ok(());
         };
-        let message = self.keys.open(line, link, &self.options.connect)?;
+        let Some(message) = self.keys.open(line, link, &self.options.connect)? else {
+            return Ok(());
+        };
         self.printer.show(message).map_err(|error| ChatError::Io {
             what: WRITING_OUTPUT,
             error,

@@ -1,7 +1,7 @@
 //! A one-connection session responder: the relay's side of a session,
 //! run by this crate's `session` module (over `snow`), for the live
 //! interop tests of the page's `noise.js` (`tests/web/noise.test.mjs`)
-//! and the Python client's `eaxsession.py` (`tests/python/test_session.py`).
+//! and the Python client's `eaxsession` (`tests/python/test_session.py`).
 //!
 //! ```text
 //! session_responder [RELAY_SECRET_HEX]

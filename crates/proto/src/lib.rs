@@ -32,6 +32,7 @@ pub mod cipher;
 pub mod commands;
 pub mod eax_key;
 pub mod events;
+pub mod invite;
 pub mod key;
 pub mod lines;
 pub mod name;

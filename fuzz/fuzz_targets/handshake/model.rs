@@ -8,14 +8,22 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
-use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, HandshakeRefusal, Limits, Relay};
+use eaxchat_core::relay::{
+    ChatConfig, CloseReason, ConnId, HandshakeRefusal, Limits, PendingInvite, Relay,
+};
 use eaxchat_core::stats::Stats;
+use eaxchat_proto::invite::InviteSecret;
+use eaxchat_proto::invite::code::InviteCode;
 use eaxchat_proto::session::{
     Initiator, Kind, MAX_LINE, PublicKey, RELAY_KEY_MARK, Responder, Session, StaticSecret,
     decode_line, read_relay_key,
 };
 
-use crate::{DEVICES, KEY_REQUEST, OTHER_RELAY, RELAY, identity, members_file, strip_cr};
+use crate::invites::Join;
+use crate::{
+    DEVICES, INVITE_CODE, INVITE_ID, INVITE_SECRET, INVITE_USES, KEY_REQUEST, OTHER_RELAY, RELAY,
+    identity, members_file, strip_cr,
+};
 
 /// A hello line the harness made.
 pub(crate) struct Hello {
@@ -79,6 +87,9 @@ pub(crate) struct Conn {
     pub(crate) asked_key: bool,
     /// The relay's key is due to it this turn, before anything else.
     pub(crate) key_due: bool,
+    /// It made a code exchange (kind 0x06); its reply is due this turn.
+    pub(crate) coded: bool,
+    pub(crate) code_due: bool,
 }
 
 pub(crate) struct Harness {
@@ -94,6 +105,15 @@ pub(crate) struct Harness {
     pub(crate) conns: Vec<Conn>,
     pub(crate) hellos: HashMap<Vec<u8>, Hello>,
     pub(crate) made: usize,
+    /// The invite joins the harness made, by line (without `\n`).
+    pub(crate) joins: HashMap<Vec<u8>, Join>,
+    /// The code starts (kind 0x06) the harness made, by line.
+    pub(crate) codes: HashSet<Vec<u8>>,
+    /// The invite's uses left and wrong secrets, as the model counts them.
+    pub(crate) invite_uses: u32,
+    pub(crate) invite_wrong: u32,
+    /// Joins the model accepted this turn: the relay's `take_joined`.
+    pub(crate) joined: usize,
     /// A session the relay never saw: its frames must never open.
     pub(crate) decoy: Session,
     pub(crate) serial: u64,
@@ -121,6 +141,18 @@ impl Harness {
             SystemTime::now(),
         );
         relay.set_chat(ChatConfig::quiet());
+        relay.set_invites(vec![PendingInvite {
+            id: INVITE_ID,
+            name: eaxchat_proto::name::Name::new(DEVICES[3].0).expect("a name"),
+            secret: InviteSecret::from_bytes(INVITE_SECRET),
+            expires_at_millis: u64::MAX,
+            uses_left: INVITE_USES,
+            used: 0,
+            device: false,
+            revoked: false,
+            inviter: None,
+            code: Some(InviteCode::parse(INVITE_CODE).expect("a code")),
+        }]);
         // A handshake of device 0's the relay never sees.
         let relay_key = *relay.relay_key().expect("a session relay");
         let (initiator, hello) = Initiator::start(&devices[0], &relay_key, b"").expect("a hello");
@@ -138,6 +170,11 @@ impl Harness {
             conns: Vec::new(),
             hellos: HashMap::new(),
             made: 0,
+            joins: HashMap::new(),
+            codes: HashSet::new(),
+            invite_uses: INVITE_USES,
+            invite_wrong: 0,
+            joined: 0,
             decoy,
             serial: 0,
             sent: HashMap::new(),
@@ -243,12 +280,22 @@ impl Harness {
         pending.extend_from_slice(&data[..newline]);
         let rest = &data[newline + 1..];
         let line = strip_cr(strip_cr(&pending));
+        if self.codes.contains(line) && !self.conns[c].coded {
+            return match self.take_code(c) {
+                true => self.take_first_line(c, Vec::new(), rest, false),
+                false => self.refused(HandshakeRefusal::BadHello, None),
+            };
+        }
         if line == KEY_REQUEST && !self.conns[c].asked_key {
             self.conns[c].asked_key = true;
             self.conns[c].key_due = true;
             return self.take_first_line(c, Vec::new(), rest, false);
         }
+        if self.joins.contains_key(line) {
+            return self.take_join(c, line, rest);
+        }
         let Some(hello) = self.hellos.get_mut(line) else {
+            self.count_stray_join(c, line);
             return self.refused(HandshakeRefusal::BadHello, None);
         };
         let device = hello.device;
@@ -376,6 +423,11 @@ impl Harness {
             let key_line = lines.first().expect("conn {id}: the relay's key is due");
             let key = read_relay_key(key_line).expect("the relay's key line");
             assert_eq!(key, self.relay_key, "conn {id}: the relay's own key");
+            lines.remove(0);
+        }
+        if std::mem::take(&mut self.conns[c].code_due) {
+            let reply = decode_line(lines.first().expect("a code reply is due"));
+            assert_eq!(reply.map(|l| l.kind()), Ok(Kind::CodeReply), "conn {id}");
             lines.remove(0);
         }
         let relay_fingerprint = self.relay_key.fingerprint();

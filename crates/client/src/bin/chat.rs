@@ -60,13 +60,20 @@ struct Args {
     #[argh(subcommand)]
     command: Option<Command>,
 
+    /// join a relay by an invite link, or by a short code (N-word-word-word,
+    /// with --connect HOST:PORT) (relay invite prints both): makes your
+    /// identity (--key-file, default $XDG_CONFIG_HOME/eaxchat/identity)
+    /// if there is none, joins, pins the relay's key, then chats
+    #[argh(option)]
+    join: Option<String>,
+
     /// the relay, as HOST:PORT (default 127.0.0.1:8080)
     #[argh(option, default = "String::from(\"127.0.0.1:8080\")")]
     connect: String,
 
     /// your identity file (chat keygen), or a file holding a key in hex:
     /// the relay's shared key, or a member key (default relay.key)
-    #[argh(option, default = "PathBuf::from(\"relay.key\")")]
+    #[argh(option, default = "PathBuf::from(DEFAULT_KEY_FILE)")]
     key_file: PathBuf,
 
     /// the relay's public key, x25519:... (relay key show prints it), to
@@ -139,6 +146,30 @@ struct Args {
 #[argh(subcommand)]
 enum Command {
     Keygen(Keygen),
+    InviteDevice(InviteDevice),
+    Invite(InviteMember),
+}
+
+/// Print a link that adds another device of yours: it asks the relay
+/// (--connect, as your --key-file identity, the relay's key pinned) for a
+/// one-use invite, good for an hour, that adds a device to your own name
+/// only. Open the link on the new device with chat --join.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "invite-device")]
+struct InviteDevice {}
+
+/// Print a link that adds a new member NAME: it asks the relay
+/// (--connect, as your --key-file identity, the relay's key pinned) for a
+/// one-use invite, good for a day, with you recorded as the inviter. The
+/// relay refuses unless its operator allows it (--members-invite), and
+/// refuses a name that is taken. Send the link privately: whoever opens it
+/// first (chat --join LINK) joins as NAME.
+#[derive(FromArgs)]
+#[argh(subcommand, name = "invite")]
+struct InviteMember {
+    /// the new member's name
+    #[argh(positional)]
+    name: String,
 }
 
 /// Create a new identity (an X25519 key pair) in a new file, mode 0600,
@@ -153,14 +184,28 @@ struct Keygen {
     key_out: PathBuf,
 }
 
+/// `--key-file`'s default.
+const DEFAULT_KEY_FILE: &str = "relay.key";
+
 fn main() -> ExitCode {
-    let args: Args = argh::from_env();
+    let mut args: Args = argh::from_env();
     if args.version {
         println!("chat (eaxchat) {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
     if let Some(Command::Keygen(keygen)) = &args.command {
         return keygen_command(&keygen.key_out);
+    }
+    if let Some(Command::InviteDevice(_)) = &args.command {
+        return invite_device_command(&args);
+    }
+    if let Some(Command::Invite(invite)) = &args.command {
+        return invite_member_command(&args, &invite.name);
+    }
+    if let Some(link) = args.join.take()
+        && let Err(code) = join_command(&mut args, &link)
+    {
+        return code;
     }
     if args.max_frame < Options::min_max_frame() {
         return fail(
@@ -231,6 +276,82 @@ fn credentials(args: &Args) -> Result<(Credentials, bool), ExitCode> {
             .map(|credentials| (credentials, true))
             .map_err(|message| fail(message, 2)),
         None => legacy_credentials(args, env),
+    }
+}
+
+/// `chat --join LINK`: joins, then leaves `args` set to connect as the
+/// new member (the link's address, the identity used).
+fn join_command(args: &mut Args, link: &str) -> Result<(), ExitCode> {
+    let known = match &args.known_relays {
+        Some(path) => path.clone(),
+        None => KnownRelays::default_path().map_err(|error| fail(error.to_string(), 2))?,
+    };
+    if args.key_file == std::path::Path::new(DEFAULT_KEY_FILE) {
+        args.key_file = known.with_file_name("identity");
+    }
+    let joined = client::join::join(link, &args.connect, &args.key_file, &known)
+        .map_err(|error| fail(error.to_string(), 1))?;
+    if joined.new_identity {
+        eprintln!(
+            "chat: wrote your new identity to {} (mode 0600: it never leaves this device)",
+            joined.identity.display()
+        );
+    }
+    eprintln!(
+        "chat: joined {} as {}; the relay's key is pinned. Next time: chat --connect {} \
+         --key-file {}",
+        joined.addr,
+        joined.name,
+        joined.addr,
+        joined.identity.display()
+    );
+    args.connect = joined.addr;
+    Ok(())
+}
+
+/// The known relays file: `--known-relays`, else the default.
+fn known_relays(args: &Args) -> Result<std::path::PathBuf, ExitCode> {
+    match &args.known_relays {
+        Some(path) => Ok(path.clone()),
+        None => KnownRelays::default_path().map_err(|error| fail(error.to_string(), 2)),
+    }
+}
+
+/// `chat invite NAME`.
+fn invite_member_command(args: &Args, name: &str) -> ExitCode {
+    let known = match known_relays(args) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    match client::join::invite_member(&args.connect, &args.key_file, &known, name) {
+        Ok((invite, inviter)) => {
+            println!("{}", invite.link());
+            eprintln!(
+                "chat: a one-use link that adds {name} as a new member, invited by {inviter}, \
+                 good for a day: send it privately; they open it with chat --join LINK"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error.to_string(), 1),
+    }
+}
+
+/// `chat invite-device`.
+fn invite_device_command(args: &Args) -> ExitCode {
+    let known = match known_relays(args) {
+        Ok(path) => path,
+        Err(code) => return code,
+    };
+    match client::join::invite_device(&args.connect, &args.key_file, &known) {
+        Ok((invite, name)) => {
+            println!("{}", invite.link());
+            eprintln!(
+                "chat: a one-use link for a new device of {name}'s, good for an hour: open it \
+                 there with chat --join LINK"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => fail(error.to_string(), 1),
     }
 }
 

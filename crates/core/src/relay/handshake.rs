@@ -25,6 +25,16 @@
 //! first line that is not a hello, refused like any other; one after the
 //! hello closes the connection as any early line does.
 //!
+//! Instead of a hello, a new device may send an invite join (kind 0x03,
+//! `take_join`): the invite is looked up by its id and checked (open, and
+//! within the wrong-secret bounds of `invites.rs`) before any
+//! Diffie-Hellman; a join that proves the invite's secret adds its key to
+//! the invite's member (in the roster now, in the members file by the
+//! server before the welcome is written) and is welcomed like a hello. A
+//! short code's join first sends a code start (kind 0x06, `take_code`),
+//! answered with the SPAKE2 reply (0x07) and counted as a try; its join
+//! then proves the exchange's secret instead of the invite's.
+//!
 //! A refusal is a plain line, never sealed. The connection closes once it
 //! is written (`flush.rs`); nothing it sends after is read.
 //! A line that comes after the hello in the same read was sent before the
@@ -39,15 +49,21 @@ use bytes::Bytes;
 use log::{debug, info};
 use memchr::memchr;
 
+use super::WRONG_PER_INVITE;
 use super::batch::Batch;
+use super::invites::{NotOpen, PendingInvite};
 use super::session::{PeerSession, SessionState};
 use super::trust::Trust;
 use super::{CloseReason, ConnId, HandshakeRefusal, Mode, Relay};
 use crate::outbox::Frames;
 use crate::roster::Seat;
+use eaxchat_proto::invite::code::{self, split_code_start};
+use eaxchat_proto::invite::{self, split_join};
 use eaxchat_proto::lines::LineReader;
+use eaxchat_proto::name::Name;
 use eaxchat_proto::session::{
-    Kind, MAX_LINE, Responder, SessionError, decode_line, relay_key_line,
+    Kind, MAX_LINE, RELAY_KEY_MARK, Responder, SessionError, decode_line, peek_kind, refusal_line,
+    relay_key_line,
 };
 
 /// The longest line that may be a key request: a body-less line is four
@@ -89,7 +105,7 @@ impl<T: Write> Relay<T> {
         }
         self.stats.bytes_in += data.len() as u64;
         let mut phase = match peer.session {
-            SessionState::AwaitingHello { .. } => Phase::Hello,
+            SessionState::AwaitingHello { .. } | SessionState::CodeAnswered(_) => Phase::Hello,
             SessionState::Established(_) => Phase::Frames,
             SessionState::Refusing(_) | SessionState::None => return,
         };
@@ -138,7 +154,18 @@ impl<T: Write> Relay<T> {
     ) -> ControlFlow<()> {
         match *phase {
             Phase::Hello if self.answers_key_request(from, line) => ControlFlow::Continue(()),
-            Phase::Hello => match self.take_hello(from, line) {
+            Phase::Hello if peek_kind(line) == Some(Kind::CodeStart) => {
+                if self.take_code(from, line) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            }
+            Phase::Hello => match if peek_kind(line) == Some(Kind::InviteJoin) {
+                self.take_join(from, line)
+            } else {
+                self.take_hello(from, line)
+            } {
                 Some(seat) => {
                     *member = Some(seat);
                     *phase = Phase::Welcomed;
@@ -165,6 +192,7 @@ impl<T: Write> Relay<T> {
     /// Reads `from`'s hello: welcomes a member's device (returning its
     /// member), or refuses it.
     fn take_hello(&mut self, from: ConnId, line: &[u8]) -> Option<Seat> {
+        let wall = self.wall_millis();
         let Mode::Sessions(roster) = &mut self.mode else {
             return None;
         };
@@ -189,6 +217,216 @@ impl<T: Write> Relay<T> {
             self.refuse(from, refusal, HandshakeRefusal::UnknownKey);
             return None;
         };
+        if let Some(invite) = device_invite(responder.payload(), &name, wall) {
+            info!("conn {from}: {name} made device invite {}", invite.id);
+            self.invites.add_made(invite);
+        }
+        let exists = |asked: &Name| roster.connections_of(asked).is_some();
+        match self
+            .invites
+            .member_invite(responder.payload(), &name, wall, exists)
+        {
+            Some(Ok(invite)) => {
+                info!(
+                    "conn {from}: {name} made invite {} for a new member, {}",
+                    invite.id, invite.name
+                );
+                self.invites.add_made(invite);
+            }
+            Some(Err(text)) => {
+                info!("conn {from}: {name}'s invite for a new member refused: {text}");
+                let refusal = responder.refuse(&text);
+                self.refuse(from, refusal, HandshakeRefusal::BadHello);
+                return None;
+            }
+            None => {}
+        }
+        self.welcome(from, responder, seat, &name)
+    }
+
+    /// Reads `from`'s invite join (kind 0x03): an open invite whose secret
+    /// the join proves adds the joiner's new key to the invite's member and
+    /// welcomes it; anything else is refused with what went wrong, and a
+    /// wrong secret is counted (`invites.rs`).
+    fn take_join(&mut self, from: ConnId, line: &[u8]) -> Option<Seat> {
+        let (id, message) = match split_join(line) {
+            Ok(split) => split,
+            Err(error) => {
+                self.refuse_hello(from, &error);
+                return None;
+            }
+        };
+        let ip = self.peers.get(from)?.ip;
+        let wall = self.wall_millis();
+        let Mode::Sessions(roster) = &mut self.mode else {
+            return None;
+        };
+        let relay_key = roster.public_key().fingerprint();
+        // After a code exchange the join proves the exchange's secret, and
+        // its try was counted when the exchange was.
+        let code = match self.peers.get(from).map(|peer| &peer.session) {
+            Some(SessionState::CodeAnswered(answered)) if answered.0 == id => {
+                Some(answered.1.clone())
+            }
+            _ => None,
+        };
+        let invite = match self.invites.open(&id, ip, self.now, wall, code.is_some()) {
+            Ok(invite) => invite.clone(),
+            Err(why) => {
+                info!("conn {from}: invite {id} refused: {why:?}");
+                let text = format!("{}; {RELAY_KEY_MARK}{relay_key}", why.text());
+                self.refuse(from, refusal_line(&text), HandshakeRefusal::BadHello);
+                return None;
+            }
+        };
+        let secret = code.as_ref().unwrap_or(&invite.secret);
+        let responder = match invite::read_join(roster.identity(), secret, &message) {
+            Ok(responder) => responder,
+            // Refused on its length, before any Diffie-Hellman: no secret
+            // was tried, so nothing is counted.
+            Err(error) if error != SessionError::HelloDidNotDecrypt => {
+                self.refuse_hello(from, &error);
+                return None;
+            }
+            Err(_) if code.is_some() => {
+                info!("conn {from}: invite {id}: wrong code");
+                let text = format!(
+                    "invite refused: wrong code (each try counts; {WRONG_PER_INVITE} burn the \
+                     invite); {RELAY_KEY_MARK}{relay_key}"
+                );
+                self.refuse(from, refusal_line(&text), HandshakeRefusal::BadHello);
+                return None;
+            }
+            Err(error) => {
+                let left = self.invites.wrong(&id, ip);
+                info!("conn {from}: invite {id}: wrong secret ({left} tries left): {error}");
+                let text = format!(
+                    "invite refused: the join did not decrypt: a wrong invite secret, or this \
+                     relay is not the one the invite names ({left} tries left on this \
+                     invite); {RELAY_KEY_MARK}{relay_key}"
+                );
+                self.refuse(from, refusal_line(&text), HandshakeRefusal::BadHello);
+                return None;
+            }
+        };
+        let key = *responder.initiator_key();
+        let known = roster.seat_of(&key).is_some();
+        let taken =
+            !invite.device && invite.used == 0 && roster.connections_of(&invite.name).is_some();
+        if known || taken {
+            let text = if known {
+                format!(
+                    "invite refused: this device's key is a member's already; \
+                     {RELAY_KEY_MARK}{relay_key}"
+                )
+            } else {
+                format!(
+                    "invite refused: {} is a member already (a device invite adds a device); \
+                     {RELAY_KEY_MARK}{relay_key}",
+                    invite.name
+                )
+            };
+            self.refuse(from, responder.refuse(&text), HandshakeRefusal::BadHello);
+            return None;
+        }
+        let seat = roster.add_device(&invite.name, key);
+        self.invites.spend(&id, key);
+        info!(
+            "conn {from}: invite {id} joined {} with device {}",
+            invite.name,
+            key.fingerprint()
+        );
+        self.welcome(from, responder, seat, &invite.name)
+    }
+
+    /// Answers `from`'s code start (kind 0x06): an open code invite with
+    /// this nameplate gets the SPAKE2 reply (kind 0x07), and the try is
+    /// counted now, right code or wrong; anything else is refused. True
+    /// when the connection goes on to its join.
+    fn take_code(&mut self, from: ConnId, line: &[u8]) -> bool {
+        let ip = self.peers.get(from).and_then(|peer| peer.ip);
+        let wall = self.wall_millis();
+        let Mode::Sessions(roster) = &self.mode else {
+            return false;
+        };
+        let relay_key = *roster.public_key();
+        let fingerprint = relay_key.fingerprint();
+        let first = matches!(
+            self.peers.get(from).map(|peer| &peer.session),
+            Some(SessionState::AwaitingHello { .. })
+        );
+        let start = match decode_line(line) {
+            Ok(start) if first => start,
+            Ok(_) => {
+                self.refuse_hello(
+                    from,
+                    &SessionError::UnexpectedKind {
+                        expected: Kind::InviteJoin,
+                        got: Kind::CodeStart,
+                    },
+                );
+                return false;
+            }
+            Err(error) => {
+                self.refuse_hello(from, &error);
+                return false;
+            }
+        };
+        let Some((nameplate, message)) = split_code_start(start.body()) else {
+            self.refuse_hello(from, &SessionError::EmptyLine);
+            return false;
+        };
+        let opened = match self.invites.by_nameplate(nameplate) {
+            Some(id) => self
+                .invites
+                .open(&id, ip, self.now, wall, false)
+                .map(|invite| (id, invite.code.clone())),
+            None => Err(NotOpen::Unknown),
+        };
+        let (id, code) = match opened {
+            Ok((id, Some(code))) => (id, code),
+            Ok((_, None)) | Err(_) => {
+                let why = opened.err().unwrap_or(NotOpen::Unknown);
+                info!("conn {from}: invite code {nameplate}-… refused: {why:?}");
+                let text = format!("{}; {RELAY_KEY_MARK}{fingerprint}", why.text());
+                self.refuse(from, refusal_line(&text), HandshakeRefusal::BadHello);
+                return false;
+            }
+        };
+        let left = self.invites.wrong(&id, ip);
+        let (reply, secret) = match code::answer_code(&code, &relay_key, &id, message) {
+            Ok(answered) => answered,
+            Err(error) => {
+                self.refuse_hello(from, &error);
+                return false;
+            }
+        };
+        debug!("conn {from}: invite {id}: code exchange ({left} tries left)");
+        let Some(peer) = self.peers.get_mut(from) else {
+            return false;
+        };
+        peer.session = SessionState::CodeAnswered(Box::new((id, secret)));
+        peer.outbox.push(Frames::one(Bytes::from(reply)));
+        let mut fan_out = self.sweep.fan_out();
+        fan_out.queued(from, &mut peer.place);
+        fan_out.finish(&self.peers);
+        true
+    }
+
+    /// Accepts `responder` as `seat` (member `name`): queues the welcome,
+    /// makes the connection that member's session, in the default room.
+    fn welcome(
+        &mut self,
+        from: ConnId,
+        responder: Responder,
+        seat: Seat,
+        name: &Name,
+    ) -> Option<Seat> {
+        let Mode::Sessions(roster) = &mut self.mode else {
+            return None;
+        };
+        let key = *responder.initiator_key();
+        let fingerprint = key.fingerprint();
         let (welcome, established) = match responder.accept(name.as_str()) {
             Ok(accepted) => accepted,
             Err(error) => {
@@ -276,4 +514,26 @@ impl<T: Write> Relay<T> {
         fan_out.queued(from, &mut peer.place);
         fan_out.finish(&self.peers);
     }
+}
+
+/// How long a device invite a member makes lasts.
+const DEVICE_INVITE_MILLIS: u64 = 3600 * 1000;
+
+/// The device invite a member's hello asks for, if its payload does
+/// (`eaxchat_proto::invite::device_invite_request`): one use, an hour,
+/// adding a device to `name` only (`chat invite-device`).
+fn device_invite(payload: &[u8], name: &Name, wall_millis: u64) -> Option<PendingInvite> {
+    let (id, secret) = invite::device_invite_request(payload)?;
+    Some(PendingInvite {
+        id,
+        name: name.clone(),
+        secret,
+        expires_at_millis: wall_millis.saturating_add(DEVICE_INVITE_MILLIS),
+        uses_left: 1,
+        used: 0,
+        device: true,
+        revoked: false,
+        inviter: Some(name.clone()),
+        code: None,
+    })
 }

@@ -71,6 +71,7 @@ mod cluster;
 mod fanout;
 mod flush;
 mod handshake;
+mod invites;
 mod limits;
 mod receive;
 mod session;
@@ -102,6 +103,10 @@ pub use crate::conn_id::ConnId;
 pub use chat_layer::{ChatConfig, MAX_COMMAND_TEXT};
 pub use close::{CloseReason, FrameRefusal, HandshakeRefusal};
 pub use flush::Flush;
+pub use invites::{
+    Joined, MEMBER_INVITES_OPEN, PendingInvite, WRONG_PER_ADDRESS, WRONG_PER_INVITE, WRONG_TOTAL,
+    WRONG_WINDOW,
+};
 pub use limits::{Limits, Refusal, Refused};
 use session::SessionState;
 use trust::Trust;
@@ -223,6 +228,8 @@ pub struct Relay<T> {
     epoch_wall_millis: u64,
     /// The cluster this relay is in (`--cluster`), if any (`cluster.rs`).
     cluster: Option<Box<crate::cluster::Cluster>>,
+    /// Session mode's invites and wrong-secret counts (`invites.rs`).
+    invites: invites::Invites,
 }
 
 impl<T: Write> Relay<T> {
@@ -282,7 +289,7 @@ impl<T: Write> Relay<T> {
             now,
             pre_auth: PreAuthBudget::new(limits.pre_auth_budget),
             deadlines: Deadlines::new(limits.first_frame_timeout),
-            per_address: PerAddress::new(limits.max_per_address),
+            per_address: PerAddress::new(limits.per_address()),
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
@@ -292,6 +299,7 @@ impl<T: Write> Relay<T> {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |since| since.as_millis() as u64),
             cluster: None,
+            invites: invites::Invites::new(),
         }
     }
 
@@ -387,7 +395,10 @@ impl<T: Write> Relay<T> {
         });
         if self.is_sessions() {
             self.await_hello(id);
-        } else if !self.is_members() {
+        } else if self.requires_proof() {
+            // In a room (so sent anything) only once a frame of its opens.
+            self.await_proof(id);
+        } else {
             self.enter_default_room(id);
         }
         Ok(id)

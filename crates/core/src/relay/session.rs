@@ -26,6 +26,7 @@ use crate::outbox::Frames;
 use crate::roster::Changes;
 use crate::session_roster::SessionRoster;
 use crate::sweep::FanOut;
+use eaxchat_proto::invite::{InviteId, InviteSecret};
 use eaxchat_proto::name::Name;
 use eaxchat_proto::session::{Opener, PublicKey, Sealer};
 use eaxchat_proto::wire;
@@ -46,6 +47,10 @@ pub(super) enum SessionState {
     /// closes ([`CloseReason::HandshakeRefused`]). Nothing more it sends is
     /// read.
     Refusing(HandshakeRefusal),
+    /// Its code join's SPAKE2 exchange is done (kind 0x06, answered with
+    /// 0x07): its next line is the invite join, which must prove this
+    /// secret, for this invite.
+    CodeAnswered(Box<(InviteId, InviteSecret)>),
     /// The handshake finished: the session's keys.
     Established(Box<PeerSession>),
 }

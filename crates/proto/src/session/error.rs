@@ -141,9 +141,10 @@ impl fmt::Display for SessionError {
                 kind: Kind::KeyRequest,
                 len,
             } => write!(f, "{} must be empty, not {len} bytes", Kind::KeyRequest),
-            BodyLength { kind, len } => {
-                write!(f, "{kind} must be 32 bytes, not {len}")
-            }
+            BodyLength { kind, len } => match fixed_len(*kind) {
+                Some(want) => write!(f, "{kind} must be {want} bytes, not {len}"),
+                None => write!(f, "{kind} of {len} bytes is malformed"),
+            },
             RefusalTooLong { len } => write!(
                 f,
                 "refusal text of {len} bytes is over the {MAX_REFUSAL}-byte limit"
@@ -221,6 +222,16 @@ impl fmt::Display for SessionError {
 }
 
 impl std::error::Error for SessionError {}
+
+/// The fixed body length of `kind`'s lines, if it has one.
+fn fixed_len(kind: Kind) -> Option<usize> {
+    match kind {
+        Kind::RelayKey => Some(32),
+        Kind::CodeStart => Some(crate::invite::code::CODE_START_LEN),
+        Kind::CodeReply => Some(crate::invite::code::CODE_REPLY_LEN),
+        _ => None,
+    }
+}
 
 #[cfg(test)]
 mod tests {

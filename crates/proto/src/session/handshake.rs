@@ -68,15 +68,43 @@ impl Initiator {
         payload: &[u8],
     ) -> Result<(Initiator, Vec<u8>), SessionError> {
         check_payload(payload)?;
-        let mut noise = builder(local)?
+        let noise = builder(local)?
             .remote_public_key(relay.as_bytes())
             .and_then(|builder| builder.build_initiator())
             .map_err(noise_error)?;
-        let mut message = [0; MAX_BODY];
-        let len = noise
-            .write_message(payload, &mut message)
+        Initiator::write_first(noise, relay, Kind::Hello, &[], payload)
+    }
+
+    /// Starts an invite join (`Noise_IKpsk1`, [`crate::invite`]): like
+    /// [`Initiator::start`], but the invite's secret `psk` is mixed into
+    /// message 1 and the line (kind 0x03) opens with the invite's `id`.
+    pub(crate) fn start_join(
+        local: &StaticSecret,
+        relay: &PublicKey,
+        id: &[u8],
+        psk: &[u8; 32],
+    ) -> Result<(Initiator, Vec<u8>), SessionError> {
+        let noise = join_builder(local, psk)?
+            .remote_public_key(relay.as_bytes())
+            .and_then(|builder| builder.build_initiator())
             .map_err(noise_error)?;
-        let line = encode_line(Kind::Hello, message.get(..len).unwrap_or_default())?;
+        Initiator::write_first(noise, relay, Kind::InviteJoin, id, b"")
+    }
+
+    fn write_first(
+        mut noise: HandshakeState,
+        relay: &PublicKey,
+        kind: Kind,
+        prefix: &[u8],
+        payload: &[u8],
+    ) -> Result<(Initiator, Vec<u8>), SessionError> {
+        let mut message = [0; MAX_BODY];
+        let start = prefix.len().min(MAX_BODY);
+        message[..start].copy_from_slice(prefix.get(..start).unwrap_or_default());
+        let len = noise
+            .write_message(payload, message.get_mut(start..).unwrap_or_default())
+            .map_err(noise_error)?;
+        let line = encode_line(kind, message.get(..start + len).unwrap_or_default())?;
         Ok((
             Initiator {
                 noise,
@@ -156,7 +184,26 @@ impl Responder {
                 got: line.kind(),
             });
         }
-        let body = line.body();
+        let noise = builder(local)?.build_responder().map_err(noise_error)?;
+        Responder::read_first(noise, line.body())
+    }
+
+    /// Reads an invite join's Noise message (the body of a kind 0x03 line
+    /// after the invite id, [`crate::invite::split_join`]) with the
+    /// relay's secret and the invite's `psk`. A wrong secret and a wrong
+    /// relay key both give [`SessionError::HelloDidNotDecrypt`].
+    pub(crate) fn read_join(
+        local: &StaticSecret,
+        psk: &[u8; 32],
+        message: &[u8],
+    ) -> Result<Responder, SessionError> {
+        let noise = join_builder(local, psk)?
+            .build_responder()
+            .map_err(noise_error)?;
+        Responder::read_first(noise, message)
+    }
+
+    fn read_first(mut noise: HandshakeState, body: &[u8]) -> Result<Responder, SessionError> {
         let payload_len = body
             .len()
             .checked_sub(HELLO_OVERHEAD)
@@ -164,7 +211,6 @@ impl Responder {
         if payload_len > MAX_PAYLOAD {
             return Err(SessionError::PayloadTooLong { len: payload_len });
         }
-        let mut noise = builder(local)?.build_responder().map_err(noise_error)?;
         let mut payload = [0; MAX_PAYLOAD];
         let len = noise
             .read_message(body, &mut payload)
@@ -249,6 +295,20 @@ fn builder(local: &StaticSecret) -> Result<snow::Builder<'_>, SessionError> {
     snow::Builder::new(params)
         .prologue(PROLOGUE)
         .and_then(|builder| builder.local_private_key(local.expose_secret()))
+        .map_err(noise_error)
+}
+
+/// A snow builder for [`crate::invite::JOIN_PROTOCOL`]: the invite's
+/// secret is the PSK, mixed in at the end of message 1.
+fn join_builder<'a>(
+    local: &'a StaticSecret,
+    psk: &'a [u8; 32],
+) -> Result<snow::Builder<'a>, SessionError> {
+    let params: NoiseParams = crate::invite::JOIN_PROTOCOL.parse().map_err(noise_error)?;
+    snow::Builder::new(params)
+        .prologue(crate::invite::JOIN_PROLOGUE)
+        .and_then(|builder| builder.local_private_key(local.expose_secret()))
+        .and_then(|builder| builder.psk(1, psk))
         .map_err(noise_error)
 }
 

@@ -5,9 +5,11 @@
 //! |------|----------------|-----------------------------------------------|
 //! | 0x01 | client → relay | Noise IK message 1                            |
 //! | 0x02 | relay → client | Noise IK message 2 (payload: the member name) |
-//! | 0x03 | client → relay | invite join (a later issue; refused for now)  |
+//! | 0x03 | client → relay | invite join: id(8) ‖ Noise IKpsk1 message 1    |
 //! | 0x04 | client → relay | key request: empty (trust on first use)       |
 //! | 0x05 | relay → client | the relay's static public key, 32 bytes       |
+//! | 0x06 | client → relay | code join: nameplate(2) ‖ SPAKE2 message(33)  |
+//! | 0x07 | relay → client | SPAKE2 message(33) ‖ relay key(32) ‖ id(8)    |
 //! | 0x7f | relay → client | refusal: UTF-8 text, at most [`MAX_REFUSAL`]  |
 //!
 //! The key request and its answer are plain lines, outside Noise: a client
@@ -35,13 +37,20 @@ pub enum Kind {
     Hello,
     /// 0x02, relay → client: Noise IK message 2, the member name inside.
     Welcome,
-    /// 0x03, client → relay: an invite join (a later issue).
+    /// 0x03, client → relay: an invite join, `id(8) ‖ Noise IKpsk1
+    /// message 1` ([`crate::invite`]).
     InviteJoin,
     /// 0x04, client → relay: a key request, empty: "send me your key".
     KeyRequest,
     /// 0x05, relay → client: the relay's static public key (32 bytes),
     /// unauthenticated.
     RelayKey,
+    /// 0x06, client → relay: a code join's start, `nameplate(2) ‖ SPAKE2
+    /// message A(33)` ([`crate::invite::code`]).
+    CodeStart,
+    /// 0x07, relay → client: a code join's reply, `SPAKE2 message B(33) ‖
+    /// relay key(32) ‖ invite id(8)`.
+    CodeReply,
     /// 0x7f, relay → client: a plaintext refusal; the relay then closes.
     Refusal,
 }
@@ -55,6 +64,8 @@ impl Kind {
             0x03 => Some(Kind::InviteJoin),
             0x04 => Some(Kind::KeyRequest),
             0x05 => Some(Kind::RelayKey),
+            0x06 => Some(Kind::CodeStart),
+            0x07 => Some(Kind::CodeReply),
             0x7f => Some(Kind::Refusal),
             _ => None,
         }
@@ -68,6 +79,8 @@ impl Kind {
             Kind::InviteJoin => 0x03,
             Kind::KeyRequest => 0x04,
             Kind::RelayKey => 0x05,
+            Kind::CodeStart => 0x06,
+            Kind::CodeReply => 0x07,
             Kind::Refusal => 0x7f,
         }
     }
@@ -81,6 +94,8 @@ impl fmt::Display for Kind {
             Kind::InviteJoin => "an invite join",
             Kind::KeyRequest => "a key request",
             Kind::RelayKey => "the relay's key",
+            Kind::CodeStart => "an invite code's start",
+            Kind::CodeReply => "an invite code's reply",
             Kind::Refusal => "a refusal",
         };
         write!(f, "{name} (kind 0x{:02x})", self.byte())
@@ -115,6 +130,14 @@ impl fmt::Debug for HandshakeLine {
             .field("body_len", &self.body().len())
             .finish()
     }
+}
+
+/// The kind of a handshake line, read from its first four characters
+/// only (no other work): `None` when they are not base64 of a known kind.
+pub fn peek_kind(line: &[u8]) -> Option<Kind> {
+    let mut raw = [0; 3];
+    STANDARD.decode_slice(line.get(..4)?, &mut raw).ok()?;
+    Kind::from_byte(raw[0])
 }
 
 /// Decodes one handshake line, given without its `\n` (a trailing `\n` or
@@ -154,6 +177,8 @@ fn fixed_body_len(kind: Kind) -> Option<usize> {
     match kind {
         Kind::KeyRequest => Some(0),
         Kind::RelayKey => Some(KEY_LEN),
+        Kind::CodeStart => Some(crate::invite::code::CODE_START_LEN),
+        Kind::CodeReply => Some(crate::invite::code::CODE_REPLY_LEN),
         _ => None,
     }
 }
@@ -300,7 +325,14 @@ mod tests {
             (b"AQ==AQ==", SessionError::LineNotBase64),
             (b"Ag-_", SessionError::LineNotBase64),
             (b"\xff\xfe\xfd\xfc", SessionError::LineNotBase64),
-            (b"BgEC", SessionError::UnknownKind(0x06)),
+            (b"CAEC", SessionError::UnknownKind(0x08)),
+            (
+                b"BgEC",
+                SessionError::BodyLength {
+                    kind: Kind::CodeStart,
+                    len: 2,
+                },
+            ),
             (b"AA==", SessionError::UnknownKind(0x00)),
             (
                 b"BQEC",

@@ -1,6 +1,6 @@
 //! Sessions: a Noise handshake per connection, then today's frames under
 //! keys that belong to that one session. This module is the protocol's
-//! reference; the page (`noise.js`) and the Python client (`eaxsession.py`)
+//! reference; the page (`noise.js`) and the Python client (`eaxsession`)
 //! speak the same bytes, and their tests run against this code.
 //!
 //! The two entry types are [`Initiator`] (the client: its static key and
@@ -81,8 +81,8 @@ pub use handshake::{Established, Initiator, Responder};
 pub use identity::{Fingerprint, PublicKey, StaticSecret};
 pub use keys::SessionKeys;
 pub use line::{
-    HandshakeLine, Kind, decode_line, encode_line, key_request_line, read_relay_key, refusal_line,
-    relay_key_line,
+    HandshakeLine, Kind, decode_line, encode_line, key_request_line, peek_kind, read_relay_key,
+    refusal_line, relay_key_line,
 };
 
 /// The Noise protocol name every session runs.

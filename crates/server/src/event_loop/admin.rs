@@ -10,7 +10,9 @@
 //! The admin socket ([`Server::listen_admin`]) is a Unix socket, mode
 //! 0600: each connection is written one status text and closed; nothing is
 //! read from it, so a peer can learn the counts and never change anything.
-//! It never shows a key, a name or a message.
+//! It never shows a key, a name or a message. A members relay's status has
+//! a `members file:` line: whether its last reload was applied or refused
+//! (the old members then stay in force), and why.
 
 use std::io::{self, Write as _};
 use std::os::unix::fs::PermissionsExt as _;
@@ -47,6 +49,8 @@ pub(super) struct Admin {
     reload: Option<ConfigReload>,
     last_reload: Option<(Instant, String)>,
     started: Instant,
+    /// The invites file's watch (`invites.rs`).
+    pub(super) invites: super::invites::InvitesWatch,
 }
 
 impl Default for Admin {
@@ -56,6 +60,7 @@ impl Default for Admin {
             reload: None,
             last_reload: None,
             started: Instant::now(),
+            invites: Default::default(),
         }
     }
 }
@@ -174,6 +179,10 @@ impl Server {
         } else {
             "- (shared key: no members)".to_owned()
         };
+        let members_file = self
+            .members_reload()
+            .map(|state| format!("members file: {}\n", state.status()))
+            .unwrap_or_default();
         let last_reload = match &self.admin.last_reload {
             Some((at, summary)) => format!("{}s ago: {summary}", at.elapsed().as_secs()),
             None => "none since start".to_owned(),
@@ -192,6 +201,7 @@ impl Server {
              queue bytes: {queued}\n\
              limits: max-clients={} max-queue={} pre-auth-budget={} max-per-address={}\n\
              connections since start: {}\n\
+             {members_file}\
              last reload: {last_reload}\n",
             env!("CARGO_PKG_VERSION"),
             std::process::id(),

@@ -32,6 +32,9 @@
 //! - `shutdown`: the [`StopHandle`], SIGINT and SIGTERM, and the drain;
 //! - `web`: `--web`'s listener, HTTP heads, the upgrade to WebSocket and
 //!   the browsers' timeouts;
+//! - `web_tls`: TLS on `--web` (the handshake, its deadline and limits,
+//!   the certificate's reload);
+//! - `metrics`: `--metrics`'s own listener for `/metrics`;
 //! - `cluster` (the `nats` feature): the hand-overs to and from the NATS
 //!   thread;
 //! - `admin`: the config file reread on SIGHUP, and `relay status`'s
@@ -62,16 +65,19 @@ mod accept;
 mod admin;
 #[cfg(feature = "nats")]
 mod cluster;
+mod invites;
 mod members_watch;
+mod metrics;
 mod shutdown;
 mod web;
+mod web_tls;
 
 pub use accept::ACCEPTS_PER_TURN;
 pub use admin::{ConfigReload, Reloaded};
-pub use members_watch::{MEMBERS_CHECK_INTERVAL, MembersWatch};
+pub use members_watch::{MEMBERS_CHECK_INTERVAL, MembersWatch, ReloadState};
 pub use shutdown::StopHandle;
-pub use web::WebConfig;
 use web::{HTTP_BASE, WEB_LISTENER, Web, WebConn};
+pub use web::{MetricsAccess, WebConfig};
 
 const LISTENER: Token = Token(usize::MAX);
 const STOP: Token = Token(usize::MAX - 1);
@@ -151,6 +157,16 @@ impl Write for Conn {
     }
 }
 
+impl Conn {
+    /// Reads what the peer sent: a browser's through its TLS, if any.
+    fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.web {
+            Some(web) => web.read(&mut self.stream, buf),
+            None => self.stream.read(buf),
+        }
+    }
+}
+
 /// The relay server: a listener, a poll, and the relay.
 pub struct Server {
     poll: Poll,
@@ -179,6 +195,8 @@ pub struct Server {
     records: Vec<Record>,
     /// The web listener and its connections (`--web`).
     web: Option<Web>,
+    /// `/metrics`'s own listener (`--metrics`).
+    metrics: Option<metrics::Metrics>,
     /// The NATS thread (`--cluster`).
     #[cfg(feature = "nats")]
     link: Option<Link>,
@@ -260,6 +278,7 @@ impl Server {
             log: None,
             records: Vec::new(),
             web: None,
+            metrics: None,
             #[cfg(feature = "nats")]
             link: None,
             link_busy: false,
@@ -277,7 +296,15 @@ impl Server {
             .registry()
             .register(web.listener_mut(), WEB_LISTENER, Interest::READABLE)?;
         let addr = web.local_addr()?;
+        let reloadable = matches!(
+            web.config.tls,
+            Some(crate::web::tls::TlsSource::Files { .. })
+        );
         self.web = Some(web);
+        // The certificate is read again on SIGHUP (certbot's deploy hook).
+        if reloadable {
+            self.reload_on_sighup()?;
+        }
         Ok(addr)
     }
 
@@ -340,6 +367,7 @@ impl Server {
                 return Err(e);
             }
             self.relay.set_now(Instant::now());
+            self.watch_invites();
             let mut stopping = false;
             let mut hangup = false;
             std::mem::swap(&mut retry, &mut self.read_again);
@@ -352,6 +380,13 @@ impl Server {
                     #[cfg(feature = "nats")]
                     CLUSTER_WAKE => {}
                     WEB_LISTENER => self.web_accept_ready(),
+                    metrics::METRICS_LISTENER => self.accept_metrics(),
+                    Token(key)
+                        if (metrics::METRICS_BASE..metrics::METRICS_BASE + metrics::MAX_CONNS)
+                            .contains(&key) =>
+                    {
+                        self.metrics_event(key - metrics::METRICS_BASE)
+                    }
                     Token(key) if key >= HTTP_BASE => self.http_event(key - HTTP_BASE),
                     Token(id) => {
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -375,13 +410,16 @@ impl Server {
                 // other core while this one writes to local sockets.
                 self.give_to_cluster();
             }
+            self.write_joined();
             self.watch_members(hangup);
+            self.watch_web_tls(hangup);
             if hangup {
                 self.reload_config();
             }
             self.accept_some();
             self.accept_web();
             self.check_web_idle(Instant::now());
+            self.check_metrics(Instant::now());
             self.relay.run_timers();
             self.write_waiting();
             self.remove_closed();
@@ -390,7 +428,7 @@ impl Server {
             #[cfg(feature = "nats")]
             self.give_to_cluster();
             if let Some(at) = next_stats.filter(|at| Instant::now() >= *at) {
-                info!("{}", self.relay.stats());
+                info!("{}{}", self.relay.stats(), self.members_stats_fields());
                 next_stats = self.config.stats_interval.map(|i| at + i);
             }
             if stopping {
@@ -435,7 +473,7 @@ impl Server {
         }
         conn.read_turn = turn;
         let read = loop {
-            match conn.stream.read(&mut self.read_buf) {
+            match conn.read_some(&mut self.read_buf) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 read => break read,
             }
@@ -456,6 +494,10 @@ impl Server {
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => {
+                if web && e.kind() == io::ErrorKind::InvalidData {
+                    let addr = conn.addr;
+                    self.note_tls_error(addr, &e);
+                }
                 let reason = match e.kind() {
                     io::ErrorKind::ConnectionReset => CloseReason::PeerClosed,
                     kind => CloseReason::IoError(kind),
@@ -478,7 +520,14 @@ impl Server {
     /// Writes `id`'s queue and keeps write interest only while it is blocked.
     fn write_queued(&mut self, id: ConnId) {
         let flush = self.relay.flush(id);
-        self.set_write_interest(id, flush == Flush::Blocked);
+        // A TLS browser's records the socket did not take wait in rustls:
+        // write interest stays until they are gone.
+        let tls_pending = self
+            .relay
+            .io_mut(id)
+            .and_then(|conn| conn.web.as_ref())
+            .is_some_and(|web| web.tls_pending());
+        self.set_write_interest(id, flush == Flush::Blocked || tls_pending);
     }
 
     fn set_write_interest(&mut self, id: ConnId, wanted: bool) {
@@ -516,6 +565,7 @@ impl Server {
                     web.close_for_shutdown();
                 }
                 let _ = web.flush_control(&mut peer.io.stream);
+                web.close_tls(&mut peer.io.stream);
             }
             let addr = peer.io.addr;
             match reason {

@@ -174,4 +174,4 @@ def test_the_client_installs_as_a_package(tmp_path):
         timeout=60,
     )
     path, protocol = out.stdout.split()
-    assert Path(path).parent == target and protocol == "eaxchat/1"
+    assert Path(path).parent.parent == target and protocol == "eaxchat/1"

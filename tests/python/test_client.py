@@ -1,4 +1,4 @@
-"""The Python client (clients/python/eaxchat.py) against the real relay:
+"""The Python client (clients/python/eaxchat/) against the real relay:
 two clients chatting, callbacks, closing, limits, and frames that do not
 open being reported rather than shown."""
 
@@ -224,10 +224,11 @@ def test_load_key_reads_a_member_key_file(tmp_path):
 
 
 def test_load_key_reads_the_key_file_relay_members_add_writes(bins, tmp_path):
-    """The key file ``relay members add`` writes is a ``MemberKey`` with the
-    key the members file holds."""
+    """The key file ``relay members add --static-keys`` writes is a
+    ``MemberKey`` with the key the members file holds."""
     subprocess.run(
-        [str(bins.relay.resolve()), "members", "add", "carol", "--file", "members.txt"],
+        [str(bins.relay.resolve()), "members", "add", "carol", "--file", "members.txt",
+         "--static-keys"],
         cwd=tmp_path,
         check=True,
         timeout=WAIT,
@@ -549,5 +550,23 @@ def test_the_client_closes_on_a_replayed_frame(fake_relay):
             client.recv(WAIT)
         assert client.closed
         assert peer.recv(1024) == b"", "the client closed its end"
+    finally:
+        client.close()
+
+
+def test_its_own_frame_reflected_back_is_dropped(fake_relay):
+    """Finding 6 of issue #29: a fake relay sends the client's own frame
+    back: the client does not deliver it, stays open, and delivers the
+    next frame of the relay's."""
+    port, accept = fake_relay
+    client = eaxchat.Client("127.0.0.1", port, CHUNK_KEY)
+    try:
+        peer = accept()
+        client.send("secret plan")
+        (own,) = read_lines(peer, 1)
+        peer.sendall(own + b"\n")
+        peer.sendall(eaxchat.seal(CHUNK_KEY, b"from the relay"))
+        assert client.recv(WAIT) == b"from the relay"
+        assert not client.closed
     finally:
         client.close()

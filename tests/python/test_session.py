@@ -1,4 +1,4 @@
-"""The Python client's sessions (clients/python/eaxsession.py): the published
+"""The Python client's sessions (clients/python/eaxsession/): the published
 cacophony vectors, handshake lines, counter nonces, session keys and frames,
 identity files, and live interop with the Rust responder
 (crates/proto/examples/session_responder.rs, over snow).
@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import eaxsession as es
 
-VECTOR_PROTOCOLS = {es.PROTOCOL_IK, es.PROTOCOL_IKPSK2}
+VECTOR_PROTOCOLS = {es.PROTOCOL_IK, es.PROTOCOL_IKPSK2, es.PROTOCOL_IKPSK1}
 WAIT = 10.0
 
 
@@ -55,7 +55,7 @@ def _vectors() -> list:
 # ---------------------------------------------------------------- cacophony vectors
 
 def test_cacophony_vectors_both_roles():
-    """Every IK and IKpsk2 vector, from both sides: the handshake messages,
+    """Every IK, IKpsk1 (invite joins) and IKpsk2 vector, from both sides: the handshake messages,
     the handshake hash, and the transport messages under our raw split."""
     vectors = _vectors()
     assert {v["protocol_name"] for v in vectors} == VECTOR_PROTOCOLS
@@ -147,20 +147,22 @@ def test_read_line_bounds():
 
 def _relay(psk=None):
     priv, pub = es.generate_keypair()
-    protocol = es.PROTOCOL_IK if psk is None else es.PROTOCOL_IKPSK2
-    return priv, pub, es.new_handshake(protocol, False, priv, psk=psk)
+    if psk is None:
+        return priv, pub, es.new_handshake(es.PROTOCOL_IK, False, priv)
+    return priv, pub, es.new_handshake(es.PROTOCOL_IKPSK1, False, priv, psk=psk,
+                                       prologue=es.JOIN_PROLOGUE)
 
 
 @pytest.mark.parametrize("with_psk", [False, True])
 def test_in_process_handshake(with_psk):
-    psk, invite = (os.urandom(32), os.urandom(16)) if with_psk else (None, None)
+    psk, invite = (os.urandom(32), os.urandom(es.INVITE_ID_LEN)) if with_psk else (None, None)
     _, relay_pub, relay = _relay(psk)
     client_priv, client_pub = es.generate_keypair()
     ini = es.Initiator(client_priv, relay_pub, psk=psk, invite_id=invite)
     kind, body = es.decode_line(ini.line1(b'{"v":1}'))
     if with_psk:
-        assert kind == es.KIND_INVITE and body[:16] == invite
-        body = body[16:]
+        assert kind == es.KIND_INVITE and body[:es.INVITE_ID_LEN] == invite
+        body = body[es.INVITE_ID_LEN:]
     else:
         assert kind == es.KIND_HELLO
     assert bytes(relay.read_message(body)) == b'{"v":1}'
@@ -259,7 +261,7 @@ def test_frames_are_todays_wire_lines_under_counter_nonces():
         assert line.endswith(b"\n")
         frame = base64.b64decode(line[:-1], validate=True)
         assert frame[:16] == es.frame_nonce(n)
-        # An ordinary AES-256-EAX frame under c2s, as eaxchat.py opens frames.
+        # An ordinary AES-256-EAX frame under c2s, as the eaxchat package opens frames.
         plain = AES.new(c2s, AES.MODE_EAX, nonce=frame[:16]).decrypt_and_verify(frame[32:], frame[16:32])
         assert plain == f"hi {n}".encode()
         assert relay.open(line) == f"hi {n}".encode()

@@ -1,5 +1,5 @@
-"""The Python client's session mode (clients/python/eaxchat.py with
-eaxsession.py): identity files, the known_relays pins and their trust on first
+"""The Python client's session mode (clients/python/eaxchat/ with
+eaxsession/): identity files, the known_relays pins and their trust on first
 use, and whole connections -- against the Rust responder
 (crates/proto/examples/session_responder.rs, over snow) where it can speak the
 exchange, and against a one-connection relay made of eaxsession's responder
@@ -433,8 +433,8 @@ def test_a_client_takes_a_key_or_an_identity_not_both(identity):
         eaxchat.Client("127.0.0.1", 9)
 
 
-def test_eaxchat_py_alone_still_runs_shared_key_mode_and_says_what_sessions_need(tmp_path):
-    shutil.copy(REPO / "clients" / "python" / "eaxchat.py", tmp_path)
+def test_eaxchat_alone_still_runs_shared_key_mode_and_says_what_sessions_need(tmp_path):
+    shutil.copytree(REPO / "clients" / "python" / "eaxchat", tmp_path / "eaxchat")
     code = (
         "import eaxchat\n"
         "key = bytes(16)\n"
@@ -447,7 +447,7 @@ def test_eaxchat_py_alone_still_runs_shared_key_mode_and_says_what_sessions_need
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True, timeout=60)
-    assert "session mode needs eaxsession.py next to eaxchat.py" in out.stdout
+    assert "session mode needs eaxsession/ next to the eaxchat package" in out.stdout
 
 
 def test_the_package_installs_both_modules(tmp_path):
@@ -459,4 +459,5 @@ def test_the_package_installs_both_modules(tmp_path):
          "--target", str(target), str(source)],
         check=True, timeout=120, stdin=subprocess.DEVNULL,
     )
-    assert (target / "eaxchat.py").is_file() and (target / "eaxsession.py").is_file()
+    for package in ("eaxchat", "eaxsession"):
+        assert (target / package / "__init__.py").is_file()

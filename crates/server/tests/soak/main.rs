@@ -16,6 +16,11 @@
 //! `EAXCHAT_SOAK_SECS=N` overrides the length of the chaos phase.
 //!
 //! The protocol that makes "owed" exact is described in `soak/member.rs`.
+//!
+//! The third run, `everything`, turns every feature on at once (session
+//! relays clustered over NATS, a shared-key relay, WebSockets, the log,
+//! flood control, a removal and a `kill -9`); it is described in
+//! `soak/everything/mod.rs` and sized by `SOAK_SECONDS`.
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
@@ -24,6 +29,7 @@
 use eaxchat_test_support as util;
 
 mod audit;
+mod everything;
 mod hostile;
 mod member;
 mod members_run;

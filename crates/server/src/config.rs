@@ -39,11 +39,13 @@ pub const DEFAULT_PATH: &str = "/etc/eaxchat/relay.toml";
 
 /// The settings a running relay applies at once when SIGHUP rereads its
 /// file; a change to any other key takes a restart.
-pub const LIVE_KEYS: [&str; 4] = [
+pub const LIVE_KEYS: [&str; 6] = [
     "max-clients",
     "max-queue",
     "pre-auth-budget",
     "max-per-address",
+    "max-per-ipv6-56",
+    "max-per-ipv6-48",
 ];
 
 /// The keys whose values are secrets: a file holding one should be
@@ -101,6 +103,8 @@ pub struct Settings {
     /// The relay's identity file, for session mode (default
     /// `relay.identity`, in `state_dir` if set).
     pub identity: Option<PathBuf>,
+    /// Session mode: members may invite new members (`chat invite NAME`).
+    pub members_invite: bool,
     #[serde(deserialize_with = "positive")]
     /// The longest line accepted, in bytes.
     pub max_frame: usize,
@@ -114,10 +118,18 @@ pub struct Settings {
     /// The most bytes held for unauthenticated connections, in all.
     pub pre_auth_budget: usize,
     #[serde(deserialize_with = "positive")]
-    /// Seconds a connection may take to send a frame that opens.
+    /// Seconds a connection may take to send a frame that opens (in
+    /// session mode, to finish its handshake).
     pub first_frame_timeout: u64,
-    /// The most connections per address; 0 for no limit.
+    /// The most connections per IPv4 address or IPv6 /64; 0 for no limit.
     pub max_per_address: usize,
+    /// The most connections per IPv6 /56; 0 for no limit.
+    pub max_per_ipv6_56: usize,
+    /// The most connections per IPv6 /48; 0 for no limit.
+    pub max_per_ipv6_48: usize,
+    /// Shared-key mode: send a connection nothing until one of its frames
+    /// opens (always so in members and session mode).
+    pub require_proof: bool,
     /// Seconds between stats lines; 0 for only at exit.
     pub stats_interval: u64,
     /// Milliseconds to write what is queued after SIGINT/SIGTERM.
@@ -158,6 +170,19 @@ pub struct Settings {
     #[serde(deserialize_with = "positive")]
     /// Seconds a browser may be silent before a ping.
     pub web_idle_timeout: u64,
+    /// The web listener's TLS certificate chain (PEM).
+    pub web_tls_cert: Option<PathBuf>,
+    /// The web listener's TLS private key (PEM).
+    pub web_tls_key: Option<PathBuf>,
+    /// TLS on the web listener with a certificate made at start.
+    pub web_tls_self_signed: bool,
+    #[serde(deserialize_with = "positive")]
+    /// Seconds a TLS handshake on the web listener may take.
+    pub web_tls_handshake_timeout: u64,
+    /// `/metrics`'s own listener.
+    pub metrics: Option<SocketAddr>,
+    /// A file holding the bearer token `/metrics` needs.
+    pub metrics_token_file: Option<PathBuf>,
     /// NATS servers, comma separated: cluster mode.
     pub cluster: Option<String>,
     #[serde(deserialize_with = "cluster_name")]
@@ -198,12 +223,16 @@ impl Default for Settings {
             key_hex: None,
             members: None,
             identity: None,
+            members_invite: false,
             max_frame: limits.max_frame,
             max_clients: limits.max_clients,
             max_queue: limits.max_queue,
             pre_auth_budget: limits.pre_auth_budget,
             first_frame_timeout: limits.first_frame_timeout.as_secs(),
             max_per_address: limits.max_per_address,
+            max_per_ipv6_56: limits.max_per_ipv6_56,
+            max_per_ipv6_48: limits.max_per_ipv6_48,
+            require_proof: limits.require_proof,
             stats_interval: 60,
             shutdown_grace_ms: 2000,
             seed_write_gap_ms: eaxchat_proto::seed::DEFAULT_WRITE_GAP.as_millis() as u64,
@@ -221,6 +250,12 @@ impl Default for Settings {
             web: None,
             web_origin: Vec::new(),
             web_idle_timeout: crate::web::DEFAULT_IDLE_TIMEOUT.as_secs(),
+            web_tls_cert: None,
+            web_tls_key: None,
+            web_tls_self_signed: false,
+            web_tls_handshake_timeout: crate::web::DEFAULT_HANDSHAKE_TIMEOUT.as_secs(),
+            metrics: None,
+            metrics_token_file: None,
             cluster: None,
             cluster_name: "main".to_owned(),
             cluster_key_file: None,
@@ -370,6 +405,9 @@ impl Settings {
             pre_auth_budget: self.pre_auth_budget,
             first_frame_timeout: std::time::Duration::from_secs(self.first_frame_timeout),
             max_per_address: self.max_per_address,
+            max_per_ipv6_56: self.max_per_ipv6_56,
+            max_per_ipv6_48: self.max_per_ipv6_48,
+            require_proof: self.require_proof,
         }
     }
 
@@ -407,6 +445,8 @@ impl Settings {
         self.max_queue = other.max_queue;
         self.pre_auth_budget = other.pre_auth_budget;
         self.max_per_address = other.max_per_address;
+        self.max_per_ipv6_56 = other.max_per_ipv6_56;
+        self.max_per_ipv6_48 = other.max_per_ipv6_48;
     }
 }
 
@@ -419,7 +459,7 @@ pub fn keys() -> Vec<&'static str> {
             let line = line.strip_prefix("# ").unwrap_or(line);
             let (key, _) = line.split_once(" = ")?;
             key.bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'-')
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 .then_some(key)
         })
         .collect()

@@ -11,7 +11,7 @@ use eaxchat_server::config::{Settings, Switch};
 use eaxchat_server::members_file::KeySize;
 use eaxchat_server::msglog::Fsync;
 
-use super::{chat, config_cmd, identity, status};
+use super::{config_cmd, identity, invite, log_cmd, status};
 
 /// An AES-EAX encrypted chat relay: every line a client sends is
 /// authenticated, decrypted, sealed again and sent to every other client.
@@ -77,9 +77,9 @@ pub(crate) struct Args {
     #[argh(option)]
     pub(crate) pre_auth_budget: Option<usize>,
 
-    /// seconds a connection that has sent bytes may take to complete a
-    /// frame that opens; silent connections are never timed out
-    /// (default 10)
+    /// seconds a connection may take to complete a frame that opens (in
+    /// session mode, its handshake); in members and session mode and with
+    /// --require-proof a silent connection is closed too (default 10)
     #[argh(option)]
     pub(crate) first_frame_timeout: Option<u64>,
 
@@ -87,6 +87,26 @@ pub(crate) struct Args {
     /// (default 32)
     #[argh(option)]
     pub(crate) max_per_address: Option<usize>,
+
+    /// most connections from one IPv6 /56; 0 for no limit (default 64)
+    #[argh(option)]
+    pub(crate) max_per_ipv6_56: Option<usize>,
+
+    /// most connections from one IPv6 /48; 0 for no limit (default 256)
+    #[argh(option)]
+    pub(crate) max_per_ipv6_48: Option<usize>,
+
+    /// session mode: let members invite new members (chat invite NAME);
+    /// each inviter is written beside the member they invited (default
+    /// off: only the operator invites)
+    #[argh(switch)]
+    pub(crate) members_invite: bool,
+
+    /// shared-key mode: send a connection nothing until one of its frames
+    /// opens (members and session mode always do); off by default, for
+    /// the original notebook receivers, which never send
+    #[argh(switch)]
+    pub(crate) require_proof: bool,
 
     /// seconds between stats lines in the log; 0 for only at exit
     /// (default 60)
@@ -139,8 +159,8 @@ pub(crate) struct Args {
     #[argh(option)]
     pub(crate) log: Option<PathBuf>,
 
-    /// the log's key file, created (mode 0600) if missing (default: the
-    /// log directory's name with .key, beside it)
+    /// the log's key file, created (mode 0600) if missing (default:
+    /// log.key in the state directory, not beside the log)
     #[argh(option)]
     pub(crate) log_key: Option<PathBuf>,
 
@@ -168,6 +188,35 @@ pub(crate) struct Args {
     /// as long, it is closed (default 60)
     #[argh(option)]
     pub(crate) web_idle_timeout: Option<u64>,
+
+    /// serve --web over TLS with this certificate chain (PEM, e.g.
+    /// certbot's fullchain.pem); reloaded on SIGHUP and when it changes
+    #[argh(option)]
+    pub(crate) web_tls_cert: Option<PathBuf>,
+
+    /// the private key of --web-tls-cert (PEM, e.g. privkey.pem)
+    #[argh(option)]
+    pub(crate) web_tls_key: Option<PathBuf>,
+
+    /// serve --web over TLS with a certificate made at start (its
+    /// SHA-256 fingerprint is logged): for a first try
+    #[argh(switch)]
+    pub(crate) web_tls_self_signed: bool,
+
+    /// seconds a TLS handshake on --web may take (default 10)
+    #[argh(option)]
+    pub(crate) web_tls_handshake_timeout: Option<u64>,
+
+    /// serve /metrics (and /healthz) on this address of its own, e.g.
+    /// 127.0.0.1:9091; --web then has no /metrics (without either, --web's
+    /// /metrics answers loopback peers only)
+    #[argh(option)]
+    pub(crate) metrics: Option<SocketAddr>,
+
+    /// a file holding the token /metrics requires as "Authorization:
+    /// Bearer TOKEN"
+    #[argh(option)]
+    pub(crate) metrics_token_file: Option<PathBuf>,
 
     /// join relays into one chat through NATS: nats://HOST:PORT, comma
     /// separated for several servers of a NATS cluster
@@ -238,7 +287,8 @@ pub(crate) struct Args {
 pub(crate) enum Command {
     Members(MembersArgs),
     Key(identity::KeyArgs),
-    Log(chat::LogArgs),
+    Invite(invite::InviteArgs),
+    Log(log_cmd::LogArgs),
     Config(config_cmd::ConfigArgs),
     Status(status::StatusArgs),
 }
@@ -267,8 +317,8 @@ pub(crate) enum MembersCommand {
 /// (--public-key), or a new member whose identity is generated and written
 /// to a new file (mode 0600) to hand to them, only its public key going to
 /// the members file. In a static-key file: a new member's key, generated
-/// and written to a new file (mode 0600). A new file is a static-key file
-/// unless --public-key or --sessions is given.
+/// and written to a new file (mode 0600). A new file is a sessions file
+/// unless --static-keys is given.
 #[derive(FromArgs)]
 #[argh(subcommand, name = "add")]
 pub(crate) struct AddArgs {
@@ -289,9 +339,14 @@ pub(crate) struct AddArgs {
     #[argh(option)]
     pub(crate) device: Option<String>,
 
-    /// a new file is a sessions file (x25519 public keys)
+    /// a new file is a sessions file (x25519 public keys); the default
     #[argh(switch)]
     pub(crate) sessions: bool,
+
+    /// a new file is a static-key file (NAME HEXKEY: the deprecated
+    /// members mode, whose file holds every member's secret key)
+    #[argh(switch)]
+    pub(crate) static_keys: bool,
 
     /// where to write the new member's secret; never overwritten (default
     /// NAME.identity in a sessions file, NAME.key in a static-key file)
@@ -385,12 +440,16 @@ impl Args {
             key_hex: either(&self.key_hex, base.key_hex),
             members: either(&self.members, base.members),
             identity: either(&self.identity, base.identity),
+            members_invite: self.members_invite || base.members_invite,
             max_frame: over(&self.max_frame, base.max_frame),
             max_clients: over(&self.max_clients, base.max_clients),
             max_queue: over(&self.max_queue, base.max_queue),
             pre_auth_budget: over(&self.pre_auth_budget, base.pre_auth_budget),
             first_frame_timeout: over(&self.first_frame_timeout, base.first_frame_timeout),
             max_per_address: over(&self.max_per_address, base.max_per_address),
+            max_per_ipv6_56: over(&self.max_per_ipv6_56, base.max_per_ipv6_56),
+            max_per_ipv6_48: over(&self.max_per_ipv6_48, base.max_per_ipv6_48),
+            require_proof: self.require_proof || base.require_proof,
             stats_interval: over(&self.stats_interval, base.stats_interval),
             shutdown_grace_ms: over(&self.shutdown_grace_ms, base.shutdown_grace_ms),
             seed_write_gap_ms: over(&self.seed_write_gap_ms, base.seed_write_gap_ms),
@@ -412,6 +471,15 @@ impl Args {
                 self.web_origin.clone()
             },
             web_idle_timeout: over(&self.web_idle_timeout, base.web_idle_timeout),
+            web_tls_cert: either(&self.web_tls_cert, base.web_tls_cert),
+            web_tls_key: either(&self.web_tls_key, base.web_tls_key),
+            web_tls_self_signed: self.web_tls_self_signed || base.web_tls_self_signed,
+            web_tls_handshake_timeout: over(
+                &self.web_tls_handshake_timeout,
+                base.web_tls_handshake_timeout,
+            ),
+            metrics: either(&self.metrics, base.metrics),
+            metrics_token_file: either(&self.metrics_token_file, base.metrics_token_file),
             cluster: either(&self.cluster, base.cluster),
             cluster_name: over(&self.cluster_name, base.cluster_name),
             cluster_key_file: either(&self.cluster_key_file, base.cluster_key_file),

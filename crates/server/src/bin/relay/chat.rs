@@ -1,46 +1,31 @@
 //! The chat layer's flags (rooms, history, flood control, presence), the
 //! message log (opened, replayed into room history and handed to the
-//! server), the web listener (`--web`); and `relay log`, which prints the
-//! log.
+//! server; its key found as `log_cmd.rs` says), the web listener
+//! (`--web`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use argh::FromArgs;
 use eaxchat_core::flood::{self, Rate};
 use eaxchat_core::relay::ChatConfig;
 use eaxchat_core::rooms::RoomsConfig;
 use eaxchat_proto::commands::RoomName;
-use eaxchat_server::event_loop::{Server, WebConfig};
+use eaxchat_server::event_loop::{MetricsAccess, Server, WebConfig};
 use eaxchat_server::msglog::{self, LogConfig, LogWriter};
+use eaxchat_server::web::tls::TlsSource;
 use log::{info, warn};
 
 use eaxchat_server::config::{Settings, Switch};
 
 use super::Failure;
-
-/// Print the encrypted message log as text, one record a line, sanitised.
-#[derive(FromArgs)]
-#[argh(subcommand, name = "log")]
-pub(crate) struct LogArgs {
-    /// the log directory (what --log named)
-    #[argh(positional)]
-    dir: PathBuf,
-
-    /// the log's key file (default: the directory's name with .key,
-    /// beside it)
-    #[argh(option)]
-    key: Option<PathBuf>,
-
-    /// print only this room's records
-    #[argh(option)]
-    room: Option<String>,
-}
+use super::log_cmd::{KeyPlace, key_place, move_advice};
 
 /// The chat layer as the settings give it.
 pub(crate) struct Options {
     config: ChatConfig,
-    log: Option<(LogConfig, PathBuf)>,
+    log: Option<(LogConfig, KeyPlace)>,
     web: Option<WebConfig>,
+    /// `--metrics`'s address, and the bearer token `/metrics` needs.
+    metrics: (Option<std::net::SocketAddr>, Option<String>),
 }
 
 impl Options {
@@ -65,7 +50,11 @@ impl Options {
             config.fsync = settings.log_fsync;
             config.max_bytes = settings.log_max_bytes;
             config.segment_bytes = (settings.log_max_bytes / 8).max(4096);
-            let key = settings.log_key.clone().unwrap_or_else(|| default_key(dir));
+            let key = key_place(
+                settings.log_key.as_deref(),
+                settings.state_dir.as_deref(),
+                dir,
+            );
             (config, key)
         });
         if settings.web.is_some() && settings.web_idle_timeout == 0 {
@@ -73,13 +62,28 @@ impl Options {
                 "--web-idle-timeout must be at least 1".into(),
             ));
         }
+        let tls = web_tls_source(settings)?;
+        let token = settings
+            .metrics_token_file
+            .as_deref()
+            .map(read_metrics_token)
+            .transpose()?;
+        let metrics_access = match (&settings.metrics, &token) {
+            (Some(_), _) => MetricsAccess::Elsewhere,
+            (None, Some(token)) => MetricsAccess::Bearer(token.clone()),
+            (None, None) => MetricsAccess::Loopback,
+        };
         let web = settings.web.map(|listen| WebConfig {
-            listen,
             origins: settings.web_origin.clone(),
             idle_timeout: std::time::Duration::from_secs(settings.web_idle_timeout),
+            tls,
+            handshake_timeout: std::time::Duration::from_secs(settings.web_tls_handshake_timeout),
+            metrics: metrics_access,
+            ..WebConfig::new(listen)
         });
         Ok(Options {
             web,
+            metrics: (settings.metrics, token),
             config: ChatConfig {
                 rooms: RoomsConfig {
                     default_room,
@@ -117,9 +121,15 @@ impl Options {
             let addr = server.listen_web(web.clone()).map_err(|e| {
                 Failure::Runtime(format!("cannot listen on {} (--web): {e}", web.listen))
             })?;
+            let scheme = if web.tls.is_some() { "https" } else { "http" };
             info!(
-                "web: the chat page on http://{addr}/, its websocket on /ws, /metrics, /healthz; \
-                 origins: {}",
+                "web: the chat page on {scheme}://{addr}/, its websocket on /ws, /healthz; \
+                 /metrics {}; origins: {}",
+                match &web.metrics {
+                    MetricsAccess::Loopback => "for loopback peers",
+                    MetricsAccess::Bearer(_) => "with its bearer token",
+                    MetricsAccess::Elsewhere => "on --metrics only",
+                },
                 if web.origins.is_empty() {
                     "the page's own".to_owned()
                 } else {
@@ -127,9 +137,19 @@ impl Options {
                 }
             );
         }
-        let Some((config, key_path)) = &self.log else {
+        if let (Some(addr), token) = &self.metrics {
+            let bound = server.listen_metrics(*addr, token.clone()).map_err(|e| {
+                Failure::Runtime(format!("cannot listen on {addr} (--metrics): {e}"))
+            })?;
+            info!("metrics: /metrics and /healthz on http://{bound}/");
+        }
+        let Some((config, key_place)) = &self.log else {
             return Ok(());
         };
+        if let Some(advice) = move_advice(key_place) {
+            warn!("{advice}");
+        }
+        let key_path = &key_place.path;
         let key = msglog::load_or_create_key(key_path).map_err(runtime)?;
         let (records, report) = msglog::open_and_replay(&config.dir, &key).map_err(runtime)?;
         for cut in &report.truncated {
@@ -157,48 +177,57 @@ impl Options {
     }
 }
 
+/// `--web-tls-cert` and `--web-tls-key` together, or
+/// `--web-tls-self-signed`, or neither.
+fn web_tls_source(settings: &Settings) -> Result<Option<TlsSource>, Failure> {
+    match (
+        &settings.web_tls_cert,
+        &settings.web_tls_key,
+        settings.web_tls_self_signed,
+    ) {
+        (Some(cert), Some(key), false) => Ok(Some(TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        (None, None, true) => {
+            let mut names = vec!["localhost".to_owned()];
+            if let Some(listen) = settings.web.filter(|addr| !addr.ip().is_unspecified()) {
+                names.push(listen.ip().to_string());
+            }
+            if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+                let host = host.trim();
+                if !host.is_empty() && !names.iter().any(|name| name == host) {
+                    names.push(host.to_owned());
+                }
+            }
+            Ok(Some(TlsSource::SelfSigned { names }))
+        }
+        (None, None, false) => Ok(None),
+        (_, _, true) => Err(Failure::Usage(
+            "--web-tls-self-signed makes its own certificate: leave out --web-tls-cert and \
+             --web-tls-key"
+                .into(),
+        )),
+        _ => Err(Failure::Usage(
+            "--web-tls-cert and --web-tls-key go together".into(),
+        )),
+    }
+}
+
+/// The bearer token in `path`, trimmed; an empty file is refused.
+fn read_metrics_token(path: &Path) -> Result<String, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("--metrics-token-file {}: {e}", path.display())))?;
+    let token = text.trim();
+    if token.is_empty() || token.chars().any(|c| c.is_whitespace()) {
+        return Err(Failure::Usage(format!(
+            "--metrics-token-file {}: one token, no spaces, expected",
+            path.display()
+        )));
+    }
+    Ok(token.to_owned())
+}
+
 fn runtime(error: msglog::LogError) -> Failure {
     Failure::Runtime(error.to_string())
-}
-
-/// `DIR.key` beside the log directory `DIR`.
-fn default_key(dir: &Path) -> PathBuf {
-    let mut name = dir
-        .file_name()
-        .map(|name| name.to_os_string())
-        .unwrap_or_else(|| "relay-log".into());
-    name.push(".key");
-    dir.with_file_name(name)
-}
-
-/// `relay log`: prints the log; the error is the message to print.
-pub(crate) fn print_log(args: &LogArgs) -> Result<(), String> {
-    if !args.dir.is_dir() {
-        return Err(format!("{}: no such log directory", args.dir.display()));
-    }
-    let room = args
-        .room
-        .as_deref()
-        .map(|room| RoomName::new(room.as_bytes()).map_err(|e| format!("--room: {e}")))
-        .transpose()?;
-    let key_path = args.key.clone().unwrap_or_else(|| default_key(&args.dir));
-    let key = match eaxchat_proto::key::Key::read_file(&key_path) {
-        Ok(Some(key)) => key,
-        Ok(None) => return Err(format!("{}: no such key file", key_path.display())),
-        Err(e) => return Err(format!("message log key: {e}")),
-    };
-    let (records, report) = msglog::read_log(&args.dir, &key).map_err(|e| e.to_string())?;
-    let stdout = std::io::stdout();
-    msglog::export::write_text(&records, room.as_ref(), &mut stdout.lock())
-        .map_err(|e| format!("writing: {e}"))?;
-    for cut in &report.truncated {
-        eprintln!(
-            "relay: {}: {} at byte {} ({} bytes after the last good record, left as they are)",
-            cut.segment.display(),
-            cut.problem,
-            cut.offset,
-            cut.removed
-        );
-    }
-    Ok(())
 }

@@ -10,14 +10,17 @@
 //! The flags are in `args.rs`; the config file, its reload on SIGHUP and
 //! `relay config` in `config_cmd.rs`; `relay members` in `members.rs`;
 //! the relay's identity and `relay key show` in `identity.rs`; `relay
-//! status` in `status.rs`; `relay log` and the chat layer's set-up in
-//! `chat.rs`; the cluster's in `cluster.rs`.
+//! status` in `status.rs`; the chat layer's set-up in `chat.rs`; `relay
+//! log` (print, check, repair) and where the log key lives in
+//! `log_cmd.rs`; the cluster's in `cluster.rs`.
 
 mod args;
 mod chat;
 mod cluster;
 mod config_cmd;
 mod identity;
+mod invite;
+mod log_cmd;
 mod members;
 mod status;
 
@@ -47,7 +50,8 @@ fn main() -> ExitCode {
     let outcome = match args.command.take() {
         Some(Command::Members(members)) => Some(members::run(members.command, &args)),
         Some(Command::Key(key)) => Some(identity::run(key, &args)),
-        Some(Command::Log(log)) => Some(chat::print_log(&log)),
+        Some(Command::Invite(invite)) => Some(invite::run(invite, &args)),
+        Some(Command::Log(log)) => Some(log_cmd::run(log, &args)),
         Some(Command::Config(config)) => Some(config_cmd::run(config, &args)),
         Some(Command::Status(status)) => Some(status::run(&status, &args)),
         None => None,
@@ -110,6 +114,8 @@ struct Extras {
     chat: chat::Options,
     cluster: Option<cluster::Options>,
     admin_socket: Option<PathBuf>,
+    /// Session mode: members may invite new members (`--members-invite`).
+    members_invite: bool,
     /// The config file and the settings in force, with the flags to lay
     /// over it again on SIGHUP.
     reload: Option<(PathBuf, Args, Settings)>,
@@ -139,12 +145,16 @@ fn run(mut args: Args, settings: Settings) -> Result<(), Failure> {
         chat,
         cluster,
         admin_socket: settings.admin_socket.clone(),
+        members_invite: settings.members_invite,
         reload: args
             .config
             .take()
             .map(|path| (path, args, settings.clone())),
     };
     let env_key = std::env::var(KEY_ENV).ok();
+    if settings.members_invite && settings.members.is_none() {
+        warn!("--members-invite does nothing without a members file (session mode)");
+    }
     if let Some(path) = &settings.members {
         if settings.key_hex.is_some() || settings.key_file.is_some() || env_key.is_some() {
             return Err(members_and_key());
@@ -214,6 +224,9 @@ fn serve_members(
     let cannot_listen = |e| Failure::Runtime(format!("cannot listen on {listen}: {e}"));
     let (mut server, mode) = match file.members {
         AnyMembers::Static(members) => {
+            if extras.members_invite {
+                warn!("--members-invite does nothing in static-key members mode");
+            }
             warn!(
                 "static-key members mode is deprecated: the relay holds a copy of every \
                  member's key, and a frame recorded on the wire can be replayed after a \
@@ -240,8 +253,13 @@ fn serve_members(
                 devices.len(),
                 path.display()
             );
-            let server =
+            let mut server =
                 Server::bind_sessions(config, &devices, secret, watch).map_err(cannot_listen)?;
+            server.set_members_invite(extras.members_invite);
+            let mode = match extras.members_invite {
+                true => format!("{mode}; members may invite (--members-invite)"),
+                false => mode,
+            };
             (server, mode)
         }
     };

@@ -145,62 +145,8 @@ def _wait_screen(child, stream, screen, text: str) -> None:
             pytest.fail("chat exited; screen:\n" + "\n".join(screen.display))
 
 
-# ---------------------------------------------------------------- the page at an invite link
-
-from test_web import browser, page_lines, say, wait_for_line, web_address  # noqa: E402,F401
-from test_web_session import FACTS  # noqa: E402
-
-WEB_LINK = re.compile(r"http://\S+/#invite=[A-Za-z0-9_-]{96}")
-
-
-def test_the_page_joins_at_an_invite_link_and_chats(browser, bins, start_relay, tmp_path):  # noqa: F811
-    relay_identity = tmp_path / "relay.identity"
-    relay_public = es.parse_public_key(eaxchat.generate_identity(relay_identity))
-    alice = tmp_path / "alice.identity"
-    members = tmp_path / "members.txt"
-    write_members(members, f"alice {eaxchat.generate_identity(alice)}\n")
-    relay = start_relay(extra=["--web", "127.0.0.1:0", "--identity", str(relay_identity),
-                               "--history", "0", "--presence", "on"], members=members)
-    web = web_address(relay)
-    seen = relay.count_log("invites, ")
-    out = subprocess.run(
-        [str(bins.relay), "invite", "gwen", "--file", str(members), "--identity",
-         str(relay_identity), "--addr", relay.addr, "--web", f"http://{web}"],
-        capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
-    assert out.returncode == 0, out.stderr
-    link = WEB_LINK.search(out.stdout).group(0)
-    relay.wait_for_log("invites, ", count=seen + 1)
-    context = browser.new_context(bypass_csp=True, viewport={"width": 900, "height": 700})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    try:
-        page.goto(link)
-        page.wait_for_selector("body[data-state=connected]", timeout=WAIT * 1000)
-        wait_for_line(page, "joined by invite as gwen")
-        assert "invite=" not in page.url, "the secret stays in the address bar"
-        facts = page.evaluate(FACTS)
-        assert facts["pin"] == es.public_key_text(relay_public)
-        assert facts["identity"]["extractable"] is False
-        assert "gwen x25519:" in members.read_text()
-        with eaxchat.Client(relay.host, relay.port, identity=alice, relay_key=relay_public,
-                            events=True) as python:
-            wait_for_line(page, "alice joined")
-            say(page, "hello from the invited page")
-            assert _message_from(python, "gwen") == "hello from the invited page"
-        # The link is spent: opening it again is refused with the relay's words.
-        other = browser.new_context(bypass_csp=True)
-        try:
-            again = other.new_page()
-            again.goto(link)
-            again.wait_for_selector("body[data-state=refused]", timeout=WAIT * 1000)
-            assert any("used already" in line for line in page_lines(again))
-        finally:
-            other.close()
-        assert errors == []
-    finally:
-        context.close()
-
+# The page joining at an invite link runs over HTTPS at a host name that is
+# not localhost: test_web_tls.py, test_the_page_joins_at_an_invite_link_over_https.
 
 # ---------------------------------------------------------------- short codes
 

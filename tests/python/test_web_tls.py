@@ -13,6 +13,7 @@ chat; and ``/metrics`` moved to ``--metrics``."""
 from __future__ import annotations
 
 import base64
+import re
 import hashlib
 import socket
 import ssl
@@ -26,10 +27,12 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 import eaxchat
-from conftest import WAIT, wait_until
+import eaxsession as es
+from conftest import WAIT, wait_until, write_members
 from test_web import CHAT, CHROMIUM, CHROMIUM_ARGS, ChatProcess, page_lines, say, wait_for_line
 
 NAME = "chat.test"
+INVITE_LINK = re.compile(r"https://\S+/#invite=[A-Za-z0-9_-]{96}")
 
 if not Path(CHROMIUM).exists():  # scripts/test installs it
     pytest.skip("no Debian chromium at /usr/bin/chromium", allow_module_level=True)
@@ -385,3 +388,64 @@ def test_metrics_leaves_the_page_listener_with_metrics(start_relay, certs, tmp_p
     assert https_get(port, "/healthz") == (200, b"ok\n")
     with urllib.request.urlopen(f"http://{metrics}/metrics", timeout=WAIT) as response:
         assert b"eaxchat_web_tls_handshakes_total" in response.read()
+
+
+def test_the_page_joins_at_an_invite_link_over_https(browser, bins, start_relay, certs,
+                                                    tmp_path):
+    """Invites (issue 26) in the page: opened at `relay invite`'s https link,
+    at a host name that is not localhost, the page makes its own
+    non-extractable identity, joins with the link's secret, pins the relay's
+    key, drops the secret from the address bar, and chats with a Python
+    member; the spent link is refused with the relay's words."""
+    from test_web_session import FACTS
+
+    relay_identity = tmp_path / "relay.identity"
+    relay_public = es.parse_public_key(eaxchat.generate_identity(relay_identity))
+    alice = tmp_path / "alice.identity"
+    members = tmp_path / "members.txt"
+    write_members(members, f"alice {eaxchat.generate_identity(alice)}\n")
+    cert, key = tmp_path / "web.crt", tmp_path / "web.key"
+    cert.write_bytes(certs[0][0].read_bytes())
+    key.write_bytes(certs[0][1].read_bytes())
+    relay = start_relay(extra=["--web", "127.0.0.1:0", "--web-tls-cert", str(cert),
+                               "--web-tls-key", str(key), "--identity", str(relay_identity),
+                               "--history", "0", "--presence", "on"], members=members)
+    port = web_port(relay, "https")
+    seen = relay.count_log("invites, ")
+    out = subprocess.run(
+        [str(bins.relay), "invite", "gwen", "--file", str(members), "--identity",
+         str(relay_identity), "--addr", relay.addr, "--web", f"https://{NAME}:{port}"],
+        capture_output=True, text=True, timeout=WAIT, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    found = INVITE_LINK.search(out.stdout)
+    assert found, out.stdout
+    link = found.group(0)
+    relay.wait_for_log("invites, ", count=seen + 1)
+    page = open_chat(browser, link, bypass_csp=True)
+    try:
+        assert page.evaluate("window.isSecureContext") is True
+        wait_for_line(page, "joined by invite as gwen")
+        assert "invite=" not in page.url, "the secret stays in the address bar"
+        facts = page.evaluate(FACTS)
+        assert facts["pin"] == es.public_key_text(relay_public)
+        assert facts["identity"]["extractable"] is False
+        assert "gwen x25519:" in members.read_text()
+        with eaxchat.Client(relay.host, relay.port, identity=alice, relay_key=relay_public,
+                            events=True) as python:
+            wait_for_line(page, "alice joined")
+            say(page, "hello from the invited page")
+            event = python.recv_event(WAIT)
+            while not (event.is_message and event.sender == "gwen"):
+                event = python.recv_event(WAIT)
+            assert event.text == "hello from the invited page"
+        other = browser.new_context(bypass_csp=True)
+        try:
+            again = other.new_page()
+            again.goto(link)
+            again.wait_for_selector("body[data-state=refused]", timeout=WAIT * 1000)
+            assert any("used already" in line for line in page_lines(again))
+        finally:
+            other.close()
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        page.context.close()

@@ -32,7 +32,9 @@
 # sessions-100 drives a session relay (`relay --members FILE --identity
 # FILE`, 101 members of public keys; relay-bench shakes hands as each, from
 # identities made by `relay-bench make-members --sessions`) against the
-# members relay and Redis pub/sub, alternating. handshakes opens
+# members relay and Redis pub/sub, alternating; sessions-10 and
+# sessions-1000 do the same at 1 -> 10 and 1 -> 1000 against Redis (1,001
+# members when sessions-1000 is selected). handshakes opens
 # connections that each finish a handshake and close, 16 in flight and one
 # at a time, against full TLS 1.3 handshakes of `openssl s_server` (a
 # throwaway P-256 certificate) counted by `openssl s_time -new`, with each
@@ -40,6 +42,15 @@
 # idle sessions on a fresh session relay, against as many idle connections
 # of a fresh shared-key relay: RSS per connection. The session scenarios
 # need the relay's session mode; handshakes' TLS side needs openssl.
+#
+# wss-100 runs 1 -> 100 to TLS WebSocket subscribers of a relay serving
+# --web over TLS (--web-tls-cert; relay-bench --subscribe-tls, rustls),
+# against Redis pub/sub with its subscribers on Redis's --tls-port and
+# against plain Redis, the publisher on plain TCP in all three, alternating
+# (targets: wss >= 1.5x Redis over TLS, >= 1.0x plain Redis).
+# tls-handshakes counts full TLS 1.3 handshakes on the relay's --web TLS
+# port with `openssl s_time -new`, next to `openssl s_server` with the same
+# P-256 certificate, alternating.
 #
 #   benches/run.sh                 # full run (about 10 minutes)
 #   REPEATS=1 DURATION=1 benches/run.sh   # quick look
@@ -104,6 +115,10 @@ CLUSTER_B=${CLUSTER_B:-17411}
 CLUSTER_C=${CLUSTER_C:-17412}
 SESSIONS_PORT=${SESSIONS_PORT:-17413}
 TLS_PORT=${TLS_PORT:-17414}
+WSS_RELAY_PORT=${WSS_RELAY_PORT:-17415}
+WSS_PORT=${WSS_PORT:-17416}
+REDIS_TLS_PLAIN_PORT=${REDIS_TLS_PLAIN_PORT:-17417}
+REDIS_TLS_PORT=${REDIS_TLS_PORT:-17418}
 IDLE_SESSIONS=${IDLE_SESSIONS:-10000}
 
 # Starts a server in the background; its pid lands in $STARTED.
@@ -165,7 +180,10 @@ fi
 # identity for relay-bench beside the file; the relay makes its own on start.
 SESSIONS=$WORK/sessions.txt
 RELAY_IDENTITY=$WORK/relay.identity
-"$BIN/relay-bench" make-members --sessions --count 101 --file "$SESSIONS"
+# sessions-1000 needs 1001 members; the other scenarios take the first ones.
+SESSION_MEMBERS=101
+selected sessions-1000 && SESSION_MEMBERS=1001
+"$BIN/relay-bench" make-members --sessions --count "$SESSION_MEMBERS" --file "$SESSIONS"
 start sessions "$BIN/relay" --listen "127.0.0.1:$SESSIONS_PORT" --members "$SESSIONS" \
     --identity "$RELAY_IDENTITY" --stats-interval 0 --max-per-address 0 --history 0 \
     --presence off --rate 0
@@ -180,7 +198,8 @@ SESSION_ARGS=(--sessions-file "$SESSIONS" --relay-identity "$RELAY_IDENTITY")
 # A TLS 1.3 server for handshakes: openssl s_server with a throwaway
 # self-signed P-256 certificate (X25519 is its key exchange, not its key).
 HAVE_TLS=0
-if selected handshakes && command -v openssl >/dev/null; then
+if { selected handshakes || selected tls-handshakes || selected wss-100; } \
+    && command -v openssl >/dev/null; then
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
         -subj /CN=127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
     start tls openssl s_server -accept "127.0.0.1:$TLS_PORT" -cert "$WORK/tls.crt" \
@@ -279,24 +298,27 @@ if [ "$HAVE_MEMBERS" = 1 ] && { [ -z "$ONLY" ] || [[ " $ONLY " == *" members-100
         fi
     done
 fi
-# fanout 1 -> 100 with 100 sessions: the session relay seals every message
-# once per subscriber session. Against the members relay and Redis,
-# alternating.
-if [ "$HAVE_SESSIONS" = 1 ] && selected sessions-100; then
-    echo "sessions-100: fanout --clients 100, 100 sessions" >&2
+# fanout 1 -> N with N sessions (sessions-10, -100, -1000): the session
+# relay seals every message once per subscriber session. Against Redis,
+# alternating, and at 100 against the members relay too.
+for n in 10 100 1000; do
+    if [ "$HAVE_SESSIONS" != 1 ] || ! selected "sessions-$n"; then
+        continue
+    fi
+    echo "sessions-$n: fanout --clients $n, $n sessions" >&2
     for rep in $(seq "$REPEATS"); do
-        bench sessions-100 sessions "$rep" fanout --clients 100 $D \
+        bench "sessions-$n" sessions "$rep" fanout --clients "$n" $D \
             --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
-        if [ "$HAVE_MEMBERS" = 1 ]; then
-            bench sessions-100 members "$rep" fanout --clients 100 $D \
+        if [ "$HAVE_MEMBERS" = 1 ] && [ "$n" = 100 ]; then
+            bench "sessions-$n" members "$rep" fanout --clients "$n" $D \
                 --addr "127.0.0.1:$MEMBERS_PORT" --members-file "$MEMBERS" --pid "$MEMBERS_PID"
         fi
         if [ "$HAVE_REDIS" = 1 ]; then
-            bench sessions-100 redis "$rep" fanout --clients 100 $D \
+            bench "sessions-$n" redis "$rep" fanout --clients "$n" $D \
                 --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
         fi
     done
-fi
+done
 # Handshakes for $DURATION seconds: the session relay's, 16 in flight and
 # one at a time (as s_time makes them), against full TLS 1.3 handshakes.
 if [ "$HAVE_SESSIONS" = 1 ] && selected handshakes; then
@@ -325,6 +347,49 @@ if [ -z "$ONLY" ] || [[ " $ONLY " == *" web-100 "* ]]; then
             bench web-100 redis "$rep" fanout --clients 100 $D \
                 --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
         fi
+    done
+fi
+# fanout 1 -> 100 to TLS WebSocket subscribers (a relay with --web over TLS),
+# against Redis with TLS subscribers (its --tls-port) and plain subscribers
+# (its plain port, the same process); every publisher on plain TCP.
+if [ "$HAVE_TLS" = 1 ] && { selected wss-100 || selected tls-handshakes; }; then
+    start wss "$BIN/relay" --listen "127.0.0.1:$WSS_RELAY_PORT" --key-hex "$KEY" \
+        --stats-interval 0 --max-per-address 0 --history 0 --presence off --rate 0 \
+        --web "127.0.0.1:$WSS_PORT" --web-tls-cert "$WORK/tls.crt" --web-tls-key "$WORK/tls.key"
+    WSS_PID=$STARTED
+    wait_port "$WSS_PORT"
+fi
+if [ "$HAVE_TLS" = 1 ] && selected wss-100; then
+    echo "wss-100: fanout --clients 100 --web --subscribe-tls, against Redis over TLS and plain" >&2
+    HAVE_REDIS_TLS=0
+    if [ "$HAVE_REDIS" = 1 ]; then
+        start redis-tls redis-server --port "$REDIS_TLS_PLAIN_PORT" --tls-port "$REDIS_TLS_PORT" \
+            --tls-cert-file "$WORK/tls.crt" --tls-key-file "$WORK/tls.key" --tls-auth-clients no \
+            --bind 127.0.0.1 --save '' --appendonly no --maxclients 20000
+        REDIS_TLS_PID=$STARTED
+        port_up "$REDIS_TLS_PORT" && HAVE_REDIS_TLS=1
+    fi
+    for rep in $(seq "$REPEATS"); do
+        bench wss-100 wss "$rep" fanout --clients 100 $D --web "127.0.0.1:$WSS_PORT" \
+            --subscribe-tls --addr "127.0.0.1:$WSS_RELAY_PORT" --key-hex "$KEY" --pid "$WSS_PID"
+        if [ "$HAVE_REDIS_TLS" = 1 ]; then
+            bench wss-100 redis-tls "$rep" fanout --clients 100 $D --redis \
+                --addr "127.0.0.1:$REDIS_TLS_PLAIN_PORT" --subscribe-at "127.0.0.1:$REDIS_TLS_PORT" \
+                --subscribe-tls --pid "$REDIS_TLS_PID"
+            bench wss-100 redis "$rep" fanout --clients 100 $D --redis \
+                --addr "127.0.0.1:$REDIS_TLS_PLAIN_PORT" --pid "$REDIS_TLS_PID"
+        fi
+    done
+fi
+# TLS 1.3 handshakes, one at a time as s_time makes them: the relay's --web
+# TLS port against openssl s_server, the same certificate, alternating.
+if [ "$HAVE_TLS" = 1 ] && selected tls-handshakes; then
+    echo "tls-handshakes: openssl s_time -new against the relay's TLS port and s_server" >&2
+    for rep in $(seq "$REPEATS"); do
+        bench tls-handshakes relay "$rep" handshakes --tls $D --addr "127.0.0.1:$WSS_PORT" \
+            --pid "$WSS_PID"
+        bench tls-handshakes s_server "$rep" handshakes --tls $D --addr "127.0.0.1:$TLS_PORT" \
+            --pid "$TLS_PID"
     done
 fi
 # fanout 1 -> 100 in the default room while 900 bystanders sit in 9 other

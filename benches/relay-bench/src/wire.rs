@@ -46,8 +46,12 @@ pub const PROBE: u32 = u32::MAX;
 /// Sender id of the one message that ends the setup: data follows it.
 pub const BARRIER: u32 = u32::MAX - 1;
 
-/// Bytes of header a sealed message's plaintext starts with.
-pub const HEADER_LEN: usize = 20;
+/// Bytes of header a sealed message's plaintext starts with: the 20 bytes
+/// of seq, sender and stamp, 7 bits to a byte with the top bit set
+/// ([`put_header`]).
+pub const HEADER_LEN: usize = 23;
+/// The header's fields before they are spread over [`HEADER_LEN`] bytes.
+const RAW_HEADER_LEN: usize = 20;
 /// Filler after the header, in plaintexts and plain lines alike.
 const FILL: u8 = b'.';
 /// Hex digits of a plain line's header: seq (16), sender (8), stamp (16).
@@ -522,12 +526,28 @@ fn check_header_fits(size: usize) -> Result<(), SizeError> {
 }
 
 /// Writes `header` over the start of a sealed message's plaintext.
+///
+/// Its 20 bytes go 7 bits to a byte, each byte with its top bit set: so no
+/// header byte is a `\n` or `\r` (a members or session relay refuses a
+/// member's text holding a line break) or a leading `/` (a command).
 fn put_header(header: Header, plaintext: &mut [u8]) {
-    // Big-endian: the plaintext starts with the sequence's top byte, 0,
-    // never a `/` the relay would take for a command.
-    plaintext[..8].copy_from_slice(&header.seq.to_be_bytes());
-    plaintext[8..12].copy_from_slice(&header.sender.to_le_bytes());
-    plaintext[12..HEADER_LEN].copy_from_slice(&header.stamp_ns.to_le_bytes());
+    let mut raw = [0u8; RAW_HEADER_LEN];
+    raw[..8].copy_from_slice(&header.seq.to_be_bytes());
+    raw[8..12].copy_from_slice(&header.sender.to_le_bytes());
+    raw[12..].copy_from_slice(&header.stamp_ns.to_le_bytes());
+    let (mut acc, mut bits, mut at) = (0u32, 0u32, 0);
+    for byte in raw {
+        acc = (acc << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 7 {
+            bits -= 7;
+            plaintext[at] = 0x80 | ((acc >> bits) & 0x7f) as u8;
+            at += 1;
+        }
+        acc &= (1 << bits) - 1;
+    }
+    // 160 bits are 22 bytes of 7 and 6 bits more, padded with zeros.
+    plaintext[at] = 0x80 | ((acc << (7 - bits)) & 0x7f) as u8;
 }
 
 fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
@@ -535,15 +555,34 @@ fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
     if fill.iter().any(|&b| b != FILL) {
         return Err(Forged);
     }
+    let mut raw = [0u8; RAW_HEADER_LEN];
+    let (mut acc, mut bits, mut at) = (0u32, 0u32, 0);
+    for &byte in head {
+        if byte & 0x80 == 0 {
+            return Err(Forged);
+        }
+        acc = (acc << 7) | u32::from(byte & 0x7f);
+        bits += 7;
+        if bits >= 8 {
+            bits -= 8;
+            let slot = raw.get_mut(at).ok_or(Forged)?;
+            *slot = (acc >> bits) as u8;
+            at += 1;
+            acc &= (1 << bits) - 1;
+        }
+    }
+    if at != RAW_HEADER_LEN || acc != 0 {
+        return Err(Forged);
+    }
     let word = |range: Range<usize>| -> [u8; 8] {
         let mut bytes = [0u8; 8];
-        bytes[..range.len()].copy_from_slice(&head[range]);
+        bytes[..range.len()].copy_from_slice(&raw[range]);
         bytes
     };
     Ok(Header {
         seq: u64::from_be_bytes(word(0..8)),
         sender: u64::from_le_bytes(word(8..12)) as u32,
-        stamp_ns: u64::from_le_bytes(word(12..HEADER_LEN)),
+        stamp_ns: u64::from_le_bytes(word(12..RAW_HEADER_LEN)),
     })
 }
 

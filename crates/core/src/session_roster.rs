@@ -110,6 +110,13 @@ impl SessionRoster {
         self.seats.get(seat).map_or(0, |seated| seated.stamp.len())
     }
 
+    /// Every member's name and device keys, in file order.
+    pub fn members(&self) -> impl Iterator<Item = (&Name, &[PublicKey])> {
+        self.seats
+            .iter()
+            .map(|seated| (&seated.name, seated.keys.as_slice()))
+    }
+
     /// The established sessions of the member called `name`, if there is
     /// one.
     pub fn connections_of(&self, name: &Name) -> Option<&[ConnId]> {
@@ -153,7 +160,8 @@ impl SessionRoster {
     }
 
     /// Seals `\n`-joined plaintexts of lengths `lens`, a line each, as
-    /// `sealer`'s next frames, into `out`. A length past the end of
+    /// `sealer`'s next frames, into `out`, side by side over the shared
+    /// sealing buffer ([`Sealer::seal_joined`]). A length past the end of
     /// `plaintexts` ends the run there.
     pub fn seal_joined(
         &mut self,
@@ -162,15 +170,7 @@ impl SessionRoster {
         lens: &[usize],
         out: &mut BytesMut,
     ) -> Result<(), SessionError> {
-        let mut start = 0;
-        for &len in lens {
-            let Some(plain) = plaintexts.get(start..start + len) else {
-                return Ok(());
-            };
-            sealer.seal_into(plain, &mut self.seal_frame, out)?;
-            start += len + 1;
-        }
-        Ok(())
+        sealer.seal_joined(plaintexts, lens, &mut self.seal_frame, out)
     }
 
     /// Notes that connection `id` is a session of `seat`'s.
@@ -185,6 +185,32 @@ impl SessionRoster {
         if let Some(seated) = self.seats.get_mut(seat) {
             seated.conns.retain(|&conn| conn != id);
         }
+    }
+
+    /// Adds device `key` to member `name` (a new member if there is none
+    /// such), as an invite join does before the members file is rewritten
+    /// with it. Returns its seat; a key that is some member's already
+    /// keeps its seat.
+    pub fn add_device(&mut self, name: &Name, key: PublicKey) -> Seat {
+        if let Some(&seat) = self.by_key.get(&key) {
+            return seat;
+        }
+        let seat = *self.by_name.entry(name.clone()).or_insert_with(|| {
+            let mut stamp = name.as_str().as_bytes().to_vec();
+            stamp.extend_from_slice(b": ");
+            self.seats.push(Seated {
+                name: name.clone(),
+                stamp: stamp.into_boxed_slice(),
+                keys: Vec::new(),
+                conns: Vec::new(),
+            });
+            self.seats.len() - 1
+        });
+        if let Some(seated) = self.seats.get_mut(seat) {
+            seated.keys.push(key);
+        }
+        self.by_key.insert(key, seat);
+        seat
     }
 
     /// Replaces the members with `members`, keeping the relay's identity.

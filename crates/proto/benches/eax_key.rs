@@ -20,10 +20,12 @@ use std::time::{Duration, Instant};
 
 use aead::{AeadInOut, KeyInit};
 use aes::Aes128Enc;
+use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eax::Eax;
 use eaxchat_proto::eax_key::EaxKey;
-use eaxchat_proto::wire::OVERHEAD;
+use eaxchat_proto::session::{Initiator, Responder, StaticSecret};
+use eaxchat_proto::wire::{self, OVERHEAD};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
 const KEY: [u8; 16] = *b"0123456789abcdef";
@@ -115,8 +117,12 @@ struct Read {
 const READ: usize = 100;
 const STAMPED: usize = 70;
 
+/// A session's AES-256 key (a session seals under AES-256-EAX).
+const SESSION_KEY: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+
 impl Read {
-    fn new() -> Read {
+    /// The read sealed under `key` (16 or 32 bytes).
+    fn under(key: &[u8]) -> Read {
         let mut unsealed = Vec::new();
         for i in 0..READ {
             unsealed.extend_from_slice(&(i as u128).to_be_bytes());
@@ -124,7 +130,7 @@ impl Read {
             unsealed.extend((0..STAMPED).map(|j| (i + j) as u8));
         }
         Read {
-            key: EaxKey::new(&KEY).expect("16-byte key"),
+            key: EaxKey::new(key).expect("an AES key"),
             frames: unsealed.clone(),
             unsealed,
             lens: vec![STAMPED; READ],
@@ -245,15 +251,70 @@ fn criterion_groups(c: &mut Criterion, members: &Members) {
     group.bench_function("eax_crate", |b| b.iter(|| members.theirs_identify()));
     group.finish();
 
-    let mut read = Read::new();
-    let mut group = c.benchmark_group("seal_read_100x70B");
-    group.throughput(Throughput::Elements(READ as u64));
-    group.bench_function("side_by_side", |b| b.iter(|| read.side_by_side()));
-    group.bench_function("one_at_a_time", |b| b.iter(|| read.one_at_a_time()));
-    group.finish();
+    for (name, key) in [
+        ("seal_read_100x70B", &KEY[..]),
+        ("seal_read_100x70B_aes256", &SESSION_KEY[..]),
+    ] {
+        let mut read = Read::under(key);
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(READ as u64));
+        group.bench_function("side_by_side", |b| b.iter(|| read.side_by_side()));
+        group.bench_function("one_at_a_time", |b| b.iter(|| read.one_at_a_time()));
+        group.finish();
+    }
 
     let key = EaxKey::new(&KEY).expect("16-byte key");
     let garbage: Vec<u8> = (0..GARBAGE).map(|i| (i * 7 + 1) as u8).collect();
+    // A run of sealed frames as lines: 102-byte frames (a multiple of 3:
+    // `encode_lines` makes one encoder call for the run) and 103-byte ones
+    // (a call per line).
+    for stamped in [STAMPED, STAMPED + 1] {
+        let frames = vec![0x5a; READ * (OVERHEAD + stamped)];
+        let lens = vec![stamped; READ];
+        let mut out = BytesMut::with_capacity(READ * (wire::encoded_len(stamped) + 1));
+        let mut group = c.benchmark_group(format!("encode_lines_100x{}B", OVERHEAD + stamped));
+        group.throughput(Throughput::Elements(READ as u64));
+        group.bench_function("encode_lines", |b| {
+            b.iter(|| {
+                out.clear();
+                wire::encode_lines(&frames, &lens, &mut out);
+                black_box(&out);
+            })
+        });
+        group.finish();
+    }
+    // A session relay's fan-out to one session: one read's 100 messages
+    // sealed as that session's next frames, as lines (`Sealer::seal_joined`).
+    let client = StaticSecret::generate().expect("a secret");
+    let relay = StaticSecret::generate().expect("a secret");
+    let (_, hello) = Initiator::start(&client, relay.public_key(), b"").expect("a hello");
+    let responder = Responder::read_hello(&relay, &hello).expect("our own hello");
+    let (_, at_relay) = responder.accept("alice").expect("a welcome");
+    let (mut sealer, _) = at_relay.session.into_parts();
+    let mut scratch = Vec::new();
+    for stamped in [STAMPED, STAMPED + 1] {
+        let plaintexts: Vec<u8> = (0..READ)
+            .flat_map(|i| {
+                (0..stamped)
+                    .map(move |j| (i + j) as u8 | 0x20)
+                    .chain([b'\n'])
+            })
+            .collect();
+        let lens = vec![stamped; READ];
+        let mut out = BytesMut::with_capacity(READ * (wire::encoded_len(stamped) + 1));
+        let mut group = c.benchmark_group(format!("session_seal_joined_100x{stamped}B"));
+        group.throughput(Throughput::Elements(READ as u64));
+        group.bench_function("seal_joined", |b| {
+            b.iter(|| {
+                out.clear();
+                sealer
+                    .seal_joined(&plaintexts, &lens, &mut scratch, &mut out)
+                    .expect("counters left");
+                black_box(&out);
+            })
+        });
+        group.finish();
+    }
     let mut group = c.benchmark_group("verified_prefix_len_garbage");
     group.throughput(Throughput::Bytes(GARBAGE as u64));
     group.bench_function(BenchmarkId::from_parameter(GARBAGE), |b| {
@@ -336,15 +397,17 @@ fn summary(budget: Duration, members: &Members) {
         ours_ns / MEMBERS as f64,
         theirs_ns / MEMBERS as f64
     );
-    let (mut a, mut b) = (Read::new(), Read::new());
-    let (side_ns, one_ns) = alternate(budget, 64, || a.side_by_side(), || b.one_at_a_time());
-    println!(
-        "{:>28} {:>12.1} {:>12.1} {:>7.3}x  (side by side against one at a time, ns per frame)",
-        format!("seal {READ} x {STAMPED} B"),
-        side_ns / READ as f64,
-        one_ns / READ as f64,
-        side_ns / one_ns
-    );
+    for (bits, key) in [(128, &KEY[..]), (256, &SESSION_KEY[..])] {
+        let (mut a, mut b) = (Read::under(key), Read::under(key));
+        let (side_ns, one_ns) = alternate(budget, 64, || a.side_by_side(), || b.one_at_a_time());
+        println!(
+            "{:>28} {:>12.1} {:>12.1} {:>7.3}x  (side by side against one at a time, ns per frame)",
+            format!("seal {READ} x {STAMPED} B, AES-{bits}"),
+            side_ns / READ as f64,
+            one_ns / READ as f64,
+            side_ns / one_ns
+        );
+    }
     let (side_ns, turn_ns) = alternate(
         budget,
         1,

@@ -119,7 +119,18 @@ pub fn eax_key(key: &Key) -> EaxKey {
 /// assert_eq!(Cipher::new(&other)?.open(frame), Err(OpenError::BadTag));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone)]
+///
+/// A cipher is not `Clone`: a copy would hand out its nonces a second
+/// time. So this does not compile:
+///
+/// ```compile_fail,E0599
+/// use eaxchat_proto::cipher::Cipher;
+/// use eaxchat_proto::key::Key;
+///
+/// let key = Key::from_hex("000102030405060708090a0b0c0d0e0f").unwrap();
+/// let cipher = Cipher::with_nonce_seed(&key, [0; 32]);
+/// let twin = cipher.clone();
+/// ```
 pub struct Cipher {
     key: EaxKey,
     nonces: Nonces,
@@ -201,12 +212,7 @@ impl Seal for KeySealer<'_> {
             start += len + 1;
         }
         self.key.seal_frames_in_place(frames, lens);
-        out.reserve(lens.iter().map(|&len| wire::encoded_len(len) + 1).sum());
-        let mut at = 0;
-        for &len in lens {
-            wire::encode_line(&frames[at..at + OVERHEAD + len], out);
-            at += OVERHEAD + len;
-        }
+        wire::encode_lines(frames, lens, out);
     }
 }
 

@@ -56,6 +56,18 @@ pub(crate) enum KeyBytes {
     Aes256([u8; 32]),
 }
 
+/// The key's bytes are wiped from memory when it is dropped.
+impl Drop for KeyBytes {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        match self {
+            KeyBytes::Aes128(bytes) => bytes.zeroize(),
+            KeyBytes::Aes192(bytes) => bytes.zeroize(),
+            KeyBytes::Aes256(bytes) => bytes.zeroize(),
+        }
+    }
+}
+
 impl fmt::Debug for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Key(AES-{}, redacted)", self.as_bytes().len() * 8)

@@ -25,7 +25,27 @@ use aes::cipher::{Array, BlockCipherDecrypt, BlockCipherEncrypt, KeyInit};
 use crate::wire::NONCE_LEN;
 
 /// A cipher's nonce generator and the test for its own nonces.
-#[derive(Clone)]
+///
+/// ```
+/// use eaxchat_proto::nonce::Nonces;
+///
+/// let mut nonces = Nonces::new([1; 16], 0);
+/// let nonce = nonces.next_nonce();
+/// assert!(nonces.is_own(&nonce));
+/// ```
+///
+/// Not `Clone`: a copy would make the same nonces again. So this does not
+/// compile:
+///
+/// ```compile_fail,E0599
+/// use eaxchat_proto::nonce::Nonces;
+///
+/// let nonces = Nonces::new([1; 16], 0);
+/// let twin = nonces.clone();
+/// ```
+///
+/// The marker key is wiped from memory when the generator is dropped (the
+/// `aes` crate's `zeroize` feature).
 pub struct Nonces {
     marker: Aes128,
     /// The counter of the next nonce to be made (not yet in `pool`).

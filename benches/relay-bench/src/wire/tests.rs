@@ -32,7 +32,7 @@ fn delivered(wire: &Wire, sent: &[u8]) -> Vec<u8> {
 #[test]
 fn every_protocol_round_trips_fixed_length_records() {
     for protocol in protocols() {
-        for size in [20usize, 64, 4096] {
+        for size in [HEADER_LEN, 64, 4096] {
             let mut wire = Wire::new(&protocol, size).unwrap();
             let header = Header {
                 sender: 7,
@@ -304,5 +304,30 @@ fn a_session_frame_stamped_with_another_name_or_tampered_with_is_forged() {
         assert_eq!(reader.decode(&genuine[0][1..]), Err(Misfit::Forged));
         assert!(!reader.pass(&genuine[0][1..]));
         assert_eq!(reader.decode(&genuine[0]), Ok(session_header(0)));
+    }
+}
+
+/// A sealed message's header holds no `\n` or `\r` (a members or session
+/// relay refuses a member's text with a line break) and never starts with
+/// `/`, whatever its fields hold, and it reads back exactly.
+#[test]
+fn the_header_has_no_line_break_and_round_trips() {
+    let fields = [0, 0x0a, 0x0d, 0x0a0d_0a0d, u64::MAX, 0x2f2f_2f2f_2f2f_2f2f];
+    for &seq in &fields {
+        for &stamp_ns in &fields {
+            for sender in [0, 0x0a0d, u32::MAX, PROBE] {
+                let header = Header {
+                    seq,
+                    sender,
+                    stamp_ns,
+                };
+                let mut plaintext = vec![b'.'; HEADER_LEN + 4];
+                super::put_header(header, &mut plaintext);
+                let head = &plaintext[..HEADER_LEN];
+                assert!(!head.contains(&b'\n') && !head.contains(&b'\r'), "{head:?}");
+                assert_ne!(head[0], b'/');
+                assert_eq!(super::parse_plaintext(&plaintext), Ok(header));
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ use std::io::{self, Write};
 
 use slab::Slab;
 
+use super::trust::Trust;
 use super::{CloseReason, ConnId, Peer, Relay};
 use crate::stats::Stats;
 use crate::sweep::{Place, Places};
@@ -114,6 +115,10 @@ fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Fl
             Ok(written) => {
                 stats.bytes_out += written.bytes as u64;
                 stats.frames_out += written.frames as u64;
+                if peer.trust != Trust::Authenticated && peer.chat.room.is_some() {
+                    stats.keyless_bytes_out += written.bytes as u64;
+                    stats.keyless_frames_out += written.frames as u64;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -125,9 +125,19 @@ pub(super) fn ctr<B: BlockCipherEncBackend<BlockSize = U16>>(
     }
 }
 
-fn xor_keystream(chunk: &mut [u8], keystream: &[Block]) {
-    for (piece, key) in chunk.chunks_mut(BLOCK).zip(keystream) {
-        for (byte, key) in piece.iter_mut().zip(key) {
+/// XORs `keystream` into `chunk`, block by block (the last maybe partial):
+/// a whole block as one 128-bit word.
+pub(super) fn xor_keystream(chunk: &mut [u8], keystream: &[Block]) {
+    let mut pieces = chunk.chunks_exact_mut(BLOCK);
+    let mut keys = keystream.iter();
+    for (piece, key) in (&mut pieces).zip(&mut keys) {
+        if let Ok(piece) = <&mut [u8; BLOCK]>::try_from(piece) {
+            let key: [u8; BLOCK] = (*key).into();
+            *piece = (u128::from_ne_bytes(*piece) ^ u128::from_ne_bytes(key)).to_ne_bytes();
+        }
+    }
+    if let Some(key) = keys.next() {
+        for (byte, key) in pieces.into_remainder().iter_mut().zip(key) {
             *byte ^= key;
         }
     }

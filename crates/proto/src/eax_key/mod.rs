@@ -61,7 +61,7 @@ mod scan;
 mod side_by_side;
 
 pub use scan::TagScan;
-pub use side_by_side::LANES;
+pub use side_by_side::{LANES, SEAL_LANES};
 
 use std::fmt;
 
@@ -69,6 +69,7 @@ use aes::cipher::consts::U16;
 use aes::cipher::{BlockCipherEncBackend, BlockCipherEncClosure, BlockCipherEncrypt, KeyInit};
 use aes::{Aes128Enc, Aes192Enc, Aes256Enc};
 use dbl::Dbl as _;
+use zeroize::Zeroize as _;
 
 use crate::wire::{NONCE_LEN, TAG_LEN};
 use chain::{BLOCK, Block, Chain, aes_job, ctr, equal, xor};
@@ -134,7 +135,8 @@ impl Aes {
     }
 }
 
-/// What CMAC and EAX compute from the key alone.
+/// What CMAC and EAX compute from the key alone: secrets like the key
+/// itself, wiped from memory on drop.
 #[derive(Clone)]
 struct Precomputed {
     /// CMAC's subkeys: K1 finishes a complete last block, K2 a padded one.
@@ -147,8 +149,25 @@ struct Precomputed {
     of_empty: [Block; 3],
 }
 
+impl Drop for Precomputed {
+    fn drop(&mut self) {
+        let blocks = [&mut self.k1, &mut self.k2]
+            .into_iter()
+            .chain(&mut self.after_prefix)
+            .chain(&mut self.of_empty);
+        for block in blocks {
+            block.as_mut_slice().zeroize();
+        }
+    }
+}
+
 /// One AES key ready for EAX with a 16-byte tag, as PyCryptodome's
 /// `AES.MODE_EAX` and the `eax` crate compute it.
+///
+/// Its key schedule and everything computed from the key are wiped from
+/// memory when it is dropped (the `aes` crate's `zeroize` feature, and
+/// [`zeroize`] for the rest). A clone is a second copy of the key, wiped
+/// on its own drop; it holds no nonce state.
 #[derive(Clone)]
 pub struct EaxKey {
     aes: Aes,

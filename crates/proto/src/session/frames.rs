@@ -95,6 +95,65 @@ impl Sealer {
         Ok(())
     }
 
+    /// Seals `\n`-joined plaintexts of lengths `lens` (each followed by its
+    /// `\n` in `plaintexts`) as the next frames, a line each, into `out`,
+    /// using `scratch` as the frame buffer (grown as needed). A length past
+    /// the end of `plaintexts` ends the run there.
+    ///
+    /// The lines are exactly those [`Sealer::seal_into`] would give one
+    /// plaintext at a time, counters included, in about half the time: the
+    /// frames are laid out end to end and sealed side by side
+    /// ([`EaxKey::seal_frames_in_place`]), then encoded into one
+    /// reservation of `out` ([`wire::encode_lines`]: one encoder call for
+    /// a stretch of frames whose lengths are multiples of 3). When the counters run out mid-run,
+    /// the frames before the last counter are appended and it fails, as
+    /// sealing one at a time would.
+    pub fn seal_joined(
+        &mut self,
+        plaintexts: &[u8],
+        lens: &[usize],
+        scratch: &mut Vec<u8>,
+        out: &mut BytesMut,
+    ) -> Result<(), SessionError> {
+        let mut count = 0;
+        let (mut frames_len, mut lines_len, mut start) = (0, 0, 0);
+        for &len in lens {
+            if start + len > plaintexts.len() {
+                break;
+            }
+            frames_len += OVERHEAD + len;
+            lines_len += wire::encoded_len(len) + 1;
+            start += len + 1;
+            count += 1;
+        }
+        // u64::MAX is never used, so an opener's next counter always fits.
+        let left = u64::MAX - self.next;
+        let exhausted = count as u64 > left;
+        let lens = &lens[..count.min(usize::try_from(left).unwrap_or(usize::MAX))];
+        if scratch.len() < frames_len {
+            // Grows once to the largest run; never zeroed again after.
+            scratch.resize(frames_len, 0);
+        }
+        let (mut at, mut start, mut counter) = (0, 0, self.next);
+        for &len in lens {
+            let frame = &mut scratch[at..at + OVERHEAD + len];
+            frame[..NONCE_LEN].copy_from_slice(&counter_nonce(counter));
+            frame[OVERHEAD..].copy_from_slice(&plaintexts[start..start + len]);
+            at += OVERHEAD + len;
+            start += len + 1;
+            counter += 1;
+        }
+        let frames = &mut scratch[..at];
+        self.key.seal_frames_in_place(frames, lens);
+        out.reserve(lines_len);
+        wire::encode_lines(frames, lens, out);
+        self.next = counter;
+        if exhausted {
+            return Err(SessionError::CounterExhausted);
+        }
+        Ok(())
+    }
+
     /// How many frames this sealer has sealed: the next frame's counter.
     pub fn sealed(&self) -> u64 {
         self.next
@@ -375,6 +434,60 @@ mod tests {
             SessionError::NotACounterNonce
         );
         assert_eq!(relay.opened(), 0);
+    }
+
+    /// A run sealed side by side is, byte for byte, the same frames sealed
+    /// one at a time by a twin sealer (same key, same counter), for runs of
+    /// 1 to 20 frames of every length from 0 to 300; and when the counters
+    /// run out mid-run both stop at the same frame with the same error.
+    #[test]
+    fn a_run_is_its_frames_sealed_one_at_a_time() {
+        let key = [7; 32];
+        let (mut batch, mut single) = (Sealer::new(&key), Sealer::new(&key));
+        let mut scratch = Vec::new();
+        let mut covered = [false; 301];
+        for seed in 0..16 {
+            for count in 1..=20usize {
+                let lens: Vec<usize> = (0..count)
+                    .map(|i| (seed * 89 + count * 11 + i * 23) % 301)
+                    .collect();
+                let mut plaintexts = Vec::new();
+                for (i, &len) in lens.iter().enumerate() {
+                    plaintexts.extend((0..len).map(|j| (j * 7 + i + seed) as u8));
+                    plaintexts.push(b'\n');
+                }
+                let (mut joined, mut each) = (BytesMut::new(), BytesMut::new());
+                batch
+                    .seal_joined(&plaintexts, &lens, &mut scratch, &mut joined)
+                    .unwrap();
+                let mut start = 0;
+                for &len in &lens {
+                    let plain = &plaintexts[start..start + len];
+                    single.seal_into(plain, &mut Vec::new(), &mut each).unwrap();
+                    covered[len] = true;
+                    start += len + 1;
+                }
+                assert_eq!(joined, each, "{lens:?}");
+                assert_eq!(batch.sealed(), single.sealed());
+            }
+        }
+        assert!(covered.iter().all(|&c| c));
+        for left in [0, 1, 2, 5] {
+            batch.next = u64::MAX - left;
+            single.next = u64::MAX - left;
+            let (mut joined, mut each) = (BytesMut::new(), BytesMut::new());
+            let got = batch.seal_joined(b"a\nbb\nccc\n", &[1, 2, 3], &mut scratch, &mut joined);
+            let mut want = Ok(());
+            for plain in [&b"a"[..], b"bb", b"ccc"] {
+                want = single.seal_into(plain, &mut Vec::new(), &mut each);
+                if want.is_err() {
+                    break;
+                }
+            }
+            assert_eq!(got, want, "{left} counters left");
+            assert_eq!(joined, each, "{left} counters left");
+            assert_eq!(batch.next, single.next);
+        }
     }
 
     #[test]

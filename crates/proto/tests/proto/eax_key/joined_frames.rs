@@ -3,7 +3,7 @@
 //! `verifies` on each in turn, and joined frames split where they end
 //! (`verified_prefix_len`, `TagScan`) against trying every length.
 
-use eaxchat_proto::eax_key::{EaxKey, LANES};
+use eaxchat_proto::eax_key::{EaxKey, SEAL_LANES};
 use eaxchat_proto::wire::OVERHEAD;
 
 use super::{Reference, bytes, keys};
@@ -12,18 +12,23 @@ use super::{Reference, bytes, keys};
 /// gives: every count from 0 to a few past two groups of lanes, equal and
 /// mixed lengths around the block boundaries, every key size. Bytes after
 /// the frames are not touched, and a length past the end stops the run.
+/// The longer patterns fill a group's keystream buffer (128 blocks) past
+/// its end, so that it is used in two goes, and give some frames more
+/// than 64 blocks, which run their own CTR.
 #[test]
 fn seal_frames_matches_the_eax_crate() {
-    let patterns: [fn(usize) -> usize; 4] = [
+    let patterns: [fn(usize) -> usize; 6] = [
         |_| 0,
         |i| 64 + i % 2,
         |i| (i * 7) % 50,
         |i| [15, 16, 17, 31, 32, 33, 0, 1, 200][i % 9],
+        |i| 113 + i % 15,
+        |i| [100, 130, 1025, 127, 128, 129, 500, 1024, 1040][i % 9],
     ];
     for key in keys() {
         let ours = EaxKey::new(&key).unwrap();
         let reference = Reference::new(&key);
-        for count in 0..=2 * LANES + 3 {
+        for count in 0..=2 * SEAL_LANES + 3 {
             for (p, pattern) in patterns.iter().enumerate() {
                 let lens: Vec<usize> = (0..count).map(|i| pattern(i + count)).collect();
                 let mut frames = Vec::new();

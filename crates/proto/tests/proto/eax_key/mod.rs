@@ -6,14 +6,17 @@
 //! Every comparison runs both implementations, so a vector that one of them
 //! gets wrong, or a length at which they differ, fails here. This file holds
 //! the reference and the inputs both modules share: `single_frame` checks
-//! one frame at a time (the vectors, every length, headers, CMAC), and
+//! one frame at a time (the vectors, every length, headers, CMAC),
 //! `joined_frames` many at once (frames sealed side by side, the first of
-//! many keys, and finding where joined frames end).
+//! many keys, and finding where joined frames end), and `session_runs` a
+//! session's runs of frames sealed side by side under counter nonces, and
+//! their lines.
 
 // Test helpers may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
 mod joined_frames;
+mod session_runs;
 mod single_frame;
 
 use aead::{AeadInOut, KeyInit};

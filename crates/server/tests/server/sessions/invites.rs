@@ -5,11 +5,11 @@
 //! file holding no secret, concurrent joins, and a `kill -9` mid-join.
 
 use super::*;
-use std::io::Write as _;
 use eaxchat_core::members::SessionMembers;
 use eaxchat_core::relay::{WRONG_PER_ADDRESS, WRONG_PER_INVITE};
 use eaxchat_proto::invite::code::{CodeJoin, InviteCode, WORDS};
 use eaxchat_proto::invite::{Invite, InviteSecret};
+use std::io::Write as _;
 
 /// `relay invite ARGS` for the fixture's files; returns the invite printed.
 fn invite(fixture: &Fixture, addr: &str, args: &[&str]) -> Invite {

@@ -8,11 +8,15 @@
 //!
 //! Anything that does not decode as one of these messages is, by
 //! construction, not from a well-behaved client.
+//!
+//! The header is hex and the padding letters: a members or session relay
+//! refuses a member's text holding `\r` or `\n`, so no byte is either.
 
 /// Magic bytes at the front of every well-behaved message.
 const MAGIC: &[u8; 2] = b"SK";
-/// magic(2) kind(1) client(2) conn(4) seq(4) target(4) pad_len(2).
-const HEADER_LEN: usize = 19;
+/// magic(2), then in hex digits: kind(1) client(4) conn(8) seq(8)
+/// target(8) pad_len(4).
+const HEADER_LEN: usize = 35;
 
 /// What a message is for; see `member.rs` for the protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,12 +71,12 @@ impl Msg {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_LEN + usize::from(self.pad_len));
         out.extend_from_slice(MAGIC);
-        out.push(self.kind as u8);
-        out.extend_from_slice(&self.client.to_le_bytes());
-        out.extend_from_slice(&self.conn.to_le_bytes());
-        out.extend_from_slice(&self.seq.to_le_bytes());
-        out.extend_from_slice(&self.target.to_le_bytes());
-        out.extend_from_slice(&self.pad_len.to_le_bytes());
+        put_hex(&mut out, u64::from(self.kind as u8), 1);
+        put_hex(&mut out, u64::from(self.client), 4);
+        put_hex(&mut out, u64::from(self.conn), 8);
+        put_hex(&mut out, u64::from(self.seq), 8);
+        put_hex(&mut out, u64::from(self.target), 8);
+        put_hex(&mut out, u64::from(self.pad_len), 4);
         out.extend((0..usize::from(self.pad_len)).map(|i| self.pad_byte(i)));
         out
     }
@@ -85,18 +89,24 @@ impl Msg {
         if &header[..2] != MAGIC {
             return Err(format!("no magic: {:?}", String::from_utf8_lossy(header)));
         }
-        let u16_at = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
-        let u32_at = |at: usize| {
-            u32::from_le_bytes([header[at], header[at + 1], header[at + 2], header[at + 3]])
+        let mut at = 2;
+        let mut field = |digits: usize| -> Result<u64, String> {
+            let text = &header[at..at + digits];
+            at += digits;
+            std::str::from_utf8(text)
+                .ok()
+                .and_then(|text| u64::from_str_radix(text, 16).ok())
+                .ok_or_else(|| format!("not hex: {:?}", String::from_utf8_lossy(text)))
         };
-        let kind = Kind::from_u8(header[2]).ok_or_else(|| format!("kind {}", header[2]))?;
+        let kind_byte = field(1)? as u8;
+        let kind = Kind::from_u8(kind_byte).ok_or_else(|| format!("kind {kind_byte}"))?;
         let msg = Msg {
             kind,
-            client: u16_at(3),
-            conn: u32_at(5),
-            seq: u32_at(9),
-            target: u32_at(13),
-            pad_len: u16_at(17),
+            client: field(4)? as u16,
+            conn: field(8)? as u32,
+            seq: field(8)? as u32,
+            target: field(8)? as u32,
+            pad_len: field(4)? as u16,
         };
         if pad.len() != usize::from(msg.pad_len) {
             return Err(format!("{msg:?} carries {} bytes of padding", pad.len()));
@@ -108,8 +118,18 @@ impl Msg {
     }
 
     fn pad_byte(&self, i: usize) -> u8 {
-        (self.conn as usize ^ (self.seq as usize).wrapping_mul(31) ^ i) as u8
+        b'a' + ((self.conn as usize ^ (self.seq as usize).wrapping_mul(31) ^ i) % 26) as u8
     }
+}
+
+/// Appends `value` as `digits` lowercase hex digits.
+fn put_hex(out: &mut Vec<u8>, value: u64, digits: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend(
+        (0..digits)
+            .rev()
+            .map(|i| HEX[((value >> (i * 4)) & 0xf) as usize]),
+    );
 }
 
 /// Padding for the `seq`th data message of connection `conn`: mostly short
@@ -142,6 +162,7 @@ mod tests {
         };
         let bytes = msg.encode();
         assert_eq!(Msg::decode(&bytes), Ok(msg));
+        assert!(!bytes.contains(&b'\n') && !bytes.contains(&b'\r'));
         assert!(Msg::decode(b"HOSTILE hello").is_err());
         assert!(Msg::decode(&bytes[..bytes.len() - 1]).is_err());
         let mut flipped = bytes.clone();

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use eaxchat_test_support::{RelayProcess, TestClient, WAIT, random_key};
 
-use super::{Nats, cluster_key, free_port, named, recv_until, relay, stat, wait_for_who};
+use super::{
+    Nats, cluster_key, free_port, named, recv_until, relay, stat, wait_all_heard, wait_for_who,
+};
 
 #[test]
 fn a_relay_killed_is_announced_gone() {
@@ -20,9 +22,10 @@ fn a_relay_killed_is_announced_gone() {
     let ckey = cluster_key(dir.path(), "cluster.key");
     let key = random_key();
     let flags = ["--presence", "on", "--cluster-timeout", "2"];
-    let a = relay(&key, &nats, &ckey, &flags);
-    let b = relay(&key, &nats, &ckey, &flags);
-    let c = relay(&key, &nats, &ckey, &flags);
+    let mut a = relay(&key, &nats, &ckey, &flags);
+    let mut b = relay(&key, &nats, &ckey, &flags);
+    let mut c = relay(&key, &nats, &ckey, &flags);
+    wait_all_heard(&mut [&mut a, &mut b, &mut c]);
     let mut alice = named(&a, "alice");
     let mut bob = named(&b, "bob");
     let _carol = named(&c, "carol");

@@ -148,6 +148,16 @@ fn relay(key: &Key, nats: &Nats, cluster_key: &Path, extra: &[&str]) -> RelayPro
     relay
 }
 
+/// Waits until each of `relays` has heard from every other one: a relay
+/// takes nothing from another before that (one round of heartbeats after
+/// a start), so a test that chats at once must wait for it.
+fn wait_all_heard(relays: &mut [&mut RelayProcess]) {
+    let others = relays.len() - 1;
+    for relay in relays.iter_mut() {
+        relay.wait_for_log_count(" heard from", others);
+    }
+}
+
 /// Receives lines until one satisfies `wanted`; panics after [`WAIT`].
 fn recv_until(client: &mut TestClient, what: &str, wanted: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + WAIT;

@@ -11,7 +11,7 @@
 //! `--metrics-token`, a request needs `Authorization: Bearer TOKEN` here
 //! too.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -112,20 +112,8 @@ impl Server {
             return;
         };
         if conn.answer.is_none() {
-            let mut buf = [0u8; 2048];
-            loop {
-                match conn.stream.read(&mut buf) {
-                    Ok(0) => return self.drop_metrics(key),
-                    Ok(n) => {
-                        conn.head.extend_from_slice(&buf[..n]);
-                        if conn.head.len() > http::MAX_HEAD {
-                            break;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => return self.drop_metrics(key),
-                }
+            if http::read_head(&mut conn.stream, &mut conn.head) == http::HeadRead::Closed {
+                return self.drop_metrics(key);
             }
             let answer = match http::parse(&conn.head) {
                 Ok(None) => return,

@@ -254,20 +254,8 @@ impl Server {
         if !matches!(conn.tls, TlsPhase::Plain | TlsPhase::PlainOnTls) {
             return self.tls_http_event(key);
         }
-        let mut buf = [0u8; 4096];
-        loop {
-            match conn.stream.read(&mut buf) {
-                Ok(0) => return self.drop_http(key),
-                Ok(n) => {
-                    conn.head.extend_from_slice(&buf[..n]);
-                    if conn.head.len() > http::MAX_HEAD {
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return self.drop_http(key),
-            }
+        if http::read_head(&mut conn.stream, &mut conn.head) == http::HeadRead::Closed {
+            return self.drop_http(key);
         }
         self.parse_head(key);
     }

@@ -9,6 +9,36 @@ use super::{icon, page};
 /// The longest request head taken; past it, 431.
 pub const MAX_HEAD: usize = 8 * 1024;
 
+/// Whether a connection whose request head is being read is still open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadRead {
+    /// It would block, or the head has grown past [`MAX_HEAD`]: parse what
+    /// there is.
+    Open,
+    /// The peer closed it or the socket failed: drop it.
+    Closed,
+}
+
+/// Reads what a non-blocking `stream` has into `head`, until it would
+/// block or `head` passes [`MAX_HEAD`]; retries on `Interrupted`.
+pub fn read_head(stream: &mut impl std::io::Read, head: &mut Vec<u8>) -> HeadRead {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return HeadRead::Closed,
+            Ok(n) => {
+                head.extend_from_slice(&buf[..n]);
+                if head.len() > MAX_HEAD {
+                    return HeadRead::Open;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return HeadRead::Open,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return HeadRead::Closed,
+        }
+    }
+}
+
 /// Most headers in a request head.
 const MAX_HEADERS: usize = 32;
 

@@ -22,6 +22,7 @@ use std::fmt;
 
 use bytes::BytesMut;
 
+use crate::cipher;
 use crate::eax_key::EaxKey;
 use crate::wire::{self, LineDecodeError, NONCE_LEN, OVERHEAD};
 
@@ -101,13 +102,11 @@ impl Sealer {
     /// the end of `plaintexts` ends the run there.
     ///
     /// The lines are exactly those [`Sealer::seal_into`] would give one
-    /// plaintext at a time, counters included, in about half the time: the
-    /// frames are laid out end to end and sealed side by side
-    /// ([`EaxKey::seal_frames_in_place`]), then encoded into one
-    /// reservation of `out` ([`wire::encode_lines`]: one encoder call for
-    /// a stretch of frames whose lengths are multiples of 3). When the counters run out mid-run,
-    /// the frames before the last counter are appended and it fails, as
-    /// sealing one at a time would.
+    /// plaintext at a time, counters included, in about half the time
+    /// ([`cipher::seal_lines`]: laid out end to end, sealed side by side,
+    /// encoded together). When the counters run out mid-run, the frames
+    /// before the last counter are appended and it fails, as sealing one at
+    /// a time would.
     pub fn seal_joined(
         &mut self,
         plaintexts: &[u8],
@@ -115,38 +114,17 @@ impl Sealer {
         scratch: &mut Vec<u8>,
         out: &mut BytesMut,
     ) -> Result<(), SessionError> {
-        let mut count = 0;
-        let (mut frames_len, mut lines_len, mut start) = (0, 0, 0);
-        for &len in lens {
-            if start + len > plaintexts.len() {
-                break;
+        let (mut counter, mut exhausted) = (self.next, false);
+        let next_nonce = || {
+            // u64::MAX is never used, so an opener's next counter always fits.
+            if counter == u64::MAX {
+                exhausted = true;
+                return None;
             }
-            frames_len += OVERHEAD + len;
-            lines_len += wire::encoded_len(len) + 1;
-            start += len + 1;
-            count += 1;
-        }
-        // u64::MAX is never used, so an opener's next counter always fits.
-        let left = u64::MAX - self.next;
-        let exhausted = count as u64 > left;
-        let lens = &lens[..count.min(usize::try_from(left).unwrap_or(usize::MAX))];
-        if scratch.len() < frames_len {
-            // Grows once to the largest run; never zeroed again after.
-            scratch.resize(frames_len, 0);
-        }
-        let (mut at, mut start, mut counter) = (0, 0, self.next);
-        for &len in lens {
-            let frame = &mut scratch[at..at + OVERHEAD + len];
-            frame[..NONCE_LEN].copy_from_slice(&counter_nonce(counter));
-            frame[OVERHEAD..].copy_from_slice(&plaintexts[start..start + len]);
-            at += OVERHEAD + len;
-            start += len + 1;
             counter += 1;
-        }
-        let frames = &mut scratch[..at];
-        self.key.seal_frames_in_place(frames, lens);
-        out.reserve(lines_len);
-        wire::encode_lines(frames, lens, out);
+            Some(counter_nonce(counter - 1))
+        };
+        cipher::seal_lines(&self.key, plaintexts, lens, scratch, next_nonce, out);
         self.next = counter;
         if exhausted {
             return Err(SessionError::CounterExhausted);

@@ -260,18 +260,24 @@ fn a_kill_mid_join_leaves_the_members_file_whole() {
     let devices: Vec<StaticSecret> = (0..JOINS)
         .map(|_| StaticSecret::generate().unwrap())
         .collect();
+    let (first_welcome, welcomes) = std::sync::mpsc::channel();
     let welcomed = std::thread::scope(|scope| {
         let joins: Vec<_> = devices
             .iter()
             .map(|device| {
-                let group = &group;
+                let (group, first_welcome) = (&group, first_welcome.clone());
                 scope.spawn(move || {
                     let welcomed = matches!(try_join(addr, group, device), Some(Ok(_)));
+                    if welcomed {
+                        let _ = first_welcome.send(());
+                    }
                     welcomed.then_some(*device.public_key())
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(5));
+        // Killed once one join has landed, while the others are in flight,
+        // so the file has something to keep whole.
+        welcomes.recv_timeout(WAIT).expect("a first welcome");
         relay.process.kill_hard();
         joins
             .into_iter()
@@ -279,6 +285,7 @@ fn a_kill_mid_join_leaves_the_members_file_whole() {
             .collect::<Vec<_>>()
     });
     let members = members_of(&fixture);
+    assert!(!welcomed.is_empty(), "the kill came after a welcome");
     for key in &welcomed {
         assert!(members.get(key).is_some(), "welcomed but not in the file");
     }

@@ -58,6 +58,15 @@ use room_name::is_name_byte;
 /// The only structured-events protocol there is, as `/hello` names it.
 pub const PROTOCOL_V1: &str = "eaxchat/1";
 
+/// The most messages one `/history` page holds.
+pub const MAX_HISTORY_PAGE: usize = 100;
+
+/// A `/history` page's size when none is asked for.
+pub const DEFAULT_HISTORY_PAGE: usize = 50;
+
+/// The longest topic, in bytes.
+pub const TOPIC_MAX: usize = 300;
+
 /// What a plaintext is: text for the room, or a command for the relay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Input<'a> {
@@ -70,8 +79,29 @@ pub enum Input<'a> {
 /// A parsed command; text arguments borrow from the plaintext.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command<'a> {
-    /// `/join ROOM`: leave the current room and enter `ROOM`.
+    /// `/join ROOM`: enter `ROOM` and send there (a connection that never
+    /// said `/hello` leaves its room for it).
     Join(RoomName),
+    /// `/part [ROOM]`: leave `ROOM`, or the current room.
+    Part(Option<RoomName>),
+    /// `/in ROOM REST`: make `ROOM` current, then take `REST` (text or a
+    /// command, unparsed; empty: only switch).
+    In {
+        /// The room.
+        room: RoomName,
+        /// What follows, as a plaintext of its own.
+        rest: &'a [u8],
+    },
+    /// `/topic [TEXT]`: set the current room's topic, or show it.
+    Topic(Option<&'a [u8]>),
+    /// `/history [BEFORE [LIMIT]]`: the current room's messages before id
+    /// `BEFORE` (all: `None`), at most `limit`.
+    History {
+        /// Only messages with a smaller id.
+        before: Option<u64>,
+        /// At most this many ([`MAX_HISTORY_PAGE`] at most).
+        limit: usize,
+    },
     /// `/rooms`: the rooms and their member counts.
     Rooms,
     /// `/who`: who is in the current room.
@@ -131,16 +161,49 @@ pub fn parse(plaintext: &[u8], max_text: usize) -> Result<Input<'_>, CommandErro
         CommandKind::Join => Command::Join(
             RoomName::new(one_word(kind, argument)?).map_err(CommandError::MalformedRoom)?,
         ),
+        CommandKind::Part => match trim_end(argument) {
+            b"" => Command::Part(None),
+            _ => Command::Part(Some(
+                RoomName::new(one_word(kind, argument)?).map_err(CommandError::MalformedRoom)?,
+            )),
+        },
+        CommandKind::In => {
+            let (room, rest) = first_word(argument);
+            if room.is_empty() {
+                return Err(CommandError::MissingArgument(kind));
+            }
+            let room = RoomName::new(room).map_err(CommandError::MalformedRoom)?;
+            let rest = trim_start(rest);
+            if let Ok(Input::Command(Command::In { .. })) = parse(rest, max_text) {
+                return Err(CommandError::NestedIn);
+            }
+            Command::In { room, rest }
+        }
+        CommandKind::Topic => match trim_end(argument) {
+            b"" => Command::Topic(None),
+            _ => Command::Topic(Some(text(kind, argument, TOPIC_MAX)?)),
+        },
+        CommandKind::History => {
+            let (before, rest) = first_word(argument);
+            let (limit, rest) = first_word(trim_start(rest));
+            if !trim_end(rest).is_empty() {
+                return Err(CommandError::UnexpectedArgument(kind));
+            }
+            let before = match before {
+                b"" => None,
+                word => Some(number(kind, word, u64::MAX)?),
+            };
+            let limit = match limit {
+                b"" => DEFAULT_HISTORY_PAGE,
+                word => number(kind, word, MAX_HISTORY_PAGE as u64)? as usize,
+            };
+            Command::History { before, limit }
+        }
         CommandKind::Rooms => no_argument(kind, argument, Command::Rooms)?,
         CommandKind::Who => no_argument(kind, argument, Command::Who)?,
         CommandKind::Me => Command::Me(text(kind, argument, max_text)?),
         CommandKind::Msg => {
-            let name_end = argument
-                .iter()
-                .position(|&b| is_separator(b))
-                .unwrap_or(argument.len());
-            let (name, rest) = argument.split_at(name_end);
-            let name = trim_end(name);
+            let (name, rest) = first_word(argument);
             if name.is_empty() {
                 return Err(CommandError::MissingArgument(kind));
             }
@@ -183,6 +246,32 @@ fn trim_end(bytes: &[u8]) -> &[u8] {
         .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
         .map_or(0, |i| i + 1);
     &bytes[..end]
+}
+
+/// The first word of `argument` (to the first space or tab, without a
+/// trailing `\r` or `\n`), and what follows it.
+fn first_word(argument: &[u8]) -> (&[u8], &[u8]) {
+    let end = argument
+        .iter()
+        .position(|&b| is_separator(b))
+        .unwrap_or(argument.len());
+    let (word, rest) = argument.split_at(end);
+    (trim_end(word), rest)
+}
+
+/// A decimal number from 0 to `max`.
+fn number(kind: CommandKind, word: &[u8], max: u64) -> Result<u64, CommandError> {
+    let bad = CommandError::BadNumber { command: kind, max };
+    if word.is_empty() || word.len() > 20 || !word.iter().all(u8::is_ascii_digit) {
+        return Err(bad);
+    }
+    let number = word
+        .iter()
+        .try_fold(0u64, |n, &d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or(bad.clone())?;
+    if number > max { Err(bad) } else { Ok(number) }
 }
 
 fn no_argument<'a>(

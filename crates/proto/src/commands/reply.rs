@@ -19,6 +19,14 @@ const ECHO_MAX: usize = 16;
 pub enum CommandKind {
     /// `/join`
     Join,
+    /// `/part`
+    Part,
+    /// `/in`
+    In,
+    /// `/topic`
+    Topic,
+    /// `/history`
+    History,
     /// `/rooms`
     Rooms,
     /// `/who`
@@ -39,8 +47,12 @@ pub enum CommandKind {
 
 impl CommandKind {
     /// Every command, in the order `/help` lists them.
-    pub const ALL: [CommandKind; 9] = [
+    pub const ALL: [CommandKind; 13] = [
         CommandKind::Join,
+        CommandKind::Part,
+        CommandKind::In,
+        CommandKind::Topic,
+        CommandKind::History,
         CommandKind::Rooms,
         CommandKind::Who,
         CommandKind::Me,
@@ -55,6 +67,10 @@ impl CommandKind {
     pub fn word(self) -> &'static str {
         match self {
             CommandKind::Join => "join",
+            CommandKind::Part => "part",
+            CommandKind::In => "in",
+            CommandKind::Topic => "topic",
+            CommandKind::History => "history",
             CommandKind::Rooms => "rooms",
             CommandKind::Who => "who",
             CommandKind::Me => "me",
@@ -70,6 +86,10 @@ impl CommandKind {
     pub fn usage(self) -> &'static str {
         match self {
             CommandKind::Join => "/join ROOM",
+            CommandKind::Part => "/part [ROOM]",
+            CommandKind::In => "/in ROOM [TEXT or /COMMAND]",
+            CommandKind::Topic => "/topic [TEXT]",
+            CommandKind::History => "/history [BEFORE-ID [LIMIT]]",
             CommandKind::Rooms => "/rooms",
             CommandKind::Who => "/who",
             CommandKind::Me => "/me ACTION",
@@ -115,6 +135,15 @@ pub enum CommandError {
     },
     /// `/hello` named a protocol this relay does not speak.
     UnsupportedProtocol,
+    /// A number argument that is not a decimal number in range.
+    BadNumber {
+        /// The command.
+        command: CommandKind,
+        /// The largest it takes.
+        max: u64,
+    },
+    /// `/in` inside `/in`.
+    NestedIn,
 }
 
 impl fmt::Display for CommandError {
@@ -151,6 +180,13 @@ impl fmt::Display for CommandError {
                 "error: /{} text too long: at most {max} bytes",
                 command.word()
             ),
+            CommandError::BadNumber { command, max } => write!(
+                f,
+                "error: /{} takes numbers from 0 to {max}: {}",
+                command.word(),
+                command.usage()
+            ),
+            CommandError::NestedIn => f.write_str("error: /in takes one room, not another /in"),
             CommandError::UnsupportedProtocol => {
                 write!(
                     f,

@@ -167,3 +167,89 @@ fn escaped_text_parses_back() {
         assert_eq!(parse(&escaped, MAX), text_in(text));
     }
 }
+
+#[test]
+fn the_room_commands() {
+    let parse = |text: &'static [u8]| super::parse(text, 100);
+    let dev = RoomName::new(b"dev").expect("room");
+    assert_eq!(parse(b"/part"), Ok(Input::Command(Command::Part(None))));
+    assert_eq!(
+        parse(b"/part #Dev "),
+        Ok(Input::Command(Command::Part(Some(dev.clone()))))
+    );
+    assert_eq!(
+        parse(b"/in dev hello there"),
+        Ok(Input::Command(Command::In {
+            room: dev.clone(),
+            rest: b"hello there"
+        }))
+    );
+    assert_eq!(
+        parse(b"/in #dev"),
+        Ok(Input::Command(Command::In {
+            room: dev.clone(),
+            rest: b""
+        }))
+    );
+    assert_eq!(
+        parse(b"/in dev /me waves"),
+        Ok(Input::Command(Command::In {
+            room: dev.clone(),
+            rest: b"/me waves"
+        }))
+    );
+    assert_eq!(parse(b"/in dev /in lobby hi"), Err(CommandError::NestedIn));
+    assert_eq!(
+        parse(b"/in"),
+        Err(CommandError::MissingArgument(CommandKind::In))
+    );
+    assert!(matches!(
+        parse(b"/in d!v hi"),
+        Err(CommandError::MalformedRoom(_))
+    ));
+    assert_eq!(parse(b"/topic"), Ok(Input::Command(Command::Topic(None))));
+    assert_eq!(
+        parse(b"/topic ship it "),
+        Ok(Input::Command(Command::Topic(Some(b"ship it "))))
+    );
+    let long = [b'x'; TOPIC_MAX + 1];
+    let mut topic = b"/topic ".to_vec();
+    topic.extend_from_slice(&long);
+    assert_eq!(
+        super::parse(&topic, 10_000),
+        Err(CommandError::TooLong {
+            command: CommandKind::Topic,
+            max: TOPIC_MAX
+        })
+    );
+}
+
+#[test]
+fn history_pages() {
+    let parse = |text: &'static [u8]| super::parse(text, 100);
+    let page = |before, limit| Ok(Input::Command(Command::History { before, limit }));
+    assert_eq!(parse(b"/history"), page(None, DEFAULT_HISTORY_PAGE));
+    assert_eq!(
+        parse(b"/history 120"),
+        page(Some(120), DEFAULT_HISTORY_PAGE)
+    );
+    assert_eq!(parse(b"/history 120 7\r\n"), page(Some(120), 7));
+    assert_eq!(
+        parse(b"/history 18446744073709551615 100"),
+        page(Some(u64::MAX), MAX_HISTORY_PAGE)
+    );
+    for bad in [
+        &b"/history -1"[..],
+        b"/history 1 101",
+        b"/history x",
+        b"/history 18446744073709551616",
+        b"/history 1 2 3",
+    ] {
+        let refused = super::parse(bad, 100).expect_err("refused");
+        assert!(
+            refused.to_string().contains("/history"),
+            "{refused} for {:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

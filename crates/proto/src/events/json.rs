@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Event, PROTOCOL, ParsedEvent, ParsedKind, Text, kind};
+use super::{Event, PROTOCOL, ParsedEvent, ParsedKind, ParsedRoom, Text, kind};
+use crate::commands::RoomName;
 use crate::name::Name;
 
 impl Event<'_> {
@@ -17,13 +18,15 @@ impl Event<'_> {
             Event::Welcome {
                 name,
                 room,
+                rooms,
                 members,
             } => {
                 json.kind(kind::WELCOME);
                 json.str("protocol", PROTOCOL);
                 json.name("name", name);
-                json.str("room", room.as_str());
-                json.raw("members", if members { "true" } else { "false" });
+                json.room("room", room);
+                json.rooms("rooms", rooms);
+                json.flag("members", members);
             }
             Event::Message {
                 room,
@@ -32,6 +35,7 @@ impl Event<'_> {
                 ts,
                 history,
                 action,
+                id,
                 ..
             } => {
                 json.kind(if action { kind::ACTION } else { kind::MSG });
@@ -39,7 +43,8 @@ impl Event<'_> {
                 json.name("from", from);
                 json.bytes("text", text);
                 json.number("ts", ts);
-                json.raw("history", if history { "true" } else { "false" });
+                json.flag("history", history);
+                json.number("id", id);
             }
             Event::Private {
                 from,
@@ -53,7 +58,7 @@ impl Event<'_> {
                 json.str("to", to.as_str());
                 json.bytes("text", text);
                 json.number("ts", ts);
-                json.raw("echo", if echo { "true" } else { "false" });
+                json.flag("echo", echo);
             }
             Event::Presence {
                 room,
@@ -75,10 +80,17 @@ impl Event<'_> {
                 json.str("to", to.as_str());
                 json.number("ts", ts);
             }
-            Event::HistoryStart { room, count } => {
+            Event::HistoryStart {
+                room,
+                count,
+                page,
+                first,
+            } => {
                 json.kind(kind::HISTORY);
                 json.str("room", room.as_str());
                 json.number("count", count as u64);
+                json.flag("page", page);
+                json.flag("first", first);
             }
             Event::Who {
                 room,
@@ -102,22 +114,45 @@ impl Event<'_> {
                 json.kind(kind::ROOMS);
                 json.key("rooms");
                 json.out.push(b'[');
-                for (i, (room, count)) in rooms.iter().enumerate() {
+                for (i, entry) in rooms.iter().enumerate() {
                     if i > 0 {
                         json.out.push(b',');
                     }
-                    json.out.extend_from_slice(b"{\"room\":");
-                    string(json.out, room.as_str());
-                    let _ = write!(Text(json.out), ",\"count\":{count}}}");
+                    let mut object = Json::new(json.out);
+                    object.str("room", entry.room.as_str());
+                    object.number("count", entry.count as u64);
+                    object.bytes("topic", entry.topic);
+                    object.str("mode", entry.mode);
+                    object.flag("joined", entry.joined);
+                    object.finish();
                 }
                 json.out.push(b']');
             }
-            Event::Notice(text) => {
+            Event::MyRooms { room, rooms } => {
+                json.kind(kind::MY_ROOMS);
+                json.room("room", room);
+                json.rooms("rooms", rooms);
+            }
+            Event::Topic {
+                room,
+                from,
+                text,
+                ts,
+            } => {
+                json.kind(kind::TOPIC);
+                json.str("room", room.as_str());
+                json.name("from", from);
+                json.bytes("text", text);
+                json.number("ts", ts);
+            }
+            Event::Notice { room, text } => {
                 json.kind(kind::NOTICE);
+                json.room("room", room);
                 json.str("text", text);
             }
-            Event::Error(text) => {
+            Event::Error { room, text } => {
                 json.kind(kind::ERROR);
+                json.room("room", room);
                 json.str("text", text);
             }
         }
@@ -154,6 +189,8 @@ impl ParsedEvent {
             },
             kind::HISTORY => ParsedKind::HistoryStart {
                 count: number("count").unwrap_or(0),
+                page: flag("page"),
+                first: flag("first"),
             },
             kind::WHO => ParsedKind::Who {
                 names: object
@@ -176,10 +213,18 @@ impl ParsedEvent {
                         rooms
                             .iter()
                             .filter_map(|room| {
-                                Some((
-                                    room.get("room")?.as_str()?.to_owned(),
-                                    room.get("count")?.as_u64()?,
-                                ))
+                                let text =
+                                    |key| room.get(key).and_then(Value::as_str).unwrap_or_default();
+                                Some(ParsedRoom {
+                                    room: room.get("room")?.as_str()?.to_owned(),
+                                    count: room.get("count").and_then(Value::as_u64).unwrap_or(0),
+                                    topic: text("topic").to_owned(),
+                                    mode: text("mode").to_owned(),
+                                    joined: room
+                                        .get("joined")
+                                        .and_then(Value::as_bool)
+                                        .unwrap_or(false),
+                                })
                             })
                             .collect()
                     })
@@ -189,6 +234,8 @@ impl ParsedEvent {
                 name: string("name"),
                 members: flag("members"),
             },
+            kind::MY_ROOMS => ParsedKind::MyRooms,
+            kind::TOPIC => ParsedKind::Topic,
             kind::NOTICE => ParsedKind::Notice,
             kind::ERROR => ParsedKind::Error,
             other => ParsedKind::Other(other.to_owned()),
@@ -200,6 +247,17 @@ impl ParsedEvent {
             text: string("text").unwrap_or_default(),
             ts: number("ts"),
             history: flag("history"),
+            id: number("id"),
+            rooms: object
+                .get("rooms")
+                .and_then(Value::as_array)
+                .map(|rooms| {
+                    rooms
+                        .iter()
+                        .filter_map(|room| room.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 }
@@ -249,6 +307,29 @@ impl<'a> Json<'a> {
     fn number(&mut self, key: &str, value: u64) {
         self.key(key);
         let _ = write!(Text(self.out), "{value}");
+    }
+
+    fn flag(&mut self, key: &str, value: bool) {
+        self.raw(key, if value { "true" } else { "false" });
+    }
+
+    fn room(&mut self, key: &str, room: Option<&RoomName>) {
+        match room {
+            Some(room) => self.str(key, room.as_str()),
+            None => self.raw(key, "null"),
+        }
+    }
+
+    fn rooms(&mut self, key: &str, rooms: &[&RoomName]) {
+        self.key(key);
+        self.out.push(b'[');
+        for (i, room) in rooms.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            string(self.out, room.as_str());
+        }
+        self.out.push(b']');
     }
 
     fn raw(&mut self, key: &str, value: &str) {

@@ -26,15 +26,17 @@
 //!
 //! | kind | fields |
 //! |---|---|
-//! | `welcome` | `protocol`, `name`, `room`, `members` (whether names are vouched for by a members file) |
-//! | `msg`, `action` | `room`, `from`, `text`, `ts`, `history` (true for history sent on joining) |
+//! | `welcome` | `protocol`, `name`, `room` (the current room, or `null`), `rooms` (every room the connection is in, join order), `members` (whether names are vouched for by a members file) |
+//! | `msg`, `action` | `room`, `from`, `text`, `ts`, `history` (true for history, on joining or paged), `id` (the message's number in its room on this relay, from 0) |
 //! | `private` | `from`, `to`, `text`, `ts`, `echo` (true on the sender's copy) |
 //! | `join`, `leave` | `room`, `name`, `count` (connections in the room after it), `ts` |
 //! | `nick` | `room`, `from` (the old name or `null`), `to`, `ts` |
-//! | `history` | `room`, `count`: that many `msg`/`action` events with `history: true` follow |
+//! | `history` | `room`, `count`: that many `msg`/`action` events with `history: true` follow; `page` (an answer to `/history`, not the burst on joining), `first` (the oldest that follows is the oldest the relay has) |
 //! | `who` | `room`, `names`, `unnamed` (connections in it with no name) |
-//! | `rooms` | `rooms`: a list of `{"room", "count"}` |
-//! | `notice`, `error` | `text`: a reply to a command, or why it was refused |
+//! | `rooms` | `rooms`: a list of `{"room", "count", "topic", "mode", "joined"}`: the connection's rooms (`joined: true`) first |
+//! | `myrooms` | `room` (the current room, or `null`), `rooms`: the connection's rooms after a `/join` or `/part` |
+//! | `topic` | `room`, `from` (who set it, or `null`), `text` (empty: none), `ts` |
+//! | `notice`, `error` | `text`: a reply to a command, or why it was refused; `room`: the room it concerns, or `null` |
 //!
 //! ```
 //! use eaxchat_proto::commands::RoomName;
@@ -50,6 +52,7 @@
 //!     history: false,
 //!     action: false,
 //!     stamped: true,
+//!     id: 3,
 //! };
 //! let (mut plain, mut json) = (Vec::new(), Vec::new());
 //! event.plain(&mut plain);
@@ -57,7 +60,7 @@
 //! assert_eq!(plain, b"alice: hi");
 //! assert_eq!(
 //!     json,
-//!     br#"{"kind":"msg","room":"lobby","from":"alice","text":"hi","ts":7,"history":false}"#
+//!     br#"{"kind":"msg","room":"lobby","from":"alice","text":"hi","ts":7,"history":false,"id":3}"#
 //! );
 //!
 //! // A client reads it back, and shows it as the relay's plain text.
@@ -97,6 +100,8 @@ mod kind {
     pub(super) const HISTORY: &str = "history";
     pub(super) const WHO: &str = "who";
     pub(super) const ROOMS: &str = "rooms";
+    pub(super) const MY_ROOMS: &str = "myrooms";
+    pub(super) const TOPIC: &str = "topic";
     pub(super) const NOTICE: &str = "notice";
     pub(super) const ERROR: &str = "error";
 }
@@ -109,8 +114,10 @@ pub enum Event<'a> {
     Welcome {
         /// The connection's name, if it has one.
         name: Option<&'a Name>,
-        /// Its room.
-        room: &'a RoomName,
+        /// Its current room, if it is in one.
+        room: Option<&'a RoomName>,
+        /// Every room it is in, in the order it joined them.
+        rooms: &'a [&'a RoomName],
         /// Whether the relay serves members.
         members: bool,
     },
@@ -131,6 +138,8 @@ pub enum Event<'a> {
         /// The plain form starts `NAME: ` (members mode: the relay vouches
         /// for the name). In shared-key mode the text goes as it came.
         stamped: bool,
+        /// Its number in its room on this relay, from 0.
+        id: u64,
     },
     /// A private message.
     Private {
@@ -175,6 +184,10 @@ pub enum Event<'a> {
         room: &'a RoomName,
         /// How many messages follow.
         count: usize,
+        /// An answer to `/history`, not the burst on joining.
+        page: bool,
+        /// The oldest that follows is the oldest the relay has.
+        first: bool,
     },
     /// Who is in a room.
     Who {
@@ -185,12 +198,85 @@ pub enum Event<'a> {
         /// Connections with no name.
         unnamed: usize,
     },
-    /// The rooms and how many are in each.
-    Rooms(&'a [(&'a RoomName, usize)]),
+    /// The rooms: the asker's first, then the others with people in them.
+    Rooms(&'a [RoomEntry<'a>]),
+    /// The connection's rooms, after it joined or left one.
+    MyRooms {
+        /// Where its text goes now, if anywhere.
+        room: Option<&'a RoomName>,
+        /// Every room it is in, in the order it joined them.
+        rooms: &'a [&'a RoomName],
+    },
+    /// A room's topic, as set or as asked for.
+    Topic {
+        /// The room.
+        room: &'a RoomName,
+        /// Who set it, if known.
+        from: Option<&'a Name>,
+        /// The topic (empty: none).
+        text: &'a [u8],
+        /// When it was set.
+        ts: u64,
+    },
     /// A reply to a command.
-    Notice(&'a str),
+    Notice {
+        /// The room it concerns, if one.
+        room: Option<&'a RoomName>,
+        /// What it says.
+        text: &'a str,
+    },
     /// A command refused, and why.
-    Error(&'a str),
+    Error {
+        /// The room it concerns, if one.
+        room: Option<&'a RoomName>,
+        /// Why.
+        text: &'a str,
+    },
+}
+
+impl<'a> Event<'a> {
+    /// A notice about no room in particular.
+    pub fn notice(text: &'a str) -> Event<'a> {
+        Event::Notice { room: None, text }
+    }
+
+    /// An error about no room in particular.
+    pub fn error(text: &'a str) -> Event<'a> {
+        Event::Error { room: None, text }
+    }
+}
+
+/// One room in a [`Event::Rooms`] list.
+#[derive(Debug, Clone, Copy)]
+pub struct RoomEntry<'a> {
+    /// Its name.
+    pub room: &'a RoomName,
+    /// Connections in it, here and on the cluster's other relays.
+    pub count: usize,
+    /// Its topic (empty: none).
+    pub topic: &'a [u8],
+    /// How its messages are protected: [`MODE_RELAY`].
+    pub mode: &'a str,
+    /// Whether the asker is in it.
+    pub joined: bool,
+}
+
+/// A room whose messages the relay opens and seals again for each hop.
+pub const MODE_RELAY: &str = "relay";
+
+/// One room in a parsed `rooms` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedRoom {
+    /// Its name, without `#`.
+    pub room: String,
+    /// Connections in it.
+    pub count: u64,
+    /// Its topic (empty: none).
+    pub topic: String,
+    /// How its messages are protected (`relay`).
+    pub mode: String,
+    /// Whether we are in it.
+    pub joined: bool,
 }
 
 /// What kind of event a client read, with the fields only that kind has.
@@ -225,6 +311,10 @@ pub enum ParsedKind {
     HistoryStart {
         /// How many.
         count: u64,
+        /// An answer to `/history`.
+        page: bool,
+        /// Nothing older is kept.
+        first: bool,
     },
     /// Who is in the room.
     Who {
@@ -233,8 +323,13 @@ pub enum ParsedKind {
         /// Connections with no name.
         unnamed: u64,
     },
-    /// The rooms and how many are in each.
-    Rooms(Vec<(String, u64)>),
+    /// The rooms: ours first.
+    Rooms(Vec<ParsedRoom>),
+    /// Our rooms changed (the current one is [`ParsedEvent::room`], all
+    /// of them [`ParsedEvent::rooms`]).
+    MyRooms,
+    /// A room's topic ([`ParsedEvent::text`]; empty: none).
+    Topic,
     /// The answer to `/hello`.
     Welcome {
         /// Our name, if we have one.
@@ -266,8 +361,12 @@ pub struct ParsedEvent {
     pub text: String,
     /// When, in Unix milliseconds.
     pub ts: Option<u64>,
-    /// Sent as history on joining, not live.
+    /// Sent as history (on joining, or paged), not live.
     pub history: bool,
+    /// A message's number in its room on this relay.
+    pub id: Option<u64>,
+    /// `welcome`, `myrooms`: every room we are in, in join order.
+    pub rooms: Vec<String>,
 }
 
 /// `fmt::Write` onto a byte buffer.

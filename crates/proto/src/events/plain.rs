@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use super::{Event, ParsedEvent, ParsedKind, Text};
+use crate::commands::RoomName;
 use crate::name::Name;
 
 impl Event<'_> {
@@ -18,7 +19,7 @@ impl Event<'_> {
         let plain = Plain(out);
         match *self {
             Event::Welcome { name, room, .. } => {
-                plain.welcome(name.map(Name::as_str), room.as_str())
+                plain.welcome(name.map(Name::as_str), room.map(RoomName::as_str))
             }
             Event::Message {
                 from,
@@ -42,7 +43,9 @@ impl Event<'_> {
                 ..
             } => plain.presence(room.as_str(), name.as_str(), count as u64, joined),
             Event::Nick { from, to, .. } => plain.nick(from.map(Name::as_str), to.as_str()),
-            Event::HistoryStart { room, count } => plain.history_start(room.as_str(), count as u64),
+            Event::HistoryStart {
+                room, count, page, ..
+            } => plain.history_start(room.as_str(), count as u64, page),
             Event::Who {
                 room,
                 names,
@@ -55,9 +58,16 @@ impl Event<'_> {
             Event::Rooms(rooms) => plain.rooms(
                 rooms
                     .iter()
-                    .map(|&(room, count)| (room.as_str(), count as u64)),
+                    .map(|entry| (entry.room.as_str(), entry.count as u64, entry.joined)),
             ),
-            Event::Notice(text) | Event::Error(text) => plain.text(text.as_bytes()),
+            Event::MyRooms { room, rooms } => plain.my_rooms(
+                room.map(RoomName::as_str),
+                rooms.iter().map(|room| room.as_str()),
+            ),
+            Event::Topic {
+                room, from, text, ..
+            } => plain.topic(room.as_str(), from.map(Name::as_str), text),
+            Event::Notice { text, .. } | Event::Error { text, .. } => plain.text(text.as_bytes()),
         }
     }
 }
@@ -82,14 +92,26 @@ impl ParsedEvent {
                 joined,
             } => plain.presence(room, name, *count, *joined),
             ParsedKind::Nick { to } => plain.nick(from, to),
-            ParsedKind::HistoryStart { count } => plain.history_start(room, *count),
+            ParsedKind::HistoryStart { count, page, .. } => {
+                plain.history_start(room, *count, *page);
+            }
             ParsedKind::Who { names, unnamed } => {
                 plain.who(room, names.iter().map(String::as_str), *unnamed);
             }
             ParsedKind::Rooms(rooms) => {
-                plain.rooms(rooms.iter().map(|(room, count)| (room.as_str(), *count)));
+                plain.rooms(
+                    rooms
+                        .iter()
+                        .map(|entry| (entry.room.as_str(), entry.count, entry.joined)),
+                );
             }
-            ParsedKind::Welcome { name, .. } => plain.welcome(name.as_deref(), room),
+            ParsedKind::MyRooms => {
+                plain.my_rooms(self.room.as_deref(), self.rooms.iter().map(String::as_str));
+            }
+            ParsedKind::Topic => plain.topic(room, from, text),
+            ParsedKind::Welcome { name, .. } => {
+                plain.welcome(name.as_deref(), self.room.as_deref())
+            }
             ParsedKind::Notice | ParsedKind::Error | ParsedKind::Other(_) => plain.text(text),
         }
     }
@@ -100,9 +122,16 @@ impl ParsedEvent {
 struct Plain<'a>(&'a mut Vec<u8>);
 
 impl Plain<'_> {
-    fn welcome(self, name: Option<&str>, room: &str) {
+    fn welcome(self, name: Option<&str>, room: Option<&str>) {
         let name = name.unwrap_or("(no name: /nick NAME takes one)");
-        let _ = write!(Text(self.0), "* welcome, {name} in #{room}");
+        match room {
+            Some(room) => {
+                let _ = write!(Text(self.0), "* welcome, {name} in #{room}");
+            }
+            None => {
+                let _ = write!(Text(self.0), "* welcome, {name}, in no room (/join ROOM)");
+            }
+        }
     }
 
     /// A message, or a `/me` action; `stamped` puts `NAME: ` in front of
@@ -135,11 +164,12 @@ impl Plain<'_> {
         let _ = write!(Text(self.0), "* {} is now {to}", or_someone(from));
     }
 
-    fn history_start(self, room: &str, count: u64) {
+    fn history_start(self, room: &str, count: u64, page: bool) {
         let plural = if count == 1 { "" } else { "s" };
+        let which = if page { "earlier" } else { "last" };
         let _ = write!(
             Text(self.0),
-            "* the last {count} message{plural} in #{room}:"
+            "* the {which} {count} message{plural} in #{room}:"
         );
     }
 
@@ -157,11 +187,45 @@ impl Plain<'_> {
         }
     }
 
-    fn rooms<'r>(self, rooms: impl Iterator<Item = (&'r str, u64)>) {
+    /// Every room listed, the asker's marked with `*`.
+    fn rooms<'r>(self, rooms: impl Iterator<Item = (&'r str, u64, bool)>) {
         self.0.extend_from_slice(b"* rooms:");
-        for (i, (room, count)) in rooms.enumerate() {
+        for (i, (room, count, joined)) in rooms.enumerate() {
             let sep = if i == 0 { " " } else { ", " };
-            let _ = write!(Text(self.0), "{sep}#{room} ({count})");
+            let mark = if joined { "*" } else { "" };
+            let _ = write!(Text(self.0), "{sep}{mark}#{room} ({count})");
+        }
+    }
+
+    fn my_rooms<'r>(self, room: Option<&str>, rooms: impl Iterator<Item = &'r str>) {
+        self.0.extend_from_slice(b"* your rooms:");
+        let mut any = false;
+        for room in rooms {
+            let sep = if any { ", " } else { " " };
+            let _ = write!(Text(self.0), "{sep}#{room}");
+            any = true;
+        }
+        if !any {
+            self.0.extend_from_slice(b" none");
+        }
+        if let Some(room) = room {
+            let _ = write!(Text(self.0), " (now in #{room})");
+        }
+    }
+
+    fn topic(self, room: &str, from: Option<&str>, text: &[u8]) {
+        match (from, text.is_empty()) {
+            (_, true) => {
+                let _ = write!(Text(self.0), "* #{room} has no topic");
+            }
+            (Some(from), false) => {
+                let _ = write!(Text(self.0), "* {from} set the topic of #{room}: ");
+                self.0.extend_from_slice(text);
+            }
+            (None, false) => {
+                let _ = write!(Text(self.0), "* the topic of #{room}: ");
+                self.0.extend_from_slice(text);
+            }
         }
     }
 

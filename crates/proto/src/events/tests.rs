@@ -22,6 +22,16 @@ fn both(event: Event<'_>) -> (String, String) {
     )
 }
 
+fn entry<'a>(room: &'a RoomName, count: usize, topic: &'a [u8], joined: bool) -> RoomEntry<'a> {
+    RoomEntry {
+        room,
+        count,
+        topic,
+        mode: MODE_RELAY,
+        joined,
+    }
+}
+
 #[test]
 fn a_members_message_is_stamped_in_plain_text() {
     let (alice, lobby) = (name("alice"), room("lobby"));
@@ -33,11 +43,12 @@ fn a_members_message_is_stamped_in_plain_text() {
         history: true,
         action: false,
         stamped: true,
+        id: 41,
     });
     assert_eq!(plain, "alice: hi \"there\"\n\x1b[2J");
     assert_eq!(
         json,
-        r#"{"kind":"msg","room":"lobby","from":"alice","text":"hi \"there\"\n\u001b[2J","ts":7,"history":true}"#
+        r#"{"kind":"msg","room":"lobby","from":"alice","text":"hi \"there\"\n\u001b[2J","ts":7,"history":true,"id":41}"#
     );
 }
 
@@ -52,6 +63,7 @@ fn a_shared_key_message_goes_as_it_came() {
         history: false,
         action: false,
         stamped: false,
+        id: 0,
     });
     assert_eq!(plain.as_bytes(), b"bob: \xef\xbf\xbd hi".as_slice());
     assert!(json.contains(r#""from":null,"text":"bob: � hi""#), "{json}");
@@ -84,13 +96,65 @@ fn notices_read_as_sentences() {
         json,
         r#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":2}"#
     );
-    let rooms = [(&lobby, 3), (&dev, 1)];
+    let rooms = [
+        entry(&lobby, 3, b"", true),
+        entry(&dev, 1, b"ship \"it\"", false),
+    ];
     let (plain, json) = both(Event::Rooms(&rooms));
-    assert_eq!(plain, "* rooms: #lobby (3), #dev (1)");
+    assert_eq!(plain, "* rooms: *#lobby (3), #dev (1)");
     assert_eq!(
         json,
-        r#"{"kind":"rooms","rooms":[{"room":"lobby","count":3},{"room":"dev","count":1}]}"#
+        r#"{"kind":"rooms","rooms":[{"room":"lobby","count":3,"topic":"","mode":"relay","joined":true},{"room":"dev","count":1,"topic":"ship \"it\"","mode":"relay","joined":false}]}"#
     );
+    let parsed = ParsedEvent::parse(json.as_bytes()).expect("an event");
+    let ParsedKind::Rooms(parsed) = parsed.kind else {
+        panic!("{parsed:?}");
+    };
+    assert_eq!(parsed[1].topic, "ship \"it\"");
+    assert!(parsed[0].joined && !parsed[1].joined);
+    assert_eq!(parsed[0].mode, MODE_RELAY);
+    let mine = [&lobby, &dev];
+    let (plain, json) = both(Event::MyRooms {
+        room: Some(&dev),
+        rooms: &mine,
+    });
+    assert_eq!(plain, "* your rooms: #lobby, #dev (now in #dev)");
+    assert_eq!(
+        json,
+        r#"{"kind":"myrooms","room":"dev","rooms":["lobby","dev"]}"#
+    );
+    let (plain, _) = both(Event::MyRooms {
+        room: None,
+        rooms: &[],
+    });
+    assert_eq!(plain, "* your rooms: none");
+    let (plain, json) = both(Event::Topic {
+        room: &dev,
+        from: Some(&alice),
+        text: b"release friday",
+        ts: 9,
+    });
+    assert_eq!(plain, "* alice set the topic of #dev: release friday");
+    assert_eq!(
+        json,
+        r#"{"kind":"topic","room":"dev","from":"alice","text":"release friday","ts":9}"#
+    );
+    let (plain, json) = both(Event::HistoryStart {
+        room: &dev,
+        count: 2,
+        page: true,
+        first: true,
+    });
+    assert_eq!(plain, "* the earlier 2 messages in #dev:");
+    assert_eq!(
+        json,
+        r#"{"kind":"history","room":"dev","count":2,"page":true,"first":true}"#
+    );
+    let (_, json) = both(Event::Error {
+        room: Some(&dev),
+        text: "error: no",
+    });
+    assert_eq!(json, r#"{"kind":"error","room":"dev","text":"error: no"}"#);
     let (plain, _) = both(Event::Message {
         room: &lobby,
         from: Some(&bob),
@@ -99,6 +163,7 @@ fn notices_read_as_sentences() {
         history: false,
         action: true,
         stamped: true,
+        id: 2,
     });
     assert_eq!(plain, "* bob waves");
     let (plain, json) = both(Event::Private {
@@ -142,6 +207,7 @@ fn every_event_shows_as_the_relays_plain_text() {
                     history: true,
                     action,
                     stamped,
+                    id: 9,
                 },
                 members,
             );
@@ -172,7 +238,8 @@ fn every_event_shows_as_the_relays_plain_text() {
         );
     }
     let names = [&alice, &bob];
-    let rooms = [(&lobby, 2)];
+    let rooms = [entry(&lobby, 2, b"a topic", true)];
+    let mine = [&lobby];
     for event in [
         Event::Nick {
             room: &lobby,
@@ -183,6 +250,14 @@ fn every_event_shows_as_the_relays_plain_text() {
         Event::HistoryStart {
             room: &lobby,
             count: 1,
+            page: false,
+            first: false,
+        },
+        Event::HistoryStart {
+            room: &lobby,
+            count: 3,
+            page: true,
+            first: true,
         },
         Event::Who {
             room: &lobby,
@@ -192,11 +267,42 @@ fn every_event_shows_as_the_relays_plain_text() {
         Event::Rooms(&rooms),
         Event::Welcome {
             name: None,
-            room: &lobby,
+            room: Some(&lobby),
+            rooms: &mine,
             members: false,
         },
-        Event::Notice("* you are now bob"),
-        Event::Error("error: no"),
+        Event::Welcome {
+            name: Some(&alice),
+            room: None,
+            rooms: &[],
+            members: true,
+        },
+        Event::MyRooms {
+            room: Some(&lobby),
+            rooms: &mine,
+        },
+        Event::MyRooms {
+            room: None,
+            rooms: &[],
+        },
+        Event::Topic {
+            room: &lobby,
+            from: None,
+            text: b"set by someone",
+            ts: 1,
+        },
+        Event::Topic {
+            room: &lobby,
+            from: Some(&alice),
+            text: b"",
+            ts: 1,
+        },
+        Event::notice("* you are now bob"),
+        Event::error("error: no"),
+        Event::Notice {
+            room: Some(&lobby),
+            text: "* you left #lobby",
+        },
     ] {
         round_trip(event, true);
     }

@@ -17,6 +17,7 @@ use slab::Slab;
 use crate::conn_id::ConnId;
 use crate::history::{self, Entry, History};
 use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::name::Name;
 
 /// A room's place in [`Rooms`]: valid while the room exists.
 pub type RoomId = usize;
@@ -52,6 +53,17 @@ impl Default for RoomsConfig {
     }
 }
 
+/// A room's topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    /// What it says.
+    pub text: Box<[u8]>,
+    /// Who set it, if they had a name.
+    pub from: Option<Name>,
+    /// When, in Unix milliseconds.
+    pub ts_millis: u64,
+}
+
 /// One room.
 #[derive(Debug)]
 pub struct Room {
@@ -60,8 +72,10 @@ pub struct Room {
     /// Connections in it that asked for structured events.
     events: usize,
     history: History,
-    /// Messages ever pushed to its history: the number the next gets.
+    /// Messages ever said in it: the id the next gets.
     said: u64,
+    /// Its topic, if one was set.
+    topic: Option<Box<Topic>>,
     /// When it was made, for forgetting the oldest dormant room.
     made: u64,
 }
@@ -103,12 +117,35 @@ impl Room {
         self.said
     }
 
-    /// The history entries said before message number `before`, oldest
+    /// The id of the oldest message its history still holds (`said`
+    /// when it holds none).
+    pub fn first_kept(&self) -> u64 {
+        self.said - self.history.len() as u64
+    }
+
+    /// The history entries said before message id `before`, oldest
     /// first.
     pub fn history_before(&self, before: u64) -> impl Iterator<Item = &Entry> {
-        let first = self.said - self.history.len() as u64;
-        let take = before.saturating_sub(first).min(self.history.len() as u64);
-        self.history.iter().take(take as usize)
+        self.page(before, usize::MAX).1
+    }
+
+    /// At most `limit` history entries said before message id `before`,
+    /// the newest of them, oldest first, with the id of the first.
+    pub fn page(&self, before: u64, limit: usize) -> (u64, impl Iterator<Item = &Entry>) {
+        let first = self.first_kept();
+        let end = before.clamp(first, self.said);
+        let start = end.saturating_sub(limit as u64).max(first);
+        let entries = self
+            .history
+            .iter()
+            .skip((start - first) as usize)
+            .take((end - start) as usize);
+        (start, entries)
+    }
+
+    /// Its topic, if one was set.
+    pub fn topic(&self) -> Option<&Topic> {
+        self.topic.as_deref()
     }
 }
 
@@ -198,6 +235,7 @@ impl Rooms {
             events: 0,
             history: History::new(self.config.history_entries, self.config.history_bytes),
             said: 0,
+            topic: None,
             made: self.made,
         });
         self.by_name.insert(name.clone(), id);
@@ -247,10 +285,32 @@ impl Rooms {
         room.events -= usize::from(events);
         if room.conns.is_empty() {
             self.occupied -= 1;
-            if room.history.is_empty() {
+            if room.history.is_empty() && room.topic.is_none() {
                 self.delete(id);
             }
         }
+    }
+
+    /// Sets room `id`'s topic; an empty text clears it.
+    pub fn set_topic(&mut self, id: RoomId, topic: Topic) {
+        if let Some(room) = self.rooms.get_mut(id) {
+            room.topic = (!topic.text.is_empty()).then(|| Box::new(topic));
+        }
+    }
+
+    /// Counts a message said in room `id` when no history is kept (so
+    /// every id still counts from the room's first message).
+    pub fn count_said(&mut self, id: RoomId) {
+        if let Some(room) = self.rooms.get_mut(id) {
+            room.said += 1;
+        }
+    }
+
+    /// Whether connection `conn` is in room `id`.
+    pub fn has(&self, id: RoomId, conn: ConnId) -> bool {
+        self.rooms
+            .get(id)
+            .is_some_and(|room| room.conns.contains(&conn))
     }
 
     /// Notes that a connection in room `id` now asks for structured events.
@@ -412,5 +472,33 @@ mod tests {
         assert_eq!(texts(2), [b"1".to_vec(), b"2".to_vec()]);
         assert_eq!(texts(3).len(), 3);
         assert_eq!(texts(0).len(), 0);
+    }
+
+    #[test]
+    fn pages_of_history_by_id() {
+        let mut rooms = Rooms::new(RoomsConfig {
+            history_entries: 5,
+            ..RoomsConfig::default()
+        });
+        let a = rooms.find_or_make(&room("a")).expect("room");
+        rooms.enter(a, 1, false);
+        for i in 0..8 {
+            rooms.remember(a, entry(&i.to_string()));
+        }
+        let room = rooms.get(a).expect("room");
+        // Ids 3..8 are kept.
+        assert_eq!((room.first_kept(), room.said()), (3, 8));
+        let page = |before, limit| -> (u64, Vec<String>) {
+            let (start, entries) = room.page(before, limit);
+            let texts = entries
+                .map(|e| String::from_utf8_lossy(&e.text).into_owned())
+                .collect();
+            (start, texts)
+        };
+        assert_eq!(page(7, 2), (5, vec!["5".into(), "6".into()]));
+        let all: Vec<String> = (3..8).map(|i: u32| i.to_string()).collect();
+        assert_eq!(page(u64::MAX, 100), (3, all));
+        assert_eq!(page(4, 10), (3, vec!["3".into()]));
+        assert_eq!(page(2, 10), (3, vec![]));
     }
 }

@@ -196,11 +196,11 @@ impl Batch {
         }
     }
 
-    /// A message from another relay of the cluster: `stamp` and `text`
+    /// A message with its stamp: `stamp` and `text`
     /// taken as one to relay, like a committed one (sealed onto
     /// [`Batch::sealed`] with a shared key). Every message of a batch has
     /// the same stamp ([`Batch::text_start`]).
-    pub(super) fn push_remote(&mut self, stamp: &[u8], text: &[u8], cipher: Option<&mut Cipher>) {
+    pub(super) fn push_stamped(&mut self, stamp: &[u8], text: &[u8], cipher: Option<&mut Cipher>) {
         let start = self.plaintexts.len();
         self.plaintexts.extend_from_slice(stamp);
         self.plaintexts.extend_from_slice(text);
@@ -254,9 +254,16 @@ impl Batch {
 
     /// Every message's `eaxchat/1` form (a `msg` event), as `\n`-joined
     /// plaintexts and their lengths, the shape [`Batch::plaintexts`] has.
-    pub(super) fn events(&self, room: &RoomName, from: Option<&Name>) -> (BytesMut, Vec<usize>) {
+    /// `first_id` is the first message's id in its room.
+    pub(super) fn events(
+        &self,
+        room: &RoomName,
+        from: Option<&Name>,
+        first_id: u64,
+    ) -> (BytesMut, Vec<usize>) {
         let mut out = Vec::new();
         let mut lens = Vec::with_capacity(self.lens.len());
+        let mut id = first_id;
         self.each_plain(|plain| {
             let start = out.len();
             Event::Message {
@@ -267,8 +274,10 @@ impl Batch {
                 history: false,
                 action: false,
                 stamped: false,
+                id,
             }
             .json(&mut out);
+            id += 1;
             lens.push(out.len() - start);
             out.push(b'\n');
         });

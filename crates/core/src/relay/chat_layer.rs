@@ -26,6 +26,8 @@ use std::io::Write;
 use bytes::{Bytes, BytesMut};
 
 use super::batch::Batch;
+use super::membership::MemberMemory;
+use super::scrollback::HistoryRequest;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::cluster::envelope::Change;
 use crate::flood::{Bucket, Rate};
@@ -33,7 +35,7 @@ use crate::history::{Entry, EntryKind};
 use crate::outbox::Frames;
 use crate::record::Record;
 use crate::rooms::{RoomId, Rooms, RoomsConfig};
-use eaxchat_proto::commands::{self, Input, RoomName};
+use eaxchat_proto::commands::{self, Input};
 use eaxchat_proto::events::Event;
 use eaxchat_proto::name::Name;
 
@@ -84,9 +86,14 @@ impl Default for ChatConfig {
 /// One connection's place in the chat.
 #[derive(Debug, Default)]
 pub(super) struct Chat {
+    /// Its current room: where its text goes.
     pub(super) room: Option<RoomId>,
-    /// History entries numbered below this are owed at arrival.
-    pub(super) owed: u64,
+    /// Every room it is in, in the order it joined them
+    /// (`membership.rs`).
+    pub(super) rooms: Vec<RoomId>,
+    /// The first room it entered, and the id of the first message said
+    /// there after: its history before that is owed at arrival.
+    pub(super) owed: Option<(RoomId, u64)>,
     /// It asked for structured events.
     pub(super) events: bool,
     /// Its first frame was handled.
@@ -108,8 +115,14 @@ pub(super) struct ChatState {
     log: Option<Vec<Record>>,
     /// Shared-key mode: the names taken with `/nick`, and by whom.
     pub(super) nicks: HashMap<Name, ConnId>,
+    /// Members' remembered rooms (`membership.rs`).
+    pub(super) members: MemberMemory,
+    /// Whether pages older than the history are asked of the caller.
+    pub(super) log_paging: bool,
+    /// Pages for the caller to read from the message log.
+    pub(super) history_requests: Vec<HistoryRequest>,
     /// Scratch for one event's plaintext.
-    scratch: Vec<u8>,
+    pub(super) scratch: Vec<u8>,
 }
 
 impl ChatState {
@@ -120,6 +133,9 @@ impl ChatState {
             presence: config.presence,
             log: config.log.then(Vec::new),
             nicks: HashMap::new(),
+            members: MemberMemory::default(),
+            log_paging: false,
+            history_requests: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -161,12 +177,6 @@ impl<T: Write> Relay<T> {
         &self.chat.rooms
     }
 
-    /// The room connection `id` is in, if any.
-    pub fn room_of(&self, id: ConnId) -> Option<&RoomName> {
-        let room = self.peers.get(id)?.chat.room?;
-        Some(self.chat.rooms.get(room)?.name())
-    }
-
     /// The time as the relay's clock has it, in Unix milliseconds.
     pub(super) fn wall_millis(&self) -> u64 {
         let since = self.now.saturating_duration_since(self.epoch);
@@ -180,42 +190,6 @@ impl<T: Write> Relay<T> {
             Mode::Members(roster) => roster.name(peer.member?),
             Mode::Sessions(roster) => roster.name(peer.member?),
             Mode::Shared(_) => peer.chat.nick.as_deref(),
-        }
-    }
-
-    /// Puts `id` in the default room, owed its history so far.
-    pub(super) fn enter_default_room(&mut self, id: ConnId) {
-        let name = self.chat.rooms.config().default_room.clone();
-        if let Ok(room) = self.chat.rooms.find_or_make(&name) {
-            self.enter(id, room);
-        }
-    }
-
-    pub(super) fn enter(&mut self, id: ConnId, room: RoomId) {
-        let Some(peer) = self.peers.get_mut(id) else {
-            return;
-        };
-        let said = self.chat.rooms.get(room).map_or(0, |room| room.said());
-        self.chat.rooms.enter(room, id, peer.chat.events);
-        peer.chat.room = Some(room);
-        peer.chat.owed = said;
-        self.cluster_interest_changed();
-    }
-
-    /// Takes `id` out of its room, telling the room if it has a name and
-    /// had arrived.
-    pub(super) fn leave_room(&mut self, id: ConnId) {
-        let Some(peer) = self.peers.get_mut(id) else {
-            return;
-        };
-        let Some(room) = peer.chat.room.take() else {
-            return;
-        };
-        let (events, arrived) = (peer.chat.events, peer.chat.arrived);
-        self.chat.rooms.leave(room, id, events);
-        self.cluster_interest_changed();
-        if arrived && let Some(name) = self.name_of(id).cloned() {
-            self.announce(room, &name, false, Some(id));
         }
     }
 
@@ -266,7 +240,7 @@ impl<T: Write> Relay<T> {
     }
 
     /// `id`'s first frame was handled: it is sent the history it is owed
-    /// and, with a name, announced to its room.
+    /// in each of its rooms and, with a name, announced to them.
     pub(super) fn arrive(&mut self, id: ConnId) {
         let Some(peer) = self.peers.get_mut(id) else {
             return;
@@ -275,49 +249,17 @@ impl<T: Write> Relay<T> {
             return;
         }
         peer.chat.arrived = true;
-        let (room, owed) = (peer.chat.room, peer.chat.owed);
-        let Some(room) = room else { return };
-        self.send_history(id, room, owed);
-        if let Some(name) = self.name_of(id).cloned() {
-            self.announce(room, &name, true, Some(id));
-        }
-    }
-
-    /// Sends `id` room `room`'s history said before message `before`.
-    pub(super) fn send_history(&mut self, id: ConnId, room: RoomId, before: u64) {
-        let Some(entries) = self.chat.rooms.get(room).map(|room| {
-            (
-                room.name().clone(),
-                room.history_before(before).cloned().collect::<Vec<_>>(),
-            )
-        }) else {
-            return;
-        };
-        let (room_name, entries) = entries;
-        if entries.is_empty() {
-            return;
-        }
-        let stamped = self.is_members();
-        self.send_event(
-            id,
-            &Event::HistoryStart {
-                room: &room_name,
-                count: entries.len(),
-            },
-        );
-        for entry in &entries {
-            self.send_event(
-                id,
-                &Event::Message {
-                    room: &room_name,
-                    from: entry.sender.as_ref(),
-                    text: &entry.text,
-                    ts: entry.ts_millis,
-                    history: true,
-                    action: entry.kind == EntryKind::Action,
-                    stamped,
-                },
-            );
+        let (rooms, owed) = (peer.chat.rooms.clone(), peer.chat.owed);
+        let name = self.name_of(id).cloned();
+        for room in rooms {
+            let before = match owed {
+                Some((first, said)) if first == room => said,
+                _ => u64::MAX,
+            };
+            self.send_history(id, room, before);
+            if let Some(name) = &name {
+                self.announce(room, name, true, Some(id));
+            }
         }
     }
 
@@ -326,7 +268,21 @@ impl<T: Write> Relay<T> {
     /// holds it back; if it goes it is kept in the room's history.
     pub(super) fn take_message(&mut self, from: ConnId, text: &[u8]) -> bool {
         self.arrive(from);
-        if !self.flood_allows(from) {
+        self.flood_allows(from) && self.keep_message(from, text)
+    }
+
+    /// A message `from` sent, let go by flood control: kept in its
+    /// current room's history, or refused if it is in no room.
+    pub(super) fn keep_message(&mut self, from: ConnId, text: &[u8]) -> bool {
+        if self
+            .peers
+            .get(from)
+            .is_some_and(|peer| peer.chat.room.is_none())
+        {
+            self.send_event(
+                from,
+                &Event::error("error: you are in no room; /join one (that message was not sent)"),
+            );
             return false;
         }
         self.remember(from, text, EntryKind::Message);
@@ -348,7 +304,7 @@ impl<T: Write> Relay<T> {
         match commands::parse(text, MAX_COMMAND_TEXT) {
             Ok(Input::Command(command)) => self.apply_command(from, command),
             Ok(Input::Text(_)) => {}
-            Err(error) => self.send_event(from, &Event::Error(&error.to_string())),
+            Err(error) => self.send_event(from, &Event::error(&error.to_string())),
         }
         self.arrive(from);
     }
@@ -364,7 +320,7 @@ impl<T: Write> Relay<T> {
 
     /// Takes a token from `from`'s bucket; when there is none, tells it
     /// (once until it sends again in time) and counts the frame refused.
-    fn flood_allows(&mut self, from: ConnId) -> bool {
+    pub(super) fn flood_allows(&mut self, from: ConnId) -> bool {
         let Some(rate) = self.chat.rate else {
             return true;
         };
@@ -387,7 +343,7 @@ impl<T: Write> Relay<T> {
                  that message was not sent",
                 rate.per_second, rate.burst
             );
-            self.send_event(from, &Event::Error(&text));
+            self.send_event(from, &Event::error(&text));
         }
         false
     }
@@ -413,6 +369,7 @@ impl<T: Write> Relay<T> {
     ) {
         let keep = self.chat.log.is_some() || self.chat.rooms.config().history_entries > 0;
         if !keep {
+            self.chat.rooms.count_said(room);
             return;
         }
         let entry = Entry {

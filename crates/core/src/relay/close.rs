@@ -212,7 +212,7 @@ impl<T: Write> Relay<T> {
     /// Removes a connection and returns it with the reason it closed.
     pub fn remove(&mut self, id: ConnId) -> Option<(Peer<T>, CloseReason)> {
         // Out of its room first, while its name can still be told.
-        self.leave_room(id);
+        self.leave_rooms(id);
         let peer = self.peers.try_remove(id)?;
         self.drop_nick(id, &peer);
         self.stats.connections -= 1;

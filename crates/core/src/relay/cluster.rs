@@ -323,7 +323,7 @@ impl<T: Write> Relay<T> {
             .map(|(id, _)| id)
             .collect();
         for id in ids {
-            self.send_event(id, &Event::Notice(text));
+            self.send_event(id, &Event::notice(text));
         }
     }
 
@@ -449,7 +449,7 @@ impl<T: Write> Relay<T> {
                         Mode::Shared(cipher) => Some(cipher),
                         Mode::Members(_) | Mode::Sessions(_) => None,
                     };
-                    batch.push_remote(stamp.as_bytes(), text, cipher);
+                    batch.push_stamped(stamp.as_bytes(), text, cipher);
                 }
                 EntryKind::Action => {
                     let before = batch.take();
@@ -465,6 +465,7 @@ impl<T: Write> Relay<T> {
                             history: false,
                             action: true,
                             stamped: self.is_members(),
+                            id: self.chat.rooms.get(room_id).map_or(0, |r| r.said()),
                         },
                     );
                 }

@@ -103,7 +103,8 @@ impl<T: Write> Relay<T> {
         let Some(room) = self.chat.rooms.get(room_id) else {
             return;
         };
-        let events = (room.events() > 0).then(|| batch.events(room.name(), sender));
+        let first_id = room.said().saturating_sub(batch.count as u64);
+        let events = (room.events() > 0).then(|| batch.events(room.name(), sender, first_id));
         let events = events.as_ref().map(|(texts, lens)| (&texts[..], &lens[..]));
         let cipher = match &mut self.mode {
             Mode::Shared(cipher) => cipher,
@@ -216,7 +217,7 @@ impl<T> MemberFanOut<'_, T> {
             let Some(peer) = self.peers.get_mut(id) else {
                 continue;
             };
-            if peer.closing.is_some() || peer.chat.room != Some(self.room) {
+            if peer.closing.is_some() || !peer.chat.rooms.contains(&self.room) {
                 continue;
             }
             let events = self.events.filter(|_| peer.chat.events);

@@ -115,7 +115,7 @@ fn write_queue<T: Write>(peer: &mut Peer<T>, stats: &mut Stats) -> io::Result<Fl
             Ok(written) => {
                 stats.bytes_out += written.bytes as u64;
                 stats.frames_out += written.frames as u64;
-                if peer.trust != Trust::Authenticated && peer.chat.room.is_some() {
+                if peer.trust != Trust::Authenticated && !peer.chat.rooms.is_empty() {
                     stats.keyless_bytes_out += written.bytes as u64;
                     stats.keyless_frames_out += written.frames as u64;
                 }

@@ -73,7 +73,9 @@ mod flush;
 mod handshake;
 mod invites;
 mod limits;
+mod membership;
 mod receive;
+mod scrollback;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -108,6 +110,8 @@ pub use invites::{
     WRONG_WINDOW,
 };
 pub use limits::{Limits, Refusal, Refused};
+pub use membership::{MAX_ROOMS_PER_CONN, MemberRooms};
+pub use scrollback::HistoryRequest;
 use session::SessionState;
 use trust::Trust;
 

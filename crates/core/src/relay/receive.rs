@@ -279,7 +279,7 @@ impl<T: Write> Relay<T> {
     /// ([`eaxchat_proto::sanitize::has_line_break`]).
     pub(super) fn refuse_line_break(&mut self, from: ConnId) {
         self.arrive(from);
-        self.send_event(from, &Event::Error(LINE_BREAK_REFUSED));
+        self.send_event(from, &Event::error(LINE_BREAK_REFUSED));
     }
 
     /// Members mode, `from` not identified and no `\n` yet: tries its

@@ -388,7 +388,7 @@ pub mod scenario {
         }
 
         alice.say(&mut relay, "/rooms");
-        assert_eq!(alice.got(&mut relay), ["* rooms: #lobby (2), #dev (1)"]);
+        assert_eq!(alice.got(&mut relay), ["* rooms: *#lobby (2), #dev (1)"]);
         alice.say(&mut relay, "/who");
         assert_eq!(alice.got(&mut relay), ["* here in #lobby: alice, bob"]);
         alice.say(&mut relay, "/me waves");
@@ -484,13 +484,16 @@ pub mod scenario {
         let got = bob.got(&mut relay);
         assert_eq!(
             got[0],
-            r#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","members":true}"#
+            r#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","rooms":["lobby"],"members":true}"#
         );
-        assert_eq!(got[1], r#"{"kind":"history","room":"lobby","count":1}"#);
+        assert_eq!(
+            got[1],
+            r#"{"kind":"history","room":"lobby","count":1,"page":false,"first":true}"#
+        );
         assert!(
             got[2].starts_with(
                 r#"{"kind":"msg","room":"lobby","from":"alice","text":"before bob","ts":"#
-            ) && got[2].ends_with(r#","history":true}"#),
+            ) && got[2].ends_with(r#","history":true,"id":0}"#),
             "{got:?}"
         );
         assert_eq!(alice.got(&mut relay), ["* bob joined #lobby (2 here)"]);
@@ -499,7 +502,7 @@ pub mod scenario {
         assert!(
             got[0].starts_with(
                 r#"{"kind":"msg","room":"lobby","from":"alice","text":"live \"quoted\"","#
-            ) && got[0].ends_with(r#""history":false}"#),
+            ) && got[0].ends_with(r#""history":false,"id":1}"#),
             "{got:?}"
         );
         alice.say(&mut relay, "/me nods");
@@ -515,7 +518,7 @@ pub mod scenario {
         bob.say(&mut relay, "/bogus");
         assert_eq!(
             bob.got(&mut relay),
-            [r#"{"kind":"error","text":"error: unknown command /bogus (try /help)"}"#]
+            [r#"{"kind":"error","room":null,"text":"error: unknown command /bogus (try /help)"}"#]
         );
         // Plain-text clients are untouched by another's /hello.
         bob.say(&mut relay, "plain for alice");

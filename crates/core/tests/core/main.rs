@@ -13,6 +13,7 @@ mod guard;
 mod key_request;
 mod members;
 mod relay;
+mod rooms;
 mod session_members;
 mod sessions;
 mod util;

@@ -15,6 +15,6 @@ impl<T: Write> Relay<T> {
             "* commands: {}; a message starting // sends a leading /",
             usages.join(", ")
         );
-        self.send_event(from, &Event::Notice(&text));
+        self.send_event(from, &Event::notice(&text));
     }
 }

@@ -21,7 +21,12 @@ impl<T: Write> Relay<T> {
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             return;
         };
-        let Some(room_name) = self.room_of(from).cloned() else {
+        let Some((room_name, id)) = self
+            .chat
+            .rooms
+            .get(room)
+            .map(|r| (r.name().clone(), r.said()))
+        else {
             return;
         };
         let who = self.name_of(from).cloned();
@@ -38,6 +43,7 @@ impl<T: Write> Relay<T> {
                 history: false,
                 action: true,
                 stamped,
+                id,
             },
         );
         self.remember(from, action, EntryKind::Action);

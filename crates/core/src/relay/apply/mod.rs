@@ -1,6 +1,7 @@
 //! The `/` commands applied to the relay, one command to a file: `join.rs`,
-//! `rooms.rs`, `who.rs`, `me.rs`, `msg.rs`, `nick.rs`, `help.rs` and
-//! `hello.rs`; `/quit` is one call, made here.
+//! `part.rs`, `in_room.rs`, `topic.rs`, `rooms.rs`, `who.rs`, `me.rs`,
+//! `msg.rs`, `nick.rs`, `help.rs` and `hello.rs`; `/history` is
+//! `scrollback.rs`'s and `/quit` one call, both made here.
 //!
 //! A command arrives parsed ([`eaxchat_proto::commands`] owns the grammar,
 //! and the usage each command shows); this module only dispatches it, and
@@ -12,11 +13,14 @@
 
 mod hello;
 mod help;
+mod in_room;
 mod join;
 mod me;
 mod msg;
 mod nick;
+mod part;
 mod rooms;
+mod topic;
 mod who;
 
 use std::io::Write;
@@ -29,6 +33,10 @@ impl<T: Write> Relay<T> {
     pub(super) fn apply_command(&mut self, from: ConnId, command: Command<'_>) {
         match command {
             Command::Join(room) => self.join(from, &room),
+            Command::Part(room) => self.part_command(from, room.as_ref()),
+            Command::In { room, rest } => self.in_room(from, &room, rest),
+            Command::Topic(text) => self.topic(from, text),
+            Command::History { before, limit } => self.history_page(from, before, limit),
             Command::Rooms => self.list_rooms(from),
             Command::Who => self.who(from),
             Command::Me(action) => self.action(from, action),

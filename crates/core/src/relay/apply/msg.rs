@@ -22,7 +22,7 @@ impl<T: Write> Relay<T> {
         let elsewhere = self.remote_has(to);
         if recipients.is_empty() && !elsewhere {
             let text = format!("error: no one named {to} is here");
-            self.send_event(from, &Event::Error(&text));
+            self.send_event(from, &Event::error(&text));
             return;
         }
         let sender = self.name_of(from).cloned();

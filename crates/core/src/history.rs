@@ -24,12 +24,16 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100;
 pub const DEFAULT_MAX_BYTES: usize = 64 * 1024;
 
 /// What kind of room message an entry is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum EntryKind {
     /// Ordinary text: `NAME: TEXT`.
+    #[default]
     Message,
     /// A `/me` action: `* NAME TEXT`.
     Action,
+    /// An end-to-end room's group message: its text is the MLS message in
+    /// base64, which the relay cannot open.
+    Mls,
 }
 
 /// One message as a newcomer must be sent it.

@@ -53,6 +53,7 @@
 
 pub mod cluster;
 pub mod conn_id;
+pub mod delivery;
 pub mod flood;
 pub mod guard;
 pub mod history;

@@ -15,6 +15,7 @@ const KIND_MESSAGE: u8 = 1;
 const KIND_ACTION: u8 = 2;
 const KIND_JOIN: u8 = 3;
 const KIND_LEAVE: u8 = 4;
+const KIND_MLS: u8 = 5;
 
 /// One logged event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +89,7 @@ impl Record {
                 let kind = match kind {
                     EntryKind::Message => KIND_MESSAGE,
                     EntryKind::Action => KIND_ACTION,
+                    EntryKind::Mls => KIND_MLS,
                 };
                 (kind, room, sender.as_ref(), ts_millis, Some(text))
             }
@@ -137,17 +139,17 @@ impl Record {
             ),
         };
         let record = match kind {
-            KIND_MESSAGE | KIND_ACTION => {
+            KIND_MESSAGE | KIND_ACTION | KIND_MLS => {
                 let text_len = u32::from_le_bytes(reader.array()?) as usize;
                 Record::Message {
                     room,
                     sender: name,
                     text: reader.take(text_len)?.into(),
                     ts_millis,
-                    kind: if kind == KIND_ACTION {
-                        EntryKind::Action
-                    } else {
-                        EntryKind::Message
+                    kind: match kind {
+                        KIND_ACTION => EntryKind::Action,
+                        KIND_MLS => EntryKind::Mls,
+                        _ => EntryKind::Message,
                     },
                 }
             }

@@ -249,6 +249,7 @@ impl Envelope {
                     let kind = match r.u8()? {
                         0 => EntryKind::Message,
                         1 => EntryKind::Action,
+                        2 => EntryKind::Mls,
                         _ => return Err(EnvelopeError::UnknownKind),
                     };
                     messages.push((kind, r.bytes32()?.into()));
@@ -341,6 +342,7 @@ pub fn put_message(out: &mut Vec<u8>, kind: EntryKind, text: &[u8]) {
     out.push(match kind {
         EntryKind::Message => 0,
         EntryKind::Action => 1,
+        EntryKind::Mls => 2,
     });
     put_bytes32(out, text);
 }

@@ -43,6 +43,9 @@ pub(super) struct Batch {
     pub(super) text_start: usize,
     /// When the read came, for structured events and history.
     pub(super) ts: u64,
+    /// What its messages are: text, or an end-to-end room's group
+    /// messages (their text the base64 they came as).
+    pub(super) kind: EntryKind,
 }
 
 /// A frame opened onto the end of [`Batch::plaintexts`], not yet taken.
@@ -266,17 +269,28 @@ impl Batch {
         let mut id = first_id;
         self.each_plain(|plain| {
             let start = out.len();
-            Event::Message {
-                room,
-                from,
-                text: plain.get(self.text_start..).unwrap_or_default(),
-                ts: self.ts,
-                history: false,
-                action: false,
-                stamped: false,
-                id,
-            }
-            .json(&mut out);
+            let text = plain.get(self.text_start..).unwrap_or_default();
+            let event = match self.kind {
+                EntryKind::Mls => Event::Mls {
+                    room,
+                    from,
+                    data: text,
+                    ts: self.ts,
+                    id: Some(id),
+                    history: false,
+                },
+                EntryKind::Message | EntryKind::Action => Event::Message {
+                    room,
+                    from,
+                    text,
+                    ts: self.ts,
+                    history: false,
+                    action: false,
+                    stamped: false,
+                    id,
+                },
+            };
+            event.json(&mut out);
             id += 1;
             lens.push(out.len() - start);
             out.push(b'\n');

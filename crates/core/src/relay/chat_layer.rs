@@ -30,6 +30,7 @@ use super::membership::MemberMemory;
 use super::scrollback::HistoryRequest;
 use super::{CloseReason, ConnId, Mode, Peer, Relay};
 use crate::cluster::envelope::Change;
+use crate::delivery::DeliveryService;
 use crate::flood::{Bucket, Rate};
 use crate::history::{Entry, EntryKind};
 use crate::outbox::Frames;
@@ -121,6 +122,8 @@ pub(super) struct ChatState {
     pub(super) log_paging: bool,
     /// Pages for the caller to read from the message log.
     pub(super) history_requests: Vec<HistoryRequest>,
+    /// End-to-end rooms' groups (`e2e.rs`).
+    pub(super) delivery: DeliveryService,
     /// Scratch for one event's plaintext.
     pub(super) scratch: Vec<u8>,
 }
@@ -136,6 +139,7 @@ impl ChatState {
             members: MemberMemory::default(),
             log_paging: false,
             history_requests: Vec::new(),
+            delivery: DeliveryService::default(),
             scratch: Vec::new(),
         }
     }
@@ -274,15 +278,14 @@ impl<T: Write> Relay<T> {
     /// A message `from` sent, let go by flood control: kept in its
     /// current room's history, or refused if it is in no room.
     pub(super) fn keep_message(&mut self, from: ConnId, text: &[u8]) -> bool {
-        if self
-            .peers
-            .get(from)
-            .is_some_and(|peer| peer.chat.room.is_none())
-        {
+        let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             self.send_event(
                 from,
                 &Event::error("error: you are in no room; /join one (that message was not sent)"),
             );
+            return false;
+        };
+        if self.refuse_in_e2e(from, room) {
             return false;
         }
         self.remember(from, text, EntryKind::Message);
@@ -316,6 +319,25 @@ impl<T: Write> Relay<T> {
             self.queue_for_room(from, batch);
             self.publish_batch(from, batch);
         }
+    }
+
+    /// Whether `room` is end-to-end, so that `from`'s text may not go
+    /// there; `from` is told why.
+    pub(super) fn refuse_in_e2e(&mut self, from: ConnId, room: RoomId) -> bool {
+        if !self.is_e2e(room) {
+            return false;
+        }
+        let name = self.chat.rooms.get(room).map(|r| r.name().clone());
+        let text = "error: that room is end-to-end: only your client's group messages \
+                    (/mls) go there, never text the relay could read";
+        self.send_event(
+            from,
+            &Event::Error {
+                room: name.as_ref(),
+                text,
+            },
+        );
+        true
     }
 
     /// Takes a token from `from`'s bucket; when there is none, tells it

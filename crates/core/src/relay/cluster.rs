@@ -444,6 +444,12 @@ impl<T: Write> Relay<T> {
                 continue;
             }
             match kind {
+                // End-to-end rooms are one relay's: their group order is
+                // its Delivery Service's (`e2e.rs`), not a cluster's.
+                EntryKind::Mls => {
+                    self.stats.cluster_rejected += 1;
+                    continue;
+                }
                 EntryKind::Message => {
                     let cipher = match &mut self.mode {
                         Mode::Shared(cipher) => Some(cipher),

@@ -68,6 +68,7 @@ mod batch;
 mod chat_layer;
 mod close;
 mod cluster;
+mod e2e;
 mod fanout;
 mod flush;
 mod handshake;
@@ -461,7 +462,9 @@ impl<T: Write> Relay<T> {
         let members = match (members.into(), &self.mode) {
             (MembersRef::Static(members), Mode::Members(_)) => members,
             (MembersRef::Sessions(members), Mode::Sessions(_)) => {
-                return Some(self.reload_sessions(members));
+                let changes = self.reload_sessions(members);
+                self.e2e_members_gone(&changes.removed);
+                return Some(changes);
             }
             _ => return None,
         };

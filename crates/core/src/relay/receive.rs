@@ -249,7 +249,9 @@ impl<T: Write> Relay<T> {
         if text.first() == Some(&b'/') && text.get(1) != Some(&b'/') {
             let command = text.to_vec();
             batch.discard(pending);
-            self.take_command(from, &command, batch);
+            if !(command.starts_with(b"/mls ") && self.take_group_frame(from, &command, batch)) {
+                self.take_command(from, &command, batch);
+            }
             return Ok(());
         }
         let escaped = text.starts_with(b"//");

@@ -162,6 +162,20 @@ impl<T: Write> Relay<T> {
             },
         );
         for (message, entry) in entries {
+            if entry.kind == EntryKind::Mls {
+                self.send_event(
+                    id,
+                    &Event::Mls {
+                        room,
+                        from: entry.sender.as_ref(),
+                        data: &entry.text,
+                        ts: entry.ts_millis,
+                        id: Some(*message),
+                        history: true,
+                    },
+                );
+                continue;
+            }
             self.send_event(
                 id,
                 &Event::Message {

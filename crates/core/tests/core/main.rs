@@ -8,10 +8,12 @@
 
 mod chat_layer;
 mod cluster;
+mod e2e;
 mod fuzz_regressions;
 mod guard;
 mod key_request;
 mod members;
+mod mls_device;
 mod relay;
 mod rooms;
 mod session_members;

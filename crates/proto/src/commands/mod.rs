@@ -82,6 +82,22 @@ pub enum Command<'a> {
     /// `/join ROOM`: enter `ROOM` and send there (a connection that never
     /// said `/hello` leaves its room for it).
     Join(RoomName),
+    /// `/join ROOM --e2e`: enter `ROOM`, an end-to-end room (made one if
+    /// it is new), and send there.
+    JoinE2e(RoomName),
+    /// `/mls ROOM BASE64`: an MLS message for `ROOM`'s group (decoded).
+    Mls {
+        /// The room.
+        room: RoomName,
+        /// The `MLSMessage`'s bytes.
+        message: Vec<u8>,
+    },
+    /// `/keypackage BASE64`: a KeyPackage of this device (decoded).
+    KeyPackage(Vec<u8>),
+    /// `/keypackages NAME`: one KeyPackage of each of `NAME`'s devices.
+    KeyPackages(Name),
+    /// `/groupinfo ROOM`: the stored GroupInfo of `ROOM`'s group.
+    GroupInfo(RoomName),
     /// `/part [ROOM]`: leave `ROOM`, or the current room.
     Part(Option<RoomName>),
     /// `/in ROOM REST`: make `ROOM` current, then take `REST` (text or a
@@ -158,7 +174,31 @@ pub fn parse(plaintext: &[u8], max_text: usize) -> Result<Input<'_>, CommandErro
         });
     };
     let command = match kind {
-        CommandKind::Join => Command::Join(
+        CommandKind::Join => {
+            let (room, rest) = first_word(argument);
+            if room.is_empty() {
+                return Err(CommandError::MissingArgument(kind));
+            }
+            let room = RoomName::new(room).map_err(CommandError::MalformedRoom)?;
+            match trim_end(trim_start(rest)) {
+                b"" => Command::Join(room),
+                b"--e2e" => Command::JoinE2e(room),
+                _ => return Err(CommandError::UnexpectedArgument(kind)),
+            }
+        }
+        CommandKind::Mls => {
+            let (room, rest) = first_word(argument);
+            if room.is_empty() {
+                return Err(CommandError::MissingArgument(kind));
+            }
+            Command::Mls {
+                room: RoomName::new(room).map_err(CommandError::MalformedRoom)?,
+                message: base64_word(kind, trim_start(rest))?,
+            }
+        }
+        CommandKind::KeyPackage => Command::KeyPackage(base64_word(kind, argument)?),
+        CommandKind::KeyPackages => Command::KeyPackages(member_name(one_word(kind, argument)?)?),
+        CommandKind::GroupInfo => Command::GroupInfo(
             RoomName::new(one_word(kind, argument)?).map_err(CommandError::MalformedRoom)?,
         ),
         CommandKind::Part => match trim_end(argument) {
@@ -257,6 +297,15 @@ fn first_word(argument: &[u8]) -> (&[u8], &[u8]) {
         .unwrap_or(argument.len());
     let (word, rest) = argument.split_at(end);
     (trim_end(word), rest)
+}
+
+/// One word of standard base64 (padded), decoded.
+fn base64_word(kind: CommandKind, argument: &[u8]) -> Result<Vec<u8>, CommandError> {
+    use base64::Engine as _;
+    let word = one_word(kind, argument)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(word)
+        .map_err(|_| CommandError::BadBase64(kind))
 }
 
 /// A decimal number from 0 to `max`.

@@ -27,6 +27,14 @@ pub enum CommandKind {
     Topic,
     /// `/history`
     History,
+    /// `/mls`
+    Mls,
+    /// `/keypackage`
+    KeyPackage,
+    /// `/keypackages`
+    KeyPackages,
+    /// `/groupinfo`
+    GroupInfo,
     /// `/rooms`
     Rooms,
     /// `/who`
@@ -47,7 +55,7 @@ pub enum CommandKind {
 
 impl CommandKind {
     /// Every command, in the order `/help` lists them.
-    pub const ALL: [CommandKind; 13] = [
+    pub const ALL: [CommandKind; 17] = [
         CommandKind::Join,
         CommandKind::Part,
         CommandKind::In,
@@ -61,6 +69,10 @@ impl CommandKind {
         CommandKind::Help,
         CommandKind::Quit,
         CommandKind::Hello,
+        CommandKind::Mls,
+        CommandKind::KeyPackage,
+        CommandKind::KeyPackages,
+        CommandKind::GroupInfo,
     ];
 
     /// The command word, without its `/`.
@@ -71,6 +83,10 @@ impl CommandKind {
             CommandKind::In => "in",
             CommandKind::Topic => "topic",
             CommandKind::History => "history",
+            CommandKind::Mls => "mls",
+            CommandKind::KeyPackage => "keypackage",
+            CommandKind::KeyPackages => "keypackages",
+            CommandKind::GroupInfo => "groupinfo",
             CommandKind::Rooms => "rooms",
             CommandKind::Who => "who",
             CommandKind::Me => "me",
@@ -85,11 +101,15 @@ impl CommandKind {
     /// How it is used, for `/help` and error replies.
     pub fn usage(self) -> &'static str {
         match self {
-            CommandKind::Join => "/join ROOM",
+            CommandKind::Join => "/join ROOM [--e2e]",
             CommandKind::Part => "/part [ROOM]",
             CommandKind::In => "/in ROOM [TEXT or /COMMAND]",
             CommandKind::Topic => "/topic [TEXT]",
             CommandKind::History => "/history [BEFORE-ID [LIMIT]]",
+            CommandKind::Mls => "/mls ROOM BASE64",
+            CommandKind::KeyPackage => "/keypackage BASE64",
+            CommandKind::KeyPackages => "/keypackages NAME",
+            CommandKind::GroupInfo => "/groupinfo ROOM",
             CommandKind::Rooms => "/rooms",
             CommandKind::Who => "/who",
             CommandKind::Me => "/me ACTION",
@@ -144,6 +164,8 @@ pub enum CommandError {
     },
     /// `/in` inside `/in`.
     NestedIn,
+    /// An argument that should be standard base64 and is not.
+    BadBase64(CommandKind),
 }
 
 impl fmt::Display for CommandError {
@@ -187,6 +209,12 @@ impl fmt::Display for CommandError {
                 command.usage()
             ),
             CommandError::NestedIn => f.write_str("error: /in takes one room, not another /in"),
+            CommandError::BadBase64(kind) => write!(
+                f,
+                "error: /{} takes standard base64: {}",
+                kind.word(),
+                kind.usage()
+            ),
             CommandError::UnsupportedProtocol => {
                 write!(
                     f,

@@ -131,7 +131,7 @@ fn replies_read_as_the_user_sees_them() {
     let replies = [
         (&b"/foo"[..], "error: unknown command /foo (try /help)"),
         (b"/\x07", "error: unknown command (try /help)"),
-        (b"/join", "error: /join needs an argument: /join ROOM"),
+        (b"/join", "error: /join needs an argument: /join ROOM [--e2e]"),
         (b"/who x", "error: too many arguments: /who"),
         (
             b"/join a!",
@@ -252,4 +252,39 @@ fn history_pages() {
             String::from_utf8_lossy(bad)
         );
     }
+}
+
+#[test]
+fn end_to_end_commands() {
+    let parse = |text: &'static [u8]| super::parse(text, 100);
+    let dev = RoomName::new(b"dev").expect("room");
+    assert_eq!(parse(b"/join #dev --e2e"), Ok(Input::Command(Command::JoinE2e(dev.clone()))));
+    assert_eq!(
+        parse(b"/join dev --e3e"),
+        Err(CommandError::UnexpectedArgument(CommandKind::Join))
+    );
+    assert_eq!(
+        parse(b"/mls dev AAEC"),
+        Ok(Input::Command(Command::Mls {
+            room: dev.clone(),
+            message: vec![0, 1, 2]
+        }))
+    );
+    assert_eq!(
+        parse(b"/mls dev AA!C"),
+        Err(CommandError::BadBase64(CommandKind::Mls))
+    );
+    assert_eq!(
+        parse(b"/mls dev"),
+        Err(CommandError::MissingArgument(CommandKind::Mls))
+    );
+    assert_eq!(
+        parse(b"/keypackage AwQF"),
+        Ok(Input::Command(Command::KeyPackage(vec![3, 4, 5])))
+    );
+    assert_eq!(
+        parse(b"/keypackages bob"),
+        Ok(Input::Command(Command::KeyPackages(name("bob"))))
+    );
+    assert_eq!(parse(b"/groupinfo dev"), Ok(Input::Command(Command::GroupInfo(dev))));
 }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{Event, PROTOCOL, ParsedEvent, ParsedKind, ParsedRoom, Text, kind};
+use super::{Event, GroupNotice, PROTOCOL, ParsedEvent, ParsedKind, ParsedRoom, Text, kind};
 use crate::commands::RoomName;
 use crate::name::Name;
 
@@ -145,6 +145,63 @@ impl Event<'_> {
                 json.bytes("text", text);
                 json.number("ts", ts);
             }
+            Event::Mls {
+                room,
+                from,
+                data,
+                ts,
+                id,
+                history,
+            } => {
+                json.kind(kind::MLS);
+                json.str("room", room.as_str());
+                json.name("from", from);
+                json.bytes("data", data);
+                json.number("ts", ts);
+                match id {
+                    Some(id) => json.number("id", id),
+                    None => json.raw("id", "null"),
+                }
+                json.flag("history", history);
+            }
+            Event::Group { what, room } => {
+                match what {
+                    GroupNotice::Taken { .. } => json.kind(kind::MLS_OK),
+                    GroupNotice::Refused { .. } => json.kind(kind::MLS_REFUSED),
+                    GroupNotice::Add(_) => json.kind(kind::MLS_ADD),
+                    GroupNotice::Remove(_) => json.kind(kind::MLS_REMOVE),
+                }
+                json.str("room", room.as_str());
+                match what {
+                    GroupNotice::Taken { epoch } => json.number("epoch", epoch),
+                    GroupNotice::Refused { epoch, text } => {
+                        json.number("epoch", epoch);
+                        json.str("text", text);
+                    }
+                    GroupNotice::Add(name) | GroupNotice::Remove(name) => {
+                        json.str("name", name.as_str());
+                    }
+                }
+            }
+            Event::KeyPackages { name, packages } => {
+                json.kind(kind::KEY_PACKAGES);
+                json.str("name", name.as_str());
+                json.key("packages");
+                json.out.push(b'[');
+                for (i, package) in packages.iter().enumerate() {
+                    if i > 0 {
+                        json.out.push(b',');
+                    }
+                    string(json.out, &String::from_utf8_lossy(package));
+                }
+                json.out.push(b']');
+            }
+            Event::GroupInfo { room, epoch, data } => {
+                json.kind(kind::GROUP_INFO);
+                json.str("room", room.as_str());
+                json.number("epoch", epoch);
+                json.bytes("data", data);
+            }
             Event::Notice { room, text } => {
                 json.kind(kind::NOTICE);
                 json.room("room", room);
@@ -235,6 +292,25 @@ impl ParsedEvent {
                 members: flag("members"),
             },
             kind::MY_ROOMS => ParsedKind::MyRooms,
+            kind::MLS => ParsedKind::Mls,
+            kind::MLS_OK => ParsedKind::MlsTaken {
+                epoch: number("epoch").unwrap_or(0),
+            },
+            kind::MLS_REFUSED => ParsedKind::MlsRefused {
+                epoch: number("epoch").unwrap_or(0),
+            },
+            kind::MLS_ADD => ParsedKind::MlsAdd {
+                name: string("name").unwrap_or_default(),
+            },
+            kind::MLS_REMOVE => ParsedKind::MlsRemove {
+                name: string("name").unwrap_or_default(),
+            },
+            kind::KEY_PACKAGES => ParsedKind::KeyPackages {
+                name: string("name").unwrap_or_default(),
+            },
+            kind::GROUP_INFO => ParsedKind::GroupInfo {
+                epoch: number("epoch").unwrap_or(0),
+            },
             kind::TOPIC => ParsedKind::Topic,
             kind::NOTICE => ParsedKind::Notice,
             kind::ERROR => ParsedKind::Error,
@@ -248,6 +324,17 @@ impl ParsedEvent {
             ts: number("ts"),
             history: flag("history"),
             id: number("id"),
+            data: string("data").map(|data| from_base64(&data)).unwrap_or_default(),
+            packages: object
+                .get("packages")
+                .and_then(Value::as_array)
+                .map(|packages| {
+                    packages
+                        .iter()
+                        .filter_map(|package| package.as_str().map(from_base64))
+                        .collect()
+                })
+                .unwrap_or_default(),
             rooms: object
                 .get("rooms")
                 .and_then(Value::as_array)
@@ -260,6 +347,14 @@ impl ParsedEvent {
                 .unwrap_or_default(),
         })
     }
+}
+
+/// Standard base64 decoded; empty if it is not base64.
+fn from_base64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap_or_default()
 }
 
 /// One JSON object being written.

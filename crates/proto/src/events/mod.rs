@@ -36,6 +36,12 @@
 //! | `rooms` | `rooms`: a list of `{"room", "count", "topic", "mode", "joined"}`: the connection's rooms (`joined: true`) first |
 //! | `myrooms` | `room` (the current room, or `null`), `rooms`: the connection's rooms after a `/join` or `/part` |
 //! | `topic` | `room`, `from` (who set it, or `null`), `text` (empty: none), `ts` |
+//! | `mls` | `room`, `from`, `data` (an MLS message, base64), `ts`, `id` (`null` for a Welcome), `history`: an end-to-end room's group message, as its sender's device sealed it |
+//! | `mls-ok` | `room`, `epoch`: your commit was taken; the group is at `epoch` |
+//! | `mls-refused` | `room`, `epoch`, `text`: your group message was refused; the group is at `epoch` |
+//! | `mls-add`, `mls-remove` | `room`, `name`: that member's devices are to be added to, or removed from, the group by the next member to commit |
+//! | `keypackages` | `name`, `packages`: one KeyPackage (base64) of each of its devices |
+//! | `groupinfo` | `room`, `epoch`, `data`: the group's GroupInfo (base64) |
 //! | `notice`, `error` | `text`: a reply to a command, or why it was refused; `room`: the room it concerns, or `null` |
 //!
 //! ```
@@ -102,6 +108,13 @@ mod kind {
     pub(super) const ROOMS: &str = "rooms";
     pub(super) const MY_ROOMS: &str = "myrooms";
     pub(super) const TOPIC: &str = "topic";
+    pub(super) const MLS: &str = "mls";
+    pub(super) const MLS_OK: &str = "mls-ok";
+    pub(super) const MLS_REFUSED: &str = "mls-refused";
+    pub(super) const MLS_ADD: &str = "mls-add";
+    pub(super) const MLS_REMOVE: &str = "mls-remove";
+    pub(super) const KEY_PACKAGES: &str = "keypackages";
+    pub(super) const GROUP_INFO: &str = "groupinfo";
     pub(super) const NOTICE: &str = "notice";
     pub(super) const ERROR: &str = "error";
 }
@@ -218,6 +231,46 @@ pub enum Event<'a> {
         /// When it was set.
         ts: u64,
     },
+    /// A group message of an end-to-end room, as it came (base64).
+    Mls {
+        /// The room.
+        room: &'a RoomName,
+        /// Who sent it.
+        from: Option<&'a Name>,
+        /// The MLS message, base64.
+        data: &'a [u8],
+        /// When.
+        ts: u64,
+        /// Its number in the room (`None`: a Welcome, kept in no history).
+        id: Option<u64>,
+        /// Sent as history.
+        history: bool,
+    },
+    /// What the Delivery Service says of a group: `mls-ok` (a commit was
+    /// taken), `mls-refused` (with why), `mls-add` or `mls-remove` (with
+    /// whom).
+    Group {
+        /// Which of the four.
+        what: GroupNotice<'a>,
+        /// The room.
+        room: &'a RoomName,
+    },
+    /// One KeyPackage of each of a member's devices.
+    KeyPackages {
+        /// Whose.
+        name: &'a Name,
+        /// Each, base64.
+        packages: &'a [&'a [u8]],
+    },
+    /// A group's GroupInfo.
+    GroupInfo {
+        /// The room.
+        room: &'a RoomName,
+        /// Its epoch.
+        epoch: u64,
+        /// The GroupInfo, base64.
+        data: &'a [u8],
+    },
     /// A reply to a command.
     Notice {
         /// The room it concerns, if one.
@@ -246,6 +299,27 @@ impl<'a> Event<'a> {
     }
 }
 
+/// What the Delivery Service tells a member of its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupNotice<'a> {
+    /// Your commit was taken: the group is at `epoch` now.
+    Taken {
+        /// The group's epoch now.
+        epoch: u64,
+    },
+    /// Your message was refused, and why; the group is at `epoch`.
+    Refused {
+        /// The group's epoch.
+        epoch: u64,
+        /// Why.
+        text: &'a str,
+    },
+    /// `name`'s devices are to be added by the next member to commit.
+    Add(&'a Name),
+    /// `name`'s devices are to be removed by the next member to commit.
+    Remove(&'a Name),
+}
+
 /// One room in a [`Event::Rooms`] list.
 #[derive(Debug, Clone, Copy)]
 pub struct RoomEntry<'a> {
@@ -263,6 +337,10 @@ pub struct RoomEntry<'a> {
 
 /// A room whose messages the relay opens and seals again for each hop.
 pub const MODE_RELAY: &str = "relay";
+
+/// An end-to-end room: its members' devices encrypt for the group, and the
+/// relay forwards what it cannot open.
+pub const MODE_E2E: &str = "e2e";
 
 /// One room in a parsed `rooms` list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,6 +408,39 @@ pub enum ParsedKind {
     MyRooms,
     /// A room's topic ([`ParsedEvent::text`]; empty: none).
     Topic,
+    /// An end-to-end room's group message ([`ParsedEvent::data`]).
+    Mls,
+    /// Our commit was taken; the group is at `epoch`.
+    MlsTaken {
+        /// The group's epoch.
+        epoch: u64,
+    },
+    /// Our group message was refused ([`ParsedEvent::text`] says why).
+    MlsRefused {
+        /// The group's epoch.
+        epoch: u64,
+    },
+    /// `name`'s devices are to be added to the group.
+    MlsAdd {
+        /// Whose.
+        name: String,
+    },
+    /// `name`'s devices are to be removed from the group.
+    MlsRemove {
+        /// Whose.
+        name: String,
+    },
+    /// One KeyPackage of each of `name`'s devices (in
+    /// [`ParsedEvent::packages`]).
+    KeyPackages {
+        /// Whose.
+        name: String,
+    },
+    /// A group's GroupInfo ([`ParsedEvent::data`]).
+    GroupInfo {
+        /// Its epoch.
+        epoch: u64,
+    },
     /// The answer to `/hello`.
     Welcome {
         /// Our name, if we have one.
@@ -367,6 +478,11 @@ pub struct ParsedEvent {
     pub id: Option<u64>,
     /// `welcome`, `myrooms`: every room we are in, in join order.
     pub rooms: Vec<String>,
+    /// `mls`, `groupinfo`: the MLS message, decoded from base64 (empty if
+    /// it was not base64).
+    pub data: Vec<u8>,
+    /// `keypackages`: each, decoded from base64.
+    pub packages: Vec<Vec<u8>>,
 }
 
 /// `fmt::Write` onto a byte buffer.

@@ -8,7 +8,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Event, ParsedEvent, ParsedKind, Text};
+use super::{Event, GroupNotice, ParsedEvent, ParsedKind, Text};
 use crate::commands::RoomName;
 use crate::name::Name;
 
@@ -67,6 +67,19 @@ impl Event<'_> {
             Event::Topic {
                 room, from, text, ..
             } => plain.topic(room.as_str(), from.map(Name::as_str), text),
+            Event::Mls { room, from, .. } => plain.mls(room.as_str(), from.map(Name::as_str)),
+            Event::Group { what, room } => match what {
+                GroupNotice::Taken { epoch } => plain.mls_taken(room.as_str(), epoch),
+                GroupNotice::Refused { epoch, text } => {
+                    plain.mls_refused(room.as_str(), epoch, text.as_bytes());
+                }
+                GroupNotice::Add(name) => plain.mls_member(room.as_str(), name.as_str(), true),
+                GroupNotice::Remove(name) => plain.mls_member(room.as_str(), name.as_str(), false),
+            },
+            Event::KeyPackages { name, packages } => {
+                plain.key_packages(name.as_str(), packages.len() as u64);
+            }
+            Event::GroupInfo { room, epoch, .. } => plain.group_info(room.as_str(), epoch),
             Event::Notice { text, .. } | Event::Error { text, .. } => plain.text(text.as_bytes()),
         }
     }
@@ -109,6 +122,15 @@ impl ParsedEvent {
                 plain.my_rooms(self.room.as_deref(), self.rooms.iter().map(String::as_str));
             }
             ParsedKind::Topic => plain.topic(room, from, text),
+            ParsedKind::Mls => plain.mls(room, from),
+            ParsedKind::MlsTaken { epoch } => plain.mls_taken(room, *epoch),
+            ParsedKind::MlsRefused { epoch } => plain.mls_refused(room, *epoch, text),
+            ParsedKind::MlsAdd { name } => plain.mls_member(room, name, true),
+            ParsedKind::MlsRemove { name } => plain.mls_member(room, name, false),
+            ParsedKind::KeyPackages { name } => {
+                plain.key_packages(name, self.packages.len() as u64);
+            }
+            ParsedKind::GroupInfo { epoch } => plain.group_info(room, *epoch),
             ParsedKind::Welcome { name, .. } => {
                 plain.welcome(name.as_deref(), self.room.as_deref())
             }
@@ -227,6 +249,39 @@ impl Plain<'_> {
                 self.0.extend_from_slice(text);
             }
         }
+    }
+
+    fn mls(self, room: &str, from: Option<&str>) {
+        let _ = write!(
+            Text(self.0),
+            "* an end-to-end message in #{room} from {}",
+            or_someone(from)
+        );
+    }
+
+    fn mls_taken(self, room: &str, epoch: u64) {
+        let _ = write!(Text(self.0), "* #{room}: your commit was taken (epoch {epoch})");
+    }
+
+    fn mls_refused(self, room: &str, epoch: u64, text: &[u8]) {
+        let _ = write!(Text(self.0), "* #{room} (epoch {epoch}) refused: ");
+        self.0.extend_from_slice(text);
+    }
+
+    fn mls_member(self, room: &str, name: &str, add: bool) {
+        let verb = if add { "added to" } else { "removed from" };
+        let _ = write!(
+            Text(self.0),
+            "* #{room}: {name}'s devices are to be {verb} the group"
+        );
+    }
+
+    fn key_packages(self, name: &str, count: u64) {
+        let _ = write!(Text(self.0), "* {count} key packages of {name}");
+    }
+
+    fn group_info(self, room: &str, epoch: u64) {
+        let _ = write!(Text(self.0), "* the group info of #{room} (epoch {epoch})");
     }
 
     /// A notice, an error, or a kind this version does not know: its text.

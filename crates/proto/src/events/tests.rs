@@ -297,6 +297,42 @@ fn every_event_shows_as_the_relays_plain_text() {
             text: b"",
             ts: 1,
         },
+        Event::Mls {
+            room: &lobby,
+            from: Some(&alice),
+            data: b"AAEC",
+            ts: 3,
+            id: Some(4),
+            history: false,
+        },
+        Event::Group {
+            what: GroupNotice::Taken { epoch: 2 },
+            room: &lobby,
+        },
+        Event::Group {
+            what: GroupNotice::Refused {
+                epoch: 3,
+                text: "error: a commit for epoch 2 came first",
+            },
+            room: &lobby,
+        },
+        Event::Group {
+            what: GroupNotice::Add(&bob),
+            room: &lobby,
+        },
+        Event::Group {
+            what: GroupNotice::Remove(&bob),
+            room: &lobby,
+        },
+        Event::KeyPackages {
+            name: &bob,
+            packages: &[b"AAEC", b"AwQF"],
+        },
+        Event::GroupInfo {
+            room: &lobby,
+            epoch: 5,
+            data: b"AAEC",
+        },
         Event::notice("* you are now bob"),
         Event::error("error: no"),
         Event::Notice {
@@ -313,4 +349,34 @@ fn text_that_is_not_an_event_is_left_alone() {
     for text in [&b"hello"[..], b"{not json", b"{\"no\":\"kind\"}", b"[1,2]"] {
         assert_eq!(ParsedEvent::parse(text), None);
     }
+}
+
+#[test]
+fn group_messages_carry_their_bytes_as_base64() {
+    let (alice, dev) = (name("alice"), room("dev"));
+    let (plain, json) = both(Event::Mls {
+        room: &dev,
+        from: Some(&alice),
+        data: b"AAEC",
+        ts: 3,
+        id: None,
+        history: false,
+    });
+    assert_eq!(plain, "* an end-to-end message in #dev from alice");
+    assert_eq!(
+        json,
+        r#"{"kind":"mls","room":"dev","from":"alice","data":"AAEC","ts":3,"id":null,"history":false}"#
+    );
+    let parsed = ParsedEvent::parse(json.as_bytes()).expect("an event");
+    assert_eq!((parsed.kind, parsed.data, parsed.id), (ParsedKind::Mls, vec![0, 1, 2], None));
+    let (_, json) = both(Event::KeyPackages {
+        name: &alice,
+        packages: &[b"AAEC", b"AwQF"],
+    });
+    assert_eq!(
+        json,
+        r#"{"kind":"keypackages","name":"alice","packages":["AAEC","AwQF"]}"#
+    );
+    let parsed = ParsedEvent::parse(json.as_bytes()).expect("an event");
+    assert_eq!(parsed.packages, [vec![0, 1, 2], vec![3, 4, 5]]);
 }

@@ -39,5 +39,8 @@ impl<T: Write> Relay<T> {
         if restored {
             self.tell_my_rooms(from);
         }
+        if let Some(device) = self.device_of(from) {
+            self.hand_welcomes(&device);
+        }
     }
 }

@@ -17,7 +17,7 @@ use eaxchat_proto::events::Event;
 
 impl<T: Write> Relay<T> {
     /// Puts `from` in room `name`, and makes it current.
-    pub(super) fn join(&mut self, from: ConnId, name: &RoomName) {
+    pub(in crate::relay) fn join(&mut self, from: ConnId, name: &RoomName) {
         let multi = self.is_multi_room(from);
         if let Some(room) = self.chat.rooms.find(name).filter(|&r| self.is_in(from, r)) {
             self.enter(from, room);
@@ -45,6 +45,9 @@ impl<T: Write> Relay<T> {
             );
             return;
         }
+        if !self.may_join(from, name) {
+            return;
+        }
         let room = match self.chat.rooms.find_or_make(name) {
             Ok(room) => room,
             Err(full) => {
@@ -62,6 +65,9 @@ impl<T: Write> Relay<T> {
         }
         self.enter(from, room);
         self.tell_joined(from, room, name);
+        if self.is_e2e(room) {
+            self.e2e_joined(from, room);
+        }
         if multi {
             self.tell_my_rooms(from);
             self.member_rooms_changed(from, Some(room), None);

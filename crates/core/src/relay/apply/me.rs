@@ -21,6 +21,9 @@ impl<T: Write> Relay<T> {
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
             return;
         };
+        if self.refuse_in_e2e(from, room) {
+            return;
+        }
         let Some((room_name, id)) = self
             .chat
             .rooms

@@ -45,6 +45,11 @@ impl<T: Write> Relay<T> {
             Command::Help => self.help(from),
             Command::Quit => self.close(from, CloseReason::Quit),
             Command::Hello(_) => self.hello(from),
+            Command::JoinE2e(room) => self.join_e2e(from, &room),
+            Command::Mls { room, message } => self.mls(from, &room, &message),
+            Command::KeyPackage(package) => self.key_package(from, &package),
+            Command::KeyPackages(name) => self.key_packages(from, &name),
+            Command::GroupInfo(room) => self.group_info(from, &room),
         }
     }
 }

@@ -48,6 +48,9 @@ impl<T: Write> Relay<T> {
             self.tell_my_rooms(from);
             self.member_rooms_changed(from, None, Some(room));
         }
+        if let Some(member) = self.name_of(from).cloned().filter(|_| self.is_members()) {
+            self.e2e_left(&member, &name);
+        }
         info!("conn {from}: left {name}");
     }
 }

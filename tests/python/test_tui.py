@@ -154,3 +154,94 @@ def test_reconnecting_shows_a_countdown(start_relay, terminals):
     terminal.wait_for_text("reconnecting in")
     terminal.child.sendcontrol("d")
     assert_sane(modes_after_exit(terminal))
+
+
+def status_row(terminal: Terminal) -> str:
+    return terminal.rows()[-2]
+
+
+def room_row(terminal: Terminal, label: str) -> str:
+    """The room list's row for ``label`` (``#one``): the left column."""
+    for row in terminal.rows()[1:-2]:
+        left = row.split("│", 1)[0]
+        if f" {label} " in left + " ":
+            return left
+    return ""
+
+
+def test_rooms_activity_and_the_input_line_survive_switching(start_relay, terminals):
+    """bob's app in #one and #two (Alt+1, Alt+2): messages come to #one
+    while he looks at #two; the status line's activity bar marks room 1
+    (``*``: one names him), the room list counts them, and his half-typed
+    line is still there, and goes to #two on Enter."""
+    relay = start_relay(extra=CHAT)
+    terminal = terminals(relay)
+    terminal.wait_for("the lobby", lambda: "[#lobby]" in status_row(terminal))
+    for line, status in (("/nick bob", "│ bob │"), ("/join one", "[#one]"), ("/join two", "[#two]")):
+        terminal.child.send(line + "\r")
+        terminal.wait_for(repr(status), lambda status=status: status in status_row(terminal))
+    terminal.child.send("/part lobby\r")
+    terminal.wait_for("#lobby left", lambda: room_row(terminal, "#lobby") == "")
+    assert room_row(terminal, "#one").startswith("1 #one"), terminal.rows()
+    assert room_row(terminal, "#two").startswith("2 #two"), terminal.rows()
+    terminal.child.send("\x1b1")  # Alt+1
+    terminal.wait_for("#one looked at", lambda: "[#one]" in status_row(terminal))
+    with eaxchat.Client(relay.host, relay.port, relay.key) as peer, \
+            eaxchat.Client(relay.host, relay.port, relay.key) as listener:
+        listener.send("/join two")
+        peer.send("/nick alice")
+        peer.send("/join one")
+        terminal.wait_for_text("alice joined #one")
+        half = "a half typed line"
+        terminal.child.send(half)
+        terminal.wait_for("the half line", lambda: terminal.rows()[-1] == "> " + half)
+        peer.send("first in one")
+        terminal.wait_for_text("alice: first in one")
+        terminal.child.send("\x1b2")  # Alt+2
+        terminal.wait_for("#two looked at", lambda: "[#two]" in status_row(terminal))
+        peer.send("second in one")
+        terminal.wait_for("activity in 1", lambda: "[Act: 1]" in status_row(terminal))
+        assert room_row(terminal, "#one").rstrip().endswith(" 1"), terminal.rows()
+        peer.send("bob: third in one")
+        terminal.wait_for("a mention in 1", lambda: "[Act: 1*]" in status_row(terminal))
+        assert room_row(terminal, "#one").rstrip().endswith(" 2 @1"), terminal.rows()
+        pane = "\n".join(terminal.rows()[1:-2])
+        assert "second in one" not in pane, "#one's message landed in #two's pane"
+        assert terminal.rows()[-1] == "> " + half, "the input line did not survive"
+        # Enter sends it to the room looked at: #two.
+        terminal.child.send("\r")
+        deadline = time.monotonic() + WAIT
+        while listener.recv_text(max(0.0, deadline - time.monotonic())) != half:
+            pass
+        # Back to #one: read now; the bar is empty.
+        terminal.child.send("\x1b1")
+        terminal.wait_for("#one read", lambda: "[#one] │" in status_row(terminal))
+        assert "Act:" not in status_row(terminal)
+        assert room_row(terminal, "#one").rstrip() == "1 #one", terminal.rows()
+        pane = "\n".join(terminal.rows()[1:-2])
+        assert "alice: bob: third in one" in pane, pane
+    terminal.child.sendcontrol("c")
+    assert_sane(modes_after_exit(terminal))
+
+
+def test_a_shared_key_name_goes_inside_the_room_line(start_relay, terminals):
+    """``--name alice`` on a shared-key relay: the app's text arrives as
+    ``alice: hello``, and neither its own ``/who`` nor its ``/in ROOM``
+    reaches the room as text."""
+    relay = start_relay(extra=CHAT)
+    with eaxchat.Client(relay.host, relay.port, relay.key) as listener:
+        listener.send("/who")
+        assert "here in #lobby" in listener.recv_text(WAIT)
+        terminal = terminals(relay, "--name alice")
+        terminal.wait_for("the lobby", lambda: "[#lobby]" in status_row(terminal))
+        terminal.child.send("hello\r")
+        seen: List[str] = []
+        deadline = time.monotonic() + WAIT
+        try:
+            while "alice: hello" not in seen:
+                seen.append(listener.recv_text(max(0.0, deadline - time.monotonic())))
+        except TimeoutError:
+            pytest.fail(f"no 'alice: hello' within {WAIT} s; the room got {seen}")
+        assert not [line for line in seen if "/" in line], seen
+    terminal.child.sendcontrol("c")
+    assert_sane(modes_after_exit(terminal))

@@ -165,7 +165,7 @@ impl<'a, F: Front> Session<'a, F> {
                 return self.finish();
             }
             for line in self.printer.outgoing() {
-                self.send(&line)?;
+                self.send_as_is(&line)?;
             }
         }
     }
@@ -174,7 +174,7 @@ impl<'a, F: Front> Session<'a, F> {
         if let SessionEvent::Ui(event) = event {
             return match self.printer.ui(event) {
                 UiAction::None => Ok(Flow::Go),
-                UiAction::Send(line) => self.send(&line).map(|()| Flow::Go),
+                UiAction::Send(line) => self.send_as_is(&line).map(|()| Flow::Go),
                 UiAction::Quit => Ok(Flow::Quit),
             };
         }
@@ -213,11 +213,21 @@ impl<'a, F: Front> Session<'a, F> {
 
     /// Seals one typed line and sends it, or queues it while reconnecting.
     fn send(&mut self, line: &[u8]) -> Result<(), ChatError> {
+        self.send_with(line, true)
+    }
+
+    /// Sends a line from the terminal app, which puts any `NAME: ` inside
+    /// its `/in ROOM …` itself (and never in front of a command).
+    fn send_as_is(&mut self, line: &[u8]) -> Result<(), ChatError> {
+        self.send_with(line, false)
+    }
+
+    fn send_with(&mut self, line: &[u8], prefixed: bool) -> Result<(), ChatError> {
         // An empty line is a stray Enter, not a message.
         if line.is_empty() {
             return Ok(());
         }
-        let message = self.composer.compose(line);
+        let message = self.composer.compose(line, prefixed);
         if encoded_len(message.len()) > self.options.max_frame {
             let len = message.len();
             self.refuse(len);
@@ -455,10 +465,12 @@ impl Composer {
         self.prefix.len()
     }
 
-    /// The message for `line`, prefix included.
-    fn compose(&mut self, line: &[u8]) -> &[u8] {
+    /// The message for `line`, prefix included if `prefixed`.
+    fn compose(&mut self, line: &[u8], prefixed: bool) -> &[u8] {
         self.message.clear();
-        self.message.extend_from_slice(&self.prefix);
+        if prefixed {
+            self.message.extend_from_slice(&self.prefix);
+        }
         self.message.extend_from_slice(line);
         &self.message
     }

@@ -1,78 +1,29 @@
-//! The terminal app's state, without a terminal: the scrollback, the
-//! input line, the room and its members, the connection's state, and what
-//! each key does. [`super::view`] draws it; [`super::Tui`] feeds it.
+//! The terminal app's state, without a terminal: its views ([`Rooms`]),
+//! the input line, our name, the connection's state, and what each key
+//! does. [`super::view`] draws it; [`super::Tui`] feeds it; what the relay
+//! sends is taken in by `receive`, and what is typed is put on the wire by
+//! `typed`.
 //!
-//! Every peer's text is sanitised as it comes in ([`sanitize`]); the
-//! members panel is kept from the relay's structured events (`who`,
-//! `join`, `leave`, `nick`).
+//! There is one input line, shared by every view: switching rooms keeps
+//! what is half typed, and Enter sends it to the room looked at then.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
 
 use super::editor::Editor;
+use super::entry::{Entry, Look};
+use super::room_view::PAGE_SIZE;
+use super::rooms::Rooms;
+use super::typed::{self, Target};
 use crate::{Status, UiAction};
 use eaxchat_proto::commands::CommandKind;
-use eaxchat_proto::events::{ParsedEvent, ParsedKind};
-use eaxchat_proto::sanitize::sanitize;
-
-/// Most entries the scrollback keeps; older ones are dropped.
-pub const SCROLLBACK: usize = 5000;
 
 /// Rows a PgUp / PgDn moves when the pane's height is not known yet.
 const PAGE: usize = 10;
 
 /// Rows one turn of the mouse wheel moves.
 const WHEEL: usize = 3;
-
-/// What kind of line an entry is, for its style.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Look {
-    /// Someone's message (or `/me` action), live.
-    Message,
-    /// Sent as history on joining.
-    History,
-    /// A private message, to us or from us.
-    Private,
-    /// What we sent.
-    Own,
-    /// What the relay says: presence, replies.
-    Notice,
-    /// A command refused, or a connection problem.
-    Error,
-}
-
-/// One line of the scrollback.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
-    /// `HH:MM`, local time, when known.
-    pub time: Option<String>,
-    /// Who said it, for the name's colour (`None`: the relay, or no name).
-    pub from: Option<String>,
-    /// The text after the name: already safe to show.
-    pub text: String,
-    /// `* NAME ACTION` rather than `NAME: TEXT`.
-    pub action: bool,
-    /// How it looks.
-    pub look: Look,
-    /// It names us: highlighted.
-    pub mention: bool,
-}
-
-impl Entry {
-    /// A line from the relay or the app itself.
-    pub fn notice(look: Look, text: impl Into<String>) -> Entry {
-        Entry {
-            time: None,
-            from: None,
-            text: text.into(),
-            action: false,
-            look,
-            mention: false,
-        }
-    }
-}
 
 /// The connection, as the status line shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,73 +37,86 @@ pub enum LinkState {
 /// The whole state of the app.
 #[derive(Debug)]
 pub struct App {
-    /// The scrollback, oldest first.
-    pub entries: VecDeque<Entry>,
-    /// Rows scrolled up from the bottom (0: following new lines).
-    pub scroll: usize,
+    /// The views: our rooms, then the private messages.
+    pub rooms: Rooms,
     /// The pane's height when last drawn, for paging.
     pub page: usize,
-    /// The input line.
+    /// The input line, one for every view.
     pub editor: Editor,
-    /// The room we are in.
-    pub room: Option<String>,
     /// Our name, if the relay gave us one (`welcome`, or `/nick`).
     pub name: Option<String>,
     /// Whether the relay vouches for names (members mode).
     pub members_mode: bool,
-    /// The names in our room.
-    pub members: BTreeSet<String>,
-    /// How many in our room have no name.
-    pub unnamed: u64,
     /// The connection.
     pub link: LinkState,
     /// The members panel, unless hidden (F2) or the terminal is narrow.
     pub show_panel: bool,
     /// Ring the bell when someone names us.
     pub bell: bool,
+    /// `NAME` for the `NAME: ` a shared-key connection with `--name` puts
+    /// in front of its text (the relay stamps no names there).
+    pub prefix: Option<String>,
     rang: bool,
-    /// Lines to send of our own accord (`/who` to fill the panel).
+    /// Lines to send of our own accord (`/who` to fill the panel, a page of
+    /// history).
     outgoing: Vec<Vec<u8>>,
     /// `/who` replies still to come for the app's own asking: not shown.
-    own_whos: usize,
+    pub(super) own_whos: usize,
+    /// The relay keeps us in several rooms (it listed them).
+    pub(super) multi: bool,
+    /// A room we asked to join: looked at once the relay has us in it.
+    pub(super) join_pending: Option<String>,
+    /// PgUp or the wheel went up since the last draw.
+    scrolled_up: bool,
+    /// Whom the last private message came from or went to.
+    pub(super) private_peer: Option<String>,
 }
 
 impl App {
     /// A new app, connecting to `relay`.
     pub fn new(relay: &str, bell: bool) -> App {
         App {
-            entries: VecDeque::new(),
-            scroll: 0,
+            rooms: Rooms::new(),
             page: PAGE,
             editor: Editor::default(),
-            room: None,
             name: None,
             members_mode: false,
-            members: BTreeSet::new(),
-            unnamed: 0,
             link: LinkState::Connected(relay.to_owned()),
             show_panel: true,
             bell,
+            prefix: None,
             rang: false,
             outgoing: Vec::new(),
             own_whos: 0,
+            multi: false,
+            join_pending: None,
+            scrolled_up: false,
+            private_peer: None,
         }
     }
 
-    /// Adds a line to the scrollback (dropping the oldest past
-    /// [`SCROLLBACK`]); a reader scrolled up stays where they were.
+    /// The room looked at, if a room is.
+    pub fn room(&self) -> Option<&str> {
+        self.rooms.current_room()
+    }
+
+    /// Adds a line to the view looked at.
     pub fn push(&mut self, entry: Entry) {
-        self.entries.push_back(entry);
-        if self.entries.len() > SCROLLBACK {
-            self.entries.pop_front();
-        }
-        if self.scroll > 0 {
-            self.scroll += 1;
-        }
+        let at = self.rooms.current_index();
+        self.rooms.arrive(at, entry);
     }
 
-    /// Takes the lines the app wants sent.
+    /// Takes the lines the app wants sent: its own `/who`s, and a page of
+    /// older history when the reader scrolled up past the oldest line.
     pub fn take_outgoing(&mut self) -> Vec<Vec<u8>> {
+        if std::mem::take(&mut self.scrolled_up) && self.rooms.current().at_top {
+            let view = self.rooms.current_mut();
+            if let Some(before) = view.page_request() {
+                let room = view.room().unwrap_or_default();
+                let line = format!("/in {room} /history {before} {PAGE_SIZE}");
+                self.outgoing.push(line.into_bytes());
+            }
+        }
         std::mem::take(&mut self.outgoing)
     }
 
@@ -161,149 +125,39 @@ impl App {
         std::mem::take(&mut self.rang)
     }
 
-    /// Whether `text` names us: our name as a whole word, any case.
-    fn mentions_us(&self, text: &str) -> bool {
-        let Some(name) = &self.name else {
-            return false;
-        };
-        let name = name.to_lowercase();
-        let text = text.to_lowercase();
-        let is_name_char = |c: char| c.is_alphanumeric() || "_-.".contains(c);
-        text.match_indices(&name).any(|(at, _)| {
-            let before = text[..at].chars().next_back();
-            let after = text[at + name.len()..].chars().next();
-            !before.is_some_and(is_name_char) && !after.is_some_and(is_name_char)
-        })
-    }
-
-    /// One plaintext from the relay.
-    pub fn receive(&mut self, plaintext: &[u8]) {
-        let Some(event) = ParsedEvent::parse(plaintext) else {
-            // Not an event: a relay not asked, or a peer's raw text.
-            self.push(Entry::notice(Look::Message, sanitize(plaintext)));
-            return;
-        };
-        let time = event.ts.and_then(local_time);
-        let text = sanitize(event.text.as_bytes());
-        let from = event.from.as_deref().map(|name| sanitize(name.as_bytes()));
-        match &event.kind {
-            ParsedKind::Welcome { name, members } => {
-                self.own_whos = 0;
-                self.name = name.clone();
-                self.members_mode = *members;
-                self.room = event.room.clone();
-                self.ask_who();
-            }
-            ParsedKind::Message | ParsedKind::Action => {
-                let ours = from.is_some() && from == self.name;
-                let mention = !ours && self.mentions_us(&text);
-                if mention && !event.history && self.bell {
-                    self.rang = true;
-                }
-                let look = if event.history {
-                    Look::History
-                } else {
-                    Look::Message
-                };
-                // A shared-key message goes as it came: a sender that put
-                // its own `NAME: ` in front (chat --name) is not named twice.
-                let named_in_text = from
-                    .as_ref()
-                    .is_some_and(|from| text.starts_with(&format!("{from}: ")));
-                self.push(Entry {
-                    time,
-                    from: from.filter(|_| {
-                        self.members_mode || event.kind == ParsedKind::Action || !named_in_text
-                    }),
-                    text,
-                    action: event.kind == ParsedKind::Action,
-                    look,
-                    mention,
-                });
-            }
-            ParsedKind::Private { to, echo } => {
-                let text = if *echo {
-                    format!("[private to {}] {text}", sanitize(to.as_bytes()))
-                } else {
-                    text
-                };
-                if !echo && self.bell {
-                    self.rang = true;
-                }
-                self.push(Entry {
-                    time,
-                    from: if *echo { None } else { from },
-                    text,
-                    action: false,
-                    look: Look::Private,
-                    mention: !echo,
-                });
-            }
-            ParsedKind::Presence { name, joined, .. } => {
-                let name = sanitize(name.as_bytes());
-                if Some(&name) == self.name.as_ref() && *joined {
-                    // We moved: a new room, a new list.
-                    self.room = event.room.clone();
-                    self.members.clear();
-                    self.ask_who();
-                } else if *joined {
-                    self.members.insert(name);
-                } else {
-                    self.members.remove(&name);
-                }
-                self.push_notice(&event, time);
-            }
-            ParsedKind::Nick { to } => {
-                if let Some(old) = &from {
-                    self.members.remove(old);
-                }
-                self.members.insert(sanitize(to.as_bytes()));
-                self.push_notice(&event, time);
-            }
-            ParsedKind::Who { names, unnamed } => {
-                self.members = names.iter().map(|name| sanitize(name.as_bytes())).collect();
-                self.unnamed = *unnamed;
-                if self.own_whos > 0 {
-                    // Asked by the app to fill the panel: shown there only.
-                    self.own_whos -= 1;
-                    return;
-                }
-                self.push_notice(&event, time);
-            }
-            ParsedKind::Notice => {
-                if let Some(nick) = text.strip_prefix("* you are now ") {
-                    self.name = Some(nick.to_owned());
-                    // Named now: the panel's counts change.
-                    self.ask_who();
-                } else if let Some(rest) = text.strip_prefix("* you joined #") {
-                    self.room = rest.split(' ').next().map(str::to_owned);
-                    self.members.clear();
-                    self.ask_who();
-                }
-                self.push_notice(&event, time);
-            }
-            ParsedKind::Error => self.push(Entry {
-                time,
-                ..Entry::notice(Look::Error, text)
-            }),
-            ParsedKind::HistoryStart { .. } | ParsedKind::Rooms(_) | ParsedKind::Other(_) => {
-                self.push_notice(&event, time);
-            }
+    pub(super) fn ring(&mut self) {
+        if self.bell {
+            self.rang = true;
         }
     }
 
-    fn push_notice(&mut self, event: &ParsedEvent, time: Option<String>) {
-        let mut line = Vec::new();
-        event.plain(self.members_mode, &mut line);
-        self.push(Entry {
-            time,
-            ..Entry::notice(Look::Notice, sanitize(&line))
-        });
+    /// Queues a line the app sends of its own accord.
+    pub(super) fn send_own(&mut self, line: String) {
+        self.outgoing.push(line.into_bytes());
     }
 
-    fn ask_who(&mut self) {
-        self.outgoing.push(b"/who".to_vec());
+    /// Asks who is in the room looked at, for the panel, unless known.
+    pub(super) fn ask_who(&mut self) {
+        let multi = self.multi;
+        let view = self.rooms.current_mut();
+        let Some(room) = view.room() else { return };
+        if view.members_known {
+            return;
+        }
+        let line = if multi {
+            format!("/in {room} /who")
+        } else {
+            "/who".to_owned()
+        };
+        view.members_known = true;
+        self.outgoing.push(line.into_bytes());
         self.own_whos += 1;
+    }
+
+    /// Another view is looked at now.
+    pub(super) fn looked_at(&mut self) {
+        self.scrolled_up = false;
+        self.ask_who();
     }
 
     /// A change of the connection's state.
@@ -363,11 +217,26 @@ impl App {
         let alt = key.modifiers.contains(KeyModifiers::ALT);
         match key.code {
             KeyCode::Char('c' | 'd') if ctrl => return UiAction::Quit,
+            KeyCode::Char(digit @ '0'..='9') if alt && !ctrl => {
+                // Alt+1 is the first view, … Alt+0 the tenth.
+                let index = (u32::from(digit) + 10 - u32::from('1')) % 10;
+                if self.rooms.select(index as usize) {
+                    self.looked_at();
+                }
+            }
+            KeyCode::Char('n') if ctrl => {
+                self.rooms.next();
+                self.looked_at();
+            }
+            KeyCode::Char('p') if ctrl => {
+                self.rooms.previous();
+                self.looked_at();
+            }
             KeyCode::Char('a') if ctrl => self.editor.home(),
             KeyCode::Char('e') if ctrl => self.editor.end(),
             KeyCode::Char('w') if ctrl => self.editor.delete_word(),
             KeyCode::Char('u') if ctrl => self.editor.delete_to_start(),
-            KeyCode::Char('l') if ctrl => self.scroll = 0,
+            KeyCode::Char('l') if ctrl => self.rooms.current_mut().scroll = 0,
             KeyCode::Backspace if alt || ctrl => self.editor.delete_word(),
             KeyCode::Left if ctrl || alt => self.editor.word_left(),
             KeyCode::Right if ctrl || alt => self.editor.word_right(),
@@ -389,7 +258,7 @@ impl App {
                     .map(|kind| format!("/{}", kind.word()))
                     .collect();
                 let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
-                let names: Vec<String> = self.members.iter().cloned().collect();
+                let names: Vec<String> = self.rooms.current().members.iter().cloned().collect();
                 self.editor.complete(&commands, &names);
             }
             KeyCode::Enter => return self.enter(),
@@ -398,24 +267,48 @@ impl App {
         UiAction::None
     }
 
+    /// Where a line typed now goes.
+    fn target(&self) -> Target<'_> {
+        match self.rooms.current_room() {
+            Some(room) if self.multi => Target::Room(room),
+            Some(_) => Target::OneRoom,
+            None if !self.multi && self.rooms.views().len() == 1 => Target::OneRoom,
+            None => Target::Private(self.private_peer.as_deref()),
+        }
+    }
+
     fn enter(&mut self) -> UiAction {
         let Some(line) = self.editor.take() else {
             return UiAction::None;
         };
-        self.scroll = 0;
-        let command = line.starts_with('/') && !line.starts_with("//");
-        if !command {
-            let text = line.strip_prefix('/').filter(|_| line.starts_with("//"));
+        self.rooms.current_mut().scroll = 0;
+        let typed = match typed::compose(&line, self.target(), self.prefix.as_deref()) {
+            Ok(typed) => typed,
+            Err(why) => {
+                self.push(Entry::notice(Look::Error, why));
+                return UiAction::None;
+            }
+        };
+        if let Some(room) = typed.join {
+            // Already in it: looked at now (the relay only says so).
+            if self.rooms.select_room(&room) {
+                self.looked_at();
+            } else {
+                self.join_pending = Some(room);
+            }
+        }
+        if let Some(text) = typed.own_text {
             self.push(Entry {
                 time: local_time_now(),
                 from: self.name.clone(),
-                text: text.unwrap_or(&line).to_owned(),
-                action: false,
+                text,
+                action: typed.action,
                 look: Look::Own,
                 mention: false,
+                id: None,
             });
         }
-        UiAction::Send(line.into_bytes())
+        UiAction::Send(typed.line.into_bytes())
     }
 
     /// The mouse: the wheel scrolls.
@@ -428,11 +321,14 @@ impl App {
     }
 
     fn scroll_by(&mut self, rows: isize) {
-        self.scroll = self.scroll.saturating_add_signed(rows);
+        if rows > 0 {
+            self.scrolled_up = true;
+        }
+        let view = self.rooms.current_mut();
+        view.scroll = view.scroll.saturating_add_signed(rows);
     }
 }
 
-/// Unix milliseconds as local `HH:MM`.
 /// The status line's words for a connection: the relay's address and,
 /// with an identity, the session.
 fn link_label(addr: &std::net::SocketAddr, session: Option<&crate::SessionInfo>) -> String {
@@ -442,6 +338,7 @@ fn link_label(addr: &std::net::SocketAddr, session: Option<&crate::SessionInfo>)
     }
 }
 
+/// Unix milliseconds as local `HH:MM`.
 pub(super) fn local_time(millis: u64) -> Option<String> {
     let utc = chrono::DateTime::from_timestamp_millis(i64::try_from(millis).ok()?)?;
     Some(
@@ -453,82 +350,4 @@ pub(super) fn local_time(millis: u64) -> Option<String> {
 
 fn local_time_now() -> Option<String> {
     Some(chrono::Local::now().format("%H:%M").to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn app() -> App {
-        let mut app = App::new("127.0.0.1:8080", true);
-        app.receive(br#"{"kind":"welcome","protocol":"eaxchat/1","name":"bob","room":"lobby","members":true}"#);
-        assert_eq!(app.take_outgoing(), [b"/who".to_vec()]);
-        app.receive(br#"{"kind":"who","room":"lobby","names":["alice","bob"],"unnamed":0}"#);
-        app
-    }
-
-    #[test]
-    fn the_panel_follows_the_room() {
-        let mut app = app();
-        assert!(app.entries.is_empty(), "the app's own /who is not shown");
-        app.receive(br#"{"kind":"join","room":"lobby","name":"carol","count":3,"ts":0}"#);
-        app.receive(br#"{"kind":"leave","room":"lobby","name":"alice","count":2,"ts":0}"#);
-        assert_eq!(app.members.iter().collect::<Vec<_>>(), ["bob", "carol"]);
-        app.receive(br#"{"kind":"join","room":"dev","name":"bob","count":1,"ts":0}"#);
-        assert_eq!(app.room.as_deref(), Some("dev"));
-        assert!(app.members.is_empty());
-        assert_eq!(app.take_outgoing(), [b"/who".to_vec()]);
-    }
-
-    #[test]
-    fn mentions_are_marked_and_ring_once() {
-        let mut app = app();
-        app.receive(br#"{"kind":"msg","room":"lobby","from":"alice","text":"hi Bob!","ts":0,"history":false}"#);
-        app.receive(br#"{"kind":"msg","room":"lobby","from":"alice","text":"bobby is not you","ts":0,"history":false}"#);
-        assert!(app.entries[0].mention && !app.entries[1].mention);
-        assert!(app.take_bell());
-        assert!(!app.take_bell());
-        app.bell = false;
-        app.receive(
-            br#"{"kind":"msg","room":"lobby","from":"alice","text":"bob?","ts":0,"history":false}"#,
-        );
-        assert!(!app.take_bell());
-    }
-
-    #[test]
-    fn peers_text_is_neutralised() {
-        let mut app = app();
-        app.receive(b"{\"kind\":\"msg\",\"room\":\"lobby\",\"from\":\"alice\",\"text\":\"\\u001b[2J\\u202eevil\",\"ts\":0,\"history\":false}");
-        assert_eq!(app.entries[0].text, "\u{241b}[2J\u{fffd}evil");
-    }
-
-    #[test]
-    fn enter_sends_and_shows_our_own_text_but_not_commands() {
-        let mut app = app();
-        for c in "hello".chars() {
-            app.key(KeyEvent::from(KeyCode::Char(c)));
-        }
-        assert_eq!(
-            app.key(KeyEvent::from(KeyCode::Enter)),
-            UiAction::Send(b"hello".to_vec())
-        );
-        assert_eq!(app.entries[0].look, Look::Own);
-        for c in "/who".chars() {
-            app.key(KeyEvent::from(KeyCode::Char(c)));
-        }
-        app.key(KeyEvent::from(KeyCode::Enter));
-        assert_eq!(app.entries.len(), 1);
-        let quit = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
-        assert_eq!(app.key(quit), UiAction::Quit);
-    }
-
-    #[test]
-    fn the_scrollback_is_bounded() {
-        let mut app = app();
-        for n in 0..SCROLLBACK + 10 {
-            app.push(Entry::notice(Look::Notice, n.to_string()));
-        }
-        assert_eq!(app.entries.len(), SCROLLBACK);
-        assert_eq!(app.entries[0].text, "10");
-    }
 }

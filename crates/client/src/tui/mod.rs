@@ -7,14 +7,38 @@
 //! thread reads crossterm's events into the session's inbox. The terminal
 //! is put back as it was on every way out: a quit, the relay going away,
 //! an error, and a panic ([`TerminalGuard`] and the panic hook).
+//!
+//! | module | owns |
+//! |---|---|
+//! | `app` | [`App`]: the state, the keys, the connection's state |
+//! | `receive` | the relay's events, into the views |
+//! | `typed` | a typed line, onto the wire (`/in ROOM …`) |
+//! | `rooms` | [`Rooms`]: the room list, switching, the activity bar |
+//! | `room_view` | [`RoomView`]: one view's scrollback by id, counts, paging |
+//! | `entry` | [`Entry`], [`Look`], what a mention is |
+//! | `editor` | [`Editor`]: the input line |
+//! | `view`, `side` | drawing: the pane and bars; the room list and members panel |
 
 mod app;
 mod editor;
+mod entry;
+mod receive;
+mod room_view;
+mod rooms;
+mod side;
+mod typed;
 mod view;
 
-pub use app::{App, Entry, LinkState, Look, SCROLLBACK};
+#[cfg(test)]
+mod tests;
+
+pub use app::{App, LinkState};
 pub use editor::{Editor, text_width};
-pub use view::{PANEL_MIN_WIDTH, draw, name_colour};
+pub use entry::{Entry, Look, mentions};
+pub use room_view::{PAGE_SIZE, RoomView, SCROLLBACK, ViewKind};
+pub use rooms::Rooms;
+pub use typed::{Target, Typed, compose};
+pub use view::{PANEL_MIN_WIDTH, ROOM_LIST_MIN_WIDTH, draw, name_colour};
 
 use std::io::{self, Stdout, Write};
 use std::sync::mpsc::{self, Sender};
@@ -100,10 +124,10 @@ pub fn run(options: &Options, credentials: &Credentials, bell: bool) -> Result<(
     let (events, inbox) = mpsc::channel();
     let terminal_events = events.clone();
     thread::spawn(move || read_terminal(terminal_events));
-    let mut front = Tui {
-        terminal,
-        app: App::new(&options.connect, bell),
-    };
+    let mut app = App::new(&options.connect, bell);
+    // The app puts a shared-key `NAME: ` inside its `/in ROOM …` itself.
+    app.prefix = options.name.clone().filter(|_| !options.member);
+    let mut front = Tui { terminal, app };
     for status in early {
         front.report(status);
     }

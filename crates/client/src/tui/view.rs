@@ -1,7 +1,10 @@
-//! Drawing the app: the message pane with its scrollback, the members
-//! panel beside it (hidden on terminals narrower than [`PANEL_MIN_WIDTH`]),
-//! the status line and the input line. Lines are wrapped here, by display
-//! width, so wide characters and emoji never break the layout.
+//! Drawing the app: the topic bar on top; the room list on the left
+//! (hidden on terminals narrower than [`ROOM_LIST_MIN_WIDTH`]), the
+//! message pane with the scrollback of the view looked at, the members
+//! panel on the right (hidden narrower than [`PANEL_MIN_WIDTH`]); the
+//! status line with irssi's activity bar, and the input line. Lines are
+//! wrapped here, by display width, so wide characters and emoji never
+//! break the layout. The side panels are `side`'s.
 
 use std::time::Instant;
 
@@ -9,16 +12,24 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph};
+use ratatui::widgets::Paragraph;
 
-use super::app::{App, Entry, Look};
+use super::app::App;
 use super::editor::{char_width, text_width};
+use super::entry::{Entry, Look};
+use super::side::{draw_members, draw_room_list};
 
 /// The members panel's width, border included.
 pub(super) const PANEL_WIDTH: u16 = 20;
 
 /// Narrower than this, the members panel is not shown.
-pub const PANEL_MIN_WIDTH: u16 = 60;
+pub const PANEL_MIN_WIDTH: u16 = 100;
+
+/// The room list's width, border included.
+pub(super) const ROOM_LIST_WIDTH: u16 = 18;
+
+/// Narrower than this, the room list is not shown.
+pub const ROOM_LIST_MIN_WIDTH: u16 = 60;
 
 /// The colours names are given, each name always the same one.
 const NAME_COLOURS: [Color; 10] = [
@@ -44,26 +55,65 @@ pub fn name_colour(name: &str) -> Color {
 
 /// Draws the whole app.
 pub fn draw(frame: &mut Frame<'_>, app: &mut App, now: Instant) {
-    let [body, status, input] = Layout::vertical([
+    let [header, body, status, input] = Layout::vertical([
+        Constraint::Length(1),
         Constraint::Min(1),
         Constraint::Length(1),
         Constraint::Length(1),
     ])
     .areas(frame.area());
+    let mut columns = Vec::new();
+    let list = body.width >= ROOM_LIST_MIN_WIDTH;
     let panel = app.show_panel && body.width >= PANEL_MIN_WIDTH;
-    let (messages, members) = if panel {
-        let [messages, members] =
-            Layout::horizontal([Constraint::Min(1), Constraint::Length(PANEL_WIDTH)]).areas(body);
-        (messages, Some(members))
-    } else {
-        (body, None)
-    };
-    draw_messages(frame, app, messages);
-    if let Some(area) = members {
+    if list {
+        columns.push(Constraint::Length(ROOM_LIST_WIDTH));
+    }
+    columns.push(Constraint::Min(1));
+    if panel {
+        columns.push(Constraint::Length(PANEL_WIDTH));
+    }
+    let areas = Layout::horizontal(columns).split(body);
+    let mut areas = areas.iter().copied();
+    if list && let Some(area) = areas.next() {
+        draw_room_list(frame, app, area);
+    }
+    if let Some(area) = areas.next() {
+        draw_messages(frame, app, area);
+    }
+    if panel && let Some(area) = areas.next() {
         draw_members(frame, app, area);
     }
+    draw_header(frame, app, header);
     draw_status(frame, app, status, now);
     draw_input(frame, app, input);
+}
+
+/// The bar's style: the topic bar's and the status line's.
+fn bar_style() -> Style {
+    Style::default().fg(Color::Black).bg(Color::Gray)
+}
+
+/// A line of the bar's style, padded to `area`'s width.
+fn draw_bar(frame: &mut Frame<'_>, area: Rect, mut text: String) {
+    let pad = usize::from(area.width).saturating_sub(text_width(&text));
+    text.push_str(&" ".repeat(pad));
+    frame.render_widget(
+        Paragraph::new(Line::from(Span::styled(text, bar_style()))),
+        area,
+    );
+}
+
+fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let view = app.rooms.current();
+    let text = match (&view.topic, view.room()) {
+        (Some(topic), _) => format!(" {} │ {topic}", view.label()),
+        (None, Some(_)) => format!(" {} │ no topic (/topic TEXT sets one)", view.label()),
+        (None, None) => format!(
+            " {} │ /msg NAME TEXT; a line here answers the last one",
+            view.label()
+        ),
+    };
+    draw_bar(frame, area, text);
 }
 
 /// One styled cell of text.
@@ -118,7 +168,8 @@ fn entry_cells(entry: &Entry) -> Vec<Cell> {
             );
         }
     } else if entry.look == Look::Own {
-        put("(you): ", base.add_modifier(Modifier::BOLD));
+        let you = if entry.action { "* (you) " } else { "(you): " };
+        put(you, base.add_modifier(Modifier::BOLD));
     }
     put(&entry.text, base);
     cells
@@ -175,24 +226,28 @@ fn draw_messages(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
     let height = usize::from(area.height);
     let width = usize::from(area.width);
     app.page = height.saturating_sub(1).max(1);
+    let view = app.rooms.current_mut();
     // Only as many entries as can fill the screen at this scroll, from the
     // newest back.
-    let wanted = height + app.scroll;
+    let wanted = height + view.scroll;
     let mut rows: Vec<Line<'static>> = Vec::new();
-    for entry in app.entries.iter().rev() {
+    let mut all = true;
+    for entry in view.entries().iter().rev() {
+        if rows.len() >= wanted {
+            all = false;
+            break;
+        }
         let mut wrapped = wrap(entry_cells(entry), width);
         wrapped.reverse();
         rows.extend(wrapped);
-        if rows.len() >= wanted {
-            break;
-        }
     }
     // The scroll stops at the oldest line.
     let max_scroll = rows.len().saturating_sub(height);
-    app.scroll = app.scroll.min(max_scroll);
+    view.scroll = view.scroll.min(max_scroll);
+    view.at_top = all && view.scroll >= max_scroll;
     let shown: Vec<Line<'static>> = rows
         .into_iter()
-        .skip(app.scroll)
+        .skip(view.scroll)
         .take(height)
         .collect::<Vec<_>>()
         .into_iter()
@@ -205,56 +260,23 @@ fn draw_messages(frame: &mut Frame<'_>, app: &mut App, area: Rect) {
     frame.render_widget(Paragraph::new(lines), area);
 }
 
-fn draw_members(frame: &mut Frame<'_>, app: &App, area: Rect) {
-    let title = format!(" {} ", app.members.len() + app.unnamed as usize);
-    let mut lines: Vec<Line<'static>> = app
-        .members
-        .iter()
-        .map(|name| {
-            let mut style = Style::default().fg(name_colour(name));
-            if Some(name) == app.name.as_ref() {
-                style = style.add_modifier(Modifier::BOLD);
-            }
-            let room = usize::from(area.width.saturating_sub(2));
-            let mut shown = String::new();
-            for c in name.chars() {
-                if text_width(&shown) + char_width(c) > room {
-                    break;
-                }
-                shown.push(c);
-            }
-            Line::from(Span::styled(shown, style))
-        })
-        .collect();
-    if app.unnamed > 0 {
-        lines.push(Line::from(Span::styled(
-            format!("+{} no name", app.unnamed),
-            Style::default().fg(Color::DarkGray),
-        )));
-    }
-    let block = Block::default()
-        .borders(Borders::LEFT)
-        .title(title)
-        .border_style(Style::default().fg(Color::DarkGray));
-    frame.render_widget(Paragraph::new(lines).block(block), area);
-}
-
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, now: Instant) {
-    let room = app
-        .room
-        .as_deref()
-        .map_or_else(|| "-".to_owned(), |room| format!("#{room}"));
+    let view = app.rooms.current();
     let name = app.name.as_deref().unwrap_or("(no name)");
-    let mut text = format!(" {room} │ {name} │ ");
-    if app.scroll > 0 {
-        text.push_str(&format!("scrolled up {} (PgDn) │ ", app.scroll));
+    let mut text = format!(" [{}]", view.label());
+    let activity = app.rooms.activity();
+    if !activity.is_empty() {
+        text.push_str(&format!(" [Act: {activity}]"));
+    }
+    text.push_str(&format!(" │ {name} │ "));
+    if view.page_pending() {
+        text.push_str("asking for older messages │ ");
+    }
+    if view.scroll > 0 {
+        text.push_str(&format!("scrolled up {} (PgDn) │ ", view.scroll));
     }
     text.push_str(&app.link_text(now));
-    let style = Style::default().fg(Color::Black).bg(Color::Gray);
-    let width = usize::from(area.width);
-    let pad = width.saturating_sub(text_width(&text));
-    text.push_str(&" ".repeat(pad));
-    frame.render_widget(Paragraph::new(Line::from(Span::styled(text, style))), area);
+    draw_bar(frame, area, text);
 }
 
 fn draw_input(frame: &mut Frame<'_>, app: &App, area: Rect) {

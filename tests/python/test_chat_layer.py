@@ -93,7 +93,7 @@ def test_structured_events_and_commands(start_relay):
         assert bob.recv_event(WAIT).kind == "notice"
         assert alice.recv_event(WAIT).line() == "* bob joined #lobby (2 here)"
         assert alice.who() == ["alice", "bob"]
-        assert alice.rooms() == {"lobby": 2}
+        assert [(entry.room, entry.count) for entry in alice.rooms()] == [("lobby", 2)]
 
         bob.say("/etc/motd is a path, not a command")
         said = alice.recv_event(WAIT)
@@ -107,9 +107,11 @@ def test_structured_events_and_commands(start_relay):
         assert (private.kind, private.sender, private.text) == ("private", "bob", "psst")
         assert bob.recv_event(WAIT).line() == "[private to alice] psst"
 
+        # With events, joining adds a room: alice stays in the lobby too.
         alice.join("dev")
         assert alice.recv_event(WAIT).line() == "* alice joined #dev (1 here)"
-        assert bob.recv_event(WAIT).line() == "* alice left #lobby (1 here)"
+        assert alice.recv_event(WAIT).line() == "* your rooms: #lobby, #dev (now in #dev)"
+        assert alice.rooms_joined == ["lobby", "dev"] and alice.current_room == "dev"
         alice.say("first words in dev")
         alice.msg("carol", "hi")
         refused = alice.recv_event(WAIT)
@@ -129,10 +131,11 @@ def test_structured_events_and_commands(start_relay):
             assert (start.kind, start.data["count"]) == ("history", 1)
             old = carol.recv_event(WAIT)
             assert (old.sender, old.text, old.history) == ("alice", "first words in dev", True)
+            assert carol.recv_event(WAIT).kind == "myrooms"
             alice.say("live in dev")
             live = carol.recv_event(WAIT)
             assert (live.text, live.history) == ("live in dev", False)
-        # bob, in the lobby, heard none of #dev.
+        # bob, in the lobby only, heard none of #dev.
         with pytest.raises(TimeoutError):
             bob.recv_event(0.3)
 

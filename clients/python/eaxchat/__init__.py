@@ -44,6 +44,15 @@ code reads. :meth:`Client.join`, :meth:`Client.who`, :meth:`Client.rooms`,
 :meth:`Client.msg`, :meth:`Client.me` and :meth:`Client.nick` send the
 commands; :meth:`Client.say` sends text, escaping a leading ``/``.
 
+With events a client can be in several rooms at once: :meth:`Client.join`
+adds one, :meth:`Client.part` leaves one, ``say(text, room="dev")`` says
+it there (as ``/in dev TEXT``), :meth:`Client.topic` shows or sets a
+room's topic, :meth:`Client.history` pages back through a room's messages
+(a :class:`HistoryPage`), and every event carries its room.
+:attr:`Client.rooms_joined` and :attr:`Client.current_room` follow what the
+relay says. Without a room, everything goes to the current room, as
+before.
+
 A relay with sessions (``relay --members FILE`` with public keys) is joined
 with an identity instead of a key: ``Client(host, port,
 identity="alice.identity")`` runs a Noise handshake on connecting (see
@@ -65,6 +74,8 @@ One module per concern:
 - :mod:`eaxchat.reader`: where frames end in a stream, however TCP cuts it;
 - :mod:`eaxchat.events`: safe text and the ``eaxchat/1`` events;
 - :mod:`eaxchat.sessions`: session mode's link to ``eaxsession``;
+- :mod:`eaxchat.commands`: the relay's commands as :class:`Client`
+  methods, waiting for replies, the client's rooms;
 - :mod:`eaxchat.client`: :class:`Client`, its socket and receive thread;
 - :mod:`eaxchat.notebook`: :func:`connect` and :func:`send_message`, the
   original notebook's names.
@@ -94,8 +105,9 @@ from .cipher import (
     seal,
 )
 from .client import _READ_SIZE, Client
+from .commands import DEFAULT_HISTORY_PAGE, MAX_HISTORY_PAGE, HistoryPage, room_name
 from .errors import AuthenticationError, ConnectionClosed, ReplayedFrame
-from .events import _MESSAGE_KINDS, PROTOCOL, Event, parse_event, safe_text
+from .events import _MESSAGE_KINDS, PROTOCOL, Event, RoomEntry, parse_event, safe_text
 from .keys import MEMBER_COMMENT, MemberKey, load_key, parse_key
 from .notebook import connect, send_message
 from .reader import (
@@ -113,14 +125,19 @@ __all__ = [
     "AuthenticationError",
     "Client",
     "ConnectionClosed",
+    "DEFAULT_HISTORY_PAGE",
     "DEFAULT_MAX_FRAME",
     "Event",
     "FrameReader",
     "generate_identity",
+    "HistoryPage",
     "load_identity",
+    "MAX_HISTORY_PAGE",
     "MEMBER_COMMENT",
     "MemberKey",
     "ReplayedFrame",
+    "RoomEntry",
+    "room_name",
     "connect",
     "load_key",
     "max_plaintext_len",

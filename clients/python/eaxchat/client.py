@@ -1,11 +1,11 @@
 """A connection to a relay: :class:`Client` connects (running the session
-handshake in session mode), sends sealed messages and the relay's commands,
-and reads what comes back on a background receive thread, handing each
-message to ``on_message`` or to a queue.
+handshake in session mode), sends sealed messages, and reads what comes
+back on a background receive thread, handing each message to
+``on_message`` or to a queue.
 
 This module owns the socket, the receive thread and closing; the frame
-format is :mod:`eaxchat.cipher`'s and :mod:`eaxchat.reader`'s. It never
-prints.
+format is :mod:`eaxchat.cipher`'s and :mod:`eaxchat.reader`'s, the
+commands and rooms :mod:`eaxchat.commands`'. It never prints.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from __future__ import annotations
 import queue
 import socket
 import threading
-from collections import deque
 from pathlib import Path
-from time import monotonic as _monotonic
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .cipher import DEFAULT_MAX_FRAME, _seal_with_nonce, max_plaintext_len, seal
+from .commands import Commands
 from .errors import ConnectionClosed
-from .events import PROTOCOL, Event, parse_event, safe_text
+from .events import PROTOCOL, safe_text
 from .keys import MemberKey, parse_key
 from .reader import FrameReader, _SessionReader
 from .sessions import _sessions
@@ -29,7 +28,7 @@ from .sessions import _sessions
 _READ_SIZE = 64 * 1024
 
 
-class Client:
+class Client(Commands):
     """A connection to a relay.
 
     ``Client(host, port, key)`` connects (within ``timeout`` seconds) and
@@ -45,8 +44,11 @@ class Client:
 
     With ``events=True`` the client's first message is ``/hello
     eaxchat/1`` (in members mode it identifies the member too): the relay
-    then sends structured events, read with :meth:`recv_event`, and
-    :meth:`who` and :meth:`rooms` can wait for their answers.
+    then sends structured events, read with :meth:`recv_event`; the client
+    can be in several rooms at once (:meth:`join`, :meth:`part`,
+    ``say(text, room=...)``, :attr:`rooms_joined`, :attr:`current_room`),
+    and :meth:`who`, :meth:`rooms`, :meth:`topic` and :meth:`history` wait
+    for their answers. The commands are :class:`~eaxchat.commands.Commands`'.
 
     Received messages (``bytes``) go to ``on_message`` if given, called on
     the receive thread, else to a queue read with :meth:`recv`. An error in
@@ -113,7 +115,7 @@ class Client:
         """Session mode: that key's fingerprint (``SHA256:...``)."""
         self.pinned_now: bool = False
         """Session mode: whether this connection pinned the relay's key (first use)."""
-        self._stash: "deque[Event]" = deque()
+        self._init_commands()
         self._key = parse_key(key) if key is not None else b""
         self._session: Any = None
         self._on_message = on_message
@@ -250,72 +252,6 @@ class Client:
         """:meth:`recv`, made safe to show by :func:`safe_text`."""
         return safe_text(self.recv(timeout))
 
-    def recv_event(self, timeout: Optional[float] = None) -> Event:
-        """The next :class:`Event`, waiting as :meth:`recv` does. Without
-        ``events=True`` every line is a ``text`` event."""
-        if self._stash:
-            return self._stash.popleft()
-        return parse_event(self.recv(timeout))
-
-    def _wait_for(self, kind: str, timeout: float) -> Event:
-        """Waits for the next event of ``kind``; the events read meanwhile
-        stay, in order, for :meth:`recv_event`."""
-        if not self.events:
-            raise RuntimeError("waiting for a reply needs Client(..., events=True)")
-        skipped: List[Event] = []
-        deadline = _monotonic() + timeout
-        try:
-            while True:
-                left = deadline - _monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {kind} reply within {timeout} s")
-                event = parse_event(self.recv(left))
-                if event.kind == kind or event.kind == "error":
-                    if event.kind == "error":
-                        raise ValueError(event.text)
-                    return event
-                skipped.append(event)
-        finally:
-            self._stash.extend(skipped)
-
-    # -- commands ----------------------------------------------------------
-
-    def say(self, text: Union[str, bytes]) -> None:
-        """Sends ``text`` to the room as text, even if it starts with ``/``
-        (sent as ``//``, which the relay turns back into one ``/``)."""
-        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
-        self.send(b"/" + data if data.startswith(b"/") else data)
-
-    def join(self, room: str) -> None:
-        """Leaves the current room for ``room`` (made if new): ``/join ROOM``."""
-        self.send(f"/join {room}")
-
-    def msg(self, name: str, text: str) -> None:
-        """A private message to ``name``'s connections: ``/msg NAME TEXT``."""
-        self.send(f"/msg {name} {text}")
-
-    def me(self, action: str) -> None:
-        """``* NAME ACTION`` to the room: ``/me ACTION``."""
-        self.send(f"/me {action}")
-
-    def nick(self, name: str) -> None:
-        """Takes a name (shared-key relays only): ``/nick NAME``."""
-        self.send(f"/nick {name}")
-
-    def who(self, timeout: float = 10.0) -> List[str]:
-        """The names in this room (``/who``); needs ``events=True``.
-        Raises ``ValueError`` with the relay's error, if it refused."""
-        self.send("/who")
-        names = self._wait_for("who", timeout).data.get("names", [])
-        return [safe_text(str(name).encode()) for name in names]
-
-    def rooms(self, timeout: float = 10.0) -> Dict[str, int]:
-        """The rooms with someone in them, and how many (``/rooms``);
-        needs ``events=True``."""
-        self.send("/rooms")
-        rooms = self._wait_for("rooms", timeout).data.get("rooms", [])
-        return {safe_text(str(r["room"]).encode()): int(r["count"]) for r in rooms}
-
     def _receive_loop(self) -> None:
         reader = self._reader
         try:
@@ -332,6 +268,8 @@ class Client:
             self._finish(error)
 
     def _deliver(self, plaintext: bytes) -> None:
+        if self.events:
+            self._track_rooms(plaintext)
         if self._on_message is None:
             self._inbox.put(plaintext)
         else:

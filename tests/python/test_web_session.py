@@ -126,7 +126,9 @@ class PageRelay:
     cannot decrypt (naming its fingerprint) and keys not in :attr:`known`,
     welcomes the rest as "bob", then answers ``/hello eaxchat/1`` with a
     welcome event, ``/replay`` with one frame sent twice, and anything else
-    with ``echo: TEXT`` from alice. Every wait is bounded."""
+    with ``echo: TEXT`` from alice, taking ``/in lobby REST`` as REST (the
+    page sends everything for a room so) and leaving the page's own
+    ``/who`` and ``/rooms`` unanswered. Every wait is bounded."""
 
     def __init__(self) -> None:
         self.keys = es.generate_keypair()
@@ -175,9 +177,13 @@ class PageRelay:
             while True:
                 text = session.open(ws.recv(timeout=3 * WAIT).encode())
                 self.opened.append(text)
+                if text.startswith(b"/in lobby "):
+                    text = text[len(b"/in lobby "):]
+                if text in (b"/who", b"/rooms"):
+                    continue
                 if text == b"/hello eaxchat/1":
                     event = {"kind": "welcome", "protocol": "eaxchat/1", "name": "bob",
-                             "room": "lobby", "members": True}
+                             "room": "lobby", "rooms": ["lobby"], "members": True}
                     send(session.seal(json.dumps(event).encode()))
                 elif text == b"/replay":
                     frame = session.seal(b"once")
@@ -225,9 +231,10 @@ def test_the_page_speaks_sessions_to_a_stand_in_relay(browser, page_relay):  # n
             say(page, text)
         for text in ("one", "two", "three"):
             wait_for_line(page, f"alice: echo: {text}")
-        # The page asks /who on its welcome, whenever that comes.
-        said = [text for text in relay.opened if text != b"/who"]
-        assert said == [b"/hello eaxchat/1", b"one", b"two", b"three"]
+        # The page asks /who and /rooms on its welcome, whenever that
+        # comes; what it says goes as `/in ROOM …`.
+        said = [text for text in relay.opened if text not in (b"/in lobby /who", b"/rooms")]
+        assert said == [b"/hello eaxchat/1", b"/in lobby one", b"/in lobby two", b"/in lobby three"]
 
         # A frame from the relay sent twice: opened once, then the page disconnects.
         say(page, "/replay")

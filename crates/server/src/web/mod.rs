@@ -53,7 +53,7 @@ pub mod page {
     }
 
     /// Every file of the page.
-    pub static ASSETS: [Asset; 11] = [
+    pub static ASSETS: [Asset; 14] = [
         Asset {
             path: "/",
             content_type: "text/html; charset=utf-8",
@@ -63,6 +63,21 @@ pub mod page {
             path: "/app.js",
             content_type: "text/javascript; charset=utf-8",
             body: include_str!("page/app.js"),
+        },
+        Asset {
+            path: "/chat.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/chat.js"),
+        },
+        Asset {
+            path: "/rooms.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/rooms.js"),
+        },
+        Asset {
+            path: "/views.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/views.js"),
         },
         Asset {
             path: "/eax.js",

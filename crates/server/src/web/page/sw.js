@@ -7,9 +7,9 @@
 // session identity, non-extractable in IndexedDB: never here.
 "use strict";
 
-const CACHE = "eaxchat-shell-v1";
+const CACHE = "eaxchat-shell-v2";
 const SHELL = [
-  "/", "/app.js", "/eax.js", "/noise.js", "/session.js", "/notify.js", "/install.js",
+  "/", "/app.js", "/chat.js", "/rooms.js", "/views.js", "/eax.js", "/noise.js", "/session.js", "/notify.js", "/install.js",
   "/style.css", "/favicon.svg", "/manifest.webmanifest", "/icon-192.png", "/icon-512.png",
 ];
 

@@ -122,9 +122,9 @@ impl std::fmt::Display for Refused {
                 f,
                 "error: {name} is to be removed: commit that before sending"
             ),
-            Refused::WrongPlace => f.write_str(
-                "error: KeyPackages go with /keypackage, group messages with /mls",
-            ),
+            Refused::WrongPlace => {
+                f.write_str("error: KeyPackages go with /keypackage, group messages with /mls")
+            }
         }
     }
 }

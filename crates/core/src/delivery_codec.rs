@@ -39,7 +39,10 @@ impl DeliveryService {
             out.extend_from_slice(device);
             put_short(
                 &mut out,
-                packages.name.as_ref().map_or(&b""[..], |n| n.as_str().as_bytes()),
+                packages
+                    .name
+                    .as_ref()
+                    .map_or(&b""[..], |n| n.as_str().as_bytes()),
             );
             put_u32(&mut out, packages.kept.len());
             for (reference, bytes) in &packages.kept {

@@ -21,12 +21,12 @@ use std::io::Write;
 use base64::Engine as _;
 use log::info;
 
+use super::MAX_COMMAND_TEXT;
 use super::batch::Batch;
 use super::{ConnId, Mode, Relay};
 use crate::delivery::{DeliveryService, DeviceKey, Taken};
 use crate::history::EntryKind;
 use crate::rooms::RoomId;
-use super::MAX_COMMAND_TEXT;
 use eaxchat_proto::commands::{self, Command, Input, RoomName};
 use eaxchat_proto::events::{Event, GroupNotice};
 use eaxchat_proto::name::Name;
@@ -187,7 +187,12 @@ impl<T: Write> Relay<T> {
     /// `from`'s current room, its group message joins `batch` (relayed with
     /// the rest of the read, as text is); otherwise it is a command of its
     /// own. Returns whether it was taken here.
-    pub(super) fn take_group_frame(&mut self, from: ConnId, text: &[u8], batch: &mut Batch) -> bool {
+    pub(super) fn take_group_frame(
+        &mut self,
+        from: ConnId,
+        text: &[u8],
+        batch: &mut Batch,
+    ) -> bool {
         let arrived = self.peers.get(from).is_some_and(|peer| peer.chat.arrived);
         let Ok(Input::Command(Command::Mls { room, message })) =
             commands::parse(text, MAX_COMMAND_TEXT)
@@ -319,7 +324,11 @@ impl<T: Write> Relay<T> {
             .peers
             .iter()
             .filter(|(_, peer)| {
-                peer.chat.events && peer.session.device().is_some_and(|k| k.as_bytes() == device)
+                peer.chat.events
+                    && peer
+                        .session
+                        .device()
+                        .is_some_and(|k| k.as_bytes() == device)
             })
             .map(|(id, _)| id)
             .collect();

@@ -179,12 +179,17 @@ impl<T: Write> Relay<T> {
     pub(super) fn tell_my_rooms(&mut self, id: ConnId) {
         let current = self.room_of(id).cloned();
         let rooms: Vec<RoomName> = self.rooms_of(id).into_iter().cloned().collect();
+        let e2e: Vec<&RoomName> = rooms
+            .iter()
+            .filter(|room| self.chat.delivery.is_e2e(room))
+            .collect();
         let rooms: Vec<&RoomName> = rooms.iter().collect();
         self.send_event(
             id,
             &Event::MyRooms {
                 room: current.as_ref(),
                 rooms: &rooms,
+                e2e: &e2e,
             },
         );
     }

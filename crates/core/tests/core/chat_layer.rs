@@ -103,7 +103,10 @@ fn bad_commands_get_an_error_and_change_nothing() {
     let long = format!("/me {}", "x".repeat(5000));
     for (command, reply) in [
         ("/dance", "error: unknown command /dance (try /help)"),
-        ("/join", "error: /join needs an argument: /join ROOM [--e2e]"),
+        (
+            "/join",
+            "error: /join needs an argument: /join ROOM [--e2e]",
+        ),
         ("/join no/slash", "error: bad room name"),
         ("/join #lobby", "* you are already in #lobby"),
         ("/join full", "error: the relay has its most rooms (2)"),
@@ -411,7 +414,12 @@ pub mod scenario {
         alice.say(&mut relay, "/help");
         let help = alice.got(&mut relay);
         assert_eq!(help.len(), 1);
-        for usage in ["/join ROOM [--e2e]", "/msg NAME TEXT", "/quit", "/hello eaxchat/1"] {
+        for usage in [
+            "/join ROOM [--e2e]",
+            "/msg NAME TEXT",
+            "/quit",
+            "/hello eaxchat/1",
+        ] {
             assert!(help[0].contains(usage), "{help:?}");
         }
         alice.say(&mut relay, "//etc/hosts is a path");

@@ -66,13 +66,21 @@ fn alice_and_bob(relay: &mut Relay<Pipe>) -> (SessionClient, Device, SessionClie
     let info = alice_mls.create("dev");
     mls(relay, &mut alice, "dev", &info);
     let got = events(relay, &mut alice);
-    assert_eq!(got.last().map(|e| &e.kind), Some(&ParsedKind::MlsTaken { epoch: 0 }), "{got:?}");
-    bob.say(relay, &format!("/keypackage {}", B64.encode(bob_mls.key_package())));
+    assert_eq!(
+        got.last().map(|e| &e.kind),
+        Some(&ParsedKind::MlsTaken { epoch: 0 }),
+        "{got:?}"
+    );
+    bob.say(
+        relay,
+        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
+    );
     bob.say(relay, "/join dev");
     bob.got(relay);
     let got = events(relay, &mut alice);
     assert!(
-        got.iter().any(|e| e.kind == ParsedKind::MlsAdd { name: "bob".into() }),
+        got.iter()
+            .any(|e| e.kind == ParsedKind::MlsAdd { name: "bob".into() }),
         "{got:?}"
     );
     alice.say(relay, "/keypackages bob");
@@ -90,7 +98,12 @@ fn alice_and_bob(relay: &mut Relay<Pipe>) -> (SessionClient, Device, SessionClie
     // Bob sees the commit (which he cannot use: he was not in the group)
     // and his Welcome, routed to his device only.
     assert_eq!(messages.len(), 2, "{got:?}");
-    assert_eq!(got.iter().filter(|e| e.kind == ParsedKind::Mls && e.id.is_none()).count(), 1);
+    assert_eq!(
+        got.iter()
+            .filter(|e| e.kind == ParsedKind::Mls && e.id.is_none())
+            .count(),
+        1
+    );
     bob_mls.join(&messages[1]);
     assert_eq!(bob_mls.epoch(), 1);
     (alice, alice_mls, bob, bob_mls)
@@ -104,7 +117,10 @@ fn three_devices_talk_and_the_relay_holds_only_ciphertext() {
     mls(&mut relay, &mut alice, "dev", &alice_mls.encrypt(secret));
     let got = events(&mut relay, &mut bob);
     let messages = group_messages(&got);
-    assert_eq!(bob_mls.process(&messages[0]), Ok(Seen::Application(secret.into())));
+    assert_eq!(
+        bob_mls.process(&messages[0]),
+        Ok(Seen::Application(secret.into()))
+    );
     assert_eq!(got[0].from.as_deref(), Some("alice"));
     mls(&mut relay, &mut bob, "dev", &bob_mls.encrypt("ack"));
     let got = events(&mut relay, &mut alice);
@@ -126,7 +142,10 @@ fn three_devices_talk_and_the_relay_holds_only_ciphertext() {
     let got = events(&mut relay, &mut alice);
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|e| e.kind == ParsedKind::Error), "{got:?}");
-    assert_eq!(group_messages(&events(&mut relay, &mut bob)), Vec::<Vec<u8>>::new());
+    assert_eq!(
+        group_messages(&events(&mut relay, &mut bob)),
+        Vec::<Vec<u8>>::new()
+    );
 }
 
 #[test]
@@ -135,8 +154,14 @@ fn the_first_commit_of_an_epoch_wins_and_both_converge() {
     let (mut alice, mut alice_mls, mut bob, mut bob_mls) = alice_and_bob(&mut relay);
     let carol_mls = Device::new("carol");
     let mut carol = connect(&mut relay, CAROL);
-    carol.say(&mut relay, &format!("/keypackage {}", B64.encode(carol_mls.key_package())));
-    carol.say(&mut relay, &format!("/keypackage {}", B64.encode(carol_mls.key_package())));
+    carol.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(carol_mls.key_package())),
+    );
+    carol.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(carol_mls.key_package())),
+    );
     alice.say(&mut relay, "/keypackages carol");
     let package = events(&mut relay, &mut alice)[0].packages.clone();
     bob.say(&mut relay, "/keypackages carol");
@@ -146,7 +171,10 @@ fn the_first_commit_of_an_epoch_wins_and_both_converge() {
     let (bob_commit, _) = bob_mls.add(&other);
     mls(&mut relay, &mut alice, "dev", &alice_commit);
     mls(&mut relay, &mut bob, "dev", &bob_commit);
-    assert_eq!(events(&mut relay, &mut alice)[0].kind, ParsedKind::MlsTaken { epoch: 2 });
+    assert_eq!(
+        events(&mut relay, &mut alice)[0].kind,
+        ParsedKind::MlsTaken { epoch: 2 }
+    );
     alice_mls.merge();
     let got = events(&mut relay, &mut bob);
     let refused = got
@@ -179,17 +207,29 @@ fn a_member_who_leaves_is_removed_before_anyone_sends_again() {
     bob.say(&mut relay, "/part dev");
     let got = events(&mut relay, &mut alice);
     assert!(
-        got.iter().any(|e| e.kind == ParsedKind::MlsRemove { name: "bob".into() }),
+        got.iter()
+            .any(|e| e.kind == ParsedKind::MlsRemove { name: "bob".into() }),
         "{got:?}"
     );
     // Nothing is taken until the removal is committed.
-    mls(&mut relay, &mut alice, "dev", &alice_mls.encrypt("too soon"));
+    mls(
+        &mut relay,
+        &mut alice,
+        "dev",
+        &alice_mls.encrypt("too soon"),
+    );
     let got = events(&mut relay, &mut alice);
-    assert!(matches!(got[0].kind, ParsedKind::MlsRefused { epoch: 1 }), "{got:?}");
+    assert!(
+        matches!(got[0].kind, ParsedKind::MlsRefused { epoch: 1 }),
+        "{got:?}"
+    );
     assert!(got[0].text.contains("bob is to be removed"), "{got:?}");
     let commit = alice_mls.remove("bob");
     mls(&mut relay, &mut alice, "dev", &commit);
-    assert_eq!(events(&mut relay, &mut alice)[0].kind, ParsedKind::MlsTaken { epoch: 2 });
+    assert_eq!(
+        events(&mut relay, &mut alice)[0].kind,
+        ParsedKind::MlsTaken { epoch: 2 }
+    );
     alice_mls.merge();
     let after = alice_mls.encrypt("after bob left");
     mls(&mut relay, &mut alice, "dev", &after);
@@ -206,7 +246,10 @@ fn a_welcome_waits_for_a_device_that_is_away() {
     let (mut alice, mut alice_mls, _bob, _bob_mls) = alice_and_bob(&mut relay);
     let mut carol_mls = Device::new("carol");
     let mut carol = connect(&mut relay, CAROL);
-    carol.say(&mut relay, &format!("/keypackage {}", B64.encode(carol_mls.key_package())));
+    carol.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(carol_mls.key_package())),
+    );
     carol.say(&mut relay, "/join dev");
     let carol_id = carol.id;
     relay.close(carol_id, eaxchat_core::relay::CloseReason::PeerClosed);
@@ -244,17 +287,34 @@ fn bad_group_messages_are_refused_and_hurt_nobody() {
     for bytes in [&b"garbage"[..], &foreign, &bob_mls.key_package()] {
         mls(&mut relay, &mut bob, "dev", bytes);
         let got = events(&mut relay, &mut bob);
-        assert!(matches!(got[0].kind, ParsedKind::MlsRefused { .. }), "{got:?}");
+        assert!(
+            matches!(got[0].kind, ParsedKind::MlsRefused { .. }),
+            "{got:?}"
+        );
     }
     // A KeyPackage naming someone else is refused.
     let carol_mls = Device::new("carol");
-    bob.say(&mut relay, &format!("/keypackage {}", B64.encode(carol_mls.key_package())));
-    assert!(events(&mut relay, &mut bob)[0].text.contains("does not name you"));
+    bob.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(carol_mls.key_package())),
+    );
+    assert!(
+        events(&mut relay, &mut bob)[0]
+            .text
+            .contains("does not name you")
+    );
     // A relayed room cannot become end-to-end; not a member of the room.
     bob.say(&mut relay, "/join lobby --e2e");
-    assert!(events(&mut relay, &mut bob)[0].text.contains("never changes mode"));
+    assert!(
+        events(&mut relay, &mut bob)[0]
+            .text
+            .contains("never changes mode")
+    );
     mls(&mut relay, &mut bob, "lobby", &bob_mls.encrypt("x"));
-    assert!(matches!(events(&mut relay, &mut bob)[0].kind, ParsedKind::MlsRefused { .. }));
+    assert!(matches!(
+        events(&mut relay, &mut bob)[0].kind,
+        ParsedKind::MlsRefused { .. }
+    ));
     assert!(group_messages(&events(&mut relay, &mut alice)).is_empty());
     // And the group still works.
     mls(&mut relay, &mut bob, "dev", &bob_mls.encrypt("still here"));
@@ -287,13 +347,18 @@ fn group_messages_of_one_read_go_out_together_in_order() {
     read.extend(alice.seal("/join ops"));
     relay.receive(alice.id, &read);
     let got = events(&mut relay, &mut bob);
-    let ids: Vec<u64> = got.iter().filter_map(|e| e.id.filter(|_| e.kind == ParsedKind::Mls)).collect();
+    let ids: Vec<u64> = got
+        .iter()
+        .filter_map(|e| e.id.filter(|_| e.kind == ParsedKind::Mls))
+        .collect();
     assert_eq!(ids.len(), 5, "{got:?}");
     assert!(ids.windows(2).all(|w| w[1] == w[0] + 1), "{ids:?}");
     let texts: Vec<Seen> = group_messages(&got)
         .iter()
         .map(|m| bob_mls.process(m).unwrap())
         .collect();
-    let want: Vec<Seen> = (0..5).map(|i| Seen::Application(format!("m{i}").into_bytes())).collect();
+    let want: Vec<Seen> = (0..5)
+        .map(|i| Seen::Application(format!("m{i}").into_bytes()))
+        .collect();
     assert_eq!(texts, want);
 }

@@ -100,7 +100,9 @@ impl Device {
             .iter()
             .map(|bytes| {
                 let MlsMessageBodyIn::KeyPackage(package) =
-                    MlsMessageIn::tls_deserialize_exact(bytes).unwrap().extract()
+                    MlsMessageIn::tls_deserialize_exact(bytes)
+                        .unwrap()
+                        .extract()
                 else {
                     panic!("not a KeyPackage");
                 };
@@ -143,8 +145,9 @@ impl Device {
     }
 
     pub fn join(&mut self, welcome: &[u8]) {
-        let MlsMessageBodyIn::Welcome(welcome) =
-            MlsMessageIn::tls_deserialize_exact(welcome).unwrap().extract()
+        let MlsMessageBodyIn::Welcome(welcome) = MlsMessageIn::tls_deserialize_exact(welcome)
+            .unwrap()
+            .extract()
         else {
             panic!("not a Welcome");
         };

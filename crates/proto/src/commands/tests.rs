@@ -131,7 +131,10 @@ fn replies_read_as_the_user_sees_them() {
     let replies = [
         (&b"/foo"[..], "error: unknown command /foo (try /help)"),
         (b"/\x07", "error: unknown command (try /help)"),
-        (b"/join", "error: /join needs an argument: /join ROOM [--e2e]"),
+        (
+            b"/join",
+            "error: /join needs an argument: /join ROOM [--e2e]",
+        ),
         (b"/who x", "error: too many arguments: /who"),
         (
             b"/join a!",
@@ -258,7 +261,10 @@ fn history_pages() {
 fn end_to_end_commands() {
     let parse = |text: &'static [u8]| super::parse(text, 100);
     let dev = RoomName::new(b"dev").expect("room");
-    assert_eq!(parse(b"/join #dev --e2e"), Ok(Input::Command(Command::JoinE2e(dev.clone()))));
+    assert_eq!(
+        parse(b"/join #dev --e2e"),
+        Ok(Input::Command(Command::JoinE2e(dev.clone())))
+    );
     assert_eq!(
         parse(b"/join dev --e3e"),
         Err(CommandError::UnexpectedArgument(CommandKind::Join))
@@ -286,5 +292,8 @@ fn end_to_end_commands() {
         parse(b"/keypackages bob"),
         Ok(Input::Command(Command::KeyPackages(name("bob"))))
     );
-    assert_eq!(parse(b"/groupinfo dev"), Ok(Input::Command(Command::GroupInfo(dev))));
+    assert_eq!(
+        parse(b"/groupinfo dev"),
+        Ok(Input::Command(Command::GroupInfo(dev)))
+    );
 }

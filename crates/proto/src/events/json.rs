@@ -128,10 +128,11 @@ impl Event<'_> {
                 }
                 json.out.push(b']');
             }
-            Event::MyRooms { room, rooms } => {
+            Event::MyRooms { room, rooms, e2e } => {
                 json.kind(kind::MY_ROOMS);
                 json.room("room", room);
                 json.rooms("rooms", rooms);
+                json.rooms("e2e", e2e);
             }
             Event::Topic {
                 room,
@@ -324,7 +325,19 @@ impl ParsedEvent {
             ts: number("ts"),
             history: flag("history"),
             id: number("id"),
-            data: string("data").map(|data| from_base64(&data)).unwrap_or_default(),
+            e2e: object
+                .get("e2e")
+                .and_then(Value::as_array)
+                .map(|rooms| {
+                    rooms
+                        .iter()
+                        .filter_map(|room| room.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            data: string("data")
+                .map(|data| from_base64(&data))
+                .unwrap_or_default(),
             packages: object
                 .get("packages")
                 .and_then(Value::as_array)

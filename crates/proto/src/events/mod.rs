@@ -34,7 +34,7 @@
 //! | `history` | `room`, `count`: that many `msg`/`action` events with `history: true` follow; `page` (an answer to `/history`, not the burst on joining), `first` (the oldest that follows is the oldest the relay has) |
 //! | `who` | `room`, `names`, `unnamed` (connections in it with no name) |
 //! | `rooms` | `rooms`: a list of `{"room", "count", "topic", "mode", "joined"}`: the connection's rooms (`joined: true`) first |
-//! | `myrooms` | `room` (the current room, or `null`), `rooms`: the connection's rooms after a `/join` or `/part` |
+//! | `myrooms` | `room` (the current room, or `null`), `rooms`: the connection's rooms after a `/join` or `/part`; `e2e`: those that are end-to-end |
 //! | `topic` | `room`, `from` (who set it, or `null`), `text` (empty: none), `ts` |
 //! | `mls` | `room`, `from`, `data` (an MLS message, base64), `ts`, `id` (`null` for a Welcome), `history`: an end-to-end room's group message, as its sender's device sealed it |
 //! | `mls-ok` | `room`, `epoch`: your commit was taken; the group is at `epoch` |
@@ -219,6 +219,8 @@ pub enum Event<'a> {
         room: Option<&'a RoomName>,
         /// Every room it is in, in the order it joined them.
         rooms: &'a [&'a RoomName],
+        /// Those of them that are end-to-end.
+        e2e: &'a [&'a RoomName],
     },
     /// A room's topic, as set or as asked for.
     Topic {
@@ -478,6 +480,8 @@ pub struct ParsedEvent {
     pub id: Option<u64>,
     /// `welcome`, `myrooms`: every room we are in, in join order.
     pub rooms: Vec<String>,
+    /// `myrooms`: those of them that are end-to-end.
+    pub e2e: Vec<String>,
     /// `mls`, `groupinfo`: the MLS message, decoded from base64 (empty if
     /// it was not base64).
     pub data: Vec<u8>,

@@ -60,7 +60,7 @@ impl Event<'_> {
                     .iter()
                     .map(|entry| (entry.room.as_str(), entry.count as u64, entry.joined)),
             ),
-            Event::MyRooms { room, rooms } => plain.my_rooms(
+            Event::MyRooms { room, rooms, .. } => plain.my_rooms(
                 room.map(RoomName::as_str),
                 rooms.iter().map(|room| room.as_str()),
             ),
@@ -260,7 +260,10 @@ impl Plain<'_> {
     }
 
     fn mls_taken(self, room: &str, epoch: u64) {
-        let _ = write!(Text(self.0), "* #{room}: your commit was taken (epoch {epoch})");
+        let _ = write!(
+            Text(self.0),
+            "* #{room}: your commit was taken (epoch {epoch})"
+        );
     }
 
     fn mls_refused(self, room: &str, epoch: u64, text: &[u8]) {

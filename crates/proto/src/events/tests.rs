@@ -117,15 +117,17 @@ fn notices_read_as_sentences() {
     let (plain, json) = both(Event::MyRooms {
         room: Some(&dev),
         rooms: &mine,
+        e2e: &[&dev],
     });
     assert_eq!(plain, "* your rooms: #lobby, #dev (now in #dev)");
     assert_eq!(
         json,
-        r#"{"kind":"myrooms","room":"dev","rooms":["lobby","dev"]}"#
+        r#"{"kind":"myrooms","room":"dev","rooms":["lobby","dev"],"e2e":["dev"]}"#
     );
     let (plain, _) = both(Event::MyRooms {
         room: None,
         rooms: &[],
+        e2e: &[],
     });
     assert_eq!(plain, "* your rooms: none");
     let (plain, json) = both(Event::Topic {
@@ -280,10 +282,12 @@ fn every_event_shows_as_the_relays_plain_text() {
         Event::MyRooms {
             room: Some(&lobby),
             rooms: &mine,
+            e2e: &mine,
         },
         Event::MyRooms {
             room: None,
             rooms: &[],
+            e2e: &[],
         },
         Event::Topic {
             room: &lobby,
@@ -368,7 +372,10 @@ fn group_messages_carry_their_bytes_as_base64() {
         r#"{"kind":"mls","room":"dev","from":"alice","data":"AAEC","ts":3,"id":null,"history":false}"#
     );
     let parsed = ParsedEvent::parse(json.as_bytes()).expect("an event");
-    assert_eq!((parsed.kind, parsed.data, parsed.id), (ParsedKind::Mls, vec![0, 1, 2], None));
+    assert_eq!(
+        (parsed.kind, parsed.data, parsed.id),
+        (ParsedKind::Mls, vec![0, 1, 2], None)
+    );
     let (_, json) = both(Event::KeyPackages {
         name: &alice,
         packages: &[b"AAEC", b"AwQF"],

@@ -8,7 +8,7 @@ use std::io::Write;
 
 use crate::relay::{ConnId, Relay};
 use eaxchat_proto::commands::RoomName;
-use eaxchat_proto::events::{Event, MODE_RELAY, RoomEntry};
+use eaxchat_proto::events::{Event, MODE_E2E, MODE_RELAY, RoomEntry};
 
 impl<T: Write> Relay<T> {
     /// Tells `from` its rooms and the others, and how many are in each.
@@ -51,7 +51,11 @@ impl<T: Write> Relay<T> {
                 room,
                 count,
                 topic,
-                mode: MODE_RELAY,
+                mode: if self.chat.delivery.is_e2e(room) {
+                    MODE_E2E
+                } else {
+                    MODE_RELAY
+                },
                 joined,
             })
             .collect();

@@ -139,7 +139,9 @@ impl<T: Write> Relay<T> {
 
     /// Publishes a batch `from` said in its room.
     pub(super) fn publish_batch(&mut self, from: ConnId, batch: &Batch) {
-        if self.cluster.is_none() || batch.count == 0 {
+        // An end-to-end room's group messages stay on this relay, whose
+        // Delivery Service orders them (`e2e.rs`).
+        if self.cluster.is_none() || batch.count == 0 || batch.kind == EntryKind::Mls {
             return;
         }
         let Some(room) = self.room_of(from).cloned() else {

@@ -36,7 +36,7 @@ use crate::history::{Entry, EntryKind};
 use crate::outbox::Frames;
 use crate::record::Record;
 use crate::rooms::{RoomId, Rooms, RoomsConfig};
-use eaxchat_proto::commands::{self, Input};
+use eaxchat_proto::commands::{self, Input, RoomName};
 use eaxchat_proto::events::Event;
 use eaxchat_proto::name::Name;
 
@@ -319,6 +319,11 @@ impl<T: Write> Relay<T> {
             self.queue_for_room(from, batch);
             self.publish_batch(from, batch);
         }
+    }
+
+    /// Sends `to` an error about room `room` (or none).
+    pub(super) fn room_error(&mut self, to: ConnId, room: Option<&RoomName>, text: &str) {
+        self.send_event(to, &Event::Error { room, text });
     }
 
     /// Whether `room` is end-to-end, so that `from`'s text may not go

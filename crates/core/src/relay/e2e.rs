@@ -81,13 +81,7 @@ impl<T: Write> Relay<T> {
             let text = format!(
                 "error: {name} is not end-to-end, and a room never changes mode; pick another name"
             );
-            self.send_event(
-                from,
-                &Event::Error {
-                    room: Some(name),
-                    text: &text,
-                },
-            );
+            self.room_error(from, Some(name), &text);
             return;
         }
         self.chat.delivery.make_room(name);
@@ -104,13 +98,7 @@ impl<T: Write> Relay<T> {
         }
         match self.e2e_refusal(from) {
             Some(why) => {
-                self.send_event(
-                    from,
-                    &Event::Error {
-                        room: Some(name),
-                        text: why,
-                    },
-                );
+                self.room_error(from, Some(name), why);
                 false
             }
             None => true,
@@ -227,13 +215,7 @@ impl<T: Write> Relay<T> {
             .filter(|&room| self.is_in(from, room))
         else {
             let text = format!("error: you are not in {room_name}");
-            self.send_event(
-                from,
-                &Event::Error {
-                    room: Some(room_name),
-                    text: &text,
-                },
-            );
+            self.room_error(from, Some(room_name), &text);
             return;
         };
         let taken = match self.chat.delivery.take(room_name, message) {
@@ -424,23 +406,11 @@ impl<T: Write> Relay<T> {
             ),
             (true, None) => {
                 let text = format!("error: {room_name} has no GroupInfo now; ask again later");
-                self.send_event(
-                    from,
-                    &Event::Error {
-                        room: Some(room_name),
-                        text: &text,
-                    },
-                );
+                self.room_error(from, Some(room_name), &text);
             }
             (false, _) => {
                 let text = format!("error: you are not in {room_name}");
-                self.send_event(
-                    from,
-                    &Event::Error {
-                        room: Some(room_name),
-                        text: &text,
-                    },
-                );
+                self.room_error(from, Some(room_name), &text);
             }
         }
     }

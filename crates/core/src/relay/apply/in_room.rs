@@ -11,7 +11,6 @@ use bytes::BytesMut;
 use super::super::batch::Batch;
 use crate::relay::{ConnId, MAX_COMMAND_TEXT, Mode, Relay};
 use eaxchat_proto::commands::{self, Input, RoomName};
-use eaxchat_proto::events::Event;
 use eaxchat_proto::sanitize::has_line_break;
 
 impl<T: Write> Relay<T> {
@@ -19,13 +18,7 @@ impl<T: Write> Relay<T> {
     pub(super) fn in_room(&mut self, from: ConnId, name: &RoomName, rest: &[u8]) {
         let Some(room) = self.chat.rooms.find(name).filter(|&r| self.is_in(from, r)) else {
             let text = format!("error: you are not in {name}; /join {name}");
-            self.send_event(
-                from,
-                &Event::Error {
-                    room: Some(name),
-                    text: &text,
-                },
-            );
+            self.room_error(from, Some(name), &text);
             return;
         };
         if let Some(peer) = self.peers.get_mut(from)
@@ -40,13 +33,7 @@ impl<T: Write> Relay<T> {
         match commands::parse(rest, MAX_COMMAND_TEXT) {
             Ok(Input::Command(command)) => self.apply_command(from, command),
             Ok(Input::Text(text)) => self.say_in_current(from, text),
-            Err(error) => self.send_event(
-                from,
-                &Event::Error {
-                    room: Some(name),
-                    text: &error.to_string(),
-                },
-            ),
+            Err(error) => self.room_error(from, Some(name), &error.to_string()),
         }
     }
 

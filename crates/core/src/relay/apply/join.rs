@@ -36,13 +36,7 @@ impl<T: Write> Relay<T> {
             let text = format!(
                 "error: you are in {MAX_ROOMS_PER_CONN} rooms, the most there can be; /part one first"
             );
-            self.send_event(
-                from,
-                &Event::Error {
-                    room: Some(name),
-                    text: &text,
-                },
-            );
+            self.room_error(from, Some(name), &text);
             return;
         }
         if !self.may_join(from, name) {

@@ -23,13 +23,7 @@ impl<T: Write> Relay<T> {
                 Some(name) => format!("error: you are not in {name}"),
                 None => "error: you are in no room".to_owned(),
             };
-            self.send_event(
-                from,
-                &Event::Error {
-                    room: name,
-                    text: &text,
-                },
-            );
+            self.room_error(from, name, &text);
             return;
         };
         let Some(name) = self.chat.rooms.get(room).map(|r| r.name().clone()) else {

@@ -175,6 +175,10 @@ pub struct Rooms {
     /// Rooms with someone in them.
     occupied: usize,
     made: u64,
+    /// With the message log kept: how many messages were said in each room
+    /// that was forgotten, so that a room made again goes on from there and
+    /// its ids stay those of the log.
+    forgotten: Option<HashMap<RoomName, u64>>,
 }
 
 impl Rooms {
@@ -186,7 +190,14 @@ impl Rooms {
             config,
             occupied: 0,
             made: 0,
+            forgotten: None,
         }
+    }
+
+    /// Keeps counting each room's messages across its being forgotten and
+    /// made again (the message log numbers a room's messages from its first).
+    pub fn keep_counts(&mut self) {
+        self.forgotten.get_or_insert_with(HashMap::new);
     }
 
     /// The bounds in force.
@@ -229,12 +240,17 @@ impl Rooms {
             self.forget_oldest_dormant();
         }
         self.made += 1;
+        let said = self
+            .forgotten
+            .as_mut()
+            .and_then(|forgotten| forgotten.remove(name))
+            .unwrap_or(0);
         let id = self.rooms.insert(Room {
             name: name.clone(),
             conns: Vec::new(),
             events: 0,
             history: History::new(self.config.history_entries, self.config.history_bytes),
-            said: 0,
+            said,
             topic: None,
             made: self.made,
         });
@@ -257,6 +273,11 @@ impl Rooms {
     fn delete(&mut self, id: RoomId) {
         if let Some(room) = self.rooms.try_remove(id) {
             self.by_name.remove(&room.name);
+            if let Some(forgotten) = &mut self.forgotten
+                && room.said > 0
+            {
+                forgotten.insert(room.name, room.said);
+            }
         }
     }
 
@@ -472,6 +493,24 @@ mod tests {
         assert_eq!(texts(2), [b"1".to_vec(), b"2".to_vec()]);
         assert_eq!(texts(3).len(), 3);
         assert_eq!(texts(0).len(), 0);
+    }
+
+    #[test]
+    fn with_counts_kept_a_room_made_again_goes_on_numbering() {
+        let mut rooms = Rooms::new(RoomsConfig {
+            history_entries: 0,
+            max_rooms: 1,
+            ..RoomsConfig::default()
+        });
+        rooms.keep_counts();
+        let a = rooms.find_or_make(&room("a")).expect("room");
+        rooms.enter(a, 1, false);
+        rooms.count_said(a);
+        rooms.count_said(a);
+        rooms.leave(a, 1, false);
+        assert_eq!(rooms.find(&room("a")), None, "no history: forgotten");
+        let a = rooms.find_or_make(&room("a")).expect("room");
+        assert_eq!(rooms.get(a).map(Room::said), Some(2));
     }
 
     #[test]

@@ -130,8 +130,12 @@ pub(super) struct ChatState {
 
 impl ChatState {
     pub(super) fn new(config: ChatConfig) -> ChatState {
+        let mut rooms = Rooms::new(config.rooms);
+        if config.log {
+            rooms.keep_counts();
+        }
         ChatState {
-            rooms: Rooms::new(config.rooms),
+            rooms,
             rate: config.rate,
             presence: config.presence,
             log: config.log.then(Vec::new),

@@ -30,6 +30,7 @@ use eaxchat_proto::key::{Key, readable_by_others};
 use eaxchat_proto::name::Name;
 
 pub mod invites;
+pub mod rooms;
 mod sessions;
 
 pub use sessions::{

@@ -38,7 +38,10 @@
 //! - `cluster` (the `nats` feature): the hand-overs to and from the NATS
 //!   thread;
 //! - `admin`: the config file reread on SIGHUP, and `relay status`'s
-//!   socket.
+//!   socket;
+//! - `log_pages`: the message log's records handed over, and `/history`
+//!   pages older than memory read back from it;
+//! - `member_rooms`: the members' remembered rooms in `MEMBERS.rooms`.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -66,6 +69,8 @@ mod admin;
 #[cfg(feature = "nats")]
 mod cluster;
 mod invites;
+mod log_pages;
+mod member_rooms;
 mod members_watch;
 mod metrics;
 mod shutdown;
@@ -74,6 +79,8 @@ mod web_tls;
 
 pub use accept::ACCEPTS_PER_TURN;
 pub use admin::{ConfigReload, Reloaded};
+pub use log_pages::PAGE_WAIT;
+pub use member_rooms::WRITE_GAP;
 pub use members_watch::{MEMBERS_CHECK_INTERVAL, MembersWatch, ReloadState};
 pub use shutdown::StopHandle;
 use web::{HTTP_BASE, WEB_LISTENER, Web, WebConn};
@@ -207,6 +214,10 @@ pub struct Server {
     outgoing: Vec<ToNats>,
     /// The config reload and the admin socket (`admin.rs`).
     admin: admin::Admin,
+    /// `/history` pages waiting for the log's writer (`log_pages.rs`).
+    pages: log_pages::PendingPages,
+    /// `MEMBERS.rooms` (`member_rooms.rs`).
+    member_rooms: member_rooms::RoomsFile,
 }
 
 impl Server {
@@ -257,7 +268,7 @@ impl Server {
         let mut stop_rx = UnixStream::from_std(rx);
         poll.registry()
             .register(&mut stop_rx, STOP, Interest::READABLE)?;
-        Ok(Server {
+        let mut server = Server {
             poll,
             listener: Some(listener),
             stop_rx,
@@ -285,7 +296,11 @@ impl Server {
             #[cfg(feature = "nats")]
             outgoing: Vec::new(),
             admin: admin::Admin::default(),
-        })
+            pages: log_pages::PendingPages::default(),
+            member_rooms: member_rooms::RoomsFile::default(),
+        };
+        server.read_member_rooms();
+        Ok(server)
     }
 
     /// Opens the web listener (`--web`): the chat page, `/ws`, `/metrics`
@@ -312,31 +327,7 @@ impl Server {
     /// [`Server::run`].
     pub fn set_chat(&mut self, config: ChatConfig) {
         self.relay.set_chat(config);
-    }
-
-    /// Puts the room messages of `records`, read from the message log,
-    /// back in their rooms' history.
-    pub fn restore_history(&mut self, records: &[Record]) {
-        self.relay.restore_history(records);
-    }
-
-    /// Hands every room message, join and leave to `log` from now on. The
-    /// chat must have been set up to keep records ([`ChatConfig::log`]).
-    pub fn set_log(&mut self, log: LogWriter) {
-        self.log = Some(log);
-    }
-
-    /// Hands the records made this turn to the log's writer thread: never
-    /// waits (a full queue drops and counts, [`LogWriter::append`]).
-    fn write_log(&mut self) {
-        self.relay.take_log_records(&mut self.records);
-        let Some(log) = &self.log else {
-            self.records.clear();
-            return;
-        };
-        for record in self.records.drain(..) {
-            log.append(record);
-        }
+        self.restore_member_rooms();
     }
 
     /// The address actually bound (useful with port 0).
@@ -424,6 +415,8 @@ impl Server {
             self.write_waiting();
             self.remove_closed();
             self.write_log();
+            self.answer_pages();
+            self.write_member_rooms(false);
             // And what the timers and closes since had (a leave, say).
             #[cfg(feature = "nats")]
             self.give_to_cluster();
@@ -449,6 +442,8 @@ impl Server {
             self.relay.next_timer(),
             self.members.as_ref().map(MembersWatch::next_check),
             self.web.as_ref().map(Web::next_idle_check),
+            self.pages.next_check(),
+            self.member_rooms.next_write(),
         ]
         .into_iter()
         .flatten()

@@ -96,6 +96,7 @@ impl Server {
             self.relay.close(id, CloseReason::Shutdown);
         }
         self.remove_closed();
+        self.write_member_rooms(true);
         #[cfg(feature = "nats")]
         self.leave_cluster();
         let mut sink = [0u8; 64];

@@ -7,7 +7,10 @@
 //! the errors; the rest is split by concern:
 //! - `segments`: the files on disk and the sealed record's frame in them;
 //! - `writer`: the writer thread behind [`LogWriter`];
-//! - `recovery`: reading the log back ([`open_and_replay`], [`read_log`]);
+//! - `recovery`: reading the log back ([`open_and_replay`], [`read_log`],
+//!   [`open_and_index`]);
+//! - `index`: where each room's messages are in the log ([`LogIndex`]);
+//! - `pages`: `/history` pages read back from it ([`LogWriter::read_page`]);
 //! - [`export`]: `relay log`'s text.
 //!
 //! A record's plaintext is encoded and decoded by
@@ -78,18 +81,24 @@ use std::str::FromStr;
 use eaxchat_proto::key::{Key, KeyError};
 
 pub mod export;
+mod index;
+mod pages;
 mod recovery;
 mod segments;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_damage;
+#[cfg(test)]
+mod tests_pages;
 mod writer;
 
 pub use eaxchat_core::record::{FORMAT_VERSION, Record};
+pub use index::LogIndex;
+pub use pages::{MAX_PAGE, Page};
 pub use recovery::{
-    Damage, RecoveryReport, SegmentSummary, TailProblem, Truncation, open_and_replay, read_log,
-    repair,
+    Damage, RecoveryReport, SegmentSummary, TailProblem, Truncation, open_and_index,
+    open_and_replay, read_log, repair,
 };
 pub use segments::{MAX_SEALED_LEN, SEGMENT_MAGIC};
 pub use writer::{LogStats, LogWriter};

@@ -13,6 +13,9 @@
 //!   changes nothing; [`repair`] (`relay log repair`) cuts there once told
 //!   to. [`read_log`] (`relay log`, `relay log check`) only reports.
 //!
+//! [`open_and_index`] also gives the place of each room's messages
+//! ([`LogIndex`]), for `/history` pages read from the log.
+//!
 //! A log whose first record does not open is under another key and refused
 //! whole, and a record that opens but does not decode is refused rather
 //! than cut. Segments in the previous format (no header, no associated
@@ -27,6 +30,7 @@ use eaxchat_proto::eax_key::EaxKey;
 use eaxchat_proto::key::Key;
 use eaxchat_proto::wire::{NONCE_LEN, OVERHEAD, TAG_LEN};
 
+use super::index::{LogIndex, Place};
 use super::segments::{
     MAX_SEALED_LEN, Position, RECORD_HEADER, SEGMENT_MAGIC, crc32, list_segments,
 };
@@ -139,10 +143,31 @@ pub struct SegmentSummary {
     pub legacy: bool,
 }
 
+/// The records read, each one's place (`None`: one that does not fit an
+/// index), and the report.
+type Placed = (Vec<Record>, Vec<Option<Place>>, RecoveryReport);
+
 /// Reads every record in `dir` (created, mode 0700, if missing), oldest
 /// first, truncating torn or corrupt tails. See the module docs.
 pub fn open_and_replay(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), LogError> {
-    let (records, report) = read_log(dir, key)?;
+    let (records, _, report) = open_placed(dir, key)?;
+    Ok((records, report))
+}
+
+/// [`open_and_replay`], and the index of every room's messages in the log
+/// (for [`LogWriter::start_indexed`](super::LogWriter::start_indexed), so
+/// `/history` pages older than memory are read from the log).
+pub fn open_and_index(
+    dir: &Path,
+    key: &Key,
+) -> Result<(Vec<Record>, RecoveryReport, LogIndex), LogError> {
+    let (records, places, report) = open_placed(dir, key)?;
+    let index = LogIndex::build(&records, &places);
+    Ok((records, report, index))
+}
+
+fn open_placed(dir: &Path, key: &Key) -> Result<Placed, LogError> {
+    let (records, places, report) = read_placed(dir, key)?;
     if let Some(damage) = report.damage.first() {
         return Err(LogError::Damaged {
             dir: dir.to_owned(),
@@ -155,7 +180,7 @@ pub fn open_and_replay(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryRe
     for cut in &report.truncated {
         cut_segment(&cut.segment, cut.offset)?;
     }
-    Ok((records, report))
+    Ok((records, places, report))
 }
 
 /// `relay log repair`: reads the log as [`read_log`] does, then cuts every
@@ -187,9 +212,16 @@ fn cut_segment(segment: &Path, offset: u64) -> Result<(), LogError> {
 /// log`, `relay log check`). The records returned are those a repair
 /// keeps: every record before each damage, and every intact segment.
 pub fn read_log(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), LogError> {
+    let (records, _, report) = read_placed(dir, key)?;
+    Ok((records, report))
+}
+
+/// [`read_log`], with each record's place beside it.
+fn read_placed(dir: &Path, key: &Key) -> Result<Placed, LogError> {
     let key = eax_key(key);
     let segments = list_segments(dir)?;
     let mut records = Vec::new();
+    let mut places = Vec::new();
     let mut report = RecoveryReport {
         segments: segments.len(),
         ..RecoveryReport::default()
@@ -198,7 +230,7 @@ pub fn read_log(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), 
     for (number, path) in &segments {
         let bytes = fs::read(path).map_err(io_error(path))?;
         let before = records.len();
-        let read = read_segment(&bytes, *number, &key, path, &mut records)?;
+        let read = read_segment(&bytes, *number, &key, path, &mut records, &mut places)?;
         report.legacy_segments += usize::from(read.legacy);
         report.read.push(SegmentSummary {
             path: path.clone(),
@@ -247,7 +279,7 @@ pub fn read_log(dir: &Path, key: &Key) -> Result<(Vec<Record>, RecoveryReport), 
         report.damage.pop();
     }
     report.records = records.len();
-    Ok((records, report))
+    Ok((records, places, report))
 }
 
 /// What reading one segment found.
@@ -274,6 +306,7 @@ fn read_segment(
     key: &EaxKey,
     path: &Path,
     records: &mut Vec<Record>,
+    places: &mut Vec<Option<Place>>,
 ) -> Result<SegmentRead, LogError> {
     let legacy = !bytes.starts_with(&SEGMENT_MAGIC);
     if legacy && !bytes.is_empty() && SEGMENT_MAGIC.starts_with(bytes) {
@@ -341,6 +374,7 @@ fn read_segment(
             problem,
         })?;
         records.push(record);
+        places.push(Place::new(number, index, at as u64));
         index += 1;
         at += RECORD_HEADER + len;
     }
@@ -352,7 +386,7 @@ fn read_segment(
 
 /// The sealed length of the frame at `at`, if its length is plausible, it
 /// is all there and its CRC holds.
-fn frame_at(bytes: &[u8], at: usize) -> Result<usize, TailProblem> {
+pub(super) fn frame_at(bytes: &[u8], at: usize) -> Result<usize, TailProblem> {
     let rest = bytes.get(at..).unwrap_or_default();
     let Some((header, after)) = rest.split_first_chunk::<RECORD_HEADER>() else {
         return Err(TailProblem::Torn);
@@ -373,7 +407,7 @@ fn frame_at(bytes: &[u8], at: usize) -> Result<usize, TailProblem> {
 
 /// Opens `sealed` into `plaintext`: bound to `at` in the current format,
 /// with no associated data in the previous one.
-fn open_frame(
+pub(super) fn open_frame(
     sealed: &[u8],
     key: &EaxKey,
     legacy: bool,

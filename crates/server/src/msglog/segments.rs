@@ -88,7 +88,7 @@ fn segment_number(file_name: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn segment_path(dir: &Path, number: u32) -> PathBuf {
+pub(super) fn segment_path(dir: &Path, number: u32) -> PathBuf {
     dir.join(format!("{number:08}.log"))
 }
 
@@ -272,6 +272,17 @@ impl Segments {
             self.total -= size;
         }
         Ok(())
+    }
+
+    /// The byte offset the next record written to the current segment
+    /// starts at.
+    pub(super) fn offset(&self) -> u64 {
+        self.sizes.back().map_or(0, |&(_, size)| size)
+    }
+
+    /// The oldest segment still on disk.
+    pub(super) fn oldest(&self) -> Option<u32> {
+        self.sizes.front().map(|&(number, _)| number)
     }
 
     /// Syncs the current segment's data to disk.

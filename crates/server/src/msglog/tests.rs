@@ -43,7 +43,7 @@ fn config(dir: &Path, fsync: Fsync) -> LogConfig {
 
 /// Appends every record through a writer and closes it.
 fn write_all(config: LogConfig, key: &Key, records: &[Record]) -> LogStats {
-    let writer = LogWriter::start(config, key).expect("writer starts");
+    let mut writer = LogWriter::start(config, key).expect("writer starts");
     for record in records {
         assert!(writer.append(record.clone()));
     }
@@ -372,7 +372,7 @@ fn each_start_appends_a_new_segment_after_the_old() {
 #[test]
 fn fsync_always_syncs_every_record_before_counting_it() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let writer = LogWriter::start(config(dir.path(), Fsync::Always), &key(6)).expect("starts");
+    let mut writer = LogWriter::start(config(dir.path(), Fsync::Always), &key(6)).expect("starts");
     for i in 0..20 {
         assert!(writer.append(message(i, "x")));
         wait_for(|| writer.stats().synced == i + 1);
@@ -387,7 +387,8 @@ fn fsync_always_syncs_every_record_before_counting_it() {
 #[test]
 fn fsync_everysec_syncs_within_about_a_second() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let writer = LogWriter::start(config(dir.path(), Fsync::EverySec), &key(6)).expect("starts");
+    let mut writer =
+        LogWriter::start(config(dir.path(), Fsync::EverySec), &key(6)).expect("starts");
     let start = Instant::now();
     for i in 0..5 {
         assert!(writer.append(message(i, "x")));
@@ -401,7 +402,7 @@ fn fsync_everysec_syncs_within_about_a_second() {
 #[test]
 fn fsync_no_writes_at_once_and_syncs_only_on_close() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let writer = LogWriter::start(config(dir.path(), Fsync::No), &key(6)).expect("starts");
+    let mut writer = LogWriter::start(config(dir.path(), Fsync::No), &key(6)).expect("starts");
     for i in 0..5 {
         assert!(writer.append(message(i, "x")));
     }
@@ -429,7 +430,7 @@ fn a_full_queue_drops_and_counts_without_blocking() {
         queue: 4,
         ..config(dir.path(), Fsync::No)
     };
-    let writer = LogWriter::start(config, &key(7)).expect("starts");
+    let mut writer = LogWriter::start(config, &key(7)).expect("starts");
     let release = writer.hold();
     // The writer is held: the queue takes 4, the rest are dropped at once.
     let accepted: Vec<bool> = (0..10).map(|i| writer.append(message(i, "x"))).collect();
@@ -455,7 +456,7 @@ fn a_writer_stopped_by_an_error_drops_and_reports_it() {
         segment_bytes: 1,
         ..config(&log_dir, Fsync::No)
     };
-    let writer = LogWriter::start(config, &key(7)).expect("starts");
+    let mut writer = LogWriter::start(config, &key(7)).expect("starts");
     assert!(!writer.is_stopped());
     // Every record after the first needs a new segment, in a directory
     // that is gone.
@@ -482,7 +483,7 @@ fn crash_child() {
         return;
     };
     let dir = PathBuf::from(dir);
-    let writer = LogWriter::start(config(&dir, Fsync::Always), &key(8)).expect("starts");
+    let mut writer = LogWriter::start(config(&dir, Fsync::Always), &key(8)).expect("starts");
     let mut stdout = io::stdout();
     for i in 0..1_000_000u64 {
         // A few records in flight at once, so the kill may land mid-write.

@@ -36,7 +36,7 @@ fn write_segment(dir: &Path, records: &[Record]) {
         fsync: Fsync::No,
         ..LogConfig::new(dir)
     };
-    let writer = LogWriter::start(config, &key(7)).expect("writer starts");
+    let mut writer = LogWriter::start(config, &key(7)).expect("writer starts");
     for record in records {
         assert!(writer.append(record.clone()));
     }

@@ -8,12 +8,17 @@
 //! log has a gap, never the other way round. An error on the thread stops
 //! it; every append after is dropped and counted, and
 //! [`LogWriter::close`] returns the error.
+//!
+//! A writer started with an index ([`LogWriter::start_indexed`]) numbers
+//! each room message as it is queued and, once it is written, puts its
+//! place in the index (`index`), so `/history` pages can be read back from
+//! the log (`pages`).
 
 use std::fmt;
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,8 @@ use rand_chacha::rand_core::SeedableRng as _;
 use eaxchat_proto::cipher::eax_key;
 use eaxchat_proto::key::Key;
 
+use super::index::{LogIndex, Place};
+use super::pages::Pages;
 use super::segments::{Sealer, Segments};
 use super::{Fsync, LogConfig, LogError, Record, io_error};
 
@@ -50,7 +57,9 @@ pub struct LogStats {
 }
 
 enum Job {
-    Append(Record),
+    /// A record, and its id in its room if it is a message of an indexed
+    /// log.
+    Append(Record, Option<u64>),
     /// Tests only: the writer says it is held, then waits until the
     /// release is dropped, so a test can fill the queue.
     #[cfg(test)]
@@ -66,6 +75,8 @@ pub struct LogWriter {
     jobs: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<Result<(), LogError>>>,
     counters: Arc<Counters>,
+    /// Reading `/history` pages back ([`LogWriter::start_indexed`]).
+    pub(super) pages: Option<Pages>,
 }
 
 impl fmt::Debug for LogWriter {
@@ -81,6 +92,22 @@ impl LogWriter {
     /// [`open_and_replay`](super::open_and_replay) should have read first)
     /// and starts the writer thread.
     pub fn start(config: LogConfig, key: &Key) -> Result<LogWriter, LogError> {
+        LogWriter::spawn(config, key, None)
+    }
+
+    /// [`LogWriter::start`], keeping `index` (from
+    /// [`open_and_index`](super::open_and_index)) up to date as messages
+    /// are written, so [`LogWriter::read_page`] can read them back.
+    pub fn start_indexed(
+        config: LogConfig,
+        key: &Key,
+        index: LogIndex,
+    ) -> Result<LogWriter, LogError> {
+        let pages = Pages::new(config.dir.clone(), key, index);
+        LogWriter::spawn(config, key, Some(pages))
+    }
+
+    fn spawn(config: LogConfig, key: &Key, pages: Option<Pages>) -> Result<LogWriter, LogError> {
         let mut seed = [0u8; 32];
         getrandom::fill(&mut seed).map_err(|error| LogError::Io {
             path: config.dir.clone(),
@@ -92,22 +119,27 @@ impl LogWriter {
         let (jobs, queue) = mpsc::sync_channel(config.queue);
         let thread_counters = Arc::clone(&counters);
         let sealer = Sealer::new(eax_key(key), ChaCha20Rng::from_seed(seed));
+        let index = pages.as_ref().map(|pages| Arc::clone(&pages.index));
         let thread = std::thread::Builder::new()
             .name("eaxchat-log".to_owned())
-            .spawn(move || write_loop(queue, segments, sealer, &thread_counters))
+            .spawn(move || write_loop(queue, segments, sealer, index, &thread_counters))
             .map_err(io_error(&config.dir))?;
         Ok(LogWriter {
             jobs: Some(jobs),
             thread: Some(thread),
             counters,
+            pages,
         })
     }
 
     /// Hands `record` to the writer thread without waiting. `false` if it
     /// was dropped (and counted): the queue was full or the writer stopped.
-    pub fn append(&self, record: Record) -> bool {
+    /// In an indexed log a room message takes its room's next id whether
+    /// it is written or not, as the core's history numbers it.
+    pub fn append(&mut self, record: Record) -> bool {
+        let id = self.pages.as_mut().and_then(|pages| pages.number(&record));
         let sent = match &self.jobs {
-            Some(jobs) => match jobs.try_send(Job::Append(record)) {
+            Some(jobs) => match jobs.try_send(Job::Append(record, id)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             },
@@ -126,6 +158,12 @@ impl LogWriter {
     /// since is dropped); [`LogWriter::close`] returns the error.
     pub fn is_stopped(&self) -> bool {
         self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// A mark of what has been queued so far: a page asked for now is
+    /// [`LogWriter::page_ready`] once the writer has done all of it.
+    pub fn queued_mark(&self) -> u64 {
+        self.counters.queued.load(Ordering::Relaxed)
     }
 
     /// The counters now.
@@ -187,6 +225,7 @@ fn write_loop(
     queue: Receiver<Job>,
     mut segments: Segments,
     mut sealer: Sealer,
+    index: Option<Arc<Mutex<LogIndex>>>,
     counters: &Counters,
 ) -> Result<(), LogError> {
     let fsync = segments.config().fsync;
@@ -210,17 +249,36 @@ fn write_loop(
             .chain(std::iter::from_fn(|| queue.try_recv().ok()))
         {
             match job {
-                Job::Append(record) => match sealer.encode(&record) {
-                    Some(len) => {
-                        let at = segments.place(len)?;
-                        segments.write(sealer.seal(at))?;
-                        counters.written.fetch_add(1, Ordering::Release);
-                        unsynced += 1;
+                Job::Append(record, id) => {
+                    let mut written = None;
+                    match sealer.encode(&record) {
+                        Some(len) => {
+                            let at = segments.place(len)?;
+                            let offset = segments.offset();
+                            let oldest = segments.oldest();
+                            segments.write(sealer.seal(at))?;
+                            counters.written.fetch_add(1, Ordering::Release);
+                            unsynced += 1;
+                            let deleted = segments.oldest() != oldest;
+                            written = Some((Place::new(at.segment, at.index, offset), deleted));
+                        }
+                        None => {
+                            counters.dropped.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    None => {
-                        counters.dropped.fetch_add(1, Ordering::Relaxed);
+                    if let Some(index) = &index {
+                        let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let (Some(id), Some((Some(place), _)), Record::Message { room, .. }) =
+                            (id, written, &record)
+                        {
+                            index.push(room, id, place);
+                        }
+                        if let (Some((_, true)), Some(oldest)) = (written, segments.oldest()) {
+                            index.forget_before(oldest);
+                        }
+                        index.done += 1;
                     }
-                },
+                }
                 #[cfg(test)]
                 Job::Hold { held, release } => {
                     let _ = held.send(());

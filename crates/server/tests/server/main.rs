@@ -16,6 +16,7 @@ mod members_reload;
 mod message_log;
 mod preauth;
 mod relay;
+mod rooms;
 mod seed;
 mod sessions;
 mod web_tls;

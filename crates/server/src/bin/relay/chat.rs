@@ -1,6 +1,7 @@
 //! The chat layer's flags (rooms, history, flood control, presence), the
-//! message log (opened, replayed into room history and handed to the
-//! server; its key found as `log_cmd.rs` says), the web listener
+//! message log (opened, replayed into room history, indexed for
+//! `/history` pages and handed to the server; its key found as
+//! `log_cmd.rs` says), the web listener
 //! (`--web`).
 
 use std::path::Path;
@@ -151,7 +152,8 @@ impl Options {
         }
         let key_path = &key_place.path;
         let key = msglog::load_or_create_key(key_path).map_err(runtime)?;
-        let (records, report) = msglog::open_and_replay(&config.dir, &key).map_err(runtime)?;
+        let (records, report, index) =
+            msglog::open_and_index(&config.dir, &key).map_err(runtime)?;
         for cut in &report.truncated {
             warn!(
                 "message log {}: {} at byte {}; cut {} bytes there, every record before kept",
@@ -162,10 +164,12 @@ impl Options {
             );
         }
         server.restore_history(&records);
-        let writer = LogWriter::start(config.clone(), &key).map_err(runtime)?;
+        let indexed = index.len();
+        let writer = LogWriter::start_indexed(config.clone(), &key, index).map_err(runtime)?;
         server.set_log(writer);
         info!(
-            "message log {} (key {}): {} records in {} segments read, fsync {}, at most {} bytes",
+            "message log {} (key {}): {} records in {} segments read ({indexed} messages \
+             indexed for /history), fsync {}, at most {} bytes",
             config.dir.display(),
             key_path.display(),
             report.records,

@@ -7,12 +7,32 @@
 //! - [`ds`]: what the relay, as MLS's Delivery Service, reads of a group
 //!   message (group, epoch, kind, the KeyPackages a Welcome names) and
 //!   checks of a KeyPackage, without any group secret.
+//! - A device's side: [`E2eRooms`] (its groups, one per room: create, add,
+//!   remove, join, encrypt, [`E2eRooms::process`] → [`Event`]) over a
+//!   [`Device`] (signature key, credential, state directory), [`Pins`]
+//!   (trust on first use per peer name) and [`safety_number`] for
+//!   `/verify`. Sans-io: bytes in, bytes and events out.
 //!
 //! Every suite here is [`CIPHERSUITE`]: the one openmls, ts-mls and
 //! Chromium's WebCrypto all have. docs/protocol.md ("End-to-end rooms")
 //! is the wire; docs/security.md says what it protects and what not.
 
 pub mod ds;
+
+mod device;
+mod error;
+mod inbound;
+mod pins;
+mod rooms;
+mod safety;
+mod state;
+
+pub use device::Device;
+pub use error::E2eError;
+pub use inbound::Event;
+pub use pins::{Pin, Pins, hex};
+pub use rooms::{E2eRooms, Member, PAST_EPOCHS};
+pub use safety::{SAFETY_ITERATIONS, safety_half, safety_number};
 
 use openmls::prelude::Ciphersuite;
 

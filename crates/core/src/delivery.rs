@@ -253,7 +253,8 @@ impl DeliveryService {
             }
             _ => return Err(Refused::Stale { epoch: group.epoch }),
         };
-        self.changed = true;
+        // Application messages and proposals pass through: nothing kept.
+        self.changed |= !matches!(taken, Taken::Application | Taken::Proposal);
         Ok(taken)
     }
 

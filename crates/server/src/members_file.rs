@@ -29,6 +29,7 @@ use eaxchat_core::members::{AnyMembers, Member, Members, MembersError};
 use eaxchat_proto::key::{Key, readable_by_others};
 use eaxchat_proto::name::Name;
 
+pub mod delivery;
 pub mod invites;
 pub mod rooms;
 mod sessions;

@@ -42,6 +42,7 @@
 //! - `log_pages`: the message log's records handed over, and `/history`
 //!   pages older than memory read back from it;
 //! - `member_rooms`: the members' remembered rooms in `MEMBERS.rooms`.
+//! - `delivery`: the end-to-end rooms' Delivery Service in `MEMBERS.e2e`.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -68,6 +69,7 @@ mod accept;
 mod admin;
 #[cfg(feature = "nats")]
 mod cluster;
+mod delivery;
 mod invites;
 mod log_pages;
 mod member_rooms;
@@ -218,6 +220,8 @@ pub struct Server {
     pages: log_pages::PendingPages,
     /// `MEMBERS.rooms` (`member_rooms.rs`).
     member_rooms: member_rooms::RoomsFile,
+    /// `MEMBERS.e2e` (`delivery.rs`).
+    delivery: delivery::DeliveryFile,
 }
 
 impl Server {
@@ -298,6 +302,7 @@ impl Server {
             admin: admin::Admin::default(),
             pages: log_pages::PendingPages::default(),
             member_rooms: member_rooms::RoomsFile::default(),
+            delivery: delivery::DeliveryFile::default(),
         };
         server.read_member_rooms();
         Ok(server)
@@ -328,6 +333,7 @@ impl Server {
     pub fn set_chat(&mut self, config: ChatConfig) {
         self.relay.set_chat(config);
         self.restore_member_rooms();
+        self.read_delivery();
     }
 
     /// The address actually bound (useful with port 0).
@@ -417,6 +423,7 @@ impl Server {
             self.write_log();
             self.answer_pages();
             self.write_member_rooms(false);
+            self.write_delivery();
             // And what the timers and closes since had (a leave, say).
             #[cfg(feature = "nats")]
             self.give_to_cluster();
@@ -481,10 +488,12 @@ impl Server {
                 let buf = std::mem::take(&mut self.read_buf);
                 self.take_web_bytes(id, &buf[..n]);
                 self.read_buf = buf;
+                self.write_delivery();
                 self.read_again.push(id);
             }
             Ok(n) => {
                 self.relay.receive(id, &self.read_buf[..n]);
+                self.write_delivery();
                 self.read_again.push(id);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}

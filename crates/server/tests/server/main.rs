@@ -10,6 +10,7 @@
 #[cfg(feature = "nats")]
 mod cluster;
 mod config;
+mod e2e;
 mod members;
 mod members_cli;
 mod members_reload;

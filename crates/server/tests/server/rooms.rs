@@ -21,15 +21,15 @@ use serde_json::Value;
 
 use crate::sessions::{Fixture, SessionConn, SessionRelay};
 
-/// A member's `eaxchat/1` connection.
-struct Client {
+/// A member's `eaxchat/1` connection (`e2e.rs` speaks through it too).
+pub(crate) struct Client {
     conn: SessionConn,
 }
 
 impl Client {
     /// Connects as `secret`'s device and says `/hello eaxchat/1`; returns
     /// the client and its welcome.
-    fn connect(relay: &SessionRelay, secret: &StaticSecret) -> (Client, Value) {
+    pub(crate) fn connect(relay: &SessionRelay, secret: &StaticSecret) -> (Client, Value) {
         let mut client = Client {
             conn: relay.connect(secret),
         };
@@ -38,12 +38,12 @@ impl Client {
         (client, welcome)
     }
 
-    fn say(&mut self, text: &str) {
+    pub(crate) fn say(&mut self, text: &str) {
         self.conn.send(text.as_bytes());
     }
 
     /// The next event; plain-text frames (before the hello) are skipped.
-    fn event(&mut self) -> Value {
+    pub(crate) fn event(&mut self) -> Value {
         loop {
             let frame = self.conn.recv();
             if let Ok(event) = serde_json::from_slice::<Value>(&frame) {
@@ -53,7 +53,7 @@ impl Client {
     }
 
     /// The first event that `wanted` takes, skipping the others (bounded).
-    fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn wait_for(&mut self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             assert!(Instant::now() < deadline, "no {what} within {WAIT:?}");
@@ -65,7 +65,7 @@ impl Client {
     }
 
     /// `/join ROOM`, and its `myrooms` answer.
-    fn join(&mut self, room: &str) -> Value {
+    pub(crate) fn join(&mut self, room: &str) -> Value {
         self.say(&format!("/join {room}"));
         self.wait_for("myrooms after /join", |e| {
             e["kind"] == "myrooms" && e["room"] == room
@@ -93,7 +93,7 @@ impl Client {
     }
 }
 
-fn str_of(value: &Value) -> String {
+pub(crate) fn str_of(value: &Value) -> String {
     value.as_str().unwrap_or_default().to_owned()
 }
 
@@ -112,7 +112,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// A session relay with no flood control (the tests send fast) and
 /// `extra`.
-fn start(fixture: &Fixture, extra: &[&str]) -> SessionRelay {
+pub(crate) fn start(fixture: &Fixture, extra: &[&str]) -> SessionRelay {
     let mut args = vec!["--rate", "0"];
     args.extend_from_slice(extra);
     fixture.start(&args)

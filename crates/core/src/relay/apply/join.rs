@@ -29,6 +29,9 @@ impl<T: Write> Relay<T> {
                     text: &text,
                 },
             );
+            if multi {
+                self.tell_my_rooms(from);
+            }
             return;
         }
         let count = self.peers.get(from).map_or(0, |peer| peer.chat.rooms.len());

@@ -41,6 +41,9 @@ pub const MAX_WELCOMES_PER_DEVICE: usize = 16;
 /// KeyPackages handed out whose Welcome the relay still routes.
 pub const MAX_HANDED_OUT: usize = 4096;
 
+/// Devices a group remembers as in it (the oldest forgotten first).
+pub const MAX_GROUP_DEVICES: usize = 4096;
+
 /// One end-to-end room's group, as the relay knows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Group {
@@ -52,6 +55,10 @@ struct Group {
     group_info: Option<Box<[u8]>>,
     /// Members whose removal the next commit must make.
     removals: Vec<Name>,
+    /// Devices the relay knows are in the group: its creator and those it
+    /// routed a Welcome to. A device of the room's members not among them
+    /// is announced for adding (`mls-add`).
+    devices: Vec<DeviceKey>,
 }
 
 /// What a group message the relay took is, and what it does with it.
@@ -186,8 +193,20 @@ impl DeliveryService {
         Some((group.epoch, group.group_info.as_deref()?))
     }
 
-    /// Takes one group message `sender` sent for `room`.
-    pub fn take(&mut self, room: &RoomName, bytes: &[u8]) -> Result<Taken, Refused> {
+    /// Whether the relay knows `device` to be in `room`'s group.
+    pub fn knows_device(&self, room: &RoomName, device: &DeviceKey) -> bool {
+        self.groups
+            .get(room)
+            .is_some_and(|group| group.devices.contains(device))
+    }
+
+    /// Takes one group message device `sender` sent for `room`.
+    pub fn take(
+        &mut self,
+        room: &RoomName,
+        sender: Option<DeviceKey>,
+        bytes: &[u8],
+    ) -> Result<Taken, Refused> {
         let Some(group) = self.groups.get_mut(room) else {
             return Err(Refused::NotEndToEnd);
         };
@@ -211,6 +230,7 @@ impl DeliveryService {
                 }
                 group.created = true;
                 group.group_info = Some(bytes.into());
+                group.devices.extend(sender);
                 Taken::Created
             }
             Peeked::GroupInfo { .. } if epoch == 0 && group.epoch == 0 => {
@@ -242,6 +262,12 @@ impl DeliveryService {
                 devices.sort_unstable();
                 devices.dedup();
                 for device in &devices {
+                    if !group.devices.contains(device) {
+                        if group.devices.len() >= MAX_GROUP_DEVICES {
+                            group.devices.remove(0);
+                        }
+                        group.devices.push(*device);
+                    }
                     let waiting = self.welcomes.entry(*device).or_default();
                     if waiting.len() >= MAX_WELCOMES_PER_DEVICE {
                         waiting.pop_front();

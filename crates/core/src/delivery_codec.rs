@@ -31,6 +31,10 @@ impl DeliveryService {
             for name in &group.removals {
                 put_short(&mut out, name.as_str().as_bytes());
             }
+            put_u32(&mut out, group.devices.len());
+            for device in &group.devices {
+                out.extend_from_slice(device);
+            }
         }
         let mut packages: Vec<_> = self.packages.iter().collect();
         packages.sort_by(|a, b| a.0.cmp(b.0));
@@ -91,6 +95,10 @@ impl DeliveryService {
             for _ in 0..r.u32()? {
                 removals.push(r.name()?);
             }
+            let mut devices = Vec::new();
+            for _ in 0..r.u32()? {
+                devices.push(r.array()?);
+            }
             ds.groups.insert(
                 room,
                 Group {
@@ -98,6 +106,7 @@ impl DeliveryService {
                     epoch,
                     group_info,
                     removals,
+                    devices,
                 },
             );
         }

@@ -136,6 +136,38 @@ impl<T: Write> Relay<T> {
         }
     }
 
+    /// `from` said `/hello`: each end-to-end room it is in whose group the
+    /// relay does not know its device to be in is told that its member's
+    /// devices are to be added. A new device of a member is never added
+    /// quietly: the members add it, and their clients show it.
+    pub(super) fn e2e_device_arrived(&mut self, from: ConnId) {
+        let (Some(device), Some(name)) = (self.device_of(from), self.name_of(from).cloned()) else {
+            return;
+        };
+        let rooms: Vec<RoomId> = self
+            .peers
+            .get(from)
+            .map(|peer| peer.chat.rooms.clone())
+            .unwrap_or_default();
+        for room in rooms {
+            let Some(room_name) = self.chat.rooms.get(room).map(|r| r.name().clone()) else {
+                continue;
+            };
+            let delivery = &self.chat.delivery;
+            if delivery.epoch(&room_name).is_none() || delivery.knows_device(&room_name, &device) {
+                continue;
+            }
+            self.tell_room(
+                room,
+                Some(from),
+                &Event::Group {
+                    what: GroupNotice::Add(&name),
+                    room: &room_name,
+                },
+            );
+        }
+    }
+
     /// Member `name` left end-to-end room `room_name` (or the relay): the
     /// next commit must remove its devices, and the room is told so.
     pub(super) fn e2e_left(&mut self, name: &Name, room_name: &RoomName) {
@@ -218,7 +250,8 @@ impl<T: Write> Relay<T> {
             self.room_error(from, Some(room_name), &text);
             return;
         };
-        let taken = match self.chat.delivery.take(room_name, message) {
+        let device = self.device_of(from);
+        let taken = match self.chat.delivery.take(room_name, device, message) {
             Ok(taken) => taken,
             Err(why) => {
                 let epoch = self.chat.delivery.epoch(room_name).unwrap_or(0);

@@ -362,3 +362,38 @@ fn group_messages_of_one_read_go_out_together_in_order() {
         .collect();
     assert_eq!(texts, want);
 }
+
+#[test]
+fn a_new_device_of_a_member_is_announced_for_adding() {
+    const LAPTOP: u8 = 12;
+    let mut relay = sessions_relay(
+        &[("alice", ALICE), ("bob", BOB), ("bob", LAPTOP)],
+        Default::default(),
+        ChatConfig {
+            presence: false,
+            ..ChatConfig::default()
+        },
+    );
+    let (mut alice, _alice_mls, bob, _bob_mls) = alice_and_bob(&mut relay);
+    // Bob's phone, welcomed, comes back: nothing to announce.
+    let bob_id = bob.id;
+    relay.close(bob_id, eaxchat_core::relay::CloseReason::PeerClosed);
+    relay.remove(bob_id);
+    alice.got(&mut relay);
+    let _phone = connect(&mut relay, BOB);
+    let got = events(&mut relay, &mut alice);
+    assert!(
+        !got.iter()
+            .any(|e| matches!(e.kind, ParsedKind::MlsAdd { .. })),
+        "{got:?}"
+    );
+    // His laptop, new to the group, comes into the room (his rooms are
+    // remembered): the room is told to add bob's devices.
+    let _laptop = connect(&mut relay, LAPTOP);
+    let got = events(&mut relay, &mut alice);
+    assert!(
+        got.iter()
+            .any(|e| e.kind == ParsedKind::MlsAdd { name: "bob".into() }),
+        "{got:?}"
+    );
+}

@@ -41,6 +41,7 @@ impl<T: Write> Relay<T> {
         }
         if let Some(device) = self.device_of(from) {
             self.hand_welcomes(&device);
+            self.e2e_device_arrived(from);
         }
     }
 }

@@ -138,12 +138,18 @@ impl std::fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
+/// A KeyPackage kept: its `KeyPackageRef` and its `MLSMessage` bytes.
+type KeptPackage = (Box<[u8]>, Box<[u8]>);
+
+/// A Welcome waiting for a device: its room and its bytes.
+type WaitingWelcome = (RoomName, Box<[u8]>);
+
 /// KeyPackages a device uploaded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Packages {
     name: Option<Name>,
     /// `(KeyPackageRef, MLSMessage bytes)`, oldest first.
-    kept: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    kept: VecDeque<KeptPackage>,
 }
 
 /// The Delivery Service's state: every end-to-end room's group, and every
@@ -152,7 +158,7 @@ struct Packages {
 pub struct DeliveryService {
     groups: HashMap<RoomName, Group>,
     packages: HashMap<DeviceKey, Packages>,
-    welcomes: HashMap<DeviceKey, VecDeque<(RoomName, Box<[u8]>)>>,
+    welcomes: HashMap<DeviceKey, VecDeque<WaitingWelcome>>,
     /// KeyPackageRef → the device it is of, for routing Welcomes; oldest
     /// first in `handed_order`.
     handed: HashMap<Box<[u8]>, DeviceKey>,
@@ -340,7 +346,7 @@ impl DeliveryService {
     }
 
     /// The Welcomes waiting for `device`, taken out.
-    pub fn welcomes_for(&mut self, device: &DeviceKey) -> Vec<(RoomName, Box<[u8]>)> {
+    pub fn welcomes_for(&mut self, device: &DeviceKey) -> Vec<WaitingWelcome> {
         let waiting: Vec<_> = self
             .welcomes
             .remove(device)

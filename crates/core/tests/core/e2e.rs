@@ -397,3 +397,29 @@ fn a_new_device_of_a_member_is_announced_for_adding() {
         "{got:?}"
     );
 }
+
+#[test]
+fn a_relay_in_a_cluster_makes_no_end_to_end_room() {
+    use eaxchat_core::cluster::{Cluster, ClusterConfig, ClusterKey};
+    use eaxchat_proto::key::Key;
+    use eaxchat_proto::nonce::Nonces;
+    use std::time::Instant;
+
+    let mut relay = relay();
+    let key = ClusterKey::with_nonces(
+        &Key::from_bytes(&[5; 16]).unwrap(),
+        Nonces::from_seed([8; 32]),
+    );
+    relay.join_cluster(Cluster::new(
+        ClusterConfig::new("t", "here"),
+        key,
+        1,
+        Instant::now(),
+    ));
+    let mut alice = connect(&mut relay, ALICE);
+    alice.say(&mut relay, "/join dev --e2e");
+    let got = events(&mut relay, &mut alice);
+    assert_eq!(got[0].kind, ParsedKind::Error);
+    assert!(got[0].text.contains("cluster"), "{got:?}");
+    assert!(relay.delivery().rooms().next().is_none());
+}

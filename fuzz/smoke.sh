@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${FUZZ_SECONDS:-20}
-read -r -a targets <<<"${FUZZ_TARGETS:-decrypt frames relay eax_key commands members cluster handshake}"
+read -r -a targets <<<"${FUZZ_TARGETS:-decrypt frames relay eax_key commands members cluster handshake delivery}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
   # A debug build: it only drives the build and libFuzzer, and compiles in

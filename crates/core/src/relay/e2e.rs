@@ -136,14 +136,18 @@ impl<T: Write> Relay<T> {
         }
     }
 
-    /// `from` said `/hello`: each end-to-end room it is in whose group the
-    /// relay does not know its device to be in is told that its member's
-    /// devices are to be added. A new device of a member is never added
-    /// quietly: the members add it, and their clients show it.
+    /// `from` said `/hello`, or uploaded its device's first KeyPackage:
+    /// once the device has one to be added with, each end-to-end room it
+    /// is in whose group the relay does not know it to be in is told that
+    /// its member's devices are to be added. A new device of a member is
+    /// never added quietly: the members add it, and their clients show it.
     pub(super) fn e2e_device_arrived(&mut self, from: ConnId) {
         let (Some(device), Some(name)) = (self.device_of(from), self.name_of(from).cloned()) else {
             return;
         };
+        if self.chat.delivery.packages_kept(&device) == 0 {
+            return;
+        }
         let rooms: Vec<RoomId> = self
             .peers
             .get(from)
@@ -384,6 +388,9 @@ impl<T: Write> Relay<T> {
                 let kept = self.chat.delivery.packages_kept(&device);
                 let text = format!("* KeyPackage kept ({kept} for this device)");
                 self.send_event(from, &Event::notice(&text));
+                if kept == 1 {
+                    self.e2e_device_arrived(from);
+                }
             }
             Err(why) => self.send_event(from, &Event::error(&why.to_string())),
         }

@@ -388,8 +388,20 @@ fn a_new_device_of_a_member_is_announced_for_adding() {
         "{got:?}"
     );
     // His laptop, new to the group, comes into the room (his rooms are
-    // remembered): the room is told to add bob's devices.
-    let _laptop = connect(&mut relay, LAPTOP);
+    // remembered); once it has a KeyPackage to be added with, the room is
+    // told to add bob's devices.
+    let mut laptop = connect(&mut relay, LAPTOP);
+    let got = events(&mut relay, &mut alice);
+    assert!(
+        !got.iter()
+            .any(|e| matches!(e.kind, ParsedKind::MlsAdd { .. })),
+        "{got:?}"
+    );
+    let laptop_mls = Device::new("bob");
+    laptop.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(laptop_mls.key_package())),
+    );
     let got = events(&mut relay, &mut alice);
     assert!(
         got.iter()

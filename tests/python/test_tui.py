@@ -6,15 +6,17 @@ dies (``stty -a`` run in the same terminal once chat has exited)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 import time
-from typing import Callable, List
+from typing import Callable, List, Optional
 
 import pexpect
 import pyte
 import pytest
 
 import eaxchat
-from conftest import WAIT
+from conftest import WAIT, wait_until, write_members
 
 COLUMNS, ROWS = 80, 24
 
@@ -23,12 +25,14 @@ class Terminal:
     """``chat`` in a pseudo-terminal of its own, followed by ``stty -a``
     once it exits, with a pyte screen fed everything it writes."""
 
-    def __init__(self, bins, relay, extra: str = "") -> None:
+    def __init__(self, bins, relay, extra: str = "", keys: Optional[str] = None) -> None:
         self.screen = pyte.Screen(COLUMNS, ROWS)
         self.stream = pyte.ByteStream(self.screen)
         self.raw = b""
+        if keys is None:
+            keys = f"--key-hex {relay.key_hex}"
         command = (
-            f"{bins.chat} --connect {relay.addr} --key-hex {relay.key_hex} {extra}; "
+            f"{bins.chat} --connect {relay.addr} {keys} {extra}; "
             "echo CHAT-EXIT=$?; stty -a; sleep 30"
         )
         self.child = pexpect.spawn(
@@ -71,8 +75,8 @@ class Terminal:
 def terminals(bins):
     made: List[Terminal] = []
 
-    def start(relay, extra: str = "") -> Terminal:
-        terminal = Terminal(bins, relay, extra)
+    def start(relay, extra: str = "", keys: Optional[str] = None) -> Terminal:
+        terminal = Terminal(bins, relay, extra, keys)
         made.append(terminal)
         return terminal
 
@@ -243,5 +247,58 @@ def test_a_shared_key_name_goes_inside_the_room_line(start_relay, terminals):
         except TimeoutError:
             pytest.fail(f"no 'alice: hello' within {WAIT} s; the room got {seen}")
         assert not [line for line in seen if "/" in line], seen
+    terminal.child.sendcontrol("c")
+    assert_sane(modes_after_exit(terminal))
+
+
+def test_an_end_to_end_room_is_marked_and_its_messages_read_here(bins, start_relay, terminals,
+                                                                  tmp_path):
+    """alice's app on a session relay makes #sec end-to-end (``/join sec
+    --e2e``): the status line and the room list mark it ``#sec 🔒``; bob
+    (``chat`` in pipe mode, with an identity of his own) joins, alice's app
+    adds him to the group by itself, his message shows in her pane as
+    ``bob: …`` (decrypted here: the relay only had ciphertext), and
+    ``/verify bob`` prints the safety number."""
+    members = ""
+    for name in ("alice", "bob"):
+        made = subprocess.run(
+            [str(bins.chat), "keygen", "--key-out", str(tmp_path / f"{name}.identity")],
+            capture_output=True, text=True, timeout=WAIT, check=True, stdin=subprocess.DEVNULL)
+        members += f"{name} {made.stdout.split()[0]}\n"
+    write_members(tmp_path / "members.txt", members)
+    relay = start_relay(members=tmp_path / "members.txt",
+                        extra=[*CHAT, "--identity", str(tmp_path / "relay.identity")])
+    found = re.search(r"relay identity (x25519:\S+)", relay.wait_for_log("relay identity x25519:"))
+    assert found, relay.log
+
+    def keys(name: str) -> List[str]:
+        return ["--key-file", str(tmp_path / f"{name}.identity"), "--relay-key", found.group(1),
+                "--known-relays", str(tmp_path / f"{name}.known_relays")]
+
+    terminal = terminals(relay, keys=" ".join(keys("alice")))
+    terminal.wait_for_text("end-to-end rooms ready")
+    terminal.child.send("/join sec --e2e\r")
+    terminal.wait_for("the 🔒 mark", lambda: "[#sec 🔒]" in status_row(terminal))
+    terminal.wait_for_text("you made its group")
+    assert room_row(terminal, "#sec").startswith("2 #sec 🔒"), terminal.rows()
+    assert "🔒" not in room_row(terminal, "#lobby"), terminal.rows()
+    bob_out = tmp_path / "bob.out"
+    with open(bob_out, "wb") as out:
+        bob = subprocess.Popen([str(bins.chat), "--connect", str(relay.addr), *keys("bob")],
+                               stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert bob.stdin is not None
+        bob.stdin.write(b"/join sec\n")
+        bob.stdin.flush()
+        terminal.wait_for_text("you added bob")
+        wait_until(lambda: b"end-to-end group now" in bob_out.read_bytes(), "bob's Welcome")
+        bob.stdin.write(b"for the group only\n")
+        bob.stdin.flush()
+        terminal.wait_for_text("bob: for the group only")
+        terminal.child.send("/verify bob\r")
+        terminal.wait_for_text("safety number with bob")
+    finally:
+        bob.kill()
+        bob.wait(timeout=WAIT)
     terminal.child.sendcontrol("c")
     assert_sane(modes_after_exit(terminal))

@@ -39,6 +39,8 @@
 //! | this one | [`Options`], [`run`], the input thread, the `SessionEvent`s |
 //! | `error` | [`ChatError`], [`Status`], [`SessionInfo`], their one-line texts, the exit code |
 //! | `session` | the calling thread's state and its loop over events |
+//! | `printer` | pipe mode's front end: one line per message or event |
+//! | [`e2e`] | end-to-end rooms: the MLS driver between events and typed lines |
 //! | `link` | dialing the relay, the socket, the reader thread, [`Backoff`] |
 //! | `keys` | sealing and opening: the shared key, or each connection's session |
 //! | `handshake` | a connection's handshake (after the key request, on first use): line 1 out, the reply in, bounded |
@@ -53,6 +55,7 @@
 //! [`eaxchat_proto::events::ParsedEvent`], and peer text is made safe to
 //! print by [`sanitize`](eaxchat_proto::sanitize).
 
+pub mod e2e;
 mod error;
 mod handshake;
 pub mod identity;
@@ -62,6 +65,7 @@ mod keys;
 pub mod known_relays;
 mod link;
 mod nonce_window;
+mod printer;
 mod session;
 pub mod tui;
 
@@ -82,7 +86,8 @@ use input::{InputLine, InputLines};
 use keys::Keys;
 use known_relays::RelayTrust;
 use link::LinkEnd;
-use session::{Printer, Session};
+use printer::Printer;
+use session::Session;
 
 /// What chat seals with and proves itself by.
 #[derive(Debug)]
@@ -123,6 +128,9 @@ pub struct Options {
     /// connection, and show each as the line the relay's plain text would
     /// be; in members mode the hello is what identifies us.
     pub events: bool,
+    /// With an identity: the state directory of this device's end-to-end
+    /// rooms (its MLS key, groups and pins). `None`: no end-to-end rooms.
+    pub e2e_dir: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -139,6 +147,7 @@ impl Options {
             listen_only: false,
             reconnect: false,
             events: true,
+            e2e_dir: None,
         }
     }
 

@@ -13,13 +13,14 @@
 //! use), when the linger after the input is over, and how many messages
 //! were never sent.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::Instant;
 
 use bytes::BytesMut;
 
+use super::e2e::{E2eDriver, Output};
 use super::error::{SessionInfo, WRITING_OUTPUT};
 use super::handshake::HandshakeError;
 use super::input::InputLine;
@@ -27,8 +28,6 @@ use super::keys::Keys;
 use super::known_relays::{self, KnownRelaysError, PinSource, RelayPin};
 use super::link::{Dialer, Link, LinkEnd};
 use super::{ChatError, Options, SessionEvent, Status};
-use eaxchat_proto::events::{ParsedEvent, ParsedKind};
-use eaxchat_proto::sanitize;
 use eaxchat_proto::wire::encoded_len;
 
 /// The first frame of a connection that asks for structured events.
@@ -42,7 +41,7 @@ const BACKLOG_LIMIT: usize = 1024 * 1024;
 /// Where a session's words go: the line printer of pipe mode
 /// ([`Printer`]) or the terminal app ([`super::tui`]), which also brings
 /// keys in.
-pub(super) trait Front {
+pub(crate) trait Front {
     /// Shows one received plaintext: an `eaxchat/1` event, or raw text.
     fn show(&mut self, plaintext: &[u8]) -> io::Result<()>;
     /// Reports a change of the connection's state, or a refusal.
@@ -61,6 +60,9 @@ pub(super) trait Front {
     }
     /// The wake-up [`Front::next_tick`] asked for.
     fn tick(&mut self) {}
+    /// A history message of `room` that shows as nothing (an end-to-end
+    /// room's commit): the app counts it among the history announced.
+    fn history_skipped(&mut self, _room: &str) {}
 }
 
 /// What a terminal event asks of the session.
@@ -86,6 +88,8 @@ pub(super) struct Session<'a, F> {
     linger_until: Option<Instant>,
     /// Messages refused or dropped so far.
     not_sent: usize,
+    /// End-to-end rooms, with an identity's state directory.
+    e2e: Option<E2eDriver>,
 }
 
 impl<'a, F: Front> Session<'a, F> {
@@ -108,6 +112,7 @@ impl<'a, F: Front> Session<'a, F> {
             link: None,
             linger_until: None,
             not_sent: 0,
+            e2e: options.e2e_dir.clone().map(E2eDriver::new),
         }
     }
 
@@ -222,7 +227,34 @@ impl<'a, F: Front> Session<'a, F> {
         self.send_with(line, false)
     }
 
+    /// A typed line: the end-to-end driver's if it is text for an
+    /// end-to-end room (or `/verify`), else sent.
     fn send_with(&mut self, line: &[u8], prefixed: bool) -> Result<(), ChatError> {
+        let out = match &mut self.e2e {
+            Some(e2e) => e2e.typed(line),
+            None => Output::default(),
+        };
+        if !out.consumed {
+            self.queue_line(line, prefixed)?;
+        }
+        self.apply(out)
+    }
+
+    /// Shows and sends what the end-to-end driver asked for.
+    fn apply(&mut self, out: Output) -> Result<(), ChatError> {
+        for event in &out.show {
+            self.printer.show(event).map_err(|error| ChatError::Io {
+                what: WRITING_OUTPUT,
+                error,
+            })?;
+        }
+        for line in &out.send {
+            self.queue_line(line, false)?;
+        }
+        Ok(())
+    }
+
+    fn queue_line(&mut self, line: &[u8], prefixed: bool) -> Result<(), ChatError> {
         // An empty line is a stray Enter, not a message.
         if line.is_empty() {
             return Ok(());
@@ -288,10 +320,20 @@ impl<'a, F: Front> Session<'a, F> {
         let Some(message) = self.keys.open(line, link, &self.options.connect)? else {
             return Ok(());
         };
-        self.printer.show(message).map_err(|error| ChatError::Io {
-            what: WRITING_OUTPUT,
-            error,
-        })
+        let out = match &mut self.e2e {
+            Some(e2e) => e2e.received(message),
+            None => Output::default(),
+        };
+        if !out.consumed {
+            self.printer.show(message).map_err(|error| ChatError::Io {
+                what: WRITING_OUTPUT,
+                error,
+            })?;
+        }
+        if let Some(room) = &out.history_skipped {
+            self.printer.history_skipped(room);
+        }
+        self.apply(out)
     }
 
     fn link_ended(&mut self, end: LinkEnd) -> Result<(), ChatError> {
@@ -522,70 +564,4 @@ impl Backlog {
 enum Flow {
     Go,
     Quit,
-}
-
-/// Pipe mode's front end: received messages to the output, one line each,
-/// status changes to the callback.
-pub(super) struct Printer<'a, O> {
-    output: &'a mut O,
-    status: &'a mut dyn FnMut(Status),
-    /// Reused: the message being printed, made safe.
-    text: String,
-    /// Reused: an event's line before it is made safe.
-    line: Vec<u8>,
-    /// Whether the relay vouches for names (its `welcome` said so), so that
-    /// messages show as `NAME: TEXT`.
-    members: bool,
-}
-
-impl<O: Write> Front for Printer<'_, O> {
-    fn show(&mut self, plaintext: &[u8]) -> io::Result<()> {
-        match ParsedEvent::parse(plaintext) {
-            Some(event) => self.show_event(&event),
-            None => self.print(plaintext),
-        }
-    }
-
-    fn report(&mut self, status: Status) {
-        (self.status)(status);
-    }
-}
-
-impl<'a, O: Write> Printer<'a, O> {
-    pub(super) fn new(output: &'a mut O, status: &'a mut dyn FnMut(Status)) -> Printer<'a, O> {
-        Printer {
-            output,
-            status,
-            text: String::new(),
-            line: Vec::new(),
-            members: false,
-        }
-    }
-
-    /// Shows one event as the line the relay's plain text would be. The
-    /// `welcome` is not shown (a plain client never gets one): it says
-    /// whether names are stamped.
-    fn show_event(&mut self, event: &ParsedEvent) -> io::Result<()> {
-        if let ParsedKind::Welcome { members, .. } = event.kind {
-            self.members = members;
-            return Ok(());
-        }
-        let mut line = std::mem::take(&mut self.line);
-        line.clear();
-        event.plain(self.members, &mut line);
-        let shown = self.print(&line);
-        self.line = line;
-        shown
-    }
-
-    /// Prints `message`, sanitised, as one line.
-    fn print(&mut self, message: &[u8]) -> io::Result<()> {
-        self.text.clear();
-        sanitize::sanitize_into(message, &mut self.text);
-        self.text.push('\n');
-        // One write per message, so a message is never split by whatever
-        // else reaches the terminal.
-        self.output.write_all(self.text.as_bytes())?;
-        self.output.flush()
-    }
 }

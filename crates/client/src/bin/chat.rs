@@ -50,6 +50,13 @@ use eaxchat_proto::session::{PublicKey, StaticSecret};
   the pin: if the relay's key really changed, remove its line from that\n\
   file.\n\
 \n\
+  End-to-end rooms. With an identity, /join ROOM --e2e makes a room whose\n\
+  messages only its members' devices can read (MLS); chat keeps this\n\
+  device's MLS key, groups and pinned peer keys in IDENTITY.e2e/ beside\n\
+  the identity file, adds and removes members as the relay asks, marks\n\
+  such rooms with a lock, and /verify NAME prints the safety number to\n\
+  compare with NAME.\n\
+\n\
   Examples:\n\
   \x20 chat keygen --key-out ~/.config/eaxchat/me.identity\n\
   \x20 chat --connect relay.example:8080 --key-file ~/.config/eaxchat/me.identity\n\
@@ -220,7 +227,14 @@ fn main() -> ExitCode {
     if member && args.name.is_some() {
         eprintln!("chat: warning: in members mode the relay stamps your name; --name is ignored");
     }
+    // An identity's device keeps its end-to-end rooms beside it.
+    let e2e_dir = matches!(credentials, Credentials::Identity { .. }).then(|| {
+        let mut dir = args.key_file.clone().into_os_string();
+        dir.push(".e2e");
+        PathBuf::from(dir)
+    });
     let options = Options {
+        e2e_dir,
         connect: args.connect,
         name: args.name.filter(|_| !member),
         member,

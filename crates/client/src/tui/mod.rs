@@ -208,4 +208,9 @@ impl Front for Tui {
     fn tick(&mut self) {
         let _ = self.redraw();
     }
+
+    fn history_skipped(&mut self, room: &str) {
+        self.app.history_skipped(room);
+        let _ = self.redraw();
+    }
 }

@@ -35,6 +35,11 @@ impl App {
             ParsedKind::MyRooms => {
                 self.multi = true;
                 self.follow(&event.rooms, room.as_deref());
+                for e2e in &event.e2e {
+                    if let Some(view) = self.room_view(&sanitize(e2e.as_bytes())) {
+                        view.e2e = true;
+                    }
+                }
                 self.push_notice(self.rooms.current_index(), &event, time);
             }
             ParsedKind::Message | ParsedKind::Action => {
@@ -156,6 +161,7 @@ impl App {
                 for entry in list.iter().filter(|entry| entry.joined) {
                     if let Some(view) = self.room_view(&sanitize(entry.room.as_bytes())) {
                         view.topic = topic(&entry.topic);
+                        view.e2e |= entry.mode == "e2e";
                     }
                 }
                 self.push_notice(self.rooms.current_index(), &event, time);
@@ -292,6 +298,15 @@ impl App {
     fn reply_view(&self, room: Option<&str>) -> usize {
         room.and_then(|room| self.rooms.find(room))
             .unwrap_or(self.rooms.current_index())
+    }
+
+    /// A history message of `room` that shows as nothing (an end-to-end
+    /// room's commit, or one already read): counted, so the page or burst
+    /// it belongs to completes.
+    pub fn history_skipped(&mut self, room: &str) {
+        if let Some(view) = self.room_view(&sanitize(room.as_bytes())) {
+            view.history_skip();
+        }
     }
 
     fn room_view(&mut self, room: &str) -> Option<&mut super::room_view::RoomView> {

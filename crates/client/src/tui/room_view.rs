@@ -69,6 +69,9 @@ pub struct RoomView {
     pub scroll: usize,
     /// Whether the oldest entry was on screen when last drawn.
     pub at_top: bool,
+    /// An end-to-end room (the relay's `myrooms` or `/rooms` said so):
+    /// marked 🔒 wherever its name is shown.
+    pub e2e: bool,
     /// A page asked for, before this id, not come yet.
     asked: Option<u64>,
     /// The relay has nothing older than what the view holds.
@@ -91,6 +94,7 @@ impl RoomView {
             members_known: false,
             scroll: 0,
             at_top: false,
+            e2e: false,
             asked: None,
             complete: false,
             incoming: None,
@@ -105,9 +109,11 @@ impl RoomView {
         }
     }
 
-    /// How the room list and the status line name it: `#dev`, `(private)`.
+    /// How the room list and the status line name it: `#dev`, `#dev 🔒`
+    /// (end-to-end), `(private)`.
     pub fn label(&self) -> String {
         match &self.kind {
+            ViewKind::Room(name) if self.e2e => format!("#{name} 🔒"),
             ViewKind::Room(name) => format!("#{name}"),
             ViewKind::Private => "(private)".to_owned(),
         }
@@ -237,6 +243,16 @@ impl RoomView {
         }
         if self.incoming.is_some_and(|incoming| incoming.left == 0) {
             self.history_done();
+        }
+    }
+
+    /// One history message announced that shows as nothing: counted.
+    pub fn history_skip(&mut self) {
+        if let Some(incoming) = &mut self.incoming {
+            incoming.left = incoming.left.saturating_sub(1);
+            if incoming.left == 0 {
+                self.history_done();
+            }
         }
     }
 
@@ -413,5 +429,21 @@ mod tests {
         view.scroll = 4;
         view.push(Entry::notice(Look::Notice, "new"));
         assert_eq!(view.scroll, 5);
+    }
+
+    /// A page of an end-to-end room whose commits show as nothing still
+    /// completes: each is counted as skipped.
+    #[test]
+    fn a_page_completes_with_skipped_messages() {
+        let mut view = RoomView::new(ViewKind::Room("dev".to_owned()));
+        view.history_start(1, false, false);
+        view.history_entry(message(10, "latest"), false);
+        assert_eq!(view.page_request(), Some(10));
+        view.history_start(2, true, false);
+        view.history_entry(message(8, "older"), false);
+        assert!(view.page_pending());
+        view.history_skip();
+        assert!(!view.page_pending());
+        assert_eq!(texts(&view), ["older", "latest"]);
     }
 }

@@ -278,3 +278,17 @@ fn after_a_reconnect_a_shared_key_relay_is_asked_to_put_our_rooms_back() {
         1
     );
 }
+
+/// An end-to-end room is marked 🔒 in the room list and the status line
+/// (its label), from `myrooms`' `e2e` and from `/rooms`' mode.
+#[test]
+fn end_to_end_rooms_are_marked() {
+    let mut app = app();
+    app.receive(br#"{"kind":"myrooms","room":"dev","rooms":["lobby","dev","ops"],"e2e":["dev"]}"#);
+    let labels: Vec<String> = app.rooms.views().iter().map(RoomView::label).collect();
+    assert!(labels.contains(&"#dev 🔒".to_owned()), "{labels:?}");
+    assert!(labels.contains(&"#lobby".to_owned()), "{labels:?}");
+    app.receive(br#"{"kind":"rooms","rooms":[{"room":"ops","count":1,"topic":"","mode":"e2e","joined":true}]}"#);
+    let labels: Vec<String> = app.rooms.views().iter().map(RoomView::label).collect();
+    assert!(labels.contains(&"#ops 🔒".to_owned()), "{labels:?}");
+}

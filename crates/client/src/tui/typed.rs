@@ -88,7 +88,9 @@ pub fn compose(line: &str, target: Target<'_>, prefix: Option<&str>) -> Result<T
     };
     match (word.as_str(), target) {
         ("join", _) => {
-            typed.join = RoomName::new(rest.trim_end().as_bytes())
+            // `/join ROOM --e2e`: the room is the first word.
+            let room = rest.split_whitespace().next().unwrap_or_default();
+            typed.join = RoomName::new(room.as_bytes())
                 .ok()
                 .map(|room| room.as_str().to_owned());
         }
@@ -138,6 +140,11 @@ mod tests {
         }
         let joined = compose("/join #Ops", dev, None).map(|typed| typed.join);
         assert_eq!(joined, Ok(Some("ops".to_owned())));
+        let e2e = compose("/join sec --e2e", dev, None).unwrap();
+        assert_eq!(
+            (e2e.line.as_str(), e2e.join.as_deref()),
+            ("/join sec --e2e", Some("sec"))
+        );
         let own = compose("//etc", dev, None).map(|typed| typed.own_text);
         assert_eq!(own, Ok(Some("/etc".to_owned())));
         let me = compose("/me waves", dev, None).map(|typed| (typed.own_text, typed.action));

@@ -8,6 +8,7 @@
 // Tests may unwrap: a panic is the failure report.
 #![allow(clippy::unwrap_used)]
 
+mod e2e;
 mod first_use;
 mod process;
 mod real_relay;

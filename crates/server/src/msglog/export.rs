@@ -52,7 +52,9 @@ pub fn write_text(
                 match kind {
                     EntryKind::Message => writeln!(out, "{sender}: {text}")?,
                     EntryKind::Action => writeln!(out, "* {sender} {text}")?,
-                    EntryKind::Mls => writeln!(out, "{sender}: [end-to-end, {} bytes]", text.len())?,
+                    EntryKind::Mls => {
+                        writeln!(out, "{sender}: [end-to-end, {} bytes]", text.len())?
+                    }
                 }
             }
             Record::Join { name, .. } => writeln!(out, "-> {name} joined")?,

@@ -39,7 +39,8 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// take all of [`MAX_PENDING`].
 pub const MAX_HANDSHAKES_PER_ADDRESS: usize = 32;
 
-/// The chat page's files, compiled in: no CDN, no build step.
+/// The chat page's files, compiled in: no CDN; the one built file is
+/// `/mls.js` (build.rs).
 pub mod page {
     /// One file of the page.
     #[derive(Debug, PartialEq, Eq)]
@@ -53,7 +54,7 @@ pub mod page {
     }
 
     /// Every file of the page.
-    pub static ASSETS: [Asset; 14] = [
+    pub static ASSETS: [Asset; 17] = [
         Asset {
             path: "/",
             content_type: "text/html; charset=utf-8",
@@ -118,6 +119,23 @@ pub mod page {
             path: "/sw.js",
             content_type: "text/javascript; charset=utf-8",
             body: include_str!("page/sw.js"),
+        },
+        Asset {
+            path: "/e2e.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/e2e.js"),
+        },
+        Asset {
+            path: "/safety.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/safety.js"),
+        },
+        // The page's MLS (ts-mls), bundled by build.rs from web-mls/
+        // (or a module saying it is unavailable).
+        Asset {
+            path: "/mls.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!(concat!(env!("OUT_DIR"), "/mls.js")),
         },
         Asset {
             path: "/manifest.webmanifest",

@@ -10,6 +10,11 @@
 // under that session's keys. Which relay is which is not guessed: a
 // shared-key relay would take a handshake line for a bad frame.
 //
+// In session mode the page is also an MLS device for end-to-end rooms:
+// /mls.js (ts-mls, bundled by the relay's build) does the MLS, e2e.js
+// drives the groups, and the device (its signature key, KeyPackages,
+// groups, pins) is kept in IndexedDB ("eaxchat-mls"), which Forget removes.
+//
 // This module owns the connection and the keys; what the relay's events
 // and the person's typing mean, room by room, is chat.js's.
 "use strict";
@@ -22,6 +27,7 @@ import {
 import { cryptoAvailable, explainInsecure, registerShell } from "./install.js";
 import { Notifier } from "./notify.js";
 import { Chat } from "./chat.js";
+import { E2e } from "./e2e.js";
 
 const $ = (id) => document.getElementById(id);
 const encoder = new TextEncoder();
@@ -42,6 +48,33 @@ let retry = null;
 let backoff = 1000;
 const chat = new Chat(send, notifier);
 const notice = (text, cls) => chat.notice(text, cls);
+const MLS_DB = "eaxchat-mls";
+
+// The MLS device's record per member name, in IndexedDB.
+class MlsStore {
+  #run(mode, act) {
+    return new Promise((resolve, reject) => {
+      const request = indexedDB.open(MLS_DB, 1);
+      request.onupgradeneeded = () => request.result.createObjectStore("device");
+      request.onerror = () => reject(request.error);
+      request.onsuccess = () => {
+        const db = request.result;
+        const tx = db.transaction("device", mode);
+        const done = act(tx.objectStore("device"));
+        tx.oncomplete = () => { db.close(); resolve(done.result); };
+        tx.onerror = () => { db.close(); reject(tx.error); };
+      };
+    });
+  }
+  load(name) { return this.#run("readonly", (store) => store.get(name)); }
+  save(name, data) { return this.#run("readwrite", (store) => store.put(data, name)); }
+}
+
+// The MLS bundle, or what says why there is none.
+const mlsModule = import("/mls.js").catch((error) => ({ available: false, reason: `the page's MLS did not load (${error.message})` }));
+mlsModule.then((mls) => {
+  chat.e2e = new E2e({ mls, send, store: new MlsStore(), show: (room, cls, text, extra) => chat.showE2e(room, cls, text, extra) });
+});
 
 function setState(state, text) {
   const el = $("state");
@@ -83,7 +116,13 @@ async function onFrame(data, open = (line) => openFrame(key, line)) {
   } catch {
     event = null;
   }
-  if (event && typeof event.kind === "string") chat.onEvent(event);
+  if (event && typeof event.kind === "string") {
+    try {
+      await chat.onEvent(event);
+    } catch (error) {
+      notice(`* ${event.kind}: ${error.message}`, "error");
+    }
+  }
   else chat.views.line("message", null, [[text]]);
 }
 
@@ -107,11 +146,15 @@ function connect() {
       handshaking = false;
       if (!open) return;
       chat.restart();
+      // The MLS device is loaded before any event is looked at.
+      const opened = openE2e();
+      chain = chain.then(() => opened);
       // Frames that came right behind the handshake, first.
       for (const line of lines.drain()) chain = chain.then(() => onFrame(line, open));
       backoff = 1000;
       setState("connected", "connected");
-      send("/hello eaxchat/1");
+      await send("/hello eaxchat/1");
+      if (await opened) await uploadKeyPackages();
       return;
     }
     backoff = 1000;
@@ -213,6 +256,36 @@ async function handshake(ws, lines) {
   };
 }
 
+// Session mode: this device's end-to-end rooms, loaded (or made); true
+// when there is a device.
+async function openE2e() {
+  await mlsModule;
+  const e2e = chat.e2e;
+  if (!e2e || !chat.me) return false;
+  if (!e2e.available) {
+    notice(`* ${e2e.mls.reason}`);
+    return false;
+  }
+  try {
+    const first = e2e.name !== chat.me;
+    await e2e.open(chat.me);
+    if (first) notice(`* end-to-end rooms: this browser's device key ${e2e.deviceKey.slice(0, 16)}… (/join ROOM --e2e makes one; /verify NAME compares keys)`);
+    return true;
+  } catch (error) {
+    notice(`* end-to-end rooms are unavailable here: ${error.message}`, "error");
+    return false;
+  }
+}
+
+// After /hello: fresh KeyPackages of this device up.
+async function uploadKeyPackages() {
+  try {
+    await chat.e2e.hello();
+  } catch (error) {
+    notice(`* KeyPackages not uploaded: ${error.message}`, "error");
+  }
+}
+
 function showPin(fingerprint) {
   $("relay-fingerprint").textContent = fingerprint ?? "";
   $("relay-pin").hidden = !fingerprint;
@@ -281,6 +354,8 @@ async function forgetSession() {
     notice(`* could not remove the identity: ${error.message}`, "error");
   }
   pins.remove();
+  indexedDB.deleteDatabase(MLS_DB);
+  if (chat.e2e) chat.e2e.name = null;
   forget();
   await showSessionBox();
 }

@@ -4,6 +4,8 @@
 // out as `/in ROOM …`, scrolling to the top of a room asks for its older
 // history, and the room list, topic, members panel and title follow.
 // Sealing, sockets and keys are app.js's: it hands this module a `send`.
+// End-to-end rooms' groups are e2e.js's: this module hands it their events
+// and the text typed in them, and shows what it gives back.
 "use strict";
 
 import { PRIVATE, Rooms, roomName, titleFor, wireText } from "./rooms.js";
@@ -14,8 +16,9 @@ const $ = (id) => document.getElementById(id);
 /// One page's chat, over whatever connection `send(text)` (async, true
 /// when sent) reaches.
 export class Chat {
-  constructor(send, notifier) {
+  constructor(send, notifier, e2e = null) {
     this.send = send;
+    this.e2e = e2e; // an E2e (e2e.js) once app.js made one
     this.notifier = notifier;
     this.rooms = new Rooms();
     this.views = new RoomViews($("messages"), (room, id) => this.rooms.dropped(room, id));
@@ -74,16 +77,39 @@ export class Chat {
   /// it was sent.
   async submit(text) {
     const current = this.rooms.current;
+    const verify = /^\/verify\s+(\S+)\s*$/i.exec(text);
+    if (verify && this.e2e) {
+      const found = await this.e2e.verify(verify[1]);
+      if (found.error) this.notice(found.error, "error");
+      else this.notice(`* safety number with ${verify[1]} (${found.devices} device${found.devices === 1 ? "" : "s"}): ${found.number} — compare it with theirs, out of band`);
+      return true;
+    }
+    const command = text.startsWith("/") && !text.startsWith("//");
+    if (this.e2e && current && this.e2e.isE2e(current) && (!command || /^\/me\s/i.test(text))) {
+      if (!this.e2e.available) {
+        this.notice(`#${current} is end-to-end, and ${this.e2e.mls?.reason ?? "this page has no MLS"}`, "error");
+        return false;
+      }
+      const said = command ? `* ${text.slice(4)}` : text.startsWith("//") ? text.slice(1) : text;
+      const done = await this.e2e.say(current, said);
+      if (done.error) {
+        this.notice(done.error, "error");
+        return false;
+      }
+      this.views.line("message own", null, [[this.me ?? "you", "from"], [" (you): " + said]], { own: true });
+      if (done.queued) this.notice("* held until the group's commit is taken, then sent");
+      return true;
+    }
     const { wire, error } = wireText(text, current);
     if (error) {
       this.notice(error, "error");
       return false;
     }
+    this.e2e?.typed(wire);
     if (!(await this.send(wire))) {
       this.notice("not connected: the message was not sent", "error");
       return false;
     }
-    const command = text.startsWith("/") && !text.startsWith("//");
     if (!command) {
       const said = text.startsWith("//") ? text.slice(1) : text;
       this.views.line("message own", null, [[this.me ?? "you", "from"], [" (you): " + said]], { own: true });
@@ -126,7 +152,9 @@ export class Chat {
     this.views.show(this.rooms.current);
     this.drawList();
     const current = this.rooms.current;
-    $("room").textContent = current ? label(current) : "no room";
+    const e2e = Boolean(current && this.e2e?.isE2e(current));
+    $("room").textContent = current ? `${label(current)}${e2e ? " · end-to-end" : ""}` : "no room";
+    $("room").dataset.mode = e2e ? "e2e" : "relay";
     const topic = current ? this.rooms.get(current)?.topic : "";
     $("topic").textContent = topic ? safe(topic) : "";
     $("topic").hidden = !topic;
@@ -135,7 +163,8 @@ export class Chat {
   }
 
   drawList() {
-    drawRoomList($("room-list"), this.rooms.list(), this.rooms.others, {
+    const entries = this.rooms.list().map((entry) => ({ ...entry, e2e: Boolean(this.e2e?.isE2e(entry.name)) }));
+    drawRoomList($("room-list"), entries, this.rooms.others, {
       pick: (name) => this.look(name),
       part: (name) => this.command(`/part ${name}`),
       join: (name) => this.command(`/join ${name}`),
@@ -199,8 +228,33 @@ export class Chat {
     this.older();
   }
 
-  /// One `eaxchat/1` event from the relay.
+  /// A line e2e.js shows in `room`: a group message (`extra.event`,
+  /// decrypted into `text` or shown as `extra.instead`), or a notice.
+  showE2e(room, cls, text, extra = {}) {
+    if (extra.event) {
+      const event = { ...extra.event, kind: "msg", text: text ?? extra.instead, undecryptable: text === null };
+      this.message(event, event.from ?? null);
+      return;
+    }
+    this.views.line(cls, null, [[text]], room && this.rooms.get(room) ? { room } : {});
+  }
+
+  /// One `eaxchat/1` event from the relay (a promise for the end-to-end
+  /// rooms' events, which are handled in order).
   onEvent(event) {
+    if (this.e2e && typeof event.kind === "string" && (event.kind.startsWith("mls") || event.kind === "keypackages" || event.kind === "groupinfo")) {
+      return this.e2e.onEvent(event).then((taken) => {
+        // No MLS here: a group's messages show as what they are.
+        if (!taken && event.kind === "mls" && event.room && Number.isSafeInteger(event.id)) {
+          const text = "(encrypted: this page cannot open end-to-end messages)";
+          this.message({ ...event, kind: "msg", text, undecryptable: true }, event.from ?? null);
+        }
+      });
+    }
+    return this.onRelayEvent(event);
+  }
+
+  async onRelayEvent(event) {
     const from = event.from ?? null;
     const room = typeof event.room === "string" ? event.room : null;
     // Events of a room go to its lines (a room being joined sends its own
@@ -221,6 +275,7 @@ export class Chat {
         break;
       }
       case "myrooms":
+        await this.e2e?.rooms(event.e2e, event.rooms);
         this.roomsChanged(this.rooms.mine(event.rooms, event.room));
         break;
       case "msg":
@@ -280,6 +335,7 @@ export class Chat {
       }
       case "rooms":
         this.rooms.listed(event.rooms);
+        this.e2e?.listed(event.rooms);
         this.draw();
         if (!this.answered("rooms")) this.notice(`* rooms: ${event.rooms.map((r) => `#${r.room} (${r.count})`).join(", ")}`);
         break;
@@ -292,6 +348,8 @@ export class Chat {
         break;
       }
       case "notice":
+        // The answer to each of e2e.js's KeyPackage uploads: not news.
+        if (this.e2e && event.text.startsWith("* KeyPackage kept")) break;
         if (event.text.startsWith("* you are now ")) {
           this.setName(event.text.slice("* you are now ".length));
           if (this.rooms.current) this.askWho(this.rooms.current);
@@ -315,7 +373,7 @@ export class Chat {
       if (event.kind === "action") parts.push(["* "], [from ?? "someone", "from", from ?? ""], [" " + event.text]);
       else if (from && (this.membersMode || !event.text.startsWith(`${from}: `))) parts.push([from, "from", from], [": " + event.text]);
       else parts.push([event.text]);
-      const classes = `message${event.history ? " history" : ""}${placed.mention ? " mention" : ""}`;
+      const classes = `message${event.history ? " history" : ""}${placed.mention ? " mention" : ""}${event.undecryptable ? " undecryptable" : ""}`;
       this.views.line(classes, event.ts, parts, { room: event.room, id: event.id, before: placed.before, top: placed.top, page: placed.page });
       if (placed.mention && !event.history) this.notifier.notify("mention", from, event.room, event.text);
     }

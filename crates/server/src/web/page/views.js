@@ -221,6 +221,13 @@ export function drawRoomList(list, entries, others, { pick, part, join }) {
     if (entry.topic) open.title = safe(entry.topic);
     open.addEventListener("click", () => pick(entry.name));
     item.append(open);
+    if (entry.e2e) {
+      const lock = document.createElement("span");
+      lock.className = "e2e-badge";
+      lock.textContent = "e2e";
+      lock.title = "end-to-end: only the members' devices can read it";
+      item.append(lock);
+    }
     if (entry.mentions > 0 && !entry.current) {
       const badge = document.createElement("span");
       badge.className = "mention-badge";

@@ -1,0 +1,453 @@
+// The page's end-to-end rooms (docs/protocol.md, "End-to-end rooms"): one
+// MLS group per E2E room on this browser's device, driven by the relay's
+// events as every client drives it: the member who made the room creates
+// the group (its GroupInfo at epoch 0), `mls-add` fetches the newcomer's
+// KeyPackages and commits Adds, `mls-ok` merges this device's commit (then
+// the Welcome and the new GroupInfo go up), `mls-refused` drops it and
+// retries what is still needed, `mls-remove` is committed before the next
+// message, a Welcome joins. Text typed in an E2E room goes out encrypted as
+// `/mls ROOM B64`; `mls` events are decrypted and shown. Peers' device keys
+// are pinned per name (a new one is a loud warning); `/verify NAME` shows
+// the safety number.
+//
+// No DOM, no socket: the MLS operations (`mls`, the bundle /mls.js or a
+// stand-in), `send(text)`, a `store` (IndexedDB, or memory) and `show`
+// (lines for a room) are handed in; node tests it against a fake relay
+// (tests/web/e2e.test.mjs).
+"use strict";
+
+import { safetyNumber } from "./safety.js";
+
+/// KeyPackages uploaded after each hello.
+export const KEY_PACKAGES = 3;
+/// KeyPackages kept with their private keys (the relay keeps 16 per device).
+export const KEPT_PACKAGES = 16;
+/// Messages kept decrypted per room, to show again after a reconnect (MLS
+/// opens a message once).
+export const KEPT_TEXTS = 500;
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+export function b64encode(bytes) {
+  let s = "";
+  for (const c of bytes) s += String.fromCharCode(c);
+  return btoa(s);
+}
+
+export function b64decode(text) {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+function group(state) {
+  return { state, pending: null, removals: new Set(), adds: new Set(), queue: [] };
+}
+
+// Where a message this device sent is kept: the end of its ciphertext
+// (the AEAD tag and what precedes it), unique per message.
+function ownKey(data) {
+  return `own:${data.slice(-44)}`;
+}
+
+/// One device's end-to-end rooms.
+export class E2e {
+  /// `mls`: the MLS operations; `send(text)`: async, true when sent;
+  /// `store`: `{ load(name), save(name, data) }`; `show(room, cls, text,
+  /// extra)`: a line in `room` (null: where the person looks).
+  constructor({ mls, send, store, show }) {
+    this.mls = mls;
+    this.send = send;
+    this.store = store;
+    this.show = show;
+    this.name = null;
+    this.key = null;
+    this.packages = []; // KeyPackage records, oldest first
+    this.groups = new Map(); // room -> { state, pending, removals, adds, queue }
+    this.texts = new Map(); // room -> Map(id -> { from, text })
+    this.pins = new Map(); // name -> [hex keys]
+    this.e2eRooms = new Set(); // our rooms that are end-to-end
+    this.creating = new Set(); // rooms this page asked to make end-to-end
+    this.asked = new Set(); // names whose KeyPackages were asked for
+  }
+
+  /// Whether MLS is here at all.
+  get available() {
+    return Boolean(this.mls?.available);
+  }
+
+  /// Session opened as `name`: loads (or makes) this device and its groups.
+  async open(name) {
+    if (!this.available || this.name === name) return;
+    this.name = name;
+    const kept = await this.store.load(name);
+    if (kept?.key) {
+      this.key = kept.key;
+      this.packages = kept.packages ?? [];
+      this.pins = new Map(kept.pins ?? []);
+      this.groups = new Map((kept.groups ?? []).map(([room, plain]) => [room, group(this.mls.restore(plain))]));
+      this.texts = new Map((kept.texts ?? []).map(([room, list]) => [room, new Map(list)]));
+    } else {
+      this.key = await this.mls.newSignatureKey();
+      this.packages = [];
+      this.groups = new Map();
+      this.texts = new Map();
+      await this.save();
+    }
+  }
+
+  async save() {
+    await this.store.save(this.name, {
+      key: this.key,
+      packages: this.packages,
+      pins: [...this.pins],
+      groups: [...this.groups].map(([room, g]) => [room, this.mls.storable(g.state)]),
+      texts: [...this.texts].map(([room, list]) => [room, [...list]]),
+    });
+  }
+
+  /// This device's signature key (hex), to show.
+  get deviceKey() {
+    return this.key ? hex(this.key.publicKey) : "";
+  }
+
+  /// After `/hello`: fresh KeyPackages up for this device.
+  async hello() {
+    if (!this.key) return;
+    this.asked.clear();
+    for (let i = 0; i < KEY_PACKAGES; i += 1) {
+      const made = await this.mls.keyPackage(this.name, this.key);
+      this.packages.push(made.record);
+      await this.send(`/keypackage ${b64encode(made.bytes)}`);
+    }
+    this.packages = this.packages.slice(-KEPT_PACKAGES);
+    await this.save();
+  }
+
+  /// Whether `room` is end-to-end.
+  isE2e(room) {
+    return this.e2eRooms.has(room);
+  }
+
+  /// A line typed: `/join ROOM --e2e` marks ROOM as ours to create.
+  typed(wire) {
+    const made = /^\/join\s+#?(\S+)\s+--e2e\s*$/i.exec(wire);
+    if (made) this.creating.add(made[1].toLowerCase());
+  }
+
+  /// `myrooms`: `e2e` the names of our rooms that are end-to-end, `mine`
+  /// all our rooms (a group of a room we left is dropped); the rooms this
+  /// page asked to make end-to-end get their group.
+  async rooms(e2e, mine) {
+    this.e2eRooms = new Set(Array.isArray(e2e) ? e2e : []);
+    if (!this.available) return;
+    if (Array.isArray(mine)) {
+      const dropped = [...this.groups.keys()].filter((room) => !mine.includes(room));
+      for (const room of dropped) this.groups.delete(room);
+      if (dropped.length > 0) await this.save();
+    }
+    for (const room of this.groups.keys()) this.e2eRooms.add(room);
+    for (const room of this.e2eRooms) {
+      if (!this.creating.has(room)) continue;
+      this.creating.delete(room);
+      if (this.groups.has(room)) continue;
+      const g = group(await this.mls.create(room, this.name, this.key));
+      g.pending = { state: g.state, creating: true, welcome: null };
+      this.groups.set(room, g);
+      await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
+    }
+  }
+
+  /// A `rooms` answer: those of ours listed with mode "e2e" are end-to-end.
+  listed(entries) {
+    for (const entry of entries) if (entry.mode === "e2e" && entry.joined) this.e2eRooms.add(entry.room);
+  }
+
+  /// One relay event of the E2E kinds; false for any other kind.
+  async onEvent(event) {
+    if (!this.available) return false;
+    const room = event.room;
+    switch (event.kind) {
+      case "mls": await this.incoming(event); return true;
+      case "mls-ok": await this.accepted(room); return true;
+      case "mls-refused": await this.refused(room, event.text); return true;
+      case "mls-add": {
+        const g = this.groups.get(room);
+        if (g) {
+          g.adds.add(event.name);
+          await this.drive(room);
+        }
+        return true;
+      }
+      case "mls-remove": {
+        const g = this.groups.get(room);
+        if (g) g.removals.add(event.name);
+        this.show(room, "notice", `* ${event.name} is to be removed from #${room}'s group: your next message commits that first`);
+        return true;
+      }
+      case "keypackages": await this.keyPackages(event.name, event.packages ?? []); return true;
+      case "groupinfo": return true;
+      default: return false;
+    }
+  }
+
+  // Does what `room`'s group still needs, unless a commit is in flight:
+  // asks for the KeyPackages of names to add.
+  async drive(room) {
+    const g = this.groups.get(room);
+    if (!g || g.pending) return;
+    for (const name of g.adds) {
+      if (!this.asked.has(name)) {
+        this.asked.add(name);
+        await this.send(`/keypackages ${name}`);
+      }
+    }
+  }
+
+  async keyPackages(name, packages) {
+    this.asked.delete(name);
+    for (const [room, g] of this.groups) {
+      if (!g.adds.has(name) || g.pending) continue;
+      const inGroup = new Set(this.mls.members(g.state).map((m) => hex(m.signatureKey)));
+      const fresh = [];
+      for (const text of packages) {
+        try {
+          const bytes = b64decode(text);
+          const owner = this.mls.keyPackageOwner(bytes);
+          if (owner.name === name && !inGroup.has(hex(owner.signatureKey))) fresh.push(bytes);
+        } catch {
+          this.show(room, "error", `! a KeyPackage of ${name} did not parse: not added`);
+        }
+      }
+      g.adds.delete(name);
+      if (fresh.length === 0) continue;
+      await this.commit(room, g, fresh, []);
+      return; // the KeyPackages are used: another room asks again
+    }
+  }
+
+  async commit(room, g, adds, removes) {
+    const made = await this.mls.commit(g.state, adds, removes);
+    g.pending = { state: made.state, welcome: made.welcome, creating: false, removes };
+    await this.send(`/mls ${room} ${b64encode(made.commit)}`);
+  }
+
+  async accepted(room) {
+    const g = this.groups.get(room);
+    if (!g?.pending) return;
+    const { pending } = g;
+    g.pending = null;
+    g.state = pending.state;
+    g.removals.clear(); // any commit taken ends the relay's pending removal
+    if (pending.creating) {
+      this.show(room, "notice", `* #${room} is end-to-end: this device made its group`);
+    } else {
+      if (pending.welcome) await this.send(`/mls ${room} ${b64encode(pending.welcome)}`);
+      await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
+    }
+    await this.membersChanged(room);
+    await this.save();
+    await this.flush(room);
+    await this.drive(room);
+  }
+
+  async refused(room, text) {
+    const g = this.groups.get(room);
+    if (!g?.pending) {
+      this.show(room, "error", text ?? "refused");
+      return;
+    }
+    const { pending } = g;
+    g.pending = null;
+    if (pending?.creating) {
+      // Someone else's group is there: a Welcome brings us in.
+      this.groups.delete(room);
+      this.show(room, "notice", `* #${room} already has its group: waiting for a member to add this device`);
+      await this.save();
+      return;
+    }
+    // The commit that won came before this answer; what is still needed
+    // is done again.
+    await this.flush(room);
+    await this.drive(room);
+  }
+
+  /// Sends the texts typed while a commit was in flight.
+  async flush(room) {
+    const g = this.groups.get(room);
+    if (!g) return;
+    while (g.queue.length > 0 && !g.pending) {
+      const done = await this.say(room, g.queue.shift());
+      if (done.error) this.show(room, "error", done.error);
+    }
+  }
+
+  /// Text typed in E2E room `room`: encrypted and sent (a pending removal
+  /// is committed first, the text held until it is taken). Returns
+  /// `{ sent }`, `{ queued }` or `{ error }`; the caller shows the text.
+  async say(room, text) {
+    const g = this.groups.get(room);
+    if (!g) return { error: `not in #${room}'s group yet: a member adds this device when they are online` };
+    if (g.pending) {
+      g.queue.push(text);
+      return { queued: true };
+    }
+    if (g.removals.size > 0) {
+      g.queue.push(text);
+      await this.commit(room, g, [], [...g.removals]);
+      return { queued: true };
+    }
+    const made = await this.mls.encrypt(g.state, text);
+    g.state = made.state;
+    const data = b64encode(made.bytes);
+    // The relay echoes nothing back, but gives it again as history: known
+    // then by its ciphertext (MLS does not open a device's own message).
+    this.keep(room, ownKey(data), this.name, text);
+    await this.save();
+    if (!(await this.send(`/mls ${room} ${data}`))) return { error: "not connected: the message was not sent" };
+    return { sent: true };
+  }
+
+  async incoming(event) {
+    const { room } = event;
+    let bytes;
+    let what;
+    try {
+      bytes = b64decode(event.data ?? "");
+      what = this.mls.inspect(bytes);
+    } catch {
+      this.show(room, "error", `! a message in #${room} is not MLS: not shown`);
+      return;
+    }
+    if (what.kind === "welcome") {
+      await this.welcome(room, bytes);
+      return;
+    }
+    const g = this.groups.get(room);
+    const texts = this.texts.get(room);
+    const kept = (Number.isSafeInteger(event.id) ? texts?.get(event.id) : undefined)
+      ?? (event.from === this.name ? texts?.get(ownKey(event.data ?? "")) : undefined);
+    if (what.kind === "application") {
+      if (kept) {
+        this.showText({ ...event, from: kept.from }, kept.text);
+        return;
+      }
+      let text = null;
+      let sender = null;
+      if (g) {
+        try {
+          const done = await this.mls.process(g.state, bytes);
+          g.state = done.state;
+          text = done.text;
+          sender = done.sender;
+        } catch {
+          text = null;
+        }
+      }
+      if (text === null) {
+        const who = event.from === this.name ? "sent before this device joined" : "sent before you joined";
+        this.showText(event, null, `(encrypted: ${who})`);
+        return;
+      }
+      if (sender !== event.from) {
+        // The group's word on who sent it wins over the relay's.
+        this.show(room, "error warning", `! the relay said ${event.from ?? "nobody"} sent the next message; the group says ${sender ?? "no member"}`);
+        event = { ...event, from: sender };
+      }
+      this.keep(room, event.id, event.from, text);
+      this.showText(event, text);
+      await this.save();
+      return;
+    }
+    if (event.history) {
+      // Shown (dimmed) so that a page of history counts it: what it
+      // changed is in the group already, or was before this device.
+      this.showText(event, null, "(the group changed here)");
+      return;
+    }
+    if (!g) return;
+    try {
+      const done = await this.mls.process(g.state, bytes);
+      if (done.removed) {
+        this.groups.delete(room);
+        this.show(room, "notice", `* this device left #${room}'s group`);
+        await this.save();
+        return;
+      }
+      g.state = done.state;
+    } catch {
+      return; // a commit for an epoch this device is past (its own, or one it joined after)
+    }
+    await this.membersChanged(room);
+    // Devices a commit of another brought in are no longer to add.
+    const names = new Set(this.mls.members(g.state).map((m) => m.name));
+    for (const name of g.removals) if (!names.has(name)) g.removals.delete(name);
+    await this.save();
+  }
+
+  keep(room, id, from, text) {
+    if (!Number.isSafeInteger(id) && typeof id !== "string") return;
+    if (!this.texts.has(room)) this.texts.set(room, new Map());
+    const list = this.texts.get(room);
+    list.set(id, { from, text });
+    while (list.size > KEPT_TEXTS) list.delete(list.keys().next().value);
+  }
+
+  showText(event, text, instead = null) {
+    this.show(event.room, instead ? "message undecryptable" : "message", text, { event, instead });
+  }
+
+  async welcome(room, bytes) {
+    let joined;
+    try {
+      joined = await this.mls.join(bytes, this.packages);
+    } catch {
+      this.show(room, "error", `! a Welcome to #${room} did not open with this device's KeyPackages`);
+      return;
+    }
+    // The record stays (among the last KEPT_PACKAGES): the relay hands a
+    // device's last KeyPackage out again rather than none.
+    const g = group(joined.state);
+    const old = this.groups.get(room);
+    if (old) g.queue = old.queue;
+    this.groups.set(room, g);
+    this.show(room, "notice", `* this device joined #${room}'s group: you read from now on, not what was said before`);
+    await this.membersChanged(room);
+    await this.save();
+    await this.flush(room);
+  }
+
+  // Pins each member's device keys (trust on first use per name); a key
+  // new for a name already pinned is a loud warning.
+  async membersChanged(room) {
+    const g = this.groups.get(room);
+    if (!g) return;
+    const byName = new Map();
+    for (const m of this.mls.members(g.state)) {
+      if (!byName.has(m.name)) byName.set(m.name, []);
+      byName.get(m.name).push(hex(m.signatureKey));
+    }
+    for (const [name, keys] of byName) {
+      const pinned = this.pins.get(name);
+      const ours = name === this.name ? [this.deviceKey] : [];
+      if (!pinned) {
+        this.pins.set(name, [...new Set([...keys, ...ours])].sort());
+        continue;
+      }
+      const fresh = keys.filter((k) => !pinned.includes(k));
+      for (const key of fresh) {
+        this.show(room, "error warning", `! ${name} has a new device (key ${key.slice(0, 8)}…) — /verify ${name}`);
+      }
+      if (fresh.length > 0) this.pins.set(name, [...pinned, ...fresh].sort());
+    }
+  }
+
+  /// `/verify NAME`: the safety number of this member and NAME over the
+  /// device keys pinned for each, or `{ error }`.
+  async verify(name) {
+    const theirs = this.pins.get(name);
+    if (!theirs || theirs.length === 0) return { error: `no device of ${name} seen yet in an end-to-end room` };
+    const mine = [...new Set([...(this.pins.get(this.name) ?? []), this.deviceKey])];
+    const bytes = (list) => list.map((k) => Uint8Array.from(k.match(/../g), (h) => parseInt(h, 16)));
+    const number = await safetyNumber([this.name, bytes(mine)], [name, bytes(theirs)]);
+    return { number, devices: theirs.length };
+  }
+}

@@ -74,6 +74,8 @@ One module per concern:
 - :mod:`eaxchat.reader`: where frames end in a stream, however TCP cuts it;
 - :mod:`eaxchat.events`: safe text and the ``eaxchat/1`` events;
 - :mod:`eaxchat.sessions`: session mode's link to ``eaxsession``;
+- :mod:`eaxchat.e2e`: end-to-end rooms, the MLS group driven from the
+  relay's events over the ``eaxchat_mls`` binding (when installed);
 - :mod:`eaxchat.commands`: the relay's commands as :class:`Client`
   methods, waiting for replies, the client's rooms;
 - :mod:`eaxchat.client`: :class:`Client`, its socket and receive thread;

@@ -10,6 +10,7 @@ commands and rooms :mod:`eaxchat.commands`'. It never prints.
 
 from __future__ import annotations
 
+import json
 import queue
 import socket
 import threading
@@ -19,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 from .cipher import DEFAULT_MAX_FRAME, _seal_with_nonce, max_plaintext_len, seal
 from .commands import Commands
 from .errors import ConnectionClosed
+from .e2e import E2eLayer, default_state_dir, load_binding
 from .events import PROTOCOL, safe_text
 from .keys import MemberKey, parse_key
 from .reader import FrameReader, _SessionReader
@@ -26,6 +28,24 @@ from .sessions import _sessions
 
 #: How many bytes one ``recv`` on the socket asks for.
 _READ_SIZE = 64 * 1024
+
+
+def _untrusted(plaintext: bytes) -> bytes:
+    """An event from the relay without the fields only this client's
+    end-to-end layer sets (``e2e``, ``unreadable``): the relay never
+    vouches for a decryption."""
+    if b'"e2e"' not in plaintext and b'"unreadable"' not in plaintext:
+        return plaintext
+    try:
+        data = json.loads(plaintext.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return plaintext
+    if not isinstance(data, dict) or (data.get("e2e") is not True and "unreadable" not in data):
+        return plaintext
+    data.pop("unreadable", None)
+    if data.get("e2e") is True:
+        del data["e2e"]
+    return json.dumps(data, separators=(",", ":")).encode("utf-8")
 
 
 class Client(Commands):
@@ -73,6 +93,19 @@ class Client(Commands):
     says its key is another than the pinned one is refused with
     :class:`RelayKeyChanged`; any other refusal is a :class:`Refused`.
 
+    End-to-end rooms (session mode with ``events=True``): with the
+    ``eaxchat_mls`` binding installed (``e2e=None``, the default, uses it
+    when it is; ``e2e=True`` requires it; ``e2e=False`` turns it off) the
+    client keeps this device's MLS state in ``e2e_dir`` (default
+    :func:`eaxchat.e2e.default_state_dir`), uploads KeyPackages (right
+    after ``/hello`` with ``e2e=True`` or once the device has met an
+    end-to-end room, else before its first ``join``), and drives each
+    room's group from the relay's events (:mod:`eaxchat.e2e`):
+    ``join(room, e2e=True)`` makes or joins one,
+    ``say`` encrypts there, messages come out decrypted (``Event.e2e``),
+    and :meth:`verify` gives a safety number. :attr:`e2e` is the layer
+    (``None`` when off).
+
     Safe to use from several threads: sends are serialised.
     """
 
@@ -92,6 +125,8 @@ class Client(Commands):
         relay_key: Optional[Union[bytes, str]] = None,
         known_relays: Optional[Union[str, Path]] = None,
         accept_new: bool = True,
+        e2e: Optional[bool] = None,
+        e2e_dir: Optional[Union[str, Path]] = None,
     ) -> None:
         if (key is None) == (identity is None):
             raise TypeError(
@@ -124,6 +159,8 @@ class Client(Commands):
         self._inbox: "queue.Queue[object]" = queue.Queue()
         self._send_lock = threading.Lock()
         self._closed = threading.Event()
+        self.e2e: Optional[E2eLayer] = None
+        """The end-to-end rooms layer (``None`` when off)."""
         held = b""
         self._sock = socket.create_connection((host, port), timeout=timeout)
         try:
@@ -136,10 +173,17 @@ class Client(Commands):
             # data arrives or close() shuts the socket down.
             self._sock.settimeout(None)
             first = f"/hello {PROTOCOL}".encode() if self.events else b"" if self.member else None
+            self.e2e = self._e2e_layer(e2e, e2e_dir, host, port, identity)
             if self.session_mode:
                 # The handshake said who the member is: no empty identifying frame.
                 if self.events:
-                    self._sock.sendall(self._session.seal(first))
+                    frames = [first]
+                    if self.e2e is not None and (e2e or self.e2e.used_before):
+                        # KeyPackages in the same write as /hello: the relay
+                        # announces this device to the room's members at its
+                        # hello, and they fetch them at once.
+                        frames += self.e2e.wake(send=False)
+                    self._sock.sendall(b"".join(map(self._session.seal, frames)))
             elif first is not None:
                 self._sock.sendall(seal(self._key, first))
         except BaseException:
@@ -157,6 +201,32 @@ class Client(Commands):
             target=self._receive_loop, name=f"eaxchat-recv-{host}:{port}", daemon=True
         )
         self._thread.start()
+
+    def _e2e_layer(
+        self,
+        e2e: Optional[bool],
+        e2e_dir: Optional[Union[str, Path]],
+        host: str,
+        port: int,
+        identity: Any,
+    ) -> Optional[E2eLayer]:
+        """The end-to-end layer this connection runs, if any (see the class
+        doc): ``e2e=True`` needs session mode, events and the binding."""
+        if not (self.session_mode and self.events and self.name):
+            if e2e:
+                raise ValueError("end-to-end rooms need session mode (identity=) and events=True")
+            return None
+        if e2e is False:
+            return None
+        try:
+            mls = load_binding()
+        except ImportError:
+            if e2e:
+                raise
+            return None
+        if e2e_dir is None:
+            e2e_dir = default_state_dir(host, port, self.name, identity)
+        return E2eLayer(mls, e2e_dir, self.name, self.send)
 
     def _handshake(
         self,
@@ -268,8 +338,18 @@ class Client(Commands):
             self._finish(error)
 
     def _deliver(self, plaintext: bytes) -> None:
-        if self.events:
-            self._track_rooms(plaintext)
+        if not self.events:
+            self._hand_on(plaintext)
+            return
+        plaintext = _untrusted(plaintext)
+        self._track_rooms(plaintext)
+        if self.e2e is None:
+            self._hand_on(plaintext)
+            return
+        for shown in self.e2e.handle(plaintext):
+            self._hand_on(shown)
+
+    def _hand_on(self, plaintext: bytes) -> None:
         if self._on_message is None:
             self._inbox.put(plaintext)
         else:
@@ -313,6 +393,8 @@ class Client(Commands):
         """Closes the connection and waits (up to ``timeout`` s) for the
         receive thread to end. Safe to call more than once."""
         self._closed.set()
+        if self.e2e is not None:
+            self.e2e.close()
         self._shutdown_socket()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from time import monotonic as _monotonic
-from typing import Callable, List, Optional, Tuple, Union
+from typing import Any, Callable, List, Optional, Tuple, Union
 
 from .events import Event, RoomEntry, _count, parse_event, safe_text
 
@@ -94,12 +94,14 @@ class Commands:
 
     # What the client provides.
     events: bool
+    e2e: Any
     send: Callable[[Union[str, bytes, bytearray]], None]
     recv: Callable[[Optional[float]], bytes]
 
     def _init_commands(self) -> None:
         """Sets up the state kept here: call before the receive thread starts."""
         self._stash: "deque[Event]" = deque()  # events read while waiting for a reply
+        self.e2e = None  # the end-to-end layer, set by the client when it has one
         self._rooms_lock = threading.Lock()
         self._rooms_joined: Tuple[str, ...] = ()
         self._current_room: Optional[str] = None
@@ -186,6 +188,12 @@ class Commands:
         else is refused (``ValueError``): ``/in ROOM`` alone only switches
         rooms."""
         data = _text_bytes(text)
+        e2e_room = self._e2e_room(room)
+        if e2e_room is not None:
+            if not data.strip(b" \t"):
+                raise ValueError("nothing to say: the text is empty or only spaces")
+            self.e2e.say(e2e_room, data.decode("utf-8", errors="replace"))
+            return
         if room is None:
             self.send(_escaped(data))
             return
@@ -194,14 +202,46 @@ class Commands:
             raise ValueError("nothing to say: the text is empty or only spaces")
         self._send_in(room, _escaped(data))
 
-    def join(self, room: str) -> None:
+    def join(self, room: str, e2e: bool = False) -> None:
         """``/join ROOM``: enters ``room`` (made if new) and makes it the
         current room. With ``events=True`` the client stays in its other
         rooms too (up to 32), and gets the room's history, its ``topic``
         event if it has one, then a ``myrooms`` event; a client without
         events leaves its room for it. Raises ``ValueError`` for a name the
-        relay would refuse."""
-        self._send_room_change(f"/join {room_name(room)}")
+        relay would refuse.
+
+        ``e2e=True`` (``/join ROOM --e2e``; needs the end-to-end layer)
+        makes ``room`` end-to-end, or joins it if it is: a new room's group
+        is made here; in an existing one another member adds this device
+        (a Welcome follows), and it reads from then on."""
+        name = room_name(room)
+        if self.e2e is not None:
+            self.e2e.wake()  # KeyPackages first: the room may be end-to-end
+        if not e2e:
+            self._send_room_change(f"/join {name}")
+            return
+        if self.e2e is None:
+            raise RuntimeError(
+                "end-to-end rooms need session mode, events=True and the eaxchat_mls binding")
+        self._send_room_change(f"/join {name} --e2e")
+        self.e2e.joining(name)
+
+    def verify(self, name: str) -> str:
+        """``/verify NAME``: the safety number of you and ``name`` (60
+        digits in 12 groups of 5), to compare with theirs over another
+        channel; the same on both sides while both see the same devices.
+        Needs the end-to-end layer and a device of ``name`` seen in an
+        end-to-end room."""
+        if self.e2e is None:
+            raise RuntimeError("verify needs the end-to-end layer (session mode, eaxchat_mls)")
+        return self.e2e.verify(name)
+
+    def _e2e_room(self, room: Optional[str]) -> Optional[str]:
+        """The end-to-end room text for ``room`` goes to, if it is one."""
+        if self.e2e is None:
+            return None
+        name = self.current_room if room is None else room_name(room)
+        return name if name is not None and self.e2e.is_e2e(name) else None
 
     def part(self, room: Optional[str] = None) -> None:
         """``/part [ROOM]``: leaves ``room`` (``None``: the current room);
@@ -215,7 +255,12 @@ class Commands:
         self.send(f"/msg {name} {text}")
 
     def me(self, action: str, room: Optional[str] = None) -> None:
-        """``* NAME ACTION`` to ``room`` (``None``: the current room): ``/me ACTION``."""
+        """``* NAME ACTION`` to ``room`` (``None``: the current room): ``/me ACTION``
+        (in an end-to-end room, ``/me ACTION`` encrypted for the group)."""
+        e2e_room = self._e2e_room(room)
+        if e2e_room is not None:
+            self.e2e.say(e2e_room, f"/me {action}")
+            return
         self._send_in(room, f"/me {action}".encode("utf-8"))
 
     def nick(self, name: str) -> None:
@@ -270,6 +315,10 @@ class Commands:
         the whole page; a page older than the relay's memory comes from its
         message log (``--log``)."""
         name = room_name(room)
+        if self._e2e_room(name) is not None:
+            raise ValueError(
+                f"#{name} is end-to-end: its messages open once, as they arrive (MLS keeps no"
+                " key to read them again), so there are no pages to read back")
         if not 0 <= limit <= MAX_HISTORY_PAGE:
             raise ValueError(f"limit is 0 to {MAX_HISTORY_PAGE}, not {limit}")
         if before is not None and not 0 <= before <= _LATEST:

@@ -66,7 +66,13 @@ class Event:
     ``first`` true when nothing older is left to ask for. ``rooms`` are the
     room names a ``welcome`` or ``myrooms`` event lists (yours, in join
     order) or a ``rooms`` event lists; ``entries`` the ``rooms`` event's
-    :class:`RoomEntry` rows. ``data`` holds the whole object. Texts are
+    :class:`RoomEntry` rows. In an end-to-end room a message's ``e2e`` is
+    true (the client decrypted it; the relay only carried ciphertext), and
+    ``unreadable`` says why one could not be opened (``"sent before you
+    joined"``; its text is that reason in brackets); the end-to-end layer
+    adds notices of kinds ``e2e-group`` (the group changed),
+    ``key-change`` (a new device key for a known name) and ``e2e-error``.
+    ``data`` holds the whole object. Texts are
     safe to show (:func:`safe_text`); a field the relay did not send reads
     as empty, ``None`` or ``False``."""
 
@@ -82,6 +88,8 @@ class Event:
     first: bool = False
     rooms: Tuple[str, ...] = ()
     entries: Tuple[RoomEntry, ...] = ()
+    e2e: bool = False
+    unreadable: str = ""
 
     @property
     def is_message(self) -> bool:
@@ -214,4 +222,6 @@ def parse_event(plaintext: bytes) -> Event:
         first=data.get("first") is True,
         rooms=rooms,
         entries=entries,
+        e2e=data.get("e2e") is True,
+        unreadable=_clean(data.get("unreadable")) or "",
     )

@@ -19,7 +19,7 @@ use eaxchat_core::relay::MemberRooms;
 
 /// The least time between two writes of `MEMBERS.rooms`: a relay killed
 /// hard loses at most this much of the members' room changes.
-pub const WRITE_GAP: Duration = Duration::from_secs(1);
+pub const WRITE_GAP: Duration = Duration::from_millis(100);
 
 /// `MEMBERS.rooms` as the loop keeps it.
 #[derive(Debug, Default)]

@@ -171,8 +171,8 @@ fn two_devices_talk_through_a_restart_and_the_relay_never_holds_the_text() {
     let relay = start(&fixture, &["--log", &log_arg]);
     let (mut alice, _) = Client::connect(&relay, &secrets[0]);
     let (mut bob, _) = Client::connect(&relay, &secrets[1]);
-    // Rooms are remembered at most a second late (`MEMBERS.rooms`): a hard
-    // kill may lose the last second's joins, so each joins again.
+    // Rooms are remembered at most 100 ms late (`MEMBERS.rooms`): a hard
+    // kill may lose the last joins, so each joins again.
     alice.join("dev");
     bob.join("dev");
     mls(

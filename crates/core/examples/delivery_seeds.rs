@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let info = alice.create("r0")?;
     step(&mut |o| op(o, take, room, alice_device, &info));
     step(&mut |o| op(o, packages, 0, 0, &[bob_device]));
-    let (commit, welcome) = alice.add("r0", &[package.clone()])?;
+    let (commit, welcome) = alice.add("r0", std::slice::from_ref(&package))?;
     step(&mut |o| op(o, take, room, alice_device, &commit));
     let info = alice.accepted("r0")?;
     step(&mut |o| op(o, take, room, alice_device, &welcome));

@@ -26,6 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use eaxchat_e2e::ds::{self, DsError, Peeked};
+use eaxchat_e2e::ds_group::GroupView;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
 
@@ -44,8 +45,11 @@ pub const MAX_HANDED_OUT: usize = 4096;
 /// Devices a group remembers as in it (the oldest forgotten first).
 pub const MAX_GROUP_DEVICES: usize = 4096;
 
+/// End-to-end rooms the relay keeps.
+pub const MAX_E2E_ROOMS: usize = 1024;
+
 /// One end-to-end room's group, as the relay knows it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 struct Group {
     /// Whether its first GroupInfo came: it exists.
     created: bool,
@@ -59,6 +63,10 @@ struct Group {
     /// routed a Welcome to. A device of the room's members not among them
     /// is announced for adding (`mls-add`).
     devices: Vec<DeviceKey>,
+    /// Its public state (tree, context, proposals), against which every
+    /// handshake message and GroupInfo is checked; made by its first
+    /// GroupInfo.
+    view: Option<Box<GroupView>>,
 }
 
 /// What a group message the relay took is, and what it does with it.
@@ -167,12 +175,36 @@ pub struct DeliveryService {
 }
 
 impl DeliveryService {
-    /// Makes `room` end-to-end: its group is made by its first GroupInfo.
-    pub fn make_room(&mut self, room: &RoomName) {
-        if !self.groups.contains_key(room) {
-            self.groups.insert(room.clone(), Group::default());
+    /// Makes `room` end-to-end (its group is made by its first GroupInfo);
+    /// false when the relay keeps [`MAX_E2E_ROOMS`] already.
+    pub fn make_room(&mut self, room: &RoomName) -> bool {
+        if self.groups.contains_key(room) {
+            return true;
+        }
+        if self.groups.len() >= MAX_E2E_ROOMS {
+            return false;
+        }
+        self.groups.insert(room.clone(), Group::default());
+        self.changed = true;
+        true
+    }
+
+    /// Forgets end-to-end room `room` whose group was never made.
+    pub fn forget_room(&mut self, room: &RoomName) {
+        if self.groups.get(room).is_some_and(|group| !group.created) {
+            self.groups.remove(room);
             self.changed = true;
         }
+    }
+
+    /// Keeps a Welcome for `device` again (it could not be handed yet).
+    pub fn hold_welcome(&mut self, device: DeviceKey, room: &RoomName, welcome: &[u8]) {
+        let waiting = self.welcomes.entry(device).or_default();
+        if waiting.len() >= MAX_WELCOMES_PER_DEVICE {
+            waiting.pop_front();
+        }
+        waiting.push_back((room.clone(), welcome.into()));
+        self.changed = true;
     }
 
     /// Whether `room` is end-to-end.
@@ -234,6 +266,8 @@ impl DeliveryService {
                 if epoch != 0 {
                     return Err(Refused::Stale { epoch: 0 });
                 }
+                let view = GroupView::from_group_info(bytes).map_err(Refused::Message)?;
+                group.view = Some(Box::new(view));
                 group.created = true;
                 group.group_info = Some(bytes.into());
                 group.devices.extend(sender);
@@ -244,17 +278,39 @@ impl DeliveryService {
             }
             _ if !group.created => return Err(Refused::NoGroup),
             Peeked::GroupInfo { .. } if epoch == group.epoch => {
+                let view = group.view.as_ref().ok_or(Refused::NoGroup)?;
+                view.check_group_info(bytes).map_err(Refused::Message)?;
                 group.group_info = Some(bytes.into());
                 Taken::GroupInfo
             }
             Peeked::Commit { .. } if epoch == group.epoch => {
-                group.epoch += 1;
+                let view = group.view.as_mut().ok_or(Refused::NoGroup)?;
+                let due: Vec<String> = group
+                    .removals
+                    .iter()
+                    .map(|n| n.as_str().to_owned())
+                    .collect();
+                let taken = view.take_commit(bytes, &due).map_err(|why| match why {
+                    DsError::RemovalMissing(_) => match group.removals.first() {
+                        Some(name) => Refused::RemovalPending(name.clone()),
+                        None => Refused::Message(why),
+                    },
+                    why => Refused::Message(why),
+                })?;
+                group.epoch = taken.epoch;
                 group.group_info = None;
                 group.removals.clear();
+                group.devices.extend(sender);
                 Taken::Commit { epoch: group.epoch }
             }
-            Peeked::Proposal { .. } if epoch == group.epoch => Taken::Proposal,
-            Peeked::Application { .. } if epoch + 1 >= group.epoch && epoch <= group.epoch => {
+            Peeked::Proposal { .. } if epoch == group.epoch => {
+                let view = group.view.as_mut().ok_or(Refused::NoGroup)?;
+                view.take_proposal(bytes).map_err(Refused::Message)?;
+                Taken::Proposal
+            }
+            Peeked::Application { .. }
+                if group.epoch.saturating_sub(1) <= epoch && epoch <= group.epoch =>
+            {
                 if let Some(name) = group.removals.first() {
                     return Err(Refused::RemovalPending(name.clone()));
                 }

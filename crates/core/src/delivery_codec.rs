@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 
 use super::{DeliveryService, DeviceKey, Group, Packages};
+use eaxchat_e2e::ds_group::GroupView;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
 
@@ -34,6 +35,10 @@ impl DeliveryService {
             put_u32(&mut out, group.devices.len());
             for device in &group.devices {
                 out.extend_from_slice(device);
+            }
+            match &group.view {
+                Some(view) => put_long(&mut out, &view.encode()),
+                None => out.extend_from_slice(&NONE.to_le_bytes()),
             }
         }
         let mut packages: Vec<_> = self.packages.iter().collect();
@@ -99,6 +104,16 @@ impl DeliveryService {
             for _ in 0..r.u32()? {
                 devices.push(r.array()?);
             }
+            let view_len = r.u32()?;
+            let view = if view_len == NONE {
+                None
+            } else {
+                let bytes = r.take(view_len as usize)?;
+                let group_id = eaxchat_e2e::group_id(room.as_str());
+                let view = GroupView::decode(bytes, &group_id)
+                    .map_err(|e| format!("the group of {room}: {e}"))?;
+                Some(Box::new(view))
+            };
             ds.groups.insert(
                 room,
                 Group {
@@ -107,6 +122,7 @@ impl DeliveryService {
                     group_info,
                     removals,
                     devices,
+                    view,
                 },
             );
         }

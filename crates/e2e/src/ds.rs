@@ -74,10 +74,21 @@ pub enum DsError {
     /// A KeyPackage whose credential is not a basic one naming the
     /// uploader.
     NotYours,
+    /// A GroupInfo whose signature or tree does not check, or that does
+    /// not describe the group as it stands.
+    BadGroupInfo,
+    /// A commit or proposal that does not apply to the group as it stands
+    /// (not signed by one of its leaves, another epoch, a forged tree …).
+    BadHandshake,
+    /// A commit that leaves a leaf of a member whose removal is due.
+    RemovalMissing(String),
 }
 
 impl std::fmt::Display for DsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let DsError::RemovalMissing(name) = self {
+            return write!(f, "{name} is to be removed: commit that first");
+        }
         f.write_str(match self {
             DsError::Malformed => "not an MLS message",
             DsError::UnreadableHandshake => {
@@ -89,6 +100,13 @@ impl std::fmt::Display for DsError {
                 "the KeyPackage is not for MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519"
             }
             DsError::NotYours => "the KeyPackage's credential does not name you",
+            DsError::BadGroupInfo => {
+                "the GroupInfo is not signed by a member, or is not the group as it stands"
+            }
+            DsError::BadHandshake => {
+                "that commit or proposal does not apply to the group as it stands"
+            }
+            DsError::RemovalMissing(_) => "a removal is due",
         })
     }
 }

@@ -6,7 +6,9 @@
 //!
 //! - [`ds`]: what the relay, as MLS's Delivery Service, reads of a group
 //!   message (group, epoch, kind, the KeyPackages a Welcome names) and
-//!   checks of a KeyPackage, without any group secret.
+//!   checks of a KeyPackage, without any group secret; and [`ds_group`],
+//!   its public view of each group (openmls's `PublicGroup`), against
+//!   which it checks every commit, proposal and GroupInfo.
 //! - A device's side: [`E2eRooms`] (its groups, one per room: create, add,
 //!   remove, join, encrypt, [`E2eRooms::process`] → [`Event`]) over a
 //!   [`Device`] (signature key, credential, state directory), [`Pins`]
@@ -18,6 +20,7 @@
 //! is the wire; docs/security.md says what it protects and what not.
 
 pub mod ds;
+pub mod ds_group;
 
 mod device;
 mod error;

@@ -167,6 +167,12 @@ impl<T: Write> Relay<T> {
     pub fn restore_history<'r>(&mut self, records: impl IntoIterator<Item = &'r Record>) {
         for record in records {
             if let Some((room, entry)) = record.history_entry() {
+                // A room whose log holds group messages is end-to-end, even
+                // if the Delivery Service's state was lost: it never takes
+                // text.
+                if entry.kind == EntryKind::Mls {
+                    self.chat.delivery.make_room(room);
+                }
                 self.chat.rooms.restore(room, entry);
             }
         }

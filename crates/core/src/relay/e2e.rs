@@ -24,7 +24,7 @@ use log::info;
 use super::MAX_COMMAND_TEXT;
 use super::batch::Batch;
 use super::{ConnId, Mode, Relay};
-use crate::delivery::{DeliveryService, DeviceKey, Taken};
+use crate::delivery::{DeliveryService, DeviceKey, MAX_E2E_ROOMS, Taken};
 use crate::history::EntryKind;
 use crate::rooms::RoomId;
 use eaxchat_proto::commands::{self, Command, Input, RoomName};
@@ -39,9 +39,14 @@ impl<T: Write> Relay<T> {
         &self.chat.delivery
     }
 
-    /// Sets the Delivery Service's state (read back at start).
+    /// Sets the Delivery Service's state (read back at start). Rooms the
+    /// message log showed to be end-to-end stay so.
     pub fn restore_delivery(&mut self, delivery: DeliveryService) {
+        let marked: Vec<RoomName> = self.chat.delivery.rooms().cloned().collect();
         self.chat.delivery = delivery;
+        for room in &marked {
+            self.chat.delivery.make_room(room);
+        }
     }
 
     /// Whether the Delivery Service's state changed since the last call.
@@ -77,6 +82,13 @@ impl<T: Write> Relay<T> {
             self.send_event(from, &Event::error(why));
             return;
         }
+        if *name == self.chat.rooms.config().default_room {
+            let text = format!(
+                "error: {name} is where everyone starts, plain clients too: it cannot be end-to-end"
+            );
+            self.room_error(from, Some(name), &text);
+            return;
+        }
         if self.chat.rooms.find(name).is_some() && !self.chat.delivery.is_e2e(name) {
             let text = format!(
                 "error: {name} is not end-to-end, and a room never changes mode; pick another name"
@@ -84,7 +96,13 @@ impl<T: Write> Relay<T> {
             self.room_error(from, Some(name), &text);
             return;
         }
-        self.chat.delivery.make_room(name);
+        if !self.chat.delivery.make_room(name) {
+            let text = format!(
+                "error: the relay keeps at most {MAX_E2E_ROOMS} end-to-end rooms; join one that exists"
+            );
+            self.room_error(from, Some(name), &text);
+            return;
+        }
         info!("conn {from}: made or joined end-to-end room {name}");
         self.join(from, name);
     }
@@ -114,6 +132,9 @@ impl<T: Write> Relay<T> {
         ) else {
             return;
         };
+        if let Some(device) = self.device_of(from) {
+            self.hand_welcomes(&device);
+        }
         let text =
             format!("* {name} joined {room_name}: they read from now on, not what was said before");
         self.tell_room(
@@ -188,6 +209,20 @@ impl<T: Write> Relay<T> {
                     room: room_name,
                 },
             );
+        }
+    }
+
+    /// End-to-end room `room` whose group was never made, and which is now
+    /// empty, is forgotten: it is made again by the next `--e2e` join.
+    pub(super) fn forget_unmade_e2e(&mut self, room: &RoomName) {
+        let empty = self
+            .chat
+            .rooms
+            .find(room)
+            .and_then(|id| self.chat.rooms.get(id))
+            .is_none_or(|r| r.is_empty());
+        if empty && self.chat.delivery.epoch(room).is_none() {
+            self.chat.delivery.forget_room(room);
         }
     }
 
@@ -356,9 +391,23 @@ impl<T: Write> Relay<T> {
         }
         let ts = self.wall_millis();
         for (room, welcome) in self.chat.delivery.welcomes_for(device) {
+            // Only into the room: a Welcome for a room the device's member
+            // is not in waits until it is.
+            let here: Vec<ConnId> = match self.chat.rooms.find(&room) {
+                Some(id) => conns
+                    .iter()
+                    .copied()
+                    .filter(|&c| self.is_in(c, id))
+                    .collect(),
+                None => Vec::new(),
+            };
+            if here.is_empty() {
+                self.chat.delivery.hold_welcome(*device, &room, &welcome);
+                continue;
+            }
             let data = BASE64.encode(&welcome);
             let sender = None;
-            for &id in &conns {
+            for &id in &here {
                 self.send_event(
                     id,
                     &Event::Mls {

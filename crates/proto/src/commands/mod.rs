@@ -214,7 +214,11 @@ pub fn parse(plaintext: &[u8], max_text: usize) -> Result<Input<'_>, CommandErro
             }
             let room = RoomName::new(room).map_err(CommandError::MalformedRoom)?;
             let rest = trim_start(rest);
-            if let Ok(Input::Command(Command::In { .. })) = parse(rest, max_text) {
+            let inner = rest
+                .strip_prefix(b"/")
+                .map(first_word)
+                .map(|(word, _)| word);
+            if inner.is_some_and(|word| word.eq_ignore_ascii_case(b"in")) {
                 return Err(CommandError::NestedIn);
             }
             Command::In { room, rest }

@@ -297,3 +297,19 @@ fn end_to_end_commands() {
         Ok(Input::Command(Command::GroupInfo(dev)))
     );
 }
+
+#[test]
+fn no_in_inside_in_at_any_depth() {
+    for text in [
+        &b"/in a /in b hi"[..],
+        b"/in a /IN b /in c hi",
+        b"/in a /in",
+    ] {
+        assert_eq!(
+            super::parse(text, 100),
+            Err(CommandError::NestedIn),
+            "{text:?}"
+        );
+    }
+    assert!(super::parse(b"/in a /index", 100).is_ok());
+}

@@ -4,9 +4,9 @@
 //! ([`Relay::restore_delivery`](eaxchat_core::relay::Relay::restore_delivery)),
 //! and written after every read that changed it, before this turn's frames
 //! are written: a commit answered as taken is on disk first. A file that
-//! cannot be read stops nothing but end-to-end rooms' memory (logged as an
-//! error, and the damaged file kept aside); one that cannot be written is
-//! logged at every try.
+//! cannot be read stops the relay before it serves anyone (starting afresh
+//! would forget which rooms are end-to-end, and their groups' order); one
+//! that cannot be written is logged at every try.
 
 use std::path::PathBuf;
 
@@ -20,6 +20,8 @@ use crate::members_file::delivery;
 pub(super) struct DeliveryFile {
     /// The file; `None` for a relay that is not in session mode.
     path: Option<PathBuf>,
+    /// Why it could not be read: the relay does not start.
+    pub(super) unreadable: Option<String>,
 }
 
 impl Server {
@@ -39,14 +41,14 @@ impl Server {
                 self.relay.restore_delivery(state);
             }
             Err(e) => {
-                let aside = path.with_extension("e2e.damaged");
-                let _ = std::fs::rename(&path, &aside);
-                error!(
-                    "{}: {e}; end-to-end rooms start afresh (their members make their groups \
-                     again); the file was moved to {}",
-                    path.display(),
-                    aside.display()
+                let why = format!(
+                    "{}: {e}; the relay does not start without its end-to-end rooms' state \
+                     (restore it from a backup, or move it aside to start those rooms afresh: \
+                     their members then make their groups again)",
+                    path.display()
                 );
+                error!("{why}");
+                self.delivery.unreadable = Some(why);
             }
         }
         self.delivery.path = Some(path);

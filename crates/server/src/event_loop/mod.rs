@@ -352,6 +352,9 @@ impl Server {
     /// Serves until stopped, then drains queued frames for at most the
     /// shutdown grace and returns the final counters.
     pub fn run(mut self) -> io::Result<Stats> {
+        if let Some(why) = self.delivery.unreadable.take() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+        }
         let mut events = Events::with_capacity(1024);
         let mut next_stats = self.config.stats_interval.map(|i| Instant::now() + i);
         let mut retry = Vec::new();

@@ -45,6 +45,7 @@ impl<T: Write> Relay<T> {
         if let Some(member) = self.name_of(from).cloned().filter(|_| self.is_members()) {
             self.e2e_left(&member, &name);
         }
+        self.forget_unmade_e2e(&name);
         info!("conn {from}: left {name}");
     }
 }

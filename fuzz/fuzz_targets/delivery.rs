@@ -54,7 +54,9 @@ fuzz_target!(|data: &[u8]| {
             break;
         };
         match op % 6 {
-            0 => service.make_room(&room(a)),
+            0 => {
+                let _ = service.make_room(&room(a));
+            }
             1 => {
                 let room = room(a);
                 let (epoch, before) = (service.epoch(&room), service.encode());

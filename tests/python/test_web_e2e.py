@@ -217,3 +217,80 @@ def test_a_page_without_mls_says_so_and_sends_nothing_into_an_end_to_end_room(
     finally:
         alice_context.close()
         eve_context.close()
+
+
+def test_chat_python_and_the_page_talk_in_one_end_to_end_room(browser, bins, start_relay, tmp_path):  # noqa: F811
+    """The three clients in one group through the real relay: the page
+    (ts-mls) makes the room, ``chat`` (openmls) and the Python client
+    (openmls through the PyO3 binding) join it and are added, and what
+    each says the two others read."""
+    if not relay_has_sessions(bins.relay):
+        pytest.skip("pending: the relay has no session mode")
+    try:
+        import eaxchat_mls  # noqa: F401
+    except ImportError:
+        pytest.skip("the Python binding (crates/e2e-py) is not installed: scripts/test builds it")
+    relay_identity = tmp_path / "relay.identity"
+    relay_key = eaxchat.generate_identity(relay_identity)
+    carol = tmp_path / "carol.identity"
+    keygen = subprocess.run([str(bins.chat), "keygen", "--key-out", str(carol)], capture_output=True,
+                            text=True, timeout=WAIT, stdin=subprocess.DEVNULL, check=True)
+    bob = tmp_path / "bob.identity"
+    known = f"carol {keygen.stdout.splitlines()[0]}\nbob {eaxchat.generate_identity(bob)}\n"
+    members = tmp_path / "members.txt"
+    write_members(members, known)
+    relay = start_relay(extra=[*CHAT, "--web", "127.0.0.1:0", "--identity", str(relay_identity)],
+                        members=members)
+    relay.web = web_address(relay)  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"http://{relay.web}/mls.js", timeout=WAIT) as answer:
+        if "built without MLS" in answer.read().decode():
+            pytest.skip("this relay was built without the page's MLS bundle (no node/npm at build time)")
+    context, page = new_page(browser, relay.web)
+    chat = None
+    python = None
+    try:
+        admit(page, relay, members, known, "alice")
+        say(page, "/join secret --e2e")
+        wait_for_line(page, "#secret is end-to-end: this device made its group")
+        chat = ChatProcess(bins.chat, [
+            "--connect", relay.addr, "--key-file", str(carol), "--relay-key", relay_key,
+            "--known-relays", str(tmp_path / "known_relays"),
+        ])
+        relay.wait_for_log("session as carol (")
+        chat.send("/join secret")
+        wait_until(lambda: any("secret" in line and "group" in line for line in chat.lines),
+                   "chat in #secret's group")
+        python = eaxchat.Client(relay.host, relay.port, identity=bob, known_relays=tmp_path / "known_relays",
+                                events=True, e2e=True, e2e_dir=tmp_path / "bob-e2e")
+        wait_until(lambda: python.rooms_joined, "the Python client's welcome")
+        python.join("secret", e2e=True)
+        wait_until(lambda: python.e2e.epoch("secret") is not None
+                   and sorted(n for n, _ in python.e2e.members("secret")) == ["alice", "bob", "carol"],
+                   "the Python client in #secret's group with alice and carol")
+        said = {"page": "from the page, ts-mls", "chat": "from chat, openmls", "python": "from python, pyo3"}
+        say(page, said["page"])
+        chat.send(said["chat"])
+        python.say(said["python"], room="secret")
+        chat.wait_for(f"alice: {said['page']}")
+        chat.wait_for(f"bob: {said['python']}")
+        wait_for_line(page, f"carol: {said['chat']}")
+        wait_for_line(page, f"bob: {said['python']}")
+        heard = set()
+
+        def python_heard() -> bool:
+            try:
+                event = python.recv_event(0.2)
+            except TimeoutError:
+                return False
+            if event.kind == "msg" and event.e2e:
+                heard.add((event.sender, event.text))
+            return {("alice", said["page"]), ("carol", said["chat"])} <= heard
+
+        wait_until(python_heard, "the Python client reading the page and chat")
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        if python is not None:
+            python.close()
+        if chat is not None:
+            chat.stop()
+        context.close()

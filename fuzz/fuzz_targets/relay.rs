@@ -39,9 +39,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use arbitrary::Arbitrary;
 use bytes::BytesMut;
-use eaxchat_proto::cipher::{Cipher, OpenError};
-use eaxchat_proto::key::Key;
 use eaxchat_core::relay::{ChatConfig, CloseReason, ConnId, Limits, Relay};
+use eaxchat_proto::cipher::{Cipher, OpenError};
+use eaxchat_proto::commands::RoomName;
+use eaxchat_proto::key::Key;
+use eaxchat_proto::name::Name;
 use eaxchat_proto::seed::SEED_READ_LEN;
 use eaxchat_proto::wire::encoded_len;
 use libfuzzer_sys::fuzz_target;
@@ -50,6 +52,16 @@ use libfuzzer_sys::fuzz_target;
 // harness that plans bytes (kept apart so each file reads in one sitting).
 #[path = "relay/send.rs"]
 mod send;
+// The rooms each client is in, and what it is told in them.
+#[path = "relay/rooms.rs"]
+mod rooms;
+// The `/` commands a script sends, and what each does.
+#[path = "relay/commands.rs"]
+mod commands;
+// What a client read, checked against what it is owed.
+#[path = "relay/received.rs"]
+mod received;
+use received::check_received;
 
 const KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
 
@@ -82,10 +94,12 @@ enum Action {
     Read { client: u8, bytes: u16 },
     /// The socket breaks: every later write fails.
     Reset { client: u8 },
-    /// Sends one `/` command line, of the few whose every effect the model
-    /// knows (`which` picks it): an unknown command, `/me`, a `//` escaped
-    /// text, `/nick`, `/join` of the room it is in. Only a newline client
-    /// in good standing sends one.
+    /// Sends `/` command lines (`which` picks them, `arg` their room or
+    /// number; `commands.rs`): an unknown command, `/me`, a `//` escaped
+    /// text, `/nick`, `/hello eaxchat/1`, `/join`, `/part [ROOM]`,
+    /// `/in ROOM` with text or a command after it, `/topic [TEXT]`,
+    /// `/history BEFORE LIMIT`, or a run of joins past the cap on rooms.
+    /// Only a newline client in good standing sends them.
     Command { client: u8, which: u8, arg: u8 },
     /// Hangs up.
     Disconnect { client: u8 },
@@ -106,7 +120,6 @@ struct Burst {
     bad_last: bool,
 }
 
-
 fuzz_target!(|script: Script| {
     let limits = Limits {
         max_frame: 16 + usize::from(script.max_frame) % 2048,
@@ -117,7 +130,13 @@ fuzz_target!(|script: Script| {
         ..Limits::default()
     };
     let gap = Duration::from_millis(1 + u64::from(script.seed_write_gap_ms) % 64);
-    let mut harness = Harness::new(limits, gap);
+    // Half the scripts run with `--max-rooms` 1 to 16, the others with
+    // the default.
+    let max_rooms = match script.max_clients / 8 {
+        n @ 16.. => usize::from(n) - 15,
+        _ => eaxchat_core::rooms::DEFAULT_MAX_ROOMS,
+    };
+    let mut harness = Harness::new(limits, gap, max_rooms);
     for action in script.actions {
         harness.apply(action);
         harness.end_turn();
@@ -216,7 +235,13 @@ struct Client {
     parsed: usize,
     nonces: HashSet<[u8; NONCE_CHARS]>,
     /// The name it took with `/nick`.
-    nick: Option<String>,
+    nick: Option<Name>,
+    /// It said `/hello eaxchat/1`: it gets JSON events, and may sit in
+    /// several rooms.
+    events: bool,
+    /// Its rooms, in the order it joined them, and where its text goes.
+    rooms: Vec<RoomName>,
+    current: Option<RoomName>,
 }
 
 struct Harness {
@@ -230,23 +255,29 @@ struct Harness {
     /// Seals the clients' frames and opens what the relay sent.
     cipher: Cipher,
     clock: Rc<Cell<Instant>>,
+    /// The relay's epoch: its wall clock there is `rooms::EPOCH_MILLIS`.
+    start: Instant,
     seed_write_gap: Duration,
+    rooms: rooms::RoomsModel,
 }
 
 impl Harness {
-    fn new(limits: Limits, seed_write_gap: Duration) -> Harness {
+    fn new(limits: Limits, seed_write_gap: Duration, max_rooms: usize) -> Harness {
         let key = Key::from_bytes(&KEY).expect("a 16-byte key");
+        let start = Instant::now();
         let mut relay = Relay::new(
             Cipher::with_nonce_seed(&key, [1; 32]),
             limits,
-            Instant::now(),
-            SystemTime::now(),
+            start,
+            SystemTime::UNIX_EPOCH + Duration::from_millis(rooms::EPOCH_MILLIS),
         );
         relay.set_seed_write_gap(seed_write_gap);
         // The model counts every frame: no history or join notices (the
         // commands a script sends are modelled one by one).
-        relay.set_chat(ChatConfig::quiet());
-        let clock = Rc::new(Cell::new(Instant::now()));
+        let mut chat = ChatConfig::quiet();
+        chat.rooms.max_rooms = max_rooms;
+        relay.set_chat(chat);
+        let clock = Rc::new(Cell::new(start));
         relay.set_now(clock.get());
         Harness {
             relay,
@@ -257,7 +288,9 @@ impl Harness {
             frames_out: 0,
             cipher: Cipher::with_nonce_seed(&key, [2; 32]),
             clock,
+            start,
             seed_write_gap,
+            rooms: rooms::RoomsModel::new(max_rooms),
         }
     }
 
@@ -386,7 +419,16 @@ impl Harness {
                     queued_total: 0,
                     parsed: 0,
                     nonces: HashSet::new(),
+                    events: false,
+                    rooms: Vec::new(),
+                    current: None,
                 });
+                // In the default room from the start, unless the relay
+                // has its most rooms and that one is not among them.
+                let lobby = rooms::room_name(0);
+                if self.find_or_make(&lobby) {
+                    self.enter(open, &lobby);
+                }
             }
             Err(_) => assert_eq!(open, self.limits.max_clients, "refused under max_clients"),
         }
@@ -394,6 +436,7 @@ impl Harness {
 
     /// What the server does at the end of a loop turn, checked.
     fn end_turn(&mut self) {
+        self.check_rooms();
         self.relay.run_timers();
         while let Some(id) = self.relay.next_waiting() {
             self.relay.flush(id);
@@ -467,6 +510,8 @@ impl Harness {
             drop(peer);
         }
         self.clients.retain(|client| !ids.contains(&client.id));
+        self.prune();
+        self.check_rooms();
         assert_eq!(self.relay.len(), self.clients.len());
         let stats = self.relay.stats();
         assert_eq!(stats.connections as usize, self.clients.len());
@@ -520,48 +565,4 @@ impl Harness {
         }
         assert_eq!(self.relay.stats().frames_out, self.frames_out);
     }
-}
-
-/// Opens the complete lines `client` got since the last check and matches
-/// the messages in them (one per line, or joined by `\n` in a seed
-/// receiver's paced frame) with what it is owed, in order; returns how many
-/// lines there were.
-fn check_received(client: &mut Client, sink: &Sink, cipher: &mut Cipher, gap: Duration) -> u64 {
-    let bytes = &sink.bytes;
-    let mut lines = 0;
-    while let Some(end) = bytes[client.parsed..].iter().position(|&b| b == b'\n') {
-        let start = client.parsed;
-        let line = &bytes[start..start + end];
-        client.parsed += end + 1;
-        let plaintext = cipher.open(line).expect("the relay sends frames that open");
-        let mut messages = 0;
-        for message in plaintext.split(|&b| b == b'\n') {
-            let want = client.expected.get(client.received);
-            assert_eq!(Some(message), want.map(|w| &w[..]), "unexpected message");
-            client.received += 1;
-            messages += 1;
-        }
-        assert!(
-            messages == 1 || client.was_seed,
-            "{messages} messages in one line for a newline client"
-        );
-        if client.paced_from.is_some_and(|from| start >= from) {
-            assert!(
-                end + 1 <= SEED_READ_LEN || messages == 1,
-                "a joined seed frame of {} bytes is more than one read",
-                end + 1
-            );
-            if let Some(last) = client.last_paced {
-                assert!(
-                    sink.written_at(start) >= last + gap,
-                    "a seed frame written within the gap"
-                );
-            }
-            client.last_paced = Some(sink.written_at(start + end));
-        }
-        let nonce = line[..NONCE_CHARS].try_into().expect("a frame is longer");
-        assert!(client.nonces.insert(nonce), "nonce repeated");
-        lines += 1;
-    }
-    lines
 }

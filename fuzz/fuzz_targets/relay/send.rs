@@ -17,79 +17,6 @@ struct Planned {
 }
 
 impl Harness {
-
-    /// Client `i` sends one command line (see [`Action::Command`]); the
-    /// reply it is owed, or the message every other client is, follows.
-    pub(crate) fn command(&mut self, i: usize, which: u8, arg: u8) {
-        let sender = &self.clients[i];
-        if !sender.newline || sender.hostile || sender.fate != Fate::Open || sender.seed {
-            return;
-        }
-        // Names no other client can hold: `/nick` is never refused here.
-        let nick = format!("n{}x{}", sender.serial, arg % 2);
-        let (plaintext, reply, to_others): (String, Option<String>, Option<String>) =
-            match which % 5 {
-                0 => {
-                    let word = format!("bogus{}", arg % 10);
-                    (
-                        format!("/{word}"),
-                        Some(format!("error: unknown command /{word} (try /help)")),
-                        None,
-                    )
-                }
-                1 => {
-                    let who = sender.nick.clone().unwrap_or_else(|| "someone".into());
-                    (
-                        format!("/me acts {arg}"),
-                        None,
-                        Some(format!("* {who} acts {arg}")),
-                    )
-                }
-                2 => (format!("//lit {arg}"), None, Some(format!("/lit {arg}"))),
-                3 => {
-                    let reply = (sender.nick.as_deref() != Some(nick.as_str()))
-                        .then(|| format!("* you are now {nick}"));
-                    (format!("/nick {nick}"), reply, None)
-                }
-                _ => (
-                    "/join #Lobby".into(),
-                    Some("* you are already in #lobby".into()),
-                    None,
-                ),
-            };
-        let mut line = BytesMut::new();
-        self.cipher.seal_into(plaintext.as_bytes(), &mut line);
-        if line.len() - 1 > self.limits.max_frame {
-            return;
-        }
-        let id = sender.id;
-        self.relay.receive(id, &line);
-        let sender = &mut self.clients[i];
-        sender.authenticated = true;
-        sender.sent_newline = true;
-        sender.took_frame = false;
-        if which % 5 == 3 {
-            sender.nick = Some(nick);
-        }
-        if let Some(reply) = reply {
-            sender.queued_total += encoded_len(reply.len()) + 1;
-            sender.expected.push(reply.into_bytes());
-        }
-        if let Some(message) = to_others {
-            if which % 5 == 2 {
-                self.frames_in += 1;
-            }
-            for (j, receiver) in self.clients.iter_mut().enumerate() {
-                if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
-                    continue;
-                }
-                receiver.queued_total += encoded_len(message.len()) + 1;
-                receiver.expected.push(message.clone().into_bytes());
-            }
-        }
-        self.weigh_pre_auth();
-    }
-
     /// Client `i` sends frames in two reads; the model works out which
     /// frames each read completes (the relay seals those as one run), and
     /// where a frame over the limit or the tampered one stops the sender.
@@ -194,45 +121,41 @@ impl Harness {
             }
             batches.push(batch);
         }
-        sender.fate = fate;
         sender.sent_newline |= sender.newline;
         sender.took_frame = !sender.newline && done == count;
-        if !sender.newline && done > 0 && !sender.seed {
-            // Its frames so far were lines; what follows is paced.
-            sender.seed = true;
-            sender.was_seed = true;
-            sender.paced_from = Some(sender.queued_total);
-        }
-
         let id = sender.id;
         let mut batches = batches.into_iter();
         for read in reads.into_iter().filter(|read| !read.is_empty()) {
             self.relay.receive(id, &wire[read]);
             // The relay fans a read's frames out before it weighs what the
             // unauthenticated hold: a connection the budget cuts in this
-            // read still gets them.
+            // read still gets them. They go to the sender's current room,
+            // each the room's next message; a sender in no room is told,
+            // frame by frame, that they did not go.
             let batch = batches.next().unwrap_or_default();
             if !batch.is_empty() {
                 self.clients[i].authenticated = true;
-                // The relay's frames are as long as the texts, each with a `\n`.
-                let run: usize = batch.iter().map(|&k| planned[k].text_len + 1).sum();
-                self.frames_in += batch.len() as u64;
-                for (j, receiver) in self.clients.iter_mut().enumerate() {
-                    if j == i || !matches!(receiver.fate, Fate::Open | Fate::Hostile) {
-                        continue;
-                    }
-                    receiver
-                        .expected
-                        .extend(batch.iter().map(|&k| planned[k].plaintext.clone()));
-                    receiver.queued_total += run;
+                for &k in &batch {
+                    self.say(i, &planned[k].plaintext);
+                }
+                let sender = &mut self.clients[i];
+                if !sender.newline && !sender.seed {
+                    // Its frames so far were lines; what follows is paced
+                    // (from the end of this read, which became one).
+                    sender.seed = true;
+                    sender.was_seed = true;
+                    sender.paced_from = Some(sender.queued_total);
                 }
             }
             self.weigh_pre_auth();
             if self.clients[i].fate == Fate::Closed(CloseReason::PreAuthOverBudget) {
                 // Cut before its frame was whole: the rest is never read.
-                break;
+                return;
             }
         }
+        // Only now: what its frames before the one that closes it owed it
+        // (that they did not go, when it is in no room) was owed it open.
+        self.clients[i].fate = fate;
     }
 
     /// After a read: what the unauthenticated hold stays within the

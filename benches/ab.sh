@@ -8,7 +8,17 @@
 #   BASELINE=/tmp/before/target/release/relay benches/ab.sh
 #
 # Scenarios (ONLY picks some): fanout-100 (shared key, 1 -> 100) and
-# members-100 (101 members, each with a key of their own, 1 -> 100). Both
+# members-100 (101 members, each with a key of their own, 1 -> 100);
+# events-100 (shared key, 1 -> 100 subscribers that said /hello eaxchat/1,
+# relay-bench --events) and rooms-100 (the same, but this tree's
+# subscribers each also join $EXTRA_ROOMS more rooms, default 9, while the
+# baseline's stay in the one room: against a baseline from before a
+# connection could be in several rooms, where /join moves it); idle-10000
+# (10,000 idle connections, a fresh relay each run: relay RSS per
+# connection), idle-events (the same, every connection having said /hello
+# eaxchat/1) and idle-3-rooms (as idle-events, this tree's connections each
+# also joining 2 more rooms, the baseline's in their one room); sessions-100 (101 members of public keys, a session relay:
+# --members FILE --identity FILE, relay-bench shaking hands as each). Both
 # relays run with the same flags; this tree's relay-bench drives both, so a
 # baseline must speak the same wire format. Prints, per scenario, the
 # medians of deliveries/s and of relay CPU per delivery for each relay and
@@ -19,6 +29,7 @@ set -euo pipefail
 REPEATS=${REPEATS:-7}
 DURATION=${DURATION:-3}
 ONLY=${ONLY:-fanout-100 members-100}
+EXTRA_ROOMS=${EXTRA_ROOMS:-9}
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release
@@ -51,9 +62,12 @@ KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 MEMBERS=$WORK/members.txt
 "$BIN/relay-bench" make-members --count 101 --file "$MEMBERS"
 FLAGS=(--stats-interval 0 --max-per-address 0 --history 0 --presence off --rate 0)
+SESSIONS=$WORK/sessions.txt
+[[ " $ONLY " == *" sessions-100 "* ]] &&
+    "$BIN/relay-bench" make-members --sessions --count 101 --file "$SESSIONS"
 
 # name binary port: starts a shared-key relay and a members relay.
-declare -A SHARED_PID MEMBERS_PID SHARED_PORT MEMBERS_PORT
+declare -A SHARED_PID MEMBERS_PID SHARED_PORT MEMBERS_PORT SESSIONS_PID
 start_pair() {
     local name=$1 binary=$2 port=$3
     "$binary" --listen "127.0.0.1:$port" --key-hex "$KEY" "${FLAGS[@]}" >"$WORK/$name-shared.log" 2>&1 &
@@ -66,6 +80,14 @@ start_pair() {
     MEMBERS_PORT[$name]=$((port + 1))
     port_up "$port"
     port_up "$((port + 1))"
+    if [ -f "$SESSIONS" ]; then
+        # A session relay makes its identity on start, at $WORK/NAME.identity.
+        "$binary" --listen "127.0.0.1:$((port + 2))" --members "$SESSIONS" \
+            --identity "$WORK/$name.identity" "${FLAGS[@]}" >"$WORK/$name-sessions.log" 2>&1 &
+        SESSIONS_PID[$name]=$!
+        PIDS+=("$!")
+        port_up "$((port + 2))"
+    fi
 }
 start_pair this "$BIN/relay" 17501
 start_pair baseline "$BASELINE" 17511
@@ -78,6 +100,35 @@ run() {
         fanout-100)
             json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
                 --addr "127.0.0.1:${SHARED_PORT[$who]}" --key-hex "$KEY" --pid "${SHARED_PID[$who]}") ;;
+        events-100 | rooms-100)
+            local rooms=()
+            if [ "$scenario" = rooms-100 ] && [ "$who" = this ]; then
+                rooms=(--extra-rooms "$EXTRA_ROOMS")
+            fi
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+                --events "${rooms[@]}" \
+                --addr "127.0.0.1:${SHARED_PORT[$who]}" --key-hex "$KEY" --pid "${SHARED_PID[$who]}") ;;
+        idle-10000 | idle-events | idle-3-rooms)
+            local rooms=() pid
+            [ "$scenario" != idle-10000 ] && rooms=(--events)
+            if [ "$scenario" = idle-3-rooms ] && [ "$who" = this ]; then
+                rooms=(--events --extra-rooms 2)
+            fi
+            local binary=$BIN/relay port=17521
+            [ "$who" = baseline ] && binary=$BASELINE
+            "$binary" --listen "127.0.0.1:$port" --key-hex "$KEY" "${FLAGS[@]}" --max-clients 10000 \
+                >"$WORK/idle-$who.log" 2>&1 &
+            pid=$!
+            PIDS+=("$pid")
+            port_up "$port"
+            json=$("$BIN/relay-bench" --json --quiet idle --clients 10000 --duration 1 "${rooms[@]}" \
+                --addr "127.0.0.1:$port" --key-hex "$KEY" --pid "$pid")
+            kill "$pid"
+            wait "$pid" 2>/dev/null || true ;;
+        sessions-100)
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+                --addr "127.0.0.1:$((${SHARED_PORT[$who]} + 2))" --sessions-file "$SESSIONS" \
+                --relay-identity "$WORK/$who.identity" --pid "${SESSIONS_PID[$who]}") ;;
         members-100)
             json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
                 --addr "127.0.0.1:${MEMBERS_PORT[$who]}" --members-file "$MEMBERS" --pid "${MEMBERS_PID[$who]}") ;;
@@ -105,6 +156,13 @@ def cpu_ns(r):
     return 1e9 * r["relay_cpu_s"] / r["deliveries"] if r.get("deliveries") else float("nan")
 print(f"{'scenario':<12} {'this deliv/s':>14} {'baseline':>14} {'ratio':>7}   {'this ns/deliv':>13} {'baseline':>9} {'ratio':>7}   errors")
 for bench in dict.fromkeys(r["bench"] for r in rows):
+    if bench.startswith("idle"):
+        t = med(bench, "this", lambda r: r["relay_rss_per_conn_bytes"])
+        b = med(bench, "baseline", lambda r: r["relay_rss_per_conn_bytes"])
+        errors = sum(r.get("errors", 0) for r in rows if r["bench"] == bench)
+        print(f"{bench:<12} relay RSS per idle connection: this {t:.0f} B, baseline {b:.0f} B, "
+              f"ratio {t / b:.3f}x   errors {errors}")
+        continue
     t, b = med(bench, "this", lambda r: r["deliveries_per_s"]), med(bench, "baseline", lambda r: r["deliveries_per_s"])
     tc, bc = med(bench, "this", cpu_ns), med(bench, "baseline", cpu_ns)
     errors = sum(r.get("errors", 0) for r in rows if r["bench"] == bench)

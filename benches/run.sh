@@ -13,8 +13,11 @@
 # against TCP subscribers and Redis pub/sub.
 #
 # rooms-100 runs 1 -> 100 in a room while 900 connections sit in other
-# rooms, against the same fanout alone. The relays run with --history 0
-# --presence off: relay-bench counts every byte a client gets.
+# rooms ("rooms"), 1 -> 100 to eaxchat/1 subscribers each also in 9 other
+# rooms ("multi": relay-bench --events --extra-rooms 9) and in that room
+# only ("events": --events), against the same fanout alone. The relays run
+# with --history 0 --presence off: relay-bench counts every byte a client
+# gets.
 #
 # cluster-100 runs 1 -> 100 across three relays joined through NATS
 # (relay --cluster; the publisher on relay A, the subscribers spread over A,
@@ -393,13 +396,19 @@ if [ "$HAVE_TLS" = 1 ] && selected tls-handshakes; then
     done
 fi
 # fanout 1 -> 100 in the default room while 900 bystanders sit in 9 other
-# rooms (each sent /join first; any byte one receives is an error), against
-# the same 1 -> 100 with nobody else connected, alternating, on the same
-# relay: rooms must not slow the fan-out.
+# rooms (each sent /join first; any byte one receives is an error); to 100
+# subscribers that said /hello eaxchat/1 and joined 9 more rooms each
+# (their deliveries are msg events), and to 100 that only said /hello;
+# against the same 1 -> 100 with nobody else connected, alternating, on the
+# same relay: rooms must not slow the fan-out.
 if [ -z "$ONLY" ] || [[ " $ONLY " == *" rooms-100 "* ]]; then
     echo "rooms-100: fanout --clients 100 --bystanders 900 --bystander-rooms 9" >&2
     for rep in $(seq "$REPEATS"); do
         bench rooms-100 rooms "$rep" fanout --clients 100 --bystanders 900 --bystander-rooms 9 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench rooms-100 multi "$rep" fanout --clients 100 --events --extra-rooms 9 $D \
+            --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
+        bench rooms-100 events "$rep" fanout --clients 100 --events $D \
             --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
         bench rooms-100 alone "$rep" fanout --clients 100 $D \
             --addr "127.0.0.1:$RELAY_PORT" --key-hex "$KEY" --pid "$RELAY_PID"
@@ -471,6 +480,10 @@ if selected idle; then
     for rep in $(seq "$REPEATS"); do
         IDLE_ARGS=(--key-hex "$KEY")
         idle idle-10000 eaxchat "$rep" "$IDLE_PORT" 10000 "${SHARED_IDLE[@]}" --max-clients 10000
+        # The same, each connection having said /hello eaxchat/1 and joined
+        # 2 more rooms: in 3 rooms each.
+        IDLE_ARGS=(--key-hex "$KEY" --events --extra-rooms 2)
+        idle idle-10000 eaxchat-3-rooms "$rep" "$IDLE_PORT" 10000 "${SHARED_IDLE[@]}" --max-clients 10000
         if [ "$HAVE_REDIS" = 1 ]; then
             IDLE_ARGS=(--redis)
             idle idle-10000 redis "$rep" "$REDIS_IDLE_PORT" 10000 redis-server \

@@ -122,6 +122,7 @@ impl<'a> Fanout<'a> {
         let wire = Wire::new(&options.protocol, options.size)?;
         let mut wire = match options.web {
             Some(web) => wire.over_websocket(web)?,
+            None if options.events => wire.with_events()?,
             None => wire,
         };
         let subscribe_at = |index: usize| match (options.web, &options.subscribe_at[..]) {

@@ -7,6 +7,11 @@
 //! again after each connection has received one message (the first client
 //! sends it), which also proves every connection is being served.
 //!
+//! With `--events` every connection first says `/hello eaxchat/1` and joins
+//! `--extra-rooms` more rooms (`bench-room-1` …, all of them shared), so
+//! the memory read is that of idle connections each in that many rooms
+//! more; the one message then arrives as a `msg` event.
+//!
 //! Against a session relay connection i shakes hands as the members file's
 //! member i before it goes idle, so the memory read is that of idle
 //! established sessions; the one message is sealed in the first
@@ -32,6 +37,9 @@ const FD_POLL: Duration = Duration::from_millis(50);
 
 pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
     let mut wire = Wire::new(&options.protocol, options.size)?;
+    if options.events {
+        wire = wire.with_events()?;
+    }
     let pid = options.relay_pid;
     if let Protocol::Sessions(roster) = &options.protocol {
         let who = format!("idle with {} connections", options.clients);
@@ -57,11 +65,22 @@ pub(super) fn run(options: &Options) -> Result<Report, LoadError> {
                 streams.push(stream);
                 sessions.push(established);
             }
-            _ => streams.push(connect(options.addr, &[])?),
+            _ => {
+                // With `--events`: `/hello eaxchat/1` and its `/join`s,
+                // sealed anew for each (the relay refuses a replay).
+                let greeting = super::events_greeting(options, &mut wire);
+                streams.push(connect(options.addr, &greeting)?);
+            }
         }
         progress.tick(|| format!("idle: {opened} of {n} connections open"));
     }
-    let inboxes = inboxes(&mut wire, sessions, n)?;
+    let mut inboxes = inboxes(&mut wire, sessions, n)?;
+    if options.events {
+        inboxes = inboxes
+            .into_iter()
+            .map(|inbox| inbox.with_events(options.extra_rooms))
+            .collect();
+    }
     let wire_line_len = wire.line_len();
     if let (Some(pid), Some(before)) = (pid, fds_before) {
         wait_for_descriptors(pid, before + n, options.setup_timeout)?;

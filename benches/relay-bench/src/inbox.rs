@@ -112,6 +112,9 @@ pub struct Records {
     prefix: Option<Vec<u8>>,
     /// Bytes still to discard before the first record.
     skip: usize,
+    /// Records are lines of any length up to `len`, each ending in `\n`
+    /// (`eaxchat/1` events: [`crate::wire::EventLine`]).
+    lines: bool,
     /// The unfinished record at the end of the last read.
     carry: Vec<u8>,
 }
@@ -123,6 +126,7 @@ impl Records {
             len,
             prefix: None,
             skip,
+            lines: false,
             carry: Vec::with_capacity(len),
         }
     }
@@ -156,7 +160,50 @@ impl Records {
         }
     }
 
-    /// The length of every record.
+    /// Records are lines of up to [`Records::record_len`] bytes, `\n`
+    /// included, not all of one length.
+    pub fn set_lines(&mut self) {
+        self.lines = true;
+    }
+
+    /// Whether records are lines of any length.
+    pub fn lines(&self) -> bool {
+        self.lines
+    }
+
+    /// Splits `data` (the carry followed by what was just read) into lines
+    /// and hands each, its `\n` included, to `take`. A line longer than
+    /// [`Records::record_len`] is counted malformed and skipped. Returns
+    /// how many lines were taken.
+    pub fn split_lines(
+        &mut self,
+        data: &[u8],
+        check: &mut Checker,
+        mut take: impl FnMut(&[u8], &mut Checker),
+    ) -> usize {
+        let mut pos = 0;
+        let mut records = 0;
+        while let Some(newline) = memchr(b'\n', &data[pos..]) {
+            let line = &data[pos..pos + newline + 1];
+            pos += newline + 1;
+            if line.len() > self.len {
+                check.errors.malformed += 1;
+                continue;
+            }
+            take(line, check);
+            records += 1;
+        }
+        let rest = &data[pos..];
+        self.carry.clear();
+        if rest.len() < self.len {
+            self.carry.extend_from_slice(rest);
+        } else {
+            check.errors.malformed += 1;
+        }
+        records
+    }
+
+    /// The length of every record (of lines: the longest).
     pub fn record_len(&self) -> usize {
         self.len
     }

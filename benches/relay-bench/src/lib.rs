@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 pub use report::{Errors, Report};
 pub use wire::Protocol;
+use wire::Wire;
 
 /// What a run exercises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,6 +158,12 @@ pub struct Options {
     pub bystanders: usize,
     /// How many rooms the bystanders are spread over.
     pub bystander_rooms: usize,
+    /// Subscribers (idle: connections) say `/hello eaxchat/1` and count
+    /// `msg` events ([`wire::EventLine`]).
+    pub events: bool,
+    /// With `events`, how many more rooms each joins
+    /// (`bench-room-1` …), staying in the default room too.
+    pub extra_rooms: usize,
     /// Subscribers read the relay's WebSocket here (`relay --web`).
     pub web: Option<SocketAddr>,
     /// Subscribers are spread over these relays (of one cluster), in turn;
@@ -186,6 +193,8 @@ impl Options {
             setup_timeout: Duration::from_secs(20),
             bystanders: 0,
             bystander_rooms: 9,
+            events: false,
+            extra_rooms: 0,
             web: None,
             subscribe_at: Vec::new(),
             subscribe_tls: false,
@@ -321,6 +330,18 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
                 .into(),
         ));
     }
+    if (options.events
+        && (!matches!(options.protocol, Protocol::Eaxchat(_))
+            || !matches!(options.scenario, Scenario::Fanout | Scenario::Idle)
+            || !options.subscribe_at.is_empty()))
+        || (options.extra_rooms > 0 && !options.events)
+    {
+        return Err(LoadError::Options(
+            "--events works with fanout and idle against one shared-key eaxchat relay; \
+             --extra-rooms needs --events"
+                .into(),
+        ));
+    }
     if options.bystanders > 0 && options.scenario != Scenario::Fanout {
         return Err(LoadError::Options(
             "--bystanders works with the fanout scenario only".into(),
@@ -340,6 +361,20 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
         report.errors.unexpected += bystanders.received();
     }
     Ok(report)
+}
+
+/// What an `eaxchat/1` client sends first (`--events`): `/hello eaxchat/1`,
+/// then `/join bench-room-J` for each of its `extra_rooms` rooms, each
+/// line sealed with `wire`. Empty without `--events`.
+fn events_greeting(options: &Options, wire: &mut Wire) -> Vec<u8> {
+    if !options.events {
+        return Vec::new();
+    }
+    let mut greeting = wire.seal_command(b"/hello eaxchat/1");
+    for room in 1..=options.extra_rooms {
+        greeting.extend(wire.seal_command(format!("/join bench-room-{room}").as_bytes()));
+    }
+    greeting
 }
 
 /// Opens one client connection: blocking connect, `greeting` sent, then

@@ -37,8 +37,15 @@ use eaxchat_proto::wire;
 use super::roster::Roster;
 use super::sessions::SessionRoster;
 
+mod events;
+mod member;
+mod plain;
 mod session;
 
+use plain::{parse_plain_line, put_plain_line};
+
+pub use events::EventLine;
+pub use member::MemberReader;
 pub use session::{Checking, Misfit, SessionReader};
 
 /// Sender id of the probes sent while waiting for every subscriber.
@@ -141,6 +148,9 @@ pub struct Wire {
     /// Subscribers read the relay's WebSocket (`relay --web`) at this
     /// address: each record is a text frame, its header then the line.
     websocket: Option<std::net::SocketAddr>,
+    /// Subscribers said `/hello eaxchat/1`: each delivery is a `msg`
+    /// event carrying the publisher's text (`events.rs`).
+    events: bool,
 }
 
 /// The handshake key every WebSocket subscriber sends (RFC 6455's example).
@@ -251,6 +261,7 @@ impl Wire {
             record_prefix,
             members,
             websocket: None,
+            events: false,
         })
     }
 
@@ -425,6 +436,10 @@ impl Wire {
     /// Appends one message, terminated, as its publisher sends it.
     pub fn encode(&mut self, header: Header, out: &mut BytesMut) {
         match &mut self.kind {
+            Kind::Sealed { cipher, plaintext } if self.events => {
+                events::put_text_header(header, plaintext);
+                cipher.seal_into(plaintext, out);
+            }
             Kind::Sealed { cipher, plaintext } => {
                 put_header(header, plaintext);
                 cipher.seal_into(plaintext, out);
@@ -478,40 +493,6 @@ impl Wire {
             }
             _ => Err(Forged),
         }
-    }
-}
-
-/// How a subscriber of a members relay opens what the relay sealed for it:
-/// under its own member's key, and only when the relay stamped it with the
-/// publisher's name.
-pub struct MemberReader {
-    cipher: Cipher,
-    /// `NAME: ` of the publisher.
-    stamp: Vec<u8>,
-    record_len: usize,
-}
-
-impl MemberReader {
-    /// The empty frame that identifies this subscriber, and its `\n`.
-    pub fn greeting(&mut self) -> Vec<u8> {
-        let mut out = BytesMut::new();
-        self.cipher.seal_into(&[], &mut out);
-        out.to_vec()
-    }
-
-    /// Decodes one whole record, as [`Wire::decode`] does; a delivery
-    /// stamped with any other name than the publisher's is forged.
-    pub fn decode(&mut self, record: &[u8]) -> Result<Header, Forged> {
-        if record.len() != self.record_len {
-            return Err(Forged);
-        }
-        let (line, terminator) = record.split_at(self.record_len - 1);
-        if terminator != b"\n" {
-            return Err(Forged);
-        }
-        let plaintext = self.cipher.open(line).map_err(|_| Forged)?;
-        let text = plaintext.strip_prefix(&self.stamp[..]).ok_or(Forged)?;
-        parse_plaintext(text)
     }
 }
 
@@ -583,46 +564,6 @@ fn parse_plaintext(plaintext: &[u8]) -> Result<Header, Forged> {
         seq: u64::from_be_bytes(word(0..8)),
         sender: u64::from_le_bytes(word(8..12)) as u32,
         stamp_ns: u64::from_le_bytes(word(12..RAW_HEADER_LEN)),
-    })
-}
-
-/// Appends the header in hex and filler up to `line_len` characters.
-fn put_plain_line(header: Header, line_len: usize, out: &mut BytesMut) {
-    let start = out.len();
-    put_hex(header.seq, 16, out);
-    put_hex(u64::from(header.sender), 8, out);
-    put_hex(header.stamp_ns, 16, out);
-    out.put_bytes(FILL, line_len - (out.len() - start));
-}
-
-fn put_hex(value: u64, digits: usize, out: &mut BytesMut) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..digits).rev() {
-        out.put_u8(HEX[((value >> (i * 4)) & 0xf) as usize]);
-    }
-}
-
-fn parse_plain_line(line: &[u8]) -> Result<Header, Forged> {
-    let (head, fill) = line.split_at_checked(PLAIN_HEADER_LEN).ok_or(Forged)?;
-    if fill.iter().any(|&b| b != FILL) {
-        return Err(Forged);
-    }
-    let sender = parse_hex(&head[16..24])?;
-    Ok(Header {
-        seq: parse_hex(&head[..16])?,
-        sender: u32::try_from(sender).map_err(|_| Forged)?,
-        stamp_ns: parse_hex(&head[24..])?,
-    })
-}
-
-fn parse_hex(digits: &[u8]) -> Result<u64, Forged> {
-    digits.iter().try_fold(0u64, |value, &digit| {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return Err(Forged),
-        };
-        Ok(value << 4 | u64::from(nibble))
     })
 }
 

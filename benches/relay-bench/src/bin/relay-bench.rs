@@ -178,6 +178,17 @@ struct Args {
     #[argh(option, default = "9")]
     bystander_rooms: usize,
 
+    /// fanout and idle against a shared-key eaxchat relay: every subscriber
+    /// (idle: every connection) says /hello eaxchat/1 and counts the msg
+    /// events it gets
+    #[argh(switch)]
+    events: bool,
+
+    /// with --events: every subscriber also joins this many more rooms
+    /// (bench-room-1 ...), staying in the default room (default 0)
+    #[argh(option, default = "0")]
+    extra_rooms: usize,
+
     /// print the report as one JSON object
     #[argh(switch)]
     json: bool,
@@ -345,6 +356,8 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.setup_timeout = seconds(args.setup_timeout, "--setup-timeout")?;
     options.bystanders = args.bystanders;
     options.bystander_rooms = args.bystander_rooms;
+    options.events = args.events;
+    options.extra_rooms = args.extra_rooms;
     options.web = args.web;
     options.subscribe_at = args.subscribe_at.clone();
     options.subscribe_tls = args.subscribe_tls;

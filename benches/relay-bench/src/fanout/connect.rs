@@ -137,6 +137,14 @@ impl Fanout<'_> {
             _ => None,
         };
         let reader = member.and_then(|(_, key)| wire.member_reader(key));
+        if options.events {
+            // It says `/hello eaxchat/1` (and joins its rooms) first.
+            let mut sealer = Wire::new(&options.protocol, options.size)?;
+            let greeting = super::super::events_greeting(options, &mut sealer);
+            let inbox = StreamInbox::new(wire.record_len(), 0, sample, open_all)
+                .with_events(options.extra_rooms);
+            return Ok((inbox, Some(greeting)));
+        }
         let spread = options.subscribe_at.len() > 1;
         if let (Protocol::Eaxchat(_), true) = (&options.protocol, spread) {
             // Each relay of the cluster seals for its own subscribers:

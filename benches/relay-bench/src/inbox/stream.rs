@@ -15,13 +15,18 @@
 //! reordered frame shows at once ([`crate::wire::SessionReader`]).
 
 use super::{Checker, Inbox, Records};
-use crate::wire::{BARRIER, Header, MemberReader, Misfit, PROBE, SessionReader, Wire};
+use crate::wire::{
+    BARRIER, EventLine, Forged, Header, MemberReader, Misfit, PROBE, SessionReader, Wire,
+};
 
 /// What the subscribers of one publisher check deliveries against: for
 /// each of the last `capacity` messages, when it was sent (or, when paced,
 /// was due) and, once a subscriber has received it, its exact bytes.
 pub struct Ledger {
+    /// Bytes each slot holds: every record's length, or the longest line.
     record_len: usize,
+    /// The length of the bytes each slot holds (a line's may be shorter).
+    lens: Box<[u32]>,
     mask: u64,
     sent_at: Box<[u64]>,
     /// For each slot, 1 + the sequence number whose bytes it holds; 0 for
@@ -42,6 +47,7 @@ impl Ledger {
             mask: len - 1,
             sent_at: vec![0; len as usize].into_boxed_slice(),
             holds: vec![0; len as usize].into_boxed_slice(),
+            lens: vec![0; len as usize].into_boxed_slice(),
             verified: vec![false; len as usize].into_boxed_slice(),
             records: vec![0; len as usize * record_len].into_boxed_slice(),
         }
@@ -75,7 +81,8 @@ impl Ledger {
     fn kept(&self, seq: u64) -> Option<(&[u8], bool)> {
         let slot = self.slot(seq);
         (self.holds[slot] == seq + 1).then(|| {
-            let bytes = &self.records[slot * self.record_len..(slot + 1) * self.record_len];
+            let start = slot * self.record_len;
+            let bytes = &self.records[start..start + self.lens[slot] as usize];
             (bytes, self.verified[slot])
         })
     }
@@ -103,7 +110,9 @@ impl Ledger {
 
     fn keep(&mut self, seq: u64, record: &[u8], verified: bool) {
         let slot = self.slot(seq);
-        self.records[slot * self.record_len..(slot + 1) * self.record_len].copy_from_slice(record);
+        let start = slot * self.record_len;
+        self.records[start..start + record.len()].copy_from_slice(record);
+        self.lens[slot] = record.len() as u32;
         self.holds[slot] = seq + 1;
         self.verified[slot] = verified;
     }
@@ -126,6 +135,9 @@ struct Sequence {
     open_all: bool,
     /// Members mode: this subscriber's own key.
     own: Option<Own>,
+    /// An `eaxchat/1` subscriber: the answers to its `/hello` and
+    /// `/join`s still to come before a probe counts.
+    setup_left: usize,
 }
 
 /// A members-mode subscriber's reader, and which records it opens: those
@@ -189,8 +201,19 @@ impl StreamInbox {
                 sample: sample.max(1),
                 open_all,
                 own: None,
+                setup_left: 0,
             },
         }
+    }
+
+    /// A subscriber that said `/hello eaxchat/1` and joined `joins` more
+    /// rooms: its records are `msg` events, lines of any length up to
+    /// `record_len`, and it is ready for the run once it has the answers
+    /// to all of that ([`crate::wire::EventLine`]).
+    pub fn with_events(mut self, joins: usize) -> StreamInbox {
+        self.records.set_lines();
+        self.sequence.setup_left = 1 + joins;
+        self
     }
 
     /// A subscriber of a members relay that opens what it receives with
@@ -260,6 +283,11 @@ impl Inbox for StreamInbox {
     ) -> usize {
         let len = self.records.record_len();
         let sequence = &mut self.sequence;
+        if self.records.lines() {
+            return self.records.split_lines(data, check, |line, check| {
+                sequence.on_event(line, now_ns, check, ledger);
+            });
+        }
         self.records.split(data, check, |rest, check| {
             let run = if sequence.own.is_some() {
                 sequence.unopened_run(rest, len, now_ns, check, ledger)
@@ -395,6 +423,55 @@ impl Sequence {
                 }
             }
             ledger.keep(k, record, true);
+        }
+    }
+
+    /// One line of an `eaxchat/1` subscriber's: before the barrier, the
+    /// answers to its setup and the probes; after it, message `k` as a
+    /// `msg` event, compared with the ledger's copy as a record is.
+    fn on_event(&mut self, line: &[u8], now_ns: u64, check: &mut Checker, ledger: &mut Ledger) {
+        let Some(k) = self.next else {
+            match check.wire.decode_event(line) {
+                Ok(EventLine::Setup) => self.setup_left = self.setup_left.saturating_sub(1),
+                Ok(EventLine::Message(header)) if self.setup_left == 0 => {
+                    if header.sender == PROBE {
+                        self.saw_probe = true;
+                    } else if header.sender == BARRIER {
+                        self.next = Some(0);
+                    } else {
+                        check.errors.forged += 1;
+                    }
+                }
+                // Probes before its setup was answered, and notices.
+                Ok(EventLine::Message(_) | EventLine::Other) => {}
+                Err(Forged) => check.errors.forged += 1,
+            }
+            return;
+        };
+        check.record_latency(now_ns.saturating_sub(ledger.sent_at(k)), 1);
+        if !self.open_all {
+            match ledger.kept(k) {
+                Some((kept, _)) if kept == line => return self.delivered_next(k + 1),
+                None if k % self.sample != 0 => {
+                    ledger.keep(k, line, false);
+                    return self.delivered_next(k + 1);
+                }
+                _ => {}
+            }
+        }
+        check.opened += 1;
+        let decoded = match check.wire.decode_event(line) {
+            Ok(EventLine::Message(header)) => Ok(header),
+            Ok(EventLine::Setup | EventLine::Other) | Err(Forged) => Err(Misfit::Forged),
+        };
+        if self.place(decoded, k, check) {
+            if let Some((kept, false)) = ledger.kept(k) {
+                match check.wire.decode_event(kept) {
+                    Ok(EventLine::Message(h)) if h.sender == 0 => check.errors.out_of_step += 1,
+                    _ => check.errors.forged += 1,
+                }
+            }
+            ledger.keep(k, line, true);
         }
     }
 

@@ -60,7 +60,8 @@ fn every_scenario_runs_clean_against_the_relay() {
 /// Wrong settings are refused before anything is sent.
 #[test]
 fn refuses_what_it_cannot_measure() {
-    let cases: [&[&str]; 3] = [
+    const KEY: &str = "000102030405060708090a0b0c0d0e0f";
+    let cases: [&[&str]; 5] = [
         &["fanout", "--addr", "192.0.2.1:8080", "--plain"],
         &[
             "fanout",
@@ -72,6 +73,25 @@ fn refuses_what_it_cannot_measure() {
             "64",
         ],
         &["room", "--addr", "127.0.0.1:9", "--redis"],
+        // Rooms to join, but no `/hello eaxchat/1` to join them with.
+        &[
+            "fanout",
+            "--addr",
+            "127.0.0.1:9",
+            "--key-hex",
+            KEY,
+            "--extra-rooms",
+            "2",
+        ],
+        // eaxchat/1 events with a room of publishers.
+        &[
+            "room",
+            "--addr",
+            "127.0.0.1:9",
+            "--key-hex",
+            KEY,
+            "--events",
+        ],
     ];
     for args in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
@@ -157,6 +177,33 @@ fn websocket_subscribers_and_bystanders_run_clean() {
     assert_eq!(code, Some(0), "{report}");
     assert_eq!(number(&report, "errors"), 0.0, "{report}");
     assert_eq!(number(&report, "bystanders"), 30.0, "{report}");
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+}
+
+/// Subscribers that said `/hello eaxchat/1` count `msg` events: in one
+/// room, and each in 3 more rooms too (`--extra-rooms`), every message
+/// reaches every subscriber once, in order, checked; the second run
+/// skips the first's messages the relay sends as history on arrival. Idle
+/// connections in 3 rooms each get the one message.
+#[test]
+fn eaxchat1_subscribers_in_several_rooms_run_clean() {
+    let relay = RelayProcess::start(&[]);
+    let addr = relay.addr.to_string();
+    let key = relay.key.to_hex();
+    let common = ["--addr", &addr, "--key-hex", &key];
+    let fanout = ["fanout", "--clients", "4", "--messages", "500", "--events"];
+    for rooms in [&[][..], &["--extra-rooms", "3"][..], &["--verify-all"][..]] {
+        let (code, report) = relay_bench(&[&fanout[..], rooms, &common[..]].concat());
+        assert_eq!(code, Some(0), "{report}");
+        assert_eq!(number(&report, "errors"), 0.0, "{report}");
+        assert_eq!(number(&report, "deliveries"), 4.0 * 500.0, "{report}");
+    }
+    let idle = ["idle", "--clients", "20", "--duration", "0.2", "--events"];
+    let (code, report) = relay_bench(&[&idle[..], &["--extra-rooms", "2"], &common[..]].concat());
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(number(&report, "errors"), 0.0, "{report}");
+    assert_eq!(number(&report, "deliveries"), 19.0, "{report}");
     let (status, log) = relay.terminate();
     assert!(status.success(), "{log}");
 }

@@ -406,3 +406,20 @@ fn pages_older_than_the_history_are_read_by_the_caller() {
     relay.remove(bob.id);
     relay.answer_history(&requests[0], vec![entry(1)], true);
 }
+
+#[test]
+fn nothing_is_dropped_without_a_word() {
+    let mut relay = relay(ChatConfig::quiet());
+    let alice = speaker(&mut relay, ALICE);
+    alice.say(&mut relay, &format!("/in lobby {}", "x".repeat(5000)));
+    let got = events(&mut relay, alice);
+    assert_eq!(got[0].kind, ParsedKind::Error, "{got:?}");
+    alice.say(&mut relay, "/part");
+    alice.got(&mut relay);
+    alice.say(&mut relay, "/me waves");
+    let got = events(&mut relay, alice);
+    assert!(
+        got[0].text.starts_with("error: you are in no room"),
+        "{got:?}"
+    );
+}

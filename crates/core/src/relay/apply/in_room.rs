@@ -11,6 +11,7 @@ use bytes::BytesMut;
 use super::super::batch::Batch;
 use crate::relay::{ConnId, MAX_COMMAND_TEXT, Mode, Relay};
 use eaxchat_proto::commands::{self, Input, RoomName};
+use eaxchat_proto::events::Event;
 use eaxchat_proto::sanitize::has_line_break;
 
 impl<T: Write> Relay<T> {
@@ -44,7 +45,12 @@ impl<T: Write> Relay<T> {
             self.refuse_line_break(from);
             return;
         }
-        if text.len() > MAX_COMMAND_TEXT || !self.keep_message(from, text) {
+        if text.len() > MAX_COMMAND_TEXT {
+            let error = format!("error: a message with /in is at most {MAX_COMMAND_TEXT} bytes");
+            self.send_event(from, &Event::error(&error));
+            return;
+        }
+        if !self.keep_message(from, text) {
             return;
         }
         let stamp = match (&self.mode, self.name_of(from)) {

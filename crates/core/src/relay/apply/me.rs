@@ -19,6 +19,7 @@ impl<T: Write> Relay<T> {
             return;
         }
         let Some(room) = self.peers.get(from).and_then(|peer| peer.chat.room) else {
+            self.send_event(from, &Event::error("error: you are in no room; /join one"));
             return;
         };
         if self.refuse_in_e2e(from, room) {

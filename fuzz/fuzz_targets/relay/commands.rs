@@ -133,6 +133,7 @@ impl Harness {
             }
             Command::Me(text) => {
                 let Some(room) = self.clients[i].current.clone() else {
+                    self.tell(i, &Event::error("error: you are in no room; /join one"));
                     return;
                 };
                 let state = self

@@ -151,9 +151,10 @@ fn hostile_payloads_on_the_subjects_are_refused_and_reach_no_one() {
         let client = async_nats::connect(url).await.expect("connect to NATS");
         let mut spy = client.subscribe("eaxchat.>").await.expect("subscribe");
         client.flush().await.expect("flush");
+        let first = super::hardening::live(&mut spy).await;
         // Watch real traffic: a message in the lobby, and the heartbeats.
         alice.send(b"seen by the spy");
-        let mut captured: Vec<(String, bytes::Bytes)> = Vec::new();
+        let mut captured: Vec<(String, bytes::Bytes)> = vec![first];
         let deadline = tokio::time::Instant::now() + WAIT;
         while captured.iter().all(|(s, _)| !s.contains(".room."))
             || captured.iter().all(|(s, _)| !s.ends_with(".state"))

@@ -27,6 +27,19 @@ fn with_nats_client<R>(nats: &Nats, body: impl AsyncFnOnce(async_nats::Client) -
     })
 }
 
+/// Waits (bounded) for `subscriber`'s first message, a heartbeat: the
+/// server has its subscription from then on. `flush` only writes the SUB
+/// out; a relay's publish on its own connection can still reach the server
+/// first, and then the spy misses it (the tests used to, now and then).
+pub(super) async fn live(subscriber: &mut async_nats::Subscriber) -> (String, bytes::Bytes) {
+    use futures_util::StreamExt as _;
+    let message = tokio::time::timeout(WAIT, subscriber.next())
+        .await
+        .expect("a heartbeat within the wait")
+        .expect("a message");
+    (message.subject.to_string(), message.payload)
+}
+
 /// Collects what `subscriber` receives until `done` holds (bounded).
 async fn capture(
     subscriber: &mut async_nats::Subscriber,
@@ -95,6 +108,7 @@ fn an_envelope_captured_before_a_relay_started_is_refused_by_it() {
     let (room_subject, room_payload) = with_nats_client(&nats, async |client| {
         let mut spy = client.subscribe("eaxchat.>").await.expect("subscribe");
         client.flush().await.expect("flush");
+        live(&mut spy).await;
         alice.send(b"said before the restart");
         let captured = capture(&mut spy, |seen| {
             seen.iter().any(|(subject, _)| subject.contains(".room."))
@@ -166,6 +180,7 @@ fn a_history_record_is_taken_only_at_its_stream_sequence() {
     let captured = with_nats_client(&nats, async |client| {
         let mut spy = client.subscribe("eaxchat.>").await.expect("subscribe");
         client.flush().await.expect("flush");
+        live(&mut spy).await;
         alice.send(b"old news");
         capture(&mut spy, |seen| {
             seen.iter().any(|(s, _)| s.contains(".room."))

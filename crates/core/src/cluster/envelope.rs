@@ -283,7 +283,10 @@ impl Envelope {
                 }
             }
             STATE => {
-                let label = String::from_utf8_lossy(r.str8()?).into_owned();
+                // Bad UTF-8 shows as U+FFFD (3 bytes each): cut back to what
+                // a str8 holds, at a character, so that it encodes whole.
+                let mut label = String::from_utf8_lossy(r.str8()?).into_owned();
+                label.truncate(str8_len(&label));
                 let count = r.u32()? as usize;
                 let mut rooms = Vec::with_capacity(count.min(r.0.len() / 7));
                 for _ in 0..count {
@@ -360,10 +363,18 @@ fn put_people(out: &mut Vec<u8>, room: &RoomState) {
 }
 
 fn put_str8(out: &mut Vec<u8>, text: &str) {
-    let bytes = text.as_bytes();
-    let len = bytes.len().min(u8::MAX as usize);
+    let len = str8_len(text);
     out.push(len as u8);
-    out.extend_from_slice(&bytes[..len]);
+    out.extend_from_slice(&text.as_bytes()[..len]);
+}
+
+/// How much of `text` a str8 holds: at most 255 bytes, cut at a character.
+fn str8_len(text: &str) -> usize {
+    let mut len = text.len().min(u8::MAX as usize);
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
+    len
 }
 
 fn put_bytes32(out: &mut Vec<u8>, bytes: &[u8]) {

@@ -9,6 +9,7 @@
 mod chat_layer;
 mod cluster;
 mod e2e;
+mod e2e_review;
 mod fuzz_regressions;
 mod guard;
 mod key_request;

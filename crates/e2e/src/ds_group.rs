@@ -102,15 +102,7 @@ impl GroupView {
         bytes: &[u8],
         must_remove: &[String],
     ) -> Result<CommitTaken, DsError> {
-        let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| DsError::Malformed)?;
-        let protocol = message
-            .try_into_protocol_message()
-            .map_err(|_| DsError::Unsupported)?;
-        let processed = self
-            .group
-            .process_message(self.provider.crypto(), protocol)
-            .map_err(|_| DsError::BadHandshake)?;
-        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+        let ProcessedMessageContent::StagedCommitMessage(staged) = self.process(bytes)? else {
             return Err(DsError::BadHandshake);
         };
         let removed_leaves: Vec<_> = staged
@@ -149,6 +141,19 @@ impl GroupView {
     /// Checks a proposal (a `PublicMessage`) against the group and keeps it
     /// for the commit that may name it.
     pub fn take_proposal(&mut self, bytes: &[u8]) -> Result<(), DsError> {
+        match self.process(bytes)? {
+            ProcessedMessageContent::ProposalMessage(proposal)
+            | ProcessedMessageContent::ExternalJoinProposalMessage(proposal) => self
+                .group
+                .add_proposal(self.provider.storage(), *proposal)
+                .map_err(|_| DsError::BadHandshake),
+            _ => Err(DsError::BadHandshake),
+        }
+    }
+
+    /// A handshake message (a `PublicMessage`) checked against the group
+    /// as it stands, not yet applied.
+    fn process(&self, bytes: &[u8]) -> Result<ProcessedMessageContent, DsError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(|_| DsError::Malformed)?;
         let protocol = message
             .try_into_protocol_message()
@@ -157,14 +162,7 @@ impl GroupView {
             .group
             .process_message(self.provider.crypto(), protocol)
             .map_err(|_| DsError::BadHandshake)?;
-        match processed.into_content() {
-            ProcessedMessageContent::ProposalMessage(proposal)
-            | ProcessedMessageContent::ExternalJoinProposalMessage(proposal) => self
-                .group
-                .add_proposal(self.provider.storage(), *proposal)
-                .map_err(|_| DsError::BadHandshake),
-            _ => Err(DsError::BadHandshake),
-        }
+        Ok(processed.into_content())
     }
 
     /// The view as bytes: openmls's storage entries, sorted, each

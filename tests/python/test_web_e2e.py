@@ -294,3 +294,75 @@ def test_chat_python_and_the_page_talk_in_one_end_to_end_room(browser, bins, sta
         if chat is not None:
             chat.stop()
         context.close()
+
+
+def test_the_page_joins_by_external_commit_while_no_member_is_online(browser, bins, start_relay, tmp_path):  # noqa: F811
+    """The Python client (openmls) makes an end-to-end room and goes away;
+    the page joins the room with nobody online to add it, so after a short
+    wait it joins from the GroupInfo the relay keeps (a ts-mls External
+    Commit, which the relay checks with openmls), says something, and
+    uploads the new GroupInfo. Back, the Python client takes the commit
+    and the page's message from the room's history, and the page reads
+    its answer."""
+    if not relay_has_sessions(bins.relay):
+        pytest.skip("pending: the relay has no session mode")
+    try:
+        import eaxchat_mls  # noqa: F401
+    except ImportError:
+        pytest.skip("the Python binding (crates/e2e-py) is not installed: scripts/test builds it")
+    relay_identity = tmp_path / "relay.identity"
+    eaxchat.generate_identity(relay_identity)
+    bob = tmp_path / "bob.identity"
+    known = f"bob {eaxchat.generate_identity(bob)}\n"
+    members = tmp_path / "members.txt"
+    write_members(members, known)
+    relay = start_relay(extra=[*CHAT, "--web", "127.0.0.1:0", "--identity", str(relay_identity)],
+                        members=members)
+    relay.web = web_address(relay)  # type: ignore[attr-defined]
+    with urllib.request.urlopen(f"http://{relay.web}/mls.js", timeout=WAIT) as answer:
+        if "built without MLS" in answer.read().decode():
+            pytest.skip("this relay was built without the page's MLS bundle (no node/npm at build time)")
+
+    def python_client() -> eaxchat.Client:
+        client = eaxchat.Client(relay.host, relay.port, identity=bob, known_relays=tmp_path / "known_relays",
+                                events=True, e2e=True, e2e_dir=tmp_path / "bob-e2e")
+        wait_until(lambda: client.rooms_joined, "the Python client's welcome")
+        return client
+
+    def heard(client: eaxchat.Client, text: str) -> eaxchat.Event:
+        found: list = []
+
+        def got() -> bool:
+            try:
+                event = client.recv_event(0.2)
+            except TimeoutError:
+                return False
+            if event.kind == "msg" and event.text == text:
+                found.append(event)
+            return bool(found)
+
+        wait_until(got, f"the Python client reading {text!r}")
+        return found[0]
+
+    python = python_client()
+    context, page = new_page(browser, relay.web)
+    try:
+        python.join("secret", e2e=True)
+        wait_until(lambda: python.e2e.epoch("secret") == 0, "the Python client's group in #secret")
+        python.close()  # nobody in #secret's group is online now
+        admit(page, relay, members, known, "alice")
+        say(page, "/join secret")
+        wait_for_line(page, "this device joined #secret's group by itself (no member was online to add it)")
+        say(page, "from the page, joined alone")
+        python = python_client()
+        got = heard(python, "from the page, joined alone")
+        assert (got.sender, got.e2e, got.history) == ("alice", True, True)
+        assert sorted(n for n, _ in python.e2e.members("secret")) == ["alice", "bob"]
+        python.say("welcome, page", room="secret")
+        wait_for_line(page, "bob: welcome, page")
+        lines = page_lines(page)
+        assert not any("refused" in line or "error" in line or "did not" in line for line in lines), lines
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        python.close()
+        context.close()

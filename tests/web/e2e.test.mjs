@@ -5,7 +5,9 @@
 // Service as crates/core does: the first GroupInfo makes the group, the
 // first commit per epoch wins (mls-ok / mls-refused), mls-add and
 // mls-remove, removals held until committed, Welcomes routed to the device
-// added. Chromium against the real relay is tests/python/test_web_e2e.py.
+// added, the GroupInfo kept for `/groupinfo`, nothing delivered to a member
+// who is away (the room's history instead, when they come back). The
+// External Commit against openmls is tests/web/mls-external.test.mjs. Chromium against the real relay is tests/python/test_web_e2e.py.
 //
 // The ts-mls tests need crates/server/web-mls/node_modules (`npm ci` there;
 // scripts/test does it): without it they are skipped, except under
@@ -49,6 +51,7 @@ class FakeRelay {
     this.ids = 0;
     this.applications = []; // every application message relayed
     this.refusals = 0;
+    this.away = new Set(); // names not connected: nothing reaches them
   }
 
   connect(name) {
@@ -65,6 +68,7 @@ class FakeRelay {
   }
 
   to(name, event) {
+    if (this.away.has(name)) return;
     this.tasks.push(() => this.clients.get(name).e2e.onEvent(event));
   }
 
@@ -77,7 +81,9 @@ class FakeRelay {
 
   room(name) {
     if (!this.rooms.has(name)) {
-      this.rooms.set(name, { members: new Set(), created: false, epoch: 0, removals: new Set(), adding: new Set() });
+      this.rooms.set(name, {
+        members: new Set(), created: false, epoch: 0, removals: new Set(), adding: new Set(), info: null, history: [],
+      });
     }
     return this.rooms.get(name);
   }
@@ -107,6 +113,29 @@ class FakeRelay {
     await this.pump();
   }
 
+  /// `name` connects again: each of its rooms' history, then `myrooms`.
+  async back(name) {
+    this.away.delete(name);
+    const client = this.clients.get(name);
+    await client.e2e.hello();
+    for (const roomName of client.rooms) {
+      for (const event of this.room(roomName).history) this.to(name, { ...event, history: true });
+    }
+    this.tasks.push(() => client.e2e.rooms([...client.rooms], [...client.rooms]));
+    await this.pump();
+  }
+
+  /// Pumps until `done()` holds, while timers (a device's wait for a
+  /// Welcome) bring in more work; fails after 5 s.
+  async until(done, what) {
+    for (let i = 0; i < 250; i += 1) {
+      await this.pump();
+      if (done()) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.fail(`not within 5 s: ${what}`);
+  }
+
   refuse(name, roomName, text) {
     this.refusals += 1;
     this.to(name, { kind: 'mls-refused', room: roomName, epoch: this.room(roomName).epoch, text });
@@ -121,6 +150,10 @@ class FakeRelay {
       const kept = this.packages.get(first) ?? [];
       const given = kept.length > 1 ? kept.shift() : kept[0];
       this.to(name, { kind: 'keypackages', name: first, packages: given ? [given] : [] });
+    } else if (word === '/groupinfo') {
+      const room = this.room(first);
+      const info = this.infoFor?.(first) ?? room.info;
+      this.to(name, info ? { kind: 'groupinfo', room: first, epoch: room.epoch, data: info } : { kind: 'error', text: `error: ${first} has no GroupInfo now; ask again later` });
     } else if (word === '/mls') {
       this.group(name, first, second);
     } else {
@@ -136,17 +169,21 @@ class FakeRelay {
       this.ids += 1;
       const event = { kind: 'mls', room: roomName, from: this.forge ?? name, data, id: this.ids, history: false };
       if (what.kind === 'application') this.applications.push(event);
+      room.history.push(event);
       for (const other of others) this.to(other, event);
     };
     if (what.kind === 'groupinfo') {
       if (!room.created && what.epoch === 0) {
         room.created = true;
+        room.info = data;
         this.to(name, { kind: 'mls-ok', room: roomName, epoch: 0 });
+      } else if (what.epoch === room.epoch) {
+        room.info = data; // kept for External Commits
       } else if (what.epoch === 0) {
         this.refuse(name, roomName, "error: the room's group exists: join it (/groupinfo ROOM)");
       }
     } else if (what.kind === 'commit') {
-      if (what.epoch !== room.epoch) return this.refuse(name, roomName, 'error: a commit for another epoch');
+      if (what.epoch !== room.epoch || this.refuseCommit?.(name)) return this.refuse(name, roomName, 'error: a commit for another epoch');
       room.epoch += 1;
       room.removals.clear();
       relay();
@@ -270,6 +307,50 @@ test('a device kept in the store opens again with its groups; a new device of a 
   g.pending = { state: commit.state, welcome: null, creating: false };
   await alice.e2e.onEvent({ kind: 'mls-ok', room: 'dev', epoch: 2 });
   assert.ok(alice.lines.some((l) => l.cls.includes('warning') && l.text.startsWith('! bob has a new device')), JSON.stringify(alice.lines));
+});
+
+test('with nobody online a newcomer joins by External Commit; the maker, back, takes it from history', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  bob.e2e.externalAfter = 20;
+  await relay.join('alice', 'dev', true);
+  await say(relay, alice, 'dev', 'before bob');
+  relay.away.add('alice');
+  await relay.join('bob', 'dev', false);
+  assert.ok(!bob.e2e.groups.has('dev'), 'no member online added bob');
+  // His first External Commit loses the epoch (another commit came first): he waits and tries again.
+  let refused = 0;
+  relay.refuseCommit = (name) => name === 'bob' && refused++ === 0;
+  await relay.until(() => bob.e2e.groups.has('dev'), "bob's External Commit taken");
+  assert.equal(refused, 2, 'two External Commits: the first refused, the second taken');
+  assert.equal(relay.room('dev').epoch, 1);
+  assert.ok(bob.lines.some((l) => l.text.startsWith("* this device joined #dev's group by itself")), JSON.stringify(bob.lines));
+  assert.equal(relay.mls.inspect(b64decode(relay.room('dev').info)).epoch, 1, "bob's GroupInfo of epoch 1 is up");
+  await say(relay, bob, 'dev', 'alone in here');
+  await relay.back('alice');
+  assert.deepEqual(said(alice, 'dev'), ['before bob', 'alone in here'], 'her own from her store, his opened');
+  assert.deepEqual(relay.mls.members(alice.e2e.groups.get('dev').state).map((m) => m.name), ['alice', 'bob']);
+  await say(relay, alice, 'dev', 'welcome, bob');
+  assert.deepEqual(said(bob, 'dev'), ['welcome, bob']);
+});
+
+test('a GroupInfo that is not the room\'s, or does not verify, joins nothing', { skip: skipMls }, async () => {
+  const { relay, bob } = await world(['alice', 'bob']);
+  await relay.join('alice', 'other', true);
+  await relay.join('alice', 'dev', true);
+  relay.away.add('alice');
+  const tampered = b64decode(relay.room('dev').info);
+  tampered[tampered.length - 1] ^= 1; // the signature's last byte
+  const given = [relay.room('other').info, btoa(String.fromCharCode(...tampered))];
+  relay.infoFor = () => given.shift();
+  bob.e2e.externalAfter = 20;
+  await relay.join('bob', 'dev', false);
+  await relay.until(() => bob.lines.length >= 1, 'the first GroupInfo refused');
+  assert.match(bob.lines[0].text, /^! #dev's GroupInfo from the relay did not check: not joined \(not #dev's GroupInfo\)$/);
+  await bob.e2e.rooms(['dev'], ['dev']); // the next myrooms: he waits again
+  await relay.until(() => bob.lines.length >= 2, 'the second GroupInfo refused');
+  assert.match(bob.lines[1].text, /did not check: not joined \(Could not verify groupInfo Signature\)$/);
+  assert.equal(relay.room('dev').epoch, 0, 'no commit went up');
+  assert.ok(!bob.e2e.groups.has('dev'));
 });
 
 test('without MLS the machine stays out of the way', async () => {

@@ -4,19 +4,23 @@
 // devices). Every function takes and returns plain values (a group's state
 // is ts-mls's ClientState, kept in IndexedDB as `storable` makes it); what to do when is the page's e2e.js.
 //
-// Two ts-mls 1.6.4 bugs shape it (spikes/e2e-mls): `external_senders` is
-// read as one sender, and `external_pub` is written without its length
-// prefix. So this module never joins by External Commit nor uses external
-// senders: a device joins by Welcome only, and the GroupInfo it uploads
-// carries `external_pub` encoded as RFC 9420 says (opaque<V>, written here),
-// which openmls reads.
+// Two ts-mls 1.6.4 bugs shape it (spikes/e2e-mls; still in 2.0.0-rc.10):
+// `external_senders` is read as one sender, and `external_pub` is taken as
+// the bare key, not RFC 9420's opaque<V> (with its length prefix). So this
+// module uses no external senders; the GroupInfo it uploads carries
+// `external_pub` as RFC 9420 says (written here), which openmls reads; and
+// an External Commit (`joinExternal`) hands ts-mls the GroupInfo as it was
+// signed, so ts-mls verifies its signature, credential and tree, and
+// decodes the length-prefixed key only where ts-mls imports it.
 import {
   acceptAll, createApplicationMessage, createCommit, createGroup, decodeMlsMessage, defaultCapabilities,
   emptyPskIndex, encodeMlsMessage, generateKeyPackageWithKey, getCiphersuiteFromName, getCiphersuiteImpl,
-  joinGroup, processMessage,
+  joinGroup, joinGroupExternal, processMessage,
 } from "ts-mls";
 import { defaultClientConfig } from "ts-mls/clientConfig.js";
+import { decodeVarLenData } from "ts-mls/codec/variableLength.js";
 import { createGroupInfo } from "ts-mls/createCommit.js";
+import { ratchetTreeFromExtension } from "ts-mls/groupInfo.js";
 import { decryptSenderData } from "ts-mls/privateMessage.js";
 import { encodeRatchetTree } from "ts-mls/ratchetTree.js";
 
@@ -29,6 +33,7 @@ const impl = () => (suite ??= getCiphersuiteImpl(getCiphersuiteFromName(SUITE)))
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const KEY_PACKAGE_DAYS = 90n;
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
 /** The eaxchat group id of `room`: `eaxchat:` + the room name. */
 export function groupId(room) {
@@ -174,6 +179,51 @@ export async function join(bytes, records) {
     }
   }
   throw last;
+}
+
+// The HPKE public key in a GroupInfo's `external_pub` extension data, which
+// RFC 9420 (12.4.3.2) and openmls encode as `opaque external_pub<V>`: the
+// whole of it, one length-prefixed key, or it throws.
+function externalPubKey(data) {
+  const [key, used] = decodeVarLenData(data, 0);
+  if (used !== data.length) throw new Error("the GroupInfo's external_pub is not one length-prefixed key");
+  return key;
+}
+
+/// Joins `room`'s group by External Commit from its GroupInfo (MLSMessage
+/// bytes, as `/groupinfo` gives it) as device `name` with `key`: `{ state,
+/// commit }`, `state` the group once the relay takes `commit` (a
+/// PublicMessage). Throws when the GroupInfo is another room's, does not
+/// verify, or its tree does not. A leaf of this device already in the tree
+/// (its state lost) is removed by the same commit.
+///
+/// ts-mls 1.6.4's `joinGroupExternal` hands the `external_pub` extension's
+/// bytes straight to the HPKE key import, as if they were the bare key
+/// (createCommit.js, `exportSecret(externalPub.extensionData, cs)`): RFC
+/// 9420's length prefix makes that key 33 bytes, which X25519 refuses.
+/// Stripping the prefix in the GroupInfo would break its signature, which
+/// `joinGroupExternal` verifies over the GroupInfo it is given. So the
+/// GroupInfo goes in as it came (the signature, the credential and the
+/// tree are verified by ts-mls over the signed bytes) and the suite it gets
+/// differs in one thing only: importing that very extension's bytes (the
+/// same array, by identity) imports the key they encode.
+export async function joinExternal(room, bytes, name, key) {
+  const message = decode(bytes);
+  if (message.wireformat !== "mls_group_info") throw new Error("not a GroupInfo");
+  const info = message.groupInfo;
+  if (decoder.decode(info.groupContext.groupId) !== `eaxchat:${room}`) throw new Error(`not #${room}'s GroupInfo`);
+  const extension = info.extensions.find((e) => e.extensionType === "external_pub");
+  if (!extension) throw new Error("the GroupInfo has no external_pub: no External Commit");
+  const externalPub = externalPubKey(extension.extensionData);
+  const cs = await impl();
+  const hpke = { ...cs.hpke, importPublicKey: (k) => cs.hpke.importPublicKey(k === extension.extensionData ? externalPub : k) };
+  const made = await keyPackage(name, key);
+  const tree = ratchetTreeFromExtension(info);
+  if (!tree) throw new Error("the GroupInfo has no ratchet tree");
+  const ours = hex(key.publicKey);
+  const resync = tree.some((node) => node?.nodeType === "leaf" && hex(node.leaf.signaturePublicKey) === ours);
+  const joined = await joinGroupExternal(info, made.record.publicPackage, made.record.privatePackage, resync, { ...cs, hpke });
+  return { state: joined.newState, commit: wrap("publicMessage", joined.publicMessage, "mls_public_message") };
 }
 
 /// `text` encrypted for the group: `{ state, bytes }`.

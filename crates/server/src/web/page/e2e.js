@@ -5,7 +5,11 @@
 // KeyPackages and commits Adds, `mls-ok` merges this device's commit (then
 // the Welcome and the new GroupInfo go up), `mls-refused` drops it and
 // retries what is still needed, `mls-remove` is committed before the next
-// message, a Welcome joins. Text typed in an E2E room goes out encrypted as
+// message, a Welcome joins. A device in an end-to-end room without its
+// group that no member adds within EXTERNAL_JOIN_AFTER (nobody online)
+// asks `/groupinfo` and joins by External Commit, as the Python client
+// does; `mls-ok` makes that group its own (its GroupInfo goes up),
+// `mls-refused` waits again. Text typed in an E2E room goes out encrypted as
 // `/mls ROOM B64`; `mls` events are decrypted and shown. Peers' device keys
 // are pinned per name (a new one is a loud warning); `/verify NAME` shows
 // the safety number.
@@ -22,6 +26,10 @@ import { safetyNumber } from "./safety.js";
 export const KEY_PACKAGES = 3;
 /// KeyPackages kept with their private keys (the relay keeps 16 per device).
 export const KEPT_PACKAGES = 16;
+/// Milliseconds a device in an end-to-end room without its group waits
+/// for a member online to add it (a Welcome) before it joins by External
+/// Commit from the GroupInfo the relay keeps.
+export const EXTERNAL_JOIN_AFTER = 3000;
 /// Messages kept decrypted per room, to show again after a reconnect (MLS
 /// opens a message once).
 export const KEPT_TEXTS = 500;
@@ -67,6 +75,11 @@ export class E2e {
     this.e2eRooms = new Set(); // our rooms that are end-to-end
     this.creating = new Set(); // rooms this page asked to make end-to-end
     this.asked = new Set(); // names whose KeyPackages were asked for
+    this.externalAfter = EXTERNAL_JOIN_AFTER;
+    this.waiting = new Map(); // room -> timer: a Welcome awaited, then /groupinfo
+    this.infoAsked = new Set(); // rooms whose /groupinfo is on its way
+    this.joining = new Map(); // room -> state: our External Commit, unanswered
+    this.held = new Map(); // room -> texts typed while joining, sent once in
   }
 
   /// Whether MLS is here at all.
@@ -78,6 +91,11 @@ export class E2e {
   async open(name) {
     if (!this.available || this.name === name) return;
     this.name = name;
+    for (const timer of this.waiting.values()) clearTimeout(timer);
+    this.waiting.clear();
+    this.infoAsked.clear();
+    this.joining.clear();
+    this.held.clear();
     const kept = await this.store.load(name);
     if (kept?.key) {
       this.key = kept.key;
@@ -113,6 +131,9 @@ export class E2e {
   async hello() {
     if (!this.key) return;
     this.asked.clear();
+    // Nothing asked on an earlier connection is answered on this one.
+    this.infoAsked.clear();
+    this.joining.clear();
     for (let i = 0; i < KEY_PACKAGES; i += 1) {
       const made = await this.mls.keyPackage(this.name, this.key);
       this.packages.push(made.record);
@@ -154,11 +175,52 @@ export class E2e {
       this.groups.set(room, g);
       await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
     }
+    for (const room of this.e2eRooms) this.awaitGroup(room);
   }
 
   /// A `rooms` answer: those of ours listed with mode "e2e" are end-to-end.
   listed(entries) {
-    for (const entry of entries) if (entry.mode === "e2e" && entry.joined) this.e2eRooms.add(entry.room);
+    for (const entry of entries) {
+      if (entry.mode === "e2e" && entry.joined) {
+        this.e2eRooms.add(entry.room);
+        this.awaitGroup(entry.room);
+      }
+    }
+  }
+
+  // `room` is end-to-end and this device has no group there: unless a
+  // Welcome comes within `externalAfter`, it asks for the GroupInfo.
+  awaitGroup(room) {
+    if (!this.available || !this.key || this.groups.has(room) || this.joining.has(room)
+      || this.waiting.has(room) || this.creating.has(room)) return;
+    const timer = setTimeout(() => {
+      this.waiting.delete(room);
+      this.askGroupInfo(room).catch((error) => this.show(room, "error", `! #${room}: ${error.message}`));
+    }, this.externalAfter);
+    timer.unref?.(); // node (the tests): a wait keeps no process alive
+    this.waiting.set(room, timer);
+  }
+
+  async askGroupInfo(room) {
+    if (!this.e2eRooms.has(room) || this.groups.has(room) || this.joining.has(room)) return;
+    this.infoAsked.add(room);
+    if (!(await this.send(`/groupinfo ${room}`))) this.infoAsked.delete(room);
+  }
+
+  // The GroupInfo asked for: this device joins by External Commit (ts-mls
+  // checks its signature and tree; mls.joinExternal its room).
+  async groupInfo(room, data) {
+    if (!this.infoAsked.delete(room) || typeof data !== "string") return;
+    if (this.groups.has(room) || this.joining.has(room)) return;
+    let made;
+    try {
+      made = await this.mls.joinExternal(room, b64decode(data), this.name, this.key);
+    } catch (error) {
+      this.show(room, "error", `! #${room}'s GroupInfo from the relay did not check: not joined (${error.message})`);
+      return;
+    }
+    this.joining.set(room, made.state);
+    await this.send(`/mls ${room} ${b64encode(made.commit)}`);
   }
 
   /// One relay event of the E2E kinds; false for any other kind.
@@ -184,7 +246,7 @@ export class E2e {
         return true;
       }
       case "keypackages": await this.keyPackages(event.name, event.packages ?? []); return true;
-      case "groupinfo": return true;
+      case "groupinfo": await this.groupInfo(room, event.data); return true;
       default: return false;
     }
   }
@@ -231,6 +293,10 @@ export class E2e {
   }
 
   async accepted(room) {
+    if (this.joining.has(room)) {
+      await this.joinedExternally(room);
+      return;
+    }
     const g = this.groups.get(room);
     if (!g?.pending) return;
     const { pending } = g;
@@ -249,7 +315,30 @@ export class E2e {
     await this.drive(room);
   }
 
+  // Our External Commit was taken: its group is this device's.
+  async joinedExternally(room) {
+    const state = this.joining.get(room);
+    this.joining.delete(room);
+    if (this.groups.has(room)) return; // a Welcome came first (that commit won)
+    const g = group(state);
+    g.queue = this.held.get(room) ?? [];
+    this.held.delete(room);
+    this.groups.set(room, g);
+    this.show(room, "notice", `* this device joined #${room}'s group by itself (no member was online to add it): you read from now on, not what was said before`);
+    await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
+    await this.membersChanged(room);
+    await this.save();
+    await this.flush(room);
+    await this.drive(room);
+  }
+
   async refused(room, text) {
+    if (this.joining.has(room)) {
+      // Another commit took the epoch first: a Welcome, or a fresh GroupInfo.
+      this.joining.delete(room);
+      this.awaitGroup(room);
+      return;
+    }
     const g = this.groups.get(room);
     if (!g?.pending) {
       this.show(room, "error", text ?? "refused");
@@ -260,8 +349,9 @@ export class E2e {
     if (pending?.creating) {
       // Someone else's group is there: a Welcome brings us in.
       this.groups.delete(room);
-      this.show(room, "notice", `* #${room} already has its group: waiting for a member to add this device`);
+      this.show(room, "notice", `* #${room} already has its group: waiting for a member online to add this device (with none, it joins by itself)`);
       await this.save();
+      this.awaitGroup(room);
       return;
     }
     // The commit that won came before this answer; what is still needed
@@ -285,7 +375,12 @@ export class E2e {
   /// `{ sent }`, `{ queued }` or `{ error }`; the caller shows the text.
   async say(room, text) {
     const g = this.groups.get(room);
-    if (!g) return { error: `not in #${room}'s group yet: a member adds this device when they are online` };
+    if (!g && this.joining.has(room)) {
+      if (!this.held.has(room)) this.held.set(room, []);
+      this.held.get(room).push(text);
+      return { queued: true };
+    }
+    if (!g) return { error: `not in #${room}'s group yet: a member online adds this device, or it joins by itself if none is` };
     if (g.pending) {
       g.queue.push(text);
       return { queued: true };
@@ -358,10 +453,12 @@ export class E2e {
       return;
     }
     if (event.history) {
-      // Shown (dimmed) so that a page of history counts it: what it
-      // changed is in the group already, or was before this device.
+      // Shown (dimmed) so that a page of history counts it. What it
+      // changed is in the group already, or was before this device, or
+      // came while this device was away: then it is for the group's
+      // epoch, and taken below.
       this.showText(event, null, "(the group changed here)");
-      return;
+      if (!g || what.epoch !== this.mls.epoch(g.state)) return;
     }
     if (!g) return;
     try {
@@ -408,6 +505,8 @@ export class E2e {
     const g = group(joined.state);
     const old = this.groups.get(room);
     if (old) g.queue = old.queue;
+    g.queue.push(...(this.held.get(room) ?? []));
+    this.held.delete(room);
     this.groups.set(room, g);
     this.show(room, "notice", `* this device joined #${room}'s group: you read from now on, not what was said before`);
     await this.membersChanged(room);

@@ -163,6 +163,14 @@ impl Seal for Cipher {
     fn seal_into(&mut self, plaintext: &[u8], out: &mut BytesMut) {
         Cipher::seal_into(self, plaintext, out);
     }
+
+    /// The shared-key relay's run: one read's messages laid out in the
+    /// frame buffer and sealed side by side ([`seal_lines`]), the same
+    /// lines [`Seal::seal_into`] at a time would give.
+    fn seal_joined(&mut self, plaintexts: &[u8], lens: &[usize], out: &mut BytesMut) {
+        let Cipher { key, nonces, frame } = self;
+        seal_lines(key, plaintexts, lens, frame, || Some(nonces.next_nonce()), out);
+    }
 }
 
 /// One key's sealer over a shared nonce generator and frame buffer: a

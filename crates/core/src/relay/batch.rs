@@ -1,8 +1,7 @@
 //! One read's messages: each frame opened and checked against replays (in
-//! session mode, by its session's counter), its plaintext kept in the form
-//! plain-text clients get (stamped with its sender's name in members and
-//! session mode), and, with a shared key, sealed again into one buffer to
-//! be queued as one run.
+//! session mode, by its session's counter) and its plaintext kept in the
+//! form plain-text clients get (stamped with its sender's name in members
+//! and session mode), to be sealed again and queued as one run.
 //!
 //! A frame is opened into a [`Pending`] message first: the relay then
 //! decides whether it is text for the room ([`Batch::commit`]), a command
@@ -29,8 +28,6 @@ use eaxchat_proto::wire;
 /// as one run for its room.
 #[derive(Default)]
 pub(super) struct Batch {
-    /// Shared-key mode: each committed message's plain form, sealed.
-    pub(super) sealed: BytesMut,
     pub(super) count: usize,
     /// A frame opened (in members mode, maybe only an empty one).
     pub(super) opened: bool,
@@ -181,29 +178,16 @@ impl Batch {
         }
     }
 
-    /// Takes a pending message as one to relay; with a shared key, seals
-    /// its plain form onto [`Batch::sealed`] (`most` is the capacity the
-    /// whole read can need, reserved at the first message).
-    pub(super) fn commit(&mut self, pending: Pending, cipher: Option<&mut Cipher>, most: usize) {
+    /// Takes a pending message as one to relay.
+    pub(super) fn commit(&mut self, pending: Pending) {
         self.lens.push(pending.len);
         self.count += 1;
-        if let Some(cipher) = cipher {
-            if self.sealed.capacity() == 0 {
-                self.sealed.reserve(most);
-            }
-            let plain = self
-                .plaintexts
-                .get(pending.start..pending.start + pending.len)
-                .unwrap_or_default();
-            cipher.seal_into(plain, &mut self.sealed);
-        }
     }
 
-    /// A message with its stamp: `stamp` and `text`
-    /// taken as one to relay, like a committed one (sealed onto
-    /// [`Batch::sealed`] with a shared key). Every message of a batch has
-    /// the same stamp ([`Batch::text_start`]).
-    pub(super) fn push_stamped(&mut self, stamp: &[u8], text: &[u8], cipher: Option<&mut Cipher>) {
+    /// A message with its stamp: `stamp` and `text` taken as one to relay,
+    /// like a committed one. Every message of a batch has the same stamp
+    /// ([`Batch::text_start`]).
+    pub(super) fn push_stamped(&mut self, stamp: &[u8], text: &[u8]) {
         let start = self.plaintexts.len();
         self.plaintexts.extend_from_slice(stamp);
         self.plaintexts.extend_from_slice(text);
@@ -212,10 +196,6 @@ impl Batch {
         self.text_start = stamp.len();
         self.lens.push(len);
         self.count += 1;
-        if let Some(cipher) = cipher {
-            let plain = self.plaintexts.get(start..start + len).unwrap_or_default();
-            cipher.seal_into(plain, &mut self.sealed);
-        }
     }
 
     /// Each message's text (its plain form without the stamp), in order,

@@ -453,11 +453,7 @@ impl<T: Write> Relay<T> {
                     continue;
                 }
                 EntryKind::Message => {
-                    let cipher = match &mut self.mode {
-                        Mode::Shared(cipher) => Some(cipher),
-                        Mode::Members(_) | Mode::Sessions(_) => None,
-                    };
-                    batch.push_stamped(stamp.as_bytes(), text, cipher);
+                    batch.push_stamped(stamp.as_bytes(), text);
                 }
                 EntryKind::Action => {
                     let before = batch.take();

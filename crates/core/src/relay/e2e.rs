@@ -360,12 +360,12 @@ impl<T: Write> Relay<T> {
                     self.queue_batch(from, &before);
                 }
                 batch.kind = EntryKind::Mls;
-                batch.push_stamped(stamp.as_bytes(), text.as_bytes(), None);
+                batch.push_stamped(stamp.as_bytes(), text.as_bytes());
             }
             None => {
                 let mut alone = Batch::new(ts);
                 alone.kind = EntryKind::Mls;
-                alone.push_stamped(stamp.as_bytes(), text.as_bytes(), None);
+                alone.push_stamped(stamp.as_bytes(), text.as_bytes());
                 self.stats.frames_in += 1;
                 self.queue_in_room(room, Some(from), sender.as_ref(), &alone);
             }

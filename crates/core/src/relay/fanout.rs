@@ -141,7 +141,11 @@ impl<T: Write> Relay<T> {
                 return;
             }
         };
-        let frames = Frames::new(batch.sealed.clone().freeze(), batch.count);
+        // One seal of the read's messages, shared by every recipient: laid
+        // out and sealed side by side, as a members relay seals for each.
+        let mut sealed = BytesMut::with_capacity(batch.sealed_len());
+        batch.seal_plaintexts(cipher, &mut sealed);
+        let frames = Frames::new(sealed.freeze(), batch.count);
         let event_frames = events.map(|(texts, lens)| {
             let mut out = BytesMut::with_capacity(texts.len() * 2);
             cipher.seal_joined(texts, lens, &mut out);

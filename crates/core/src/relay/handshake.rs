@@ -118,10 +118,9 @@ impl<T: Write> Relay<T> {
             self.account_trust(from, false);
             return;
         }
-        let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
         let mut batch = Batch::new(self.wall_millis());
         let fed = reader.feed(data, |line| {
-            self.take_session_line(from, &mut phase, &mut member, &mut batch, line, most)
+            self.take_session_line(from, &mut phase, &mut member, &mut batch, line)
         });
         if fed.is_err() && !self.is_closing(from) {
             self.stats.rejected.too_long += 1;
@@ -150,7 +149,6 @@ impl<T: Write> Relay<T> {
         member: &mut Option<Seat>,
         batch: &mut Batch,
         line: &[u8],
-        most: usize,
     ) -> ControlFlow<()> {
         match *phase {
             Phase::Hello if self.answers_key_request(from, line) => ControlFlow::Continue(()),
@@ -178,7 +176,7 @@ impl<T: Write> Relay<T> {
                 self.close(from, CloseReason::HandshakeUnfinished);
                 ControlFlow::Break(())
             }
-            Phase::Frames => match self.take_frame(from, *member, batch, line, most) {
+            Phase::Frames => match self.take_frame(from, *member, batch, line) {
                 Ok(()) if self.is_closing(from) => ControlFlow::Break(()),
                 Ok(()) => ControlFlow::Continue(()),
                 Err(error) => {

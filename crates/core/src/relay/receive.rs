@@ -57,11 +57,6 @@ impl<T: Write> Relay<T> {
         let mut splitter = peer.splitter.take();
         let mut member = peer.member;
         let mut tries = peer.identify_tries;
-        // A resealed line is as long as the line it came from (less a
-        // `\r`), plus its `\n`; frames are at least 44 bytes. What this read
-        // can produce is bounded by what it completes. Allocated at the
-        // first line, not for a read that only adds to an unfinished one.
-        let most = reader.buffered() + data.len() + (reader.buffered() + data.len()) / 44 + 1;
         let mut batch = Batch::new(self.wall_millis());
         let mut took_seed = false;
         let mut rest = data;
@@ -86,13 +81,7 @@ impl<T: Write> Relay<T> {
                     break;
                 }
                 if member.is_none() && matches!(self.mode, Mode::Members(_)) {
-                    match self.identify_unterminated(
-                        from,
-                        &mut reader,
-                        &mut batch,
-                        &mut tries,
-                        most,
-                    ) {
+                    match self.identify_unterminated(from, &mut reader, &mut batch, &mut tries) {
                         Some(seat) => {
                             member = Some(seat);
                             took_seed = true;
@@ -101,7 +90,7 @@ impl<T: Write> Relay<T> {
                     }
                 }
                 let splitter = splitter.get_or_insert_with(Box::default);
-                match self.take_seed_frames(from, member, &mut reader, splitter, &mut batch, most) {
+                match self.take_seed_frames(from, member, &mut reader, splitter, &mut batch) {
                     Ok(took) => took_seed |= took,
                     Err(error) => {
                         self.reject(from, error);
@@ -116,7 +105,7 @@ impl<T: Write> Relay<T> {
             .is_none_or(|peer| peer.closing.is_some());
         if fed.is_ok() && !closed {
             fed = reader.feed(rest, |line| {
-                self.take_line(from, &mut member, &mut batch, line, most)
+                self.take_line(from, &mut member, &mut batch, line)
             });
         }
         if fed.is_err() && !closed {
@@ -147,7 +136,6 @@ impl<T: Write> Relay<T> {
         member: &mut Option<Seat>,
         batch: &mut Batch,
         line: &[u8],
-        most: usize,
     ) -> ControlFlow<()> {
         if member.is_none()
             && let Mode::Members(roster) = &mut self.mode
@@ -172,7 +160,7 @@ impl<T: Write> Relay<T> {
                 return ControlFlow::Break(());
             }
         }
-        match self.take_frame(from, *member, batch, line, most) {
+        match self.take_frame(from, *member, batch, line) {
             Ok(()) if self.is_closing(from) => ControlFlow::Break(()),
             Ok(()) => ControlFlow::Continue(()),
             Err(error) => {
@@ -216,7 +204,6 @@ impl<T: Write> Relay<T> {
         seat: Option<Seat>,
         batch: &mut Batch,
         frame: &[u8],
-        most: usize,
     ) -> Result<(), FrameError> {
         let mut pending = match (&mut self.mode, seat) {
             (Mode::Shared(cipher), _) => {
@@ -268,11 +255,7 @@ impl<T: Write> Relay<T> {
         if escaped {
             batch.unescape(&mut pending);
         }
-        let cipher = match &mut self.mode {
-            Mode::Shared(cipher) => Some(cipher),
-            Mode::Members(_) | Mode::Sessions(_) => None,
-        };
-        batch.commit(pending, cipher, most);
+        batch.commit(pending);
         Ok(())
     }
 
@@ -296,7 +279,6 @@ impl<T: Write> Relay<T> {
         reader: &mut LineReader,
         batch: &mut Batch,
         tries: &mut u8,
-        most: usize,
     ) -> Option<Seat> {
         if !matches!(self.mode, Mode::Members(_)) {
             return None;
@@ -321,7 +303,7 @@ impl<T: Write> Relay<T> {
                 // A newline-less frame: what it is sent first (history, a
                 // reply) is paced, as a seed receiver's must be.
                 self.become_seed(from);
-                match self.take_frame(from, Some(seat), batch, buf, most) {
+                match self.take_frame(from, Some(seat), batch, buf) {
                     Ok(()) => {}
                     Err(FrameError::Replayed) => {
                         self.stats.rejected.replayed += 1;
@@ -363,7 +345,6 @@ impl<T: Write> Relay<T> {
         reader: &mut LineReader,
         splitter: &mut Splitter,
         batch: &mut Batch,
-        most: usize,
     ) -> Result<bool, FrameError> {
         let mut took = false;
         while let Some(buf) = reader.unterminated() {
@@ -382,7 +363,7 @@ impl<T: Write> Relay<T> {
                 break;
             }
             self.become_seed(from);
-            match self.take_frame(from, member, batch, frame, most) {
+            match self.take_frame(from, member, batch, frame) {
                 Ok(()) => {
                     reader.consume_frame(len);
                     took = true;

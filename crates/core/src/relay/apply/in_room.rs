@@ -6,8 +6,6 @@
 
 use std::io::Write;
 
-use bytes::BytesMut;
-
 use super::super::batch::Batch;
 use crate::relay::{ConnId, MAX_COMMAND_TEXT, Mode, Relay};
 use eaxchat_proto::commands::{self, Input, RoomName};
@@ -58,14 +56,7 @@ impl<T: Write> Relay<T> {
             _ => String::new(),
         };
         let mut batch = Batch::new(self.wall_millis());
-        let cipher = match &mut self.mode {
-            Mode::Shared(cipher) => {
-                batch.sealed = BytesMut::with_capacity(text.len() * 2 + 64);
-                Some(cipher)
-            }
-            Mode::Members(_) | Mode::Sessions(_) => None,
-        };
-        batch.push_stamped(stamp.as_bytes(), text, cipher);
+        batch.push_stamped(stamp.as_bytes(), text);
         self.queue_batch(from, &batch);
     }
 }

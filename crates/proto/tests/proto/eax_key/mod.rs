@@ -8,7 +8,8 @@
 //! the reference and the inputs both modules share: `single_frame` checks
 //! one frame at a time (the vectors, every length, headers, CMAC),
 //! `joined_frames` many at once (frames sealed side by side, the first of
-//! many keys, and finding where joined frames end), and `session_runs` a
+//! many keys, and finding where joined frames end), `relay_runs` the
+//! shared-key and members relays' runs sealed side by side, and `session_runs` a
 //! session's runs of frames sealed side by side under counter nonces, and
 //! their lines.
 
@@ -16,6 +17,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod joined_frames;
+mod relay_runs;
 mod session_runs;
 mod single_frame;
 

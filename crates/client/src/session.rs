@@ -142,10 +142,19 @@ impl<'a, F: Front> Session<'a, F> {
                 self.retry()?;
                 continue;
             }
+            let e2e_at = self.e2e.as_ref().and_then(E2eDriver::poll_timeout);
+            if let Some(e2e) = &mut self.e2e
+                && e2e_at.is_some_and(|at| at <= now)
+            {
+                let out = e2e.handle_timeout(now);
+                self.apply(out)?;
+                continue;
+            }
             let wake = [
                 self.linger_until,
                 self.dialer.retry_at(),
                 self.printer.next_tick(),
+                e2e_at,
             ]
             .into_iter()
             .flatten()
@@ -321,7 +330,7 @@ impl<'a, F: Front> Session<'a, F> {
             return Ok(());
         };
         let out = match &mut self.e2e {
-            Some(e2e) => e2e.received(message),
+            Some(e2e) => e2e.received(message, Instant::now()),
             None => Output::default(),
         };
         if !out.consumed {

@@ -8,11 +8,14 @@
 //! A removal always goes first: the relay refuses application messages in
 //! a room until the removal it announced is committed.
 
+use std::time::Instant;
+
 use base64::Engine as _;
 use eaxchat_e2e::ds::{Peeked, check_key_package, peek};
 use eaxchat_e2e::{E2eError, Event, Member, Pin, hex};
 use eaxchat_proto::events::{ParsedEvent, ParsedKind};
 
+use super::external::{before_joining, is_application};
 use super::{BASE64, E2eDriver, MAX_RETRIES, Output, shown};
 
 /// A commit of ours the relay has not answered yet.
@@ -24,10 +27,14 @@ pub(crate) enum Commit {
     Add { name: String, welcome: Vec<u8> },
     /// Removes `name`'s devices.
     Remove { name: String },
+    /// Joins the group by External Commit (`commit`, as sent: the room's
+    /// history shows it if the relay took it while the connection was
+    /// down).
+    External { commit: Vec<u8> },
 }
 
 /// `/mls ROOM <base64>`.
-fn mls_line(room: &str, bytes: &[u8]) -> Vec<u8> {
+pub(super) fn mls_line(room: &str, bytes: &[u8]) -> Vec<u8> {
     format!("/mls {room} {}", BASE64.encode(bytes)).into_bytes()
 }
 
@@ -58,7 +65,7 @@ impl E2eDriver {
                 Some(room),
                 &format!(
                     "! not sent: this device is not in #{room}'s end-to-end group yet \
-                     (waiting to be added by a member who is online)"
+                     (a member online adds it, or it joins by itself within seconds if none is)"
                 ),
             ));
             return;
@@ -199,9 +206,14 @@ impl E2eDriver {
     pub(super) fn taken(&mut self, room: &str, out: &mut Output) {
         let work = self.work_of(room);
         work.refusals = 0;
+        work.unanswered = false;
         let Some(commit) = work.pending.take() else {
             return;
         };
+        if let Commit::External { .. } = commit {
+            self.joined_externally(room, out);
+            return;
+        }
         let Some(device) = &mut self.device else {
             return;
         };
@@ -243,19 +255,24 @@ impl E2eDriver {
                     &format!("* you removed {name} from #{room}'s group (epoch {epoch})"),
                 ));
             }
-            Commit::Create => {}
+            Commit::Create | Commit::External { .. } => {}
         }
         self.drive(room, out);
     }
 
     /// `mls-refused`: our commit lost (the winner was processed already:
     /// the relay sends it first), or a message was refused.
-    pub(super) fn refused(&mut self, room: &str, text: &str, out: &mut Output) {
+    pub(super) fn refused(&mut self, room: &str, text: &str, now: Instant, out: &mut Output) {
         let work = self.work_of(room);
+        work.unanswered = false;
         let Some(commit) = work.pending.take() else {
             out.show.push(shown::error(Some(room), text));
             return;
         };
+        if let Commit::External { .. } = commit {
+            self.external_refused(room, now, out);
+            return;
+        }
         work.refusals += 1;
         let give_up = work.refusals > MAX_RETRIES;
         if give_up {
@@ -266,6 +283,7 @@ impl E2eDriver {
             if commit == Commit::Create {
                 let _ = device.rooms.forget(room);
                 out.show.push(shown::waiting(room));
+                self.await_group(room, now);
                 return;
             }
             // Nothing to drop if processing the winner dropped it already.
@@ -297,30 +315,24 @@ impl E2eDriver {
     }
 
     fn read_group_message(&mut self, room: &str, event: &ParsedEvent, out: &mut Output) {
-        let Some(device) = &mut self.device else {
+        if self.device.is_none() {
             return;
-        };
+        }
         let kind = peek(&event.data);
         if let Ok(Peeked::Welcome { .. }) = kind {
-            match device.rooms.join_welcome(&event.data) {
-                Ok((joined, epoch)) => {
-                    out.show.push(shown::notice(
-                        Some(&joined),
-                        &format!("* you are in #{joined}'s end-to-end group now (epoch {epoch}): you read what is said from now on"),
-                    ));
-                    self.observe_members(&joined, out);
-                    // A Welcome used up one of our KeyPackages.
-                    self.upload(1, out);
-                    self.drive(&joined, out);
-                }
-                Err(error) => out.show.push(shown::error(
-                    Some(room),
-                    &format!("! a Welcome to #{room} could not be used: {error}"),
-                )),
+            if self.external_pending(room) {
+                // Used once the relay has answered our External Commit
+                // (it refuses it: the Welcome's add took the epoch).
+                self.work_of(room).welcome = Some(event.data.clone());
+            } else {
+                self.join_welcome(room, &event.data, out);
             }
             return;
         }
         if matches!(kind, Ok(Peeked::GroupInfo { .. })) {
+            return;
+        }
+        if self.while_joining(room, &event.data, out) {
             return;
         }
         if !self.has_group(room) {
@@ -353,7 +365,13 @@ impl E2eDriver {
                 self.committed(room, &by, epoch, &added, &removed, removed_me, out);
             }
             Ok(Event::Proposal { .. }) => {}
-            Err(E2eError::BeforeJoined { .. }) => out.show.push(shown::before_joined(room, event)),
+            // Sent before this device joined (or while it joins): a line
+            // for a message, nothing for a commit.
+            Err(error) if before_joining(&error) => {
+                if is_application(&event.data) {
+                    out.show.push(shown::before_joined(room, event));
+                }
+            }
             Err(E2eError::Duplicate | E2eError::OwnMessage) => {}
             Err(error) => out.show.push(shown::error(
                 Some(room),
@@ -361,6 +379,33 @@ impl E2eDriver {
                     "! #{room}: a message from {} could not be read: {error}",
                     event.from.as_deref().unwrap_or("someone")
                 ),
+            )),
+        }
+    }
+
+    /// A Welcome to `room` (as the relay says): this device is in the
+    /// group it names, replacing any it had.
+    pub(super) fn join_welcome(&mut self, room: &str, data: &[u8], out: &mut Output) {
+        let Some(device) = &mut self.device else {
+            return;
+        };
+        match device.rooms.join_welcome(data) {
+            Ok((joined, epoch)) => {
+                out.show.push(shown::notice(
+                    Some(&joined),
+                    &format!("* you are in #{joined}'s end-to-end group now (epoch {epoch}): you read what is said from now on"),
+                ));
+                let work = self.work_of(&joined);
+                work.join_at = None;
+                work.joining = false;
+                self.observe_members(&joined, out);
+                // A Welcome used up one of our KeyPackages.
+                self.upload(1, out);
+                self.drive(&joined, out);
+            }
+            Err(error) => out.show.push(shown::error(
+                Some(room),
+                &format!("! a Welcome to #{room} could not be used: {error}"),
             )),
         }
     }
@@ -378,13 +423,17 @@ impl E2eDriver {
     ) {
         for member in added {
             self.work_of(room).adds.remove(&member.name);
-            out.show.push(shown::notice(
-                Some(room),
-                &format!(
+            let text = if member.name == by {
+                // An External Commit (nobody online added it), or a new
+                // device its member's other device added.
+                format!("* a device of {by} joined #{room}'s group (epoch {epoch})")
+            } else {
+                format!(
                     "* {by} added {} to #{room}'s group (epoch {epoch})",
                     member.name
-                ),
-            ));
+                )
+            };
+            out.show.push(shown::notice(Some(room), &text));
             self.pin(room, &member.name, &member.signature_key, out);
         }
         for member in removed {
@@ -412,7 +461,7 @@ impl E2eDriver {
     }
 
     /// Pins every member's device seen in `room`'s group.
-    fn observe_members(&mut self, room: &str, out: &mut Output) {
+    pub(super) fn observe_members(&mut self, room: &str, out: &mut Output) {
         let Some(device) = &self.device else {
             return;
         };

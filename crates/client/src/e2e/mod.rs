@@ -12,7 +12,10 @@
 //! and removes members when the relay asks (`mls-add`, `mls-remove`), one
 //! commit per room at a time with bounded retries, encrypts text typed in
 //! an end-to-end room, decrypts what arrives, and warns of a new device key.
-//! It never touches a socket or a terminal; `session` feeds it. Nothing a
+//! With no member online to add it, it joins a room's group by External
+//! Commit after [`EXTERNAL_JOIN_AFTER`]. It never touches a socket, a
+//! terminal or a clock: `session` feeds it, with the time
+//! ([`E2eDriver::received`], [`E2eDriver::handle_timeout`]). Nothing a
 //! peer sends can make it panic: a message it cannot read is a line
 //! saying why.
 //!
@@ -20,13 +23,16 @@
 //! |---|---|
 //! | this one | [`E2eDriver`], [`Output`], dispatching events and typed lines |
 //! | `group` | commits: making, adding, removing, the relay's answers, retries |
+//! | `external` | joining by External Commit when no member is online: the wait, the answers |
 //! | `shown` | the lines shown: messages, notices, warnings, `/verify` |
 
+mod external;
 mod group;
 mod shown;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use eaxchat_e2e::{E2eRooms, Pins};
@@ -43,6 +49,11 @@ pub const KEY_PACKAGES_AT_START: usize = 5;
 /// Commits refused in a row in one room before giving up until the
 /// relay asks again.
 pub const MAX_RETRIES: u32 = 4;
+
+/// How long a device in an end-to-end room without its group waits for a
+/// member online to add it (a Welcome) before it joins by External Commit,
+/// as the Python client and the page do.
+pub const EXTERNAL_JOIN_AFTER: Duration = Duration::from_secs(3);
 
 /// What the driver wants done after an event or a typed line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -84,6 +95,18 @@ pub(crate) struct RoomWork {
     pub(crate) asked: bool,
     /// We typed `/join ROOM --e2e`: if the relay has no group, we make it.
     pub(crate) made: bool,
+    /// When to ask for the GroupInfo and join by External Commit, unless
+    /// a Welcome comes first.
+    pub(crate) join_at: Option<Instant>,
+    /// `/groupinfo` was asked to join by External Commit: its answer is
+    /// used.
+    pub(crate) joining: bool,
+    /// Our External Commit went on a connection that dropped: unless the
+    /// room's history shows it, it is dropped at the next `myrooms`.
+    pub(crate) unanswered: bool,
+    /// A Welcome that came while our External Commit was pending: used
+    /// if the relay refuses that commit.
+    pub(crate) welcome: Option<Vec<u8>>,
 }
 
 /// The MLS driver of one `chat`: see the module's docs.
@@ -156,8 +179,8 @@ impl E2eDriver {
             .is_some_and(|d| d.rooms.rooms().any(|r| r == bare(room)))
     }
 
-    /// Takes one plaintext the relay sent.
-    pub fn received(&mut self, plaintext: &[u8]) -> Output {
+    /// Takes one plaintext the relay sent, at `now`.
+    pub fn received(&mut self, plaintext: &[u8], now: Instant) -> Output {
         let mut out = Output::default();
         let Some(event) = ParsedEvent::parse(plaintext) else {
             return out;
@@ -168,7 +191,11 @@ impl E2eDriver {
                 // A new connection: ask again for the groups still missing.
                 for (room, work) in &mut self.work {
                     work.asked = false;
-                    if work.pending.is_some() && self.welcomed {
+                    work.join_at = None;
+                    work.joining = false;
+                    if matches!(work.pending, Some(Commit::External { .. })) {
+                        work.unanswered = true;
+                    } else if work.pending.is_some() && self.welcomed {
                         out.show.push(shown::error(
                             Some(room),
                             &format!(
@@ -190,6 +217,7 @@ impl E2eDriver {
                 self.e2e = event.e2e.iter().map(|r| bare(r).to_owned()).collect();
                 self.current = event.room.as_deref().map(|r| bare(r).to_owned());
                 self.forget_left(&event.rooms, &mut out);
+                self.drop_unanswered(now);
                 self.ask_group_infos(&mut out);
             }
             (ParsedKind::Rooms(list), _) => {
@@ -207,7 +235,7 @@ impl E2eDriver {
             }
             (ParsedKind::MlsRefused { .. }, Some(room)) => {
                 out.consumed = true;
-                self.refused(&room, &event.text, &mut out);
+                self.refused(&room, &event.text, now, &mut out);
             }
             (ParsedKind::MlsAdd { name }, Some(room)) => {
                 out.consumed = true;
@@ -225,13 +253,11 @@ impl E2eDriver {
             }
             (ParsedKind::GroupInfo { .. }, Some(room)) => {
                 out.consumed = true;
-                if !self.has_group(&room) {
-                    out.show.push(shown::waiting(&room));
-                }
+                self.group_info(&room, &event.data, now, &mut out);
             }
             (ParsedKind::Error, Some(room))
                 if event.text.contains("has no GroupInfo")
-                    && self.work.get(&room).is_some_and(|w| w.asked) =>
+                    && self.work.get(&room).is_some_and(|w| w.asked || w.joining) =>
             {
                 out.consumed = true;
                 self.no_group_yet(&room, &mut out);
@@ -410,6 +436,9 @@ impl E2eDriver {
     /// room, else wait to be added.
     fn no_group_yet(&mut self, room: &str, out: &mut Output) {
         let made = self.work.get(room).is_some_and(|w| w.made);
+        // Asked to join by External Commit, and no group yet: its maker's
+        // GroupInfo is on its way; a Welcome brings this device in.
+        self.work_of(room).joining = false;
         if made && !self.has_group(room) {
             self.create(room, out);
         } else {

@@ -44,7 +44,8 @@ pub(super) fn waiting(room: &str) -> Vec<u8> {
     notice(
         Some(room),
         &format!(
-            "* #{room} is end-to-end: waiting to be added to its group by a member who is online"
+            "* #{room} is end-to-end: waiting to be added to its group by a member who is online \
+             (with none, this device joins by itself in a few seconds)"
         ),
     )
 }

@@ -3,9 +3,13 @@
 //! through a fake relay of a few dozen lines that orders group messages as
 //! the real Delivery Service does (first commit of an epoch wins, removals
 //! held until committed, Welcomes routed by KeyPackage reference), read
-//! with `eaxchat_e2e::ds`.
+//! with `eaxchat_e2e::ds`. Members can be away (what is sent to them is
+//! lost; back, they get the room's history) and time is the test's.
+
+mod external;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Instant;
 
 use base64::Engine as _;
 use eaxchat_e2e::ds::{Peeked, check_key_package, peek};
@@ -13,7 +17,7 @@ use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::events::{Event, GroupNotice};
 use eaxchat_proto::name::Name;
 
-use super::{BASE64, E2eDriver};
+use super::{BASE64, E2eDriver, Output};
 
 #[derive(Default)]
 struct FakeRoom {
@@ -22,6 +26,8 @@ struct FakeRoom {
     info: Option<Vec<u8>>,
     removing: BTreeSet<String>,
     next_id: u64,
+    /// The group messages relayed, for history: sender, base64, id.
+    log: Vec<(usize, String, u64)>,
 }
 
 /// The fake relay and its members' drivers.
@@ -37,6 +43,12 @@ struct Net {
     refs: BTreeMap<Vec<u8>, usize>,
     /// Everything relayed as a group message, for the plaintext check.
     relayed: Vec<Vec<u8>>,
+    /// The drivers' clock.
+    now: Instant,
+    /// Members not connected: what is sent to them is lost.
+    away: BTreeSet<usize>,
+    /// Members whose inbox `pump` leaves alone.
+    paused: BTreeSet<usize>,
     _dirs: Vec<tempfile::TempDir>,
 }
 
@@ -61,6 +73,9 @@ impl Net {
             packages: BTreeMap::new(),
             relayed: Vec::new(),
             refs: BTreeMap::new(),
+            now: Instant::now(),
+            away: BTreeSet::new(),
+            paused: BTreeSet::new(),
             _dirs: dirs,
         };
         for (i, name) in names.iter().enumerate() {
@@ -82,7 +97,9 @@ impl Net {
     }
 
     fn to(&mut self, i: usize, e: &Event<'_>) {
-        self.inbox[i].push_back(event(e));
+        if !self.away.contains(&i) {
+            self.inbox[i].push_back(event(e));
+        }
     }
 
     fn send_others(&mut self, room: &str, from: usize, e: &Event<'_>) {
@@ -114,41 +131,47 @@ impl Net {
     /// The user of `i` types `line`.
     fn typed(&mut self, i: usize, line: &str) {
         let out = self.drivers[i].typed(line.as_bytes());
+        if !out.consumed {
+            self.command(i, line);
+        }
+        self.apply(i, out);
+        self.pump();
+    }
+
+    /// Shows what the driver of `i` asked to show and sends what it asked
+    /// to send.
+    fn apply(&mut self, i: usize, out: Output) {
         self.shown[i].extend(
             out.show
                 .iter()
                 .map(|s| String::from_utf8_lossy(s).into_owned()),
         );
-        if !out.consumed {
-            self.command(i, line);
-        }
         for line in out.send {
             self.command(i, std::str::from_utf8(&line).unwrap());
         }
-        self.pump();
     }
 
     /// Delivers everything queued, and what it makes, until quiet.
     fn pump(&mut self) {
         for _ in 0..10_000 {
-            let Some(i) = (0..self.inbox.len()).find(|&i| !self.inbox[i].is_empty()) else {
+            let next = (0..self.inbox.len())
+                .find(|&i| !self.inbox[i].is_empty() && !self.paused.contains(&i));
+            let Some(i) = next else {
                 return;
             };
-            let plaintext = self.inbox[i].pop_front().unwrap();
-            let out = self.drivers[i].received(&plaintext);
-            if !out.consumed {
-                self.shown[i].push(String::from_utf8_lossy(&plaintext).into_owned());
-            }
-            self.shown[i].extend(
-                out.show
-                    .iter()
-                    .map(|s| String::from_utf8_lossy(s).into_owned()),
-            );
-            for line in out.send {
-                self.command(i, std::str::from_utf8(&line).unwrap());
-            }
+            self.deliver(i);
         }
         panic!("the drivers never went quiet");
+    }
+
+    /// Hands the first plaintext in the inbox of `i` to its driver.
+    fn deliver(&mut self, i: usize) {
+        let plaintext = self.inbox[i].pop_front().unwrap();
+        let out = self.drivers[i].received(&plaintext, self.now);
+        if !out.consumed {
+            self.shown[i].push(String::from_utf8_lossy(&plaintext).into_owned());
+        }
+        self.apply(i, out);
     }
 
     /// The fake relay takes one command of member `i`.
@@ -310,6 +333,7 @@ impl Net {
         let state = self.rooms.get_mut(room).unwrap();
         let id = state.next_id;
         state.next_id += 1;
+        state.log.push((i, data.to_owned(), id));
         let e = Event::Mls {
             room: &room_name,
             from: Some(&me),
@@ -479,12 +503,16 @@ fn a_join_waits_for_the_key_packages() {
     let out = driver.typed(b"/join dev");
     assert!(out.consumed && out.send.is_empty(), "{out:?}");
     let bob = Name::new("bob").unwrap();
-    let out = driver.received(&event(&Event::Welcome {
-        name: Some(&bob),
-        room: None,
-        rooms: &[],
-        members: true,
-    }));
+    let now = Instant::now();
+    let out = driver.received(
+        &event(&Event::Welcome {
+            name: Some(&bob),
+            room: None,
+            rooms: &[],
+            members: true,
+        }),
+        now,
+    );
     assert_eq!(out.send.len(), super::KEY_PACKAGES_AT_START);
     assert!(
         out.send
@@ -493,10 +521,10 @@ fn a_join_waits_for_the_key_packages() {
     );
     let kept = event(&Event::notice("* KeyPackage kept (1 for this device)"));
     for _ in 1..super::KEY_PACKAGES_AT_START {
-        let out = driver.received(&kept);
+        let out = driver.received(&kept, now);
         assert!(out.consumed && out.send.is_empty(), "{out:?}");
     }
-    let out = driver.received(&kept);
+    let out = driver.received(&kept, now);
     assert_eq!(out.send, [b"/join dev".to_vec()]);
     assert!(String::from_utf8_lossy(&out.show[0]).contains("ready"));
 }

@@ -3,14 +3,16 @@
 //! alice makes an end-to-end room, bob joins and is added by alice's
 //! client, they talk, bob leaves and alice's client commits his removal,
 //! and the relay's message log (read back with `relay log`) holds none of
-//! what they said. Every wait is bounded; every process is stopped by its
-//! PID (on drop).
+//! what they said. With alice offline, bob's `chat` joins the group by
+//! itself (External Commit). Every wait is bounded; every process is
+//! stopped by its PID (on drop).
 
 use eaxchat_test_support as util;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use eaxchat_proto::session::identity_file::generate_identity;
 use util::{RelayProcess, run_relay};
@@ -186,4 +188,72 @@ fn two_chats_talk_end_to_end_and_the_log_holds_no_plaintext() {
     ] {
         assert!(!records.contains(said), "{said:?} in the log:\n{records}");
     }
+}
+
+/// Alice makes #dev and quits; bob joins with no member online to add
+/// him: after its wait his `chat` joins the group by External Commit from
+/// the GroupInfo the relay keeps. Alice, back, takes his commit from the
+/// room's history and reads his message; both read each other.
+#[test]
+fn with_no_member_online_chat_joins_the_group_by_itself() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let members = members_file(dir.path(), &["alice", "bob"]);
+    let identity = dir.path().join("relay.identity");
+    let state = dir.path().join("state");
+    let relay = RelayProcess::start_members(
+        Path::new(&members),
+        &[
+            "--identity",
+            identity.to_str().unwrap(),
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--history",
+            "100",
+        ],
+    );
+    let key = relay_key(&relay.log());
+
+    let mut alice = chat(dir.path(), &relay, &key, "alice");
+    alice.type_text(b"/join dev --e2e\n");
+    alice.wait_for_stdout("you made its group");
+    alice.type_text(b"said before bob came\n");
+    alice.close_stdin();
+    let status = alice.wait_exit();
+    assert!(status.success(), "{status}: {}", alice.stderr());
+
+    let mut bob = chat(dir.path(), &relay, &key, "bob");
+    bob.type_text(b"/join dev\n");
+    bob.wait_for_stdout("waiting to be added to its group");
+    bob.wait_for_stdout(
+        "this device joined #dev's group by itself (no member was online to add it): \
+         you read from now on, not what was said before",
+    );
+    bob.wait_for_stdout("alice: (sent before you joined: not readable, by design)");
+    bob.type_text(b"bob came in alone\n");
+
+    let mut alice = chat(dir.path(), &relay, &key, "alice");
+    alice.wait_for_stdout("a device of bob joined #dev's group (epoch 1)");
+    alice.wait_for_stdout("bob: bob came in alone");
+    alice.type_text(b"welcome, bob\n");
+    bob.wait_for_stdout("alice: welcome, bob");
+
+    for chat in [&mut alice, &mut bob] {
+        chat.close_stdin();
+        let status = chat.wait_exit();
+        assert!(status.success(), "{status}: {}", chat.stderr());
+    }
+    for out in [alice.stdout(), bob.stdout()] {
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(!out.contains("not sent"), "{out}");
+        assert!(!out.contains("could not"), "{out}");
+        assert!(!out.contains("did not check"), "{out}");
+    }
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }

@@ -314,8 +314,9 @@ impl E2eRooms {
 
     /// Joins a group from a Welcome (MLSMessage bytes) made for one of
     /// this device's KeyPackages. Returns the room and its epoch. A group
-    /// the device had for that room before (e.g. it was removed) is
-    /// replaced.
+    /// the device had for that room before (it was removed, or its External
+    /// Commit is still waiting for the relay's answer) is replaced, once the
+    /// Welcome has verified.
     pub fn join_welcome(&mut self, welcome: &[u8]) -> Result<(String, u64), E2eError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome)
             .map_err(|_| E2eError::Malformed("Welcome"))?;
@@ -323,7 +324,13 @@ impl E2eRooms {
             return Err(E2eError::Malformed("Welcome"));
         };
         let provider = &self.device.provider;
-        let staged = StagedWelcome::new_from_welcome(provider, &join_config(), welcome, None)
+        // Verified first; the group this device may still have for the
+        // room (an External Commit in flight, or one it was removed from)
+        // goes only once the Welcome has checked.
+        let staged = StagedWelcome::build_from_welcome(provider, &join_config(), welcome)
+            .map_err(mls("welcome"))?
+            .replace_old_group()
+            .build()
             .map_err(mls("welcome"))?;
         let room = room_of(staged.group_context().group_id())?;
         self.forget(&room)?;

@@ -302,6 +302,31 @@ fn a_device_joins_by_external_commit() {
     assert_eq!(Client::texts(erin.catch_up(&ds)), ["bob: welcome erin"]);
 }
 
+/// A Welcome that comes while the device's own External Commit still waits
+/// for the relay's answer (a member online added it meanwhile) replaces the
+/// pending group: the device joins by the Welcome and talks.
+#[test]
+fn a_welcome_replaces_an_external_commit_still_pending() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ds, mut alice, mut bob, _carol) = three(dir.path());
+    let mut erin = Client::open(&dir.path().join("erin"), "erin");
+    let info = ds.group_info.clone().expect("uploaded");
+    let (_, commit) = erin.rooms.join_external(&info).expect("external commit");
+    assert!(erin.rooms.is_pending(ROOM).expect("room"));
+    let erin_kp = erin.rooms.key_packages(1).expect("kp");
+    let welcome = alice.add(&mut ds, &erin_kp).expect("accepted");
+    let (room, epoch) = erin.rooms.join_welcome(&welcome).expect("join");
+    assert_eq!((room.as_str(), epoch), (ROOM, 2));
+    assert!(!erin.rooms.is_pending(ROOM).expect("room"));
+    // The relay refuses the stale commit (the epoch is taken); the device
+    // keeps the group it joined.
+    assert_eq!(ds.submit("erin", &commit), Answer::Refused);
+    erin.read = ds.log.len();
+    assert!(bob.catch_up(&ds).iter().all(Result::is_ok));
+    erin.say(&mut ds, "in by welcome");
+    assert_eq!(Client::texts(bob.catch_up(&ds)), ["erin: in by welcome"]);
+}
+
 /// A refused External Commit leaves no group behind; the retry from the
 /// new GroupInfo works.
 #[test]

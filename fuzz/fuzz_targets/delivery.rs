@@ -97,7 +97,7 @@ fuzz_target!(|data: &[u8]| {
             }
             3 => {
                 let devices: Vec<[u8; 32]> = bytes.iter().take(8).map(|&d| device(d)).collect();
-                if !service.packages_of(&devices).is_empty() {
+                if !service.packages_of(Some(&name(b)), &devices).is_empty() {
                     handed.extend(devices);
                 }
             }

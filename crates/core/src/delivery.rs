@@ -16,12 +16,14 @@
 //!   just as a commit was taken); none is taken while a removal waits for
 //!   its commit.
 //! - A Welcome goes to the devices whose KeyPackages it names; the relay
-//!   knows which by the KeyPackages it handed out.
+//!   knows which by the KeyPackages it handed out (`delivery_handouts.rs`,
+//!   bounded per member who asked, so that one member asking over and
+//!   over cannot push out the others' handouts).
 //!
 //! What a message is, the relay reads with [`eaxchat_e2e::ds`]. Everything
 //! here is bounded: [`MAX_PACKAGES_PER_DEVICE`], [`MAX_WELCOMES_PER_DEVICE`],
-//! [`MAX_HANDED_OUT`]. The caller keeps it across restarts
-//! ([`DeliveryService::encode`], [`DeliveryService::decode`]).
+//! [`MAX_HANDED_OUT`] and [`MAX_HANDED_PER_ASKER`]. The caller keeps it
+//! across restarts ([`DeliveryService::encode`], [`DeliveryService::decode`]).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -29,6 +31,9 @@ use eaxchat_e2e::ds::{self, DsError, Peeked};
 use eaxchat_e2e::ds_group::GroupView;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
+
+pub use handouts::MAX_HANDED_PER_ASKER;
+use handouts::{Asker, Handouts};
 
 /// A device, by its session key.
 pub type DeviceKey = [u8; 32];
@@ -39,7 +44,8 @@ pub const MAX_PACKAGES_PER_DEVICE: usize = 16;
 /// Welcomes kept for a device that has not come for them.
 pub const MAX_WELCOMES_PER_DEVICE: usize = 16;
 
-/// KeyPackages handed out whose Welcome the relay still routes.
+/// KeyPackages handed out whose Welcome the relay still routes, in all
+/// (each member who asked holds at most [`MAX_HANDED_PER_ASKER`]).
 pub const MAX_HANDED_OUT: usize = 4096;
 
 /// Devices a group remembers as in it (the oldest forgotten first).
@@ -167,10 +173,8 @@ pub struct DeliveryService {
     groups: HashMap<RoomName, Group>,
     packages: HashMap<DeviceKey, Packages>,
     welcomes: HashMap<DeviceKey, VecDeque<WaitingWelcome>>,
-    /// KeyPackageRef → the device it is of, for routing Welcomes; oldest
-    /// first in `handed_order`.
-    handed: HashMap<Box<[u8]>, DeviceKey>,
-    handed_order: VecDeque<Box<[u8]>>,
+    /// The KeyPackages handed out, for routing Welcomes.
+    handouts: Handouts,
     changed: bool,
 }
 
@@ -319,7 +323,7 @@ impl DeliveryService {
             Peeked::Welcome { for_key_packages } => {
                 let mut devices: Vec<DeviceKey> = for_key_packages
                     .iter()
-                    .filter_map(|reference| self.handed.get(&reference[..]).copied())
+                    .filter_map(|reference| self.handouts.device(reference))
                     .collect();
                 devices.sort_unstable();
                 devices.dedup();
@@ -367,8 +371,10 @@ impl DeliveryService {
     }
 
     /// One KeyPackage of each of `devices` that has any, taken out (a
-    /// device's last one is handed out again rather than leaving it none).
-    pub fn packages_of(&mut self, devices: &[DeviceKey]) -> Vec<Box<[u8]>> {
+    /// device's last one is handed out again rather than leaving it none),
+    /// handed to member `asker` (`None`: no member in particular).
+    pub fn packages_of(&mut self, asker: Option<&Name>, devices: &[DeviceKey]) -> Vec<Box<[u8]>> {
+        let asker: Asker = asker.cloned();
         let mut out = Vec::new();
         for device in devices {
             let Some(packages) = self.packages.get_mut(device) else {
@@ -382,14 +388,7 @@ impl DeliveryService {
             let Some((reference, bytes)) = taken else {
                 continue;
             };
-            if self.handed.len() >= MAX_HANDED_OUT
-                && let Some(oldest) = self.handed_order.pop_front()
-            {
-                self.handed.remove(&oldest);
-            }
-            if self.handed.insert(reference.clone(), *device).is_none() {
-                self.handed_order.push_back(reference);
-            }
+            self.handouts.hand(&asker, &reference, *device);
             out.push(bytes);
             self.changed = true;
         }
@@ -428,7 +427,15 @@ impl DeliveryService {
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
     }
+
+    /// How many KeyPackage handouts the relay keeps (at most
+    /// [`MAX_HANDED_OUT`]).
+    pub fn handouts_kept(&self) -> usize {
+        self.handouts.len()
+    }
 }
 
 #[path = "delivery_codec.rs"]
 mod codec;
+#[path = "delivery_handouts.rs"]
+mod handouts;

@@ -1,7 +1,9 @@
 //! The Delivery Service's state as bytes, for the caller to keep across
 //! restarts: a version tag, then the groups, the KeyPackages, the waiting
-//! Welcomes and the KeyPackages handed out, each length-prefixed. Reading
-//! checks every length and name, and refuses trailing bytes.
+//! Welcomes and the KeyPackages handed out (with the member each was
+//! handed to), each length-prefixed. Reading checks every length and name,
+//! and refuses trailing bytes. A state of the first version (`EAXDS\x01`,
+//! handouts with no asker) still reads: its handouts count as one asker's.
 
 use std::collections::VecDeque;
 
@@ -10,7 +12,9 @@ use eaxchat_e2e::ds_group::GroupView;
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
 
-const MAGIC: &[u8] = b"EAXDS\x01";
+const MAGIC: &[u8] = b"EAXDS\x02";
+/// The first version: the same, but handouts without their asker.
+const MAGIC_V1: &[u8] = b"EAXDS\x01";
 const NONE: u32 = u32::MAX;
 
 impl DeliveryService {
@@ -70,10 +74,14 @@ impl DeliveryService {
                 put_long(&mut out, bytes);
             }
         }
-        put_u32(&mut out, self.handed_order.len());
-        for reference in &self.handed_order {
+        let handouts = self.handouts.all();
+        put_u32(&mut out, handouts.len());
+        for (asker, reference, device) in handouts {
+            put_short(
+                &mut out,
+                asker.as_ref().map_or(&b""[..], |n| n.as_str().as_bytes()),
+            );
             put_short(&mut out, reference);
-            let device = self.handed.get(reference).copied().unwrap_or([0; 32]);
             out.extend_from_slice(&device);
         }
         out
@@ -82,9 +90,11 @@ impl DeliveryService {
     /// Reads back what [`DeliveryService::encode`] wrote.
     pub fn decode(bytes: &[u8]) -> Result<DeliveryService, String> {
         let mut r = Reader(bytes);
-        if r.take(MAGIC.len())? != MAGIC {
-            return Err("not a Delivery Service state (or another version)".into());
-        }
+        let first_version = match r.take(MAGIC.len())? {
+            MAGIC => false,
+            MAGIC_V1 => true,
+            _ => return Err("not a Delivery Service state (or another version)".into()),
+        };
         let mut ds = DeliveryService::default();
         for _ in 0..r.u32()? {
             let room = r.room()?;
@@ -149,10 +159,16 @@ impl DeliveryService {
             ds.welcomes.insert(device, waiting);
         }
         for _ in 0..r.u32()? {
-            let reference: Box<[u8]> = r.short()?.into();
+            let asker = match first_version {
+                true => None,
+                false => match r.short()? {
+                    b"" => None,
+                    name => Some(to_name(name)?),
+                },
+            };
+            let reference = r.short()?;
             let device: DeviceKey = r.array()?;
-            ds.handed.insert(reference.clone(), device);
-            ds.handed_order.push_back(reference);
+            ds.handouts.restore(&asker, reference, device);
         }
         if !r.0.is_empty() {
             return Err("trailing bytes after the Delivery Service state".into());
@@ -223,5 +239,50 @@ impl<'a> Reader<'a> {
 
     fn name(&mut self) -> Result<Name, String> {
         to_name(self.short()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A state kept by a relay before handouts recorded their asker: it
+    /// reads, and its handouts still route Welcomes.
+    #[test]
+    fn a_state_of_the_first_version_still_reads() {
+        let mut old = MAGIC_V1.to_vec();
+        for _ in 0..3 {
+            put_u32(&mut old, 0); // no groups, packages or Welcomes
+        }
+        put_u32(&mut old, 2);
+        for (reference, device) in [(&b"ref-a"[..], [1u8; 32]), (&b"ref-b"[..], [2u8; 32])] {
+            put_short(&mut old, reference);
+            old.extend_from_slice(&device);
+        }
+        let ds = DeliveryService::decode(&old).expect("the first version reads");
+        assert_eq!(ds.handouts_kept(), 2);
+        assert_eq!(ds.handouts.device(b"ref-b"), Some([2; 32]));
+        let again = ds.encode();
+        assert!(again.starts_with(MAGIC));
+        let read = DeliveryService::decode(&again).expect("reads back");
+        assert_eq!(read.encode(), again);
+        assert_eq!(read.handouts.device(b"ref-a"), Some([1; 32]));
+    }
+
+    #[test]
+    fn handouts_keep_their_asker_across_a_restart() {
+        let mut ds = DeliveryService::default();
+        let alice = Name::new("alice").expect("a name");
+        ds.handouts.hand(&Some(alice.clone()), b"ref-a", [1; 32]);
+        ds.handouts.hand(&None, b"ref-n", [3; 32]);
+        let bytes = ds.encode();
+        let read = DeliveryService::decode(&bytes).expect("reads back");
+        assert_eq!(read.encode(), bytes);
+        let all = read.handouts.all();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1], (&Some(alice), &b"ref-a"[..], [1; 32]));
+        let mut cut = bytes.clone();
+        cut.pop();
+        assert!(DeliveryService::decode(&cut).is_err());
     }
 }

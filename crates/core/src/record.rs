@@ -1,15 +1,25 @@
-//! The message log's records and their version-1 plaintext encoding (the
-//! layout is described in the server crate's `msglog` docs). It owns only
-//! what is sealed: nothing here touches the disk, and the writer, recovery
-//! and export are the server crate's.
+//! The message log's records and their plaintext encoding (the layout is
+//! described in the server crate's `msglog` docs). It owns only what is
+//! sealed: nothing here touches the disk, and the writer, recovery and
+//! export are the server crate's.
+//!
+//! Two plaintext versions: version 2 is a room message that carries its id
+//! (its number in its room, [`Record::id`]), so the id stays the same
+//! whatever records around it are lost or deleted; version 1 is everything
+//! else (joins, leaves) and every message written before ids were kept,
+//! whose id is found by counting.
 
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
 
 use crate::history::{Entry, EntryKind};
 
-/// The plaintext format's version byte.
-pub const FORMAT_VERSION: u8 = 1;
+/// The plaintext format's version byte of a message that carries its id.
+pub const FORMAT_VERSION: u8 = 2;
+
+/// The version byte of a record without an id: joins, leaves, and
+/// messages written by relays before ids were kept.
+pub const FORMAT_VERSION_1: u8 = 1;
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_ACTION: u8 = 2;
@@ -32,6 +42,10 @@ pub enum Record {
         ts_millis: u64,
         /// A message or an action.
         kind: EntryKind,
+        /// Its number in its room (the `id` of its events); `None` in a
+        /// record written before ids were kept (version 1), whose id is its
+        /// place among the room's messages in the log.
+        id: Option<u64>,
     },
     /// Someone entered a room.
     Join {
@@ -54,6 +68,14 @@ pub enum Record {
 }
 
 impl Record {
+    /// A room message's id, if its record carries one (version 2).
+    pub fn id(&self) -> Option<u64> {
+        match self {
+            Record::Message { id, .. } => *id,
+            Record::Join { .. } | Record::Leave { .. } => None,
+        }
+    }
+
     /// For a room message, its room and the history entry it makes.
     pub fn history_entry(&self) -> Option<(&RoomName, Entry)> {
         match self {
@@ -63,6 +85,7 @@ impl Record {
                 text,
                 ts_millis,
                 kind,
+                ..
             } => Some((
                 room,
                 Entry {
@@ -76,35 +99,42 @@ impl Record {
         }
     }
 
-    /// Appends the version-1 plaintext of this record to `out`.
+    /// Appends the plaintext of this record to `out`: version 2 for a
+    /// message with an id, version 1 for anything else.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, room, name, ts_millis, text) = match self {
+        let (kind, room, name, ts_millis, text, id) = match self {
             Record::Message {
                 room,
                 sender,
                 text,
                 ts_millis,
                 kind,
+                id,
             } => {
                 let kind = match kind {
                     EntryKind::Message => KIND_MESSAGE,
                     EntryKind::Action => KIND_ACTION,
                     EntryKind::Mls => KIND_MLS,
                 };
-                (kind, room, sender.as_ref(), ts_millis, Some(text))
+                (kind, room, sender.as_ref(), ts_millis, Some(text), *id)
             }
             Record::Join {
                 room,
                 name,
                 ts_millis,
-            } => (KIND_JOIN, room, Some(name), ts_millis, None),
+            } => (KIND_JOIN, room, Some(name), ts_millis, None, None),
             Record::Leave {
                 room,
                 name,
                 ts_millis,
-            } => (KIND_LEAVE, room, Some(name), ts_millis, None),
+            } => (KIND_LEAVE, room, Some(name), ts_millis, None, None),
         };
-        out.extend_from_slice(&[FORMAT_VERSION, kind]);
+        let version = if id.is_some() {
+            FORMAT_VERSION
+        } else {
+            FORMAT_VERSION_1
+        };
+        out.extend_from_slice(&[version, kind]);
         out.extend_from_slice(&ts_millis.to_le_bytes());
         // Room names and member names are at most 32 bytes, so fit a u8; a
         // message with no sender has a name of length 0.
@@ -112,16 +142,20 @@ impl Record {
             out.push(short.len() as u8);
             out.extend_from_slice(short.as_bytes());
         }
+        if let Some(id) = id {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
         if let Some(text) = text {
             out.extend_from_slice(&(text.len() as u32).to_le_bytes());
             out.extend_from_slice(text);
         }
     }
 
-    /// Reads a version-1 plaintext; `Err` says what is wrong.
+    /// Reads a version-1 or version-2 plaintext; `Err` says what is wrong.
     pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
         let mut reader = Reader(bytes);
-        if reader.u8()? != FORMAT_VERSION {
+        let version = reader.u8()?;
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_1 {
             return Err("unsupported record version");
         }
         let kind = reader.u8()?;
@@ -140,6 +174,10 @@ impl Record {
         };
         let record = match kind {
             KIND_MESSAGE | KIND_ACTION | KIND_MLS => {
+                let id = match version {
+                    FORMAT_VERSION => Some(u64::from_le_bytes(reader.array()?)),
+                    _ => None,
+                };
                 let text_len = u32::from_le_bytes(reader.array()?) as usize;
                 Record::Message {
                     room,
@@ -151,7 +189,11 @@ impl Record {
                         KIND_MLS => EntryKind::Mls,
                         _ => EntryKind::Message,
                     },
+                    id,
                 }
+            }
+            KIND_JOIN | KIND_LEAVE if version != FORMAT_VERSION_1 => {
+                return Err("a join or leave in version 2");
             }
             KIND_JOIN => Record::Join {
                 room,

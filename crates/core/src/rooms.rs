@@ -5,7 +5,9 @@
 //! comes back sees what was said (and so that history rebuilt from the
 //! message log has somewhere to live). `--max-rooms` bounds the rooms with
 //! people in them; dormant rooms are bounded by as many again, the oldest
-//! made forgotten first.
+//! made forgotten first. A forgotten room's message count is kept
+//! (`rooms_forgotten.rs`, bounded) so that its ids go on if it is made
+//! again.
 //!
 //! It knows connections only by id, and sends nothing: the relay decides
 //! who is told what.
@@ -18,6 +20,12 @@ use crate::conn_id::ConnId;
 use crate::history::{self, Entry, History};
 use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::name::Name;
+use forgotten::Forgotten;
+
+pub use forgotten::MAX_FORGOTTEN;
+
+#[path = "rooms_forgotten.rs"]
+mod forgotten;
 
 /// A room's place in [`Rooms`]: valid while the room exists.
 pub type RoomId = usize;
@@ -72,7 +80,8 @@ pub struct Room {
     /// Connections in it that asked for structured events.
     events: usize,
     history: History,
-    /// Messages ever said in it: the id the next gets.
+    /// The id its next message gets: how many were said in it (ids
+    /// skipped aside: see `Rooms::restore` and `rooms_forgotten.rs`).
     said: u64,
     /// Its topic, if one was set.
     topic: Option<Box<Topic>>,
@@ -111,8 +120,10 @@ impl Room {
         &self.history
     }
 
-    /// How many messages were ever said in it: a connection that came in
-    /// when this was `n` is owed the history entries numbered below `n`.
+    /// The id its next message gets (how many were said in it, but for
+    /// ids skipped where the log lost records, or a room started above 0):
+    /// a connection that came in when this was `n` is owed the history
+    /// entries numbered below `n`.
     pub fn said(&self) -> u64 {
         self.said
     }
@@ -175,10 +186,9 @@ pub struct Rooms {
     /// Rooms with someone in them.
     occupied: usize,
     made: u64,
-    /// With the message log kept: how many messages were said in each room
-    /// that was forgotten, so that a room made again goes on from there and
-    /// its ids stay those of the log.
-    forgotten: Option<HashMap<RoomName, u64>>,
+    /// How many messages were said in each forgotten room, so that a room
+    /// made again goes on from there and no id is given twice in a room.
+    forgotten: Forgotten,
 }
 
 impl Rooms {
@@ -190,14 +200,20 @@ impl Rooms {
             config,
             occupied: 0,
             made: 0,
-            forgotten: None,
+            forgotten: Forgotten::new(MAX_FORGOTTEN),
         }
     }
 
-    /// Keeps counting each room's messages across its being forgotten and
-    /// made again (the message log numbers a room's messages from its first).
-    pub fn keep_counts(&mut self) {
-        self.forgotten.get_or_insert_with(HashMap::new);
+    /// How many forgotten rooms' message counts are kept (at most
+    /// [`MAX_FORGOTTEN`]).
+    pub fn forgotten_counts(&self) -> usize {
+        self.forgotten.len()
+    }
+
+    /// Where a room new to the relay starts numbering its messages: 0,
+    /// until a forgotten room's count was let go past [`MAX_FORGOTTEN`].
+    pub fn id_floor(&self) -> u64 {
+        self.forgotten.floor()
     }
 
     /// The bounds in force.
@@ -240,11 +256,7 @@ impl Rooms {
             self.forget_oldest_dormant();
         }
         self.made += 1;
-        let said = self
-            .forgotten
-            .as_mut()
-            .and_then(|forgotten| forgotten.remove(name))
-            .unwrap_or(0);
+        let said = self.forgotten.take(name);
         let id = self.rooms.insert(Room {
             name: name.clone(),
             conns: Vec::new(),
@@ -273,11 +285,7 @@ impl Rooms {
     fn delete(&mut self, id: RoomId) {
         if let Some(room) = self.rooms.try_remove(id) {
             self.by_name.remove(&room.name);
-            if let Some(forgotten) = &mut self.forgotten
-                && room.said > 0
-            {
-                forgotten.insert(room.name, room.said);
-            }
+            self.forgotten.keep(room.name, room.said);
         }
     }
 
@@ -350,13 +358,28 @@ impl Rooms {
     }
 
     /// Adds a message from the log to the history of the room `name`,
-    /// made dormant if it does not exist.
-    pub fn restore(&mut self, name: &RoomName, entry: Entry) {
-        let id = match self.find(name) {
-            Some(id) => id,
+    /// made dormant if it does not exist, at its id if its record carries
+    /// one (else at the room's next). The history holds ids with no gap:
+    /// an id past the room's next (records dropped or deleted between)
+    /// starts it afresh there, and an id below it is not kept in memory
+    /// (the log still pages it).
+    pub fn restore(&mut self, name: &RoomName, id: Option<u64>, entry: Entry) {
+        let room_id = match self.find(name) {
+            Some(room_id) => room_id,
             None => self.make(name),
         };
-        self.remember(id, entry);
+        let Some(room) = self.rooms.get_mut(room_id) else {
+            return;
+        };
+        match id {
+            Some(id) if id < room.said => return,
+            Some(id) if id > room.said => {
+                room.history.clear();
+                room.said = id;
+            }
+            _ => {}
+        }
+        self.remember(room_id, entry);
     }
 
     /// Sets the history of the room `name` to `entries` (oldest first),
@@ -496,13 +519,12 @@ mod tests {
     }
 
     #[test]
-    fn with_counts_kept_a_room_made_again_goes_on_numbering() {
+    fn a_room_made_again_goes_on_numbering() {
         let mut rooms = Rooms::new(RoomsConfig {
             history_entries: 0,
             max_rooms: 1,
             ..RoomsConfig::default()
         });
-        rooms.keep_counts();
         let a = rooms.find_or_make(&room("a")).expect("room");
         rooms.enter(a, 1, false);
         rooms.count_said(a);
@@ -511,6 +533,26 @@ mod tests {
         assert_eq!(rooms.find(&room("a")), None, "no history: forgotten");
         let a = rooms.find_or_make(&room("a")).expect("room");
         assert_eq!(rooms.get(a).map(Room::said), Some(2));
+    }
+
+    #[test]
+    fn a_restored_record_goes_in_at_its_id() {
+        let mut rooms = rooms(4);
+        let dev = room("dev");
+        rooms.restore(&dev, Some(3), entry("3"));
+        rooms.restore(&dev, Some(4), entry("4"));
+        let id = rooms.find(&dev).expect("made");
+        let kept = rooms.get(id).expect("room");
+        assert_eq!((kept.first_kept(), kept.said()), (3, 5));
+        // A gap starts the history afresh after it; an id gone back is
+        // not kept; a record with no id takes the next.
+        rooms.restore(&dev, Some(9), entry("9"));
+        rooms.restore(&dev, Some(2), entry("2"));
+        rooms.restore(&dev, None, entry("10"));
+        let kept = rooms.get(id).expect("room");
+        assert_eq!((kept.first_kept(), kept.said()), (9, 11));
+        let texts: Vec<&[u8]> = kept.history().iter().map(|e| &*e.text).collect();
+        assert_eq!(texts, [b"9".as_slice(), b"10"]);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! which is its current one, and the relay's rules for making and
 //! forgetting rooms (`--max-rooms`; a room nobody is in is gone unless a
 //! topic keeps it, and the oldest such is forgotten when too many are
-//! kept). What a client is told is worked out here too, in the form it
-//! asked for (plain text, or `eaxchat/1` JSON once it said `/hello`).
+//! kept; a forgotten room's message count is kept, so made again it
+//! numbers on from there). What a client is told is worked out here too,
+//! in the form it asked for (plain text, or `eaxchat/1` JSON once it said
+//! `/hello`).
 //!
 //! After every turn [`Harness::check_rooms`] holds the relay to it: the
 //! same rooms, counters and topics, and for every connection the same
@@ -43,14 +45,27 @@ pub(crate) struct RoomModel {
 /// Every room, and the bound on rooms with someone in them.
 pub(crate) struct RoomsModel {
     pub(crate) rooms: BTreeMap<RoomName, RoomModel>,
+    /// The message counts of rooms forgotten (the relay keeps 4,096; a
+    /// script names at most 40 rooms, so never past that bound).
+    forgotten: BTreeMap<RoomName, u64>,
     made: u64,
     pub(crate) max_rooms: usize,
 }
 
 impl RoomsModel {
+    /// Forgets room `name`, keeping its message count.
+    fn forget(&mut self, name: &RoomName) {
+        if let Some(room) = self.rooms.remove(name)
+            && room.said > 0
+        {
+            self.forgotten.insert(name.clone(), room.said);
+        }
+    }
+
     pub(crate) fn new(max_rooms: usize) -> RoomsModel {
         RoomsModel {
             rooms: BTreeMap::new(),
+            forgotten: BTreeMap::new(),
             made: 0,
             max_rooms,
         }
@@ -125,12 +140,12 @@ impl Harness {
                 .min_by_key(|(_, room)| room.made)
                 .map(|(name, _)| name.clone());
             if let Some(oldest) = oldest {
-                self.rooms.rooms.remove(&oldest);
+                self.rooms.forget(&oldest);
             }
         }
         self.rooms.made += 1;
         let room = RoomModel {
-            said: 0,
+            said: self.rooms.forgotten.remove(name).unwrap_or(0),
             topic: None,
             made: self.rooms.made,
         };
@@ -162,7 +177,7 @@ impl Harness {
             .get(name)
             .is_some_and(|room| room.topic.is_some());
         if !kept && self.room_len(name) == 0 {
-            self.rooms.rooms.remove(name);
+            self.rooms.forget(name);
         }
     }
 
@@ -178,7 +193,7 @@ impl Harness {
             .map(|(name, _)| name.clone())
             .collect();
         for name in gone {
-            self.rooms.rooms.remove(&name);
+            self.rooms.forget(&name);
         }
     }
 

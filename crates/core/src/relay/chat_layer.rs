@@ -130,12 +130,8 @@ pub(super) struct ChatState {
 
 impl ChatState {
     pub(super) fn new(config: ChatConfig) -> ChatState {
-        let mut rooms = Rooms::new(config.rooms);
-        if config.log {
-            rooms.keep_counts();
-        }
         ChatState {
-            rooms,
+            rooms: Rooms::new(config.rooms),
             rate: config.rate,
             presence: config.presence,
             log: config.log.then(Vec::new),
@@ -163,7 +159,8 @@ impl<T: Write> Relay<T> {
     }
 
     /// Puts the messages of `records` (read from the message log, oldest
-    /// first) back in their rooms' history.
+    /// first) back in their rooms' history, each at the id its record
+    /// carries (one of the old format, with none, takes its room's next).
     pub fn restore_history<'r>(&mut self, records: impl IntoIterator<Item = &'r Record>) {
         for record in records {
             if let Some((room, entry)) = record.history_entry() {
@@ -173,7 +170,7 @@ impl<T: Write> Relay<T> {
                 if entry.kind == EntryKind::Mls {
                     self.chat.delivery.make_room(room);
                 }
-                self.chat.rooms.restore(room, entry);
+                self.chat.rooms.restore(room, record.id(), entry);
             }
         }
     }
@@ -415,13 +412,19 @@ impl<T: Write> Relay<T> {
             ts_millis: ts,
             kind,
         };
-        if let Some(room_name) = self.chat.rooms.get(room).map(|room| room.name().clone()) {
+        if let Some((room_name, said)) = self
+            .chat
+            .rooms
+            .get(room)
+            .map(|room| (room.name().clone(), room.said()))
+        {
             self.chat.log(|| Record::Message {
                 room: room_name,
                 sender: entry.sender.clone(),
                 text: entry.text.clone(),
                 ts_millis: entry.ts_millis,
                 kind,
+                id: Some(said),
             });
         }
         self.chat.rooms.remember(room, entry);

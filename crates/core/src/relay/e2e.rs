@@ -455,10 +455,11 @@ impl<T: Write> Relay<T> {
                 .collect(),
             _ => Vec::new(),
         };
+        let asker = self.name_of(from).cloned();
         let packages: Vec<String> = self
             .chat
             .delivery
-            .packages_of(&devices)
+            .packages_of(asker.as_ref(), &devices)
             .iter()
             .map(|package| BASE64.encode(package))
             .collect();

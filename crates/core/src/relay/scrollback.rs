@@ -3,7 +3,9 @@
 //! IRCv3's `CHATHISTORY BEFORE`.
 //!
 //! Every message said in a room gets the next id of that room on this
-//! relay (0, 1, 2 …; `Room::said`), shown in its `eaxchat/1` form. A page
+//! relay (0, 1, 2 …; `Room::said`), shown in its `eaxchat/1` form, and the
+//! message log keeps that id with it; ids only go up, and may skip where
+//! the log lost records or a forgotten room's count was let go. A page
 //! is the newest `LIMIT` messages with an id below `BEFORE`, oldest first.
 //! It is answered from the room's bounded history when that holds it. When
 //! it reaches further back and the caller keeps the message log

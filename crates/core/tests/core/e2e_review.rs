@@ -190,6 +190,7 @@ fn a_room_whose_log_holds_group_messages_stays_end_to_end() {
         text: B64.encode(b"ciphertext").into_bytes().into(),
         ts_millis: 1,
         kind: eaxchat_core::history::EntryKind::Mls,
+        id: Some(0),
     };
     relay.restore_history([&record]);
     // Even when the Delivery Service's own state comes back empty.

@@ -9,6 +9,7 @@
 mod chat_layer;
 mod cluster;
 mod e2e;
+mod e2e_handouts;
 mod e2e_review;
 mod fuzz_regressions;
 mod guard;
@@ -16,6 +17,7 @@ mod key_request;
 mod members;
 mod mls_device;
 mod relay;
+mod room_ids;
 mod rooms;
 mod session_members;
 mod sessions;

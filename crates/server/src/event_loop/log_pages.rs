@@ -11,7 +11,6 @@
 //! synchronous: at most [`MAX_PAGE`](crate::msglog::MAX_PAGE) records,
 //! read from their places in the segment files, well under a millisecond.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use log::warn;
@@ -19,7 +18,6 @@ use log::warn;
 use super::Server;
 use crate::msglog::{LogWriter, Page, Record};
 use eaxchat_core::relay::HistoryRequest;
-use eaxchat_proto::commands::RoomName;
 
 /// The longest a page waits for the writer thread to catch up before it
 /// is read with what is written (a disk stalled under fsync, say).
@@ -45,10 +43,6 @@ pub(super) struct PendingPages {
     waiting: Vec<Waiting>,
     /// Scratch for the turn's new requests.
     new: Vec<HistoryRequest>,
-    /// Rooms with messages this turn (scratch).
-    touched: Vec<RoomName>,
-    /// Rooms whose numbering was found off (warned once each).
-    warned: HashSet<RoomName>,
 }
 
 impl PendingPages {
@@ -83,38 +77,8 @@ impl Server {
             self.records.clear();
             return;
         };
-        let touched = &mut self.pages.touched;
         for record in self.records.drain(..) {
-            if let Record::Message { room, .. } = &record
-                && touched.last() != Some(room)
-                && log.is_indexed()
-            {
-                touched.push(room.clone());
-            }
             log.append(record);
-        }
-        self.check_numbering();
-    }
-
-    /// The core's count of each room's messages said this turn and the
-    /// log's must agree, or pages from the log would show other messages
-    /// than their ids say: warned once a room (it is the core's to keep).
-    fn check_numbering(&mut self) {
-        let (Some(log), pages) = (&self.log, &mut self.pages) else {
-            return;
-        };
-        for room in pages.touched.drain(..) {
-            let rooms = self.relay.rooms();
-            let said = rooms.find(&room).and_then(|id| rooms.get(id));
-            if said.is_some_and(|said| Some(said.said()) != log.next_id(&room))
-                && pages.warned.len() < 64
-                && pages.warned.insert(room.clone())
-            {
-                warn!(
-                    "{room}: the relay numbers its messages unlike the message log; \
-                     /history pages from the log may be off until the next start"
-                );
-            }
         }
     }
 

@@ -121,6 +121,7 @@ mod tests {
                 text: b"hi\x1b[2J\nthere".as_slice().into(),
                 ts_millis: 1,
                 kind: EntryKind::Message,
+                id: None,
             },
             Record::Message {
                 room: RoomName::new(b"dev").expect("room"),
@@ -128,6 +129,7 @@ mod tests {
                 text: b"elsewhere".as_slice().into(),
                 ts_millis: 2,
                 kind: EntryKind::Action,
+                id: None,
             },
         ];
         let mut out = Vec::new();

@@ -1,21 +1,23 @@
 //! Where each room's messages are in the log: for every room, the place
-//! (segment, record index, byte offset) of each of its message records, by
-//! the message's id, so a `/history` page older than memory reads only the
-//! records it shows ([`super::LogWriter::read_page`]).
+//! (segment, record index, byte offset) of each of its message records,
+//! with the message's id, so a `/history` page older than memory reads only
+//! the records it shows ([`super::LogWriter::read_page`]).
 //!
-//! A message's id is its index among its room's message records in the
-//! whole log, from 0: the count the core's room history keeps, since
-//! [`restore_history`](eaxchat_core::relay::Relay::restore_history) is given
-//! every logged record. The index is built from the records read at start
+//! A message's id is the one its record carries (format 2: the id the core
+//! gave it live), so it stays the same whatever is lost around it: a record
+//! dropped on a full queue, oldest segments deleted as the log passes its
+//! bound. A record of the old format (version 1, no id) takes its room's
+//! next id, as the relays that wrote it counted; ids go up in a room, and a
+//! record whose id does not is left out of the index (it cannot be paged
+//! to). The index is built from the records read at start
 //! ([`LogIndex::build`]) and grown by the writer thread after each message
-//! record it writes; the ids of new messages are given out on the caller's
-//! side as records are queued, so a record dropped on a full queue leaves a
-//! gap here instead of shifting every later id. Deleting the oldest
-//! segments forgets their places ([`LogIndex::forget_before`]).
+//! record it writes. Deleting the oldest segments forgets their places
+//! ([`LogIndex::forget_before`]), and a room with none left is forgotten.
 //!
-//! Memory: one [`Place`] (16 bytes) per message still in the log, in one
-//! `VecDeque` a room (which may hold up to twice that while it grows), plus
-//! a small entry per room. It never reads a file and never decrypts.
+//! Memory: 24 bytes (an id and a [`Place`]) per message still in the log,
+//! in one `VecDeque` a room (which may hold up to twice that while it
+//! grows), plus a small entry per room with messages in the log. It never
+//! reads a file and never decrypts.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -33,13 +35,6 @@ pub(super) struct Place {
 }
 
 impl Place {
-    /// An id with no record: dropped before it was written.
-    const GAP: Place = Place {
-        offset: 0,
-        segment: u32::MAX,
-        index: u32::MAX,
-    };
-
     /// The place of record `index` of segment `segment` at `offset`, if
     /// the index fits (a segment holds far fewer than 2³² records).
     pub(super) fn new(segment: u32, index: u64, offset: u64) -> Option<Place> {
@@ -49,32 +44,15 @@ impl Place {
             index: u32::try_from(index).ok()?,
         })
     }
-
-    fn is_gap(self) -> bool {
-        self == Place::GAP
-    }
 }
 
-/// One room's message places, by id: `places[i]` is id `first + i`.
+/// One room's messages in the log, ids going up, oldest first.
 #[derive(Debug, Default)]
 struct RoomIndex {
-    first: u64,
-    places: VecDeque<Place>,
-}
-
-impl RoomIndex {
-    /// The next id this room's index expects.
-    fn next_id(&self) -> u64 {
-        self.first + self.places.len() as u64
-    }
-
-    /// Drops leading gaps, so `first` is the oldest message the log holds.
-    fn trim(&mut self) {
-        while self.places.front().is_some_and(|place| place.is_gap()) {
-            self.places.pop_front();
-            self.first += 1;
-        }
-    }
+    places: VecDeque<(u64, Place)>,
+    /// The id after the newest indexed (or skipped): a record of the old
+    /// format takes it.
+    next: u64,
 }
 
 /// The places a page needs, newest last, and whether its oldest is the
@@ -103,62 +81,49 @@ impl LogIndex {
     pub(super) fn build(records: &[Record], places: &[Option<Place>]) -> LogIndex {
         let mut index = LogIndex::default();
         for (record, place) in records.iter().zip(places) {
-            if let Record::Message { room, .. } = record {
-                let next = index.rooms.get(room).map_or(0, RoomIndex::next_id);
-                index.push(room, next, place.unwrap_or(Place::GAP));
+            if let Record::Message { room, id, .. } = record {
+                let id = match id {
+                    Some(id) => *id,
+                    None => index.rooms.get(room).map_or(0, |room| room.next),
+                };
+                index.push(room, id, *place);
             }
-        }
-        for room in index.rooms.values_mut() {
-            room.trim();
         }
         index
     }
 
-    /// Records that message `id` of `room` is at `place`. Ids come in
-    /// order; ids skipped (dropped records) become gaps.
-    pub(super) fn push(&mut self, room: &RoomName, id: u64, place: Place) {
+    /// Records that message `id` of `room` is at `place` (`None`: not
+    /// indexable). Ids go up in a room: one that does not is left out.
+    pub(super) fn push(&mut self, room: &RoomName, id: u64, place: Option<Place>) {
         let entry = match self.rooms.get_mut(room) {
             Some(entry) => entry,
-            None => self.rooms.entry(room.clone()).or_insert(RoomIndex {
-                first: id,
-                places: VecDeque::new(),
-            }),
+            None => self.rooms.entry(room.clone()).or_default(),
         };
-        if id < entry.next_id() {
+        if id < entry.next {
             return;
         }
-        while entry.next_id() < id {
-            entry.places.push_back(Place::GAP);
+        entry.next = id.saturating_add(1);
+        if let Some(place) = place {
+            entry.places.push_back((id, place));
         }
-        entry.places.push_back(place);
-        entry.trim();
     }
 
     /// Forgets every place in a segment numbered below `segment` (deleted
-    /// as the log passed its size bound).
+    /// as the log passed its size bound), and every room left with none.
     pub(super) fn forget_before(&mut self, segment: u32) {
-        for room in self.rooms.values_mut() {
+        self.rooms.retain(|_, room| {
             while room
                 .places
                 .front()
-                .is_some_and(|place| place.is_gap() || place.segment < segment)
+                .is_some_and(|(_, place)| place.segment < segment)
             {
                 room.places.pop_front();
-                room.first += 1;
             }
-        }
+            !room.places.is_empty()
+        });
     }
 
-    /// The next id of each room with logged messages: where the caller's
-    /// numbering of new messages goes on.
-    pub fn next_ids(&self) -> HashMap<RoomName, u64> {
-        self.rooms
-            .iter()
-            .map(|(room, index)| (room.clone(), index.next_id()))
-            .collect()
-    }
-
-    /// How many messages the index holds places for (gaps included).
+    /// How many messages the index holds places for.
     pub fn len(&self) -> usize {
         self.rooms.values().map(|room| room.places.len()).sum()
     }
@@ -168,8 +133,13 @@ impl LogIndex {
         self.rooms.values().all(|room| room.places.is_empty())
     }
 
+    /// How many rooms it holds places for.
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// The places of `room`'s messages with ids below `before`, at most
-    /// `limit` (gaps skipped), oldest first.
+    /// `limit`, the newest of them, oldest first.
     pub(super) fn plan(&self, room: &RoomName, before: u64, limit: usize) -> PagePlan {
         let Some(index) = self.rooms.get(room) else {
             return PagePlan {
@@ -177,16 +147,12 @@ impl LogIndex {
                 first: true,
             };
         };
-        let end = before.min(index.next_id());
-        let start = end.saturating_sub(limit as u64).max(index.first);
-        let places: Vec<(u64, Place)> = (start..end)
-            .filter_map(|id| {
-                let place = *index.places.get((id - index.first) as usize)?;
-                (!place.is_gap()).then_some((id, place))
-            })
-            .collect();
-        let first = places.first().is_none_or(|&(id, _)| id == index.first);
-        PagePlan { places, first }
+        let end = index.places.partition_point(|&(id, _)| id < before);
+        let start = end.saturating_sub(limit);
+        PagePlan {
+            places: index.places.range(start..end).copied().collect(),
+            first: start == 0,
+        }
     }
 }
 
@@ -199,6 +165,7 @@ mod tests {
         RoomName::new(name.as_bytes()).expect("a room name")
     }
 
+    /// A message of the old format: no id, numbered by counting.
     fn message(room_name: &str) -> Record {
         Record::Message {
             room: room(room_name),
@@ -206,7 +173,16 @@ mod tests {
             text: b"x".as_slice().into(),
             ts_millis: 0,
             kind: EntryKind::Message,
+            id: None,
         }
+    }
+
+    fn numbered(room_name: &str, id: u64) -> Record {
+        let mut record = message(room_name);
+        if let Record::Message { id: slot, .. } = &mut record {
+            *slot = Some(id);
+        }
+        record
     }
 
     fn place(segment: u32, index: u64) -> Option<Place> {
@@ -218,7 +194,7 @@ mod tests {
     }
 
     #[test]
-    fn ids_count_each_rooms_messages_across_segments() {
+    fn old_records_count_each_rooms_messages_across_segments() {
         let records = vec![
             message("a"),
             message("b"),
@@ -239,13 +215,12 @@ mod tests {
         ];
         let index = LogIndex::build(&records, &places);
         assert_eq!(index.len(), 4);
-        assert_eq!(index.next_ids()[&room("a")], 3);
-        assert_eq!(index.next_ids()[&room("b")], 1);
         let plan = index.plan(&room("a"), u64::MAX, 100);
         assert_eq!(ids(&plan), [0, 1, 2]);
         assert!(plan.first);
         assert_eq!(plan.places[1].1, place(1, 0).expect("fits"));
         assert_eq!(plan.places[2].1.offset, 108);
+        assert_eq!(ids(&index.plan(&room("b"), u64::MAX, 100)), [0]);
     }
 
     #[test]
@@ -272,47 +247,75 @@ mod tests {
         assert!(index.plan(&room("nowhere"), 5, 20).first);
     }
 
+    /// The review's finding: ids were counted from the records read, so a
+    /// record lost (dropped, or its segment deleted) shifted every later
+    /// id after a restart. Ids carried by the records keep their number.
     #[test]
-    fn dropped_ids_are_gaps_and_later_ids_keep_their_number() {
+    fn carried_ids_keep_their_number_across_lost_records() {
+        // Ids 2 and 3 were never written; 0 and 1 sat in a deleted segment.
+        let records = vec![numbered("dev", 4), numbered("dev", 5), numbered("dev", 7)];
+        let places = vec![place(3, 0), place(3, 1), place(3, 2)];
+        let index = LogIndex::build(&records, &places);
+        let plan = index.plan(&room("dev"), u64::MAX, 10);
+        assert_eq!(ids(&plan), [4, 5, 7]);
+        assert!(plan.first);
+        // A page is LIMIT messages, whatever ids are missing between.
+        let plan = index.plan(&room("dev"), 7, 2);
+        assert_eq!(ids(&plan), [4, 5]);
+        assert!(plan.first);
+        let plan = index.plan(&room("dev"), 8, 2);
+        assert_eq!(ids(&plan), [5, 7]);
+        assert!(!plan.first);
+    }
+
+    #[test]
+    fn old_records_then_new_ones_number_on() {
+        // A relay upgraded in place: its old records are counted, its new
+        // ones carry the ids the core went on with.
+        let records = vec![message("dev"), message("dev"), numbered("dev", 2)];
+        let places = vec![place(0, 0), place(0, 1), place(1, 0)];
+        let index = LogIndex::build(&records, &places);
+        assert_eq!(ids(&index.plan(&room("dev"), u64::MAX, 10)), [0, 1, 2]);
+    }
+
+    #[test]
+    fn an_id_that_does_not_go_up_is_left_out() {
         let mut index = LogIndex::default();
         let dev = room("dev");
-        index.push(&dev, 0, place(0, 0).expect("fits"));
-        index.push(&dev, 1, place(0, 1).expect("fits"));
-        // Ids 2 and 3 were dropped on a full queue.
-        index.push(&dev, 4, place(0, 2).expect("fits"));
-        assert_eq!(index.next_ids()[&dev], 5);
-        let plan = index.plan(&dev, 5, 3);
-        assert_eq!(ids(&plan), [4], "three ids back, two of them gaps");
-        assert!(!plan.first);
-        assert_eq!(ids(&index.plan(&dev, 4, 10)), [0, 1]);
-        // An id already indexed is not indexed again.
-        index.push(&dev, 1, place(9, 9).expect("fits"));
-        assert_eq!(
-            index.plan(&dev, 2, 1).places[0].1,
-            place(0, 1).expect("fits")
-        );
+        index.push(&dev, 0, place(0, 0));
+        index.push(&dev, 1, place(0, 1));
+        index.push(&dev, 1, place(9, 9));
+        index.push(&dev, 0, place(9, 9));
+        let plan = index.plan(&dev, u64::MAX, 10);
+        assert_eq!(ids(&plan), [0, 1]);
+        assert_eq!(plan.places[1].1, place(0, 1).expect("fits"));
     }
 
     #[test]
     fn a_room_first_logged_in_this_run_starts_at_its_first_id() {
         let mut index = LogIndex::default();
         let dev = room("dev");
-        index.push(&dev, 7, place(3, 0).expect("fits"));
+        index.push(&dev, 7, place(3, 0));
         let plan = index.plan(&dev, 8, 50);
         assert_eq!(ids(&plan), [7]);
         assert!(plan.first);
     }
 
     #[test]
-    fn deleted_segments_are_forgotten_and_first_moves_up() {
-        let records: Vec<Record> = (0..6).map(|_| message("dev")).collect();
-        let places: Vec<Option<Place>> = (0..6u64).map(|i| place((i / 2) as u32, i % 2)).collect();
+    fn deleted_segments_are_forgotten_and_rooms_with_them() {
+        let mut records: Vec<Record> = (0..6).map(|i| numbered("dev", i)).collect();
+        records.push(numbered("old", 0));
+        let mut places: Vec<Option<Place>> =
+            (0..6u64).map(|i| place((i / 2) as u32, i % 2)).collect();
+        places.push(place(0, 2));
         let mut index = LogIndex::build(&records, &places);
+        assert_eq!(index.rooms(), 2);
         index.forget_before(2);
         let plan = index.plan(&room("dev"), u64::MAX, 100);
-        assert_eq!(ids(&plan), [4, 5]);
+        assert_eq!(ids(&plan), [4, 5], "ids keep their numbers");
         assert!(plan.first);
-        assert_eq!(index.next_ids()[&room("dev")], 6, "ids keep their number");
         assert_eq!(index.len(), 2);
+        assert_eq!(index.rooms(), 1, "a room with nothing left is forgotten");
+        assert!(index.plan(&room("old"), u64::MAX, 100).first);
     }
 }

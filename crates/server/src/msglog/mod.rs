@@ -37,13 +37,20 @@
 //! middle or spliced in from another segment fails. A segment with no
 //! header is in the previous format (version 1: the same frames, sealed
 //! with no associated data); it is still read, as written. The plaintext,
-//! version 1 in both:
+//! in either:
 //!
 //! ```text
-//! version = 1 (u8) ‖ kind (u8: 1 message, 2 action, 3 join, 4 leave)
+//! version (u8: 2 a message with its id, 1 anything else)
+//! ‖ kind (u8: 1 message, 2 action, 3 join, 4 leave, 5 MLS)
 //! ‖ ts_millis (u64 LE) ‖ room_len (u8) ‖ room ‖ name_len (u8) ‖ name
-//! ‖ (message and action only) text_len (u32 LE) ‖ text
+//! ‖ (messages, version 2 only) id (u64 LE)
+//! ‖ (messages only) text_len (u32 LE) ‖ text
 //! ```
+//!
+//! The id is the message's number in its room as the core gave it live
+//! (`index`), so it survives whatever records are lost around it. Messages
+//! written before ids were kept are version 1; their ids are counted from
+//! the log, as those relays counted them.
 //!
 //! # Writing
 //!

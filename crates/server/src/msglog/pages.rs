@@ -1,7 +1,6 @@
 //! `/history` pages read back from the log, for the poll loop: the
 //! caller's side of an indexed [`LogWriter`] ([`LogWriter::start_indexed`]).
-//! It numbers each room message as it is queued (the id the core gives
-//! it), and reads a page's records, at most [`MAX_PAGE`], straight from
+//! It reads a page's records, at most [`MAX_PAGE`], straight from
 //! their places in the segment files ([`LogIndex`]), checked and opened as
 //! recovery checks and opens them (its `frame_at` and `open_frame`).
 //!
@@ -13,7 +12,6 @@
 //! queued before it was asked for, so it never misses a message still in
 //! the queue.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
@@ -40,32 +38,15 @@ pub(super) struct Pages {
     pub(super) index: Arc<Mutex<LogIndex>>,
     dir: PathBuf,
     key: EaxKey,
-    /// The id each room's next message takes.
-    next_ids: HashMap<RoomName, u64>,
 }
 
 impl Pages {
     pub(super) fn new(dir: PathBuf, key: &Key, index: LogIndex) -> Pages {
         Pages {
-            next_ids: index.next_ids(),
             index: Arc::new(Mutex::new(index)),
             dir,
             key: eax_key(key),
         }
-    }
-
-    /// The id of `record` in its room, if it is a message: its room's next.
-    pub(super) fn number(&mut self, record: &Record) -> Option<u64> {
-        let Record::Message { room, .. } = record else {
-            return None;
-        };
-        let next = match self.next_ids.get_mut(room) {
-            Some(next) => next,
-            None => self.next_ids.entry(room.clone()).or_insert(0),
-        };
-        let id = *next;
-        *next += 1;
-        Some(id)
     }
 }
 
@@ -86,13 +67,6 @@ impl LogWriter {
     /// Whether `/history` pages can be read back ([`LogWriter::start_indexed`]).
     pub fn is_indexed(&self) -> bool {
         self.pages.is_some()
-    }
-
-    /// The id `room`'s next message will take in an indexed log (how many
-    /// messages of it the log has numbered), or `None` if not indexed.
-    pub fn next_id(&self, room: &RoomName) -> Option<u64> {
-        let pages = self.pages.as_ref()?;
-        Some(pages.next_ids.get(room).copied().unwrap_or(0))
     }
 
     /// Whether every record queued before `mark` has been written (or

@@ -31,6 +31,7 @@ fn message(i: u64, text: &str) -> Record {
         text: text.as_bytes().into(),
         ts_millis: 1_700_000_000_000 + i,
         kind: EntryKind::Message,
+        id: None,
     }
 }
 
@@ -85,6 +86,15 @@ fn every_kind_of_record_round_trips() {
             text: b"waves \xff\x00".as_slice().into(),
             ts_millis: u64::MAX,
             kind: EntryKind::Action,
+            id: Some(u64::MAX),
+        },
+        Record::Message {
+            room: room.clone(),
+            sender: None,
+            text: b"\x00\x01mls".as_slice().into(),
+            ts_millis: 3,
+            kind: EntryKind::Mls,
+            id: Some(41),
         },
         Record::Message {
             room: room.clone(),
@@ -92,6 +102,7 @@ fn every_kind_of_record_round_trips() {
             text: Box::default(),
             ts_millis: 0,
             kind: EntryKind::Message,
+            id: None,
         },
         Record::Join {
             room: room.clone(),
@@ -111,6 +122,14 @@ fn every_kind_of_record_round_trips() {
         assert!(Record::decode(&bytes[..bytes.len() - 1]).is_err());
         bytes.push(0);
         assert!(Record::decode(&bytes).is_err());
+        // A message carries its id in version 2, and only then.
+        let version = if record.id().is_some() { 2 } else { 1 };
+        assert_eq!(bytes[0], version, "{record:?}");
+        if version == 1 {
+            bytes[0] = 2;
+            bytes.pop();
+            assert!(Record::decode(&bytes) != Ok(record.clone()));
+        }
     }
     let dir = tempfile::tempdir().expect("a temporary directory");
     write_all(config(dir.path(), Fsync::No), &key(1), &records);
@@ -149,6 +168,7 @@ fn no_plaintext_on_disk() {
         text: secret.as_bytes().into(),
         ts_millis: 1,
         kind: EntryKind::Message,
+        id: None,
     };
     write_all(
         config(dir.path(), Fsync::Always),

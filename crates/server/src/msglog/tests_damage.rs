@@ -1,7 +1,9 @@
 //! The message log's damage tests: records bound to their segment and
 //! index (a swap, a splice or a copied record is refused), damage before
 //! the tail refused with where it is and what follows it, a torn tail
-//! still cut, and logs in the previous record format still read.
+//! still cut, and logs in the previous record formats still read. The
+//! records here carry their ids (the current format), except those of the
+//! old formats.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,16 @@ fn message(i: u64) -> Record {
         text: format!("message {i:02}").into_bytes().into(),
         ts_millis: 1_700_000_000_000 + i,
         kind: EntryKind::Message,
+        id: Some(i),
     }
+}
+
+/// `record` as a relay before ids were kept logged it: no id.
+pub(super) fn without_id(mut record: Record) -> Record {
+    if let Record::Message { id, .. } = &mut record {
+        *id = None;
+    }
+    record
 }
 
 /// Starts a writer on `dir`, appends `records`, closes it: one segment.
@@ -156,14 +167,14 @@ fn damage_at_the_end_of_an_older_segment_is_not_a_tail() {
     assert!(text.contains("3 records in later segments"), "{text}");
 }
 
-/// A segment in the previous format: no header, records sealed with no
-/// associated data.
-fn version_one_segment(records: &[Record]) -> Vec<u8> {
-    let eax = eax_key(&key(7));
+/// A segment in the first format: no header, records sealed with no
+/// associated data (under `key`), their plaintext of version 1.
+pub(super) fn version_one_segment(key: &Key, records: &[Record]) -> Vec<u8> {
+    let eax = eax_key(key);
     let mut out = Vec::new();
     for (i, record) in records.iter().enumerate() {
         let mut plain = Vec::new();
-        record.encode(&mut plain);
+        without_id(record.clone()).encode(&mut plain);
         let mut nonce = [0u8; NONCE_LEN];
         nonce[0] = i as u8 + 1;
         let tag = eax.seal_in_place_detached(&nonce, &mut plain);
@@ -182,10 +193,16 @@ fn version_one_segment(records: &[Record]) -> Vec<u8> {
 fn a_log_in_the_previous_format_is_still_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let old: Vec<Record> = (0..3).map(message).collect();
-    fs::write(dir.path().join("00000000.log"), version_one_segment(&old)).expect("written");
-    write_segment(dir.path(), &(3..5).map(message).collect::<Vec<_>>());
+    let first = version_one_segment(&key(7), &old);
+    fs::write(dir.path().join("00000000.log"), first).expect("written");
+    // The second format's segments, with records of both plaintexts.
+    let middle: Vec<Record> = (3..5).map(|i| without_id(message(i))).collect();
+    write_segment(dir.path(), &middle);
+    write_segment(dir.path(), &(5..7).map(message).collect::<Vec<_>>());
     let (replayed, report) = open_and_replay(dir.path(), &key(7)).expect("replays");
-    assert_eq!(replayed, (0..5).map(message).collect::<Vec<_>>());
-    assert_eq!(report.segments, 2);
+    let mut expected: Vec<Record> = (0..5).map(|i| without_id(message(i))).collect();
+    expected.extend((5..7).map(message));
+    assert_eq!(replayed, expected);
+    assert_eq!(report.segments, 3);
     assert_eq!(report.legacy_segments, 1);
 }

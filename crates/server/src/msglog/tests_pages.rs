@@ -22,13 +22,15 @@ fn room(name: &str) -> RoomName {
     RoomName::new(name.as_bytes()).expect("a room")
 }
 
-fn said(room_name: &str, text: &str) -> Record {
+/// Message `id` of `room_name`, as the core logs it: with its id.
+fn said(room_name: &str, id: u64, text: &str) -> Record {
     Record::Message {
         room: room(room_name),
         sender: Some(Name::new("alice").expect("a name")),
         text: text.as_bytes().into(),
         ts_millis: 1_700_000_000_000,
         kind: EntryKind::Message,
+        id: Some(id),
     }
 }
 
@@ -95,9 +97,9 @@ fn walk(writer: &LogWriter, room_name: &str, limit: usize) -> (Vec<(u64, String)
 /// 95 messages in dev, others in lobby and joins between them.
 fn chatter(writer: &mut LogWriter, from: u64, to: u64) {
     for i in from..to {
-        assert!(writer.append(said("dev", &format!("dev {i}"))));
+        assert!(writer.append(said("dev", i, &format!("dev {i}"))));
         if i % 3 == 0 {
-            assert!(writer.append(said("lobby", &format!("lobby {i}"))));
+            assert!(writer.append(said("lobby", i / 3, &format!("lobby {i}"))));
             assert!(writer.append(joined("dev")));
         }
     }
@@ -163,7 +165,7 @@ fn a_damaged_record_ends_the_page_keeping_the_newer() {
         ..config(dir.path())
     });
     for i in 0..10 {
-        assert!(writer.append(said("dev", &format!("dev {i}"))));
+        assert!(writer.append(said("dev", i, &format!("dev {i}"))));
     }
     settle(&writer);
     // Flip a byte in the middle of the one segment: one of the records
@@ -197,20 +199,91 @@ fn a_record_dropped_on_a_full_queue_keeps_the_later_ids() {
         queue: 1,
         ..config(dir.path())
     });
-    assert!(writer.append(said("dev", "dev 0")));
+    assert!(writer.append(said("dev", 0, "dev 0")));
     settle(&writer);
     let release = writer.hold();
     // The writer is held: one record fits in the queue, the next is
     // dropped, yet it took id 2 as the core's history counted it.
-    assert!(writer.append(said("dev", "dev 1")));
-    assert!(!writer.append(said("dev", "dev 2")));
+    assert!(writer.append(said("dev", 1, "dev 1")));
+    assert!(!writer.append(said("dev", 2, "dev 2")));
     drop(release);
     settle(&writer);
-    assert!(writer.append(said("dev", "dev 3")));
+    assert!(writer.append(said("dev", 3, "dev 3")));
     settle(&writer);
     let page = writer.read_page(&room("dev"), u64::MAX, 10);
     let ids: Vec<u64> = page.entries.iter().map(|(id, _)| *id).collect();
     assert_eq!(ids, [0, 1, 3]);
     assert_eq!(texts(&page), ["dev 0", "dev 1", "dev 3"]);
     assert!(page.first);
+}
+
+/// The review's finding: ids were counted from the records read at start,
+/// so after a restart every id moved down by the records lost before it
+/// (a record dropped on a full queue, the oldest segments deleted) and an
+/// id seen live named another message. Now each record carries its id.
+#[test]
+fn ids_seen_live_name_the_same_messages_after_a_restart() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let small = LogConfig {
+        max_bytes: 4096,
+        queue: 1,
+        ..config(dir.path())
+    };
+    let mut writer = start(small.clone());
+    for i in 0..95 {
+        if i == 60 {
+            // The writer is held: 60 waits in the queue, 61 is dropped.
+            let release = writer.hold();
+            assert!(writer.append(said("dev", 60, "dev 60")));
+            assert!(!writer.append(said("dev", 61, "dev 61")));
+            drop(release);
+        } else if i != 61 {
+            settle(&writer);
+            assert!(writer.append(said("dev", i, &format!("dev {i}"))));
+        }
+    }
+    settle(&writer);
+    let (live, _) = walk(&writer, "dev", 20);
+    writer.close().expect("closes");
+
+    let writer = start(small);
+    let (seen, _) = walk(&writer, "dev", 20);
+    assert_eq!(seen, live, "the same ids name the same messages");
+    let oldest = seen[0].0;
+    assert!(oldest > 0, "the oldest segments were deleted");
+    let mut wanted = expected(oldest, 95);
+    wanted.retain(|(id, _)| *id != 61);
+    assert_eq!(seen, wanted);
+}
+
+/// A relay upgraded in place: its log holds segments of the first format
+/// (no header), segments of the second whose messages carry no id, and
+/// then messages with ids. It loads, the old messages are numbered by
+/// counting as the old relays numbered them, and the new go on from there.
+#[test]
+fn a_log_written_before_ids_were_kept_loads_and_numbers_on() {
+    use super::tests_damage::{version_one_segment, without_id};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let first: Vec<Record> = (0..3)
+        .map(|i| said("dev", i, &format!("dev {i}")))
+        .collect();
+    fs::write(
+        dir.path().join("00000000.log"),
+        version_one_segment(&key(), &first),
+    )
+    .expect("written");
+    let mut writer = LogWriter::start(config(dir.path()), &key()).expect("the writer starts");
+    for i in 3..6 {
+        assert!(writer.append(without_id(said("dev", i, &format!("dev {i}")))));
+    }
+    assert!(writer.append(joined("dev")));
+    writer.close().expect("closes");
+
+    let mut writer = start(config(dir.path()));
+    for i in 6..9 {
+        assert!(writer.append(said("dev", i, &format!("dev {i}"))));
+    }
+    settle(&writer);
+    let (seen, _) = walk(&writer, "dev", 4);
+    assert_eq!(seen, expected(0, 9));
 }

@@ -9,10 +9,11 @@
 //! it; every append after is dropped and counted, and
 //! [`LogWriter::close`] returns the error.
 //!
-//! A writer started with an index ([`LogWriter::start_indexed`]) numbers
-//! each room message as it is queued and, once it is written, puts its
-//! place in the index (`index`), so `/history` pages can be read back from
-//! the log (`pages`).
+//! A writer started with an index ([`LogWriter::start_indexed`]) puts the
+//! place of each room message it writes in the index (`index`), by the id
+//! its record carries, so `/history` pages can be read back from the log
+//! (`pages`). A record dropped leaves no place, and every other message
+//! keeps its id.
 
 use std::fmt;
 use std::io;
@@ -57,9 +58,8 @@ pub struct LogStats {
 }
 
 enum Job {
-    /// A record, and its id in its room if it is a message of an indexed
-    /// log.
-    Append(Record, Option<u64>),
+    /// A record.
+    Append(Record),
     /// Tests only: the writer says it is held, then waits until the
     /// release is dropped, so a test can fill the queue.
     #[cfg(test)]
@@ -134,12 +134,11 @@ impl LogWriter {
 
     /// Hands `record` to the writer thread without waiting. `false` if it
     /// was dropped (and counted): the queue was full or the writer stopped.
-    /// In an indexed log a room message takes its room's next id whether
-    /// it is written or not, as the core's history numbers it.
+    /// A room message is indexed by the id it carries (one with none, of
+    /// the old format, is not indexed).
     pub fn append(&mut self, record: Record) -> bool {
-        let id = self.pages.as_mut().and_then(|pages| pages.number(&record));
         let sent = match &self.jobs {
-            Some(jobs) => match jobs.try_send(Job::Append(record, id)) {
+            Some(jobs) => match jobs.try_send(Job::Append(record)) {
                 Ok(()) => true,
                 Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             },
@@ -249,7 +248,7 @@ fn write_loop(
             .chain(std::iter::from_fn(|| queue.try_recv().ok()))
         {
             match job {
-                Job::Append(record, id) => {
+                Job::Append(record) => {
                     let mut written = None;
                     match sealer.encode(&record) {
                         Some(len) => {
@@ -268,10 +267,14 @@ fn write_loop(
                     }
                     if let Some(index) = &index {
                         let mut index = index.lock().unwrap_or_else(PoisonError::into_inner);
-                        if let (Some(id), Some((Some(place), _)), Record::Message { room, .. }) =
-                            (id, written, &record)
+                        if let (
+                            Some((place, _)),
+                            Record::Message {
+                                room, id: Some(id), ..
+                            },
+                        ) = (written, &record)
                         {
-                            index.push(room, id, place);
+                            index.push(room, *id, place);
                         }
                         if let (Some((_, true)), Some(oldest)) = (written, segments.oldest()) {
                             index.forget_before(oldest);

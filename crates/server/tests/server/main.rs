@@ -11,6 +11,7 @@
 mod cluster;
 mod config;
 mod e2e;
+mod log_ids;
 mod members;
 mod members_cli;
 mod members_reload;

@@ -1,0 +1,64 @@
+//! The KeyPackages the relay handed out (which device each is of, so that
+//! a Welcome naming it reaches that device) against a member who asks for
+//! KeyPackages over and over: the review found that one member could push
+//! everyone else's handouts out of the bounded map, so a Welcome made from
+//! a KeyPackage handed out before reached nobody.
+
+use base64::Engine as _;
+use eaxchat_core::delivery::MAX_HANDED_OUT;
+use eaxchat_proto::events::ParsedKind;
+
+use crate::chat_layer::{ALICE, BOB, CAROL};
+use crate::e2e::{B64, connect, events, mls, relay};
+use crate::mls_device::Device;
+
+/// Carol uploads and takes back her own KeyPackages more times than the
+/// relay keeps handouts in all; alice's handout of bob's KeyPackage is
+/// still known, and her Welcome reaches bob.
+#[test]
+fn one_member_asking_over_and_over_keeps_the_others_handouts() {
+    let mut relay = relay();
+    let mut alice = connect(&mut relay, ALICE);
+    let mut bob = connect(&mut relay, BOB);
+    let mut carol = connect(&mut relay, CAROL);
+    let (mut alice_mls, mut bob_mls) = (Device::new("alice"), Device::new("bob"));
+    let carol_mls = Device::new("carol");
+    alice.say(&mut relay, "/join dev --e2e");
+    mls(&mut relay, &mut alice, "dev", &alice_mls.create("dev"));
+    bob.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
+    );
+    bob.say(&mut relay, "/join dev");
+    bob.got(&mut relay);
+    alice.got(&mut relay);
+    alice.say(&mut relay, "/keypackages bob");
+    let packages = events(&mut relay, &mut alice)
+        .into_iter()
+        .find(|e| matches!(e.kind, ParsedKind::KeyPackages { .. }))
+        .expect("bob's KeyPackages")
+        .packages;
+    assert_eq!(packages.len(), 1);
+
+    for _ in 0..MAX_HANDED_OUT + 64 {
+        let package = B64.encode(carol_mls.key_package());
+        carol.say(&mut relay, &format!("/keypackage {package}"));
+        carol.say(&mut relay, "/keypackages carol");
+        carol.got(&mut relay);
+    }
+
+    let (commit, welcome) = alice_mls.add(&packages);
+    mls(&mut relay, &mut alice, "dev", &commit);
+    alice_mls.merge();
+    mls(&mut relay, &mut alice, "dev", &welcome);
+    let got = events(&mut relay, &mut bob);
+    let welcome = got
+        .iter()
+        .find(|e| e.kind == ParsedKind::Mls && e.id.is_none())
+        .unwrap_or_else(|| {
+            let kinds: Vec<&ParsedKind> = got.iter().map(|e| &e.kind).collect();
+            panic!("no Welcome reached bob, only {kinds:?}")
+        });
+    bob_mls.join(&welcome.data);
+    assert_eq!(bob_mls.epoch(), 1);
+}

@@ -46,6 +46,15 @@
 # of a fresh shared-key relay: RSS per connection. The session scenarios
 # need the relay's session mode; handshakes' TLS side needs openssl.
 #
+# e2e-100 (and e2e-10) drives the session relay in an end-to-end room
+# (relay-bench fanout --e2e: a real MLS group of the publisher and every
+# subscriber made through the relay before the run, then MLS application
+# messages of 64-byte texts sent as /mls) against, alternating on the same
+# relay: session fan-out of 64-byte messages ("sessions", as sessions-100),
+# session fan-out of messages padded so that each line is as long as the
+# e2e run's mean line ("sessions-long", the size worked out from the first
+# e2e run), and Redis pub/sub. Target (#31): e2e >= sessions.
+#
 # wss-100 runs 1 -> 100 to TLS WebSocket subscribers of a relay serving
 # --web over TLS (--web-tls-cert; relay-bench --subscribe-tls, rustls),
 # against Redis pub/sub with its subscribers on Redis's --tls-port and
@@ -318,6 +327,40 @@ for n in 10 100 1000; do
         fi
         if [ "$HAVE_REDIS" = 1 ]; then
             bench "sessions-$n" redis "$rep" fanout --clients "$n" $D \
+                --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
+        fi
+    done
+done
+# fanout 1 -> N in an end-to-end room (e2e-10, e2e-100): the e2e run first
+# in each round, then session fan-out of 64-byte messages, of lines as long
+# as the e2e run's (its mean line_len: the session line of a SIZE-byte
+# message is the base64 of the `m000: ` stamp, SIZE bytes and 32 of nonce
+# and tag, and its newline), and Redis.
+STAMP_LEN=$(( SESSION_MEMBERS > 1000 ? 7 : 6 ))
+for n in 10 100; do
+    if [ "$HAVE_SESSIONS" != 1 ] || ! selected "e2e-$n"; then
+        continue
+    fi
+    echo "e2e-$n: fanout --e2e --clients $n against sessions, sessions of as long lines, redis" >&2
+    LONG_SIZE=
+    for rep in $(seq "$REPEATS"); do
+        bench "e2e-$n" e2e "$rep" fanout --e2e --clients "$n" $D \
+            --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        if [ -z "$LONG_SIZE" ]; then
+            line=$(tail -n 1 "$OUT" | python3 -c 'import json, sys; print(int(json.load(sys.stdin).get("line_len") or 0))')
+            if [ "$line" -gt 0 ]; then
+                LONG_SIZE=$(( ((line - 1) * 3 + 2) / 4 - 32 - STAMP_LEN ))
+                echo "  e2e-$n: lines of $line bytes; sessions-long sends $LONG_SIZE-byte messages" >&2
+            fi
+        fi
+        bench "e2e-$n" sessions "$rep" fanout --clients "$n" $D \
+            --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        if [ -n "$LONG_SIZE" ]; then
+            bench "e2e-$n" sessions-long "$rep" fanout --clients "$n" --size "$LONG_SIZE" $D \
+                --addr "127.0.0.1:$SESSIONS_PORT" "${SESSION_ARGS[@]}" --pid "$SESSIONS_PID"
+        fi
+        if [ "$HAVE_REDIS" = 1 ]; then
+            bench "e2e-$n" redis "$rep" fanout --clients "$n" $D \
                 --addr "127.0.0.1:$REDIS_PORT" --redis --pid "$REDIS_PID"
         fi
     done

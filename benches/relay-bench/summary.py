@@ -303,3 +303,29 @@ if ("idle-sessions", "sessions") in by:
         extra = f", {after:.0f} KiB in all after one message each" if after else ""
         print(f"{name:<11}{per:>8.0f} B per connection ({clients:.0f} connections){extra}, "
               f"errors {errors('idle-sessions', contender)}")
+
+for n in [10, 100]:
+    bench = f"e2e-{n}"
+    if (bench, "e2e") not in by:
+        continue
+    print(f"\n{bench}: fanout 1 -> {n} in an end-to-end (MLS) room of the session relay, against "
+          f"session fan-out of 64-byte texts and of lines as long, and Redis")
+    print(f"{'contender':<15}{'dlv/s':>11}{'vs sess':>9}{'vs redis':>9}{'errors':>8}"
+          f"{'server ns/dlv':>15}{'bench CPU':>10}{'line B':>8}")
+    s = median(bench, "sessions", "deliveries_per_s")
+    x = median(bench, "redis", "deliveries_per_s")
+    for contender in ["e2e", "sessions", "sessions-long", "redis"]:
+        if (bench, contender) not in by:
+            continue
+        v = median(bench, contender, "deliveries_per_s")
+        share = median(bench, contender, "cpu_share") or 0
+        line = median(bench, contender, "line_len") or 0
+        print(f"{contender:<15}{mps(v):>11}{ratio(v, s):>9}{ratio(v, x):>9}{errors(bench, contender):>8}"
+              f"{cpu_per_delivery(bench, contender):>15}{share:>10.0%}{line:>8.0f}")
+    e = median(bench, "e2e", "deliveries_per_s")
+    long = median(bench, "sessions-long", "deliveries_per_s")
+    err = errors(bench, "e2e")
+    print(f"e2e vs sessions at equal text: {ratio(e, s)}; at equal line length: {ratio(e, long)}")
+    if e and s:
+        print(f"target e2e >= 1.0x sessions (64-byte texts), no errors: "
+              f"{'met' if e >= s and err == 0 else 'MISSED'}")

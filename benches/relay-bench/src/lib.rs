@@ -16,6 +16,8 @@
 //! - [`sessions`]: the members file and identities of a run against a
 //!   session relay, making them, and the client's side of a handshake.
 //! - [`inbox`]: splitting, counting, timing and checking deliveries.
+//! - [`e2e`]: `fanout --e2e`, 1 → N in an end-to-end (MLS) room of a
+//!   session relay.
 //! - `receiver`: the read loop of the scenarios that check deliveries.
 //! - `scenario`: the skeleton the fanout and room scenarios share.
 //! - `handshakes`: handshakes per second, against a session relay or,
@@ -30,6 +32,7 @@
 //! tool.
 
 pub mod bystanders;
+pub mod e2e;
 mod fanout;
 pub mod floor;
 mod handshakes;
@@ -172,6 +175,9 @@ pub struct Options {
     /// Subscribers connect with TLS: `--web` over wss, or a Redis TLS port
     /// given as `--subscribe-at`.
     pub subscribe_tls: bool,
+    /// Fan-out in an end-to-end room of a session relay: MLS application
+    /// messages of `size`-byte texts, sent as `/mls` ([`e2e`]).
+    pub e2e: bool,
 }
 
 impl Options {
@@ -198,6 +204,7 @@ impl Options {
             web: None,
             subscribe_at: Vec::new(),
             subscribe_tls: false,
+            e2e: false,
         }
     }
 }
@@ -347,8 +354,24 @@ pub fn run(options: &Options) -> Result<Report, LoadError> {
             "--bystanders works with the fanout scenario only".into(),
         ));
     }
+    if options.e2e
+        && (!sessions
+            || options.scenario != Scenario::Fanout
+            || options.web.is_some()
+            || options.events
+            || options.bystanders > 0)
+    {
+        return Err(LoadError::Options(
+            "--e2e works with fanout against a session relay (--sessions-file), \
+             without --web, --events or --bystanders"
+                .into(),
+        ));
+    }
     // Each client is a descriptor; a thousand of them pass the usual 1024.
     sys::raise_open_file_limit()?;
+    if options.e2e {
+        return e2e::run(options);
+    }
     let mut bystanders = bystanders::Bystanders::join(options)?;
     let mut report = match options.scenario {
         Scenario::Fanout | Scenario::Latency => fanout::run(options),

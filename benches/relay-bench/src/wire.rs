@@ -46,6 +46,7 @@ use plain::{parse_plain_line, put_plain_line};
 
 pub use events::EventLine;
 pub use member::MemberReader;
+pub(crate) use session::counter_of;
 pub use session::{Checking, Misfit, SessionReader};
 
 /// Sender id of the probes sent while waiting for every subscriber.

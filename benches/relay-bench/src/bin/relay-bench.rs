@@ -189,6 +189,13 @@ struct Args {
     #[argh(option, default = "0")]
     extra_rooms: usize,
 
+    /// fanout against a session relay (--sessions-file): in a new
+    /// end-to-end room, a real MLS group of the publisher and every
+    /// subscriber; the publisher sends MLS application messages of
+    /// --size-byte texts as /mls, subscribers count the mls events
+    #[argh(switch)]
+    e2e: bool,
+
     /// print the report as one JSON object
     #[argh(switch)]
     json: bool,
@@ -361,5 +368,6 @@ fn options(args: &Args, scenario: Scenario) -> Result<Options, String> {
     options.web = args.web;
     options.subscribe_at = args.subscribe_at.clone();
     options.subscribe_tls = args.subscribe_tls;
+    options.e2e = args.e2e;
     Ok(options)
 }

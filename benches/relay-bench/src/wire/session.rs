@@ -177,7 +177,7 @@ impl SessionReader {
 }
 
 /// The counter in a frame line's nonce, if the nonce is a counter nonce.
-fn counter_of(line: &[u8]) -> Option<u64> {
+pub(crate) fn counter_of(line: &[u8]) -> Option<u64> {
     let mut head = [0u8; NONCE_CHARS / 4 * 3];
     let decoded = STANDARD
         .decode_slice(line.get(..NONCE_CHARS)?, &mut head)

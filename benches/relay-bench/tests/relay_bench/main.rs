@@ -9,11 +9,13 @@
 //! - `floor`: `relay-floor`, the crypto-free baseline.
 //! - `sessions`: the session relay (fanout, latency, idle, handshakes, a
 //!   refused relay key) and TLS handshakes through `openssl s_time`.
+//! - `e2e`: `fanout --e2e`, in an end-to-end room of the session relay.
 //!
 //! Every run is bounded ([`RUN_LIMIT`]); every process is stopped by its
 //! PID.
 
 mod brokers;
+mod e2e;
 mod floor;
 mod relay;
 mod sessions;

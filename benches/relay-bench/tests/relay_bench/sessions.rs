@@ -17,7 +17,7 @@ use super::{clean_fanouts, number, relay_bench, scratch};
 
 /// `relay-bench make-members --sessions --count N --file FILE` in `dir`:
 /// the members file, the identities beside it in `FILE.identities`.
-fn make_sessions(dir: &Path, count: usize) -> String {
+pub(super) fn make_sessions(dir: &Path, count: usize) -> String {
     let file = dir.join("sessions.txt").display().to_string();
     let status = Command::new(env!("CARGO_BIN_EXE_relay-bench"))
         .args(["make-members", "--sessions", "--count", &count.to_string()])

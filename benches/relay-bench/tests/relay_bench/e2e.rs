@@ -58,4 +58,7 @@ fn an_end_to_end_fanout_delivers_every_message_without_errors() {
         // 137-byte line of a session message of 64 bytes.
         assert!(number(&report, "line_len") > 400.0, "{report}");
     }
+    let (status, log) = relay.terminate();
+    assert!(status.success(), "{log}");
+    std::fs::remove_dir_all(dir).expect("remove scratch dir");
 }

@@ -169,14 +169,7 @@ impl Seal for Cipher {
     /// lines [`Seal::seal_into`] at a time would give.
     fn seal_joined(&mut self, plaintexts: &[u8], lens: &[usize], out: &mut BytesMut) {
         let Cipher { key, nonces, frame } = self;
-        seal_lines(
-            key,
-            plaintexts,
-            lens,
-            frame,
-            || Some(nonces.next_nonce()),
-            out,
-        );
+        KeySealer { key, nonces, frame }.seal_joined(plaintexts, lens, out);
     }
 }
 

@@ -28,6 +28,19 @@ fn a_relay_killed_is_announced_gone() {
     wait_all_heard(&mut [&mut a, &mut b, &mut c]);
     let mut alice = named(&a, "alice");
     let mut bob = named(&b, "bob");
+    // Relay a's subscription to the lobby can reach NATS a moment after
+    // alice is in: bob says a line until alice hears it (bounded), so
+    // carol's join, next, finds it live.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "no line from b within {WAIT:?}");
+        bob.send(b"is the lobby joined up");
+        if let Some(line) = alice.try_recv(Duration::from_millis(500))
+            && String::from_utf8_lossy(&line).contains("joined up")
+        {
+            break;
+        }
+    }
     let _carol = named(&c, "carol");
     // Joins come from wherever the member is.
     recv_until(&mut alice, "carol's join", |line| {

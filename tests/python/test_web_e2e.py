@@ -356,7 +356,10 @@ def test_the_page_joins_by_external_commit_while_no_member_is_online(browser, bi
         say(page, "from the page, joined alone")
         python = python_client()
         got = heard(python, "from the page, joined alone")
-        assert (got.sender, got.e2e, got.history) == ("alice", True, True)
+        # From the room's history, or live when the page's encryption took
+        # longer than bob's reconnecting: either way bob's device opened it
+        # after taking the page's External Commit.
+        assert (got.sender, got.e2e) == ("alice", True)
         assert sorted(n for n, _ in python.e2e.members("secret")) == ["alice", "bob"]
         python.say("welcome, page", room="secret")
         wait_for_line(page, "bob: welcome, page")

@@ -276,7 +276,12 @@ def test_two_commits_for_one_epoch_converge(e2e) -> None:
         next_event(carol, lambda e: e.kind == "e2e-group" and "you are in" in e.text, "Welcome")
         in_group(alice, "dev", ["alice", "bob", "carol"])
         in_group(bob, "dev", ["alice", "bob", "carol"])
-        # Both were told to add carol: at most one add was refused.
+        # Both were told to add carol: the loser's refusal can come after
+        # carol is in, so wait until neither has a commit of its own out.
+        for client in (alice, bob):
+            wait_until(lambda c=client: c.e2e._rooms["dev"].pending is None,
+                       f"{client.name}'s add of carol answered")
+        # At most one add was refused.
         assert alice.e2e.refusals + bob.e2e.refusals <= 1
         refusals = alice.e2e.refusals + bob.e2e.refusals
         epoch = alice.e2e.epoch("dev")

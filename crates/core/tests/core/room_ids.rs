@@ -12,7 +12,8 @@ use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::events::{ParsedEvent, ParsedKind};
 
 use crate::chat_layer::{ALICE, BOB, CAROL};
-use crate::util::{KeyClient, Pipe, members_relay};
+use crate::rooms::{events, speaker};
+use crate::util::{Pipe, members_relay};
 
 fn relay(history_entries: usize, log: bool) -> Relay<Pipe> {
     members_relay(
@@ -27,21 +28,6 @@ fn relay(history_entries: usize, log: bool) -> Relay<Pipe> {
             ..ChatConfig::default()
         },
     )
-}
-
-fn speaker(relay: &mut Relay<Pipe>, key: u8) -> KeyClient {
-    let client = KeyClient::admit(relay, key);
-    client.say(relay, "/hello eaxchat/1");
-    client.got(relay);
-    client
-}
-
-fn events(relay: &mut Relay<Pipe>, client: KeyClient) -> Vec<ParsedEvent> {
-    client
-        .got(relay)
-        .iter()
-        .map(|line| ParsedEvent::parse(line.as_bytes()).unwrap_or_else(|| panic!("{line}")))
-        .collect()
 }
 
 /// `(id, text, history)` of each message in `events`.

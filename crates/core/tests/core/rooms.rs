@@ -19,7 +19,7 @@ fn relay(config: ChatConfig) -> Relay<Pipe> {
 }
 
 /// A member that said `/hello eaxchat/1`, its welcome and history read.
-fn speaker(relay: &mut Relay<Pipe>, key: u8) -> KeyClient {
+pub(crate) fn speaker(relay: &mut Relay<Pipe>, key: u8) -> KeyClient {
     let client = KeyClient::admit(relay, key);
     client.say(relay, "/hello eaxchat/1");
     client.got(relay);
@@ -27,7 +27,7 @@ fn speaker(relay: &mut Relay<Pipe>, key: u8) -> KeyClient {
 }
 
 /// What `client` was sent, parsed.
-fn events(relay: &mut Relay<Pipe>, client: KeyClient) -> Vec<ParsedEvent> {
+pub(crate) fn events(relay: &mut Relay<Pipe>, client: KeyClient) -> Vec<ParsedEvent> {
     client
         .got(relay)
         .iter()

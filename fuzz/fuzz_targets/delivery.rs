@@ -78,7 +78,11 @@ fuzz_target!(|data: &[u8]| {
                         assert_eq!(group, eaxchat_e2e::group_id(room.as_str()));
                         assert_eq!(service.epoch(&room), epoch);
                     }
-                    Ok(Taken::Welcome { devices }) => {
+                    Ok(Taken::Welcome { devices, unknown }) => {
+                        let Ok(Peeked::Welcome { for_key_packages }) = ds::peek(bytes) else {
+                            panic!("taken as a Welcome, yet not read as one");
+                        };
+                        assert!(devices.len() + unknown <= for_key_packages.len());
                         for device in &devices {
                             assert!(
                                 handed.contains(device),

@@ -18,7 +18,9 @@
 //! - A Welcome goes to the devices whose KeyPackages it names; the relay
 //!   knows which by the KeyPackages it handed out (`delivery_handouts.rs`,
 //!   bounded per member who asked, so that one member asking over and
-//!   over cannot push out the others' handouts).
+//!   over cannot push out the others' handouts). A KeyPackage it no
+//!   longer knows is counted ([`Taken::Welcome`]'s `unknown`), so that the
+//!   sender can be told.
 //!
 //! What a message is, the relay reads with [`eaxchat_e2e::ds`]. Everything
 //! here is bounded: [`MAX_PACKAGES_PER_DEVICE`], [`MAX_WELCOMES_PER_DEVICE`],
@@ -92,6 +94,10 @@ pub enum Taken {
     Welcome {
         /// The devices it is for.
         devices: Vec<DeviceKey>,
+        /// How many of the KeyPackages it names the relay has no handout
+        /// of (let go past the bounds, or never handed out here): their
+        /// devices do not get it.
+        unknown: usize,
     },
     /// The GroupInfo that made the group.
     Created,
@@ -325,6 +331,7 @@ impl DeliveryService {
                     .iter()
                     .filter_map(|reference| self.handouts.device(reference))
                     .collect();
+                let unknown = for_key_packages.len() - devices.len();
                 devices.sort_unstable();
                 devices.dedup();
                 for device in &devices {
@@ -341,7 +348,7 @@ impl DeliveryService {
                     waiting.push_back((room.clone(), bytes.into()));
                 }
                 self.changed = true;
-                return Ok(Taken::Welcome { devices });
+                return Ok(Taken::Welcome { devices, unknown });
             }
             _ => return Err(Refused::Stale { epoch: group.epoch }),
         };

@@ -9,7 +9,8 @@
 //! else in the room, and kept in the room's history (and so in the
 //! message log) as the base64 it came as: the relay holds ciphertext only.
 //! A commit's sender is told it was taken, or why not. A Welcome goes only
-//! to the devices it is for, now or when they next connect.
+//! to the devices it is for, now or when they next connect; its sender is
+//! told when it names KeyPackages the relay no longer knows.
 //!
 //! End-to-end rooms need members' devices (session mode), clients that
 //! speak `eaxchat/1`, and a relay that is not in a cluster (the group's
@@ -327,9 +328,17 @@ impl<T: Write> Relay<T> {
                 },
             ),
             Taken::GroupInfo => {}
-            Taken::Welcome { devices } => {
+            Taken::Welcome { devices, unknown } => {
                 for device in devices {
                     self.hand_welcomes(&device);
+                }
+                if unknown > 0 {
+                    let text = format!(
+                        "error: your Welcome to {room_name} names {unknown} KeyPackage(s) this \
+                         relay no longer knows (handed out too long ago): those devices will \
+                         not get it; they can still join by External Commit"
+                    );
+                    self.room_error(from, Some(room_name), &text);
                 }
             }
         }

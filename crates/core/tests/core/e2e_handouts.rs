@@ -5,7 +5,7 @@
 //! a KeyPackage handed out before reached nobody.
 
 use base64::Engine as _;
-use eaxchat_core::delivery::MAX_HANDED_OUT;
+use eaxchat_core::delivery::{MAX_HANDED_OUT, MAX_HANDED_PER_ASKER};
 use eaxchat_proto::events::ParsedKind;
 
 use crate::chat_layer::{ALICE, BOB, CAROL};
@@ -61,4 +61,66 @@ fn one_member_asking_over_and_over_keeps_the_others_handouts() {
         });
     bob_mls.join(&welcome.data);
     assert_eq!(bob_mls.epoch(), 1);
+}
+
+/// Alice asks for carol's KeyPackages more times than one asker's handouts
+/// are kept, so her own handout of bob's is let go. Her Welcome for bob
+/// then reaches nobody, and she is told so (before, nothing was said).
+#[test]
+fn a_welcome_naming_a_handout_let_go_is_answered_with_an_error() {
+    let mut relay = relay();
+    let mut alice = connect(&mut relay, ALICE);
+    let mut bob = connect(&mut relay, BOB);
+    let mut carol = connect(&mut relay, CAROL);
+    let (mut alice_mls, bob_mls) = (Device::new("alice"), Device::new("bob"));
+    let carol_mls = Device::new("carol");
+    alice.say(&mut relay, "/join dev --e2e");
+    mls(&mut relay, &mut alice, "dev", &alice_mls.create("dev"));
+    bob.say(
+        &mut relay,
+        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
+    );
+    bob.say(&mut relay, "/join dev");
+    bob.got(&mut relay);
+    alice.got(&mut relay);
+    alice.say(&mut relay, "/keypackages bob");
+    let packages = events(&mut relay, &mut alice)
+        .into_iter()
+        .find(|e| matches!(e.kind, ParsedKind::KeyPackages { .. }))
+        .expect("bob's KeyPackages")
+        .packages;
+    assert_eq!(packages.len(), 1);
+
+    for _ in 0..MAX_HANDED_PER_ASKER + 8 {
+        let package = B64.encode(carol_mls.key_package());
+        carol.say(&mut relay, &format!("/keypackage {package}"));
+        alice.say(&mut relay, "/keypackages carol");
+        alice.got(&mut relay);
+        carol.got(&mut relay);
+    }
+
+    let (commit, welcome) = alice_mls.add(&packages);
+    mls(&mut relay, &mut alice, "dev", &commit);
+    alice_mls.merge();
+    alice.got(&mut relay);
+    bob.got(&mut relay);
+    mls(&mut relay, &mut alice, "dev", &welcome);
+    let told = events(&mut relay, &mut alice);
+    let error = told
+        .iter()
+        .find(|e| e.kind == ParsedKind::Error)
+        .unwrap_or_else(|| panic!("alice was not told, only {told:?}"));
+    assert!(
+        error
+            .text
+            .contains("1 KeyPackage(s) this relay no longer knows"),
+        "{}",
+        error.text
+    );
+    assert!(
+        !events(&mut relay, &mut bob)
+            .iter()
+            .any(|e| e.kind == ParsedKind::Mls && e.id.is_none()),
+        "a Welcome reached bob from a handout let go"
+    );
 }

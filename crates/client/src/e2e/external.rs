@@ -192,50 +192,6 @@ impl E2eDriver {
             .is_some_and(|d| d.rooms.is_pending(room).is_ok_and(|pending| pending))
     }
 
-    /// A group message of `room` while our External Commit is pending:
-    /// `true` if it was handled here. Our own commit, seen in the room's
-    /// history after the connection dropped, means the relay took it.
-    pub(super) fn while_joining(&mut self, room: &str, data: &[u8], out: &mut Output) -> bool {
-        let Some(Commit::External { commit }) =
-            self.work.get(room).and_then(|w| w.pending.as_ref())
-        else {
-            return false;
-        };
-        if commit.as_slice() == data {
-            self.work_of(room).pending = None;
-            self.work_of(room).unanswered = false;
-            self.joined_externally(room, out);
-            return true;
-        }
-        false
-    }
-
-    /// After a reconnect's `myrooms`: an External Commit the relay never
-    /// answered (nor showed in the history) is dropped, and the wait
-    /// starts again.
-    pub(super) fn drop_unanswered(&mut self, now: Instant) {
-        let rooms: Vec<String> = self
-            .work
-            .iter()
-            .filter(|(_, w)| w.unanswered)
-            .map(|(room, _)| room.clone())
-            .collect();
-        for room in rooms {
-            let work = self.work_of(&room);
-            work.unanswered = false;
-            if !matches!(work.pending, Some(Commit::External { .. })) {
-                continue;
-            }
-            work.pending = None;
-            if let Some(device) = &mut self.device
-                && device.rooms.is_pending(&room).is_ok_and(|pending| pending)
-            {
-                let _ = device.rooms.refused(&room);
-            }
-            self.await_group(&room, now);
-        }
-    }
-
     /// Text held for `room` that cannot go: said, not lost silently.
     fn not_sent(&mut self, room: &str, out: &mut Output) {
         let queued = std::mem::take(&mut self.work_of(room).queued);

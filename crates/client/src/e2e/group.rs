@@ -23,10 +23,16 @@ use super::{BASE64, E2eDriver, MAX_RETRIES, Output, shown};
 pub(crate) enum Commit {
     /// The first GroupInfo, which makes the room's group at the relay.
     Create,
-    /// Adds `name`'s devices; `welcome` goes out once it is taken.
-    Add { name: String, welcome: Vec<u8> },
-    /// Removes `name`'s devices.
-    Remove { name: String },
+    /// Adds `name`'s devices; `welcome` goes out once it is taken
+    /// (`commit`, as sent: the room's history shows it if the relay took
+    /// it while the connection was down).
+    Add {
+        name: String,
+        welcome: Vec<u8>,
+        commit: Vec<u8>,
+    },
+    /// Removes `name`'s devices (`commit`, as sent).
+    Remove { name: String, commit: Vec<u8> },
     /// Joins the group by External Commit (`commit`, as sent: the room's
     /// history shows it if the relay took it while the connection was
     /// down).
@@ -116,7 +122,7 @@ impl E2eDriver {
             match device.rooms.remove(room, &name) {
                 Ok(commit) => {
                     out.send.push(mls_line(room, &commit));
-                    self.work_of(room).pending = Some(Commit::Remove { name });
+                    self.work_of(room).pending = Some(Commit::Remove { name, commit });
                     return;
                 }
                 Err(E2eError::NotMember(_)) => {
@@ -188,6 +194,7 @@ impl E2eDriver {
                     self.work_of(&room).pending = Some(Commit::Add {
                         name: name.to_owned(),
                         welcome,
+                        commit,
                     });
                 }
                 Err(error) => {
@@ -237,7 +244,7 @@ impl E2eDriver {
         };
         let epoch = device.rooms.epoch(room).unwrap_or_default();
         match commit {
-            Commit::Add { name, welcome } => {
+            Commit::Add { name, welcome, .. } => {
                 out.send.push(mls_line(room, &welcome));
                 out.send.push(mls_line(room, &info));
                 self.work_of(room).adds.remove(&name);
@@ -247,7 +254,7 @@ impl E2eDriver {
                 ));
                 self.observe_members(room, out);
             }
-            Commit::Remove { name } => {
+            Commit::Remove { name, .. } => {
                 out.send.push(mls_line(room, &info));
                 self.work_of(room).removes.remove(&name);
                 out.show.push(shown::notice(
@@ -332,7 +339,7 @@ impl E2eDriver {
         if matches!(kind, Ok(Peeked::GroupInfo { .. })) {
             return;
         }
-        if self.while_joining(room, &event.data, out) {
+        if self.own_commit_seen(room, &event.data, out) {
             return;
         }
         if !self.has_group(room) {

@@ -24,10 +24,12 @@
 //! | this one | [`E2eDriver`], [`Output`], dispatching events and typed lines |
 //! | `group` | commits: making, adding, removing, the relay's answers, retries |
 //! | `external` | joining by External Commit when no member is online: the wait, the answers |
+//! | `resume` | a commit sent on a connection that dropped: found in the history, or made again |
 //! | `shown` | the lines shown: messages, notices, warnings, `/verify` |
 
 mod external;
 mod group;
+mod resume;
 mod shown;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,22 +191,12 @@ impl E2eDriver {
         match (&event.kind, room) {
             (ParsedKind::Welcome { name, .. }, _) => {
                 // A new connection: ask again for the groups still missing.
-                for (room, work) in &mut self.work {
+                for work in self.work.values_mut() {
                     work.asked = false;
                     work.join_at = None;
                     work.joining = false;
-                    if matches!(work.pending, Some(Commit::External { .. })) {
-                        work.unanswered = true;
-                    } else if work.pending.is_some() && self.welcomed {
-                        out.show.push(shown::error(
-                            Some(room),
-                            &format!(
-                                "! #{room}: the connection dropped before the relay answered \
-                                 your commit; what you type there waits for its answer"
-                            ),
-                        ));
-                    }
                 }
+                self.connection_dropped();
                 self.welcomed = true;
                 if let Some(name) = name {
                     self.open(name, &mut out);
@@ -217,7 +209,7 @@ impl E2eDriver {
                 self.e2e = event.e2e.iter().map(|r| bare(r).to_owned()).collect();
                 self.current = event.room.as_deref().map(|r| bare(r).to_owned());
                 self.forget_left(&event.rooms, &mut out);
-                self.drop_unanswered(now);
+                self.drop_unanswered(now, &mut out);
                 self.ask_group_infos(&mut out);
             }
             (ParsedKind::Rooms(list), _) => {

@@ -7,6 +7,7 @@
 //! lost; back, they get the room's history) and time is the test's.
 
 mod external;
+mod resume;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Instant;

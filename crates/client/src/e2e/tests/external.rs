@@ -36,14 +36,14 @@ impl Net {
     }
 
     /// `i` disconnects (stays a member of its rooms).
-    fn leave(&mut self, i: usize) {
+    pub(super) fn leave(&mut self, i: usize) {
         self.away.insert(i);
         self.inbox[i].clear();
     }
 
     /// `i` connects again: the relay's welcome, then each of its rooms'
     /// history, then `myrooms`.
-    fn back(&mut self, i: usize) {
+    pub(super) fn back(&mut self, i: usize) {
         self.away.remove(&i);
         let name = self.name(i);
         self.to(
@@ -87,7 +87,7 @@ impl Net {
     }
 
     /// The epoch of the GroupInfo the fake relay keeps for `room`.
-    fn info_epoch(&self, room: &str) -> Option<u64> {
+    pub(super) fn info_epoch(&self, room: &str) -> Option<u64> {
         match peek(self.rooms[room].info.as_deref()?) {
             Ok(Peeked::GroupInfo { epoch, .. }) => Some(epoch),
             _ => None,

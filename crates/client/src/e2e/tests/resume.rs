@@ -1,0 +1,78 @@
+//! A commit of ours in flight when the connection drops (`resume`): an
+//! add the relay took is found in the room's history and finished (the
+//! Welcome goes, the GroupInfo goes up); an add the relay never got is
+//! made again. Before, either left the room waiting for an answer that
+//! never came: the added device never got its Welcome, and the relay kept
+//! no GroupInfo to join by.
+
+use super::Net;
+
+/// Delivers what waits for alice until the fake relay has taken her add
+/// of bob (its `mls-ok` then waits in her inbox, to be lost).
+fn until_alices_add_is_taken(net: &mut Net) {
+    for _ in 0..10 {
+        if net.rooms["dev"].epoch == Some(1) {
+            return;
+        }
+        assert!(!net.inbox[0].is_empty(), "{:?}", net.shown[0]);
+        net.deliver(0);
+    }
+    panic!("alice's add was never taken: {:?}", net.shown[0]);
+}
+
+/// Alice makes #dev; bob joins while her connection stalls; her add of
+/// bob is taken, but her connection drops before its `mls-ok` reaches
+/// her. Back, the history shows her commit: bob gets his Welcome, the
+/// GroupInfo of epoch 1 goes up, and they talk.
+#[test]
+fn an_add_taken_while_the_connection_was_down_is_found_in_the_history() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.typed(0, "/join dev --e2e");
+    net.paused.insert(0);
+    net.typed(1, "/join dev");
+    until_alices_add_is_taken(&mut net);
+    net.leave(0);
+    net.paused.clear();
+    net.back(0);
+    assert!(
+        net.saw(1, "you are in #dev's end-to-end group now"),
+        "{:?}\n{:?}",
+        net.shown[1],
+        net.shown[0]
+    );
+    assert!(net.saw(0, "you added bob"), "{:?}", net.shown[0]);
+    assert_eq!(net.info_epoch("dev"), Some(1), "the new GroupInfo went up");
+    net.typed(0, "/in dev after the drop");
+    assert!(net.saw(1, "after the drop"), "{:?}", net.shown[1]);
+    assert_eq!(net.rooms["dev"].epoch, Some(1), "no second commit");
+}
+
+/// Alice's add of bob is lost with her connection (the relay never gets
+/// it): back, the history does not show it, so it is made again, and bob
+/// is added.
+#[test]
+fn an_add_lost_with_the_connection_is_made_again() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.typed(0, "/join dev --e2e");
+    net.paused.insert(0);
+    net.typed(1, "/join dev");
+    // The mls-add, then the KeyPackages: the commit made from them never
+    // reaches the relay.
+    net.deliver(0);
+    let packages = net.inbox[0].pop_front().unwrap();
+    let out = net.drivers[0].received(&packages, net.now);
+    assert!(out.send[0].starts_with(b"/mls dev "), "{out:?}");
+    net.leave(0);
+    net.paused.clear();
+    net.back(0);
+    assert!(net.saw(0, "lost with the connection"), "{:?}", net.shown[0]);
+    assert!(
+        net.saw(1, "you are in #dev's end-to-end group now"),
+        "{:?}\n{:?}",
+        net.shown[1],
+        net.shown[0]
+    );
+    assert_eq!(net.rooms["dev"].epoch, Some(1));
+    net.typed(0, "/in dev made again");
+    assert!(net.saw(1, "made again"), "{:?}", net.shown[1]);
+}

@@ -164,6 +164,7 @@ class FakeRelay {
   group(name, roomName, data) {
     const room = this.room(roomName);
     const what = this.mls.inspect(b64decode(data));
+    if (this.lose?.(name, what)) return; // lost on the way, with the connection
     const others = [...room.members].filter((n) => n !== name);
     const relay = () => {
       this.ids += 1;
@@ -331,6 +332,78 @@ test('with nobody online a newcomer joins by External Commit; the maker, back, t
   assert.deepEqual(relay.mls.members(alice.e2e.groups.get('dev').state).map((m) => m.name), ['alice', 'bob']);
   await say(relay, alice, 'dev', 'welcome, bob');
   assert.deepEqual(said(bob, 'dev'), ['welcome, bob']);
+});
+
+// alice's add of bob is taken, but her connection drops before its mls-ok
+// reaches her: back, the room's history shows her commit, so it is
+// finished (bob's Welcome goes, the GroupInfo of epoch 1 goes up).
+// Before, her room waited for an answer that never came.
+test('an add taken while the connection was down is found in the history', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  await relay.join('alice', 'dev', true);
+  relay.refuseCommit = (name) => {
+    if (name === 'alice') relay.away.add('alice'); // the mls-ok is lost
+    return false;
+  };
+  await relay.join('bob', 'dev', false);
+  relay.refuseCommit = null;
+  assert.equal(relay.room('dev').epoch, 1, "alice's add was taken");
+  assert.ok(!bob.e2e.groups.has('dev'), 'no Welcome yet');
+  await relay.back('alice');
+  assert.ok(bob.e2e.groups.has('dev'), JSON.stringify(alice.lines));
+  assert.equal(relay.mls.inspect(b64decode(relay.room('dev').info)).epoch, 1, 'the GroupInfo of epoch 1 is up');
+  assert.equal(relay.room('dev').epoch, 1, 'no second commit');
+  await say(relay, alice, 'dev', 'after the drop');
+  assert.deepEqual(said(bob, 'dev'), ['after the drop']);
+});
+
+// bob, alone, joins by External Commit; it is taken, but his connection
+// drops before its mls-ok reaches him: back, the history shows his commit
+// and the group is his (before, he dropped it and tried again against a
+// GroupInfo of the epoch before, refused for ever).
+test('an External Commit taken while the connection was down is found in the history', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  bob.e2e.externalAfter = 20;
+  await relay.join('alice', 'dev', true);
+  relay.away.add('alice');
+  relay.refuseCommit = (name) => {
+    if (name === 'bob') relay.away.add('bob');
+    return false;
+  };
+  await relay.join('bob', 'dev', false);
+  await relay.until(() => relay.room('dev').epoch === 1, "bob's External Commit taken");
+  relay.refuseCommit = null;
+  assert.ok(!bob.e2e.groups.has('dev'), 'the mls-ok was lost');
+  await relay.back('bob');
+  await relay.until(() => bob.e2e.groups.has('dev'), 'the group is his');
+  assert.ok(bob.lines.some((l) => l.text.startsWith("* this device joined #dev's group by itself")), JSON.stringify(bob.lines));
+  assert.equal(relay.mls.inspect(b64decode(relay.room('dev').info)).epoch, 1, "bob's GroupInfo of epoch 1 is up");
+  assert.equal(relay.room('dev').epoch, 1, 'no second commit');
+  await relay.back('alice');
+  await say(relay, bob, 'dev', 'one leaf only');
+  assert.deepEqual(said(alice, 'dev'), ['one leaf only']);
+  assert.deepEqual(relay.mls.members(alice.e2e.groups.get('dev').state).map((m) => m.name), ['alice', 'bob']);
+});
+
+// alice's add of bob never reaches the relay: back, the history does not
+// show it, so it is made again at myrooms and bob is added.
+test('an add lost with the connection is made again', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  await relay.join('alice', 'dev', true);
+  relay.lose = (name, what) => {
+    if (name !== 'alice' || what.kind !== 'commit') return false;
+    relay.away.add('alice');
+    relay.lose = null;
+    return true;
+  };
+  await relay.join('bob', 'dev', false);
+  assert.equal(relay.room('dev').epoch, 0, 'the commit was lost');
+  await relay.back('alice');
+  assert.ok(alice.lines.some((l) => l.text.includes('lost with the connection; making it again')), JSON.stringify(alice.lines));
+  assert.equal(relay.room('dev').epoch, 1);
+  assert.ok(bob.e2e.groups.has('dev'), JSON.stringify(bob.lines));
+  await say(relay, alice, 'dev', 'made again');
+  assert.deepEqual(said(bob, 'dev'), ['made again']);
 });
 
 test('a GroupInfo that is not the room\'s, or does not verify, joins nothing', { skip: skipMls }, async () => {

@@ -9,7 +9,10 @@
 // group that no member adds within EXTERNAL_JOIN_AFTER (nobody online)
 // asks `/groupinfo` and joins by External Commit, as the Python client
 // does; `mls-ok` makes that group its own (its GroupInfo goes up),
-// `mls-refused` waits again. Text typed in an E2E room goes out encrypted as
+// `mls-refused` waits again. A commit of this device sent on a connection
+// that dropped is settled on the next one: found in the room's history
+// (the relay took it: finished as `mls-ok` would), or dropped at the
+// next `myrooms` and made again. Text typed in an E2E room goes out encrypted as
 // `/mls ROOM B64`; `mls` events are decrypted and shown. Peers' device keys
 // are pinned per name (a new one is a loud warning); `/verify NAME` shows
 // the safety number.
@@ -78,7 +81,8 @@ export class E2e {
     this.externalAfter = EXTERNAL_JOIN_AFTER;
     this.waiting = new Map(); // room -> timer: a Welcome awaited, then /groupinfo
     this.infoAsked = new Set(); // rooms whose /groupinfo is on its way
-    this.joining = new Map(); // room -> state: our External Commit, unanswered
+    this.joining = new Map(); // room -> { state, commit }: our External Commit, unanswered
+    this.unanswered = new Set(); // rooms whose commit went on a connection that dropped
     this.held = new Map(); // room -> texts typed while joining, sent once in
   }
 
@@ -95,6 +99,7 @@ export class E2e {
     this.waiting.clear();
     this.infoAsked.clear();
     this.joining.clear();
+    this.unanswered.clear();
     this.held.clear();
     const kept = await this.store.load(name);
     if (kept?.key) {
@@ -131,9 +136,12 @@ export class E2e {
   async hello() {
     if (!this.key) return;
     this.asked.clear();
-    // Nothing asked on an earlier connection is answered on this one.
+    // Nothing asked on an earlier connection is answered on this one. A
+    // commit sent on it is settled by the room's history (ours in it: the
+    // relay took it) or dropped at the next myrooms.
     this.infoAsked.clear();
-    this.joining.clear();
+    this.unanswered = new Set(this.joining.keys());
+    for (const [room, g] of this.groups) if (g.pending && !g.pending.creating) this.unanswered.add(room);
     for (let i = 0; i < KEY_PACKAGES; i += 1) {
       const made = await this.mls.keyPackage(this.name, this.key);
       this.packages.push(made.record);
@@ -160,6 +168,7 @@ export class E2e {
   async rooms(e2e, mine) {
     this.e2eRooms = new Set(Array.isArray(e2e) ? e2e : []);
     if (!this.available) return;
+    await this.dropUnanswered();
     if (Array.isArray(mine)) {
       const dropped = [...this.groups.keys()].filter((room) => !mine.includes(room));
       for (const room of dropped) this.groups.delete(room);
@@ -176,6 +185,36 @@ export class E2e {
       await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
     }
     for (const room of this.e2eRooms) this.awaitGroup(room);
+  }
+
+  // After a reconnect's myrooms: a commit of ours the history did not
+  // show never reached the relay. An External Commit waits again (below,
+  // awaitGroup); an add or removal is made again.
+  async dropUnanswered() {
+    const rooms = [...this.unanswered];
+    this.unanswered.clear();
+    for (const room of rooms) {
+      if (this.joining.delete(room)) continue;
+      const g = this.groups.get(room);
+      if (!g?.pending || g.pending.creating) continue;
+      const { pending } = g;
+      g.pending = null;
+      for (const name of pending.adding ?? []) g.adds.add(name);
+      this.show(room, "notice", `* #${room}: your last change to the group was lost with the connection; making it again`);
+      await this.flush(room);
+      await this.drive(room);
+    }
+  }
+
+  // A group message that is our own commit still waiting for its answer:
+  // the relay took it (the history shows it after a reconnect).
+  async ownCommitSeen(room, event) {
+    const sent = this.joining.get(room)?.commit ?? this.groups.get(room)?.pending?.commit;
+    if (!sent || sent !== event.data) return false;
+    this.unanswered.delete(room);
+    if (event.history) this.showText(event, null, "(the group changed here)");
+    await this.accepted(room);
+    return true;
   }
 
   /// A `rooms` answer: those of ours listed with mode "e2e" are end-to-end.
@@ -219,8 +258,9 @@ export class E2e {
       this.show(room, "error", `! #${room}'s GroupInfo from the relay did not check: not joined (${error.message})`);
       return;
     }
-    this.joining.set(room, made.state);
-    await this.send(`/mls ${room} ${b64encode(made.commit)}`);
+    const commit = b64encode(made.commit);
+    this.joining.set(room, { state: made.state, commit });
+    await this.send(`/mls ${room} ${commit}`);
   }
 
   /// One relay event of the E2E kinds; false for any other kind.
@@ -281,15 +321,18 @@ export class E2e {
       }
       g.adds.delete(name);
       if (fresh.length === 0) continue;
-      await this.commit(room, g, fresh, []);
+      await this.commit(room, g, fresh, [], [name]);
       return; // the KeyPackages are used: another room asks again
     }
   }
 
-  async commit(room, g, adds, removes) {
+  // `adding`: the names whose KeyPackages `adds` are (asked again if the
+  // commit is lost with the connection).
+  async commit(room, g, adds, removes, adding = []) {
     const made = await this.mls.commit(g.state, adds, removes);
-    g.pending = { state: made.state, welcome: made.welcome, creating: false, removes };
-    await this.send(`/mls ${room} ${b64encode(made.commit)}`);
+    const commit = b64encode(made.commit);
+    g.pending = { state: made.state, welcome: made.welcome, creating: false, removes, adding, commit };
+    await this.send(`/mls ${room} ${commit}`);
   }
 
   async accepted(room) {
@@ -317,7 +360,7 @@ export class E2e {
 
   // Our External Commit was taken: its group is this device's.
   async joinedExternally(room) {
-    const state = this.joining.get(room);
+    const { state } = this.joining.get(room);
     this.joining.delete(room);
     if (this.groups.has(room)) return; // a Welcome came first (that commit won)
     const g = group(state);
@@ -416,6 +459,7 @@ export class E2e {
       await this.welcome(room, bytes);
       return;
     }
+    if (what.kind === "commit" && (await this.ownCommitSeen(room, event))) return;
     const g = this.groups.get(room);
     const texts = this.texts.get(room);
     const kept = (Number.isSafeInteger(event.id) ? texts?.get(event.id) : undefined)

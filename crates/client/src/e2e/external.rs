@@ -26,13 +26,18 @@ impl E2eDriver {
     /// When the driver wants waking next (a room's wait for a Welcome
     /// ends), if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.work.values().filter_map(|w| w.join_at).min()
+        self.work
+            .values()
+            .flat_map(|w| [w.join_at, w.settle_at])
+            .flatten()
+            .min()
     }
 
     /// The clock reached `now`: each room whose wait for a Welcome is over
     /// asks for its GroupInfo, to join by External Commit.
     pub fn handle_timeout(&mut self, now: Instant) -> Output {
         let mut out = Output::default();
+        self.settle_due(now, &mut out);
         let due: Vec<String> = self
             .work
             .iter()

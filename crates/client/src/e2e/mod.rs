@@ -57,6 +57,11 @@ pub const MAX_RETRIES: u32 = 4;
 /// as the Python client and the page do.
 pub const EXTERNAL_JOIN_AFTER: Duration = Duration::from_secs(3);
 
+/// How long after a reconnect's `myrooms` a commit sent on the dropped
+/// connection waits to be seen in the room's history (which the relay
+/// sends right after `myrooms`) before it is taken as lost and made again.
+pub const SETTLE_AFTER: Duration = Duration::from_secs(1);
+
 /// What the driver wants done after an event or a typed line.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -103,9 +108,11 @@ pub(crate) struct RoomWork {
     /// `/groupinfo` was asked to join by External Commit: its answer is
     /// used.
     pub(crate) joining: bool,
-    /// Our External Commit went on a connection that dropped: unless the
-    /// room's history shows it, it is dropped at the next `myrooms`.
+    /// Our commit went on a connection that dropped: unless the room's
+    /// history shows it by `settle_at`, it is dropped and made again.
     pub(crate) unanswered: bool,
+    /// When an unanswered commit is taken as lost (set at `myrooms`).
+    pub(crate) settle_at: Option<Instant>,
     /// A Welcome that came while our External Commit was pending: used
     /// if the relay refuses that commit.
     pub(crate) welcome: Option<Vec<u8>>,
@@ -209,7 +216,7 @@ impl E2eDriver {
                 self.e2e = event.e2e.iter().map(|r| bare(r).to_owned()).collect();
                 self.current = event.room.as_deref().map(|r| bare(r).to_owned());
                 self.forget_left(&event.rooms, &mut out);
-                self.drop_unanswered(now, &mut out);
+                self.settle_later(now);
                 self.ask_group_infos(&mut out);
             }
             (ParsedKind::Rooms(list), _) => {

@@ -1,29 +1,39 @@
 //! What a dropped connection leaves behind: a commit of ours (an add, a
 //! removal or an External Commit) sent on it, whose `mls-ok` or
-//! `mls-refused` never came. Back on a new connection, the room's history
-//! tells which: our commit in it means the relay took it (it is merged
-//! as `mls-ok` would have: a Welcome goes to whoever was added, and the new
-//! GroupInfo goes up, so that a device can still join by External Commit);
-//! our commit not in it by the relay's `myrooms` means the relay never got
-//! it (it is dropped, and made again: the add or removal is still wanted,
-//! an External Commit waits again). Either way the room goes on; before,
-//! an add or removal in flight left the room waiting for an answer that
-//! would never come.
+//! `mls-refused` never came. On the next connection the relay sends
+//! `welcome`, `myrooms`, then each room's history; the history tells
+//! which. Our commit in it means the relay took it: it is finished as
+//! `mls-ok` would have finished it (a Welcome goes to whoever was added,
+//! the new GroupInfo goes up, so that a device can still join by External
+//! Commit). Our commit not in it within [`SETTLE_AFTER`] of `myrooms`
+//! means the relay never got it: it is dropped and made again (the add or
+//! removal is still wanted; an External Commit waits again). Before, an
+//! add or removal in flight left the room waiting for an answer that
+//! never came.
 
 use std::time::Instant;
 
 use super::group::Commit;
-use super::{E2eDriver, Output, shown};
+use super::{E2eDriver, Output, SETTLE_AFTER, shown};
 
 impl E2eDriver {
     /// A new connection: each commit still waiting for an answer is
-    /// settled by the history that follows, or at `myrooms`.
+    /// settled by the history that follows `myrooms`.
     pub(super) fn connection_dropped(&mut self) {
         for work in self.work.values_mut() {
+            work.settle_at = None;
             work.unanswered = matches!(
                 work.pending,
                 Some(Commit::Add { .. } | Commit::Remove { .. } | Commit::External { .. })
             );
+        }
+    }
+
+    /// `myrooms` came: the history follows it; what it has not shown by
+    /// [`SETTLE_AFTER`] from `now` is taken as lost.
+    pub(super) fn settle_later(&mut self, now: Instant) {
+        for work in self.work.values_mut().filter(|w| w.unanswered) {
+            work.settle_at.get_or_insert(now + SETTLE_AFTER);
         }
     }
 
@@ -42,23 +52,27 @@ impl E2eDriver {
         if sent.as_slice() != data {
             return false;
         }
+        self.work_of(room).settle_at = None;
         self.taken(room, out);
         true
     }
 
-    /// After a reconnect's `myrooms`: a commit the relay never answered
-    /// (nor showed in the history) is dropped; an add or removal is made
-    /// again, an External Commit waits again.
-    pub(super) fn drop_unanswered(&mut self, now: Instant, out: &mut Output) {
+    /// The clock reached `now`: each unanswered commit whose history has
+    /// had its time and did not show it is dropped; an add or removal is
+    /// made again, an External Commit waits again.
+    pub(super) fn settle_due(&mut self, now: Instant, out: &mut Output) {
         let rooms: Vec<String> = self
             .work
             .iter()
-            .filter(|(_, w)| w.unanswered)
+            .filter(|(_, w)| w.settle_at.is_some_and(|at| at <= now))
             .map(|(room, _)| room.clone())
             .collect();
         for room in rooms {
             let work = self.work_of(&room);
-            work.unanswered = false;
+            work.settle_at = None;
+            if !std::mem::take(&mut work.unanswered) {
+                continue;
+            }
             let Some(commit) = work.pending.take() else {
                 continue;
             };

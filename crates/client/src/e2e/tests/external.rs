@@ -10,7 +10,7 @@ use std::time::Duration;
 use eaxchat_e2e::ds::{Peeked, peek};
 use eaxchat_proto::events::Event;
 
-use super::super::EXTERNAL_JOIN_AFTER;
+use super::super::{EXTERNAL_JOIN_AFTER, SETTLE_AFTER};
 use super::Net;
 
 const JOINED_BY_ITSELF: &str = "this device joined #dev's group by itself (no member was \
@@ -18,7 +18,7 @@ const JOINED_BY_ITSELF: &str = "this device joined #dev's group by itself (no me
 
 impl Net {
     /// Time passes: each driver whose wait is over is woken.
-    fn advance(&mut self, by: Duration) {
+    pub(super) fn advance(&mut self, by: Duration) {
         self.now += by;
         for i in 0..self.drivers.len() {
             if self.away.contains(&i) {
@@ -41,8 +41,8 @@ impl Net {
         self.inbox[i].clear();
     }
 
-    /// `i` connects again: the relay's welcome, then each of its rooms'
-    /// history, then `myrooms`.
+    /// `i` connects again: as the relay answers its `/hello`, the
+    /// welcome, `myrooms`, then each of its rooms' history.
     pub(super) fn back(&mut self, i: usize) {
         self.away.remove(&i);
         let name = self.name(i);
@@ -55,6 +55,7 @@ impl Net {
                 members: true,
             },
         );
+        self.my_rooms(i, None);
         let rooms: Vec<String> = self
             .rooms
             .iter()
@@ -78,7 +79,6 @@ impl Net {
                 );
             }
         }
-        self.my_rooms(i, None);
         self.pump();
     }
 
@@ -304,6 +304,7 @@ fn a_commit_lost_with_the_connection_is_dropped_and_made_again() {
     net.leave(1);
     net.paused.clear();
     net.back(1);
+    net.advance(SETTLE_AFTER);
     assert!(!net.drivers[1].has_group("dev"), "{:?}", net.shown[1]);
     assert!(!net.saw(1, "group by itself"));
     net.advance(EXTERNAL_JOIN_AFTER);

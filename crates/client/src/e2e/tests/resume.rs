@@ -1,10 +1,12 @@
-//! A commit of ours in flight when the connection drops (`resume`): an
-//! add the relay took is found in the room's history and finished (the
-//! Welcome goes, the GroupInfo goes up); an add the relay never got is
-//! made again. Before, either left the room waiting for an answer that
+//! A commit of ours in flight when the connection drops (`resume`), with
+//! the relay's order on the next connection (welcome, `myrooms`, then the
+//! history): an add the relay took is found in the room's history and
+//! finished (the Welcome goes, the GroupInfo goes up); an add the relay
+//! never got is made again once the history had its time. Before, either left the room waiting for an answer that
 //! never came: the added device never got its Welcome, and the relay kept
 //! no GroupInfo to join by.
 
+use super::super::SETTLE_AFTER;
 use super::Net;
 
 /// Delivers what waits for alice until the fake relay has taken her add
@@ -65,6 +67,11 @@ fn an_add_lost_with_the_connection_is_made_again() {
     net.leave(0);
     net.paused.clear();
     net.back(0);
+    assert!(
+        !net.saw(0, "lost with the connection"),
+        "not before the history had its time"
+    );
+    net.advance(SETTLE_AFTER);
     assert!(net.saw(0, "lost with the connection"), "{:?}", net.shown[0]);
     assert!(
         net.saw(1, "you are in #dev's end-to-end group now"),

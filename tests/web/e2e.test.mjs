@@ -113,15 +113,16 @@ class FakeRelay {
     await this.pump();
   }
 
-  /// `name` connects again: each of its rooms' history, then `myrooms`.
+  /// `name` connects again: as the relay answers `/hello`, `myrooms`,
+  /// then each of its rooms' history.
   async back(name) {
     this.away.delete(name);
     const client = this.clients.get(name);
     await client.e2e.hello();
+    this.tasks.push(() => client.e2e.rooms([...client.rooms], [...client.rooms]));
     for (const roomName of client.rooms) {
       for (const event of this.room(roomName).history) this.to(name, { ...event, history: true });
     }
-    this.tasks.push(() => client.e2e.rooms([...client.rooms], [...client.rooms]));
     await this.pump();
   }
 
@@ -398,8 +399,11 @@ test('an add lost with the connection is made again', { skip: skipMls }, async (
   };
   await relay.join('bob', 'dev', false);
   assert.equal(relay.room('dev').epoch, 0, 'the commit was lost');
+  alice.e2e.settleAfter = 20;
   await relay.back('alice');
-  assert.ok(alice.lines.some((l) => l.text.includes('lost with the connection; making it again')), JSON.stringify(alice.lines));
+  assert.ok(!alice.lines.some((l) => l.text.includes('lost with the connection')), 'not before the history had its time');
+  await relay.until(() => alice.lines.some((l) => l.text.includes('lost with the connection; making it again')), 'the lost add settled');
+  await relay.until(() => bob.e2e.groups.has('dev'), 'bob added');
   assert.equal(relay.room('dev').epoch, 1);
   assert.ok(bob.e2e.groups.has('dev'), JSON.stringify(bob.lines));
   await say(relay, alice, 'dev', 'made again');

@@ -10,9 +10,10 @@
 // asks `/groupinfo` and joins by External Commit, as the Python client
 // does; `mls-ok` makes that group its own (its GroupInfo goes up),
 // `mls-refused` waits again. A commit of this device sent on a connection
-// that dropped is settled on the next one: found in the room's history
-// (the relay took it: finished as `mls-ok` would), or dropped at the
-// next `myrooms` and made again. Text typed in an E2E room goes out encrypted as
+// that dropped is settled on the next one, whose `myrooms` the relay sends
+// before the rooms' history: found in the history (the relay took it:
+// finished as `mls-ok` would), or, not seen within SETTLE_AFTER, dropped
+// and made again. Text typed in an E2E room goes out encrypted as
 // `/mls ROOM B64`; `mls` events are decrypted and shown. Peers' device keys
 // are pinned per name (a new one is a loud warning); `/verify NAME` shows
 // the safety number.
@@ -33,6 +34,10 @@ export const KEPT_PACKAGES = 16;
 /// for a member online to add it (a Welcome) before it joins by External
 /// Commit from the GroupInfo the relay keeps.
 export const EXTERNAL_JOIN_AFTER = 3000;
+/// Milliseconds after a reconnect's `myrooms` (the history follows it)
+/// within which a commit sent on the dropped connection must show in the
+/// history, or be taken as lost and made again.
+export const SETTLE_AFTER = 1000;
 /// Messages kept decrypted per room, to show again after a reconnect (MLS
 /// opens a message once).
 export const KEPT_TEXTS = 500;
@@ -83,6 +88,8 @@ export class E2e {
     this.infoAsked = new Set(); // rooms whose /groupinfo is on its way
     this.joining = new Map(); // room -> { state, commit }: our External Commit, unanswered
     this.unanswered = new Set(); // rooms whose commit went on a connection that dropped
+    this.settleAfter = SETTLE_AFTER;
+    this.settling = null; // timer: the unanswered commits are settled
     this.held = new Map(); // room -> texts typed while joining, sent once in
   }
 
@@ -100,6 +107,8 @@ export class E2e {
     this.infoAsked.clear();
     this.joining.clear();
     this.unanswered.clear();
+    clearTimeout(this.settling);
+    this.settling = null;
     this.held.clear();
     const kept = await this.store.load(name);
     if (kept?.key) {
@@ -140,6 +149,8 @@ export class E2e {
     // commit sent on it is settled by the room's history (ours in it: the
     // relay took it) or dropped at the next myrooms.
     this.infoAsked.clear();
+    clearTimeout(this.settling);
+    this.settling = null;
     this.unanswered = new Set(this.joining.keys());
     for (const [room, g] of this.groups) if (g.pending && !g.pending.creating) this.unanswered.add(room);
     for (let i = 0; i < KEY_PACKAGES; i += 1) {
@@ -168,7 +179,7 @@ export class E2e {
   async rooms(e2e, mine) {
     this.e2eRooms = new Set(Array.isArray(e2e) ? e2e : []);
     if (!this.available) return;
-    await this.dropUnanswered();
+    this.settleLater();
     if (Array.isArray(mine)) {
       const dropped = [...this.groups.keys()].filter((room) => !mine.includes(room));
       for (const room of dropped) this.groups.delete(room);
@@ -187,14 +198,27 @@ export class E2e {
     for (const room of this.e2eRooms) this.awaitGroup(room);
   }
 
-  // After a reconnect's myrooms: a commit of ours the history did not
-  // show never reached the relay. An External Commit waits again (below,
-  // awaitGroup); an add or removal is made again.
+  // A reconnect's myrooms: the history follows; what it has not shown
+  // within `settleAfter` is settled as lost.
+  settleLater() {
+    if (this.unanswered.size === 0 || this.settling) return;
+    this.settling = setTimeout(() => {
+      this.settling = null;
+      this.dropUnanswered().catch((error) => this.show(null, "error", `! ${error.message}`));
+    }, this.settleAfter);
+    this.settling.unref?.(); // node (the tests): a wait keeps no process alive
+  }
+
+  // A commit of ours the history did not show never reached the relay. An
+  // External Commit waits again; an add or removal is made again.
   async dropUnanswered() {
     const rooms = [...this.unanswered];
     this.unanswered.clear();
     for (const room of rooms) {
-      if (this.joining.delete(room)) continue;
+      if (this.joining.delete(room)) {
+        this.awaitGroup(room);
+        continue;
+      }
       const g = this.groups.get(room);
       if (!g?.pending || g.pending.creating) continue;
       const { pending } = g;

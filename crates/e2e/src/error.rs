@@ -63,6 +63,11 @@ pub enum E2eError {
     CommitPending,
     /// There is no pending commit to confirm.
     NoPendingCommit,
+    /// This device's own pending commit, read back from the room (its
+    /// history after a reconnect or a restart): the relay took it. Nothing
+    /// changed; merge it with [`crate::E2eRooms::accepted`], as on
+    /// `mls-ok`.
+    OwnPendingCommit,
     /// The group has no member with this name (other than this device).
     NotMember(String),
     /// openmls refused the operation or the message.
@@ -93,6 +98,7 @@ impl fmt::Display for E2eError {
             E2eError::OwnMessage => f.write_str("your own message"),
             E2eError::CommitPending => f.write_str("a commit is waiting for the relay's answer"),
             E2eError::NoPendingCommit => f.write_str("no commit is waiting"),
+            E2eError::OwnPendingCommit => f.write_str("your own commit, which the relay took"),
             E2eError::NotMember(name) => write!(f, "{name} has no device in the group"),
             E2eError::Mls(text) => write!(f, "MLS: {text}"),
         }

@@ -59,7 +59,8 @@ impl E2eRooms {
     /// Processes one group message (MLSMessage bytes) delivered in
     /// `room`, in room order. A commit of another member while this
     /// device's own is pending means the relay took theirs: the pending
-    /// one is dropped (the relay's `mls-refused` then follows).
+    /// one is dropped (the relay's `mls-refused` then follows). The pending
+    /// commit itself, read back, is [`E2eError::OwnPendingCommit`].
     pub fn process(&mut self, room: &str, bytes: &[u8]) -> Result<Event, E2eError> {
         let message = MlsMessageIn::tls_deserialize_exact(bytes)
             .map_err(|_| E2eError::Malformed("message"))?;
@@ -178,6 +179,8 @@ impl E2eRooms {
                 Event::Proposal { from }
             }
             ProcessedMessageContent::OwnPrivateMessage => return Err(E2eError::OwnMessage),
+            // openmls matched it to the pending commit by its confirmation tag.
+            ProcessedMessageContent::OwnPendingCommit => return Err(E2eError::OwnPendingCommit),
             #[allow(unreachable_patterns)]
             _ => return Err(E2eError::Malformed("group message of a kind not used here")),
         };

@@ -380,6 +380,7 @@ impl E2eDriver {
                 }
             }
             Err(E2eError::Duplicate | E2eError::OwnMessage) => {}
+            Err(E2eError::OwnPendingCommit) => self.taken_before_restart(room, out),
             Err(error) => out.show.push(shown::error(
                 Some(room),
                 &format!(

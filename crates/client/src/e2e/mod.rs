@@ -203,11 +203,11 @@ impl E2eDriver {
                     work.join_at = None;
                     work.joining = false;
                 }
-                self.connection_dropped();
                 self.welcomed = true;
                 if let Some(name) = name {
                     self.open(name, &mut out);
                 }
+                self.connection_dropped();
                 if self.unacked == 0 {
                     out.send.append(&mut self.held);
                 }

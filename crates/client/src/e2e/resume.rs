@@ -10,10 +10,16 @@
 //! removal is still wanted; an External Commit waits again). Before, an
 //! add or removal in flight left the room waiting for an answer that
 //! never came.
+//!
+//! After a restart the commit is known only to the device (openmls keeps
+//! it pending on disk; what this driver kept is gone): read back from the
+//! history it is [`eaxchat_e2e::E2eError::OwnPendingCommit`] and merged, its GroupInfo
+//! going up (its Welcome is gone: whoever it added joins by External
+//! Commit); not read back in time, it is dropped.
 
 use std::time::Instant;
 
-use super::group::Commit;
+use super::group::{Commit, mls_line};
 use super::{E2eDriver, Output, SETTLE_AFTER, shown};
 
 impl E2eDriver {
@@ -26,6 +32,56 @@ impl E2eDriver {
                 work.pending,
                 Some(Commit::Add { .. } | Commit::Remove { .. } | Commit::External { .. })
             );
+        }
+        // A commit pending on the device that this run did not make: it
+        // was made before a restart.
+        let Some(device) = &self.device else {
+            return;
+        };
+        let before_restart: Vec<String> = device
+            .rooms
+            .rooms()
+            .filter(|room| device.rooms.is_pending(room).is_ok_and(|pending| pending))
+            .map(str::to_owned)
+            .collect();
+        for room in before_restart {
+            let work = self.work_of(&room);
+            if work.pending.is_none() {
+                work.unanswered = true;
+            }
+        }
+    }
+
+    /// Our own pending commit read back from `room`
+    /// ([`eaxchat_e2e::E2eError::OwnPendingCommit`]) that `own_commit_seen` did not
+    /// know: made before a restart. The relay took it: merged, and its
+    /// GroupInfo goes up.
+    pub(super) fn taken_before_restart(&mut self, room: &str, out: &mut Output) {
+        if self.work.get(room).is_some_and(|w| w.pending.is_some()) {
+            self.taken(room, out);
+            return;
+        }
+        let work = self.work_of(room);
+        work.unanswered = false;
+        work.settle_at = None;
+        let Some(device) = &mut self.device else {
+            return;
+        };
+        match device.rooms.accepted(room) {
+            Ok(info) => {
+                let epoch = device.rooms.epoch(room).unwrap_or_default();
+                out.send.push(mls_line(room, &info));
+                out.show.push(shown::notice(
+                    Some(room),
+                    &format!("* #{room}: your change to the group made before a restart was taken (epoch {epoch})"),
+                ));
+                self.observe_members(room, out);
+                self.drive(room, out);
+            }
+            Err(error) => out.show.push(shown::error(
+                Some(room),
+                &format!("! #{room}: your commit was taken but cannot be merged: {error}"),
+            )),
         }
     }
 
@@ -73,14 +129,21 @@ impl E2eDriver {
             if !std::mem::take(&mut work.unanswered) {
                 continue;
             }
-            let Some(commit) = work.pending.take() else {
-                continue;
-            };
+            let commit = work.pending.take();
             if let Some(device) = &mut self.device
                 && device.rooms.is_pending(&room).is_ok_and(|pending| pending)
             {
                 let _ = device.rooms.refused(&room);
             }
+            let Some(commit) = commit else {
+                // Made before a restart: what it was for is not known here.
+                if self.has_group(&room) {
+                    self.drive(&room, out);
+                } else {
+                    self.await_group(&room, now);
+                }
+                continue;
+            };
             match commit {
                 Commit::External { .. } => self.await_group(&room, now),
                 Commit::Add { .. } | Commit::Remove { .. } => {

@@ -259,6 +259,43 @@ fn a_pending_commit_survives_a_restart() {
     assert_eq!(Client::texts(bob.catch_up(&ds)), ["alice: after restart"]);
 }
 
+/// The relay took alice's commit but its `mls-ok` was lost, and her
+/// device restarted: reading her own commit back from the room says so
+/// (openmls matches it to the pending commit), changes nothing, and
+/// `accepted` then merges it.
+#[test]
+fn a_pending_commit_read_back_from_the_room_is_known_as_ours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ds, mut alice, mut bob, _carol) = three(dir.path());
+    let commit = alice.rooms.remove(ROOM, "carol").expect("remove");
+    assert_eq!(
+        ds.submit("alice", &commit),
+        Answer::Ok,
+        "taken; the answer is lost"
+    );
+    drop(alice);
+    let mut alice = Client::open(&dir.path().join("alice"), "alice");
+    assert!(matches!(
+        alice.rooms.process(ROOM, &commit),
+        Err(E2eError::OwnPendingCommit)
+    ));
+    assert!(
+        alice.rooms.is_pending(ROOM).expect("room"),
+        "nothing changed"
+    );
+    assert_eq!(alice.rooms.epoch(ROOM).expect("room"), 1);
+    let info = alice.rooms.accepted(ROOM).expect("merge");
+    assert_eq!(ds.submit("alice", &info), Answer::Ok);
+    assert_eq!(alice.rooms.epoch(ROOM).expect("room"), 2);
+    alice.read = ds.log.len();
+    assert!(bob.catch_up(&ds).iter().all(Result::is_ok));
+    alice.say(&mut ds, "after the lost answer");
+    assert_eq!(
+        Client::texts(bob.catch_up(&ds)),
+        ["alice: after the lost answer"]
+    );
+}
+
 /// erin joins from the GroupInfo alone (External Commit) and talks.
 #[test]
 fn a_device_joins_by_external_commit() {

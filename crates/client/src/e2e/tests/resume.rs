@@ -6,7 +6,7 @@
 //! never came: the added device never got its Welcome, and the relay kept
 //! no GroupInfo to join by.
 
-use super::super::SETTLE_AFTER;
+use super::super::{E2eDriver, EXTERNAL_JOIN_AFTER, SETTLE_AFTER};
 use super::Net;
 
 /// Delivers what waits for alice until the fake relay has taken her add
@@ -82,4 +82,59 @@ fn an_add_lost_with_the_connection_is_made_again() {
     assert_eq!(net.rooms["dev"].epoch, Some(1));
     net.typed(0, "/in dev made again");
     assert!(net.saw(1, "made again"), "{:?}", net.shown[1]);
+}
+
+/// As above, but alice's `chat` restarts while the answer is lost: her
+/// device alone knows the commit (pending on disk). Read back from the
+/// history it is merged and its GroupInfo goes up; its Welcome went with
+/// the old run, so bob joins by External Commit from that GroupInfo.
+#[test]
+fn an_add_taken_before_a_restart_is_merged_from_the_history() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.typed(0, "/join dev --e2e");
+    net.paused.insert(0);
+    net.typed(1, "/join dev");
+    until_alices_add_is_taken(&mut net);
+    net.leave(0);
+    net.drivers[0] = E2eDriver::new(net._dirs[0].path().to_owned());
+    net.paused.clear();
+    net.back(0);
+    assert!(
+        net.saw(0, "made before a restart was taken (epoch 1)"),
+        "{:?}",
+        net.shown[0]
+    );
+    assert_eq!(net.info_epoch("dev"), Some(1), "the new GroupInfo went up");
+    net.advance(EXTERNAL_JOIN_AFTER);
+    assert!(net.saw(1, "group by itself"), "{:?}", net.shown[1]);
+    net.typed(0, "/in dev after the restart");
+    assert!(net.saw(1, "after the restart"), "{:?}", net.shown[1]);
+}
+
+/// alice's add is lost with her connection and her `chat` restarts: the
+/// commit pending on her device is dropped once the history had its time,
+/// so she can commit again: carol, joining next, is added.
+#[test]
+fn an_add_lost_before_a_restart_is_dropped() {
+    let mut net = Net::new(&["alice", "bob", "carol"]);
+    net.typed(0, "/join dev --e2e");
+    net.paused.insert(0);
+    net.typed(1, "/join dev");
+    net.deliver(0);
+    let packages = net.inbox[0].pop_front().unwrap();
+    let out = net.drivers[0].received(&packages, net.now);
+    assert!(out.send[0].starts_with(b"/mls dev "), "{out:?}");
+    net.leave(0);
+    net.drivers[0] = E2eDriver::new(net._dirs[0].path().to_owned());
+    net.paused.clear();
+    net.back(0);
+    net.advance(SETTLE_AFTER);
+    net.typed(2, "/join dev");
+    assert!(
+        net.saw(2, "you are in #dev's end-to-end group now"),
+        "{:?}\n{:?}",
+        net.shown[2],
+        net.shown[0]
+    );
+    assert_eq!(net.rooms["dev"].epoch, Some(1));
 }

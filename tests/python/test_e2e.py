@@ -229,6 +229,48 @@ def test_with_no_member_online_a_device_joins_by_external_commit(e2e) -> None:
             assert e2e_message(bob, "welcome, bob").sender == "alice"
 
 
+def test_a_commit_whose_answer_was_lost_is_merged_from_the_history(e2e) -> None:
+    """Alice's client adds bob, but her connection goes right after the
+    commit is sent: the relay takes it, and its mls-ok is lost. Her next
+    connection (a new client, the same device) reads the commit back from
+    the room's history, which the real relay sends after ``myrooms``: it is
+    merged and the GroupInfo of epoch 1 goes up, so bob, whose Welcome was
+    lost with it, joins by External Commit, having been told meanwhile
+    that the relay had no GroupInfo (he waits and asks again). Before,
+    alice's device kept the commit pending for ever."""
+    alice = e2e.connect("alice")
+    alice.join("dev", e2e=True)
+    next_event(alice, lambda e: e.kind == "e2e-group", "alice's new group")
+    send = alice.e2e._send
+
+    def send_then_drop(line: bytes) -> None:
+        send(line)
+        word, _, rest = line.partition(b" ")
+        room, _, data = rest.partition(b" ")
+        if word == b"/mls" and room == b"dev" and mls.peek(base64.b64decode(data))[0] == "commit":
+            alice._shutdown_socket()
+
+    alice.e2e._send = send_then_drop
+    bob = e2e.connect("bob")
+    with bob:
+        bob.e2e.external_after = 0.3
+        bob.join("dev", e2e=True)
+        wait_until(lambda: alice.closed, "alice's connection to go after her commit")
+        alice.close()
+        assert e2e.relay.process.poll() is None
+        time.sleep(1.0)  # bob asks for the GroupInfo meanwhile: the relay has none
+        alice = e2e.connect("alice")
+        with alice:
+            taken = next_event(alice, lambda e: e.kind == "e2e-group"
+                               and "earlier connection was taken" in e.text,
+                               "alice's commit read back from the history")
+            assert taken.data["epoch"] == 1
+            next_event(bob, lambda e: e.kind == "e2e-group" and "you are in" in e.text,
+                       "bob in the group by External Commit")
+            alice.say("after the lost answer", room="dev")
+            assert e2e_message(bob, "after the lost answer").sender == "alice"
+
+
 def test_a_new_device_is_added_and_warned_about(e2e) -> None:
     """Bob connects a second device: alice's client adds it (only it: his
     first device is in already), shows `! bob has a new device`, and the

@@ -21,7 +21,11 @@ committed, and they are committed only when there is something to send),
 then adds once the KeyPackages came, then the texts. A device in an
 end-to-end room without its group waits for a member online to add it
 (a Welcome); with none online it joins by External Commit from the
-GroupInfo the relay keeps (:data:`EXTERNAL_JOIN_AFTER`).
+GroupInfo the relay keeps (:data:`EXTERNAL_JOIN_AFTER`,
+:mod:`eaxchat.e2e_external`).
+
+A commit made on an earlier connection whose answer never came is
+settled by the room's history (:mod:`eaxchat.e2e_resume`).
 
 This module owns the group's driving; the socket and sealing are
 :mod:`eaxchat.client`'s. It never prints.
@@ -30,13 +34,14 @@ This module owns the group's driving; the socket and sealing are
 from __future__ import annotations
 
 import base64
-import json
 import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple, Union
 
+from .e2e_external import External
+from .e2e_resume import SETTLE_AFTER, Resume, _event
 from .events import parse_event
 
 #: KeyPackages uploaded after each ``/hello`` (the relay keeps 16 per device).
@@ -55,7 +60,7 @@ EXTERNAL_JOIN_AFTER = 3.0
 
 #: Bytes one of the plaintexts the layer acts on holds (others pass unparsed).
 _MARKERS = (b'"mls', b'"keypackages"', b'"groupinfo"', b'"myrooms"', b'"welcome"',
-            b"KeyPackage kept")
+            b"KeyPackage kept", b"has no GroupInfo")
 
 _GROUP_KINDS = frozenset((b"mls", b"mls-ok", b"mls-refused", b"mls-add", b"mls-remove",
                           b"keypackages", b"groupinfo"))
@@ -89,11 +94,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _event(**fields: Any) -> bytes:
-    """A plaintext the client's queue takes, as if the relay had sent it."""
-    return json.dumps(fields, separators=(",", ":")).encode("utf-8")
-
-
 @dataclass
 class _Room:
     """What this device still wants done in one end-to-end room."""
@@ -109,7 +109,7 @@ class _Room:
     bounced: int = 0  # of those, how many the relay refused (a removal was pending)
 
 
-class E2eLayer:
+class E2eLayer(External, Resume):
     """One device's end-to-end rooms on one connection.
 
     ``send`` sends one plaintext to the relay (the client's, serialised);
@@ -133,6 +133,9 @@ class E2eLayer:
         self._uploads = 0  # "KeyPackage kept" notices still to swallow
         self._timers: Dict[str, threading.Timer] = {}  # rooms waiting to join by External Commit
         self._asked_info: Set[str] = set()  # rooms whose /groupinfo is on its way
+        # Rooms whose commit from an earlier connection is not settled yet.
+        self._settling: Dict[str, threading.Timer] = {}
+        self.settle_after = SETTLE_AFTER
         self._closed = False
         self.external_after = EXTERNAL_JOIN_AFTER
         """Seconds to wait for a Welcome before joining by External Commit."""
@@ -196,9 +199,10 @@ class E2eLayer:
         """Stops waiting to join any group (the connection is closing)."""
         with self._lock:
             self._closed = True
-            for timer in self._timers.values():
+            for timer in [*self._timers.values(), *self._settling.values()]:
                 timer.cancel()
             self._timers.clear()
+            self._settling.clear()
 
     def is_e2e(self, room: str) -> bool:
         """Whether ``room`` is end-to-end, as far as this device knows."""
@@ -263,12 +267,15 @@ class E2eLayer:
                         if isinstance(room, str):
                             self._e2e_rooms.add(room)
                             self._await_group(room)
+                            self._settle_later(room)
             return [plaintext]
         if kind in _GROUP_KINDS:
             self.wake()
         with self._lock:
             if kind == b"notice" and self._uploads and event.text.startswith("* KeyPackage kept"):
                 self._uploads -= 1
+                return []
+            if kind == b"error" and self._no_group_info(event.room, event.text):
                 return []
             if kind not in _GROUP_KINDS:
                 return [plaintext]
@@ -387,6 +394,8 @@ class E2eLayer:
             return [self._unreadable(room, event, BEFORE_JOINED)] if kind == "application" else []
         try:
             got = self._devices.process(room, data)
+        except self._mls.OwnPendingCommit:
+            return self._taken_from_history(room)
         except (self._mls.Duplicate, self._mls.OwnMessage, self._mls.CommitPending):
             return []
         except self._mls.BeforeJoined:
@@ -453,46 +462,6 @@ class E2eLayer:
         return out
 
     # -- the state machine -------------------------------------------------------
-
-    def _await_group(self, room: str) -> None:
-        """``room`` is end-to-end and this device has no group there: if
-        no Welcome comes within :attr:`external_after` seconds, it asks for
-        the GroupInfo and joins by External Commit."""
-        if self._closed or room in self._timers or self._devices.has_room(room):
-            return
-        if self._room(room).creating:
-            return
-        timer = threading.Timer(self.external_after, self._ask_group_info, (room,))
-        timer.daemon = True
-        self._timers[room] = timer
-        timer.start()
-
-    def _ask_group_info(self, room: str) -> None:
-        with self._lock:
-            self._timers.pop(room, None)
-            if self._closed or self._devices.has_room(room) or self._room(room).creating:
-                return
-            self._asked_info.add(room)
-            try:
-                self._send(f"/groupinfo {room}".encode())
-            except Exception:  # the connection closed meanwhile: nothing to join
-                self._asked_info.discard(room)
-
-    def _group_info(self, room: str, data: Any) -> List[bytes]:
-        if room not in self._asked_info or not isinstance(data, str):
-            return []
-        self._asked_info.discard(room)
-        state = self._room(room)
-        if self._devices.has_room(room) or state.creating or state.pending is not None:
-            return []
-        joined, commit = self._devices.join_external(base64.b64decode(data))
-        if joined != room:
-            self._devices.forget(joined)
-            return [_event(kind="e2e-error", room=room,
-                           text=f"the relay gave #{joined}'s GroupInfo for #{room}")]
-        state.pending = ("external", None)
-        self._send_mls(room, commit)
-        return []
 
     def _room(self, room: str) -> _Room:
         return self._rooms.setdefault(room, _Room())

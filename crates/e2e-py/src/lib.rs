@@ -56,6 +56,12 @@ create_exception!(
 );
 create_exception!(
     eaxchat_mls,
+    OwnPendingCommit,
+    E2eError,
+    "This device's own pending commit, read back from the room: the relay took it (merge it with accepted)."
+);
+create_exception!(
+    eaxchat_mls,
     MissedCommit,
     E2eError,
     "The message is from an epoch this device has not reached."
@@ -89,6 +95,7 @@ fn py_err(error: e2e::E2eError) -> PyErr {
         E::Duplicate => Duplicate::new_err(text),
         E::OwnMessage => OwnMessage::new_err(text),
         E::CommitPending => CommitPending::new_err(text),
+        E::OwnPendingCommit => OwnPendingCommit::new_err(text),
         E::FutureEpoch { .. } => MissedCommit::new_err(text),
         E::TooOld { .. } => TooOld::new_err(text),
         E::NoGroup(_) => NoGroup::new_err(text),
@@ -424,6 +431,7 @@ fn eaxchat_mls(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("Duplicate", py.get_type::<Duplicate>())?;
     m.add("OwnMessage", py.get_type::<OwnMessage>())?;
     m.add("CommitPending", py.get_type::<CommitPending>())?;
+    m.add("OwnPendingCommit", py.get_type::<OwnPendingCommit>())?;
     m.add("MissedCommit", py.get_type::<MissedCommit>())?;
     m.add("TooOld", py.get_type::<TooOld>())?;
     m.add("NoGroup", py.get_type::<NoGroup>())?;

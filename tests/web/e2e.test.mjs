@@ -154,7 +154,7 @@ class FakeRelay {
     } else if (word === '/groupinfo') {
       const room = this.room(first);
       const info = this.infoFor?.(first) ?? room.info;
-      this.to(name, info ? { kind: 'groupinfo', room: first, epoch: room.epoch, data: info } : { kind: 'error', text: `error: ${first} has no GroupInfo now; ask again later` });
+      this.to(name, info ? { kind: 'groupinfo', room: first, epoch: room.epoch, data: info } : { kind: 'error', room: first, text: `error: ${first} has no GroupInfo now; ask again later` });
     } else if (word === '/mls') {
       this.group(name, first, second);
     } else {
@@ -408,6 +408,27 @@ test('an add lost with the connection is made again', { skip: skipMls }, async (
   assert.ok(bob.e2e.groups.has('dev'), JSON.stringify(bob.lines));
   await say(relay, alice, 'dev', 'made again');
   assert.deepEqual(said(bob, 'dev'), ['made again']);
+});
+
+// The relay has no GroupInfo now (its last committer has not sent one):
+// bob waits and asks again, and joins once one is there. Before, he never
+// asked again.
+test('a relay with no GroupInfo yet is asked again after the wait', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  await relay.join('alice', 'dev', true);
+  relay.away.add('alice');
+  const kept = relay.room('dev').info;
+  relay.room('dev').info = null;
+  let asked = 0;
+  relay.infoFor = () => {
+    asked += 1;
+    return asked >= 3 ? kept : null;
+  };
+  bob.e2e.externalAfter = 20;
+  await relay.join('bob', 'dev', false);
+  await relay.until(() => bob.e2e.groups.has('dev'), 'bob joined once the GroupInfo was there');
+  assert.equal(asked, 3, 'asked three times: twice there was none');
+  assert.ok(!alice.lines.some((l) => l.cls === 'error'));
 });
 
 test('a GroupInfo that is not the room\'s, or does not verify, joins nothing', { skip: skipMls }, async () => {

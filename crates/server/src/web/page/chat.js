@@ -242,6 +242,8 @@ export class Chat {
   /// One `eaxchat/1` event from the relay (a promise for the end-to-end
   /// rooms' events, which are handled in order).
   onEvent(event) {
+    // The answer to e2e.js's own /groupinfo when the relay has none yet.
+    if (this.e2e?.available && this.e2e.noGroupInfo(event)) return Promise.resolve();
     if (this.e2e && typeof event.kind === "string" && (event.kind.startsWith("mls") || event.kind === "keypackages" || event.kind === "groupinfo")) {
       return this.e2e.onEvent(event).then((taken) => {
         // No MLS here: a group's messages show as what they are.

@@ -270,6 +270,17 @@ export class E2e {
     if (!(await this.send(`/groupinfo ${room}`))) this.infoAsked.delete(room);
   }
 
+  /// The relay's answer to our `/groupinfo` when it has none now (its last
+  /// committer has not sent one yet): the wait starts again. True if the
+  /// event was that.
+  noGroupInfo(event) {
+    const { room } = event;
+    if (event.kind !== "error" || !this.infoAsked.has(room) || !String(event.text).includes("has no GroupInfo")) return false;
+    this.infoAsked.delete(room);
+    this.awaitGroup(room);
+    return true;
+  }
+
   // The GroupInfo asked for: this device joins by External Commit (ts-mls
   // checks its signature and tree; mls.joinExternal its room).
   async groupInfo(room, data) {
@@ -311,6 +322,7 @@ export class E2e {
       }
       case "keypackages": await this.keyPackages(event.name, event.packages ?? []); return true;
       case "groupinfo": await this.groupInfo(room, event.data); return true;
+      case "error": return this.noGroupInfo(event);
       default: return false;
     }
   }

@@ -386,6 +386,28 @@ test('an External Commit taken while the connection was down is found in the his
   assert.deepEqual(relay.mls.members(alice.e2e.groups.get('dev').state).map((m) => m.name), ['alice', 'bob']);
 });
 
+// As above, but alice's page is reloaded before the answer could come: the
+// commit in flight was kept in the store with its Welcome, so the next
+// connection finishes it from the history, and bob gets his Welcome.
+test('an add taken before the page was reloaded is finished from the history', { skip: skipMls }, async () => {
+  const { relay, alice, bob } = await world(['alice', 'bob']);
+  await relay.join('alice', 'dev', true);
+  relay.refuseCommit = (name) => {
+    if (name === 'alice') relay.away.add('alice');
+    return false;
+  };
+  await relay.join('bob', 'dev', false);
+  relay.refuseCommit = null;
+  const again = new E2e({ mls: relay.mls, send: alice.e2e.send, store: alice.e2e.store, show: (room, cls, text) => alice.lines.push({ room, cls, text }) });
+  await again.open('alice');
+  alice.e2e = again;
+  await relay.back('alice');
+  assert.ok(bob.e2e.groups.has('dev'), JSON.stringify(alice.lines));
+  assert.equal(relay.room('dev').epoch, 1, 'no second commit');
+  await say(relay, alice, 'dev', 'after the reload');
+  assert.deepEqual(said(bob, 'dev'), ['after the reload']);
+});
+
 // alice's add of bob never reaches the relay: back, the history does not
 // show it, so it is made again at myrooms and bob is added.
 test('an add lost with the connection is made again', { skip: skipMls }, async () => {

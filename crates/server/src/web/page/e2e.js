@@ -115,7 +115,14 @@ export class E2e {
       this.key = kept.key;
       this.packages = kept.packages ?? [];
       this.pins = new Map(kept.pins ?? []);
-      this.groups = new Map((kept.groups ?? []).map(([room, plain]) => [room, group(this.mls.restore(plain))]));
+      this.groups = new Map((kept.groups ?? []).map(([room, plain, pending]) => {
+        const g = group(this.mls.restore(plain));
+        // A commit in flight when the page went: the next connection
+        // settles it (hello, then the history).
+        if (pending) g.pending = { ...pending, state: this.mls.restore(pending.state), creating: false };
+        return [room, g];
+      }));
+      this.joining = new Map((kept.joining ?? []).map(([room, j]) => [room, { ...j, state: this.mls.restore(j.state) }]));
       this.texts = new Map((kept.texts ?? []).map(([room, list]) => [room, new Map(list)]));
     } else {
       this.key = await this.mls.newSignatureKey();
@@ -131,9 +138,18 @@ export class E2e {
       key: this.key,
       packages: this.packages,
       pins: [...this.pins],
-      groups: [...this.groups].map(([room, g]) => [room, this.mls.storable(g.state)]),
+      groups: [...this.groups].map(([room, g]) => [room, this.mls.storable(g.state), this.keptPending(g.pending)]),
+      joining: [...this.joining].map(([room, j]) => [room, { commit: j.commit, state: this.mls.storable(j.state) }]),
       texts: [...this.texts].map(([room, list]) => [room, [...list]]),
     });
+  }
+
+  // A commit in flight, as the store keeps it (not the first GroupInfo:
+  // a page that goes before its answer makes the group again).
+  keptPending(pending) {
+    if (!pending || pending.creating) return null;
+    const { state, welcome, removes, adding, commit } = pending;
+    return { state: this.mls.storable(state), welcome, removes, adding, commit };
   }
 
   /// This device's signature key (hex), to show.
@@ -295,6 +311,7 @@ export class E2e {
     }
     const commit = b64encode(made.commit);
     this.joining.set(room, { state: made.state, commit });
+    await this.save();
     await this.send(`/mls ${room} ${commit}`);
   }
 
@@ -368,6 +385,7 @@ export class E2e {
     const made = await this.mls.commit(g.state, adds, removes);
     const commit = b64encode(made.commit);
     g.pending = { state: made.state, welcome: made.welcome, creating: false, removes, adding, commit };
+    await this.save(); // a page closed before the answer settles it when it opens again
     await this.send(`/mls ${room} ${commit}`);
   }
 

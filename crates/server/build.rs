@@ -46,7 +46,12 @@ fn main() {
 
 /// `npm ci` and esbuild in `$OUT_DIR/web-mls`, writing `bundle`.
 fn build(out: &Path, bundle: &Path) -> Result<(), String> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("web-mls");
+    // Read when the script runs, not baked in when it was compiled: a
+    // build script compiled for another checkout sharing the target
+    // directory would otherwise copy that checkout's files.
+    let manifest =
+        env::var_os("CARGO_MANIFEST_DIR").ok_or("cargo did not set CARGO_MANIFEST_DIR")?;
+    let source = Path::new(&manifest).join("web-mls");
     let work = out.join("web-mls");
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     for file in FILES {

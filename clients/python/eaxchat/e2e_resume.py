@@ -17,6 +17,8 @@ import json
 import threading
 from typing import Any, Dict, List
 
+from .errors import ConnectionClosed
+
 #: How long after ``myrooms`` (the history follows it) a commit pending
 #: from an earlier connection waits to be read back before it is dropped.
 SETTLE_AFTER = 1.0
@@ -83,5 +85,5 @@ class Resume:
                     self._drive(room)
                 else:
                     self._await_group(room)  # an External Commit: join again
-            except Exception:  # the connection closed meanwhile: the next one settles it
-                pass
+            except (ConnectionClosed, OSError):
+                pass  # the connection closed meanwhile: the next one settles it

@@ -54,7 +54,7 @@ pub mod page {
     }
 
     /// Every file of the page.
-    pub static ASSETS: [Asset; 17] = [
+    pub static ASSETS: [Asset; 18] = [
         Asset {
             path: "/",
             content_type: "text/html; charset=utf-8",
@@ -124,6 +124,11 @@ pub mod page {
             path: "/e2e.js",
             content_type: "text/javascript; charset=utf-8",
             body: include_str!("page/e2e.js"),
+        },
+        Asset {
+            path: "/e2e-resume.js",
+            content_type: "text/javascript; charset=utf-8",
+            body: include_str!("page/e2e-resume.js"),
         },
         Asset {
             path: "/safety.js",

@@ -9,11 +9,8 @@
 // group that no member adds within EXTERNAL_JOIN_AFTER (nobody online)
 // asks `/groupinfo` and joins by External Commit, as the Python client
 // does; `mls-ok` makes that group its own (its GroupInfo goes up),
-// `mls-refused` waits again. A commit of this device sent on a connection
-// that dropped is settled on the next one, whose `myrooms` the relay sends
-// before the rooms' history: found in the history (the relay took it:
-// finished as `mls-ok` would), or, not seen within SETTLE_AFTER, dropped
-// and made again. Text typed in an E2E room goes out encrypted as
+// `mls-refused` waits again. A commit whose answer was lost with the
+// connection is settled from the history (e2e-resume.js). Text typed in an E2E room goes out encrypted as
 // `/mls ROOM B64`; `mls` events are decrypted and shown. Peers' device keys
 // are pinned per name (a new one is a loud warning); `/verify NAME` shows
 // the safety number.
@@ -24,6 +21,7 @@
 // (tests/web/e2e.test.mjs).
 "use strict";
 
+import { resume } from "./e2e-resume.js";
 import { safetyNumber } from "./safety.js";
 
 /// KeyPackages uploaded after each hello.
@@ -144,14 +142,6 @@ export class E2e {
     });
   }
 
-  // A commit in flight, as the store keeps it (not the first GroupInfo:
-  // a page that goes before its answer makes the group again).
-  keptPending(pending) {
-    if (!pending || pending.creating) return null;
-    const { state, welcome, removes, adding, commit } = pending;
-    return { state: this.mls.storable(state), welcome, removes, adding, commit };
-  }
-
   /// This device's signature key (hex), to show.
   get deviceKey() {
     return this.key ? hex(this.key.publicKey) : "";
@@ -212,49 +202,6 @@ export class E2e {
       await this.send(`/mls ${room} ${b64encode(await this.mls.groupInfo(g.state))}`);
     }
     for (const room of this.e2eRooms) this.awaitGroup(room);
-  }
-
-  // A reconnect's myrooms: the history follows; what it has not shown
-  // within `settleAfter` is settled as lost.
-  settleLater() {
-    if (this.unanswered.size === 0 || this.settling) return;
-    this.settling = setTimeout(() => {
-      this.settling = null;
-      this.dropUnanswered().catch((error) => this.show(null, "error", `! ${error.message}`));
-    }, this.settleAfter);
-    this.settling.unref?.(); // node (the tests): a wait keeps no process alive
-  }
-
-  // A commit of ours the history did not show never reached the relay. An
-  // External Commit waits again; an add or removal is made again.
-  async dropUnanswered() {
-    const rooms = [...this.unanswered];
-    this.unanswered.clear();
-    for (const room of rooms) {
-      if (this.joining.delete(room)) {
-        this.awaitGroup(room);
-        continue;
-      }
-      const g = this.groups.get(room);
-      if (!g?.pending || g.pending.creating) continue;
-      const { pending } = g;
-      g.pending = null;
-      for (const name of pending.adding ?? []) g.adds.add(name);
-      this.show(room, "notice", `* #${room}: your last change to the group was lost with the connection; making it again`);
-      await this.flush(room);
-      await this.drive(room);
-    }
-  }
-
-  // A group message that is our own commit still waiting for its answer:
-  // the relay took it (the history shows it after a reconnect).
-  async ownCommitSeen(room, event) {
-    const sent = this.joining.get(room)?.commit ?? this.groups.get(room)?.pending?.commit;
-    if (!sent || sent !== event.data) return false;
-    this.unanswered.delete(room);
-    if (event.history) this.showText(event, null, "(the group changed here)");
-    await this.accepted(room);
-    return true;
   }
 
   /// A `rooms` answer: those of ours listed with mode "e2e" are end-to-end.
@@ -648,3 +595,6 @@ export class E2e {
     return { number, devices: theirs.length };
   }
 }
+
+// Settling a commit sent on a dropped connection (e2e-resume.js).
+Object.assign(E2e.prototype, resume);

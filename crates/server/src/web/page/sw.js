@@ -7,10 +7,10 @@
 // session identity, non-extractable in IndexedDB: never here.
 "use strict";
 
-const CACHE = "eaxchat-shell-v3";
+const CACHE = "eaxchat-shell-v4";
 const SHELL = [
   "/", "/app.js", "/chat.js", "/rooms.js", "/views.js", "/eax.js", "/noise.js", "/session.js", "/notify.js", "/install.js",
-  "/e2e.js", "/safety.js", "/mls.js", "/style.css", "/favicon.svg", "/manifest.webmanifest", "/icon-192.png", "/icon-512.png",
+  "/e2e.js", "/e2e-resume.js", "/safety.js", "/mls.js", "/style.css", "/favicon.svg", "/manifest.webmanifest", "/icon-192.png", "/icon-512.png",
 ];
 
 self.addEventListener("install", (event) => {

@@ -6,11 +6,13 @@
 
 use base64::Engine as _;
 use eaxchat_core::delivery::{MAX_HANDED_OUT, MAX_HANDED_PER_ASKER};
+use eaxchat_core::relay::Relay;
 use eaxchat_proto::events::ParsedKind;
 
 use crate::chat_layer::{ALICE, BOB, CAROL};
 use crate::e2e::{B64, connect, events, mls, relay};
 use crate::mls_device::Device;
+use crate::util::{Pipe, SessionClient};
 
 /// Carol uploads and takes back her own KeyPackages more times than the
 /// relay keeps handouts in all; alice's handout of bob's KeyPackage is
@@ -23,22 +25,8 @@ fn one_member_asking_over_and_over_keeps_the_others_handouts() {
     let mut carol = connect(&mut relay, CAROL);
     let (mut alice_mls, mut bob_mls) = (Device::new("alice"), Device::new("bob"));
     let carol_mls = Device::new("carol");
-    alice.say(&mut relay, "/join dev --e2e");
-    mls(&mut relay, &mut alice, "dev", &alice_mls.create("dev"));
-    bob.say(
-        &mut relay,
-        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
-    );
-    bob.say(&mut relay, "/join dev");
-    bob.got(&mut relay);
-    alice.got(&mut relay);
-    alice.say(&mut relay, "/keypackages bob");
-    let packages = events(&mut relay, &mut alice)
-        .into_iter()
-        .find(|e| matches!(e.kind, ParsedKind::KeyPackages { .. }))
-        .expect("bob's KeyPackages")
-        .packages;
-    assert_eq!(packages.len(), 1);
+    let packages =
+        alice_holds_bobs_package(&mut relay, &mut alice, &mut bob, &mut alice_mls, &bob_mls);
 
     for _ in 0..MAX_HANDED_OUT + 64 {
         let package = B64.encode(carol_mls.key_package());
@@ -74,22 +62,8 @@ fn a_welcome_naming_a_handout_let_go_is_answered_with_an_error() {
     let mut carol = connect(&mut relay, CAROL);
     let (mut alice_mls, bob_mls) = (Device::new("alice"), Device::new("bob"));
     let carol_mls = Device::new("carol");
-    alice.say(&mut relay, "/join dev --e2e");
-    mls(&mut relay, &mut alice, "dev", &alice_mls.create("dev"));
-    bob.say(
-        &mut relay,
-        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
-    );
-    bob.say(&mut relay, "/join dev");
-    bob.got(&mut relay);
-    alice.got(&mut relay);
-    alice.say(&mut relay, "/keypackages bob");
-    let packages = events(&mut relay, &mut alice)
-        .into_iter()
-        .find(|e| matches!(e.kind, ParsedKind::KeyPackages { .. }))
-        .expect("bob's KeyPackages")
-        .packages;
-    assert_eq!(packages.len(), 1);
+    let packages =
+        alice_holds_bobs_package(&mut relay, &mut alice, &mut bob, &mut alice_mls, &bob_mls);
 
     for _ in 0..MAX_HANDED_PER_ASKER + 8 {
         let package = B64.encode(carol_mls.key_package());
@@ -123,4 +97,32 @@ fn a_welcome_naming_a_handout_let_go_is_answered_with_an_error() {
             .any(|e| e.kind == ParsedKind::Mls && e.id.is_none()),
         "a Welcome reached bob from a handout let go"
     );
+}
+
+/// Alice makes end-to-end #dev; bob uploads a KeyPackage and joins; alice
+/// is handed it (`/keypackages bob`): the one package, returned.
+fn alice_holds_bobs_package(
+    relay: &mut Relay<Pipe>,
+    alice: &mut SessionClient,
+    bob: &mut SessionClient,
+    alice_mls: &mut Device,
+    bob_mls: &Device,
+) -> Vec<Vec<u8>> {
+    alice.say(relay, "/join dev --e2e");
+    mls(relay, alice, "dev", &alice_mls.create("dev"));
+    bob.say(
+        relay,
+        &format!("/keypackage {}", B64.encode(bob_mls.key_package())),
+    );
+    bob.say(relay, "/join dev");
+    bob.got(relay);
+    alice.got(relay);
+    alice.say(relay, "/keypackages bob");
+    let packages = events(relay, alice)
+        .into_iter()
+        .find(|e| matches!(e.kind, ParsedKind::KeyPackages { .. }))
+        .expect("bob's KeyPackages")
+        .packages;
+    assert_eq!(packages.len(), 1);
+    packages
 }

@@ -9,6 +9,28 @@
 use super::super::{E2eDriver, EXTERNAL_JOIN_AFTER, SETTLE_AFTER};
 use super::Net;
 
+/// Alice makes #dev; her connection stalls (nothing reaches her) as bob
+/// joins, so his `mls-add` waits for her.
+fn alice_makes_dev_and_stalls_as_bob_joins(net: &mut Net) {
+    net.typed(0, "/join dev --e2e");
+    net.paused.insert(0);
+    net.typed(1, "/join dev");
+}
+
+/// Alice reads the `mls-add`, then the KeyPackages; the commit she makes
+/// from them never reaches the relay.
+fn lose_alices_add(net: &mut Net) {
+    net.deliver(0);
+    let packages = net.inbox[0].pop_front().unwrap();
+    let out = net.drivers[0].received(&packages, net.now);
+    assert!(out.send[0].starts_with(b"/mls dev "), "{out:?}");
+}
+
+/// `chat` of `i` restarts: a new driver on the same state directory.
+fn restart(net: &mut Net, i: usize) {
+    net.drivers[i] = E2eDriver::new(net._dirs[i].path().to_owned());
+}
+
 /// Delivers what waits for alice until the fake relay has taken her add
 /// of bob (its `mls-ok` then waits in her inbox, to be lost).
 fn until_alices_add_is_taken(net: &mut Net) {
@@ -29,9 +51,7 @@ fn until_alices_add_is_taken(net: &mut Net) {
 #[test]
 fn an_add_taken_while_the_connection_was_down_is_found_in_the_history() {
     let mut net = Net::new(&["alice", "bob"]);
-    net.typed(0, "/join dev --e2e");
-    net.paused.insert(0);
-    net.typed(1, "/join dev");
+    alice_makes_dev_and_stalls_as_bob_joins(&mut net);
     until_alices_add_is_taken(&mut net);
     net.leave(0);
     net.paused.clear();
@@ -55,15 +75,8 @@ fn an_add_taken_while_the_connection_was_down_is_found_in_the_history() {
 #[test]
 fn an_add_lost_with_the_connection_is_made_again() {
     let mut net = Net::new(&["alice", "bob"]);
-    net.typed(0, "/join dev --e2e");
-    net.paused.insert(0);
-    net.typed(1, "/join dev");
-    // The mls-add, then the KeyPackages: the commit made from them never
-    // reaches the relay.
-    net.deliver(0);
-    let packages = net.inbox[0].pop_front().unwrap();
-    let out = net.drivers[0].received(&packages, net.now);
-    assert!(out.send[0].starts_with(b"/mls dev "), "{out:?}");
+    alice_makes_dev_and_stalls_as_bob_joins(&mut net);
+    lose_alices_add(&mut net);
     net.leave(0);
     net.paused.clear();
     net.back(0);
@@ -91,12 +104,10 @@ fn an_add_lost_with_the_connection_is_made_again() {
 #[test]
 fn an_add_taken_before_a_restart_is_merged_from_the_history() {
     let mut net = Net::new(&["alice", "bob"]);
-    net.typed(0, "/join dev --e2e");
-    net.paused.insert(0);
-    net.typed(1, "/join dev");
+    alice_makes_dev_and_stalls_as_bob_joins(&mut net);
     until_alices_add_is_taken(&mut net);
     net.leave(0);
-    net.drivers[0] = E2eDriver::new(net._dirs[0].path().to_owned());
+    restart(&mut net, 0);
     net.paused.clear();
     net.back(0);
     assert!(
@@ -117,15 +128,10 @@ fn an_add_taken_before_a_restart_is_merged_from_the_history() {
 #[test]
 fn an_add_lost_before_a_restart_is_dropped() {
     let mut net = Net::new(&["alice", "bob", "carol"]);
-    net.typed(0, "/join dev --e2e");
-    net.paused.insert(0);
-    net.typed(1, "/join dev");
-    net.deliver(0);
-    let packages = net.inbox[0].pop_front().unwrap();
-    let out = net.drivers[0].received(&packages, net.now);
-    assert!(out.send[0].starts_with(b"/mls dev "), "{out:?}");
+    alice_makes_dev_and_stalls_as_bob_joins(&mut net);
+    lose_alices_add(&mut net);
     net.leave(0);
-    net.drivers[0] = E2eDriver::new(net._dirs[0].path().to_owned());
+    restart(&mut net, 0);
     net.paused.clear();
     net.back(0);
     net.advance(SETTLE_AFTER);

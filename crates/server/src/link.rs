@@ -16,16 +16,9 @@
 //! and hands them over as [`FromNats::History`], each with its stream
 //! sequence.
 //!
-//! History records are stored by one task, in order: each is sealed here
-//! (with a copy of the cluster key, [`ClusterKey::seal_record`]) for the
-//! stream sequence it is to get, and published with JetStream's
-//! `Nats-Expected-Last-Sequence` header naming the one before, so the
-//! stream stores it at exactly that sequence or refuses it. A record
-//! refused (another relay stored one first) is sealed again for the new
-//! end of the stream and tried again. Records are pipelined: a batch is
-//! published before the first acknowledgement is awaited. A record
-//! published into the stream again later sits at another sequence and
-//! does not open there.
+//! History records are stored by one task, [`store`], each sealed for
+//! the stream sequence it gets. A record published into the stream again
+//! later sits at another sequence and does not open there.
 
 use std::collections::HashMap;
 use std::io;
@@ -43,6 +36,8 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use eaxchat_core::cluster::{ClusterKey, FromNats, IN_QUEUE, ToNats};
 
+mod store;
+
 /// Longest wait between two attempts to reach NATS.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -53,17 +48,6 @@ const FILL_TIMEOUT: Duration = Duration::from_secs(10);
 /// it they are dropped, counted (with [`IN_QUEUE`], this bounds
 /// what a stalled loop lets pile up).
 pub const IN_BYTES: usize = 64 << 20;
-
-/// History records waiting to be stored at most; past it they are
-/// dropped, counted.
-const STORES_IN_FLIGHT: usize = 1024;
-
-/// History records published before their acknowledgements are awaited.
-const STORE_BATCH: usize = 64;
-
-/// Tries to store a batch of history records (the stream may be
-/// recovering just after NATS restarted, or other relays store first).
-const STORE_ATTEMPTS: u32 = 8;
 
 /// How the relay proves itself to NATS: NATS's own options.
 #[derive(Clone, Default)]
@@ -121,12 +105,6 @@ pub struct LinkConfig {
     /// Envelopes the queue to the NATS thread holds at most
     /// (`--cluster-queue`); past it they are dropped, counted.
     pub queue: usize,
-}
-
-/// The history stream and the key its records are sealed with.
-struct Historian {
-    stream: HistoryStream,
-    key: ClusterKey,
 }
 
 /// Wakes the poll loop at most once until it drains.
@@ -315,16 +293,10 @@ async fn run(
         }
     };
     let mut subscriptions: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-    let stores = config.history.clone().map(|stream| {
-        let (tx, rx) = mpsc::channel(STORES_IN_FLIGHT);
-        let historian = Historian {
-            stream,
-            key: record_key,
-        };
-        let js = jetstream::new(client.clone());
-        tokio::spawn(store_all(js, historian, rx, Arc::clone(&dropped)));
-        tx
-    });
+    let stores = config
+        .history
+        .clone()
+        .map(|stream| store::start(&client, stream, record_key, Arc::clone(&dropped)));
     let mut fill: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         tokio::select! {
@@ -433,95 +405,6 @@ async fn forward(mut subscriber: async_nats::Subscriber, hand: Hand) {
     while let Some(message) = subscriber.next().await {
         hand.give(FromNats::Envelope(message.payload));
     }
-}
-
-/// Stores the history records handed over, in order, each sealed for the
-/// stream sequence it gets (see the module docs); counts in `dropped`
-/// those not stored after [`STORE_ATTEMPTS`].
-async fn store_all(
-    js: jetstream::Context,
-    mut historian: Historian,
-    mut records: mpsc::Receiver<(String, bytes::Bytes)>,
-    dropped: Arc<AtomicU64>,
-) {
-    let mut last: Option<u64> = None;
-    while let Some(first) = records.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < STORE_BATCH {
-            match records.try_recv() {
-                Ok(record) => batch.push(record),
-                Err(_) => break,
-            }
-        }
-        for attempt in 1..=STORE_ATTEMPTS {
-            let base = match last {
-                Some(last) => last,
-                None => match stream_end(&js, &historian.stream.name).await {
-                    Ok(end) => end,
-                    Err(e) => {
-                        debug!("cluster: history stream not ready (attempt {attempt}): {e}");
-                        tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-                        continue;
-                    }
-                },
-            };
-            let (refused, end) = store_batch(&js, &mut historian.key, base, &batch).await;
-            last = end;
-            if refused.is_empty() {
-                batch.clear();
-                break;
-            }
-            debug!(
-                "cluster: {} history records not stored at the stream's end (attempt {attempt})",
-                refused.len()
-            );
-            batch = refused;
-        }
-        if !batch.is_empty() {
-            warn!(
-                "cluster: {} history records were not stored after {STORE_ATTEMPTS} attempts",
-                batch.len()
-            );
-            dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Publishes `batch` after stream sequence `base`, each record sealed for
-/// its sequence and stored only there; returns those refused, in order,
-/// and the stream's end if every one was stored (`None`: read it again).
-async fn store_batch(
-    js: &jetstream::Context,
-    key: &mut ClusterKey,
-    base: u64,
-    batch: &[(String, bytes::Bytes)],
-) -> (Vec<(String, bytes::Bytes)>, Option<u64>) {
-    let mut acks = Vec::with_capacity(batch.len());
-    for (i, (subject, plain)) in batch.iter().enumerate() {
-        let seq = base + 1 + i as u64;
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(key.seal_record(plain, seq))
-            .expected_last_sequence(seq - 1);
-        acks.push(js.send_publish(subject.clone(), publish).await.ok());
-    }
-    let mut refused = Vec::new();
-    for (record, ack) in batch.iter().zip(acks) {
-        let stored = match ack {
-            Some(ack) => ack.await.is_ok(),
-            None => false,
-        };
-        if !stored {
-            refused.push(record.clone());
-        }
-    }
-    let end = refused.is_empty().then_some(base + batch.len() as u64);
-    (refused, end)
-}
-
-/// The stream's last sequence now.
-async fn stream_end(js: &jetstream::Context, name: &str) -> Result<u64, async_nats::Error> {
-    let mut stream = js.get_stream(name).await?;
-    Ok(stream.info().await?.state.last_sequence)
 }
 
 /// Makes sure the history stream exists, reads every record in it, and

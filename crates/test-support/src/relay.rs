@@ -151,8 +151,11 @@ impl RelayProcess {
         if !command.get_args().any(|arg| arg == "--stats-interval") {
             command.args(["--stats-interval", "0"]);
         }
+        // `RELAY_LOG` (a `RUST_LOG` filter) turns up the relay's log when
+        // a test is being looked into, e.g. `eaxchat_server::link=debug`.
+        let log = std::env::var("RELAY_LOG").unwrap_or_else(|_| "info".to_owned());
         let mut child = command
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .env_remove("EAXCHAT_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

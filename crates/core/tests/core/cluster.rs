@@ -3,7 +3,8 @@
 //! mode is refused; a relay with other members is taken only for names
 //! that are members here; nothing is taken from a relay before its
 //! heartbeat names this one (a replay captured before this relay started
-//! is refused); a history record opens only at its stream sequence.
+//! is refused); a history record opens only at its stream sequence; an
+//! end-to-end group message is refused.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -202,4 +203,25 @@ fn a_history_record_opens_only_at_its_stream_sequence() {
         !got.iter().any(|line| line.contains("a live envelope")),
         "{got:?}"
     );
+}
+
+#[test]
+fn an_end_to_end_group_message_from_another_relay_is_refused_and_the_rest_of_its_batch_taken() {
+    // An end-to-end room is one relay's (its Delivery Service orders the
+    // group), so no relay publishes one; one that comes anyway is counted.
+    let (mut relay, bob) = relay_with_bob();
+    let mut there = There::new(members_of(&["alice", "bob"]));
+    give(&mut relay, there.hello());
+    let envelope = there.envelope(Body::Room {
+        room: RoomName::new(b"#lobby").unwrap(),
+        from: Some(Name::new("alice").unwrap()),
+        messages: vec![
+            (EntryKind::Mls, b"a group message".as_slice().into()),
+            (EntryKind::Message, b"said after it".as_slice().into()),
+        ],
+    });
+    let sealed = there.seal(&envelope);
+    give(&mut relay, sealed);
+    assert_eq!(bob.got(&mut relay), ["alice: said after it"]);
+    assert_eq!(relay.stats().cluster_rejected, 1);
 }

@@ -271,6 +271,50 @@ def test_a_commit_whose_answer_was_lost_is_merged_from_the_history(e2e) -> None:
             assert e2e_message(bob, "after the lost answer").sender == "alice"
 
 
+def test_an_external_commit_whose_answer_was_lost_is_merged_by_the_next_client(e2e) -> None:
+    """Bob joins #dev by External Commit with nobody online, but his
+    connection goes right after the commit is sent: the relay takes it,
+    and its mls-ok is lost. His next client (the same device; what the
+    last one held in memory is gone) reads the commit back from the room's
+    history: the device kept its bytes, so it is known as his and merged,
+    and bob is in the group once. Before, it was dropped after the settling
+    time and a second External Commit put his device in the group twice."""
+    alice = e2e.connect("alice")
+    with alice:
+        alice.join("dev", e2e=True)
+        next_event(alice, lambda e: e.kind == "e2e-group", "alice's new group")
+    bob = e2e.connect("bob")
+    bob.e2e.external_after = 0.3
+    send = bob.e2e._send
+
+    def send_then_drop(line: bytes) -> None:
+        send(line)
+        word, _, rest = line.partition(b" ")
+        room, _, data = rest.partition(b" ")
+        if word == b"/mls" and room == b"dev" and mls.peek(base64.b64decode(data))[0] == "commit":
+            bob._shutdown_socket()
+
+    bob.e2e._send = send_then_drop
+    bob.join("dev", e2e=True)
+    wait_until(lambda: bob.closed, "bob's connection to go after his External Commit")
+    bob.close()
+    assert e2e.relay.process.poll() is None
+    bob = e2e.connect("bob")
+    with bob:
+        bob.e2e.external_after = 0.3
+        taken = next_event(bob, lambda e: e.kind == "e2e-group"
+                           and "earlier connection was taken" in e.text,
+                           "bob's External Commit read back from the history")
+        assert taken.data["epoch"] == 1
+        time.sleep(1.0)  # past the settling time and bob's wait to join
+        alice = e2e.connect("alice")
+        with alice:
+            in_group(alice, "dev", ["alice", "bob"])
+            bob.say("in once", room="dev")
+            assert e2e_message(alice, "in once").sender == "bob"
+            assert alice.e2e.devices.epoch("dev") == 1
+
+
 def test_a_new_device_is_added_and_warned_about(e2e) -> None:
     """Bob connects a second device: alice's client adds it (only it: his
     first device is in already), shows `! bob has a new device`, and the

@@ -63,7 +63,7 @@ pub enum E2eError {
     CommitPending,
     /// There is no pending commit to confirm.
     NoPendingCommit,
-    /// This device's own pending commit, read back from the room (its
+    /// This device's own pending commit (an External Commit too), read back from the room (its
     /// history after a reconnect or a restart): the relay took it. Nothing
     /// changed; merge it with [`crate::E2eRooms::accepted`], as on
     /// `mls-ok`.

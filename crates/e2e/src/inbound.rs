@@ -77,6 +77,11 @@ impl E2eRooms {
             return Err(E2eError::Removed);
         }
         if state.external_pending {
+            // Our own External Commit read back (after a restart: the
+            // caller no longer knows it) means the relay took it.
+            if !state.external_commit.is_empty() && state.external_commit == bytes {
+                return Err(E2eError::OwnPendingCommit);
+            }
             return Err(E2eError::CommitPending);
         }
         let epoch = message.epoch().as_u64();

@@ -48,6 +48,12 @@ pub(crate) struct Room {
     /// The group came from an External Commit the relay has not answered:
     /// it is not a member yet.
     pub(crate) external_pending: bool,
+    /// That External Commit's bytes, kept (on disk too) so that, read back
+    /// from the room after a restart, it is known as this device's own:
+    /// openmls cannot match a commit that adds its own reader to the
+    /// pending state. Empty when not pending, or in a record written
+    /// before the bytes were kept.
+    pub(crate) external_commit: Vec<u8>,
 }
 
 /// A device's end-to-end rooms: the [`Device`] and its group per room.
@@ -112,7 +118,15 @@ impl E2eRooms {
                     .map_err(|_| corrupt())?
                     .to_string();
                 let joined = reader.u64().ok_or_else(corrupt)?;
-                let external_pending = reader.take(1).ok_or_else(corrupt)? == [1];
+                // 0: no External Commit pending; 1: one pending, its bytes
+                // not kept (an older record); 2: one pending, its bytes next.
+                let (external_pending, external_commit) =
+                    match reader.take(1).ok_or_else(corrupt)? {
+                        [0] => (false, Vec::new()),
+                        [1] => (true, Vec::new()),
+                        [2] => (true, reader.bytes().ok_or_else(corrupt)?.to_vec()),
+                        _ => return Err(corrupt()),
+                    };
                 let group = MlsGroup::load(
                     device.provider.storage(),
                     &GroupId::from_slice(&group_id(&room)),
@@ -123,6 +137,7 @@ impl E2eRooms {
                     group,
                     joined,
                     external_pending,
+                    external_commit,
                 };
                 rooms.insert(room, state);
             }
@@ -188,6 +203,7 @@ impl E2eRooms {
             group,
             joined: 0,
             external_pending: false,
+            external_commit: Vec::new(),
         };
         self.rooms.insert(room.to_string(), state);
         self.save()?;
@@ -285,6 +301,7 @@ impl E2eRooms {
             .map_err(mls("merge commit"))?;
         if state.external_pending {
             state.external_pending = false;
+            state.external_commit = Vec::new();
             state.joined = state.group.epoch().as_u64();
         }
         self.save()?;
@@ -342,6 +359,7 @@ impl E2eRooms {
             group,
             joined: epoch,
             external_pending: false,
+            external_commit: Vec::new(),
         };
         self.rooms.insert(room.clone(), state);
         self.save()?;
@@ -384,6 +402,7 @@ impl E2eRooms {
             joined: group.epoch().as_u64(),
             group,
             external_pending: true,
+            external_commit: commit.clone(),
         };
         self.rooms.insert(room.clone(), state);
         self.save()?;
@@ -434,7 +453,14 @@ impl E2eRooms {
         for (name, room) in &self.rooms {
             put_bytes(&mut record, name.as_bytes());
             record.extend_from_slice(&room.joined.to_be_bytes());
-            record.push(u8::from(room.external_pending));
+            if !room.external_pending {
+                record.push(0);
+            } else if room.external_commit.is_empty() {
+                record.push(1);
+            } else {
+                record.push(2);
+                put_bytes(&mut record, &room.external_commit);
+            }
         }
         self.device.rooms_record = record;
         self.device.save()

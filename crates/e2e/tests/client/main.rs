@@ -296,6 +296,60 @@ fn a_pending_commit_read_back_from_the_room_is_known_as_ours() {
     );
 }
 
+/// erin's External Commit was taken but its `mls-ok` was lost, and her
+/// device restarted: reading her commit back from the room says it is
+/// hers (openmls cannot match a commit that adds its own reader, so the
+/// device kept its bytes), and `accepted` then makes her a member. Before,
+/// it read as "a commit is waiting", was dropped, and a second External
+/// Commit left erin in the group twice.
+#[test]
+fn an_external_commit_read_back_after_a_restart_is_known_as_ours() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut ds, _alice, mut bob, _carol) = three(dir.path());
+    let mut erin = Client::open(&dir.path().join("erin"), "erin");
+    let info = ds.group_info.clone().expect("uploaded");
+    let (_, commit) = erin.rooms.join_external(&info).expect("external commit");
+    assert_eq!(
+        ds.submit("erin", &commit),
+        Answer::Ok,
+        "taken; the answer is lost"
+    );
+    drop(erin);
+    let mut erin = Client::open(&dir.path().join("erin"), "erin");
+    assert!(erin.rooms.is_pending(ROOM).expect("room"));
+    let other = ds.log[0].1.clone();
+    assert!(
+        matches!(
+            erin.rooms.process(ROOM, &other),
+            Err(E2eError::CommitPending)
+        ),
+        "another message is still one she cannot read"
+    );
+    assert!(matches!(
+        erin.rooms.process(ROOM, &commit),
+        Err(E2eError::OwnPendingCommit)
+    ));
+    let info = erin.rooms.accepted(ROOM).expect("merge");
+    assert!(!erin.rooms.is_pending(ROOM).expect("room"));
+    assert_eq!(ds.submit("erin", &info), Answer::Ok);
+    erin.read = ds.log.len();
+    assert!(bob.catch_up(&ds).iter().all(Result::is_ok));
+    erin.say(&mut ds, "in once, after a restart");
+    assert_eq!(
+        Client::texts(bob.catch_up(&ds)),
+        ["erin: in once, after a restart"]
+    );
+    assert_eq!(
+        bob.rooms
+            .members(ROOM)
+            .expect("members")
+            .iter()
+            .filter(|member| member.name == "erin")
+            .count(),
+        1
+    );
+}
+
 /// erin joins from the GroupInfo alone (External Commit) and talks.
 #[test]
 fn a_device_joins_by_external_commit() {

@@ -2,9 +2,11 @@
 //! the relay's order on the next connection (welcome, `myrooms`, then the
 //! history): an add the relay took is found in the room's history and
 //! finished (the Welcome goes, the GroupInfo goes up); an add the relay
-//! never got is made again once the history had its time. Before, either left the room waiting for an answer that
-//! never came: the added device never got its Welcome, and the relay kept
-//! no GroupInfo to join by.
+//! never got is made again once the history had its time; an External
+//! Commit taken before a restart is merged, not made twice. Before, either
+//! add left the room waiting for an answer that never came: the added
+//! device never got its Welcome, and the relay kept no GroupInfo to join
+//! by.
 
 use super::super::{E2eDriver, EXTERNAL_JOIN_AFTER, SETTLE_AFTER};
 use super::Net;
@@ -143,4 +145,44 @@ fn an_add_lost_before_a_restart_is_dropped() {
         net.shown[0]
     );
     assert_eq!(net.rooms["dev"].epoch, Some(1));
+}
+
+/// Bob joins #dev by External Commit with nobody online; the relay takes
+/// it, but his connection drops before its `mls-ok` and his `chat`
+/// restarts. Back, his commit in the history is known as his (the device
+/// kept its bytes): merged, its GroupInfo goes up, and no second External
+/// Commit puts him in the group twice. Before, it was dropped after the
+/// settling time and made again.
+#[test]
+fn an_external_commit_taken_before_a_restart_is_merged_from_the_history() {
+    let mut net = Net::new(&["alice", "bob"]);
+    net.typed(0, "/join dev --e2e");
+    net.leave(0);
+    net.typed(1, "/join dev");
+    net.paused.insert(1);
+    net.advance(EXTERNAL_JOIN_AFTER);
+    net.deliver(1);
+    assert_eq!(
+        net.rooms["dev"].epoch,
+        Some(1),
+        "the External Commit is taken"
+    );
+    net.leave(1);
+    restart(&mut net, 1);
+    net.paused.clear();
+    net.back(1);
+    assert!(
+        net.saw(1, "made before a restart was taken (epoch 1)"),
+        "{:?}",
+        net.shown[1]
+    );
+    assert_eq!(net.info_epoch("dev"), Some(1), "the new GroupInfo went up");
+    net.advance(SETTLE_AFTER);
+    net.advance(EXTERNAL_JOIN_AFTER);
+    assert_eq!(net.rooms["dev"].epoch, Some(1), "no second External Commit");
+    net.back(0);
+    net.typed(1, "/in dev in once");
+    assert!(net.saw(0, "in once"), "{:?}", net.shown[0]);
+    net.typed(0, "/in dev welcome");
+    assert!(net.saw(1, "welcome"), "{:?}", net.shown[1]);
 }

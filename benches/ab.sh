@@ -23,12 +23,16 @@
 # baseline must speak the same wire format. Prints, per scenario, the
 # medians of deliveries/s and of relay CPU per delivery for each relay and
 # the ratio this/baseline. Everything it starts is stopped on exit.
+# CLIENTS=10 (or 1000) runs the fan-out scenarios 1 -> 10 (1 -> 1000)
+# under the same names.
 set -euo pipefail
 
 : "${BASELINE:?set BASELINE to the baseline relay binary}"
 REPEATS=${REPEATS:-7}
 DURATION=${DURATION:-3}
 ONLY=${ONLY:-fanout-100 members-100}
+# Subscribers of the fan-out scenarios (named for the default, 100).
+CLIENTS=${CLIENTS:-100}
 EXTRA_ROOMS=${EXTRA_ROOMS:-9}
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
@@ -60,11 +64,11 @@ port_up() {
 
 KEY=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 MEMBERS=$WORK/members.txt
-"$BIN/relay-bench" make-members --count 101 --file "$MEMBERS"
+"$BIN/relay-bench" make-members --count "$((CLIENTS + 1))" --file "$MEMBERS"
 FLAGS=(--stats-interval 0 --max-per-address 0 --history 0 --presence off --rate 0)
 SESSIONS=$WORK/sessions.txt
 [[ " $ONLY " == *" sessions-100 "* ]] &&
-    "$BIN/relay-bench" make-members --sessions --count 101 --file "$SESSIONS"
+    "$BIN/relay-bench" make-members --sessions --count "$((CLIENTS + 1))" --file "$SESSIONS"
 
 # name binary port: starts a shared-key relay and a members relay.
 declare -A SHARED_PID MEMBERS_PID SHARED_PORT MEMBERS_PORT SESSIONS_PID
@@ -98,14 +102,14 @@ run() {
     local json
     case $scenario in
         fanout-100)
-            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients "$CLIENTS" --duration "$DURATION" \
                 --addr "127.0.0.1:${SHARED_PORT[$who]}" --key-hex "$KEY" --pid "${SHARED_PID[$who]}") ;;
         events-100 | rooms-100)
             local rooms=()
             if [ "$scenario" = rooms-100 ] && [ "$who" = this ]; then
                 rooms=(--extra-rooms "$EXTRA_ROOMS")
             fi
-            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients "$CLIENTS" --duration "$DURATION" \
                 --events "${rooms[@]}" \
                 --addr "127.0.0.1:${SHARED_PORT[$who]}" --key-hex "$KEY" --pid "${SHARED_PID[$who]}") ;;
         idle-10000 | idle-events | idle-3-rooms)
@@ -126,11 +130,11 @@ run() {
             kill "$pid"
             wait "$pid" 2>/dev/null || true ;;
         sessions-100)
-            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients "$CLIENTS" --duration "$DURATION" \
                 --addr "127.0.0.1:$((${SHARED_PORT[$who]} + 2))" --sessions-file "$SESSIONS" \
                 --relay-identity "$WORK/$who.identity" --pid "${SESSIONS_PID[$who]}") ;;
         members-100)
-            json=$("$BIN/relay-bench" --json --quiet fanout --clients 100 --duration "$DURATION" \
+            json=$("$BIN/relay-bench" --json --quiet fanout --clients "$CLIENTS" --duration "$DURATION" \
                 --addr "127.0.0.1:${MEMBERS_PORT[$who]}" --members-file "$MEMBERS" --pid "${MEMBERS_PID[$who]}") ;;
         *) echo "unknown scenario $scenario" >&2; exit 2 ;;
     esac

@@ -22,7 +22,34 @@ use crate::sweep::FanOut;
 use eaxchat_proto::cipher::{KeySealer, Seal};
 use eaxchat_proto::name::Name;
 
+/// Bytes of one read's fan-out the read size aims at: a read's messages
+/// are sealed for every recipient into one arena before any of it is
+/// written, and an arena larger than a core's own cache (2 MiB of L2 on
+/// the machines measured) goes to the sockets from memory. See
+/// [`Relay::read_budget`].
+pub const FANOUT_ARENA: usize = 1536 * 1024;
+
+/// The least [`Relay::read_budget`] asks for.
+pub const MIN_READ: usize = 4 * 1024;
+
 impl<T: Write> Relay<T> {
+    /// How many bytes the caller should read from `id` at once, at most
+    /// `max`: as many as keep the read's fan-out (the read, about, times
+    /// the others in its room) within [`FANOUT_ARENA`], and never fewer
+    /// than [`MIN_READ`]. A read of 64 KiB to 100 recipients made a 6.7 MB
+    /// arena; 16 KiB reads deliver more (`docs/performance.md`, "Round
+    /// four"), while a connection alone or in a small room still reads all
+    /// it can.
+    pub fn read_budget(&self, id: ConnId, max: usize) -> usize {
+        let others = self
+            .peers
+            .get(id)
+            .and_then(|peer| peer.chat.room)
+            .and_then(|room| self.chat.rooms.get(room))
+            .map_or(0, |room| room.len().saturating_sub(1));
+        (FANOUT_ARENA / others.max(1)).max(MIN_READ).min(max)
+    }
+
     /// Makes `id` a seed receiver.
     pub(super) fn become_seed(&mut self, id: ConnId) {
         if let Some(peer) = self.peers.get_mut(id)

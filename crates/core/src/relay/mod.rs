@@ -111,6 +111,7 @@ pub use invites::{
     WRONG_WINDOW,
 };
 pub use limits::{Limits, Refusal, Refused};
+pub use fanout::{FANOUT_ARENA, MIN_READ};
 pub use membership::{MAX_ROOMS_PER_CONN, MemberRooms};
 pub use scrollback::HistoryRequest;
 use session::SessionState;

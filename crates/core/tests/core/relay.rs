@@ -450,3 +450,28 @@ fn nothing_reaches_a_members_or_session_connection_before_its_proof() {
     assert!(written(&mut relay, silent).is_empty());
     assert_eq!(relay.stats().keyless_frames_out, 0);
 }
+
+/// A read is cut so that its fan-out stays about cache-sized: all the
+/// caller can take while the room is small, less as it grows, never below
+/// `MIN_READ`.
+#[test]
+fn a_read_is_cut_as_the_room_grows() {
+    use eaxchat_core::relay::{FANOUT_ARENA, MIN_READ};
+    let mut relay = relay(Limits::default());
+    let first = relay.admit(Pipe::default()).unwrap();
+    assert_eq!(relay.read_budget(first, 65536), 65536, "alone");
+    for _ in 0..9 {
+        relay.admit(Pipe::default()).unwrap();
+    }
+    assert_eq!(relay.read_budget(first, 65536), 65536, "nine others");
+    for _ in 0..90 {
+        relay.admit(Pipe::default()).unwrap();
+    }
+    assert_eq!(relay.read_budget(first, 65536), FANOUT_ARENA / 99);
+    assert!(relay.read_budget(first, 65536) < 16 * 1024);
+    for _ in 0..900 {
+        relay.admit(Pipe::default()).unwrap();
+    }
+    assert_eq!(relay.read_budget(first, 65536), MIN_READ);
+    assert_eq!(relay.read_budget(first, 1024), 1024, "never past the caller's");
+}

@@ -105,13 +105,13 @@ use eaxchat_proto::session::{PublicKey, StaticSecret};
 pub use crate::conn_id::ConnId;
 pub use chat_layer::{ChatConfig, MAX_COMMAND_TEXT};
 pub use close::{CloseReason, FrameRefusal, HandshakeRefusal};
+pub use fanout::{FANOUT_ARENA, MIN_READ};
 pub use flush::Flush;
 pub use invites::{
     Joined, MEMBER_INVITES_OPEN, PendingInvite, WRONG_PER_ADDRESS, WRONG_PER_INVITE, WRONG_TOTAL,
     WRONG_WINDOW,
 };
 pub use limits::{Limits, Refusal, Refused};
-pub use fanout::{FANOUT_ARENA, MIN_READ};
 pub use membership::{MAX_ROOMS_PER_CONN, MemberRooms};
 pub use scrollback::HistoryRequest;
 use session::SessionState;

@@ -473,5 +473,9 @@ fn a_read_is_cut_as_the_room_grows() {
         relay.admit(Pipe::default()).unwrap();
     }
     assert_eq!(relay.read_budget(first, 65536), MIN_READ);
-    assert_eq!(relay.read_budget(first, 1024), 1024, "never past the caller's");
+    assert_eq!(
+        relay.read_budget(first, 1024),
+        1024,
+        "never past the caller's"
+    );
 }

@@ -229,6 +229,21 @@ def test_with_no_member_online_a_device_joins_by_external_commit(e2e) -> None:
             assert e2e_message(bob, "welcome, bob").sender == "alice"
 
 
+def drop_after_commit(client: eaxchat.Client, room: str) -> None:
+    """Makes ``client`` shut its socket right after it sends a commit to
+    ``room``: the relay takes the commit, and its answer is lost."""
+    send = client.e2e._send
+
+    def send_then_drop(line: bytes) -> None:
+        send(line)
+        word, _, rest = line.partition(b" ")
+        to, _, data = rest.partition(b" ")
+        if word == b"/mls" and to == room.encode() and mls.peek(base64.b64decode(data))[0] == "commit":
+            client._shutdown_socket()
+
+    client.e2e._send = send_then_drop
+
+
 def test_a_commit_whose_answer_was_lost_is_merged_from_the_history(e2e) -> None:
     """Alice's client adds bob, but her connection goes right after the
     commit is sent: the relay takes it, and its mls-ok is lost. Her next
@@ -241,16 +256,7 @@ def test_a_commit_whose_answer_was_lost_is_merged_from_the_history(e2e) -> None:
     alice = e2e.connect("alice")
     alice.join("dev", e2e=True)
     next_event(alice, lambda e: e.kind == "e2e-group", "alice's new group")
-    send = alice.e2e._send
-
-    def send_then_drop(line: bytes) -> None:
-        send(line)
-        word, _, rest = line.partition(b" ")
-        room, _, data = rest.partition(b" ")
-        if word == b"/mls" and room == b"dev" and mls.peek(base64.b64decode(data))[0] == "commit":
-            alice._shutdown_socket()
-
-    alice.e2e._send = send_then_drop
+    drop_after_commit(alice, "dev")
     bob = e2e.connect("bob")
     with bob:
         bob.e2e.external_after = 0.3
@@ -285,16 +291,7 @@ def test_an_external_commit_whose_answer_was_lost_is_merged_by_the_next_client(e
         next_event(alice, lambda e: e.kind == "e2e-group", "alice's new group")
     bob = e2e.connect("bob")
     bob.e2e.external_after = 0.3
-    send = bob.e2e._send
-
-    def send_then_drop(line: bytes) -> None:
-        send(line)
-        word, _, rest = line.partition(b" ")
-        room, _, data = rest.partition(b" ")
-        if word == b"/mls" and room == b"dev" and mls.peek(base64.b64decode(data))[0] == "commit":
-            bob._shutdown_socket()
-
-    bob.e2e._send = send_then_drop
+    drop_after_commit(bob, "dev")
     bob.join("dev", e2e=True)
     wait_until(lambda: bob.closed, "bob's connection to go after his External Commit")
     bob.close()

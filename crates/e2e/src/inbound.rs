@@ -79,7 +79,7 @@ impl E2eRooms {
         if state.external_pending {
             // Our own External Commit read back (after a restart: the
             // caller no longer knows it) means the relay took it.
-            if !state.external_commit.is_empty() && state.external_commit == bytes {
+            if state.external_commit == bytes {
                 return Err(E2eError::OwnPendingCommit);
             }
             return Err(E2eError::CommitPending);

@@ -38,7 +38,7 @@ impl<T: Write> Relay<T> {
     /// the others in its room) within [`FANOUT_ARENA`], and never fewer
     /// than [`MIN_READ`]. A read of 64 KiB to 100 recipients made a 6.7 MB
     /// arena; 16 KiB reads deliver more (`docs/performance.md`, "Round
-    /// four"), while a connection alone or in a small room still reads all
+    /// five"), while a connection alone or in a small room still reads all
     /// it can.
     pub fn read_budget(&self, id: ConnId, max: usize) -> usize {
         let others = self

@@ -95,6 +95,23 @@ impl Net {
     }
 }
 
+/// Alice makes #dev and goes away; bob joins, and after the wait his
+/// External Commit is taken while his connection stalls: its `mls-ok`
+/// waits in his inbox, to be lost.
+pub(super) fn bobs_external_commit_is_taken_unanswered(net: &mut Net) {
+    net.typed(0, "/join dev --e2e");
+    net.leave(0);
+    net.typed(1, "/join dev");
+    net.paused.insert(1);
+    net.advance(EXTERNAL_JOIN_AFTER);
+    net.deliver(1);
+    assert_eq!(
+        net.rooms["dev"].epoch,
+        Some(1),
+        "the External Commit is taken"
+    );
+}
+
 /// Alice makes #dev and goes away; bob joins with nobody online to add
 /// him: after the wait he joins by External Commit, what he typed while it
 /// was in flight goes once it is taken, his new GroupInfo goes up; back,
@@ -265,17 +282,7 @@ fn a_member_online_adds_the_device_before_the_wait_is_over() {
 #[test]
 fn a_commit_taken_while_the_connection_was_down_is_found_in_the_history() {
     let mut net = Net::new(&["alice", "bob"]);
-    net.typed(0, "/join dev --e2e");
-    net.leave(0);
-    net.typed(1, "/join dev");
-    net.paused.insert(1);
-    net.advance(EXTERNAL_JOIN_AFTER);
-    net.deliver(1);
-    assert_eq!(
-        net.rooms["dev"].epoch,
-        Some(1),
-        "the External Commit is taken"
-    );
+    bobs_external_commit_is_taken_unanswered(&mut net);
     net.typed(1, "/in dev held over the drop");
     net.leave(1);
     net.paused.clear();

@@ -10,6 +10,7 @@
 
 use super::super::{E2eDriver, EXTERNAL_JOIN_AFTER, SETTLE_AFTER};
 use super::Net;
+use super::external::bobs_external_commit_is_taken_unanswered;
 
 /// Alice makes #dev; her connection stalls (nothing reaches her) as bob
 /// joins, so his `mls-add` waits for her.
@@ -156,17 +157,7 @@ fn an_add_lost_before_a_restart_is_dropped() {
 #[test]
 fn an_external_commit_taken_before_a_restart_is_merged_from_the_history() {
     let mut net = Net::new(&["alice", "bob"]);
-    net.typed(0, "/join dev --e2e");
-    net.leave(0);
-    net.typed(1, "/join dev");
-    net.paused.insert(1);
-    net.advance(EXTERNAL_JOIN_AFTER);
-    net.deliver(1);
-    assert_eq!(
-        net.rooms["dev"].epoch,
-        Some(1),
-        "the External Commit is taken"
-    );
+    bobs_external_commit_is_taken_unanswered(&mut net);
     net.leave(1);
     restart(&mut net, 1);
     net.paused.clear();

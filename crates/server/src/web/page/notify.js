@@ -54,12 +54,18 @@ export class Notifier {
       renotify: true,
       icon: "/icon-192.png",
     };
-    const registration = await navigator.serviceWorker?.getRegistration?.();
-    if (registration) {
-      await registration.showNotification(title, options);
-    } else {
-      new Notification(title, options);
+    try {
+      const registration = await navigator.serviceWorker?.getRegistration?.();
+      if (registration) {
+        await registration.showNotification(title, options);
+      } else {
+        new Notification(title, options);
+      }
+      return true;
+    } catch (error) {
+      // The message is in the chat already; only the notification is lost.
+      console.warn("eaxchat: a notification could not be shown:", error);
+      return false;
     }
-    return true;
   }
 }

@@ -402,7 +402,10 @@ impl<'a> Json<'a> {
 
     fn bytes(&mut self, key: &str, value: &[u8]) {
         self.key(key);
-        string(self.out, &String::from_utf8_lossy(value));
+        match std::str::from_utf8(value) {
+            Ok(text) => string(self.out, text),
+            Err(_) => string(self.out, &String::from_utf8_lossy(value)),
+        }
     }
 
     fn name(&mut self, key: &str, name: Option<&Name>) {
@@ -452,24 +455,117 @@ impl<'a> Json<'a> {
 
 /// Appends `text` as a JSON string: `"` and `\` escaped, and every
 /// control character (C0, DEL, C1) as `\u00XX`, so the object stays on
-/// one line whatever the text holds.
+/// one line whatever the text holds. Runs of bytes that need no escape
+/// (most of any text, all of a base64 `data`) are copied whole.
 fn string(out: &mut Vec<u8>, text: &str) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if c.is_control() => {
-                let _ = write!(Text(out), "\\u{:04x}", u32::from(c));
-            }
-            c => {
-                let mut buf = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = text.as_bytes();
+    let (mut copied, mut at) = (0, 0);
+    while let Some(offset) = bytes[at..].iter().position(|&b| may_need_escape(b)) {
+        at += offset;
+        out.extend_from_slice(&bytes[copied..at]);
+        // A byte `may_need_escape` picks starts a character: it is ASCII
+        // or 0xC2, a lead byte.
+        let Some(c) = text.get(at..).and_then(|rest| rest.chars().next()) else {
+            break;
+        };
+        escape(out, c);
+        at += c.len_utf8();
+        copied = at;
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    out.push(b'"');
+}
+
+/// Whether byte `b` of UTF-8 text may start a character [`string`] must
+/// escape: a C0 control, `"`, `\`, DEL, or 0xC2, the lead byte of the C1
+/// controls (U+0080 to U+009F) and of other characters, which are then
+/// copied as they are.
+fn may_need_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\' || b == 0x7f || b == 0xc2
+}
+
+/// Appends character `c` of a JSON string, escaped if it must be.
+fn escape(out: &mut Vec<u8>, c: char) {
+    match c {
+        '"' => out.extend_from_slice(b"\\\""),
+        '\\' => out.extend_from_slice(b"\\\\"),
+        '\n' => out.extend_from_slice(b"\\n"),
+        '\t' => out.extend_from_slice(b"\\t"),
+        '\r' => out.extend_from_slice(b"\\r"),
+        c if c.is_control() => {
+            let _ = write!(Text(out), "\\u{:04x}", u32::from(c));
+        }
+        c => {
+            let mut buf = [0; 4];
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
         }
     }
-    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What [`string`] wrote before it copied runs: one character at a
+    /// time through [`escape`].
+    fn char_by_char(text: &str) -> Vec<u8> {
+        let mut out = vec![b'"'];
+        text.chars().for_each(|c| escape(&mut out, c));
+        out.push(b'"');
+        out
+    }
+
+    #[test]
+    fn a_string_is_escaped_as_one_character_at_a_time_would_be() {
+        let pieces = [
+            "",
+            "a",
+            "hello, world",
+            "\"",
+            "\\",
+            "\n",
+            "\r",
+            "\t",
+            "\0",
+            "\u{1b}[2J",
+            "\u{7f}",
+            "\u{80}",
+            "\u{85}",
+            "\u{9f}",
+            "\u{a0}",
+            "é",
+            "\u{c2}\u{bf}",
+            "€",
+            "😀",
+            "\u{2028}",
+            "QUJD+/==",
+        ];
+        let mut texts: Vec<String> = pieces.iter().map(|p| p.to_string()).collect();
+        for a in pieces {
+            for b in pieces {
+                for c in ["", "x", "é\"", "\u{85}z"] {
+                    texts.push(format!("{a}{c}{b}{a}"));
+                }
+            }
+        }
+        for text in texts {
+            let mut out = b"prefix".to_vec();
+            string(&mut out, &text);
+            assert_eq!(out[6..], char_by_char(&text), "{text:?}");
+            let parsed: Value = serde_json::from_slice(&out[6..]).expect("valid JSON");
+            assert_eq!(parsed.as_str(), Some(text.as_str()));
+            assert!(!out.contains(&b'\n') && !out.contains(&0x85), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_written_as_the_replacement_character() {
+        let mut out = Vec::new();
+        let mut object = Json::new(&mut out);
+        object.bytes("data", b"ok\xffthen\"");
+        object.finish();
+        assert_eq!(out, "{\"data\":\"ok\u{fffd}then\\\"\"}".as_bytes());
+    }
 }

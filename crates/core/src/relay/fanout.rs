@@ -140,6 +140,7 @@ impl<T: Write> Relay<T> {
                     peers: &mut self.peers,
                     fan_out: self.sweep.fan_out(),
                     closing: &mut self.closing,
+                    arena: &mut self.arena,
                     except,
                     batch,
                     events,
@@ -153,7 +154,7 @@ impl<T: Write> Relay<T> {
                     fan_out: self.sweep.fan_out(),
                     stats: &mut self.stats,
                     closing: &mut self.closing,
-                    arena: BytesMut::with_capacity(batch.sealed_len() * roster.present()),
+                    arena: &mut self.arena,
                     except,
                     room: room_id,
                     batch,
@@ -162,6 +163,9 @@ impl<T: Write> Relay<T> {
                     gap,
                     max_queue,
                 };
+                // The last read's runs' memory if they are all written.
+                members.arena.clear();
+                members.arena.reserve(batch.sealed_len() * roster.present());
                 roster.for_each_present(|conns, sealer| members.queue(conns, sealer));
                 let MemberFanOut { peers, fan_out, .. } = members;
                 fan_out.finish(&*peers);
@@ -225,8 +229,9 @@ struct MemberFanOut<'a, T> {
     fan_out: FanOut<'a>,
     stats: &'a mut Stats,
     closing: &'a mut Vec<ConnId>,
-    /// Sized for every member's run at once: one allocation per read.
-    arena: BytesMut,
+    /// The relay's kept arena, reserved for every member's run at once:
+    /// at most one allocation per read.
+    arena: &'a mut BytesMut,
     except: Option<ConnId>,
     room: RoomId,
     batch: &'a Batch,
@@ -268,7 +273,7 @@ impl<T> MemberFanOut<'_, T> {
                 }
                 continue;
             }
-            let (batch, arena) = (self.batch, &mut self.arena);
+            let (batch, arena) = (self.batch, &mut *self.arena);
             let frames = match events {
                 Some((texts, lens)) => event_run.get_or_insert_with(|| {
                     sealer.seal_joined(texts, lens, arena);

@@ -82,6 +82,7 @@ mod session;
 mod tests;
 mod trust;
 
+use bytes::BytesMut;
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -236,6 +237,13 @@ pub struct Relay<T> {
     cluster: Option<Box<crate::cluster::Cluster>>,
     /// Session mode's invites and wrong-secret counts (`invites.rs`).
     invites: invites::Invites,
+    /// The arena a read's fan-out is sealed into when every recipient
+    /// seals under a key of its own (members and session mode), kept from
+    /// one read to the next: once every recipient's run of the last read
+    /// is written, the next read reuses its memory, already mapped and in
+    /// the cache, instead of asking the allocator for megabytes a read
+    /// (`fanout.rs`).
+    arena: BytesMut,
 }
 
 impl<T: Write> Relay<T> {
@@ -299,6 +307,7 @@ impl<T: Write> Relay<T> {
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
+            arena: BytesMut::new(),
             chat: chat_layer::ChatState::new(ChatConfig::default()),
             epoch: now,
             epoch_wall_millis: wall

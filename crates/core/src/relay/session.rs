@@ -5,8 +5,9 @@
 //! Every session has its own keys and counters, so a message is sealed
 //! once per recipient session (never shared between connections, as a
 //! counter may be used once). One read's run for every recipient is sealed
-//! into one arena allocated for the whole read, and each recipient gets a
-//! `Bytes` slice of it: no allocation per recipient. A frame is queued as
+//! into the relay's kept arena, reserved once for the whole read (the last
+//! read's block again once all its runs are written), and each recipient
+//! gets a `Bytes` slice of it: no allocation per recipient. A frame is queued as
 //! soon as it is sealed, so each session's counters follow the order its
 //! frames are written in. The keys were expanded once, at the handshake;
 //! the stamp `NAME: ` was built once per member, by the roster.
@@ -98,6 +99,8 @@ pub(super) struct SessionFanOut<'a, T> {
     pub(super) peers: &'a mut Slab<Peer<T>>,
     pub(super) fan_out: FanOut<'a>,
     pub(super) closing: &'a mut Vec<ConnId>,
+    /// The relay's kept arena ([`Relay`]'s `arena`).
+    pub(super) arena: &'a mut BytesMut,
     pub(super) except: Option<ConnId>,
     pub(super) batch: &'a Batch,
     /// The `eaxchat/1` forms, if someone in the room asked for them.
@@ -118,8 +121,11 @@ impl<T> SessionFanOut<'_, T> {
             lens.iter().map(|&len| wire::encoded_len(len) + 1).sum()
         });
         let plain_count = conns.len().saturating_sub(asked_for_events);
-        let mut arena =
-            BytesMut::with_capacity(plain_len * plain_count + events_len * asked_for_events);
+        // Reuses the memory of the last read's runs if they are all
+        // written (and so dropped) by now; else a new block.
+        let arena = self.arena;
+        arena.clear();
+        arena.reserve(plain_len * plain_count + events_len * asked_for_events);
         for &id in conns {
             if Some(id) == self.except {
                 continue;
@@ -135,14 +141,12 @@ impl<T> SessionFanOut<'_, T> {
                 continue;
             };
             let sealed = match events {
-                Some((texts, lens)) => {
-                    roster.seal_joined(&mut session.sealer, texts, lens, &mut arena)
-                }
+                Some((texts, lens)) => roster.seal_joined(&mut session.sealer, texts, lens, arena),
                 None => roster.seal_joined(
                     &mut session.sealer,
                     &self.batch.plaintexts,
                     &self.batch.lens,
-                    &mut arena,
+                    arena,
                 ),
             };
             if sealed.is_err() {

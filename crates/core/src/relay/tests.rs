@@ -78,3 +78,59 @@ fn churned_connections_leave_no_pile_of_stale_entries() {
     // before it came, the newest 100 messages after a notice.
     assert_eq!(relay.stats().frames_out, 1 + 30_000 + 1 + 1 + 100);
 }
+
+/// In members mode (as in session mode) a read's runs are sealed into the
+/// relay's kept arena: while they wait to be written the arena cannot take
+/// its block back, and once they are all written it can, so the next read
+/// is sealed into the same memory without an allocation.
+#[test]
+fn a_written_reads_arena_is_taken_back_by_the_next() {
+    use crate::members::Members;
+    use crate::roster::Roster;
+    use eaxchat_proto::nonce::Nonces;
+
+    let key = |byte: u8| Key::from_bytes(&[byte; 16]).expect("a 16-byte key");
+    let list: String = (1..=3u8)
+        .map(|byte| format!("m{byte} {}\n", key(byte).to_hex()))
+        .collect();
+    let members = Members::parse(list.as_bytes(), std::path::Path::new("members.txt"))
+        .expect("a members file");
+    let roster = Roster::with_nonces(&members, Nonces::from_seed([3; 32]));
+    let mut relay: Relay<Vec<u8>> =
+        Relay::with_members(roster, Limits::default(), Instant::now(), SystemTime::now());
+    relay.set_chat(ChatConfig::quiet());
+    let mut ciphers: Vec<Cipher> = (1..=3u8)
+        .map(|byte| Cipher::new(&key(byte)).expect("cipher"))
+        .collect();
+    let ids: Vec<ConnId> = ciphers
+        .iter_mut()
+        .map(|cipher| {
+            let id = relay.admit(Vec::new()).expect("admitted");
+            relay.receive(id, &sealed(cipher, b""));
+            id
+        })
+        .collect();
+    sweep(&mut relay);
+
+    relay.receive(ids[0], &sealed(&mut ciphers[0], b"one"));
+    assert!(relay.peers.iter().any(|(_, peer)| !peer.outbox.is_empty()));
+    // One byte more than what is left after the runs: only the block's
+    // start, taken back, has it.
+    let needed = relay.arena.capacity() + 1;
+    assert!(
+        !relay.arena.try_reclaim(needed),
+        "its runs are still queued"
+    );
+    sweep(&mut relay);
+    assert!(relay.arena.try_reclaim(needed), "every run was written");
+
+    // And the next read is sealed there and delivered as ever.
+    relay.receive(ids[1], &sealed(&mut ciphers[1], b"two"));
+    sweep(&mut relay);
+    let lines = relay.peers[ids[2]]
+        .io
+        .split(|&b| b == b'\n')
+        .filter(|line| !line.is_empty())
+        .count();
+    assert_eq!(lines, 2, "m3 got both messages");
+}

@@ -20,7 +20,6 @@ use eaxchat_proto::commands::RoomName;
 use eaxchat_proto::events::Event;
 use eaxchat_proto::name::Name;
 use eaxchat_proto::replay::{ReplayWindow, Replayed};
-use eaxchat_proto::seed;
 use eaxchat_proto::session::Opener;
 use eaxchat_proto::wire;
 
@@ -88,8 +87,8 @@ impl Batch {
             .map_err(|Replayed| FrameError::Replayed)?;
         self.opened = true;
         let start = self.plaintexts.len();
-        let mut lens = Vec::new();
-        seed::push_message(&mut self.plaintexts, &mut lens, cipher.plaintext(&opened));
+        self.plaintexts.extend_from_slice(cipher.plaintext(&opened));
+        self.plaintexts.extend_from_slice(b"\n");
         Ok(Pending {
             start,
             len: self.plaintexts.len() - 1 - start,

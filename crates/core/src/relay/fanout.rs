@@ -149,6 +149,9 @@ impl<T: Write> Relay<T> {
                 return;
             }
             Mode::Members(roster) => {
+                // The last read's block if all its runs are written.
+                self.arena.clear();
+                self.arena.reserve(batch.sealed_len() * roster.present());
                 let mut members = MemberFanOut {
                     peers: &mut self.peers,
                     fan_out: self.sweep.fan_out(),
@@ -163,9 +166,6 @@ impl<T: Write> Relay<T> {
                     gap,
                     max_queue,
                 };
-                // The last read's runs' memory if they are all written.
-                members.arena.clear();
-                members.arena.reserve(batch.sealed_len() * roster.present());
                 roster.for_each_present(|conns, sealer| members.queue(conns, sealer));
                 let MemberFanOut { peers, fan_out, .. } = members;
                 fan_out.finish(&*peers);

@@ -82,11 +82,11 @@ mod session;
 mod tests;
 mod trust;
 
-use bytes::BytesMut;
 use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use slab::Slab;
 
 use crate::guard::{Deadlines, PerAddress, PreAuthBudget};

@@ -7,10 +7,10 @@
 //! counter may be used once). One read's run for every recipient is sealed
 //! into the relay's kept arena, reserved once for the whole read (the last
 //! read's block again once all its runs are written), and each recipient
-//! gets a `Bytes` slice of it: no allocation per recipient. A frame is queued as
-//! soon as it is sealed, so each session's counters follow the order its
-//! frames are written in. The keys were expanded once, at the handshake;
-//! the stamp `NAME: ` was built once per member, by the roster.
+//! gets a `Bytes` slice of it: no allocation per recipient. A frame is
+//! queued as soon as it is sealed, so each session's counters follow the
+//! order its frames are written in. The keys were expanded once, at the
+//! handshake; the stamp `NAME: ` was built once per member, by the roster.
 //!
 //! The handshake itself, and session mode's receive path, are
 //! `handshake.rs`'s; this file never reads a hello.

@@ -149,15 +149,14 @@ impl<T: Write> Relay<T> {
                 return;
             }
             Mode::Members(roster) => {
-                // The last read's block if all its runs are written.
-                self.arena.clear();
-                self.arena.reserve(batch.sealed_len() * roster.present());
+                // A kept block whose runs are all written, else a new one.
+                let arena = self.arena.block(batch.sealed_len() * roster.present());
                 let mut members = MemberFanOut {
                     peers: &mut self.peers,
                     fan_out: self.sweep.fan_out(),
                     stats: &mut self.stats,
                     closing: &mut self.closing,
-                    arena: &mut self.arena,
+                    arena,
                     except,
                     room: room_id,
                     batch,
@@ -229,8 +228,8 @@ struct MemberFanOut<'a, T> {
     fan_out: FanOut<'a>,
     stats: &'a mut Stats,
     closing: &'a mut Vec<ConnId>,
-    /// The relay's kept arena, reserved for every member's run at once:
-    /// at most one allocation per read.
+    /// A block of the relay's kept arena, reserved for every member's run
+    /// at once: at most one allocation per read (`arena.rs`).
     arena: &'a mut BytesMut,
     except: Option<ConnId>,
     room: RoomId,

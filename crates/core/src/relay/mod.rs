@@ -64,6 +64,7 @@
 //! taken from, the other relays of a cluster).
 
 mod apply;
+mod arena;
 mod batch;
 mod chat_layer;
 mod close;
@@ -86,7 +87,6 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use slab::Slab;
 
 use crate::guard::{Deadlines, PerAddress, PreAuthBudget};
@@ -237,13 +237,10 @@ pub struct Relay<T> {
     cluster: Option<Box<crate::cluster::Cluster>>,
     /// Session mode's invites and wrong-secret counts (`invites.rs`).
     invites: invites::Invites,
-    /// The arena a read's fan-out is sealed into when every recipient
+    /// The blocks a read's fan-out is sealed into when every recipient
     /// seals under a key of its own (members and session mode), kept from
-    /// one read to the next: once every recipient's run of the last read
-    /// is written, the next read reuses its memory, already mapped and in
-    /// the cache, instead of asking the allocator for megabytes a read
-    /// (`fanout.rs`).
-    arena: BytesMut,
+    /// one read to the next (`arena.rs`).
+    arena: arena::Arena,
 }
 
 impl<T: Write> Relay<T> {
@@ -307,7 +304,7 @@ impl<T: Write> Relay<T> {
             seed_peers: Vec::new(),
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
-            arena: BytesMut::new(),
+            arena: arena::Arena::default(),
             chat: chat_layer::ChatState::new(ChatConfig::default()),
             epoch: now,
             epoch_wall_millis: wall

@@ -5,8 +5,8 @@
 //! Every session has its own keys and counters, so a message is sealed
 //! once per recipient session (never shared between connections, as a
 //! counter may be used once). One read's run for every recipient is sealed
-//! into the relay's kept arena, reserved once for the whole read (the last
-//! read's block again once all its runs are written), and each recipient
+//! into one block of the relay's kept arena, reserved once for the whole
+//! read (a kept block whose runs are all written, `arena.rs`), and each recipient
 //! gets a `Bytes` slice of it: no allocation per recipient. A frame is
 //! queued as soon as it is sealed, so each session's counters follow the
 //! order its frames are written in. The keys were expanded once, at the
@@ -17,9 +17,9 @@
 
 use std::io::Write;
 
-use bytes::BytesMut;
 use slab::Slab;
 
+use super::arena::Arena;
 use super::batch::Batch;
 use super::{CloseReason, ConnId, FrameRefusal, HandshakeRefusal, Mode, Peer, Relay};
 use crate::members::SessionMembers;
@@ -99,8 +99,8 @@ pub(super) struct SessionFanOut<'a, T> {
     pub(super) peers: &'a mut Slab<Peer<T>>,
     pub(super) fan_out: FanOut<'a>,
     pub(super) closing: &'a mut Vec<ConnId>,
-    /// The relay's kept arena ([`Relay`]'s `arena`).
-    pub(super) arena: &'a mut BytesMut,
+    /// The relay's kept blocks ([`Relay`]'s `arena`, `arena.rs`).
+    pub(super) arena: &'a mut Arena,
     pub(super) except: Option<ConnId>,
     pub(super) batch: &'a Batch,
     /// The `eaxchat/1` forms, if someone in the room asked for them.
@@ -121,11 +121,10 @@ impl<T> SessionFanOut<'_, T> {
             lens.iter().map(|&len| wire::encoded_len(len) + 1).sum()
         });
         let plain_count = conns.len().saturating_sub(asked_for_events);
-        // Reuses the memory of the last read's runs if they are all
-        // written (and so dropped) by now; else a new block.
-        let arena = self.arena;
-        arena.clear();
-        arena.reserve(plain_len * plain_count + events_len * asked_for_events);
+        // A kept block whose runs are all written by now, else a new one.
+        let arena = self
+            .arena
+            .block(plain_len * plain_count + events_len * asked_for_events);
         for &id in conns {
             if Some(id) == self.except {
                 continue;

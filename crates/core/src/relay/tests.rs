@@ -79,12 +79,13 @@ fn churned_connections_leave_no_pile_of_stale_entries() {
     assert_eq!(relay.stats().frames_out, 1 + 30_000 + 1 + 1 + 100);
 }
 
-/// In members mode (as in session mode) a read's runs are sealed into the
-/// relay's kept arena: while they wait to be written the arena cannot take
-/// its block back, and once they are all written it can, so the next read
-/// is sealed into the same memory without an allocation.
+/// In members mode (as in session mode) a read's runs are sealed into a
+/// block of the relay's kept arena (`arena.rs`): while they wait to be
+/// written the block cannot be taken back, and once they are all written
+/// it can, so a later read is sealed into the same memory without an
+/// allocation.
 #[test]
-fn a_written_reads_arena_is_taken_back_by_the_next() {
+fn a_written_reads_block_is_taken_back_by_a_later_one() {
     use crate::members::Members;
     use crate::roster::Roster;
     use eaxchat_proto::nonce::Nonces;
@@ -116,16 +117,17 @@ fn a_written_reads_arena_is_taken_back_by_the_next() {
     assert!(relay.peers.iter().any(|(_, peer)| !peer.outbox.is_empty()));
     // One byte more than what is left after the runs: only the block's
     // start, taken back, has it.
-    let needed = relay.arena.capacity() + 1;
-    assert!(
-        !relay.arena.try_reclaim(needed),
-        "its runs are still queued"
-    );
-    sweep(&mut relay);
-    assert!(relay.arena.try_reclaim(needed), "every run was written");
+    let block = relay.arena.current().expect("a block");
+    let needed = block.capacity() + 1;
+    assert!(!block.try_reclaim(needed), "its runs are still queued");
 
-    // And the next read is sealed there and delivered as ever.
+    sweep(&mut relay);
+    let block = relay.arena.current().expect("a block");
+    assert!(block.try_reclaim(needed), "every run was written");
+
+    // And the next read is sealed there, delivered as ever.
     relay.receive(ids[1], &sealed(&mut ciphers[1], b"two"));
+    assert_eq!(relay.arena.kept(), 1, "no new block");
     sweep(&mut relay);
     let lines = relay.peers[ids[2]]
         .io

@@ -11,8 +11,8 @@
 //! recipient's run is often still waiting when the next read comes, and a
 //! block of a megabyte or more freed to the allocator goes back to the
 //! system, so the next one is page-faulted in afresh (with one block kept,
-//! 190,000–320,000 page faults in 4 s of a 1→100 session fan-out, about 12%
-//! of the relay's CPU; `docs/performance.md`, "Round seven").
+//! 150,000–330,000 page faults in 4 s of a 1→100 session fan-out, about a
+//! tenth of the relay's CPU; `docs/performance.md`, "Round seven").
 //!
 //! A new block is the read's size rounded up to a power of two (at least
 //! [`MIN_BLOCK`]), so that reads of about the same size, as a busy room's

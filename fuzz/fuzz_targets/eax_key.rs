@@ -4,7 +4,9 @@
 //!
 //! Checked: seal gives the `eax` crate's ciphertext and tag, with and without
 //! a header, one frame at a time and frames side by side
-//! (`seal_frames_in_place`); open and `verifies` accept exactly what the
+//! (`seal_frames_in_place`), and frames opened side by side
+//! (`open_frames_in_place`: all of them, and with one byte changed exactly
+//! those before it); open and `verifies` accept exactly what the
 //! `eax` crate accepts, and `first_verifying` among several keys finds the
 //! first key `verifies` accepts; a rejected buffer is left unchanged; any one flipped bit is refused;
 //! `cmac` is the `cmac` crate's; `verified_prefix_len` over sealed frames
@@ -98,8 +100,11 @@ fuzz_target!(|input: Input<'_>| {
         lens.push(plaintext.len());
         rest = after;
     }
+    // The plaintexts in place, for opening side by side.
+    let plain = unsealed.clone();
     ours.seal_frames_in_place(&mut unsealed, &lens);
     assert_eq!(unsealed, joined, "frames sealed side by side");
+    check_open_frames(&ours, &joined, &plain, &lens, input.nonce[1]);
     // Garbage after the frames: what is left of the input.
     let room = MAX_JOINED.saturating_sub(joined.len());
     joined.extend_from_slice(&rest[..rest.len().min(room)]);
@@ -108,6 +113,40 @@ fuzz_target!(|input: Input<'_>| {
         remaining = &remaining[len..];
     }
 });
+
+/// Opens the sealed frames `joined` side by side: every one opens, to
+/// `plain` (nonces and plaintexts, the tags still in place). Then with one
+/// byte changed (where `at` picks): exactly the frames before the one it
+/// is in open, and it and the rest are left as they were.
+fn check_open_frames(ours: &EaxKey, joined: &[u8], plain: &[u8], lens: &[usize], at: u8) {
+    let mut opened = joined.to_vec();
+    assert_eq!(ours.open_frames_in_place(&mut opened, lens), lens.len());
+    let mut want = plain.to_vec();
+    let mut start = 0;
+    for &len in lens {
+        want[start + 16..start + OVERHEAD].copy_from_slice(&joined[start + 16..start + OVERHEAD]);
+        start += OVERHEAD + len;
+    }
+    assert_eq!(opened, want, "frames opened side by side");
+    if joined.is_empty() {
+        return;
+    }
+    let place = usize::from(at) * 131 % joined.len();
+    let (mut bad, mut bad_start, mut start) = (0, 0, 0);
+    for (i, &len) in lens.iter().enumerate() {
+        if place < start + OVERHEAD + len {
+            (bad, bad_start) = (i, start);
+            break;
+        }
+        start += OVERHEAD + len;
+    }
+    let mut spoiled = joined.to_vec();
+    spoiled[place] ^= 0x01;
+    let before = spoiled.clone();
+    assert_eq!(ours.open_frames_in_place(&mut spoiled, lens), bad);
+    assert_eq!(spoiled[..bad_start], want[..bad_start]);
+    assert_eq!(spoiled[bad_start..], before[bad_start..]);
+}
 
 /// Seals `plaintext` both ways, opens it, and refuses it with one bit
 /// flipped (chosen by `flip`) in the tag or the ciphertext.

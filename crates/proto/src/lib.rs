@@ -37,6 +37,7 @@ pub mod key;
 pub mod lines;
 pub mod name;
 pub mod nonce;
+pub mod opened_lines;
 pub mod replay;
 pub mod sanitize;
 pub mod seed;

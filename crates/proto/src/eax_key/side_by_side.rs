@@ -2,11 +2,13 @@
 //!
 //! One chain is a run of dependent AES blocks, each waiting for the one
 //! before; blocks of different chains are independent, so the CPU overlaps
-//! them when they go in one call. Two jobs use that: sealing frames laid
+//! them when they go in one call. Three jobs use that: sealing frames laid
 //! end to end, [`SEAL_LANES`] at a time ([`EaxKey::seal_frames_in_place`]:
-//! one read's messages for one member or one session), and finding which
-//! of many keys a frame verifies under ([`EaxKey::first_verifying`]: who
-//! sent a first frame, [`LANES`] keys at a time). A group of frames also
+//! one read's messages for one member or one session), opening them the
+//! same way ([`EaxKey::open_frames_in_place`]: one read's lines under the
+//! shared key), and finding which of many keys a frame verifies under
+//! ([`EaxKey::first_verifying`]: who sent a first frame, [`LANES`] keys at
+//! a time). A group of frames also
 //! gets its CTR keystream in one go, so a backend that encrypts many
 //! blocks per call (VAES: four per instruction) gets whole calls.
 //! Each gives exactly what the parent module's single-frame code gives one
@@ -59,6 +61,28 @@ impl EaxKey {
             frames,
             body_lens,
         });
+    }
+
+    /// Opens frames laid end to end in `frames`, in place: frame `i` is
+    /// `nonce ‖ tag ‖ ciphertext` with `body_lens[i]` bytes of ciphertext.
+    /// Returns how many frames, from the first, verify; each of those is
+    /// decrypted, exactly as [`EaxKey::open_in_place_detached`] would one
+    /// frame at a time. The first frame that does not verify, and every
+    /// frame after it, are left as they were; a length that runs past the
+    /// end of `frames` counts as not verifying.
+    ///
+    /// Faster than one frame at a time, as [`EaxKey::seal_frames_in_place`]
+    /// is: [`SEAL_LANES`] frames' CBC-MAC chains advance side by side, and
+    /// the keystreams of those that verified are made together.
+    pub fn open_frames_in_place(&self, frames: &mut [u8], body_lens: &[usize]) -> usize {
+        let mut opened = 0;
+        self.aes.run(OpenFramesJob {
+            pre: &self.pre,
+            frames,
+            body_lens,
+            opened: &mut opened,
+        });
+        opened
     }
 
     /// The position, among `keys`, of the first key under which the
@@ -155,6 +179,42 @@ impl BlockCipherEncClosure for SealFramesJob<'_> {
     }
 }
 
+/// Opens frames laid end to end ([`EaxKey::open_frames_in_place`]).
+struct OpenFramesJob<'a> {
+    pre: &'a Precomputed,
+    frames: &'a mut [u8],
+    body_lens: &'a [usize],
+    /// How many frames, from the first, verified and were decrypted.
+    opened: &'a mut usize,
+}
+aes_job!(OpenFramesJob);
+
+impl BlockCipherEncClosure for OpenFramesJob<'_> {
+    fn call<B: BlockCipherEncBackend<BlockSize = U16>>(self, aes: &B) {
+        let chain = Chain { aes, pre: self.pre };
+        let mut rest = self.frames;
+        for lens in self.body_lens.chunks(SEAL_LANES) {
+            let mut group: [&mut [u8]; SEAL_LANES] = std::array::from_fn(|_| Default::default());
+            let mut count = 0;
+            for (slot, &len) in group.iter_mut().zip(lens) {
+                let Some((frame, after)) =
+                    std::mem::take(&mut rest).split_at_mut_checked(OVERHEAD + len)
+                else {
+                    break;
+                };
+                *slot = frame;
+                rest = after;
+                count += 1;
+            }
+            let verified = chain.open_group(&mut group[..count]);
+            *self.opened += verified;
+            if verified < lens.len() {
+                return;
+            }
+        }
+    }
+}
+
 impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// Seals up to [`SEAL_LANES`] frames `nonce ‖ tag ‖ body` at once:
     /// their `N'` in one call, their CTR keystreams together, then their
@@ -180,6 +240,38 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
             let tag = xor(xor(*n, &self.pre.of_empty[HEADER]), c);
             frame[NONCE_LEN..OVERHEAD].copy_from_slice(&tag);
         }
+    }
+
+    /// Opens up to [`SEAL_LANES`] frames `nonce ‖ tag ‖ ciphertext` at
+    /// once: their `N'` in one call, their `C'` chains side by side over
+    /// the ciphertexts, then the keystreams of the frames, from the first,
+    /// whose tags match, decrypting those. Returns how many that is.
+    fn open_group(&self, frames: &mut [&mut [u8]]) -> usize {
+        let mut n = [Block::default(); SEAL_LANES];
+        let mut c = [Block::default(); SEAL_LANES];
+        for (n, frame) in n.iter_mut().zip(frames.iter()) {
+            *n = xor(
+                xor(self.pre.after_prefix[NONCE], &frame[..NONCE_LEN]),
+                &self.pre.k1,
+            );
+        }
+        encrypt_all(self.aes, &mut n[..frames.len()]);
+        let bodies: [&[u8]; SEAL_LANES] = std::array::from_fn(|i| match frames.get(i) {
+            Some(frame) => &frame[OVERHEAD..],
+            None => &[],
+        });
+        self.omac_side_by_side(CIPHERTEXT, &bodies[..frames.len()], &mut c);
+        let verified = frames
+            .iter()
+            .zip(n.iter().zip(&c))
+            .take_while(|(frame, (n, c))| {
+                let expected = xor(xor(**n, &self.pre.of_empty[HEADER]), c);
+                let tag = xor(Block::default(), &frame[NONCE_LEN..OVERHEAD]);
+                equal(&expected, &tag)
+            })
+            .count();
+        self.ctr_group(&n[..verified], &mut frames[..verified]);
+        verified
     }
 
     /// EAX's CTR over each frame's body from its counter `counters[i]`

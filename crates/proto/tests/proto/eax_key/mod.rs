@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod joined_frames;
+mod opened_frames;
 mod relay_runs;
 mod session_runs;
 mod single_frame;

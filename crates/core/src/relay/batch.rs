@@ -85,14 +85,36 @@ impl Batch {
         let opened = cipher.open_frame(line).map_err(FrameError::Open)?;
         check_replay(cipher, replays, key, &opened.nonce)
             .map_err(|Replayed| FrameError::Replayed)?;
+        Ok(self.push_shared(cipher.plaintext(&opened)))
+    }
+
+    /// [`Batch::open_shared`] for a line already opened ahead
+    /// ([`OpenedLines`]): its `nonce` checked against replays, its
+    /// `plaintext` appended as pending.
+    ///
+    /// [`OpenedLines`]: eaxchat_proto::opened_lines::OpenedLines
+    pub(super) fn take_shared(
+        &mut self,
+        cipher: &Cipher,
+        replays: &mut ReplayWindow,
+        key: u32,
+        (nonce, plaintext): ([u8; wire::NONCE_LEN], &[u8]),
+    ) -> Result<Pending, FrameError> {
+        check_replay(cipher, replays, key, &nonce).map_err(|Replayed| FrameError::Replayed)?;
+        Ok(self.push_shared(plaintext))
+    }
+
+    /// Appends a shared-key frame's `plaintext`, opened and checked, as
+    /// pending.
+    fn push_shared(&mut self, plaintext: &[u8]) -> Pending {
         self.opened = true;
         let start = self.plaintexts.len();
-        self.plaintexts.extend_from_slice(cipher.plaintext(&opened));
+        self.plaintexts.extend_from_slice(plaintext);
         self.plaintexts.extend_from_slice(b"\n");
-        Ok(Pending {
+        Pending {
             start,
             len: self.plaintexts.len() - 1 - start,
-        })
+        }
     }
 
     /// Members mode: opens `line` under `seat`'s key and appends its

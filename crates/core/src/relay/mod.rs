@@ -99,6 +99,7 @@ use crate::sweep::{Place, WriteSweep};
 use eaxchat_proto::cipher::Cipher;
 use eaxchat_proto::lines::LineReader;
 use eaxchat_proto::name::Name;
+use eaxchat_proto::opened_lines::OpenedLines;
 use eaxchat_proto::replay::ReplayWindow;
 use eaxchat_proto::seed::{self, Paced, Splitter};
 use eaxchat_proto::session::{PublicKey, StaticSecret};
@@ -241,6 +242,9 @@ pub struct Relay<T> {
     /// seals under a key of its own (members and session mode), kept from
     /// one read to the next (`arena.rs`).
     arena: arena::Arena,
+    /// Shared-key mode: the lines of the read being taken, opened side by
+    /// side ahead of it (`receive.rs`); empty between reads.
+    opened_lines: OpenedLines,
 }
 
 impl<T: Write> Relay<T> {
@@ -305,6 +309,7 @@ impl<T: Write> Relay<T> {
             seed_write_gap: seed::DEFAULT_WRITE_GAP,
             replays: ReplayWindow::new(),
             arena: arena::Arena::default(),
+            opened_lines: OpenedLines::default(),
             chat: chat_layer::ChatState::new(ChatConfig::default()),
             epoch: now,
             epoch_wall_millis: wall

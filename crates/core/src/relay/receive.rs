@@ -104,9 +104,19 @@ impl<T: Write> Relay<T> {
             .get(from)
             .is_none_or(|peer| peer.closing.is_some());
         if fed.is_ok() && !closed {
+            if let Mode::Shared(cipher) = &self.mode {
+                // The read's lines opened side by side, ahead; a line
+                // completing bytes of an earlier read is not among them.
+                let whole = match reader.buffered() {
+                    0 => rest,
+                    _ => memchr(b'\n', rest).map_or(&[][..], |at| &rest[at + 1..]),
+                };
+                self.opened_lines.open(cipher, whole);
+            }
             fed = reader.feed(rest, |line| {
                 self.take_line(from, &mut member, &mut batch, line)
             });
+            self.opened_lines.clear();
         }
         if fed.is_err() && !closed {
             self.stats.rejected.too_long += 1;
@@ -206,9 +216,12 @@ impl<T: Write> Relay<T> {
         frame: &[u8],
     ) -> Result<(), FrameError> {
         let mut pending = match (&mut self.mode, seat) {
-            (Mode::Shared(cipher), _) => {
-                batch.open_shared(cipher, &mut self.replays, replay::SHARED_KEY, frame)?
-            }
+            (Mode::Shared(cipher), _) => match self.opened_lines.take(frame) {
+                Some(opened) => {
+                    batch.take_shared(cipher, &mut self.replays, replay::SHARED_KEY, opened)?
+                }
+                None => batch.open_shared(cipher, &mut self.replays, replay::SHARED_KEY, frame)?,
+            },
             (Mode::Members(roster), Some(seat)) => {
                 batch.open_member(roster, &mut self.replays, seat, frame)?
             }

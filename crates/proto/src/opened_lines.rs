@@ -18,13 +18,13 @@
 use crate::cipher::Cipher;
 use crate::wire::{self, NONCE_LEN, OVERHEAD};
 
-/// One line opened: where its bytes and its decoded frame lie.
+/// One line opened: where its bytes and its decoded frame lie (its body's
+/// length is in [`OpenedLines`]' `body_lens`, as the opening takes them).
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     line_start: usize,
     line_len: usize,
     frame_start: usize,
-    body_len: usize,
 }
 
 /// The lines of one read opened ahead; see the module's doc. Its buffers
@@ -38,8 +38,6 @@ pub struct OpenedLines {
     /// Where each line and frame lies, and each frame's body length.
     entries: Vec<Entry>,
     body_lens: Vec<usize>,
-    /// One line decoded, before it joins `frames`.
-    decoded: Vec<u8>,
     /// The next entry [`OpenedLines::take`] hands out.
     next: usize,
 }
@@ -60,18 +58,19 @@ impl OpenedLines {
             if line.is_empty() {
                 continue;
             }
-            let Ok(frame_len) = wire::decode_line(line, &mut self.decoded) else {
+            let frame_start = self.frames.len();
+            let Ok(frame_len) = wire::decode_line_at(line, &mut self.frames, frame_start) else {
+                self.frames.truncate(frame_start);
                 break;
             };
+            self.frames.truncate(frame_start + frame_len);
             self.entries.push(Entry {
                 line_start: self.lines.len(),
                 line_len: line.len(),
-                frame_start: self.frames.len(),
-                body_len: frame_len - OVERHEAD,
+                frame_start,
             });
             self.body_lens.push(frame_len - OVERHEAD);
             self.lines.extend_from_slice(line);
-            self.frames.extend_from_slice(&self.decoded[..frame_len]);
         }
         let opened = cipher
             .eax_key()
@@ -84,6 +83,7 @@ impl OpenedLines {
     /// `None` otherwise (the line is to be opened the usual way).
     pub fn take(&mut self, line: &[u8]) -> Option<([u8; NONCE_LEN], &[u8])> {
         let entry = *self.entries.get(self.next)?;
+        let body_len = *self.body_lens.get(self.next)?;
         let opened = self
             .lines
             .get(entry.line_start..entry.line_start + entry.line_len)?;
@@ -93,7 +93,7 @@ impl OpenedLines {
         self.next += 1;
         let frame = self
             .frames
-            .get(entry.frame_start..entry.frame_start + OVERHEAD + entry.body_len)?;
+            .get(entry.frame_start..entry.frame_start + OVERHEAD + body_len)?;
         let nonce = frame.first_chunk::<NONCE_LEN>()?;
         Some((*nonce, &frame[OVERHEAD..]))
     }

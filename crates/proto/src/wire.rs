@@ -81,20 +81,26 @@ impl std::error::Error for LineDecodeError {}
 /// Decodes base64 `line` into `out` (grown as needed, never shrunk) and
 /// returns the decoded frame's length, at least [`OVERHEAD`].
 pub fn decode_line(line: &[u8], out: &mut Vec<u8>) -> Result<usize, LineDecodeError> {
+    decode_line_at(line, out, 0)
+}
+
+/// [`decode_line`] into `out` from byte `at` on, what is before it left
+/// as it was: frames decoded end to end with no copy between.
+pub fn decode_line_at(line: &[u8], out: &mut Vec<u8>, at: usize) -> Result<usize, LineDecodeError> {
     // Padded base64 is always a multiple of four; checking first also keeps
     // the estimate below exact.
     if !line.len().is_multiple_of(4) {
         return Err(LineDecodeError::Base64);
     }
-    let estimate = line.len() / 4 * 3;
-    if out.len() < estimate {
-        out.resize(estimate, 0);
+    let end = at + line.len() / 4 * 3;
+    if out.len() < end {
+        out.resize(end, 0);
     }
     // `base64-simd` (AVX2 or SSSE3 where the CPU has them) accepts exactly
     // what the `base64` crate's strict decoder does (padding required,
     // trailing bits zero); `tests::decoding_agrees_with_the_base64_crate`.
     let frame_len = base64_simd::STANDARD
-        .decode(line, base64_simd::Out::from_slice(&mut out[..estimate]))
+        .decode(line, base64_simd::Out::from_slice(&mut out[at..end]))
         .map_err(|_| LineDecodeError::Base64)?
         .len();
     if frame_len < OVERHEAD {

@@ -54,8 +54,6 @@ pub(crate) struct Arena {
     /// The block the last read was sealed into, first; then the others,
     /// most recently used first.
     blocks: Vec<Block>,
-    /// The sum of their sizes.
-    kept_bytes: usize,
 }
 
 impl Arena {
@@ -75,18 +73,20 @@ impl Arena {
                     .checked_next_power_of_two()
                     .unwrap_or(len);
                 while self.blocks.len() == KEPT
-                    || (!self.blocks.is_empty() && self.kept_bytes + size > KEPT_BYTES)
+                    || (!self.blocks.is_empty() && self.kept_bytes() + size > KEPT_BYTES)
                 {
-                    if let Some(old) = self.blocks.pop() {
-                        self.kept_bytes -= old.size;
-                    }
+                    self.blocks.pop();
                 }
-                self.kept_bytes += size;
                 let bytes = BytesMut::with_capacity(size);
                 self.blocks.insert(0, Block { bytes, size });
             }
         }
         &mut self.blocks[0].bytes
+    }
+
+    /// The sum of the kept blocks' sizes (at most [`KEPT`] to add up).
+    fn kept_bytes(&self) -> usize {
+        self.blocks.iter().map(|block| block.size).sum()
     }
 
     /// The block the last read was sealed into, if any.
@@ -177,7 +177,7 @@ mod tests {
         let mut arena = Arena::default();
         let waiting: Vec<bytes::Bytes> = (0..3).map(|_| run(&mut arena, KEPT_BYTES / 2)).collect();
         assert_eq!(arena.kept(), 2);
-        assert!(arena.kept_bytes <= KEPT_BYTES);
+        assert!(arena.kept_bytes() <= KEPT_BYTES);
         // One read larger than the bound still gets its block, alone.
         let huge = run(&mut arena, KEPT_BYTES + 1);
         assert_eq!(arena.kept(), 1);

@@ -26,6 +26,18 @@ pub(super) fn xor(mut a: Block, b: &[u8]) -> Block {
     a
 }
 
+/// A block as one 128-bit word (little-endian): a padded last block is
+/// made as one ([`padded_last`]), and xored as one, where xoring its bytes
+/// would have the compiler write them one by one.
+fn block_word(block: &Block) -> u128 {
+    u128::from_le_bytes((*block).into())
+}
+
+/// The block of a word [`block_word`] made.
+fn word_block(word: u128) -> Block {
+    Block::from(word.to_le_bytes())
+}
+
 /// Whether two blocks are equal, in constant time. The 16 bytes' difference
 /// is folded into one word first: `subtle` then makes one comparison, where
 /// its slice comparison would make sixteen, each behind an optimisation
@@ -36,18 +48,40 @@ pub(super) fn equal(a: &Block, b: &Block) -> bool {
     bool::from(folded.ct_eq(&0))
 }
 
-/// What CMAC's chain encrypts for the message's last block `last` (at most
-/// 16 bytes; an empty one is all padding) after the chaining value
-/// `state`: 10* padding and K2 unless it is complete, K1 if it is.
-pub(super) fn last_block(pre: &Precomputed, state: Block, last: &[u8]) -> Block {
-    let mut state = xor(state, last);
-    let subkey = if let Some(pad) = state.get_mut(last.len()) {
-        *pad ^= 0x80;
-        &pre.k2
-    } else {
-        &pre.k1
+/// What CMAC's chain encrypts for a message's last block after the
+/// chaining value `state`: the last `len` bytes of `data` (at most 16; none
+/// is all padding), with K1 if they fill a block, with 10* padding and K2
+/// if not ([`padded_last`]).
+pub(super) fn last_block(pre: &Precomputed, state: Block, data: &[u8], len: usize) -> Block {
+    match data.last_chunk::<BLOCK>() {
+        Some(tail) if len >= BLOCK => xor(xor(state, tail), &pre.k1),
+        _ => word_block(block_word(&state) ^ padded_last(data, len) ^ block_word(&pre.k2)),
+    }
+}
+
+/// The last `len` bytes of `data` (at most 16) as one block, padded with
+/// 10* unless they fill it, as a word ([`block_word`]).
+///
+/// Where `data` holds 16 bytes, the block is made in registers from the 16
+/// that end it, shifted: a copy byte by byte, read back as one block, would
+/// stall the CPU on a store it cannot forward to the load.
+fn padded_last(data: &[u8], len: usize) -> u128 {
+    let len = len.min(BLOCK).min(data.len());
+    let mut word = match data.last_chunk::<BLOCK>() {
+        // Little-endian: the last `len` bytes move to the bottom.
+        Some(tail) => u128::from_le_bytes(*tail)
+            .checked_shr(8 * (BLOCK - len) as u32)
+            .unwrap_or(0),
+        None => {
+            let mut bytes = [0; BLOCK];
+            bytes[..len].copy_from_slice(&data[data.len() - len..]);
+            u128::from_le_bytes(bytes)
+        }
     };
-    xor(state, subkey)
+    if len < BLOCK {
+        word |= 0x80 << (8 * len);
+    }
+    word
 }
 
 /// The CBC-MAC chain of CMAC over one AES backend.
@@ -68,7 +102,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// empty one is all padding): 10* padding and K2 unless it is complete,
     /// K1 if it is.
     pub(super) fn finish(&self, state: Block, last: &[u8]) -> Block {
-        let mut state = last_block(self.pre, state, last);
+        let mut state = last_block(self.pre, state, last, last.len());
         self.aes.encrypt_block_inplace(&mut state);
         state
     }
@@ -81,7 +115,9 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
         for block in body.chunks_exact(BLOCK) {
             state = self.absorb(state, block);
         }
-        self.finish(state, last)
+        let mut state = last_block(self.pre, state, data, last.len());
+        self.aes.encrypt_block_inplace(&mut state);
+        state
     }
 
     /// `OMAC_t(data)`: CMAC over the block `0…0‖t` and `data`.
@@ -137,9 +173,24 @@ pub(super) fn xor_keystream(chunk: &mut [u8], keystream: &[Block]) {
         }
     }
     if let Some(key) = keys.next() {
-        for (byte, key) in pieces.into_remainder().iter_mut().zip(key) {
+        // At most 15 bytes: 8, 4, 2 and 1 at a time, each one operation.
+        let tail = pieces.into_remainder();
+        let mut at = 0;
+        xor_piece::<8>(tail, key, &mut at);
+        xor_piece::<4>(tail, key, &mut at);
+        xor_piece::<2>(tail, key, &mut at);
+        xor_piece::<1>(tail, key, &mut at);
+    }
+}
+
+/// XORs `key[at..at + W]` into `chunk[at..at + W]` and moves `at` past
+/// them, if `chunk` holds that many bytes from `at`.
+fn xor_piece<const W: usize>(chunk: &mut [u8], key: &Block, at: &mut usize) {
+    if let (Some(piece), Some(key)) = (chunk.get_mut(*at..*at + W), key.get(*at..*at + W)) {
+        for (byte, key) in piece.iter_mut().zip(key) {
             *byte ^= key;
         }
+        *at += W;
     }
 }
 

@@ -133,7 +133,7 @@ impl EaxKey {
                     }
                 }
                 for (i, key) in group.iter().flatten().enumerate() {
-                    state[i] = last_block(&key.pre, state[i], last);
+                    state[i] = last_block(&key.pre, state[i], ciphertext, last.len());
                     key.aes.encrypt(&mut state[i]);
                 }
             }
@@ -355,7 +355,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                     xor(macs[lane], block)
                 } else {
                     open[lane] = false;
-                    last_block(self.pre, macs[lane], message)
+                    last_block(self.pre, macs[lane], data[lane], message.len())
                 };
                 lane_of[count] = lane;
                 count += 1;

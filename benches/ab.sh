@@ -24,7 +24,10 @@
 # medians of deliveries/s and of relay CPU per delivery for each relay and
 # the ratio this/baseline. Everything it starts is stopped on exit.
 # CLIENTS=10 (or 1000) runs the fan-out scenarios 1 -> 10 (1 -> 1000)
-# under the same names.
+# under the same names. Each repeat's two runs are also compared with each
+# other, and the median of those ratios printed: they are next to each
+# other in time, so the machine's drift touches them least. KEEP=FILE
+# keeps every run's figures (JSON lines).
 set -euo pipefail
 
 : "${BASELINE:?set BASELINE to the baseline relay binary}"
@@ -150,6 +153,7 @@ for scenario in $ONLY; do
     done
 done
 
+[ -n "${KEEP:-}" ] && cp "$OUT" "$KEEP"
 python3 - "$OUT" <<'PY'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
@@ -171,4 +175,12 @@ for bench in dict.fromkeys(r["bench"] for r in rows):
     tc, bc = med(bench, "this", cpu_ns), med(bench, "baseline", cpu_ns)
     errors = sum(r.get("errors", 0) for r in rows if r["bench"] == bench)
     print(f"{bench:<12} {t:>14,.0f} {b:>14,.0f} {t / b:>6.3f}x   {tc:>13.1f} {bc:>9.1f} {tc / bc:>6.3f}x   {errors}")
+    this = [r for r in rows if r["bench"] == bench and r["who"] == "this"]
+    base = [r for r in rows if r["bench"] == bench and r["who"] == "baseline"]
+    pairs = [(x, y) for x, y in zip(this, base) if x.get("deliveries") and y.get("deliveries")]
+    if pairs:
+        speed = statistics.median(x["deliveries_per_s"] / y["deliveries_per_s"] for x, y in pairs)
+        cpu = statistics.median(cpu_ns(x) / cpu_ns(y) for x, y in pairs)
+        label = "pairs, run by run:"
+        print(f"{'':<12} {label:>29} {speed:>6.3f}x   {'':>23} {cpu:>6.3f}x   (medians of {len(pairs)} ratios)")
 PY

@@ -61,7 +61,7 @@ mod scan;
 mod side_by_side;
 
 pub use scan::TagScan;
-pub use side_by_side::{LANES, SEAL_LANES};
+pub use side_by_side::{LANES, SEAL_LANES, WIDE_LANES};
 
 use std::fmt;
 

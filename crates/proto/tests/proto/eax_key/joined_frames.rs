@@ -3,13 +3,13 @@
 //! `verifies` on each in turn, and joined frames split where they end
 //! (`verified_prefix_len`, `TagScan`) against trying every length.
 
-use eaxchat_proto::eax_key::{EaxKey, SEAL_LANES};
+use eaxchat_proto::eax_key::{EaxKey, WIDE_LANES};
 use eaxchat_proto::wire::OVERHEAD;
 
-use super::{Reference, bytes, keys};
+use super::{Reference, bytes, keys, run_counts};
 
 /// Frames sealed side by side give, frame by frame, what the `eax` crate
-/// gives: every count from 0 to a few past two groups of lanes, equal and
+/// gives: every count of `run_counts` (narrow and wide groups), equal and
 /// mixed lengths around the block boundaries, every key size. Bytes after
 /// the frames are not touched, and a length past the end stops the run.
 /// The longer patterns fill a group's keystream buffer (128 blocks) past
@@ -28,7 +28,7 @@ fn seal_frames_matches_the_eax_crate() {
     for key in keys() {
         let ours = EaxKey::new(&key).unwrap();
         let reference = Reference::new(&key);
-        for count in 0..=2 * SEAL_LANES + 3 {
+        for count in run_counts() {
             for (p, pattern) in patterns.iter().enumerate() {
                 let lens: Vec<usize> = (0..count).map(|i| pattern(i + count)).collect();
                 let mut frames = Vec::new();
@@ -70,6 +70,25 @@ fn seal_frames_matches_the_eax_crate() {
     let tag = reference.seal(&nonce, &[], &mut ct);
     assert_eq!(&frames[..37], &[&nonce[..], &tag, &ct].concat()[..]);
     assert_eq!(&frames[37..], &before[37..]);
+    // The same inside a wide group: a run of WIDE_LANES frames whose 41st
+    // length runs past the end seals the 40 before it, and no more.
+    let lens: Vec<usize> = (0..WIDE_LANES)
+        .map(|i| if i == 40 { 1000 } else { 70 })
+        .collect();
+    let mut frames = Vec::new();
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let nonce = [i as u8; 16];
+        let mut ct = bytes(70, i);
+        frames.extend_from_slice(&[&nonce[..], &[0; 16], &ct].concat());
+        let tag = reference.seal(&nonce, &[], &mut ct);
+        want.extend_from_slice(&[&nonce[..], &tag, &ct].concat());
+    }
+    let tail = bytes(OVERHEAD + 500, 99);
+    frames.extend_from_slice(&tail);
+    want.extend_from_slice(&tail);
+    ours.seal_frames_in_place(&mut frames, &lens);
+    assert_eq!(frames, want);
 }
 
 /// `first_verifying` answers what `verifies` on each key in turn answers:

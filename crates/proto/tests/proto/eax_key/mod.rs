@@ -26,6 +26,7 @@ use aead::{AeadInOut, KeyInit};
 use aes::{Aes128, Aes192, Aes256};
 use cmac::{Cmac, Mac};
 use eax::Eax;
+use eaxchat_proto::eax_key::{SEAL_LANES, WIDE_LANES};
 use eaxchat_proto::wire::OVERHEAD;
 
 /// The `eax` and `cmac` crates under one key.
@@ -126,4 +127,24 @@ fn keys() -> [Vec<u8>; 3] {
 /// 16 KiB.
 fn lengths() -> impl Iterator<Item = usize> {
     (0..=300).chain([1023, 1024, 1025, 1040, 16383, 16384, 16385, 16401])
+}
+
+/// Frames in one run, to reach every shape of group: every count to a few
+/// past two narrow groups (`SEAL_LANES`), which crosses where runs are
+/// taken as wide groups (from half of `WIDE_LANES` frames on), then counts
+/// around one wide group, one and a half, and two and a narrow one.
+fn run_counts() -> impl Iterator<Item = usize> {
+    let wide = WIDE_LANES;
+    assert!(
+        2 * SEAL_LANES + 3 > wide / 2 + 1,
+        "the counts cross the threshold"
+    );
+    (0..=2 * SEAL_LANES + 3).chain([
+        wide - 1,
+        wide,
+        wide + 1,
+        wide + wide / 2 - 1,
+        wide + wide / 2 + 3,
+        2 * wide + SEAL_LANES + 5,
+    ])
 }

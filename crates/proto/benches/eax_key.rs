@@ -10,7 +10,9 @@
 //! batch in the same run, and prints the medians and their ratio.
 //!
 //! Run with `cargo bench --bench eax_key`; `cargo test --benches` (or
-//! `-- --test`) only checks that everything runs.
+//! `-- --test`) only checks that everything runs. `--seal-read N` times
+//! only one read of `N` messages sealed side by side, one line of ns a
+//! frame, for `benches/seal-ab.sh`.
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
@@ -442,7 +444,38 @@ fn summary(budget: Duration, members: &Members) {
     );
 }
 
+/// `--seal-read N`: only the session seal of one read, `N` messages of
+/// [`STAMPED`] bytes under AES-256 sealed side by side, in ns a frame (the
+/// median of 15 batches), one line. `benches/seal-ab.sh` runs it from two
+/// builds in turn.
+fn seal_read_only(frames: usize) {
+    let mut read = Read::under(&SESSION_KEY);
+    read.unsealed = (0..frames)
+        .flat_map(|i| {
+            let mut frame = (i as u128).to_be_bytes().to_vec();
+            frame.extend_from_slice(&[0; 16]);
+            frame.extend((0..STAMPED).map(move |j| (i + j) as u8));
+            frame
+        })
+        .collect();
+    read.frames = read.unsealed.clone();
+    read.lens = vec![STAMPED; frames];
+    let calls = (200_000 / frames.max(1)).max(1) as u32;
+    let mut batches: Vec<f64> = (0..15)
+        .map(|_| time_batch(|| read.side_by_side(), calls) / frames.max(1) as f64)
+        .collect();
+    println!("{:.2}", median(&mut batches));
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--seal-read") {
+        let frames = args
+            .get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(READ);
+        return seal_read_only(frames);
+    }
     let members = Members::new();
     assert_eq!(members.ours_identify(), Some(MEMBERS - 1));
     assert_eq!(members.ours_identify_in_turn(), Some(MEMBERS - 1));

@@ -3,8 +3,9 @@
 //! One chain is a run of dependent AES blocks, each waiting for the one
 //! before; blocks of different chains are independent, so the CPU overlaps
 //! them when they go in one call. Three jobs use that: sealing frames laid
-//! end to end, [`SEAL_LANES`] at a time ([`EaxKey::seal_frames_in_place`]:
-//! one read's messages for one member or one session), opening them the
+//! end to end, [`SEAL_LANES`] at a time, or [`WIDE_LANES`] in longer runs
+//! ([`EaxKey::seal_frames_in_place`]: one read's messages for one member
+//! or one session), opening them the
 //! same way ([`EaxKey::open_frames_in_place`]: one read's lines under the
 //! shared key), and finding which of many keys a frame verifies under
 //! ([`EaxKey::first_verifying`]: who sent a first frame, [`LANES`] keys at
@@ -29,8 +30,8 @@ use crate::wire::{NONCE_LEN, OVERHEAD};
 pub const LANES: usize = 8;
 
 /// Frames sealed side by side by [`EaxKey::seal_frames_in_place`]: at most
-/// this many CBC-MAC chains advance together, unless [`WIDE_LANES`] frames
-/// are left. Sixteen independent blocks per step fill two of AES-NI's
+/// this many CBC-MAC chains advance together, while fewer than half of
+/// [`WIDE_LANES`] frames are left. Sixteen independent blocks per step fill two of AES-NI's
 /// eight-block calls and give the VAES backends (whose single blocks run
 /// on AES-NI) twice eight's blocks to overlap. Measured on VAES-512
 /// (`cargo bench --bench eax_key`, 100 frames of 70 bytes under AES-256):
@@ -38,11 +39,12 @@ pub const LANES: usize = 8;
 pub const SEAL_LANES: usize = 16;
 
 /// Chains advanced together while at least half this many frames are
-/// left: a VAES-512 backend's whole call each step ([`step_width`]), four
-/// blocks an instruction with its round keys held in registers, where its
-/// single blocks are each a call of the AES-NI code that loads all the
-/// round keys again. Measured (frames of 70 bytes under AES-256, alternating
-/// with [`SEAL_LANES`] alone): 0.91x the time for 512 frames, 0.90x for 40.
+/// left: a VAES-512 backend's whole call each step (a step of at least
+/// half a call is rounded up to one), four blocks an instruction with its
+/// round keys held in registers, where its single blocks are each a call of
+/// the AES-NI code that loads all the round keys again. Measured (frames
+/// of 70 bytes under AES-256, alternating with [`SEAL_LANES`] alone): 0.91x
+/// the time for 512 frames, 0.90x for 40.
 pub const WIDE_LANES: usize = 64;
 
 /// Keystream blocks of a group made in one go: up to sixteen frames of up

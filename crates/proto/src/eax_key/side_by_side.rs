@@ -366,9 +366,11 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     }
 
     /// `OMAC_t` of each of up to `L` messages into `macs`, the chains
-    /// advancing together: each step gathers the next block of every chain
-    /// not yet finished (a middle block, or the last with its padding and
-    /// subkey) and encrypts them in one call ([`step_width`]).
+    /// advancing together: while every chain has a middle block left, each
+    /// step encrypts all the chains where they are; then each step gathers
+    /// the next block of every chain not yet finished (a middle block, or
+    /// the last with its padding and subkey) and encrypts them in one call
+    /// ([`step_width`]).
     fn omac_side_by_side<const L: usize>(&self, t: usize, data: &[&[u8]], macs: &mut [Block; L]) {
         let mut left: [&[u8]; L] = [&[]; L];
         let mut open = [false; L];
@@ -377,10 +379,31 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                 macs[i] = self.pre.of_empty[t];
             } else {
                 macs[i] = self.pre.after_prefix[t];
-                left[i] = message;
                 open[i] = true;
             }
         }
+        // The steps in which every chain takes a middle block (as many as
+        // the shortest message has): each chain's block xored in and every
+        // chain encrypted where it is, nothing gathered or scattered. (A
+        // step rounded up to whole calls encrypts `macs` past the messages
+        // too; nothing reads those.)
+        let shared = data
+            .iter()
+            .map(|message| message.len().saturating_sub(1) / BLOCK)
+            .min()
+            .unwrap_or(0);
+        for at in (0..shared).map(|step| step * BLOCK) {
+            for (mac, message) in macs.iter_mut().zip(data) {
+                if let Some(block) = message.get(at..at + BLOCK) {
+                    *mac = xor(*mac, block);
+                }
+            }
+            encrypt_all(self.aes, &mut macs[..step_width::<B>(data.len(), L)]);
+        }
+        for (left, message) in left.iter_mut().zip(data) {
+            *left = message.get(shared * BLOCK..).unwrap_or_default();
+        }
+        // The rest: the chains still open gathered into one call a step.
         let mut step = [Block::default(); L];
         let mut lane_of = [0usize; L];
         loop {

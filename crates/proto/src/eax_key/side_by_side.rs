@@ -270,7 +270,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                 &self.pre.k1,
             );
         }
-        encrypt_all(self.aes, &mut n[..frames.len()]);
+        encrypt_all(self.aes, &mut n[..step_width::<B>(frames.len(), L)]);
         self.ctr_group::<L>(&n[..frames.len()], frames);
         let bodies: [&[u8]; L] = std::array::from_fn(|i| match frames.get(i) {
             Some(frame) => &frame[OVERHEAD..],
@@ -296,7 +296,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                 &self.pre.k1,
             );
         }
-        encrypt_all(self.aes, &mut n[..frames.len()]);
+        encrypt_all(self.aes, &mut n[..step_width::<B>(frames.len(), L)]);
         let bodies: [&[u8]; L] = std::array::from_fn(|i| match frames.get(i) {
             Some(frame) => &frame[OVERHEAD..],
             None => &[],
@@ -334,7 +334,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                 continue;
             }
             if filled + blocks > GROUP_KEYSTREAM {
-                self.xor_keystreams(&mut keystream[..filled], frames, &waiting[..waiting_count]);
+                self.xor_keystreams(&mut keystream, filled, frames, &waiting[..waiting_count]);
                 (filled, waiting_count) = (0, 0);
             }
             let start = u128::from_be_bytes((*counter).into());
@@ -345,15 +345,23 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
             waiting[waiting_count] = i;
             waiting_count += 1;
         }
-        self.xor_keystreams(&mut keystream[..filled], frames, &waiting[..waiting_count]);
+        self.xor_keystreams(&mut keystream, filled, frames, &waiting[..waiting_count]);
     }
 
-    /// Encrypts the counter blocks in `keystream` (the backend's parallel
-    /// calls, then the rest) and xors them into the bodies of the frames
-    /// `waiting`, whose counter blocks they are, in order.
-    fn xor_keystreams(&self, keystream: &mut [Block], frames: &mut [&mut [u8]], waiting: &[usize]) {
-        encrypt_all(self.aes, keystream);
-        let mut keystream = &keystream[..];
+    /// Encrypts the first `filled` counter blocks in `keystream` (the
+    /// backend's parallel calls, then the rest; rounded up to a whole call
+    /// as [`step_width`] says, the blocks after `filled` encrypted and not
+    /// read) and xors them into the bodies of the frames `waiting`, whose
+    /// counter blocks they are, in order.
+    fn xor_keystreams(
+        &self,
+        keystream: &mut [Block; GROUP_KEYSTREAM],
+        filled: usize,
+        frames: &mut [&mut [u8]],
+        waiting: &[usize],
+    ) {
+        encrypt_all(self.aes, &mut keystream[..step_width::<B>(filled, GROUP_KEYSTREAM)]);
+        let mut keystream = &keystream[..filled];
         for &i in waiting {
             let Some(frame) = frames.get_mut(i) else {
                 return;
@@ -435,8 +443,8 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     }
 }
 
-/// How many blocks of a step of `count` chains (of at most `lanes`) to
-/// encrypt: `count`, or, on a backend whose calls take at least two narrow
+/// How many blocks of a step of `count` independent blocks (chains, `N'`s
+/// or counters, in room for `lanes`) to encrypt: `count`, or, on a backend whose calls take at least two narrow
 /// groups ([`SEAL_LANES`]) of blocks, `count` rounded up to whole calls
 /// where the last would be at least half full. The blocks past `count` are
 /// an earlier step's, encrypted and not used: on those backends a whole

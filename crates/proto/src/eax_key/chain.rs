@@ -33,9 +33,13 @@ fn block_word(block: &Block) -> u128 {
     u128::from_le_bytes((*block).into())
 }
 
-/// The block of a word [`block_word`] made.
-fn word_block(word: u128) -> Block {
-    Block::from(word.to_le_bytes())
+/// Writes `word` into `block` ([`block_word`]'s inverse) as two 8-byte
+/// halves, in memory: a block returned from a word, the compiler builds
+/// byte by byte in a vector register, sixteen moves and shuffles.
+fn put_word(block: &mut Block, word: u128) {
+    let (low, high) = block.split_at_mut(BLOCK / 2);
+    low.copy_from_slice(&(word as u64).to_le_bytes());
+    high.copy_from_slice(&((word >> 64) as u64).to_le_bytes());
 }
 
 /// Whether two blocks are equal, in constant time. The 16 bytes' difference
@@ -48,14 +52,23 @@ pub(super) fn equal(a: &Block, b: &Block) -> bool {
     bool::from(folded.ct_eq(&0))
 }
 
-/// What CMAC's chain encrypts for a message's last block after the
-/// chaining value `state`: the last `len` bytes of `data` (at most 16; none
-/// is all padding), with K1 if they fill a block, with 10* padding and K2
-/// if not ([`padded_last`]).
-pub(super) fn last_block(pre: &Precomputed, state: Block, data: &[u8], len: usize) -> Block {
+/// Turns the chaining value `state` into what CMAC's chain encrypts for a
+/// message's last block: xored with the last `len` bytes of `data` (at
+/// most 16; none is all padding), with K1 if they fill a block, with 10*
+/// padding and K2 if not ([`padded_last`]).
+///
+/// Always inlined: called once a chain inside the side-by-side loops, a
+/// call out of them would have the compiler spill and reload every vector
+/// register holding the VAES backends' round keys around it (measured:
+/// 0.83x the seal's time with it inlined).
+#[inline(always)]
+pub(super) fn last_block(pre: &Precomputed, state: &mut Block, data: &[u8], len: usize) {
     match data.last_chunk::<BLOCK>() {
-        Some(tail) if len >= BLOCK => xor(xor(state, tail), &pre.k1),
-        _ => word_block(block_word(&state) ^ padded_last(data, len) ^ block_word(&pre.k2)),
+        Some(tail) if len >= BLOCK => *state = xor(xor(*state, tail), &pre.k1),
+        _ => {
+            let word = block_word(state) ^ padded_last(data, len) ^ block_word(&pre.k2);
+            put_word(state, word);
+        }
     }
 }
 
@@ -72,11 +85,13 @@ fn padded_last(data: &[u8], len: usize) -> u128 {
         Some(tail) => u128::from_le_bytes(*tail)
             .checked_shr(8 * (BLOCK - len) as u32)
             .unwrap_or(0),
-        None => {
-            let mut bytes = [0; BLOCK];
-            bytes[..len].copy_from_slice(&data[data.len() - len..]);
-            u128::from_le_bytes(bytes)
-        }
+        // A byte at a time: a copy of `len` bytes would be a call to
+        // `memcpy`, around which the compiler spills and reloads every
+        // vector register the VAES backends keep their round keys in.
+        None => data[data.len() - len..]
+            .iter()
+            .enumerate()
+            .fold(0, |word, (i, &byte)| word | u128::from(byte) << (8 * i)),
     };
     if len < BLOCK {
         word |= 0x80 << (8 * len);
@@ -101,8 +116,8 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     /// Finishes the chain with its last block `last` (at most 16 bytes; an
     /// empty one is all padding): 10* padding and K2 unless it is complete,
     /// K1 if it is.
-    pub(super) fn finish(&self, state: Block, last: &[u8]) -> Block {
-        let mut state = last_block(self.pre, state, last, last.len());
+    pub(super) fn finish(&self, mut state: Block, last: &[u8]) -> Block {
+        last_block(self.pre, &mut state, last, last.len());
         self.aes.encrypt_block_inplace(&mut state);
         state
     }
@@ -115,7 +130,7 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
         for block in body.chunks_exact(BLOCK) {
             state = self.absorb(state, block);
         }
-        let mut state = last_block(self.pre, state, data, last.len());
+        last_block(self.pre, &mut state, data, last.len());
         self.aes.encrypt_block_inplace(&mut state);
         state
     }

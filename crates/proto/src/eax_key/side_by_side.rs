@@ -144,7 +144,7 @@ impl EaxKey {
                     }
                 }
                 for (i, key) in group.iter().flatten().enumerate() {
-                    state[i] = last_block(&key.pre, state[i], ciphertext, last.len());
+                    last_block(&key.pre, &mut state[i], ciphertext, last.len());
                     key.aes.encrypt(&mut state[i]);
                 }
             }
@@ -421,14 +421,15 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
                     continue;
                 }
                 let message = left[lane];
-                step[count] = if message.len() > BLOCK {
+                if message.len() > BLOCK {
                     let (block, after) = message.split_at(BLOCK);
                     left[lane] = after;
-                    xor(macs[lane], block)
+                    step[count] = xor(macs[lane], block);
                 } else {
                     open[lane] = false;
-                    last_block(self.pre, macs[lane], data[lane], message.len())
-                };
+                    step[count] = macs[lane];
+                    last_block(self.pre, &mut step[count], data[lane], message.len());
+                }
                 lane_of[count] = lane;
                 count += 1;
             }

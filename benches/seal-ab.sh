@@ -7,6 +7,10 @@
 #
 #   benches/seal-ab.sh REV [N ...]      (N defaults to 40 100 512)
 #
+# LINES=1 times the whole of a session's seal of the read instead
+# (`--seal-lines N`: 71-byte messages sealed and encoded as lines,
+# `Sealer::seal_joined`), the base64 step included.
+#
 # Builds the eax_key bench (`--seal-read N`, this tree's bench file in both)
 # at REV in a temporary worktree and here, then runs the two in turn,
 # PAIRS times (default 20) per N, pinned to one CPU, the first of each pair
@@ -45,15 +49,17 @@ CARGO_TARGET_DIR=$WORK/target bench_binary "$WORK/rev" >"$WORK/rev.path"
 cp "$(cat "$WORK/rev.path")" "$WORK/rev.bin"
 THIS=$(bench_binary .)
 CPU=${CPU:-0}
+WHAT=--seal-read
+[ "${LINES:-0}" = 1 ] && WHAT=--seal-lines
 
 for n in "${COUNTS[@]}"; do
     for i in $(seq "$PAIRS"); do
         if [ $((i % 2)) = 1 ]; then
-            a=$(taskset -c "$CPU" "$THIS" --seal-read "$n")
-            b=$(taskset -c "$CPU" "$WORK/rev.bin" --seal-read "$n")
+            a=$(taskset -c "$CPU" "$THIS" "$WHAT" "$n")
+            b=$(taskset -c "$CPU" "$WORK/rev.bin" "$WHAT" "$n")
         else
-            b=$(taskset -c "$CPU" "$WORK/rev.bin" --seal-read "$n")
-            a=$(taskset -c "$CPU" "$THIS" --seal-read "$n")
+            b=$(taskset -c "$CPU" "$WORK/rev.bin" "$WHAT" "$n")
+            a=$(taskset -c "$CPU" "$THIS" "$WHAT" "$n")
         fi
         echo "$n $a $b"
     done

@@ -12,7 +12,8 @@
 //! Run with `cargo bench --bench eax_key`; `cargo test --benches` (or
 //! `-- --test`) only checks that everything runs. `--seal-read N` times
 //! only one read of `N` messages sealed side by side, one line of ns a
-//! frame, for `benches/seal-ab.sh`.
+//! frame, for `benches/seal-ab.sh`; `--seal-lines N` the same read sealed
+//! for a session and encoded as lines.
 
 // A test or bench binary exports nothing: `pub` marks what its modules share.
 #![allow(unreachable_pub)]
@@ -467,14 +468,48 @@ fn seal_read_only(frames: usize) {
     println!("{:.2}", median(&mut batches));
 }
 
+/// `--seal-lines N`: a session relay's whole seal of one read for one
+/// session, `N` messages of [`STAMPED`]` + 1` bytes (a 64-byte text
+/// stamped by a five-letter name, as relay-bench's are) sealed as that
+/// session's next frames and encoded as lines (`Sealer::seal_joined`), in
+/// ns a frame (the median of 15 batches), one line.
+fn seal_lines_only(frames: usize) {
+    let client = StaticSecret::generate().expect("a secret");
+    let relay = StaticSecret::generate().expect("a secret");
+    let (_, hello) = Initiator::start(&client, relay.public_key(), b"").expect("a hello");
+    let responder = Responder::read_hello(&relay, &hello).expect("our own hello");
+    let (_, at_relay) = responder.accept("alice").expect("a welcome");
+    let (mut sealer, _) = at_relay.session.into_parts();
+    let stamped = STAMPED + 1;
+    let plaintexts: Vec<u8> = (0..frames)
+        .flat_map(|i| (0..stamped).map(move |j| (i + j) as u8 | 0x20).chain([b'\n']))
+        .collect();
+    let lens = vec![stamped; frames];
+    let (mut scratch, mut out) = (Vec::new(), BytesMut::new());
+    let calls = (200_000 / frames.max(1)).max(1) as u32;
+    let mut batches: Vec<f64> = (0..15)
+        .map(|_| {
+            let step = || {
+                out.clear();
+                sealer
+                    .seal_joined(&plaintexts, &lens, &mut scratch, &mut out)
+                    .expect("counters left");
+                black_box(&out);
+            };
+            time_batch(step, calls) / frames.max(1) as f64
+        })
+        .collect();
+    println!("{:.2}", median(&mut batches));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let count = |at: usize| args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(READ);
     if let Some(at) = args.iter().position(|a| a == "--seal-read") {
-        let frames = args
-            .get(at + 1)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(READ);
-        return seal_read_only(frames);
+        return seal_read_only(count(at));
+    }
+    if let Some(at) = args.iter().position(|a| a == "--seal-lines") {
+        return seal_lines_only(count(at));
     }
     let members = Members::new();
     assert_eq!(members.ours_identify(), Some(MEMBERS - 1));

@@ -482,7 +482,11 @@ fn seal_lines_only(frames: usize) {
     let (mut sealer, _) = at_relay.session.into_parts();
     let stamped = STAMPED + 1;
     let plaintexts: Vec<u8> = (0..frames)
-        .flat_map(|i| (0..stamped).map(move |j| (i + j) as u8 | 0x20).chain([b'\n']))
+        .flat_map(|i| {
+            (0..stamped)
+                .map(move |j| (i + j) as u8 | 0x20)
+                .chain([b'\n'])
+        })
         .collect();
     let lens = vec![stamped; frames];
     let (mut scratch, mut out) = (Vec::new(), BytesMut::new());
@@ -504,7 +508,11 @@ fn seal_lines_only(frames: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let count = |at: usize| args.get(at + 1).and_then(|n| n.parse().ok()).unwrap_or(READ);
+    let count = |at: usize| {
+        args.get(at + 1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(READ)
+    };
     if let Some(at) = args.iter().position(|a| a == "--seal-read") {
         return seal_read_only(count(at));
     }

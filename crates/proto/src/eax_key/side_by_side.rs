@@ -360,7 +360,10 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
         frames: &mut [&mut [u8]],
         waiting: &[usize],
     ) {
-        encrypt_all(self.aes, &mut keystream[..step_width::<B>(filled, GROUP_KEYSTREAM)]);
+        encrypt_all(
+            self.aes,
+            &mut keystream[..step_width::<B>(filled, GROUP_KEYSTREAM)],
+        );
         let mut keystream = &keystream[..filled];
         for &i in waiting {
             let Some(frame) = frames.get_mut(i) else {

@@ -27,7 +27,7 @@ use bytes::BytesMut;
 use criterion::{BenchmarkId, Criterion, Throughput};
 use eax::Eax;
 use eaxchat_proto::eax_key::EaxKey;
-use eaxchat_proto::session::{Initiator, Responder, StaticSecret};
+use eaxchat_proto::session::{Initiator, Responder, Sealer, StaticSecret};
 use eaxchat_proto::wire::{self, OVERHEAD};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];
@@ -288,22 +288,10 @@ fn criterion_groups(c: &mut Criterion, members: &Members) {
     }
     // A session relay's fan-out to one session: one read's 100 messages
     // sealed as that session's next frames, as lines (`Sealer::seal_joined`).
-    let client = StaticSecret::generate().expect("a secret");
-    let relay = StaticSecret::generate().expect("a secret");
-    let (_, hello) = Initiator::start(&client, relay.public_key(), b"").expect("a hello");
-    let responder = Responder::read_hello(&relay, &hello).expect("our own hello");
-    let (_, at_relay) = responder.accept("alice").expect("a welcome");
-    let (mut sealer, _) = at_relay.session.into_parts();
+    let mut sealer = relay_sealer();
     let mut scratch = Vec::new();
     for stamped in [STAMPED, STAMPED + 1] {
-        let plaintexts: Vec<u8> = (0..READ)
-            .flat_map(|i| {
-                (0..stamped)
-                    .map(move |j| (i + j) as u8 | 0x20)
-                    .chain([b'\n'])
-            })
-            .collect();
-        let lens = vec![stamped; READ];
+        let (plaintexts, lens) = stamped_read(READ, stamped);
         let mut out = BytesMut::with_capacity(READ * (wire::encoded_len(stamped) + 1));
         let mut group = c.benchmark_group(format!("session_seal_joined_100x{stamped}B"));
         group.throughput(Throughput::Elements(READ as u64));
@@ -468,27 +456,33 @@ fn seal_read_only(frames: usize) {
     println!("{:.2}", median(&mut batches));
 }
 
+/// The relay's sealer of a session just made (with a client "alice").
+fn relay_sealer() -> Sealer {
+    let client = StaticSecret::generate().expect("a secret");
+    let relay = StaticSecret::generate().expect("a secret");
+    let (_, hello) = Initiator::start(&client, relay.public_key(), b"").expect("a hello");
+    let responder = Responder::read_hello(&relay, &hello).expect("our own hello");
+    let (_, at_relay) = responder.accept("alice").expect("a welcome");
+    at_relay.session.into_parts().0
+}
+
+/// One read of `count` `\n`-joined printable messages of `len` bytes each,
+/// and their lengths.
+fn stamped_read(count: usize, len: usize) -> (Vec<u8>, Vec<usize>) {
+    let plaintexts = (0..count)
+        .flat_map(|i| (0..len).map(move |j| (i + j) as u8 | 0x20).chain([b'\n']))
+        .collect();
+    (plaintexts, vec![len; count])
+}
+
 /// `--seal-lines N`: a session relay's whole seal of one read for one
 /// session, `N` messages of [`STAMPED`]` + 1` bytes (a 64-byte text
 /// stamped by a five-letter name, as relay-bench's are) sealed as that
 /// session's next frames and encoded as lines (`Sealer::seal_joined`), in
 /// ns a frame (the median of 15 batches), one line.
 fn seal_lines_only(frames: usize) {
-    let client = StaticSecret::generate().expect("a secret");
-    let relay = StaticSecret::generate().expect("a secret");
-    let (_, hello) = Initiator::start(&client, relay.public_key(), b"").expect("a hello");
-    let responder = Responder::read_hello(&relay, &hello).expect("our own hello");
-    let (_, at_relay) = responder.accept("alice").expect("a welcome");
-    let (mut sealer, _) = at_relay.session.into_parts();
-    let stamped = STAMPED + 1;
-    let plaintexts: Vec<u8> = (0..frames)
-        .flat_map(|i| {
-            (0..stamped)
-                .map(move |j| (i + j) as u8 | 0x20)
-                .chain([b'\n'])
-        })
-        .collect();
-    let lens = vec![stamped; frames];
+    let mut sealer = relay_sealer();
+    let (plaintexts, lens) = stamped_read(frames, STAMPED + 1);
     let (mut scratch, mut out) = (Vec::new(), BytesMut::new());
     let calls = (200_000 / frames.max(1)).max(1) as u32;
     let mut batches: Vec<f64> = (0..15)

@@ -45,7 +45,11 @@ for line in sys.stdin:
 git worktree add -q --detach "$WORK/rev" "$REV"
 cp crates/proto/benches/eax_key.rs "$WORK/rev/crates/proto/benches/eax_key.rs"
 echo "building $REV and this tree" >&2
-CARGO_TARGET_DIR=$WORK/target bench_binary "$WORK/rev" >"$WORK/rev.path"
+if ! CARGO_TARGET_DIR=$WORK/target bench_binary "$WORK/rev" >"$WORK/rev.path" \
+    || [ ! -s "$WORK/rev.path" ]; then
+    echo "the eax_key bench of this tree does not build at $REV (it calls something $REV lacks?)" >&2
+    exit 1
+fi
 cp "$(cat "$WORK/rev.path")" "$WORK/rev.bin"
 THIS=$(bench_binary .)
 CPU=${CPU:-0}

@@ -31,9 +31,9 @@ pub const LANES: usize = 8;
 
 /// Frames sealed side by side by [`EaxKey::seal_frames_in_place`]: at most
 /// this many CBC-MAC chains advance together, while fewer than half of
-/// [`WIDE_LANES`] frames are left. Sixteen independent blocks per step fill two of AES-NI's
-/// eight-block calls and give the VAES backends (whose single blocks run
-/// on AES-NI) twice eight's blocks to overlap. Measured on VAES-512
+/// [`WIDE_LANES`] frames are left. Sixteen independent blocks per step fill
+/// two of AES-NI's eight-block calls and give the VAES backends (whose
+/// single blocks run on AES-NI) twice eight's blocks to overlap. Measured on VAES-512
 /// (`cargo bench --bench eax_key`, 100 frames of 70 bytes under AES-256):
 /// 8 lanes 54.7 ns a frame, 16 lanes 51.4, 32 lanes 53.5.
 pub const SEAL_LANES: usize = 16;
@@ -447,12 +447,13 @@ impl<B: BlockCipherEncBackend<BlockSize = U16>> Chain<'_, B> {
     }
 }
 
-/// How many blocks of a step of `count` independent blocks (chains, `N'`s
-/// or counters, in room for `lanes`) to encrypt: `count`, or, on a backend whose calls take at least two narrow
-/// groups ([`SEAL_LANES`]) of blocks, `count` rounded up to whole calls
-/// where the last would be at least half full. The blocks past `count` are
-/// an earlier step's, encrypted and not used: on those backends a whole
-/// call costs less than half as many single blocks.
+/// How many of `count` independent blocks (chains, `N'`s or counters, in
+/// room for `lanes`) to encrypt: `count`, or, on a backend whose calls
+/// take at least two narrow groups ([`SEAL_LANES`]) of blocks, `count`
+/// rounded up to whole calls where the last would be at least half full.
+/// The blocks past `count` (an earlier step's, or still zero) are
+/// encrypted and not used: on those backends a whole call costs less than
+/// half as many single blocks.
 fn step_width<B: BlockCipherEncBackend<BlockSize = U16>>(count: usize, lanes: usize) -> usize {
     let par = B::ParBlocksSize::USIZE;
     let rest = count % par;
